@@ -1,0 +1,120 @@
+"""The two protocols every backend implements: ``Planner`` (L2) and ``Implementer`` (L3).
+
+Room: agents. Contract between the runtime and the backends (replay, sim, anthropic, cli):
+
+- The runtime builds an :class:`ImplementRequest` per attempt: the task's SIS, the attempt
+  number, the model chosen by tiering, feedback from the previous failed attempt, a
+  :class:`~hybrid_tui.workspace.sandbox.Sandbox` rooted in the agent's worktree (every
+  file access goes through it), the attempt's log file and its limits.
+- The backend does the work and returns an :class:`ImplementResult`. It does not run the
+  final validation: the runtime does that (state ``validating``) with
+  ``workspace.validation.run_checks``, the same function the ``run_checks`` tool uses.
+- Failures are reported, not raised: ``ok=False`` with one of the failure types below and
+  a one-line ``message``. Cancellation (``anyio`` cancel scope) is the only exception that
+  may escape.
+- Cost is computed by the backend with the ``cost_of`` callable it is given (pricing lives
+  in ``costs``), so every backend prices usage the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Protocol
+
+from ..spec.models import RecordedAttempt, Sis, SisTask, Usage
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..workspace.sandbox import Sandbox
+
+# The failure types the core's policies know (spec.models.default_retry_rules keys).
+FAILURE_TYPES = (
+    "network_error",
+    "rate_limited",
+    "file_locked",
+    "validation_failed",
+    "agent_error",
+    "git_conflict",
+    "timeout",
+    "budget_exhausted",
+    "resource_exhausted",
+    "interrupted",
+)
+
+CostFn = Callable[[str, Usage], float]
+"""``cost_of(model, usage) -> dollars``; raises for a model missing from the pricing table."""
+
+
+@dataclass(frozen=True)
+class AttemptLimits:
+    max_turns: int = 40
+    max_tokens: int = 400_000
+    max_cost_usd: float = 1.0
+    timeout_seconds: float = 1800.0
+
+
+@dataclass
+class ImplementRequest:
+    run_id: str
+    task: SisTask
+    attempt: int  # 1-based
+    agent_id: str
+    model: str
+    sandbox: "Sandbox"
+    log_path: Path
+    cost_of: CostFn
+    limits: AttemptLimits = field(default_factory=AttemptLimits)
+    feedback: str = ""  # the previous attempt's failure (validation output), "" on the first
+    recorded: RecordedAttempt | None = None  # replay backend: what this attempt did when recorded
+    memory_cap_mb: int = 2048  # for run_checks
+
+
+@dataclass
+class ImplementResult:
+    ok: bool
+    model: str
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    failure_type: str | None = None
+    message: str = ""
+    summary: str = ""
+    retry_after: float | None = None  # seconds, for rate_limited
+    files_touched: list[str] = field(default_factory=list)
+    duration_seconds: float = 0.0
+
+
+class Implementer(Protocol):
+    name: str
+
+    async def implement(self, request: ImplementRequest) -> ImplementResult: ...
+
+
+@dataclass
+class PlanRequest:
+    run_id: str
+    issue_id: str
+    title: str
+    body: str
+    repo_root: Path  # read-only view of the repository at the mission base
+    model: str
+    cost_of: CostFn
+    file_tree: list[str] = field(default_factory=list)
+    excerpts: dict[str, str] = field(default_factory=dict)
+    recorded_sis: Sis | None = None  # replay backend
+
+
+@dataclass
+class PlanResult:
+    ok: bool
+    model: str
+    sis: Sis | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    failure_type: str | None = None
+    message: str = ""  # on failure: every validation error, one per line
+
+
+class Planner(Protocol):
+    name: str
+
+    async def plan(self, request: PlanRequest) -> PlanResult: ...

@@ -1,0 +1,58 @@
+"""The ``hybrid-tui`` command: a thin dispatcher over the subcommands of each layer.
+
+Each layer that offers commands has a ``cli.py`` with ``register(subparsers)``; it adds its
+subcommands and sets ``func`` on each, a callable taking the parsed arguments and returning
+the exit code. Exit codes: 0 ok, 1 mission finished with failures, 2 bad input, 3 stopped or
+paused by a policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Modules that register subcommands, in the order they appear in --help.
+COMMAND_MODULES = [
+    "hybrid_tui.spec.cli",
+    "hybrid_tui.store.cli",
+]
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
+
+
+class UserError(Exception):
+    """Bad input from the operator: printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="hybrid-tui",
+        description="Run many AI coding agents on one git repository, and keep them under control.",
+    )
+    parser.add_argument("--version", action="version", version=f"hybrid-tui {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"hybrid-tui: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return EXIT_STOPPED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Mission and SIS formats: typed models, JSON Schema, loading and validation."""

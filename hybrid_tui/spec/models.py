@@ -1,0 +1,262 @@
+"""Typed models of the mission file (mission.toml), the SIS document and recorded attempts.
+
+Room: spec. Pure data: no I/O here (loading lives in ``loader.py``). The JSON Schema the
+planner uses as its ``submit_sis`` tool schema is generated from these same classes.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+
+SIS_VERSION = "1.0"
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo in a mission must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------------------- SIS
+
+
+class Priority(str, Enum):
+    CRITICAL = "CRITICAL"
+    HIGH = "HIGH"
+    MEDIUM = "MEDIUM"
+    LOW = "LOW"
+
+
+class CreateOp(Strict):
+    op: Literal["create"]
+    path: str = Field(min_length=1, description="File to create, relative to the repository root.")
+    content: str = Field(description="Full content of the new file.")
+
+
+class EditOp(Strict):
+    op: Literal["edit"]
+    path: str = Field(min_length=1)
+    old_string: str = Field(description="Exact text to replace; must occur exactly once.")
+    new_string: str
+
+
+class DeleteOp(Strict):
+    op: Literal["delete"]
+    path: str = Field(min_length=1)
+
+
+class PatchOp(Strict):
+    op: Literal["patch"]
+    path: str = Field(min_length=1, description="The file the unified diff applies to.")
+    diff: str = Field(min_length=1, description="A unified diff (git apply format).")
+
+
+class IntentOp(Strict):
+    """No concrete change: an LLM implementer decides how to carry out the intent."""
+
+    op: Literal["intent"]
+    path: str = Field(min_length=1)
+    intent: str = Field(min_length=1)
+
+
+FileOperation = Annotated[
+    Union[CreateOp, EditOp, DeleteOp, PatchOp, IntentOp], Field(discriminator="op")
+]
+
+
+class TokenEstimate(Strict):
+    input: int = Field(default=15_000, ge=0)
+    output: int = Field(default=8_000, ge=0)
+
+
+class Validation(Strict):
+    commands: list[str] = Field(
+        default_factory=list, description="Shell commands run in the worktree; all must exit 0."
+    )
+    timeout_seconds: PositiveFloat = 300.0
+    security_checks: list[str] = Field(default_factory=list)
+
+
+class SisTask(Strict):
+    task_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    title: str = Field(min_length=1, max_length=300)
+    description: str = ""
+    priority: Priority = Priority.MEDIUM
+    domain: str = "general"
+    dependencies: list[str] = Field(default_factory=list)
+    estimated_duration_minutes: float = Field(default=10.0, ge=0)
+    estimated_tokens: TokenEstimate = Field(default_factory=TokenEstimate)
+    model_hint: str | None = None
+    file_operations: list[FileOperation] = Field(default_factory=list)
+    validation: Validation = Field(default_factory=Validation)
+
+    @property
+    def declared_files(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for op in self.file_operations:
+            seen.setdefault(op.path, None)
+        return list(seen)
+
+
+class SisIssue(Strict):
+    id: str = Field(min_length=1)
+    title: str = Field(min_length=1)
+    body: str = ""
+
+
+class Sis(Strict):
+    """Structured implementation spec: one issue planned into one or more tasks."""
+
+    sis_version: Literal["1.0"] = SIS_VERSION
+    issue: SisIssue
+    tasks: list[SisTask] = Field(min_length=1)
+
+
+# ------------------------------------------------------------------ recorded attempts
+
+
+class Usage(Strict):
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    cache_read_tokens: int = Field(default=0, ge=0)
+    cache_write_tokens: int = Field(default=0, ge=0)
+
+
+class RecordedAttempt(Strict):
+    """What one implementer attempt did, replayed by the ``replay`` backend.
+
+    The outcome is not recorded: replay applies the file operations and runs the task's
+    validation commands for real, so a recorded bad edit fails validation for real.
+    """
+
+    file_operations: list[FileOperation] = Field(default_factory=list)
+    model: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float | None = Field(default=None, ge=0)
+    duration_seconds: float = Field(default=0.0, ge=0)
+    summary: str = ""
+    failure_type: str | None = Field(
+        default=None, description="Replays an agent-side failure (e.g. network_error) without running validation."
+    )
+
+
+class RecordedTask(Strict):
+    task_id: str = Field(min_length=1)
+    attempts: list[RecordedAttempt] = Field(min_length=1)
+
+
+# ------------------------------------------------------------------------- mission
+
+
+class MissionSection(Strict):
+    name: str = Field(min_length=1)
+    repo: str = Field(default="repo", min_length=1)
+    base_branch: str | None = Field(default=None, description="Default: the repository's current branch.")
+    mission_branch: str | None = Field(default=None, description="Default: hybrid/<mission name>.")
+    issues: str = "issues/*.md"
+    sis: str = "sis/*.json"
+    replay: str = "replay/*.json"
+
+
+class AgentsSection(Strict):
+    planners: PositiveInt = 4
+    min_implementers: PositiveInt = 4
+    max_implementers: PositiveInt = 12
+    backend: Literal["replay", "sim", "anthropic", "cli"] = "replay"
+    cli: str | None = Field(default=None, description="Command template for the cli backend.")
+    attempt_timeout_seconds: PositiveFloat = 1800.0
+    max_turns: PositiveInt = 40
+    max_tokens_per_attempt: PositiveInt = 400_000
+    max_cost_per_attempt: PositiveFloat = 1.0
+
+
+class ModelLimits(Strict):
+    requests_per_minute: PositiveInt = 50
+    input_tokens_per_minute: PositiveInt = 40_000
+    output_tokens_per_minute: PositiveInt = 8_000
+
+
+class ModelsSection(Strict):
+    planner: str = "claude-haiku-4-5"
+    implementer: str = "claude-haiku-4-5"
+    strong: str = "claude-sonnet-4-5"
+    coordinator: str = "claude-sonnet-4-5"
+    limits: dict[str, ModelLimits] = Field(default_factory=dict)
+
+
+class BudgetSection(Strict):
+    mission_usd: PositiveFloat = 25.0
+    retry_usd: PositiveFloat = 2.0
+
+
+class PriorityWeights(Strict):
+    critical: float = 100
+    high: float = 70
+    medium: float = 40
+    low: float = 10
+    no_dependencies_bonus: float = 50
+    per_dependent_bonus: float = 10
+    duration_divisor: PositiveFloat = 10
+    duration_penalty_cap: float = 30
+    locked_file_penalty: float = 40
+
+
+class RetryRule(Strict):
+    max_retries: int = Field(ge=0)
+    backoff: Literal["exponential", "linear", "immediate", "retry_after"]
+    base_seconds: float = Field(default=1.0, ge=0)
+    action: Literal["same_agent", "requeue", "with_feedback", "different_agent", "attention"] = "requeue"
+
+
+def default_retry_rules() -> dict[str, RetryRule]:
+    return {
+        "network_error": RetryRule(max_retries=5, backoff="exponential", base_seconds=1, action="same_agent"),
+        "rate_limited": RetryRule(max_retries=5, backoff="retry_after", base_seconds=1, action="same_agent"),
+        "file_locked": RetryRule(max_retries=10, backoff="linear", base_seconds=5, action="requeue"),
+        "validation_failed": RetryRule(max_retries=2, backoff="immediate", action="with_feedback"),
+        "agent_error": RetryRule(max_retries=3, backoff="exponential", base_seconds=1, action="different_agent"),
+        "git_conflict": RetryRule(max_retries=0, backoff="immediate", action="attention"),
+        "timeout": RetryRule(max_retries=2, backoff="exponential", base_seconds=1, action="different_agent"),
+        "budget_exhausted": RetryRule(max_retries=0, backoff="immediate", action="attention"),
+        "resource_exhausted": RetryRule(max_retries=1, backoff="exponential", base_seconds=5, action="requeue"),
+        "interrupted": RetryRule(max_retries=3, backoff="immediate", action="requeue"),
+    }
+
+
+class PoliciesSection(Strict):
+    priority: PriorityWeights = Field(default_factory=PriorityWeights)
+    retries: dict[str, RetryRule] = Field(default_factory=default_retry_rules)
+    backoff_cap_seconds: PositiveFloat = 60
+    backoff_jitter: float = Field(default=0.25, ge=0, le=1)
+    breaker_threshold: PositiveInt = 5
+    breaker_reset_seconds: PositiveFloat = 300
+    budget_alerts: list[float] = Field(default_factory=lambda: [0.5, 0.75, 0.9, 1.0])
+    failure_rate_pause: float = Field(default=0.15, gt=0, le=1)
+    failure_rate_min_attempts: PositiveInt = 5
+    memory_pause_percent: float = Field(default=90, gt=0, le=100)
+    disk_pause_percent: float = Field(default=95, gt=0, le=100)
+    memory_resume_percent: float | None = Field(default=None, gt=0, le=100)
+    disk_resume_percent: float | None = Field(default=None, gt=0, le=100)
+    resume_after_seconds: PositiveFloat = 60
+    task_memory_cap_mb: PositiveInt = 2048
+    lock_ttl_seconds: PositiveFloat = 3600
+    scaling: list[tuple[int, int]] = Field(
+        default_factory=lambda: [(0, 4), (6, 8), (16, 12)],
+        description="(minimum queue depth, pool size) steps, ascending.",
+    )
+    dispatch_batch: PositiveInt = 6
+    sample_interval_seconds: PositiveFloat = 2.0
+
+
+class MissionFile(Strict):
+    mission: MissionSection
+    agents: AgentsSection = Field(default_factory=AgentsSection)
+    models: ModelsSection = Field(default_factory=ModelsSection)
+    budget: BudgetSection = Field(default_factory=BudgetSection)
+    policies: PoliciesSection = Field(default_factory=PoliciesSection)
+    pricing: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Per-model price overrides (USD per million tokens)."
+    )

@@ -1,0 +1,224 @@
+"""The pricing table: USD per million tokens per model, and token -> dollar conversion.
+
+Room: costs. Reads the shipped ``pricing.toml``, the user's pricing file and the mission's
+``[pricing]`` overrides; touches nothing else.
+
+A model that has no price is an error (``check_models`` at validation time,
+:class:`UnknownModel` at cost time), never a silent $0: a missing price would make every
+budget check pass.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hybrid_tui.spec.models import SisTask, Usage
+
+PER_MILLION = 1_000_000
+USER_PRICING_PATH = Path("~/.config/hybrid-tui/pricing.toml")
+PRICE_FIELDS = ("input", "output", "cache_write", "cache_read")
+
+# Snapshot ids carry a date (claude-sonnet-4-5-20250929) or "-latest"; the price is the family's.
+_SNAPSHOT_SUFFIX = re.compile(r"-(\d{8}|latest)$")
+
+
+class PricingError(ValueError):
+    """A pricing file or override that cannot be used (unknown field, negative price, bad TOML)."""
+
+
+class UnknownModel(LookupError):
+    """A model with no price in the table."""
+
+    def __init__(self, model: str):
+        self.model = model
+        super().__init__(
+            f"unknown model {model!r}: no price in the pricing table "
+            f'(add [pricing."{model}"] input = ..., output = ... to mission.toml)'
+        )
+
+    def __str__(self) -> str:  # LookupError would print the repr of the message
+        return self.args[0]
+
+
+class Pricing(BaseModel):
+    """List prices of one model, USD per million tokens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_write: float = Field(ge=0, description="5-minute cache write")
+    cache_read: float = Field(ge=0, description="cache hit / refresh")
+
+    def cost(self, usage: Usage, *, batch: bool = False, batch_discount: float = 0.5) -> float:
+        dollars = (
+            usage.input_tokens * self.input
+            + usage.output_tokens * self.output
+            + usage.cache_write_tokens * self.cache_write
+            + usage.cache_read_tokens * self.cache_read
+        ) / PER_MILLION
+        return dollars * (1.0 - batch_discount) if batch else dollars
+
+
+class _PricingFile(BaseModel):
+    """The layout shared by the shipped file and the user's file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_discount: float | None = Field(default=None, ge=0, le=1)
+    cache_write_multiplier: float | None = Field(default=None, ge=0)
+    cache_read_multiplier: float | None = Field(default=None, ge=0)
+    models: dict[str, dict[str, float]] = Field(default_factory=dict)
+    aliases: dict[str, str] = Field(default_factory=dict)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(part) for part in err["loc"])
+    return f"{where}: {err['msg']}" if where else err["msg"]
+
+
+class PricingTable:
+    """Prices per model plus aliases; build it with :meth:`load`."""
+
+    def __init__(
+        self,
+        prices: Mapping[str, Pricing],
+        aliases: Mapping[str, str] | None = None,
+        *,
+        batch_discount: float = 0.5,
+        cache_write_multiplier: float = 1.25,
+        cache_read_multiplier: float = 0.1,
+    ):
+        self.prices: dict[str, Pricing] = dict(prices)
+        self.aliases: dict[str, str] = dict(aliases or {})
+        self.batch_discount = batch_discount
+        self.cache_write_multiplier = cache_write_multiplier
+        self.cache_read_multiplier = cache_read_multiplier
+
+    # -- building ---------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        mission_overrides: Mapping[str, Mapping[str, float]] | None = None,
+        user_config: Path | None = None,
+    ) -> "PricingTable":
+        """Shipped prices, then the user's file (if it exists), then the mission's overrides.
+
+        ``user_config`` defaults to ``~/.config/hybrid-tui/pricing.toml``; pass a path that
+        does not exist to ignore the user's file. ``mission_overrides`` is
+        ``MissionFile.pricing`` (model -> {input, output, cache_write, cache_read}).
+        """
+        shipped = resources.files("hybrid_tui.costs").joinpath("pricing.toml").read_text("utf-8")
+        table = cls({})
+        table._merge_file(tomllib.loads(shipped), "hybrid_tui/costs/pricing.toml")
+        user_path = (user_config or USER_PRICING_PATH).expanduser()
+        if user_path.is_file():
+            try:
+                data = tomllib.loads(user_path.read_text("utf-8"))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise PricingError(f"{user_path}: {exc}") from None
+            table._merge_file(data, str(user_path))
+        if mission_overrides:
+            table._merge_models(mission_overrides, "mission.toml:pricing")
+        return table
+
+    def _merge_file(self, data: dict[str, Any], source: str) -> None:
+        try:
+            parsed = _PricingFile.model_validate(data)
+        except ValidationError as exc:
+            raise PricingError(f"{source}: {_first_error(exc)}") from None
+        if parsed.batch_discount is not None:
+            self.batch_discount = parsed.batch_discount
+        if parsed.cache_write_multiplier is not None:
+            self.cache_write_multiplier = parsed.cache_write_multiplier
+        if parsed.cache_read_multiplier is not None:
+            self.cache_read_multiplier = parsed.cache_read_multiplier
+        self._merge_models(parsed.models, f"{source}:models")
+        for alias, target in parsed.aliases.items():
+            self.aliases[alias] = target
+        for alias, target in self.aliases.items():
+            if target not in self.prices:
+                raise PricingError(f"{source}:aliases.{alias}: points at unknown model {target!r}")
+
+    def _merge_models(self, models: Mapping[str, Mapping[str, float]], source: str) -> None:
+        for name, fields in models.items():
+            if not isinstance(fields, Mapping):
+                raise PricingError(f"{source}.{name}: expected a table of prices")
+            unknown = sorted(set(fields) - set(PRICE_FIELDS))
+            if unknown:
+                raise PricingError(
+                    f"{source}.{name}.{unknown[0]}: unknown price field (allowed: {', '.join(PRICE_FIELDS)})"
+                )
+            # An override of an alias ("sonnet") prices what the alias names.
+            key = name if name in self.prices else self.aliases.get(name, name)
+            base = self.prices.get(key)
+            merged: dict[str, float] = base.model_dump() if base else {}
+            merged.update(fields)
+            # A new input price without new cache prices: derive them rather than keep stale ones.
+            if "input" in fields:
+                if "cache_write" not in fields:
+                    merged["cache_write"] = fields["input"] * self.cache_write_multiplier
+                if "cache_read" not in fields:
+                    merged["cache_read"] = fields["input"] * self.cache_read_multiplier
+            missing = [f for f in ("input", "output") if f not in merged]
+            if missing:
+                raise PricingError(f"{source}.{name}: a new model needs {' and '.join(missing)}")
+            try:
+                self.prices[key] = Pricing(**merged)
+            except ValidationError as exc:
+                raise PricingError(f"{source}.{name}.{_first_error(exc)}") from None
+
+    # -- lookups ----------------------------------------------------------------------
+    def resolve(self, model: str) -> str | None:
+        """The table's name for ``model`` (itself, its alias target, or its family), else None."""
+        for candidate in (model, _SNAPSHOT_SUFFIX.sub("", model)):
+            if candidate in self.prices:
+                return candidate
+            target = self.aliases.get(candidate)
+            if target in self.prices:
+                return target
+        return None
+
+    def __contains__(self, model: object) -> bool:
+        return isinstance(model, str) and self.resolve(model) is not None
+
+    def price(self, model: str) -> Pricing:
+        key = self.resolve(model)
+        if key is None:
+            raise UnknownModel(model)
+        return self.prices[key]
+
+    def cost(self, model: str, usage: Usage, *, batch: bool = False) -> float:
+        """Dollars for ``usage`` at ``model``'s prices; raises UnknownModel."""
+        return self.price(model).cost(usage, batch=batch, batch_discount=self.batch_discount)
+
+    def check_models(self, names: Iterable[str | None]) -> list[str]:
+        """One error line per distinct model name without a price (empty list: all priced)."""
+        errors: list[str] = []
+        seen: set[str] = set()
+        for name in names:
+            if not name or name in seen:
+                continue
+            seen.add(name)
+            if name not in self:
+                errors.append(str(UnknownModel(name)))
+        return errors
+
+    def expected_task_cost(self, task: SisTask, model: str) -> float:
+        """Cost of one attempt at ``task`` as its SIS estimates it (tokens x list prices)."""
+        usage = Usage(
+            input_tokens=task.estimated_tokens.input, output_tokens=task.estimated_tokens.output
+        )
+        return self.cost(model, usage)
+
+
+def expected_task_cost(task: SisTask, model: str, table: PricingTable | None = None) -> float:
+    """:meth:`PricingTable.expected_task_cost` on ``table`` (default: the shipped + user table)."""
+    return (table or PricingTable.load()).expected_task_cost(task, model)

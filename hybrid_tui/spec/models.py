@@ -39,7 +39,7 @@ class CreateOp(Strict):
 class EditOp(Strict):
     op: Literal["edit"]
     path: str = Field(min_length=1)
-    old_string: str = Field(description="Exact text to replace; must occur exactly once.")
+    old_string: str = Field(min_length=1, description="Exact text to replace; must occur exactly once.")
     new_string: str
 
 

@@ -1,0 +1,56 @@
+"""``hybrid-tui schema`` and ``hybrid-tui validate``.
+
+Room: spec. Reads the mission folder and prints; creates nothing on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .loader import MissionInvalid, load_mission, mission_json_schema, sis_json_schema
+
+SCHEMAS = {"sis": sis_json_schema, "mission": mission_json_schema}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    schema = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of a SIS document or of mission.toml",
+        description="Print the JSON Schema generated from the models the loader validates with.",
+    )
+    schema.add_argument("kind", choices=sorted(SCHEMAS), help="which document")
+    schema.set_defaults(func=cmd_schema)
+
+    validate = sub.add_parser(
+        "validate",
+        help="check a mission folder and report every problem",
+        description=(
+            "Check mission.toml, issues, SIS and recorded attempts. Prints every problem as "
+            "FILE:LOCATION: message and exits 2, or prints a one-line summary and exits 0."
+        ),
+    )
+    validate.add_argument("mission", metavar="MISSION", help="mission folder or its mission.toml")
+    validate.set_defaults(func=cmd_validate)
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(SCHEMAS[args.kind](), indent=2))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    try:
+        mission = load_mission(args.mission)
+    except MissionInvalid as exc:
+        for problem in exc.problems:
+            print(problem)
+        count = len(exc.problems)
+        print(f"hybrid-tui: {count} problem{'s' if count != 1 else ''} in {args.mission}", file=sys.stderr)
+        return 2
+    print(
+        f"OK: {mission.name}: {len(mission.issues)} issues, {len(mission.tasks)} tasks, "
+        f"{mission.dependency_count} dependencies, {len(mission.declared_files)} files"
+    )
+    return 0

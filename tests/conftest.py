@@ -1,0 +1,81 @@
+"""Fixtures shared by every test area. Keep this small: area fixtures go in tests/<area>/conftest.py."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY_CALC = "def add(a, b):\n    return a + b\n"
+
+
+def _check(expr: str) -> str:
+    return f"{shlex.quote(sys.executable)} -c {shlex.quote(expr)}"
+
+
+def tiny_sis() -> dict:
+    """The SIS of the tiny mission: ``sub`` edits calc.py, ``sub-test`` (after it) adds a test file."""
+    return {
+        "sis_version": "1.0",
+        "issue": {"id": "001-sub", "title": "Add subtraction", "body": "calc needs sub()."},
+        "tasks": [
+            {
+                "task_id": "sub",
+                "title": "Add sub() to calc.py",
+                "priority": "HIGH",
+                "domain": "backend",
+                "estimated_duration_minutes": 5,
+                "file_operations": [
+                    {
+                        "op": "edit",
+                        "path": "calc.py",
+                        "old_string": "    return a + b\n",
+                        "new_string": "    return a + b\n\n\ndef sub(a, b):\n    return a - b\n",
+                    }
+                ],
+                "validation": {"commands": [_check("import calc; assert calc.sub(5, 3) == 2")]},
+            },
+            {
+                "task_id": "sub-test",
+                "title": "Test sub()",
+                "priority": "MEDIUM",
+                "domain": "tests",
+                "dependencies": ["sub"],
+                "file_operations": [
+                    {
+                        "op": "create",
+                        "path": "tests/check_sub.py",
+                        "content": "import calc\nassert calc.sub(1, 1) == 0\n",
+                    }
+                ],
+                "validation": {"commands": [_check("import runpy; runpy.run_path('tests/check_sub.py')")]},
+            },
+        ],
+    }
+
+
+@pytest.fixture
+def tiny_mission(tmp_path: Path) -> Path:
+    """A small valid mission folder (plain-folder repo, one issue, one SIS with two tasks
+    where ``sub-test`` depends on ``sub``, one recorded attempt for ``sub``). Returns its path."""
+    root = tmp_path / "mission"
+    (root / "repo").mkdir(parents=True)
+    (root / "repo" / "calc.py").write_text(TINY_CALC)
+    (root / "issues").mkdir()
+    (root / "issues" / "001-sub.md").write_text("# Add subtraction\n\ncalc needs sub().\n")
+    (root / "sis").mkdir()
+    (root / "sis" / "001-sub.json").write_text(json.dumps(tiny_sis(), indent=2))
+    (root / "replay").mkdir()
+    sis_task = tiny_sis()["tasks"][0]
+    (root / "replay" / "sub.json").write_text(
+        json.dumps({"task_id": "sub", "attempts": [{"file_operations": sis_task["file_operations"]}]}, indent=2)
+    )
+    (root / "mission.toml").write_text(
+        '[mission]\nname = "tiny"\nrepo = "repo"\n\n'
+        "[agents]\nmin_implementers = 1\nmax_implementers = 2\n\n"
+        "[budget]\nmission_usd = 5.0\nretry_usd = 1.0\n"
+    )
+    return root

@@ -117,24 +117,36 @@ class Store:
             raise StoreError(f"unknown run {run_id!r}") from None
 
 
-def _check_schema(db: pw.Database) -> None:
-    if not m.SchemaVersion.table_exists():
-        with db.atomic():
+def _check_schema(db: pw.Database, *, create: bool) -> None:
+    """Create the tables of a new store, or check the schema version of an existing one."""
+    is_sqlite = isinstance(db, pw.SqliteDatabase)
+    # IMMEDIATE: two processes opening the same new store must not both create it.
+    with db.atomic("IMMEDIATE") if is_sqlite else db.atomic():
+        if not m.SchemaVersion.table_exists():
+            if db.get_tables():
+                raise StoreError("it is not a hybrid-tui store (no schema_version table)")
+            if not create:
+                raise StoreError("it is empty, not a hybrid-tui store")
             db.create_tables(m.ALL_MODELS, safe=True)
             m.SchemaVersion.create(version=m.SCHEMA_VERSION, created_at=time.time())
-        return
-    row = m.SchemaVersion.select().order_by(m.SchemaVersion.version.desc()).first()
+            return
+        row = m.SchemaVersion.select().order_by(m.SchemaVersion.version.desc()).first()
+        if is_sqlite:
+            # A damaged page may not show until a query touches it; check the whole file
+            # once at open (fast: it reads each page once) rather than fail mid-run.
+            verdict = db.execute_sql("PRAGMA quick_check(1)").fetchone()[0]
+            if verdict != "ok":
+                raise StoreError(f"it is corrupt (SQLite quick_check: {verdict})")
     found = row.version if row else None
     if found is None:
-        raise StoreError("store has an empty schema_version table; it is not a hybrid-tui store")
+        raise StoreError("it has an empty schema_version table; it is not a hybrid-tui store")
     if found > m.SCHEMA_VERSION:
         raise StoreError(
-            f"store schema version {found} is newer than this hybrid-tui supports "
+            f"its schema version {found} is newer than this hybrid-tui supports "
             f"({m.SCHEMA_VERSION}); upgrade hybrid-tui"
         )
     if found < m.SCHEMA_VERSION:
-        raise StoreError(f"store schema version {found} is older than {m.SCHEMA_VERSION}; no migration exists")
-    db.create_tables(m.ALL_MODELS, safe=True)
+        raise StoreError(f"its schema version {found} is older than {m.SCHEMA_VERSION} and no migration exists")
 
 
 def open_store(url: str | Path, *, create: bool = True) -> Store:
@@ -142,9 +154,14 @@ def open_store(url: str | Path, *, create: bool = True) -> Store:
 
     ``url`` is a peewee database URL (``sqlite:///abs/path.db``, ``postgresql://...``)
     or a plain file path, taken as SQLite. SQLite gets WAL, ``synchronous=NORMAL`` and a
-    30 s busy timeout. A store that is corrupt or from a newer schema raises StoreError.
+    30 s busy timeout. A store that is corrupt, not a hybrid-tui store, or from a newer
+    schema raises StoreError naming the file. ``create=False`` refuses to create one.
+
+    The models are bound to the opened database through ``models.database_proxy``, which
+    is process-wide: one open store per process (its connections are per thread).
     """
     text = str(url)
+    shown = text
     if "://" not in text:
         path = Path(text)
         if not create and not path.exists():
@@ -157,8 +174,14 @@ def open_store(url: str | Path, *, create: bool = True) -> Store:
     m.database_proxy.initialize(db)
     try:
         db.connect(reuse_if_open=True)
-        _check_schema(db)
+        _check_schema(db, create=create)
+    except StoreError as exc:
+        db.close()
+        raise StoreError(f"{shown}: cannot open the store: {exc}") from None
+    except pw.OperationalError as exc:  # e.g. a missing folder, a locked file, a server down
+        db.close()
+        raise StoreError(f"{shown}: cannot open the store: {exc}") from None
     except pw.DatabaseError as exc:
         db.close()
-        raise StoreError(f"{url}: not a usable store ({exc})") from None
+        raise StoreError(f"{shown}: cannot open the store: corrupt or not a database ({exc})") from None
     return Store(db, text)

@@ -1,0 +1,272 @@
+"""Run folders and run rows: create a run from a validated mission, read its tasks back, list runs.
+
+Room: store. Writes only what it is told (a run's initial rows, in one transaction); the
+initial task status (``ready`` without dependencies, else ``pending``) is the lifecycle's
+entry rule, not a scheduling decision.
+
+A run folder (``<runs_dir>/<run id>/``) holds ``state.db`` (the store), ``events.jsonl``,
+``worktrees/`` and ``logs/``. The default runs folder is ``.hybrid/runs`` under the
+working directory.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..spec.models import SisTask
+from . import models as m
+from .db import Store, StoreError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..spec.loader import Mission
+
+DEFAULT_RUNS_DIR = Path(".hybrid") / "runs"
+STATE_DB = "state.db"
+EVENTS_FILE = "events.jsonl"
+WORKTREES_DIR = "worktrees"
+LOGS_DIR = "logs"
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def default_runs_dir() -> Path:
+    return Path.cwd() / DEFAULT_RUNS_DIR
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A run id that sorts by creation time (local time): ``20261125-140501-ab12``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+def run_dir_for(runs_dir: str | Path, run_id: str) -> Path:
+    if not _RUN_ID.match(run_id):
+        raise ValueError(f"invalid run id {run_id!r}")
+    return Path(runs_dir) / run_id
+
+
+def state_db_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / STATE_DB
+
+
+def init_run_dir(run_dir: str | Path) -> Path:
+    """Create the run folder with ``worktrees/`` and ``logs/``; refuses an existing one."""
+    run_dir = Path(run_dir)
+    if run_dir.exists():
+        raise StoreError(f"run folder {run_dir} already exists")
+    (run_dir / WORKTREES_DIR).mkdir(parents=True)
+    (run_dir / LOGS_DIR).mkdir()
+    return run_dir
+
+
+# ------------------------------------------------------------------------ create
+
+
+def create_run(
+    store: Store,
+    mission: "Mission",
+    *,
+    run_id: str,
+    run_dir: str | Path,
+    repo_path: str | Path,
+    mission_branch: str,
+    base_branch: str,
+    base_commit: str = "",
+    backend: str | None = None,
+    now: float | None = None,
+) -> m.Run:
+    """Write the run, its issues, tasks, dependencies and file operations in ONE transaction.
+
+    Tasks without dependencies start ``ready``, the others ``pending``. ``spec_json`` of
+    each task is its SisTask as JSON (read it back with :func:`task_spec`).
+    """
+    now = time.time() if now is None else now
+    config = mission.config
+    sis_of_issue = {sis.issue.id: path for path, sis in mission.sis}
+    with store.write():
+        run = m.Run.create(
+            id=run_id,
+            mission_name=mission.name,
+            mission_path=str(mission.root),
+            run_dir=str(Path(run_dir).absolute()),
+            repo_path=str(repo_path),
+            source_repo=str(mission.repo_path),
+            base_branch=base_branch,
+            base_commit=base_commit,
+            mission_branch=mission_branch,
+            backend=backend or config.agents.backend,
+            status="created",
+            config_json=config.model_dump_json(),
+            mission_budget_usd=config.budget.mission_usd,
+            retry_budget_usd=config.budget.retry_usd,
+            pool_min=config.agents.min_implementers,
+            pool_max=config.agents.max_implementers,
+            pool_target=config.agents.min_implementers,
+            created_at=now,
+            updated_at=now,
+            version=1,
+        )
+        issue_rows = []
+        for issue in mission.issues:
+            sis_path = sis_of_issue.get(issue.id)
+            issue_rows.append(
+                {
+                    "run": run_id,
+                    "issue_id": issue.id,
+                    "title": issue.title,
+                    "body": issue.body,
+                    "sis_path": str(sis_path.relative_to(mission.root)) if sis_path else "",
+                }
+            )
+        task_rows, dep_rows, op_rows = [], [], []
+        for _, sis in mission.sis:
+            for task in sis.tasks:
+                task_rows.append(_task_row(run_id, sis.issue.id, task, now))
+                dep_rows += [{"run": run_id, "task_id": task.task_id, "depends_on": d} for d in task.dependencies]
+                op_rows += [
+                    {"run": run_id, "task_id": task.task_id, "seq": seq, "op": op.op, "path": op.path}
+                    for seq, op in enumerate(task.file_operations)
+                ]
+        for model, rows in (
+            (m.Issue, issue_rows),
+            (m.Task, task_rows),
+            (m.Dependency, dep_rows),
+            (m.FileOperation, op_rows),
+        ):
+            # SQLite caps bound variables per statement; insert in slices.
+            for start in range(0, len(rows), 100):
+                model.insert_many(rows[start : start + 100]).execute()
+        store.add_event(run_id, "run.created", f"run {run_id} of mission {mission.name!r}", ts=now,
+                        tasks=len(task_rows), issues=len(issue_rows))
+    return run
+
+
+def _task_row(run_id: str, issue_id: str, task: SisTask, now: float) -> dict:
+    return {
+        "run": run_id,
+        "task_id": task.task_id,
+        "issue_id": issue_id,
+        "title": task.title,
+        "description": task.description,
+        "priority": task.priority.value,
+        "domain": task.domain,
+        "estimated_duration_minutes": task.estimated_duration_minutes,
+        "estimated_input_tokens": task.estimated_tokens.input,
+        "estimated_output_tokens": task.estimated_tokens.output,
+        "model_hint": task.model_hint,
+        "spec_json": task.model_dump_json(),
+        "status": "pending" if task.dependencies else "ready",
+        "created_at": now,
+        "updated_at": now,
+        "version": 1,
+    }
+
+
+# -------------------------------------------------------------------------- read
+
+
+@dataclass
+class RunTask:
+    """A task row with its parsed SIS task and its dependencies (in SIS order)."""
+
+    row: m.Task
+    spec: SisTask
+    dependencies: list[str] = field(default_factory=list)
+
+    @property
+    def task_id(self) -> str:
+        return self.row.task_id
+
+
+def task_spec(row: m.Task) -> SisTask:
+    return SisTask.model_validate_json(row.spec_json)
+
+
+def load_run_tasks(store: Store, run_id: str) -> list[RunTask]:
+    """Every task of the run in creation order, with its spec and dependencies."""
+    with store.read():
+        rows = list(m.Task.select().where(m.Task.run == run_id).order_by(m.Task.id))
+        deps: dict[str, list[str]] = {}
+        for dep in m.Dependency.select().where(m.Dependency.run == run_id).order_by(m.Dependency.id):
+            deps.setdefault(dep.task_id, []).append(dep.depends_on)
+    return [RunTask(row=r, spec=task_spec(r), dependencies=deps.get(r.task_id, [])) for r in rows]
+
+
+def load_file_operations(store: Store, run_id: str) -> dict[str, list[tuple[str, str]]]:
+    """task id -> [(op, path)] in SIS order."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    query = m.FileOperation.select().where(m.FileOperation.run == run_id).order_by(
+        m.FileOperation.task_id, m.FileOperation.seq
+    )
+    for row in query:
+        out.setdefault(row.task_id, []).append((row.op, row.path))
+    return out
+
+
+# -------------------------------------------------------------------------- list
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    run_dir: Path
+    mission: str = ""
+    status: str = ""
+    tasks_done: int = 0
+    tasks_total: int = 0
+    spend_usd: float = 0.0
+    created_at: float | None = None
+    error: str = ""  # why the store could not be read; empty when it was
+
+
+def read_run_summary(run_dir: str | Path) -> RunSummary:
+    """Summarise the run in ``run_dir`` from its state.db, opened read-only (plain sqlite3,
+    so it neither rebinds the process's open store nor takes a write lock)."""
+    run_dir = Path(run_dir)
+    db_path = state_db_path(run_dir)
+    try:
+        conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error as exc:
+        return RunSummary(run_dir.name, run_dir, error=str(exc))
+    try:
+        row = conn.execute(
+            "SELECT id, mission_name, status, created_at FROM run ORDER BY created_at LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return RunSummary(run_dir.name, run_dir, error="no run in this store")
+        run_id, mission, status, created_at = row
+        total, done = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(status = 'done'), 0) FROM task WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        (spend,) = conn.execute(
+            "SELECT COALESCE(SUM(cost_usd), 0) FROM attempt WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return RunSummary(run_id, run_dir, mission, status, int(done), int(total), float(spend), created_at)
+    except sqlite3.Error as exc:
+        return RunSummary(run_dir.name, run_dir, error=f"unreadable store: {exc}")
+    finally:
+        conn.close()
+
+
+def list_runs(runs_dir: str | Path) -> list[RunSummary]:
+    """One summary per run folder (a folder holding state.db), oldest first."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    return [
+        read_run_summary(child)
+        for child in sorted(runs_dir.iterdir())
+        if child.is_dir() and state_db_path(child).is_file()
+    ]
+
+
+def summary_as_json(summary: RunSummary) -> str:
+    data = summary.__dict__ | {"run_dir": str(summary.run_dir)}
+    return json.dumps(data, sort_keys=True)

@@ -16,6 +16,7 @@ import sys
 COMMAND_MODULES = [
     "hybrid_tui.spec.cli",
     "hybrid_tui.store.cli",
+    "hybrid_tui.costs.cli",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3

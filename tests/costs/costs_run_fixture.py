@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
-
 from hybrid_tui.costs.pricing import PricingTable
 from hybrid_tui.spec.models import Usage
 from hybrid_tui.store import models as m

@@ -1,0 +1,75 @@
+"""``hybrid-tui report`` and ``hybrid-tui estimate``.
+
+Room: costs. Reads a run's store or a mission folder and prints; writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from hybrid_tui.cli import UserError
+from hybrid_tui.store import StoreError
+
+from .pricing import PricingError
+from .report import DEFAULT_RUNS_DIR, RunNotFound, render_markdown, report_for
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    report = sub.add_parser(
+        "report",
+        help="Markdown (or JSON) report of a finished or running run",
+        description=(
+            "Summary, cost by phase and model, per-task attempts and cost, failures by type, "
+            "estimate vs actual, budget events and the timeline of one run."
+        ),
+    )
+    report.add_argument("run", metavar="RUN", help="run id under the runs folder, or a run folder path")
+    report.add_argument(
+        "--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help=f"where runs live (default {DEFAULT_RUNS_DIR})"
+    )
+    report.add_argument("--json", action="store_true", help="print one JSON object instead of Markdown")
+    report.set_defaults(func=cmd_report)
+
+    estimate = sub.add_parser(
+        "estimate",
+        help="forecast a mission's cost and duration with a simulated run",
+        description=(
+            "Runs the mission's tasks through the same scheduling core as a real run, in virtual "
+            "time, with the SIS estimates and the pricing table. Prints cost by layer, expected "
+            "retry cost, wall-clock duration and agent utilisation."
+        ),
+    )
+    estimate.add_argument("mission", metavar="MISSION", help="mission folder or its mission.toml")
+    estimate.add_argument("--agents", type=int, default=None, metavar="N",
+                          help="implementer pool size (default: the mission's max_implementers)")
+    estimate.add_argument("--failure-rate", type=float, default=0.0, metavar="R",
+                          help="probability that an attempt fails, 0..1 (default 0)")
+    estimate.add_argument("--backend-latency", type=float, default=0.0, metavar="SECONDS",
+                          help="extra seconds per attempt on top of the SIS duration (default 0)")
+    estimate.add_argument("--seed", type=int, default=0, help="random seed of the simulated failures")
+    estimate.add_argument("--sweep", action="store_true",
+                          help="also forecast failure rates 0/10/20/30 %% and pools of 4/8/12 agents")
+    estimate.add_argument("--json", action="store_true", help="print one JSON object")
+    estimate.set_defaults(func=cmd_estimate)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        report = report_for(args.run, args.runs_dir)
+    except (RunNotFound, StoreError, PricingError) as exc:
+        raise UserError(str(exc)) from None
+    if args.json:
+        json.dump(report, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_markdown(report))
+    return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from .estimate import cmd_estimate as run_estimate  # the simulator pulls in the core
+
+    return run_estimate(args)

@@ -1,0 +1,49 @@
+"""Fixtures for the agents tests: a scripted Messages API server and the real SDK pointed at it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fakes.messages_server import MessagesServer  # noqa: E402
+
+from hybrid_tui.agents.anthropic.client import make_client  # noqa: E402
+from hybrid_tui.spec.models import Usage  # noqa: E402
+
+SECRET_KEY = "sk-ant-test-SECRET-7f3a9c1e5b"
+
+# Test prices (USD per million tokens) so costs are exact and easy to check.
+PRICES = {"input": 3.0, "output": 15.0, "cache_read": 0.3, "cache_write": 3.75}
+
+
+def cost_of(model: str, usage: Usage) -> float:
+    return (
+        usage.input_tokens * PRICES["input"]
+        + usage.output_tokens * PRICES["output"]
+        + usage.cache_read_tokens * PRICES["cache_read"]
+        + usage.cache_write_tokens * PRICES["cache_write"]
+    ) / 1_000_000
+
+
+@pytest.fixture
+def server():
+    with MessagesServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def api_env(server, monkeypatch):
+    """Credentials and base URL in the environment, as a user would set them."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET_KEY)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+    return server
+
+
+@pytest.fixture
+def client_factory(api_env):
+    return lambda: make_client(timeout=5.0)

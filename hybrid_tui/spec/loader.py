@@ -277,6 +277,7 @@ class _SisEntry:
     source: str  # display name, e.g. sis/002-auth.json
     sis: Sis | None  # None: did not parse into the model
     raw_task_ids: list[str]  # ids found in the raw document (for unparsed documents)
+    unreadable: bool = False  # not even JSON: its task ids are unknown
 
 
 def _raw_task_ids(data: Any) -> list[str]:
@@ -290,9 +291,9 @@ def _parse_sis(data: dict | str, source: str, repo_root: Path | None) -> tuple[_
     if isinstance(data, str):
         data, problems = _parse_json(data, source)
         if problems:
-            return _SisEntry(source, None, []), problems
+            return _SisEntry(source, None, [], unreadable=True), problems
     if not isinstance(data, dict):
-        return _SisEntry(source, None, []), [Problem(source, "", f"expected a JSON object, got {type(data).__name__}")]
+        return _SisEntry(source, None, [], unreadable=True), [Problem(source, "", f"expected a JSON object, got {type(data).__name__}")]
     try:
         sis = Sis.model_validate(data)
     except ValidationError as exc:
@@ -334,6 +335,9 @@ def _check_graph(entries: list[_SisEntry], known_task_ids: Iterable[str] = ()) -
             else:
                 first_seen[task.task_id] = where
     all_ids = set(first_seen) | known_outside
+    # A document that is not even JSON may define any id: do not pile "unknown task"
+    # errors on top of its syntax error.
+    ids_complete = not any(e.unreadable for e in entries)
 
     # Graph of the parsed tasks, in file order, for the cycle search.
     graph: dict[str, list[str]] = {}
@@ -347,7 +351,7 @@ def _check_graph(entries: list[_SisEntry], known_task_ids: Iterable[str] = ()) -
                 loc = f"tasks[{i}].dependencies[{k}]"
                 if dep in seen_deps:
                     problems.append(Problem(entry.source, loc, f"dependency {dep!r} is listed twice"))
-                elif dep not in all_ids:
+                elif dep not in all_ids and ids_complete:
                     problems.append(Problem(entry.source, loc, f"unknown task {dep!r}"))
                 seen_deps.add(dep)
             if task.task_id not in position:
@@ -635,9 +639,9 @@ def load_mission(path: str | Path) -> Mission:
             problems += _check_ops(
                 attempt.file_operations, f"attempts[{a}].file_operations", source, repo_path if repo_ok else None
             )
-        if record.task_id not in task_ids:
+        if record.task_id not in task_ids and not any(e.unreadable for e in entries):
             problems.append(Problem(source, "task_id", f"unknown task {record.task_id!r}"))
-        elif record.task_id in recorded_in:
+        elif record.task_id in recorded_in and record.task_id in task_ids:
             problems.append(
                 Problem(source, "task_id", f"task {record.task_id!r} already has recorded attempts in {recorded_in[record.task_id]}")
             )

@@ -1,0 +1,529 @@
+"""The console app (room: tui). A view over the store; writes only control commands.
+
+A timer polls the store for rows changed since the last version seen (the next poll is
+scheduled only after the previous one finished) and hands each pane its diff. Every
+operator action is ``store.enqueue_control(run_id, command, source="tui", **args)``; the
+coordinator applies it and marks the Control row applied or rejected, and a rejection is
+shown as a notification. With ``coordinator=`` the app also runs the coordinator on a
+worker; without one it attaches to a run driven by another process.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterable
+
+from rich.text import Text
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.events import Resize
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Static
+from textual.worker import Worker, WorkerState
+
+from ..store.db import Store
+from .data import ACTIVE_RUN_STATUSES, CostSummary, Delta, RunInfo, StoreView, inert
+from .panes import AgentPool, CostBurn, EventLog, FileLocks, ResourceGauges, RunHeader, TaskQueue
+from .screens import AttentionScreen, ConfirmScreen, HelpScreen, ScaleScreen, TaskDetailScreen
+from .themes import load_themes
+
+COMPACT_WIDTH, COMPACT_HEIGHT = 120, 32
+AGE_REFRESH_SECONDS = 5.0
+EXIT_STOPPED = 3
+
+# Actions that change the mission: not reachable while a dialog is open.
+OPERATOR_ACTIONS = {
+    "toggle_pause", "retry", "cancel_dependents", "rollback", "scale_up", "scale_down",
+    "scale_exact", "detail", "attention", "stop_mission",
+}
+
+
+class HybridApp(App[int]):
+    TITLE = "hybrid-tui"
+    CSS_PATH = "app.tcss"
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS = [
+        Binding("p", "toggle_pause", "Pause/resume"),
+        Binding("r", "retry", "Retry"),
+        Binding("c", "cancel_dependents", "Cancel deps"),
+        Binding("b", "rollback", "Rollback"),
+        Binding("enter", "detail", "Detail"),
+        Binding("a", "attention", "Attention"),
+        Binding("plus", "scale_up", "Pool+"),
+        Binding("minus", "scale_down", "Pool-"),
+        Binding("t", "cycle_theme", "Theme"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit_console", "Quit"),
+        Binding("s", "sort", "Sort", show=False),
+        Binding("S", "reverse_sort", "Reverse sort", show=False),
+        Binding("f", "filter", "Filter", show=False),
+        Binding("w", "toggle_side", "Side panes", show=False),
+        Binding("equals_sign", "scale_exact", "Pool size", show=False),
+    ]
+
+    # (key, description) for the help screen; the same actions are in the command palette.
+    KEY_HELP = [
+        ("p", "pause the mission / resume it"),
+        ("r", "retry the selected task"),
+        ("c", "cancel the selected task's dependents (asks first)"),
+        ("b", "roll back the selected task's commit (asks first)"),
+        ("enter", "task detail: spec, attempts, logs, diff"),
+        ("a", "tasks that need attention"),
+        ("+ / -", "grow / shrink the agent pool by one"),
+        ("t", "next theme"),
+        ("?", "this help"),
+        ("q", "quit (asks while the mission runs; it stays resumable)"),
+    ]
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        *,
+        coordinator: object | None = None,
+        theme: str = "dark",
+        clock: Callable[[], float] = time.time,
+        poll_interval: float = 0.5,
+    ):
+        super().__init__()
+        self.store = store
+        self.run_id = run_id
+        self.coordinator = coordinator
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.view = StoreView(store, run_id)
+        self.run_info: RunInfo | None = None
+        self.costs = CostSummary()
+        self.attention = 0
+        self.coordinator_exit: int | None = None
+        self.coordinator_done = coordinator is None
+        self.quitting = False
+        self.sent_controls: dict[int, str] = {}  # control id -> what the operator asked, for feedback
+        self.requested_pool: int | None = None
+        self.poll_error = ""
+        self._last_age_refresh = 0.0
+        self._hybrid_themes = load_themes()
+        for t in self._hybrid_themes.values():
+            self.register_theme(t)
+        if theme not in self._hybrid_themes:
+            raise ValueError(f"unknown theme {theme!r}; available: {', '.join(self._hybrid_themes)}")
+        self.theme = theme
+        self.sub_title = run_id
+
+    # -- layout ---------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield RunHeader(id="header")
+        with Horizontal(id="body"):
+            with Vertical(id="main"):
+                yield TaskQueue(self.clock, id="tasks")
+                yield Static("", id="summary")
+                yield EventLog(id="events")
+            with VerticalScroll(id="side"):
+                yield AgentPool(id="agents")
+                yield ResourceGauges(self.clock, id="resources")
+                yield CostBurn(id="costs")
+                yield FileLocks(id="locks")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self._apply_size(self.size.width, self.size.height)
+        self.query_one("#task-table").focus()
+        self.call_later(self._tick)
+        if self.coordinator is not None:
+            self.run_worker(
+                self.coordinator.run(), exclusive=True, group="coordinator", name="coordinator", exit_on_error=False
+            )
+
+    def on_resize(self, event: Resize) -> None:
+        self._apply_size(event.size.width, event.size.height)
+
+    def _apply_size(self, width: int, height: int) -> None:
+        self.set_class(width < COMPACT_WIDTH or height < COMPACT_HEIGHT, "-compact")
+
+    @property
+    def compact(self) -> bool:
+        return self.has_class("-compact")
+
+    # -- polling --------------------------------------------------------------------
+    def _tick(self) -> None:
+        try:
+            self.poll_now()
+        finally:
+            # Schedule the next poll only after this one finished (no pile-up when slow).
+            self.set_timer(self.poll_interval, self._tick)
+
+    def poll_now(self) -> Delta | None:
+        now = self.clock()
+        try:
+            delta = self.view.poll(now)
+            outcomes = self.view.control_outcomes(self.sent_controls)
+        except Exception as exc:  # store gone or locked too long: say so, keep polling
+            message = f"store unavailable: {exc}"
+            if message != self.poll_error:
+                self.poll_error = message
+                self.notify(message, severity="error", markup=False)
+            return None
+        self.poll_error = ""
+        with self.batch_update():
+            self._apply(delta, now)
+        for outcome in outcomes:
+            label = self.sent_controls.pop(outcome.control_id, outcome.command)
+            if outcome.status == "rejected":
+                self.notify(f"{label} refused: {outcome.result or 'no reason given'}", severity="error",
+                            timeout=10, markup=False)
+                if outcome.command == "scale":
+                    self.requested_pool = None
+            else:
+                self.notify(f"{label}: {outcome.result or 'done'}", timeout=3, markup=False)
+        return delta
+
+    def _apply(self, delta: Delta, now: float) -> None:
+        run = delta.run
+        self.run_info = run
+        if self.requested_pool is not None and run.pool_target == self.requested_pool:
+            self.requested_pool = None
+        if delta.attention_count is not None:
+            self.attention = delta.attention_count
+        if delta.costs is not None:
+            self.costs = delta.costs
+        tasks = self.query_one(TaskQueue)
+        tasks.apply(delta.tasks, now)
+        if now - self._last_age_refresh >= AGE_REFRESH_SECONDS or delta.run_changed:
+            tasks.refresh_ages(now)
+            self._last_age_refresh = now
+        if delta.run_changed:
+            self.query_one(RunHeader).show(run, delta.attention_count, delta.status_counts)
+            self.query_one(ResourceGauges).show(run, delta.samples)
+            self.query_one(CostBurn).show(delta.costs)
+        self.query_one(AgentPool).show(run, delta.agents, delta.utilisation, delta.pool_utilisation)
+        if delta.locks is not None:
+            self.query_one(FileLocks).show(delta.locks, now)
+        if delta.events:
+            self.query_one(EventLog).add(delta.events)
+        if delta.run_changed:
+            self._update_summary()
+            screen = self.screen
+            if isinstance(screen, AttentionScreen):
+                screen.show(self.view.attention_tasks())
+            elif isinstance(screen, TaskDetailScreen) and any(t.task_id == screen.task_id for t in delta.tasks):
+                screen.reload()
+
+    def _update_summary(self) -> None:
+        """The compact layout's one-line stand-in for the side panes."""
+        run, costs = self.run_info, self.costs
+        if run is None:
+            return
+        gauges = self.query_one(ResourceGauges)
+        sample = gauges.samples[-1] if gauges.samples else None
+        text = Text()
+        live = sum(1 for a in self.query_one(AgentPool).agents.values() if a.role == "implementer" and a.state != "retired")
+        text.append(f"pool {live}/{run.pool_target} ")
+        if sample:
+            text.append(f"· cpu {sample.cpu_percent:.0f}% mem {sample.memory_percent:.0f}% disk {sample.disk_percent:.0f}% ")
+        text.append(f"· ${costs.spent_usd:.2f}/${costs.mission_budget_usd:.2f}")
+        level = costs.alert_level(costs.fraction)
+        if level is not None:
+            text.append(f" ▲{level * 100:.0f}%", style="bold")
+        text.append(f" · locks {len(self.query_one(FileLocks).cells)} · w: more")
+        self.query_one("#summary", Static).update(text)
+
+    # -- helpers --------------------------------------------------------------------
+    def selected_task_id(self) -> str | None:
+        screen = self.screen
+        if isinstance(screen, (TaskDetailScreen, AttentionScreen)):
+            return screen.selected_task_id
+        return self.query_one(TaskQueue).selected_task_id
+
+    def send(self, command: str, label: str, **args: Any) -> int:
+        """The one way the console changes anything: a row in the control table."""
+        control_id = self.store.enqueue_control(self.run_id, command, source="tui", **args)
+        self.sent_controls[control_id] = label
+        self.notify(f"{label}: sent", timeout=2, markup=False)
+        return control_id
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in OPERATOR_ACTIONS and isinstance(self.screen, ModalScreen):
+            return False
+        return True
+
+    def _need_task(self) -> str | None:
+        task_id = self.selected_task_id()
+        if task_id is None:
+            self.notify("no task selected", severity="warning")
+        return task_id
+
+    # -- operator actions -----------------------------------------------------------
+    def action_toggle_pause(self) -> None:
+        run = self.run_info
+        if run is None:
+            return
+        if run.status not in ACTIVE_RUN_STATUSES:
+            self.notify(f"mission is {run.status}; nothing to pause", severity="warning")
+            return
+        if run.status == "paused":
+            self.send("resume", "resume")
+        else:
+            self.send("pause", "pause", reason="operator")
+
+    def action_retry(self) -> None:
+        task_id = self._need_task()
+        if task_id:
+            self.send("retry", f"retry {task_id}", task_id=task_id)
+
+    def action_cancel_dependents(self) -> None:
+        task_id = self._need_task()
+        if not task_id:
+            return
+        dependents = self.view.dependents(task_id, transitive=True)
+        if not dependents:
+            self.notify(f"{task_id} has no dependents", severity="warning", markup=False)
+            return
+        body = Text()
+        body.append(f"These {len(dependents)} task(s) depend on {inert(task_id)} and will be cancelled:\n\n")
+        for dep_id, status in dependents:
+            body.append(f"  {inert(dep_id)}", style="bold")
+            body.append(f"  ({inert(status)})\n")
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.send("cancel_dependents", f"cancel dependents of {task_id}", task_id=task_id)
+
+        self.push_screen(ConfirmScreen(f"Cancel the dependents of {task_id}?", body, yes="Cancel them", no="Keep"), confirmed)
+
+    def action_rollback(self) -> None:
+        task_id = self._need_task()
+        if not task_id:
+            return
+        commit = self.view.integration_commit(task_id)
+        if commit is None:
+            self.notify(f"{task_id} has no integration commit to roll back", severity="warning", markup=False)
+            return
+        body = Text()
+        body.append("Revert commit ")
+        body.append(commit.sha[:12], style="bold")
+        body.append(f" on {inert(self.run_info.mission_branch if self.run_info else 'the mission branch')}\n")
+        subject = _commit_subject(self.run_info.repo_path if self.run_info else "", commit.sha)
+        if subject:
+            body.append(f"  {inert(subject)}\n")
+        import json
+
+        files = json.loads(commit.files_json or "[]")
+        if files:
+            body.append("files: " + ", ".join(inert(f) for f in files) + "\n")
+        if commit.reverted_by:
+            body.append(f"\nAlready reverted by {commit.reverted_by[:12]}.\n", style="bold")
+        conflicts = self.view.rollback_conflicts(task_id)
+        if conflicts:
+            body.append("\nConflict: later tasks touched the same files; the coordinator will refuse:\n", style="bold")
+            for other, shared in conflicts:
+                body.append(f"  {inert(other)}: {', '.join(inert(s) for s in shared)}\n")
+        refused = self.view.last_control_result(task_id, "rollback")
+        if refused:
+            body.append(f"\nLast rollback refused: {inert(refused)}\n", style="bold")
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.send("rollback", f"rollback {task_id}", task_id=task_id)
+
+        self.push_screen(ConfirmScreen(f"Roll back {task_id}?", body, yes="Roll back", no="Keep"), confirmed)
+
+    def _pool_base(self) -> int | None:
+        run = self.run_info
+        if run is None:
+            return None
+        return self.requested_pool if self.requested_pool is not None else run.pool_target
+
+    def _scale_to(self, size: int) -> None:
+        run = self.run_info
+        if run is None:
+            return
+        size = max(run.pool_min, min(run.pool_max, size))
+        if size == self._pool_base():
+            self.notify(f"pool already at {size} (min {run.pool_min}, max {run.pool_max})", severity="warning")
+            return
+        self.requested_pool = size
+        self.send("scale", f"scale pool to {size}", size=size)
+
+    def action_scale_up(self) -> None:
+        base = self._pool_base()
+        if base is not None:
+            self._scale_to(base + 1)
+
+    def action_scale_down(self) -> None:
+        base = self._pool_base()
+        if base is not None:
+            self._scale_to(base - 1)
+
+    def action_scale_exact(self) -> None:
+        run = self.run_info
+        if run is None:
+            return
+
+        def chosen(size: int | None) -> None:
+            if size is not None:
+                self._scale_to(size)
+
+        self.push_screen(ScaleScreen(self._pool_base() or run.pool_target, run.pool_min, run.pool_max), chosen)
+
+    def action_stop_mission(self) -> None:
+        """Stop the coordinator (in-process: request_stop; attached: a stop control)."""
+        if self.coordinator is not None and not self.coordinator_done:
+            self.coordinator.request_stop()
+            self.notify("stopping the coordinator…")
+        else:
+            self.send("stop", "stop")
+
+    # -- views ----------------------------------------------------------------------
+    def open_detail(self, task_id: str) -> None:
+        self.push_screen(TaskDetailScreen(self.view, task_id))
+
+    def action_detail(self) -> None:
+        if isinstance(self.screen, TaskDetailScreen):
+            return
+        task_id = self._need_task()
+        if task_id:
+            self.open_detail(task_id)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "task-table":
+            event.stop()
+            self.open_detail(event.row_key.value)
+
+    def action_attention(self) -> None:
+        if isinstance(self.screen, AttentionScreen):
+            self.pop_screen()
+            return
+        self.push_screen(AttentionScreen(self.view.attention_tasks()))
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.KEY_HELP))
+
+    def action_sort(self) -> None:
+        self.query_one(TaskQueue).cycle_sort()
+
+    def action_reverse_sort(self) -> None:
+        self.query_one(TaskQueue).reverse_sort()
+
+    def action_filter(self) -> None:
+        self.query_one(TaskQueue).cycle_filter()
+
+    def action_toggle_side(self) -> None:
+        body = self.query_one("#body")
+        body.toggle_class("-side-open")
+        if self.compact and body.has_class("-side-open"):
+            self.query_one("#side").focus()
+        else:
+            self.query_one("#task-table").focus()
+
+    def action_cycle_theme(self) -> None:
+        names = list(self._hybrid_themes)
+        current = self.theme if self.theme in names else names[0]
+        self.theme = names[(names.index(current) + 1) % len(names)]
+        self.notify(f"theme: {self.theme}", timeout=2)
+
+    def watch_theme(self, theme: str) -> None:
+        # Cells carry theme colours in their Text styles: re-style them.
+        if not self.is_mounted:
+            return
+        for pane in (TaskQueue, AgentPool, RunHeader, ResourceGauges, CostBurn):
+            try:
+                self.query_one(pane).repaint()
+            except Exception:
+                pass
+
+    # -- quitting -------------------------------------------------------------------
+    def action_quit_console(self) -> None:
+        if isinstance(self.screen, ModalScreen):
+            return
+        run = self.run_info
+        in_process = self.coordinator is not None and not self.coordinator_done
+        if not in_process:
+            self.exit(self.coordinator_exit if self.coordinator_exit is not None else 0)
+            return
+        if self.quitting:  # second q while stopping: do not wait any longer
+            self.workers.cancel_group(self, "coordinator")
+            self.exit(EXIT_STOPPED)
+            return
+        if run is not None and run.status not in ACTIVE_RUN_STATUSES:
+            self._begin_stop()
+            return
+        body = Text(
+            "The mission is still running. Quitting stops the coordinator gracefully: running "
+            "attempts are interrupted and the run stays resumable (attach or run it again).\n"
+        )
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._begin_stop()
+
+        self.push_screen(ConfirmScreen("Quit and stop the mission?", body, yes="Quit", no="Stay"), confirmed)
+
+    def _begin_stop(self) -> None:
+        self.quitting = True
+        self.coordinator.request_stop()
+        self.notify("stopping the coordinator… (q again to quit now)")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group != "coordinator" or not worker.is_finished:
+            return
+        self.coordinator_done = True
+        if event.state == WorkerState.SUCCESS:
+            self.coordinator_exit = int(worker.result or 0)
+            self.notify(f"coordinator finished (exit {self.coordinator_exit})", timeout=5)
+        elif event.state == WorkerState.ERROR:
+            self.coordinator_exit = 1
+            self.notify(f"coordinator crashed: {worker.error}", severity="error", timeout=30, markup=False)
+        else:
+            self.coordinator_exit = EXIT_STOPPED
+        self.poll_now()
+        if self.quitting:
+            self.exit(self.coordinator_exit)
+
+    # -- command palette ------------------------------------------------------------
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        paused = self.run_info is not None and self.run_info.status == "paused"
+        yield SystemCommand("Resume mission" if paused else "Pause mission", "p: pause / resume dispatching", self.action_toggle_pause)
+        yield SystemCommand("Retry selected task", "r: queue the selected task again", self.action_retry)
+        yield SystemCommand("Cancel dependents", "c: cancel every task depending on the selected one", self.action_cancel_dependents)
+        yield SystemCommand("Roll back selected task", "b: git revert its integration commit", self.action_rollback)
+        yield SystemCommand("Task detail", "enter: spec, attempts, logs, diff", self.action_detail)
+        yield SystemCommand("Needs attention", "a: tasks that need a human", self.action_attention)
+        yield SystemCommand("Grow pool", "+: one more agent", self.action_scale_up)
+        yield SystemCommand("Shrink pool", "-: one agent less", self.action_scale_down)
+        yield SystemCommand("Set pool size", "=: type an exact pool size", self.action_scale_exact)
+        yield SystemCommand("Next theme", "t: dark, light, high contrast", self.action_cycle_theme)
+        yield SystemCommand("Sort tasks", "s: next sort column", self.action_sort)
+        yield SystemCommand("Filter tasks", "f: next status filter", self.action_filter)
+        yield SystemCommand("Toggle side panes", "w: agents, resources, cost, locks (compact layout)", self.action_toggle_side)
+        yield SystemCommand("Stop mission", "stop the coordinator; the run stays resumable", self.action_stop_mission)
+        yield SystemCommand("Keys", "?: every key", self.action_help)
+        yield SystemCommand("Quit console", "q: quit (asks while the mission runs)", self.action_quit_console)
+
+
+def _commit_subject(repo_path: str, sha: str) -> str:
+    if not repo_path:
+        return ""
+    try:
+        import git
+
+        return git.Repo(repo_path).git.log("-1", "--format=%s", sha)
+    except Exception:
+        return ""
+
+
+def run_console(store: Store, run_id: str, *, coordinator: object | None = None, theme: str = "dark") -> int:
+    """Open the console on ``run_id`` (running ``coordinator`` in-process when given).
+
+    Returns the exit code: the coordinator's when it ran here, else 0.
+    """
+    store.get_run(run_id)  # an unknown run is a StoreError before the screen is taken over
+    app = HybridApp(store, run_id, coordinator=coordinator, theme=theme)
+    result = app.run()
+    if result is None:
+        result = app.coordinator_exit if app.coordinator_exit is not None else 0
+    return int(result)

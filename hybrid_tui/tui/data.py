@@ -1,0 +1,608 @@
+"""Store queries behind the console's views (room: tui).
+
+Read-only: everything here SELECTs from the store (and reads logs / ``git show`` for the
+detail screen). The only write a view may cause is a control command, and that goes
+through ``Store.enqueue_control`` in ``app.py``, never from here.
+
+Change tracking: :class:`StoreView.poll` returns only rows whose ``version`` is above the
+last one it saw (and events above the last ``seq``), so one tick with 10,000 tasks costs
+a couple of indexed queries when little changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..store import models as m
+from ..store.db import Store
+
+# Statuses a task can no longer leave on its own; everything else is "in flight".
+TERMINAL_STATUSES = {"done", "failed", "cancelled", "blocked", "rolled_back"}
+ACTIVE_RUN_STATUSES = {"created", "planning", "running", "paused"}
+BUDGET_LADDER = (0.5, 0.75, 0.9, 1.0)
+LOG_TAIL_BYTES = 4096
+DIFF_MAX_CHARS = 60_000
+
+
+# ------------------------------------------------------------------ text hygiene
+
+# C0 controls and DEL become their visible "control picture" (ESC -> ␛) so escape
+# sequences from task titles or agent output are shown, never executed.
+_CONTROL_PICTURES = {c: 0x2400 + c for c in range(0x20) if c not in (0x0A,)}
+_CONTROL_PICTURES[0x7F] = 0x2421
+_CONTROL_PICTURES[0x09] = 0x20  # tab: a plain space keeps columns intact
+
+
+def inert(text: str | None, *, keep_newlines: bool = False) -> str:
+    """``text`` with every control character made visible and harmless."""
+    if not text:
+        return ""
+    table = dict(_CONTROL_PICTURES)
+    if not keep_newlines:
+        table[0x0A] = 0x2424  # ␤
+    return text.translate(table)
+
+
+# ------------------------------------------------------------------ formatting
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
+    if seconds < 86400:
+        return f"{seconds // 3600:.0f}h{(seconds % 3600) // 60:02.0f}m"
+    return f"{seconds // 86400:.0f}d{(seconds % 86400) // 3600:02.0f}h"
+
+
+def coarse_age(seconds: float | None) -> str:
+    """An age that only changes every minute past the first (cheap to refresh)."""
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m"
+    if seconds < 86400:
+        return f"{seconds // 3600:.0f}h{(seconds % 3600) // 60:02.0f}m"
+    return f"{seconds // 86400:.0f}d"
+
+
+def human_bytes(n: float | None) -> str:
+    if not n:
+        return "0 B"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def money(v: float | None) -> str:
+    return f"${(v or 0):.2f}" if (v or 0) >= 0.01 or not v else f"${v:.4f}"
+
+
+# ------------------------------------------------------------------ rows the views use
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    task_id: str
+    title: str
+    status: str
+    score: float
+    agent_id: str
+    attempts: int
+    cost_usd: float
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    failure_type: str
+    attention_reason: str
+    commit_sha: str
+
+    @classmethod
+    def from_model(cls, t: m.Task) -> "TaskRow":
+        return cls(
+            task_id=t.task_id,
+            title=t.title,
+            status=t.status,
+            score=t.score,
+            agent_id=t.agent_id or "",
+            attempts=t.attempts,
+            cost_usd=t.cost_usd,
+            created_at=t.created_at,
+            started_at=t.started_at,
+            finished_at=t.finished_at,
+            failure_type=t.failure_type or "",
+            attention_reason=t.attention_reason or "",
+            commit_sha=t.commit_sha or "",
+        )
+
+    def age(self, now: float) -> float:
+        """Time in the current phase: since start while running, else since creation."""
+        if self.finished_at is not None:
+            return (self.finished_at - (self.started_at or self.created_at))
+        return now - (self.started_at or self.created_at)
+
+
+@dataclass(frozen=True)
+class AgentRow:
+    agent_id: str
+    role: str
+    backend: str
+    model: str
+    state: str
+    task_id: str
+    tasks_done: int
+
+
+@dataclass(frozen=True)
+class LockRow:
+    path: str
+    task_id: str
+    acquired_at: float
+    expires_at: float
+
+
+@dataclass
+class RunInfo:
+    run_id: str
+    mission_name: str
+    status: str
+    pause_reason: str
+    backend: str
+    mission_budget_usd: float
+    retry_budget_usd: float
+    pool_min: int
+    pool_max: int
+    pool_target: int
+    repo_path: str
+    run_dir: str
+    mission_branch: str
+    version: int
+    heartbeat_at: float | None
+    coordinator_pid: int | None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_RUN_STATUSES
+
+
+@dataclass
+class CostSummary:
+    spent_usd: float = 0.0
+    retry_spent_usd: float = 0.0
+    mission_budget_usd: float = 0.0
+    retry_budget_usd: float = 0.0
+    by_model: dict[str, float] = field(default_factory=dict)
+    burn: list[float] = field(default_factory=list)  # spend per time bucket, oldest first
+    bucket_seconds: float = 60.0
+    projected_usd: float = 0.0
+    tasks_total: int = 0
+    tasks_done: int = 0
+
+    @property
+    def fraction(self) -> float:
+        return self.spent_usd / self.mission_budget_usd if self.mission_budget_usd else 0.0
+
+    @property
+    def retry_fraction(self) -> float:
+        return self.retry_spent_usd / self.retry_budget_usd if self.retry_budget_usd else 0.0
+
+    @staticmethod
+    def alert_level(fraction: float) -> float | None:
+        """The highest rung of the 50/75/90/100 % ladder reached, or None."""
+        reached = [rung for rung in BUDGET_LADDER if fraction >= rung]
+        return reached[-1] if reached else None
+
+
+@dataclass
+class Sample:
+    ts: float
+    cpu_percent: float
+    memory_percent: float
+    disk_percent: float
+    disk_free_bytes: int
+    coordinator_rss_bytes: int
+
+
+@dataclass
+class ControlOutcome:
+    control_id: int
+    command: str
+    args: dict[str, Any]
+    status: str
+    result: str
+
+
+@dataclass
+class Delta:
+    """What changed since the previous poll."""
+
+    run: RunInfo
+    run_changed: bool
+    tasks: list[TaskRow]
+    agents: list[AgentRow]
+    events: list[m.Event]
+    locks: list[LockRow] | None  # None: unchanged
+    samples: list[Sample] | None
+    costs: CostSummary | None
+    utilisation: dict[str, list[float]] | None  # agent id -> busy fraction per bucket
+    pool_utilisation: list[float] | None
+    attention_count: int | None
+    status_counts: dict[str, int] | None
+
+
+# ------------------------------------------------------------------ the polling view
+
+
+class StoreView:
+    """Incremental reads of one run for the console."""
+
+    UTIL_BUCKETS = 20
+    UTIL_BUCKET_SECONDS = 15.0
+    BURN_BUCKETS = 30
+
+    def __init__(self, store: Store, run_id: str):
+        self.store = store
+        self.run_id = run_id
+        self.last_run_version = -1
+        self.last_task_version = -1
+        self.last_agent_version = -1
+        self.last_attempt_version = -1
+        self.last_event_seq = 0
+        self.initial_events = 200
+
+    # -- the tick ---------------------------------------------------------------------
+    def poll(self, now: float) -> Delta:
+        with self.store.read():
+            run = self.run_info()
+            run_changed = run.version != self.last_run_version
+            tasks: list[TaskRow] = []
+            agents: list[AgentRow] = []
+            costs = locks = samples = util = pool_util = None
+            attention = status_counts = None
+            if run_changed:
+                tasks = [
+                    TaskRow.from_model(t)
+                    for t in m.Task.select()
+                    .where((m.Task.run == self.run_id) & (m.Task.version > self.last_task_version))
+                    .order_by(m.Task.id)
+                ]
+                agents = [
+                    AgentRow(a.agent_id, a.role, a.backend, a.model, a.state, a.task_id or "", a.tasks_done)
+                    for a in m.Agent.select()
+                    .where((m.Agent.run == self.run_id) & (m.Agent.version > self.last_agent_version))
+                    .order_by(m.Agent.id)
+                ]
+                attempts_changed = (
+                    m.Attempt.select(m.Attempt.id)
+                    .where((m.Attempt.run == self.run_id) & (m.Attempt.version > self.last_attempt_version))
+                    .exists()
+                )
+                if attempts_changed or self.last_attempt_version < 0 or tasks:
+                    costs = self.cost_summary(now, run)
+                samples = self.samples()
+                attention = self.attention_count()
+                status_counts = self.status_counts()
+            # Time-based views move even when nothing was written.
+            locks = self.locks()
+            util, pool_util = self.utilisation(now)
+            events = self.new_events()
+        if run_changed:
+            # Rows written after our Run read carry a higher version and come next time
+            # (reads are idempotent diffs, so seeing a row twice is harmless).
+            self.last_run_version = self.last_task_version = run.version
+            self.last_agent_version = self.last_attempt_version = run.version
+        return Delta(
+            run=run,
+            run_changed=run_changed,
+            tasks=tasks,
+            agents=agents,
+            events=events,
+            locks=locks,
+            samples=samples,
+            costs=costs,
+            utilisation=util,
+            pool_utilisation=pool_util,
+            attention_count=attention,
+            status_counts=status_counts,
+        )
+
+    # -- single queries ---------------------------------------------------------------
+    def run_info(self) -> RunInfo:
+        r = self.store.get_run(self.run_id)
+        return RunInfo(
+            run_id=r.id,
+            mission_name=r.mission_name,
+            status=r.status,
+            pause_reason=r.pause_reason or "",
+            backend=r.backend,
+            mission_budget_usd=r.mission_budget_usd,
+            retry_budget_usd=r.retry_budget_usd,
+            pool_min=r.pool_min,
+            pool_max=r.pool_max,
+            pool_target=r.pool_target,
+            repo_path=r.repo_path,
+            run_dir=r.run_dir,
+            mission_branch=r.mission_branch,
+            version=r.version,
+            heartbeat_at=r.heartbeat_at,
+            coordinator_pid=r.coordinator_pid,
+        )
+
+    def new_events(self) -> list[m.Event]:
+        query = m.Event.select().where((m.Event.run == self.run_id) & (m.Event.seq > self.last_event_seq))
+        if self.last_event_seq == 0:
+            # First look: only the tail, oldest first.
+            rows = list(query.order_by(m.Event.seq.desc()).limit(self.initial_events))[::-1]
+        else:
+            rows = list(query.order_by(m.Event.seq).limit(2000))
+        if rows:
+            self.last_event_seq = rows[-1].seq
+        return rows
+
+    def locks(self) -> list[LockRow]:
+        return [
+            LockRow(lk.path, lk.task_id, lk.acquired_at, lk.expires_at)
+            for lk in m.FileLock.select().where(m.FileLock.run == self.run_id).order_by(m.FileLock.path)
+        ]
+
+    def samples(self, limit: int = 60) -> list[Sample]:
+        rows = (
+            m.ResourceSample.select()
+            .where(m.ResourceSample.run == self.run_id)
+            .order_by(m.ResourceSample.ts.desc())
+            .limit(limit)
+        )
+        return [
+            Sample(r.ts, r.cpu_percent, r.memory_percent, r.disk_percent, r.disk_free_bytes, r.coordinator_rss_bytes)
+            for r in rows
+        ][::-1]
+
+    def attention_count(self) -> int:
+        return (
+            m.Task.select()
+            .where(
+                (m.Task.run == self.run_id)
+                & ((m.Task.attention_reason != "") | (m.Task.status.in_(["failed", "blocked"])))
+            )
+            .count()
+        )
+
+    def status_counts(self) -> dict[str, int]:
+        rows = (
+            m.Task.select(m.Task.status, pw_count())
+            .where(m.Task.run == self.run_id)
+            .group_by(m.Task.status)
+            .tuples()
+        )
+        return {status: n for status, n in rows}
+
+    def attention_tasks(self) -> list[TaskRow]:
+        rows = (
+            m.Task.select()
+            .where(
+                (m.Task.run == self.run_id)
+                & ((m.Task.attention_reason != "") | (m.Task.status.in_(["failed", "blocked"])))
+            )
+            .order_by(m.Task.updated_at.desc(), m.Task.id)
+        )
+        return [TaskRow.from_model(t) for t in rows]
+
+    def cost_summary(self, now: float, run: RunInfo | None = None) -> CostSummary:
+        """Spend, retry spend, spend by model, burn per bucket and a projected total.
+
+        Computed from Attempt rows directly: retry spend is the cost of every attempt
+        after a task's first; the projection extrapolates the mean cost of finished
+        tasks to the tasks not finished yet.
+        """
+        run = run or self.run_info()
+        summary = CostSummary(mission_budget_usd=run.mission_budget_usd, retry_budget_usd=run.retry_budget_usd)
+        rows = (
+            m.Attempt.select(m.Attempt.model, m.Attempt.number, m.Attempt.cost_usd, m.Attempt.started_at, m.Attempt.finished_at)
+            .where(m.Attempt.run == self.run_id)
+            .tuples()
+        )
+        by_model: dict[str, float] = defaultdict(float)
+        times: list[tuple[float, float]] = []
+        for model, number, cost, started, finished in rows:
+            cost = cost or 0.0
+            summary.spent_usd += cost
+            if number > 1:
+                summary.retry_spent_usd += cost
+            by_model[model or "?"] += cost
+            times.append((finished if finished is not None else started, cost))
+        summary.by_model = dict(sorted(by_model.items(), key=lambda kv: -kv[1]))
+        # Burn chart: spend per bucket over the run so far, at most BURN_BUCKETS buckets.
+        if times:
+            start = min(t for t, _ in times)
+            span = max(now - start, 1.0)
+            bucket = max(span / self.BURN_BUCKETS, 1.0)
+            burn = [0.0] * self.BURN_BUCKETS
+            for t, cost in times:
+                index = min(int((t - start) / bucket), self.BURN_BUCKETS - 1)
+                burn[max(index, 0)] += cost
+            summary.burn, summary.bucket_seconds = burn, bucket
+        counts = self.status_counts()
+        summary.tasks_total = sum(n for s, n in counts.items() if s != "cancelled")
+        summary.tasks_done = counts.get("done", 0) + counts.get("rolled_back", 0)
+        finished = sum(n for s, n in counts.items() if s in TERMINAL_STATUSES)
+        remaining = max(summary.tasks_total - finished, 0)
+        if finished:
+            summary.projected_usd = summary.spent_usd + summary.spent_usd / finished * remaining
+        else:
+            summary.projected_usd = summary.spent_usd
+        return summary
+
+    def utilisation(self, now: float) -> tuple[dict[str, list[float]], list[float]]:
+        """Busy fraction of each agent per time bucket over the last few minutes."""
+        n, width = self.UTIL_BUCKETS, self.UTIL_BUCKET_SECONDS
+        window_start = now - n * width
+        rows = (
+            m.Attempt.select(m.Attempt.agent_id, m.Attempt.started_at, m.Attempt.finished_at)
+            .where(
+                (m.Attempt.run == self.run_id)
+                & (m.Attempt.agent_id != "")
+                & (m.Attempt.finished_at.is_null() | (m.Attempt.finished_at > window_start))
+                & (m.Attempt.started_at < now)
+            )
+            .tuples()
+        )
+        per_agent: dict[str, list[float]] = defaultdict(lambda: [0.0] * n)
+        for agent_id, started, finished in rows:
+            end = now if finished is None else min(finished, now)
+            begin = max(started, window_start)
+            if end <= begin:
+                continue
+            first, last = int((begin - window_start) // width), int((end - window_start) // width)
+            buckets = per_agent[agent_id]
+            for i in range(max(first, 0), min(last, n - 1) + 1):
+                lo, hi = window_start + i * width, window_start + (i + 1) * width
+                buckets[i] += max(0.0, min(end, hi) - max(begin, lo)) / width
+        result = {a: [min(v, 1.0) for v in b] for a, b in per_agent.items()}
+        slots = max(
+            m.Agent.select().where((m.Agent.run == self.run_id) & (m.Agent.state != "retired") & (m.Agent.role == "implementer")).count(),
+            1,
+        )
+        pool = [min(sum(b[i] for b in result.values()) / slots, 1.0) for i in range(n)]
+        return result, pool
+
+    # -- for the screens --------------------------------------------------------------
+    def task(self, task_id: str) -> m.Task | None:
+        return m.Task.get_or_none((m.Task.run == self.run_id) & (m.Task.task_id == task_id))
+
+    def dependencies(self, task_id: str) -> list[tuple[str, str]]:
+        deps = [d.depends_on for d in m.Dependency.select().where((m.Dependency.run == self.run_id) & (m.Dependency.task_id == task_id))]
+        return self._with_status(deps)
+
+    def dependents(self, task_id: str, *, transitive: bool = False) -> list[tuple[str, str]]:
+        """Tasks depending on ``task_id`` (directly, or all downstream), with their status."""
+        found: list[str] = []
+        seen = {task_id}
+        frontier = deque([task_id])
+        while frontier:
+            current = frontier.popleft()
+            for d in m.Dependency.select(m.Dependency.task_id).where(
+                (m.Dependency.run == self.run_id) & (m.Dependency.depends_on == current)
+            ).order_by(m.Dependency.task_id):
+                if d.task_id not in seen:
+                    seen.add(d.task_id)
+                    found.append(d.task_id)
+                    if transitive:
+                        frontier.append(d.task_id)
+        return self._with_status(found)
+
+    def _with_status(self, ids: Iterable[str]) -> list[tuple[str, str]]:
+        ids = list(ids)
+        if not ids:
+            return []
+        status = dict(
+            m.Task.select(m.Task.task_id, m.Task.status)
+            .where((m.Task.run == self.run_id) & (m.Task.task_id.in_(ids)))
+            .tuples()
+        )
+        return [(i, status.get(i, "?")) for i in ids]
+
+    def attempts(self, task_id: str) -> list[m.Attempt]:
+        return list(
+            m.Attempt.select().where((m.Attempt.run == self.run_id) & (m.Attempt.task_id == task_id)).order_by(m.Attempt.number)
+        )
+
+    def integration_commit(self, task_id: str) -> m.IntegrationCommit | None:
+        return m.IntegrationCommit.get_or_none(
+            (m.IntegrationCommit.run == self.run_id) & (m.IntegrationCommit.task_id == task_id)
+        )
+
+    def rollback_conflicts(self, task_id: str) -> list[tuple[str, list[str]]]:
+        """Later integrated (not reverted) tasks that touched the same files as ``task_id``."""
+        mine = self.integration_commit(task_id)
+        if mine is None:
+            return []
+        my_files = set(json.loads(mine.files_json or "[]"))
+        later = (
+            m.IntegrationCommit.select()
+            .where(
+                (m.IntegrationCommit.run == self.run_id)
+                & (m.IntegrationCommit.committed_at > mine.committed_at)
+                & m.IntegrationCommit.reverted_by.is_null()
+            )
+            .order_by(m.IntegrationCommit.committed_at)
+        )
+        conflicts = []
+        for c in later:
+            shared = sorted(my_files & set(json.loads(c.files_json or "[]")))
+            if shared:
+                conflicts.append((c.task_id, shared))
+        return conflicts
+
+    def last_control_result(self, task_id: str, command: str) -> str:
+        """The result text of the latest rejected ``command`` about ``task_id``, if any."""
+        for c in (
+            m.Control.select()
+            .where((m.Control.run == self.run_id) & (m.Control.command == command) & (m.Control.status == "rejected"))
+            .order_by(m.Control.id.desc())
+            .limit(50)
+        ):
+            if json.loads(c.args_json or "{}").get("task_id") == task_id:
+                return c.result
+        return ""
+
+    def control_outcomes(self, control_ids: Iterable[int]) -> list[ControlOutcome]:
+        ids = list(control_ids)
+        if not ids:
+            return []
+        return [
+            ControlOutcome(c.id, c.command, json.loads(c.args_json or "{}"), c.status, c.result)
+            for c in m.Control.select().where(m.Control.id.in_(ids) & (m.Control.status != "pending"))
+        ]
+
+    def log_tail(self, attempt: m.Attempt, run: RunInfo, limit: int = LOG_TAIL_BYTES) -> str:
+        if not attempt.log_path:
+            return ""
+        path = Path(attempt.log_path)
+        if not path.is_absolute():
+            path = Path(run.run_dir) / path
+        try:
+            with open(path, "rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, size - limit))
+                data = fh.read(limit)
+        except OSError as exc:
+            return f"(log unavailable: {exc.strerror or exc})"
+        text = data.decode("utf-8", errors="replace")
+        if size > limit:
+            text = "…" + text.split("\n", 1)[-1]
+        return text
+
+
+def commit_diff(repo_path: str, sha: str, limit: int = DIFF_MAX_CHARS) -> str:
+    """``git show`` of one commit (stat + patch), read-only, capped at ``limit`` characters."""
+    import git  # GitPython; imported late so the dashboard does not pay for it
+
+    try:
+        repo = git.Repo(repo_path)
+        text = repo.git.show(sha, "--stat", "--patch", "--no-color", "--format=commit %H%nAuthor: %an%nDate:   %ad%n%n    %s%n%n%b")
+    except Exception as exc:  # a missing repo or commit is shown, not raised
+        return f"(diff unavailable: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})"
+    if len(text) > limit:
+        text = text[:limit] + f"\n… (truncated, {len(text) - limit} more characters)"
+    return text
+
+
+def pw_count():
+    import peewee as pw
+
+    return pw.fn.COUNT(m.Task.id)

@@ -1,0 +1,79 @@
+"""Agent pool pane (room: tui): each slot's state and task, utilisation sparklines, pool size."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Sparkline, Static
+
+from ..data import AgentRow, RunInfo, inert
+from .style import spark, status_text
+
+COLUMNS = ("agent", "state", "task", "done", "util")
+
+
+class AgentPool(Vertical):
+    DEFAULT_CSS = """
+    AgentPool { border: round $primary 60%; height: auto; max-height: 14; }
+    AgentPool #pool-line { height: 1; }
+    AgentPool Sparkline { height: 1; margin: 0 0 0 0; }
+    AgentPool DataTable { height: auto; max-height: 10; scrollbar-size-vertical: 1; }
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.agents: dict[str, AgentRow] = {}
+        self.cells: dict[str, tuple[str, ...]] = {}
+        self.util: dict[str, list[float]] = {}
+        self.border_title = "Agents"
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="pool-line")
+        yield Sparkline([0.0], summary_function=max, id="pool-spark")
+        yield DataTable(id="agent-table", cursor_type="none", show_cursor=False)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#agent-table", DataTable)
+        for key, width in zip(COLUMNS, (9, 8, 12, 4, 12)):
+            table.add_column(key, key=key, width=width)
+
+    def show(self, run: RunInfo, agents: list[AgentRow], util: dict[str, list[float]] | None,
+             pool_util: list[float] | None) -> None:
+        table = self.query_one("#agent-table", DataTable)
+        for a in agents:
+            self.agents[a.agent_id] = a
+        if util is not None:
+            self.util = util
+        for agent_id, a in self.agents.items():
+            if a.role != "implementer" and a.state == "idle":
+                continue
+            new = (a.agent_id, a.state, a.task_id or "-", str(a.tasks_done), spark(self.util.get(agent_id, []), 12, 1.0))
+            old = self.cells.get(agent_id)
+            if old is None:
+                table.add_row(*(self._cell(c, v) for c, v in zip(COLUMNS, new)), key=agent_id)
+            else:
+                for column, before, after in zip(COLUMNS, old, new):
+                    if before != after:
+                        table.update_cell(agent_id, column, self._cell(column, after))
+            self.cells[agent_id] = new
+        if pool_util is not None:
+            self.query_one(Sparkline).data = pool_util
+        live = sum(1 for a in self.agents.values() if a.role == "implementer" and a.state != "retired")
+        busy = sum(1 for a in self.agents.values() if a.state == "busy")
+        mean = (sum(pool_util) / len(pool_util) * 100) if pool_util else 0.0
+        line = Text()
+        line.append(f"pool {live} (target {run.pool_target}, min {run.pool_min} / max {run.pool_max})")
+        line.append(f" · busy {busy} · util {mean:.0f}%")
+        self.query_one("#pool-line", Static).update(line)
+        self.border_title = f"Agents {busy}/{live}"
+
+    def _cell(self, column: str, value: str) -> Text:
+        if column == "state":
+            return status_text(self.app, value)
+        return Text(inert(value), no_wrap=True, overflow="ellipsis", justify="right" if column == "done" else "left")
+
+    def repaint(self) -> None:
+        table = self.query_one("#agent-table", DataTable)
+        for agent_id, cells in self.cells.items():
+            table.update_cell(agent_id, "state", self._cell("state", cells[1]))

@@ -1,0 +1,53 @@
+"""Header pane (room: tui): run name, status, pause reason, task counts, needs-attention count."""
+
+from __future__ import annotations
+
+from rich.style import Style
+from rich.text import Text
+from textual.widgets import Static
+
+from ..data import RunInfo, inert
+from .style import status_text, theme_color
+
+
+class RunHeader(Static):
+    DEFAULT_CSS = """
+    RunHeader { height: 1; background: $panel; color: $foreground; padding: 0 1; }
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__("", **kwargs)
+        self.run: RunInfo | None = None
+        self.attention = 0
+        self.counts: dict[str, int] = {}
+
+    def show(self, run: RunInfo, attention: int | None, counts: dict[str, int] | None) -> None:
+        self.run = run
+        if attention is not None:
+            self.attention = attention
+        if counts is not None:
+            self.counts = counts
+        self.repaint()
+
+    def repaint(self) -> None:
+        run = self.run
+        if run is None:
+            return
+        app = self.app
+        text = Text()
+        text.append(inert(run.mission_name), style="bold")
+        text.append(f" {inert(run.run_id)} ", style=Style(dim=True))
+        text.append_text(status_text(app, run.status))
+        if run.status == "paused" and run.pause_reason:
+            text.append(f" ({inert(run.pause_reason)})", style=Style(color=theme_color(app, "warning")))
+        total = sum(self.counts.values())
+        done = self.counts.get("done", 0)
+        running = sum(self.counts.get(s, 0) for s in ("running", "validating", "integrating"))
+        text.append(f"  done {done}/{total} · running {running}")
+        text.append("  ")
+        label = f" needs attention: {self.attention} "
+        if self.attention:
+            text.append(label, style=Style(bgcolor=theme_color(app, "error"), color="white", bold=True))
+        else:
+            text.append(label, style=Style(dim=True))
+        self.update(text)

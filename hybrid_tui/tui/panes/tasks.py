@@ -1,0 +1,224 @@
+"""Task queue pane (room: tui): a keyed DataTable of every task, sortable and filterable.
+
+Rows are keyed by task id and changed with ``update_cell`` only where a cell's text
+changed, inside ``App.batch_update``: the cursor and the scroll position stay put while
+the coordinator rewrites rows underneath.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+
+from ..data import TaskRow, coarse_age, inert
+from .style import status_text
+
+COLUMNS = ("id", "title", "status", "score", "agent", "att", "cost", "age")
+FILTERS = ("all", "active", "pending", "ready", "running", "retry_wait", "failed", "blocked", "done")
+ACTIVE = {"ready", "running", "validating", "integrating", "retry_wait"}
+SORTS = ("queue", "score", "status", "cost", "age", "attempts", "id")
+SORT_COLUMN = {"score": "score", "status": "status", "cost": "cost", "age": "age", "attempts": "att"}
+
+
+def _matches(status: str, attention: str, filter_name: str) -> bool:
+    if filter_name == "all":
+        return True
+    if filter_name == "active":
+        return status in ACTIVE
+    if filter_name == "running":
+        return status in ("running", "validating", "integrating")
+    return status == filter_name
+
+
+class TaskTable(DataTable):
+    """The task DataTable; the pane owns the data, this is only the widget."""
+
+
+class TaskQueue(Vertical):
+    DEFAULT_CSS = """
+    TaskQueue { border: round $primary 60%; border-title-color: $text; }
+    TaskQueue:focus-within { border: round $primary; }
+    TaskQueue TaskTable { height: 1fr; scrollbar-size-vertical: 1; }
+    """
+
+    def __init__(self, clock, **kwargs):
+        super().__init__(**kwargs)
+        self.clock = clock
+        self.rows: dict[str, TaskRow] = {}
+        self.order: dict[str, int] = {}  # task id -> position in the queue (store order)
+        self.cells: dict[str, tuple[str, ...]] = {}  # what each shown row displays now
+        self.filter_name = "all"
+        self.sort_name = "queue"
+        self.sort_reverse = False
+
+    def compose(self) -> ComposeResult:
+        table = TaskTable(id="task-table", cursor_type="row", zebra_stripes=False)
+        table.cursor_foreground_priority = "renderable"
+        yield table
+
+    @property
+    def table(self) -> TaskTable:
+        return self.query_one(TaskTable)
+
+    def on_mount(self) -> None:
+        width = self.app.size.width
+        compact = width < 120
+        title_width = max(12, width - 66) if compact else max(16, width - 132)
+        widths = dict(id=10 if compact else 14, title=title_width, status=11, score=5, agent=7, att=3, cost=6, age=5)
+        for key in COLUMNS:
+            self.table.add_column(key, key=key, width=widths[key])
+        self._retitle()
+
+    # -- data -----------------------------------------------------------------------
+    @property
+    def selected_task_id(self) -> str | None:
+        table = self.table
+        if not table.row_count:
+            return None
+        try:
+            row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        except CellDoesNotExist:
+            return None
+        return row_key.value
+
+    def _row_cells(self, row: TaskRow, now: float) -> tuple[str, ...]:
+        return (
+            row.task_id,
+            row.title,
+            row.status,
+            f"{row.score:.0f}",
+            row.agent_id,
+            str(row.attempts),
+            f"{row.cost_usd:.2f}",
+            coarse_age(row.age(now)),
+        )
+
+    def _cell(self, column: str, value: str) -> Text:
+        if column == "status":
+            return status_text(self.app, value)
+        justify = "right" if column in ("score", "att", "cost", "age") else "left"
+        return Text(inert(value), justify=justify, no_wrap=True, overflow="ellipsis")
+
+    def apply(self, changed: list[TaskRow], now: float) -> None:
+        """Merge changed rows into the table (add, update cells, or drop if filtered out)."""
+        if not changed:
+            return
+        table = self.table
+        added = False
+        sort_dirty = False
+        for row in changed:
+            if row.task_id not in self.order:
+                self.order[row.task_id] = len(self.order)
+            self.rows[row.task_id] = row
+            shown = row.task_id in self.cells
+            wanted = _matches(row.status, row.attention_reason, self.filter_name)
+            if shown and not wanted:
+                table.remove_row(row.task_id)
+                del self.cells[row.task_id]
+            elif wanted:
+                new = self._row_cells(row, now)
+                if not shown:
+                    table.add_row(*(self._cell(c, v) for c, v in zip(COLUMNS, new)), key=row.task_id)
+                    added = True
+                else:
+                    old = self.cells[row.task_id]
+                    for column, before, after in zip(COLUMNS, old, new):
+                        if before != after:
+                            table.update_cell(row.task_id, column, self._cell(column, after))
+                            if SORT_COLUMN.get(self.sort_name) == column:
+                                sort_dirty = True
+                self.cells[row.task_id] = new
+        if added or sort_dirty:
+            self._resort()
+        self._retitle()
+
+    def refresh_ages(self, now: float) -> None:
+        """The age column moves with the clock: update only the cells whose text changed."""
+        table = self.table
+        for task_id, cells in self.cells.items():
+            row = self.rows[task_id]
+            if row.finished_at is not None:
+                continue
+            age = coarse_age(row.age(now))
+            if age != cells[7]:
+                self.cells[task_id] = cells[:7] + (age,)
+                table.update_cell(task_id, "age", self._cell("age", age))
+
+    def repaint(self) -> None:
+        """Re-style every shown cell (after a theme change)."""
+        table = self.table
+        for task_id, cells in self.cells.items():
+            table.update_cell(task_id, "status", self._cell("status", cells[2]))
+
+    # -- sorting and filtering ------------------------------------------------------
+    def _sort_value(self, task_id: str):
+        row = self.rows[task_id]
+        name = self.sort_name
+        if name == "score":
+            return (-row.score, self.order[task_id])
+        if name == "status":
+            return (row.status, self.order[task_id])
+        if name == "cost":
+            return (-row.cost_usd, self.order[task_id])
+        if name == "age":
+            return (-row.age(self.clock()), self.order[task_id])
+        if name == "attempts":
+            return (-row.attempts, self.order[task_id])
+        if name == "id":
+            return (row.task_id,)
+        return (self.order[task_id],)
+
+    def _resort(self) -> None:
+        table = self.table
+        selected = self.selected_task_id
+        table.sort("id", key=lambda cell: self._sort_value(cell.plain), reverse=self.sort_reverse)
+        if selected is not None and selected in self.cells:
+            table.move_cursor(row=table.get_row_index(selected), animate=False, scroll=False)
+
+    def cycle_sort(self) -> str:
+        self.sort_name = SORTS[(SORTS.index(self.sort_name) + 1) % len(SORTS)]
+        self._resort()
+        self._retitle()
+        return self.sort_name
+
+    def reverse_sort(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self._resort()
+        self._retitle()
+
+    def cycle_filter(self) -> str:
+        self.set_filter(FILTERS[(FILTERS.index(self.filter_name) + 1) % len(FILTERS)])
+        return self.filter_name
+
+    def set_filter(self, name: str) -> None:
+        """A filter change is an operator action: rebuilding the shown rows is fine here."""
+        self.filter_name = name
+        table = self.table
+        selected = self.selected_task_id
+        now = self.clock()
+        for task_id in list(self.cells):
+            row = self.rows[task_id]
+            if not _matches(row.status, row.attention_reason, name):
+                table.remove_row(task_id)
+                del self.cells[task_id]
+        for task_id in sorted(self.rows, key=self.order.__getitem__):
+            row = self.rows[task_id]
+            if task_id not in self.cells and _matches(row.status, row.attention_reason, name):
+                new = self._row_cells(row, now)
+                table.add_row(*(self._cell(c, v) for c, v in zip(COLUMNS, new)), key=task_id)
+                self.cells[task_id] = new
+        self._resort()
+        if selected in self.cells:
+            try:
+                table.move_cursor(row=table.get_row_index(selected), animate=False)
+            except RowDoesNotExist:
+                pass
+        self._retitle()
+
+    def _retitle(self) -> None:
+        arrow = "↑" if self.sort_reverse else "↓"
+        self.border_title = f"Tasks {len(self.cells)}/{len(self.rows)}"
+        self.border_subtitle = f"f filter: {self.filter_name} · s sort: {self.sort_name}{arrow}"

@@ -1,0 +1,1107 @@
+"""Room: core. The coordinator's decisions as pure code: DAG, ready queue, assignment, file
+locks, retries, breakers, budgets, autoscaling and operator operations.
+
+Pure: no I/O, no clock, no logging, no threads. Time is the ``now`` argument (seconds, any
+epoch: wall clock in the runtime, virtual in the simulator); randomness (backoff jitter)
+comes from the injected ``random.Random``. Every mutating call returns the list of
+:mod:`~hybrid_tui.core.changes` records the shell persists in order.
+
+Driving loop of a shell, roughly::
+
+    sched = Scheduler(tasks, policies=..., mission_budget_usd=..., retry_budget_usd=...,
+                      pool_min=4, pool_max=12, rng=random.Random(seed))
+    for agent in pool: persist(sched.add_agent(agent, now))
+    while not sched.is_finished():
+        persist(sched.tick(now))                    # deadlines, lock expiry, breakers, scaling
+        dispatches, changes = sched.dispatch(now); persist(changes)
+        ... start each dispatch; as results arrive:
+        persist(sched.advance(tid, TaskStatus.VALIDATING, now))   # optional phases
+        persist(sched.succeed(tid, now, cost_usd)) or persist(sched.fail(tid, kind, now, cost_usd, msg))
+        ... on CancelRunning: stop the attempt, then sched.settle_cancelled(tid, attempt, cost, now)
+        sleep until min(next result, sched.next_deadline())
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from hybrid_tui.core.changes import (
+    AgentChanged,
+    Alert,
+    BreakerChanged,
+    CancelRunning,
+    Change,
+    LockAcquired,
+    LockReleased,
+    PauseChanged,
+    PoolTarget,
+    TaskTransition,
+)
+from hybrid_tui.core.policies import alert_level, priority_score, priority_weight, retry_delay, scaling_target
+from hybrid_tui.core.states import (
+    ACTIVE,
+    DEAD,
+    QUEUED,
+    TERMINAL,
+    TRANSITIONS,
+    CoreError,
+    IllegalTransition,
+    TaskStatus,
+)
+from hybrid_tui.core.tasks import AgentView, Dispatch, LockView, SavedTask, Spend, TaskInfo, TaskView
+from hybrid_tui.spec.models import PoliciesSection
+
+S = TaskStatus
+_READY, _PENDING, _RUNNING, _DONE = S.READY, S.PENDING, S.RUNNING, S.DONE
+
+#: Failure types that say something about the backend (they count for its circuit breaker).
+BACKEND_FAILURES = frozenset({"network_error", "rate_limited", "agent_error", "timeout"})
+#: Failure types that are not the attempt's fault (not counted in the failure rate).
+NEUTRAL_FAILURES = frozenset({"interrupted"})
+#: How many recent tasks an agent remembers for file/domain affinity.
+RECENT_TASKS = 3
+#: Review 4.4: "30+ queued -> warn: queue backup" once the pool is at its maximum.
+QUEUE_BACKUP_DEPTH = 30
+
+
+class DagError(CoreError, ValueError):
+    """The task graph is invalid (unknown dependency, cycle, duplicate id)."""
+
+
+class UnknownTask(CoreError, KeyError):
+    def __str__(self) -> str:
+        return f"unknown task {self.args[0]!r}"
+
+
+class _Task:
+    """Mutable scheduling state of one task (internal)."""
+
+    __slots__ = (
+        "info", "tid", "status", "attempts", "agent_id", "retry_at", "failures", "last_failure",
+        "last_message", "last_agent", "next_action", "reason", "version", "static_score", "locked",
+        "unmet", "dependents", "topo", "held", "reserved", "files",
+    )
+
+    def __init__(self, info: TaskInfo, topo: int) -> None:
+        self.info = info
+        self.tid = info.task_id
+        self.files = info.files
+        self.status = _PENDING
+        self.attempts = 0
+        self.agent_id: str | None = None
+        self.retry_at: float | None = None
+        self.failures: dict[str, int] = {}
+        self.last_failure: str | None = None
+        self.last_message = ""
+        self.last_agent: str | None = None
+        self.next_action: str | None = None
+        self.reason = ""
+        self.version = 0
+        self.static_score = 0.0
+        self.locked = False
+        self.unmet = 0
+        self.dependents: list[_Task] = []
+        self.topo = topo
+        self.held: list[str] = []
+        self.reserved = 0.0
+
+
+class _Agent:
+    __slots__ = ("agent_id", "backend", "state", "task_id", "load", "recent", "file_counts", "domain_counts")
+
+    def __init__(self, agent_id: str, backend: str) -> None:
+        self.agent_id = agent_id
+        self.backend = backend
+        self.state = "idle"
+        self.task_id: str | None = None
+        self.load = 0
+        self.recent: deque[tuple[tuple[str, ...], str]] = deque()
+        self.file_counts: Counter[str] = Counter()
+        self.domain_counts: Counter[str] = Counter()
+
+
+class _Breaker:
+    __slots__ = ("state", "consecutive", "opened_at", "trial")
+
+    def __init__(self) -> None:
+        self.state = "closed"
+        self.consecutive = 0
+        self.opened_at = 0.0
+        self.trial = False
+
+
+class Scheduler:
+    """All scheduling state of one run, driven by a shell through ``now``-stamped calls.
+
+    ``tasks``: the DAG (validated: unknown dependency, duplicate id or cycle raise
+    :class:`DagError` naming the tasks). Tasks without dependencies start ``ready``, the
+    rest ``pending``. ``policies``: the mission's ``[policies]`` (every weight and number).
+    ``attempt_cost_cap``: the per-attempt dollar cap the shell enforces
+    (``[agents] max_cost_per_attempt``); when given, each attempt in flight reserves that
+    much of the mission budget, so total spend never exceeds the mission budget by more
+    than one attempt's cap. Without it an attempt reserves its task's expected cost.
+    """
+
+    def __init__(
+        self,
+        tasks: Iterable[TaskInfo],
+        *,
+        policies: PoliciesSection | None = None,
+        mission_budget_usd: float = 25.0,
+        retry_budget_usd: float = 2.0,
+        pool_min: int = 4,
+        pool_max: int = 12,
+        rng: random.Random | None = None,
+        attempt_cost_cap: float | None = None,
+        queue_backup_depth: int = QUEUE_BACKUP_DEPTH,
+    ) -> None:
+        if pool_min < 0 or pool_max < max(pool_min, 1):
+            raise ValueError(f"pool bounds invalid: min {pool_min}, max {pool_max}")
+        self.policies = policies or PoliciesSection()
+        self._weights = self.policies.priority
+        self.mission_budget_usd = float(mission_budget_usd)
+        self.retry_budget_usd = float(retry_budget_usd)
+        self.pool_min, self.pool_max = pool_min, pool_max
+        self.rng = rng or random.Random(0)
+        self.attempt_cost_cap = attempt_cost_cap
+        self.queue_backup_depth = queue_backup_depth
+
+        self._tasks: dict[str, _Task] = {}
+        self._counts: Counter[TaskStatus] = Counter()
+        self._ready: set[str] = set()
+        self._ready_heap: list[tuple[float, str, int]] = []
+        self._ready_by_path: dict[str, set[str]] = {}
+        self._retry_heap: list[tuple[float, str, int]] = []
+        self._locks: dict[str, tuple[str, float, float]] = {}  # path -> (task, acquired, expires)
+        self._lock_heap: list[tuple[float, str, str]] = []
+        self._agents: dict[str, _Agent] = {}
+        self._idle: dict[str, _Agent] = {}
+        self._file_agents: dict[str, set[str]] = {}
+        self._domain_agents: dict[str, set[str]] = {}
+        self._breakers: dict[str, _Breaker] = {}
+        self._reservations: dict[tuple[str, int], tuple[float, bool]] = {}
+        self._reserved = 0.0
+        self._retry_reserved = 0.0
+        self._spent = 0.0
+        self._retry_spent = 0.0
+        self._alerted: set[tuple[str, float]] = set()
+        self._finished_attempts = 0
+        self._failed_attempts = 0
+        self.paused = False
+        self.pause_reason = ""
+        self._pool_target: int | None = None
+        self._manual_target: int | None = None
+        self._queue_backup = False
+        self.add_tasks(tasks)
+
+    # ------------------------------------------------------------------ construction
+
+    def add_tasks(self, tasks: Iterable[TaskInfo], now: float = 0.0) -> list[Change]:
+        """Add tasks to the DAG (all at once; nothing is added if any is invalid).
+
+        New tasks may depend on existing or new tasks. They start ``ready`` (every
+        dependency done), ``blocked`` (a dependency failed) or ``pending``; read
+        :meth:`status` for their first row (no transition is emitted for a creation).
+        Existing tasks gaining dependents are rescored.
+        """
+        new = list(tasks)
+        ids: dict[str, TaskInfo] = {}
+        for info in new:
+            if info.task_id in self._tasks or info.task_id in ids:
+                raise DagError(f"duplicate task id {info.task_id!r}")
+            priority_weight(self._weights, info.priority)  # unknown priority raises
+            ids[info.task_id] = info
+        for info in new:
+            for dep in info.dependencies:
+                if dep not in ids and dep not in self._tasks:
+                    raise DagError(f"task {info.task_id!r} depends on unknown task {dep!r}")
+        order = _topological_order(ids)
+        base = len(self._tasks)
+        touched: list[_Task] = []
+        for index, tid in enumerate(order):
+            info = ids[tid]
+            t = _Task(info, base + index)
+            self._tasks[tid] = t
+            self._counts[_PENDING] += 1
+            for dep in dict.fromkeys(info.dependencies):
+                d = self._tasks[dep]
+                d.dependents.append(t)
+                if d.status is not _DONE:
+                    t.unmet += 1
+                touched.append(d)
+        changes: list[Change] = []
+        for tid in order:
+            self._rescore_static(self._tasks[tid])
+        for d in dict.fromkeys(touched):
+            self._rescore_static(d)
+            if d.status is _READY:
+                self._push_ready(d)
+        for tid in order:
+            t = self._tasks[tid]
+            if any(self._tasks[dep].status in DEAD for dep in t.info.dependencies):
+                self._force(t, S.BLOCKED)
+                t.reason = "a dependency failed"
+            elif t.unmet == 0:
+                self._force(t, _READY)
+        return changes
+
+    @classmethod
+    def restore(
+        cls,
+        tasks: Iterable[TaskInfo],
+        saved: Mapping[str, SavedTask],
+        *,
+        now: float,
+        spent_usd: float = 0.0,
+        retry_spent_usd: float = 0.0,
+        paused_reason: str | None = None,
+        **kwargs: Any,
+    ) -> tuple[Scheduler, list[Change]]:
+        """Rebuild after a crash from the statuses the store kept.
+
+        ``done`` stays done; ``running``/``validating``/``integrating`` were interrupted and
+        follow the ``interrupted`` retry rule (to ``retry_wait``/``ready`` or ``failed``);
+        ``retry_wait`` keeps its deadline; ``pending``/``ready`` are recomputed from their
+        dependencies. The core holds no file locks and no agents afterwards: the shell
+        clears its lock table and re-adds agents. Budget alerts already passed are not
+        repeated. ``kwargs`` are the constructor's keyword arguments.
+        """
+        sched = cls(tasks, **kwargs)
+        sched._spent, sched._retry_spent = float(spent_usd), float(retry_spent_usd)
+        for kind, spent, budget in (("budget", sched._spent, sched.mission_budget_usd),
+                                    ("retry_budget", sched._retry_spent, sched.retry_budget_usd)):
+            for thr in sched.policies.budget_alerts:
+                if budget and spent >= thr * budget:
+                    sched._alerted.add((kind, thr))
+        if paused_reason is not None:
+            sched.paused, sched.pause_reason = True, paused_reason
+        for tid, st in saved.items():
+            t = sched._task(tid)
+            status = TaskStatus(st.status)
+            t.attempts, t.failures = st.attempts, dict(st.failures)
+            t.last_agent, t.last_failure, t.last_message = st.last_agent, st.last_failure, st.last_message
+            sched._force(t, _RUNNING if status in ACTIVE else status)
+            if status is S.RETRY_WAIT:
+                t.retry_at = st.retry_at if st.retry_at is not None else now
+        for t in sched._tasks.values():
+            t.unmet = sum(1 for dep in dict.fromkeys(t.info.dependencies) if sched._tasks[dep].status is not _DONE)
+        changes: list[Change] = []
+        for t in sorted(sched._tasks.values(), key=lambda x: x.topo):
+            if t.status is _RUNNING:
+                sched._fail_active(t, "interrupted", now, 0.0, "the coordinator restarted", None, changes)
+            elif t.status is S.RETRY_WAIT:
+                t.version += 1
+                heapq.heappush(sched._retry_heap, (t.retry_at, t.tid, t.version))
+            elif t.status in (_PENDING, _READY):
+                if any(sched._tasks[d].status in DEAD for d in t.info.dependencies):
+                    sched._transition(t, S.BLOCKED, "a dependency failed", changes, check=False)
+                elif t.unmet == 0 and t.status is _PENDING:
+                    sched._transition(t, _READY, "dependencies done", changes)
+                elif t.unmet and t.status is _READY:
+                    sched._transition(t, _PENDING, "dependencies not done", changes)
+        return sched, changes
+
+    # ------------------------------------------------------------------ agents
+
+    def add_agent(self, agent_id: str, now: float, backend: str = "replay") -> list[Change]:
+        """Add an idle L3 agent slot using ``backend`` (its circuit breaker applies)."""
+        if agent_id in self._agents:
+            raise ValueError(f"agent {agent_id!r} already exists")
+        agent = _Agent(agent_id, backend)
+        self._agents[agent_id] = agent
+        self._idle[agent_id] = agent
+        self._breakers.setdefault(backend, _Breaker())
+        return [AgentChanged(agent_id, "idle", None)]
+
+    def remove_agent(self, agent_id: str, now: float) -> list[Change]:
+        """Remove an agent: at once when idle, else it drains (removed when its task ends)."""
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            raise ValueError(f"unknown agent {agent_id!r}")
+        if agent.state == "idle":
+            self._drop_agent(agent)
+            return [AgentChanged(agent_id, "removed", None)]
+        agent.state = "draining"
+        return [AgentChanged(agent_id, "draining", agent.task_id)]
+
+    # ------------------------------------------------------------------ dispatch
+
+    def dispatch(self, now: float, limit: int | None = None) -> tuple[list[Dispatch], list[Change]]:
+        """Assign ready tasks to idle agents, best score first (ties by task id).
+
+        A task is skipped (stays ready) when one of its declared files is locked, when no
+        eligible agent is idle (breaker open for every idle agent's backend), or when the
+        attempts in flight hold the budget it needs. A task whose expected cost exceeds
+        what is left of the mission budget fails with ``budget_exhausted`` (with an alert).
+        Nothing is dispatched while paused. ``limit`` caps the dispatches of this call
+        (e.g. ``policies.dispatch_batch``).
+        """
+        dispatches: list[Dispatch] = []
+        changes: list[Change] = []
+        if self.paused or not self._idle:
+            return dispatches, changes
+        heap = self._ready_heap
+        tasks = self._tasks
+        locks = self._locks
+        skipped: list[tuple[float, str, int]] = []
+        exhausted: list[str] = []
+        remaining = limit if limit is not None else -1
+        while heap and self._idle and remaining != 0:
+            entry = heapq.heappop(heap)
+            t = tasks[entry[1]]
+            if t.status is not _READY or t.version != entry[2]:
+                continue  # stale entry (rescored or no longer ready)
+            expected = t.info.expected_cost_usd
+            if self._spent + expected > self.mission_budget_usd:
+                exhausted.append(t.tid)
+                self._transition(t, S.FAILED, f"budget_exhausted: needs ${expected:.2f}, "
+                                 f"${max(self.mission_budget_usd - self._spent, 0):.2f} left", changes)
+                t.last_failure = "budget_exhausted"
+                self._propagate(t, f"dependency {t.tid} failed", changes)
+                continue
+            if self._spent + self._reserved + expected > self.mission_budget_usd:
+                skipped.append(entry)
+                continue
+            files = t.files
+            if files and any(p in locks for p in files):
+                skipped.append(entry)
+                continue
+            agent = self._choose_agent(t)
+            if agent is None:
+                skipped.append(entry)
+                continue
+            dispatches.append(self._start(t, agent, now, changes))
+            remaining -= 1
+        for entry in skipped:
+            heapq.heappush(heap, entry)
+        if exhausted:
+            changes.append(Alert("budget_exhausted", "critical",
+                                 f"mission budget cannot cover {len(exhausted)} task(s): {', '.join(exhausted[:5])}",
+                                 {"tasks": exhausted, "spent_usd": self._spent,
+                                  "budget_usd": self.mission_budget_usd}))
+        return dispatches, changes
+
+    def _start(self, t: _Task, agent: _Agent, now: float, changes: list[Change]) -> Dispatch:
+        action = t.next_action
+        self._transition(t, _RUNNING, "dispatched" if t.attempts == 0 else f"retry after {t.last_failure}", changes)
+        t.attempts += 1
+        t.agent_id = agent.agent_id
+        agent.state = "busy"
+        agent.task_id = t.tid
+        agent.load += 1
+        del self._idle[agent.agent_id]
+        self._remember(agent, t)
+        changes.append(AgentChanged(agent.agent_id, "busy", t.tid))
+        expires = now + self.policies.lock_ttl_seconds
+        for path in t.files:
+            self._acquire(t, path, now, expires, changes)
+        is_retry = t.attempts > 1
+        amount = self.attempt_cost_cap if self.attempt_cost_cap is not None else t.info.expected_cost_usd
+        self._reservations[(t.tid, t.attempts)] = (amount, is_retry)
+        self._reserved += amount
+        if is_retry:
+            self._retry_reserved += amount
+        breaker = self._breakers[agent.backend]
+        if breaker.state == "half_open":
+            breaker.trial = True
+        return Dispatch(t.tid, agent.agent_id, t.attempts, agent.backend, t.last_failure if is_retry else None,
+                        t.last_message if action == "with_feedback" else None)
+
+    def _choose_agent(self, t: _Task) -> _Agent | None:
+        """Review 4.3 hybrid assignment among idle agents whose breaker admits work:
+        most recent-file overlap, else same recent domain, else least loaded; ties by
+        (load, agent id). ``different_agent`` retries avoid the previous agent when another
+        is idle; ``same_agent`` retries prefer it."""
+        idle = self._idle
+        breakers = self._breakers
+        action = t.next_action
+        avoid = t.last_agent if action == "different_agent" else None
+        if action == "same_agent" and t.last_agent in idle:
+            agent = idle[t.last_agent]
+            if _admits(breakers[agent.backend]):
+                return agent
+        best: _Agent | None = None
+        if self._file_agents:
+            overlap: Counter[str] = Counter()
+            for path in t.files:
+                for aid in self._file_agents.get(path, ()):
+                    if aid in idle and aid != avoid:
+                        overlap[aid] += 1
+            if overlap:
+                best_key = None
+                for aid, n in overlap.items():
+                    agent = idle[aid]
+                    if _admits(breakers[agent.backend]):
+                        key = (-n, agent.load, aid)
+                        if best_key is None or key < best_key:
+                            best_key, best = key, agent
+                if best is not None:
+                    return best
+            domain_agents = self._domain_agents.get(t.info.domain)
+            if domain_agents:
+                best_key2 = None
+                for aid in domain_agents:
+                    if aid in idle and aid != avoid:
+                        agent = idle[aid]
+                        if _admits(breakers[agent.backend]):
+                            key2 = (agent.load, aid)
+                            if best_key2 is None or key2 < best_key2:
+                                best_key2, best = key2, agent
+                if best is not None:
+                    return best
+        best_key3 = None
+        for aid, agent in idle.items():
+            if aid != avoid and _admits(breakers[agent.backend]):
+                key3 = (agent.load, aid)
+                if best_key3 is None or key3 < best_key3:
+                    best_key3, best = key3, agent
+        if best is None and avoid is not None and avoid in idle and _admits(breakers[idle[avoid].backend]):
+            return idle[avoid]  # nobody else is idle: the same agent beats waiting forever
+        return best
+
+    def _remember(self, agent: _Agent, t: _Task) -> None:
+        agent.recent.append((t.files, t.info.domain))
+        for path in t.files:
+            if agent.file_counts[path] == 0:
+                self._file_agents.setdefault(path, set()).add(agent.agent_id)
+            agent.file_counts[path] += 1
+        domain = t.info.domain
+        if agent.domain_counts[domain] == 0:
+            self._domain_agents.setdefault(domain, set()).add(agent.agent_id)
+        agent.domain_counts[domain] += 1
+        if len(agent.recent) > RECENT_TASKS:
+            old_files, old_domain = agent.recent.popleft()
+            for path in old_files:
+                agent.file_counts[path] -= 1
+                if agent.file_counts[path] == 0:
+                    del agent.file_counts[path]
+                    self._file_agents[path].discard(agent.agent_id)
+            agent.domain_counts[old_domain] -= 1
+            if agent.domain_counts[old_domain] == 0:
+                del agent.domain_counts[old_domain]
+                self._domain_agents[old_domain].discard(agent.agent_id)
+
+    # ------------------------------------------------------------------ results
+
+    def advance(self, task_id: str, to_status: TaskStatus, now: float) -> list[Change]:
+        """Move a task between active phases: running -> validating -> integrating."""
+        t = self._task(task_id)
+        to_status = TaskStatus(to_status)
+        if to_status not in (S.VALIDATING, S.INTEGRATING) or t.status not in ACTIVE:
+            raise IllegalTransition(task_id, t.status, to_status, "advance moves only between active phases")
+        changes: list[Change] = []
+        self._transition(t, to_status, "", changes)
+        return changes
+
+    def succeed(self, task_id: str, now: float, cost_usd: float = 0.0) -> list[Change]:
+        """The current attempt finished and the task is integrated: ``done``.
+
+        Releases its locks and agent, records spend (budget alerts), closes a half-open
+        breaker, and makes dependents whose dependencies are now all done ``ready``.
+        """
+        t = self._task(task_id)
+        if t.status not in ACTIVE:
+            raise IllegalTransition(task_id, t.status, _DONE, "no attempt is running")
+        changes: list[Change] = []
+        released: list[Change] = []
+        backend = self._end_attempt(t, cost_usd, now, released)
+        self._finished_attempts += 1
+        breaker = self._breakers.get(backend) if backend else None
+        if breaker is not None:
+            breaker.consecutive = 0
+            breaker.trial = False
+            if breaker.state != "closed":
+                breaker.state = "closed"
+                changes.append(BreakerChanged(backend, "closed", f"{task_id} succeeded"))
+        self._transition(t, _DONE, "succeeded", changes)
+        changes.extend(released)
+        for d in t.dependents:
+            d.unmet -= 1
+            if d.unmet == 0 and d.status is _PENDING:
+                self._transition(d, _READY, f"dependencies done ({task_id} last)", changes)
+        return changes
+
+    def fail(
+        self,
+        task_id: str,
+        failure_type: str,
+        now: float,
+        cost_usd: float = 0.0,
+        message: str = "",
+        retry_after: float | None = None,
+    ) -> list[Change]:
+        """The current attempt failed with ``failure_type`` (a key of ``policies.retries``).
+
+        Applies the type's rule: within ``max_retries`` (counted per type) the task goes to
+        ``retry_wait`` until ``now + backoff`` (``immediate``: straight back to ready),
+        provided the retry budget covers another attempt; otherwise ``failed`` with the
+        reason, an ``attention`` alert, its queued transitive dependents ``blocked`` and
+        its running ones cancelled (``CancelRunning``). Also feeds the backend's circuit
+        breaker and the failure-rate auto-pause.
+        """
+        if failure_type not in self.policies.retries:
+            raise ValueError(f"task {task_id}: unknown failure type {failure_type!r} "
+                             f"(known: {', '.join(sorted(self.policies.retries))})")
+        t = self._task(task_id)
+        if t.status not in ACTIVE:
+            raise IllegalTransition(task_id, t.status, S.RETRY_WAIT, "no attempt is running")
+        changes: list[Change] = []
+        self._fail_active(t, failure_type, now, cost_usd, message, retry_after, changes)
+        return changes
+
+    def _fail_active(self, t: _Task, failure_type: str, now: float, cost_usd: float, message: str,
+                     retry_after: float | None, changes: list[Change], *, ended: bool = False) -> None:
+        released: list[Change] = []
+        backend = None if ended else self._end_attempt(t, cost_usd, now, released)
+        start = len(changes)
+        if failure_type not in NEUTRAL_FAILURES and not ended:
+            self._finished_attempts += 1
+            self._failed_attempts += 1
+        if backend is not None:
+            self._breaker_failure(backend, failure_type, now, changes)
+        rule = self.policies.retries[failure_type]
+        count = t.failures.get(failure_type, 0) + 1
+        t.failures[failure_type] = count
+        t.last_failure, t.last_message = failure_type, message
+        detail = f"{failure_type}: {message}" if message else failure_type
+        if rule.action == "attention" or count > rule.max_retries:
+            why = "needs attention" if rule.action == "attention" else f"{rule.max_retries} retries spent"
+            self._fail_terminal(t, f"{detail} ({why})", changes)
+        elif self._retry_spent + self._retry_reserved + t.info.expected_cost_usd > self.retry_budget_usd:
+            changes.append(Alert("retry_budget_exhausted", "critical",
+                                 f"retry budget cannot cover a retry of {t.tid}",
+                                 {"task_id": t.tid, "retry_spent_usd": self._retry_spent,
+                                  "retry_budget_usd": self.retry_budget_usd}))
+            self._fail_terminal(t, f"{detail} (retry budget exhausted: ${self._retry_spent:.2f} "
+                                   f"of ${self.retry_budget_usd:.2f})", changes)
+        else:
+            delay = retry_delay(rule, count - 1, self.policies, self.rng, retry_after)
+            t.next_action = rule.action
+            t.retry_at = now + delay
+            self._transition(t, S.RETRY_WAIT, f"{detail} (retry {count} of {rule.max_retries})", changes,
+                             retry_at=t.retry_at)
+            if delay <= 0:
+                self._wake(t, changes)
+            else:
+                t.version += 1
+                heapq.heappush(self._retry_heap, (t.retry_at, t.tid, t.version))
+        # Show the task's own transition first, then what its attempt released.
+        at = next(i for i in range(start, len(changes))
+                  if isinstance(changes[i], TaskTransition) and changes[i].task_id == t.tid)
+        changes[at + 1:at + 1] = released
+        self._check_failure_rate(changes)
+
+    def _fail_terminal(self, t: _Task, reason: str, changes: list[Change]) -> None:
+        self._transition(t, S.FAILED, reason, changes)
+        changes.append(Alert("attention", "warning", f"task {t.tid} failed: {reason}",
+                             {"task_id": t.tid, "failure_type": t.last_failure}))
+        self._propagate(t, f"dependency {t.tid} failed", changes)
+
+    def _end_attempt(self, t: _Task, cost_usd: float, now: float, changes: list[Change]) -> str | None:
+        """Release what the running attempt held; return its agent's backend."""
+        amount, is_retry = self._reservations.pop((t.tid, t.attempts), (0.0, t.attempts > 1))
+        self._reserved -= amount
+        if is_retry:
+            self._retry_reserved -= amount
+        self._add_spend(cost_usd, is_retry, changes)
+        self._release_all(t, "task ended", changes)
+        backend = None
+        if t.agent_id is not None:
+            agent = self._agents.get(t.agent_id)
+            t.last_agent = t.agent_id
+            t.agent_id = None
+            if agent is not None:
+                backend = agent.backend
+                agent.task_id = None
+                if agent.state == "draining":
+                    self._drop_agent(agent)
+                    changes.append(AgentChanged(agent.agent_id, "removed", None))
+                else:
+                    agent.state = "idle"
+                    self._idle[agent.agent_id] = agent
+                    changes.append(AgentChanged(agent.agent_id, "idle", None))
+        return backend
+
+    def settle_cancelled(self, task_id: str, attempt: int, cost_usd: float, now: float) -> list[Change]:
+        """Record the cost of an attempt the core cancelled (see :class:`CancelRunning`) and
+        free the budget it held."""
+        self._task(task_id)
+        amount, is_retry = self._reservations.pop((task_id, attempt), (0.0, attempt > 1))
+        self._reserved -= amount
+        if is_retry:
+            self._retry_reserved -= amount
+        changes: list[Change] = []
+        self._add_spend(cost_usd, is_retry, changes)
+        return changes
+
+    def _cancel_active(self, t: _Task, reason: str, changes: list[Change]) -> None:
+        """Stop a running attempt: the shell kills it; its reservation stays until settled."""
+        agent_id = t.agent_id
+        key = (t.tid, t.attempts)
+        held = self._reservations.get(key)
+        changes.append(CancelRunning(t.tid, agent_id, t.attempts, reason))
+        self._transition(t, S.CANCELLED, reason, changes)
+        backend_breaker = None
+        if agent_id is not None and agent_id in self._agents:
+            backend_breaker = self._breakers.get(self._agents[agent_id].backend)
+        if held is not None:
+            self._reservations.pop(key)
+        self._end_attempt(t, 0.0, 0.0, changes)
+        if held is not None:
+            self._reservations[key] = held  # re-hold: _end_attempt released it
+            self._reserved += held[0]
+            if held[1]:
+                self._retry_reserved += held[0]
+        if backend_breaker is not None:
+            backend_breaker.trial = False
+
+    # ------------------------------------------------------------------ locks
+
+    def request_lock(self, task_id: str, path: str, now: float) -> tuple[bool, list[Change]]:
+        """A running task wants an undeclared file: lock it (True) or report it is held by
+        another task (False: the shell fails the attempt with ``file_locked``)."""
+        t = self._task(task_id)
+        if t.status not in ACTIVE:
+            raise CoreError(f"task {task_id} is {t.status.value}: only a running task can lock files")
+        holder = self._locks.get(path)
+        changes: list[Change] = []
+        if holder is not None:
+            return holder[0] == task_id, changes
+        self._acquire(t, path, now, now + self.policies.lock_ttl_seconds, changes)
+        return True, changes
+
+    def _acquire(self, t: _Task, path: str, now: float, expires: float, changes: list[Change]) -> None:
+        self._locks[path] = (t.tid, now, expires)
+        t.held.append(path)
+        heapq.heappush(self._lock_heap, (expires, path, t.tid))
+        changes.append(LockAcquired(path, t.tid, now, expires))
+        waiting = self._ready_by_path.get(path)
+        if waiting:
+            for tid in waiting:
+                w = self._tasks[tid]
+                if not w.locked:
+                    w.locked = True
+                    self._push_ready(w)
+
+    def _release_all(self, t: _Task, reason: str, changes: list[Change]) -> None:
+        if not t.held:
+            return
+        locks = self._locks
+        for path in t.held:
+            if locks.get(path, ("",))[0] == t.tid:
+                del locks[path]
+                changes.append(LockReleased(path, t.tid, reason))
+                waiting = self._ready_by_path.get(path)
+                if waiting:
+                    for tid in waiting:
+                        w = self._tasks[tid]
+                        if w.locked and not any(p in locks for p in w.files):
+                            w.locked = False
+                            self._push_ready(w)
+        t.held = []
+
+    # ------------------------------------------------------------------ time
+
+    def tick(self, now: float) -> list[Change]:
+        """Apply everything due at ``now``: retry deadlines (``retry_wait`` -> ``ready``),
+        expired locks (released with an alert; the holding attempt is cancelled and counts
+        as a ``timeout``), breakers half-open after ``breaker_reset_seconds``, the pool
+        target by queue depth (``policies.scaling``) and the queue-backup warning."""
+        changes: list[Change] = []
+        heap = self._retry_heap
+        while heap and heap[0][0] <= now:
+            _, tid, version = heapq.heappop(heap)
+            t = self._tasks[tid]
+            if t.status is S.RETRY_WAIT and t.version == version:
+                self._wake(t, changes)
+        lheap = self._lock_heap
+        while lheap and lheap[0][0] <= now:
+            expires, path, tid = heapq.heappop(lheap)
+            lock = self._locks.get(path)
+            if lock is None or lock[0] != tid or lock[2] != expires:
+                continue
+            t = self._tasks[tid]
+            changes.append(Alert("lock_expired", "warning", f"lock on {path} held by {tid} expired",
+                                 {"path": path, "task_id": tid}))
+            if t.status in ACTIVE:
+                attempt = t.attempts
+                changes.append(CancelRunning(tid, t.agent_id, attempt, f"lock on {path} expired"))
+                held = self._reservations.pop((tid, attempt), None)
+                if held is not None:
+                    self._reserved -= held[0]
+                    if held[1]:
+                        self._retry_reserved -= held[0]
+                self._fail_active(t, "timeout", now, 0.0, f"lock on {path} expired", None, changes)
+                if held is not None:  # the stopped attempt still owes its cost: keep it held
+                    self._reservations[(tid, attempt)] = held
+                    self._reserved += held[0]
+                    if held[1]:
+                        self._retry_reserved += held[0]
+            else:  # cannot happen (locks are released with the attempt); keep the table honest
+                del self._locks[path]
+                changes.append(LockReleased(path, tid, "expired"))
+        for backend, breaker in self._breakers.items():
+            if breaker.state == "open" and now >= breaker.opened_at + self.policies.breaker_reset_seconds:
+                breaker.state = "half_open"
+                breaker.trial = False
+                changes.append(BreakerChanged(backend, "half_open", "reset timeout elapsed: one trial attempt"))
+        depth = len(self._ready)
+        target = self._manual_target
+        if target is None:
+            target = scaling_target(self.policies.scaling, depth, self.pool_min, self.pool_max)
+        if target != self._pool_target:
+            self._pool_target = target
+            why = "operator" if self._manual_target is not None else f"queue depth {depth}"
+            changes.append(PoolTarget(target, why))
+        backed_up = depth > self.queue_backup_depth
+        if backed_up and not self._queue_backup:
+            changes.append(Alert("queue_backup", "warning",
+                                 f"queue backup: {depth} ready tasks, pool target {target} (max {self.pool_max})",
+                                 {"depth": depth, "pool_target": target}))
+        self._queue_backup = backed_up
+        return changes
+
+    def next_deadline(self) -> float | None:
+        """Earliest future time at which :meth:`tick` has something to do (retry deadline,
+        lock expiry, breaker reset), for shells that sleep (or jump a virtual clock)."""
+        times = []
+        for heap in (self._retry_heap, self._lock_heap):
+            while heap and not self._live(heap, heap[0]):
+                heapq.heappop(heap)
+            if heap:
+                times.append(heap[0][0])
+        for breaker in self._breakers.values():
+            if breaker.state == "open":
+                times.append(breaker.opened_at + self.policies.breaker_reset_seconds)
+        return min(times) if times else None
+
+    def _live(self, heap: list, entry: tuple) -> bool:
+        if heap is self._retry_heap:
+            t = self._tasks[entry[1]]
+            return t.status is S.RETRY_WAIT and t.version == entry[2]
+        lock = self._locks.get(entry[1])
+        return lock is not None and lock[0] == entry[2] and lock[2] == entry[0]
+
+    def _wake(self, t: _Task, changes: list[Change]) -> None:
+        t.retry_at = None
+        if t.unmet:
+            self._transition(t, _PENDING, "backoff elapsed; dependencies not done", changes)
+        else:
+            self._transition(t, _READY, "backoff elapsed", changes)
+
+    # ------------------------------------------------------------------ operator
+
+    def pause(self, reason: str, now: float) -> list[Change]:
+        """Stop dispatching (running attempts finish). Idempotent; the reason is updated."""
+        self.paused, self.pause_reason = True, reason
+        return [PauseChanged(True, reason)]
+
+    def resume(self, now: float) -> list[Change]:
+        """Dispatch again. The failure-rate window restarts: the operator has seen it."""
+        if not self.paused:
+            return []
+        self.paused, self.pause_reason = False, ""
+        self._finished_attempts = self._failed_attempts = 0
+        return [PauseChanged(False, "resumed")]
+
+    def retry(self, task_id: str, now: float) -> list[Change]:
+        """Operator retry of a failed, blocked, cancelled or rolled-back task: back to
+        ``ready`` (or ``pending``) with fresh retry counts; its blocked dependents that no
+        other failed dependency holds go back to ``pending``."""
+        t = self._task(task_id)
+        if t.status not in DEAD:
+            raise CoreError(f"task {task_id} is {t.status.value}: only failed, blocked, cancelled "
+                            "or rolled-back tasks can be retried")
+        dead = [d for d in t.info.dependencies if self._tasks[d].status in DEAD]
+        if dead:
+            raise CoreError(f"task {task_id} cannot be retried while its dependency {dead[0]} is "
+                            f"{self._tasks[dead[0]].status.value}; retry {dead[0]} first")
+        changes: list[Change] = []
+        t.failures = {}
+        t.next_action = None
+        self._transition(t, _PENDING if t.unmet else _READY, "operator retry", changes)
+        for d in self._transitive(t):
+            if d.status is S.BLOCKED and not any(self._tasks[x].status in DEAD for x in d.info.dependencies):
+                self._transition(d, _PENDING if d.unmet else _READY, f"{task_id} retried", changes)
+        return changes
+
+    def cancel_dependents(self, task_id: str, now: float) -> list[Change]:
+        """Cancel every queued or blocked transitive dependent of ``task_id``; running ones
+        are reported with ``CancelRunning`` and cancelled."""
+        t = self._task(task_id)
+        changes: list[Change] = []
+        for d in self._transitive(t):
+            if d.status in ACTIVE:
+                self._cancel_active(d, f"operator cancelled dependents of {task_id}", changes)
+            elif d.status in QUEUED or d.status is S.BLOCKED:
+                self._transition(d, S.CANCELLED, f"operator cancelled dependents of {task_id}", changes)
+        return changes
+
+    def scale(self, n: int | None, now: float) -> list[Change]:
+        """Operator pool size (``1..pool_max``); ``None`` returns to autoscaling."""
+        if n is not None and not 1 <= n <= self.pool_max:
+            raise ValueError(f"pool size {n} out of range 1..{self.pool_max}")
+        self._manual_target = n
+        if n is None:
+            self._pool_target = None  # the next tick emits the autoscaled target
+            return []
+        self._pool_target = n
+        return [PoolTarget(n, "operator")]
+
+    def set_budget(self, now: float, mission_usd: float | None = None, retry_usd: float | None = None) -> list[Change]:
+        """Operator raises (or lowers) the budgets; alerts above the new spend re-arm."""
+        if mission_usd is not None:
+            self.mission_budget_usd = float(mission_usd)
+        if retry_usd is not None:
+            self.retry_budget_usd = float(retry_usd)
+        self._alerted = {(k, thr) for k, thr in self._alerted
+                         if (self._spent if k == "budget" else self._retry_spent)
+                         >= thr * (self.mission_budget_usd if k == "budget" else self.retry_budget_usd)}
+        return []
+
+    def mark_rolled_back(self, task_id: str, now: float) -> tuple[list[str], list[Change]]:
+        """Bookkeeping of an operator rollback (the revert itself is the workspace's job):
+        ``done`` -> ``rolled_back``. Queued dependents are blocked and running ones
+        cancelled, as for a failure. Returns the ``done`` transitive dependents, which were
+        built on the reverted change and may be affected (for the operator to judge)."""
+        t = self._task(task_id)
+        changes: list[Change] = []
+        self._transition(t, S.ROLLED_BACK, "operator rollback", changes)
+        for d in t.dependents:
+            d.unmet += 1
+        affected = [d.tid for d in self._transitive(t) if d.status is _DONE]
+        self._propagate(t, f"dependency {task_id} rolled back", changes)
+        return affected, changes
+
+    # ------------------------------------------------------------------ queries
+
+    def status(self, task_id: str) -> TaskStatus:
+        return self._task(task_id).status
+
+    def score(self, task_id: str) -> float:
+        """Current priority score (the locked-file penalty as of now)."""
+        t = self._task(task_id)
+        locked = any(p in self._locks for p in t.files)
+        return t.static_score - (self._weights.locked_file_penalty if locked else 0.0)
+
+    def ready_ids(self) -> list[str]:
+        """Ready tasks in dispatch order: score descending, then task id."""
+        return sorted(self._ready, key=lambda tid: (-self._score_of(self._tasks[tid]), tid))
+
+    def dependents(self, task_id: str) -> list[str]:
+        return [d.tid for d in self._task(task_id).dependents]
+
+    def transitive_dependents(self, task_id: str) -> list[str]:
+        """Every task that depends on ``task_id`` directly or not, in topological order."""
+        return [d.tid for d in self._transitive(self._task(task_id))]
+
+    def is_finished(self) -> bool:
+        """Every task terminal (done, failed, blocked, cancelled, rolled back)."""
+        return sum(self._counts[s] for s in TERMINAL) == len(self._tasks)
+
+    def counts(self) -> dict[TaskStatus, int]:
+        return {s: self._counts[s] for s in TaskStatus}
+
+    def spend(self) -> Spend:
+        return Spend(self._spent, self._retry_spent, self.mission_budget_usd, self.retry_budget_usd, self._reserved)
+
+    def task(self, task_id: str) -> TaskView:
+        t = self._task(task_id)
+        return TaskView(t.info, t.status, t.attempts, t.agent_id, t.retry_at, dict(t.failures), t.last_failure,
+                        t.reason)
+
+    def task_ids(self) -> list[str]:
+        """Every task id, in topological order."""
+        return list(self._tasks)
+
+    def agents(self) -> list[AgentView]:
+        return [AgentView(a.agent_id, a.backend, a.state, a.task_id, a.load, frozenset(a.file_counts),
+                          tuple(d for _, d in a.recent)) for a in sorted(self._agents.values(), key=lambda a: a.agent_id)]
+
+    def idle_agents(self) -> list[str]:
+        return sorted(self._idle)
+
+    def locks(self) -> list[LockView]:
+        return [LockView(p, *v) for p, v in sorted(self._locks.items())]
+
+    def breaker_state(self, backend: str) -> str:
+        breaker = self._breakers.get(backend)
+        return breaker.state if breaker else "closed"
+
+    @property
+    def pool_target(self) -> int | None:
+        return self._pool_target
+
+    # ------------------------------------------------------------------ internals
+
+    def _task(self, task_id: str) -> _Task:
+        try:
+            return self._tasks[task_id]
+        except KeyError:
+            raise UnknownTask(task_id) from None
+
+    def _score_of(self, t: _Task) -> float:
+        return t.static_score - (self._weights.locked_file_penalty if t.locked else 0.0)
+
+    def _rescore_static(self, t: _Task) -> None:
+        info = t.info
+        t.static_score = priority_score(self._weights, priority=info.priority,
+                                        has_dependencies=bool(info.dependencies), dependents=len(t.dependents),
+                                        duration_minutes=info.estimated_duration_minutes, file_locked=False)
+
+    def _push_ready(self, t: _Task) -> None:
+        t.version += 1
+        heapq.heappush(self._ready_heap, (-self._score_of(t), t.tid, t.version))
+
+    def _transition(self, t: _Task, new: TaskStatus, reason: str, changes: list[Change],
+                    retry_at: float | None = None, check: bool = True) -> None:
+        old = t.status
+        if check and new not in TRANSITIONS[old]:
+            raise IllegalTransition(t.tid, old, new)
+        self._force(t, new)
+        t.reason = reason
+        changes.append(TaskTransition(t.tid, old, new, reason, retry_at))
+
+    def _force(self, t: _Task, new: TaskStatus) -> None:
+        """Set the status and keep the ready set, path index and counts in step."""
+        old = t.status
+        if old is _READY:
+            self._ready.discard(t.tid)
+            for path in t.files:
+                self._ready_by_path[path].discard(t.tid)
+        t.status = new
+        counts = self._counts
+        counts[old] -= 1
+        counts[new] += 1
+        if new is _READY:
+            self._ready.add(t.tid)
+            locks = self._locks
+            for path in t.files:
+                self._ready_by_path.setdefault(path, set()).add(t.tid)
+            t.locked = bool(t.files) and any(p in locks for p in t.files)
+            self._push_ready(t)
+
+    def _transitive(self, t: _Task) -> list[_Task]:
+        seen: set[str] = set()
+        out: list[_Task] = []
+        stack = list(t.dependents)
+        while stack:
+            d = stack.pop()
+            if d.tid in seen:
+                continue
+            seen.add(d.tid)
+            out.append(d)
+            stack.extend(d.dependents)
+        out.sort(key=lambda x: x.topo)
+        return out
+
+    def _propagate(self, t: _Task, reason: str, changes: list[Change]) -> None:
+        """A task can no longer become done: block queued dependents, cancel running ones."""
+        for d in self._transitive(t):
+            if d.status in QUEUED:
+                self._transition(d, S.BLOCKED, reason, changes)
+            elif d.status in ACTIVE:
+                self._cancel_active(d, reason, changes)
+
+    def _add_spend(self, cost: float, is_retry: bool, changes: list[Change]) -> None:
+        if cost < 0:
+            raise ValueError(f"negative cost {cost}")
+        if not cost:
+            return
+        self._spent += cost
+        self._budget_alerts("budget", self._spent, self.mission_budget_usd, changes)
+        if is_retry:
+            self._retry_spent += cost
+            self._budget_alerts("retry_budget", self._retry_spent, self.retry_budget_usd, changes)
+
+    def _budget_alerts(self, kind: str, spent: float, budget: float, changes: list[Change]) -> None:
+        for thr in self.policies.budget_alerts:
+            if spent >= thr * budget and (kind, thr) not in self._alerted:
+                self._alerted.add((kind, thr))
+                name = "mission budget" if kind == "budget" else "retry budget"
+                changes.append(Alert(kind, alert_level(thr), f"{name}: ${spent:.2f} of ${budget:.2f} "
+                                     f"({thr:.0%} reached)", {"threshold": thr, "spent_usd": spent,
+                                                             "budget_usd": budget}))
+
+    def _breaker_failure(self, backend: str, failure_type: str, now: float, changes: list[Change]) -> None:
+        breaker = self._breakers[backend]
+        breaker.trial = False
+        if failure_type not in BACKEND_FAILURES:
+            return
+        breaker.consecutive += 1
+        if breaker.state == "half_open" or (
+            breaker.state == "closed" and breaker.consecutive >= self.policies.breaker_threshold
+        ):
+            breaker.state = "open"
+            breaker.opened_at = now
+            why = f"{breaker.consecutive} consecutive backend failures (last: {failure_type})"
+            changes.append(BreakerChanged(backend, "open", why))
+            changes.append(Alert("breaker_open", "critical", f"backend {backend}: circuit open, {why}",
+                                 {"backend": backend, "retry_at": now + self.policies.breaker_reset_seconds}))
+
+    def _check_failure_rate(self, changes: list[Change]) -> None:
+        finished = self._finished_attempts
+        if self.paused or finished < self.policies.failure_rate_min_attempts:
+            return
+        rate = self._failed_attempts / finished
+        if rate > self.policies.failure_rate_pause:
+            reason = (f"failure rate {rate:.0%} over {finished} attempts exceeds "
+                      f"{self.policies.failure_rate_pause:.0%}")
+            changes.append(Alert("failure_rate", "critical", reason,
+                                 {"rate": rate, "attempts": finished, "failed": self._failed_attempts}))
+            changes.extend(self.pause(reason, 0.0))
+
+    def _drop_agent(self, agent: _Agent) -> None:
+        self._idle.pop(agent.agent_id, None)
+        del self._agents[agent.agent_id]
+        for path in agent.file_counts:
+            self._file_agents[path].discard(agent.agent_id)
+        for domain in agent.domain_counts:
+            self._domain_agents[domain].discard(agent.agent_id)
+
+
+def _admits(breaker: _Breaker) -> bool:
+    return breaker.state == "closed" or (breaker.state == "half_open" and not breaker.trial)
+
+
+def _topological_order(infos: Mapping[str, TaskInfo]) -> list[str]:
+    """Kahn's algorithm over the new tasks (dependencies outside ``infos`` already exist).
+    Raises :class:`DagError` naming one cycle."""
+    indegree = {tid: 0 for tid in infos}
+    children: dict[str, list[str]] = {tid: [] for tid in infos}
+    for tid, info in infos.items():
+        for dep in dict.fromkeys(info.dependencies):
+            if dep in infos:
+                indegree[tid] += 1
+                children[dep].append(tid)
+    queue = deque(tid for tid, n in indegree.items() if n == 0)
+    order: list[str] = []
+    while queue:
+        tid = queue.popleft()
+        order.append(tid)
+        for child in children[tid]:
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                queue.append(child)
+    if len(order) < len(infos):
+        cycle = " -> ".join(_find_cycle(infos, indegree))
+        raise DagError(f"dependency cycle: {cycle} (each task depends on the next)")
+    return order
+
+
+def _find_cycle(infos: Mapping[str, TaskInfo], indegree: Mapping[str, int]) -> list[str]:
+    # Every task left with indegree > 0 has a dependency also left: walk dependencies
+    # until one repeats.
+    left = {tid for tid, n in indegree.items() if n > 0}
+    node = min(left)
+    path: list[str] = []
+    index: dict[str, int] = {}
+    while node not in index:
+        index[node] = len(path)
+        path.append(node)
+        node = next(d for d in infos[node].dependencies if d in left)
+    return path[index[node]:] + [node]

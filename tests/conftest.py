@@ -57,6 +57,12 @@ def tiny_sis() -> dict:
     }
 
 
+@pytest.fixture(name="tiny_sis")
+def tiny_sis_fixture() -> dict:
+    """A fresh copy of the tiny mission's SIS document (a dict)."""
+    return tiny_sis()
+
+
 @pytest.fixture
 def tiny_mission(tmp_path: Path) -> Path:
     """A small valid mission folder (plain-folder repo, one issue, one SIS with two tasks

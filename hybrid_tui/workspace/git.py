@@ -1,0 +1,467 @@
+"""The mission branch, agent worktrees, the integration queue's commits and rollback.
+
+Room: workspace. Touches the target repository only through refs it owns (the mission
+branch and ``hybrid/<run>/<agent>`` branches) and worktrees under the run folder; the
+user's checkout, HEAD, index and other branches are never modified. Git runs through
+GitPython's command interface (``git.Git(path)``: no long-lived ``Repo`` objects).
+
+Integration never checks anything out: the worktree's tree is committed with
+``commit-tree``, merged onto the current mission head with ``merge-tree --write-tree``
+when the branch moved since the worktree was reset, and published with a
+compare-and-swap ``update-ref`` so a branch moved by someone else is detected.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import git as gitpython
+from git.exc import GitCommandError
+
+__all__ = [
+    "BranchMoved",
+    "IntegrationResult",
+    "MissionError",
+    "MissionRepo",
+    "RollbackResult",
+    "prepare_repository",
+]
+
+TASK_TRAILER = "Hybrid-Task"
+RUN_TRAILER = "Hybrid-Run"
+ROLLBACK_TRAILER = "Hybrid-Rollback"
+
+# Commits are made by hybrid-tui itself: a fixed identity works without any git config.
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": "hybrid-tui",
+    "GIT_AUTHOR_EMAIL": "hybrid-tui@localhost",
+    "GIT_COMMITTER_NAME": "hybrid-tui",
+    "GIT_COMMITTER_EMAIL": "hybrid-tui@localhost",
+}
+_RECORD = "\x1e"
+_FIELD = "\x1f"
+
+
+class MissionError(Exception):
+    """A git operation on the mission that cannot proceed; the message says why."""
+
+
+class BranchMoved(MissionError):
+    """The mission branch was moved by someone other than this run."""
+
+
+@dataclass
+class IntegrationResult:
+    sha: str | None
+    files: list[str] = field(default_factory=list)
+    already: bool = False
+    conflict: str | None = None  # "<files>: <reason>"; the mission branch is unchanged
+    empty: bool = False
+
+
+@dataclass
+class RollbackResult:
+    ok: bool
+    sha: str | None = None
+    reason: str = ""
+
+
+def _git(path: Path) -> gitpython.Git:
+    runner = gitpython.Git(str(path))
+    runner.update_environment(**_IDENTITY, GIT_TERMINAL_PROMPT="0")
+    return runner
+
+
+def _run(runner: gitpython.Git, *args: str, **kwargs) -> tuple[int, str, str]:
+    """Run ``git <args>`` and return (status, stdout, stderr) without raising."""
+    status, out, err = runner.execute(
+        ["git", *args], with_extended_output=True, with_exceptions=False, strip_newline_in_stdout=False, **kwargs
+    )
+    return status, out, err
+
+
+def _ok(runner: gitpython.Git, *args: str, what: str, **kwargs) -> str:
+    status, out, err = _run(runner, *args, **kwargs)
+    if status != 0:
+        raise MissionError(f"{what}: {err.strip() or out.strip() or f'git {args[0]} failed'}")
+    return out
+
+
+def prepare_repository(source: Path, run_dir: Path) -> Path:
+    """The repository to run on: ``source`` itself when it is a git repository's top level,
+    else a copy of the plain folder in ``run_dir/repo`` with ``git init`` and one commit."""
+    source = Path(source).resolve()
+    if not source.is_dir():
+        raise MissionError(f"{source}: repository folder does not exist")
+    status, top, _ = _run(_git(source), "rev-parse", "--show-toplevel")
+    if status == 0 and Path(top.strip()).resolve() == source:
+        return source
+    target = Path(run_dir).resolve() / "repo"
+    if (target / ".git").exists():  # resumed run: already initialised
+        return target
+    if target.exists():
+        shutil.rmtree(target)
+    # symlinks=True copies links as links: a link pointing outside is not followed.
+    shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+    runner = _git(target)
+    _ok(runner, "init", "-q", "-b", "main", what=f"{target}: git init")
+    _ok(runner, "add", "-A", what=f"{target}: git add")
+    _ok(
+        runner, "-c", "commit.gpgsign=false", "commit", "-q", "--no-verify", "--allow-empty",
+        "-m", f"Initial import of {source.name}", what=f"{target}: initial commit",
+    )
+    return target
+
+
+class MissionRepo:
+    """Git operations of one run: mission branch, worktrees, integration, rollback.
+
+    Integration is serialised by an internal lock; the runtime's single integration queue
+    calls :meth:`integrate` from one place anyway.
+    """
+
+    def __init__(self, repo_path: Path, mission_branch: str, run_dir: Path, run_id: str) -> None:
+        self.repo_path = Path(repo_path).resolve()
+        self.mission_branch = mission_branch
+        self.mission_ref = f"refs/heads/{mission_branch}"
+        self.run_dir = Path(run_dir).resolve()
+        self.run_id = run_id
+        self.worktrees_dir = self.run_dir / "worktrees"
+        self.base_sha: str | None = None
+        self._lock = threading.RLock()
+        self._known_head: str | None = None  # the mission head as this run last left it
+        self._integrated: dict[str, str] | None = None  # cache, valid for _known_head
+        self._reset_base: dict[str, str] = {}  # agent -> mission head its worktree was reset to
+
+    # ------------------------------------------------------------- basics
+
+    def _repo(self) -> gitpython.Git:
+        return _git(self.repo_path)
+
+    def head(self) -> str:
+        """The mission branch's current commit."""
+        status, out, err = _run(self._repo(), "rev-parse", "--verify", "-q", f"{self.mission_ref}^{{commit}}")
+        if status != 0:
+            raise MissionError(f"mission branch {self.mission_branch!r} does not exist in {self.repo_path}")
+        return out.strip()
+
+    def _expected_head(self) -> str:
+        if self._known_head is None:
+            self._known_head = self.head()
+        return self._known_head
+
+    def prepare(self, base_branch: str | None) -> str:
+        """Create the mission branch from ``base_branch`` (default: the checked-out branch),
+        or keep it when it exists (resume). Returns the base commit. Touches no checkout."""
+        runner = self._repo()
+        status, _, _ = _run(runner, "check-ref-format", self.mission_ref)
+        if status != 0:
+            raise MissionError(f"mission branch name {self.mission_branch!r} is not a valid git branch name")
+        base_rev = base_branch or "HEAD"
+        status, out, _ = _run(runner, "rev-parse", "--verify", "-q", f"{base_rev}^{{commit}}")
+        if status != 0:
+            if base_branch:
+                raise MissionError(f"base branch {base_branch!r} does not exist in {self.repo_path}")
+            raise MissionError(f"{self.repo_path}: repository has no commits yet; commit something first")
+        base = out.strip()
+        self._refuse_if_checked_out(runner)
+        status, out, _ = _run(runner, "rev-parse", "--verify", "-q", f"{self.mission_ref}^{{commit}}")
+        if status == 0:  # resume: keep the branch as it is
+            head = out.strip()
+            status, fork, _ = _run(runner, "merge-base", base, head)
+            base = fork.strip() if status == 0 else head
+        else:
+            # Empty old value: create only if it still does not exist.
+            _ok(runner, "update-ref", "-m", f"hybrid-tui run {self.run_id}", self.mission_ref, base, "",
+                what=f"cannot create mission branch {self.mission_branch!r}")
+            head = base
+        with self._lock:
+            self._known_head = head
+            self._integrated = None
+            self.base_sha = base
+        return base
+
+    def _refuse_if_checked_out(self, runner: gitpython.Git) -> None:
+        listing = _ok(runner, "worktree", "list", "--porcelain", what="git worktree list")
+        path = None
+        for line in listing.splitlines():
+            if line.startswith("worktree "):
+                path = line[len("worktree "):]
+            elif line == f"branch {self.mission_ref}" and path is not None:
+                if not Path(path).resolve().is_relative_to(self.worktrees_dir.resolve()):
+                    raise MissionError(
+                        f"mission branch {self.mission_branch!r} is checked out in {path}; "
+                        "check out another branch there (hybrid-tui never moves a checkout)"
+                    )
+
+    def accept_head(self) -> str:
+        """Adopt the mission branch's current head after an operator confirmed a move."""
+        with self._lock:
+            self._known_head = self.head()
+            self._integrated = None
+            return self._known_head
+
+    # ------------------------------------------------------------ worktrees
+
+    def _agent_branch(self, agent_id: str) -> str:
+        return f"hybrid/{self.run_id}/{agent_id}"
+
+    def worktree(self, agent_id: str) -> Path:
+        """The worktree of ``agent_id`` under the run folder (created at the mission head)."""
+        if not agent_id or "/" in agent_id or agent_id.startswith("."):
+            raise MissionError(f"agent id {agent_id!r} is not usable as a folder name")
+        path = self.worktrees_dir / agent_id
+        if (path / ".git").is_file():
+            return path
+        runner = self._repo()
+        _run(runner, "worktree", "prune")  # a folder deleted by hand leaves a stale registration
+        self.worktrees_dir.mkdir(parents=True, exist_ok=True)
+        head = self._expected_head()
+        _ok(runner, "worktree", "add", "-q", "-f", "-B", self._agent_branch(agent_id), str(path), head,
+            what=f"cannot create worktree for {agent_id}")
+        self._remember_base(agent_id, head)
+        return path
+
+    def _base_file(self, agent_id: str) -> Path:
+        return self.worktrees_dir / f".{agent_id}.base"
+
+    def _remember_base(self, agent_id: str, sha: str) -> None:
+        self._reset_base[agent_id] = sha
+        self._base_file(agent_id).write_text(sha)  # survives a crash of the coordinator
+
+    def _base_of(self, agent_id: str, runner: gitpython.Git) -> str:
+        if agent_id in self._reset_base:
+            return self._reset_base[agent_id]
+        try:
+            sha = self._base_file(agent_id).read_text().strip()
+        except OSError:
+            sha = _ok(runner, "rev-parse", "HEAD", what=f"worktree of {agent_id}").strip()
+        self._reset_base[agent_id] = sha
+        return sha
+
+    def reset(self, agent_id: str) -> Path:
+        """Hard-reset and clean the worktree of ``agent_id`` to the mission head."""
+        path = self.worktree(agent_id)
+        gitdir = _worktree_gitdir(path)
+        lock = gitdir / "index.lock" if gitdir else None
+        if lock is not None and lock.exists():
+            lock.unlink()  # left by a crash; nothing else runs git in this worktree now
+        head = self._expected_head()
+        runner = _git(path)
+        _ok(runner, "reset", "-q", "--hard", head, what=f"cannot reset worktree of {agent_id}")
+        _ok(runner, "clean", "-q", "-ffdx", what=f"cannot clean worktree of {agent_id}")
+        self._remember_base(agent_id, head)
+        return path
+
+    def remove_worktrees(self) -> None:
+        """Remove this run's worktrees and agent branches."""
+        runner = self._repo()
+        if self.worktrees_dir.exists():
+            for path in sorted(self.worktrees_dir.iterdir()):
+                if path.is_dir():
+                    _run(runner, "worktree", "remove", "--force", "--force", str(path))
+                    if path.exists():
+                        shutil.rmtree(path, ignore_errors=True)
+                elif path.name.endswith(".base"):
+                    path.unlink()
+        _run(runner, "worktree", "prune")
+        out = _ok(runner, "for-each-ref", "--format=%(refname)", f"refs/heads/hybrid/{self.run_id}/",
+                  what="list agent branches")
+        for ref in out.split():
+            _run(runner, "update-ref", "-d", ref)
+        self._reset_base.clear()
+
+    # ----------------------------------------------------------- integration
+
+    def _scan(self, runner: gitpython.Git, revision_range: str) -> list[tuple[str, str, str, str, list[str]]]:
+        """(sha, task trailer, run trailer, rollback trailer, files) oldest first."""
+        fmt = _FIELD.join([
+            _RECORD + "%H",
+            f"%(trailers:key={TASK_TRAILER},valueonly,separator=%x2C)",
+            f"%(trailers:key={RUN_TRAILER},valueonly,separator=%x2C)",
+            f"%(trailers:key={ROLLBACK_TRAILER},valueonly,separator=%x2C)",
+        ]) + _FIELD
+        out = _ok(runner, "log", "--reverse", "--name-only", "-z", f"--format={fmt}", revision_range,
+                  what=f"cannot read history of {self.mission_branch!r}")
+        commits = []
+        for record in out.split(_RECORD)[1:]:
+            sha, task, run, rollback, rest = record.split(_FIELD, 4)
+            files = [name.strip("\n") for name in rest.split("\0") if name.strip("\n")]
+            commits.append((sha, task.strip(), run.strip(), rollback.strip(), files))
+        return commits
+
+    def _apply_scan(self, integrated: dict[str, str], commits) -> None:
+        for sha, task, run, rollback, _ in commits:
+            if run != self.run_id:
+                continue
+            if task:
+                integrated[task] = sha
+            if rollback:
+                integrated.pop(rollback, None)
+
+    def find_integrated(self) -> dict[str, str]:
+        """Task id -> commit for this run's tasks on the mission branch (rolled-back ones excluded)."""
+        with self._lock:
+            head = self.head()
+            integrated: dict[str, str] = {}
+            revision_range = f"{self.base_sha}..{head}" if self.base_sha else head
+            self._apply_scan(integrated, self._scan(self._repo(), revision_range))
+            if head == self._known_head:
+                self._integrated = dict(integrated)
+            return integrated
+
+    def _integrated_map(self) -> dict[str, str]:
+        if self._integrated is None:
+            self._integrated = self.find_integrated()
+        return self._integrated
+
+    def integrate(self, agent_id: str, task_id: str, title: str) -> IntegrationResult:
+        """Turn the worktree's changes into ONE commit on the mission branch (at most once per task)."""
+        with self._lock:
+            expected = self._expected_head()
+            integrated = self._integrated_map()
+            if task_id in integrated:
+                sha = integrated[task_id]
+                return IntegrationResult(sha=sha, files=self.changed_files(sha), already=True)
+            runner = _git(self.worktrees_dir / agent_id)
+            base = self._base_of(agent_id, runner)
+            _ok(runner, "add", "-A", what=f"{task_id}: cannot stage the worktree of {agent_id}")
+            tree = _ok(runner, "write-tree", what=f"{task_id}: cannot write tree").strip()
+            files = _ok(runner, "diff-tree", "-r", "--name-only", "-z", "--no-renames", base, tree,
+                        what=f"{task_id}: cannot diff the worktree").split("\0")
+            files = [name for name in files if name]
+            if not files:
+                return IntegrationResult(sha=None, files=[], empty=True)
+            message = f"{task_id}: {_one_line(title)}\n\n{TASK_TRAILER}: {task_id}\n{RUN_TRAILER}: {self.run_id}\n"
+            if base != expected:
+                # The mission branch moved (other tasks integrated) since this worktree was reset.
+                side = self._commit_tree(runner, tree, base, message)
+                status, out, err = _run(runner, "merge-tree", "--write-tree", "--name-only", expected, side)
+                if status == 1:
+                    return IntegrationResult(sha=None, files=files, conflict=_conflict_text(out))
+                if status != 0:
+                    raise MissionError(f"{task_id}: merge onto {self.mission_branch!r} failed: {err.strip()}")
+                tree = out.split("\n", 1)[0].strip()
+            sha = self._commit_tree(runner, tree, expected, message)
+            self._publish(runner, sha, expected, what=f"integrate {task_id}")
+            integrated[task_id] = sha
+            return IntegrationResult(sha=sha, files=files)
+
+    def _commit_tree(self, runner: gitpython.Git, tree: str, parent: str, message: str) -> str:
+        return _ok(runner, "commit-tree", "--no-gpg-sign", tree, "-p", parent, "-m", message.rstrip("\n"),
+                   what="cannot create commit").strip()
+
+    def _publish(self, runner: gitpython.Git, sha: str, expected: str, what: str) -> None:
+        """Compare-and-swap the mission branch from ``expected`` to ``sha``."""
+        status, _, err = _run(runner, "update-ref", "-m", f"hybrid-tui {what}", self.mission_ref, sha, expected)
+        if status != 0:
+            actual = _run(runner, "rev-parse", "--verify", "-q", self.mission_ref)[1].strip() or "(deleted)"
+            self._integrated = None
+            raise BranchMoved(
+                f"mission branch {self.mission_branch!r} was moved by someone else "
+                f"(expected {expected[:12]}, found {actual[:12]}); {what} stopped and nothing was "
+                "overwritten - inspect the branch, then resume"
+            )
+        self._known_head = sha
+
+    # ---------------------------------------------------------- inspection
+
+    def changed_files(self, sha: str) -> list[str]:
+        out = _ok(self._repo(), "diff-tree", "--no-commit-id", "-r", "--name-only", "-z", "--root", sha,
+                  what=f"cannot list files of {sha[:12]}")
+        return [name for name in out.split("\0") if name]
+
+    def diff(self, sha: str, max_bytes: int = 500_000) -> str:
+        """The commit's message, stat and patch (capped at ``max_bytes``)."""
+        out = _ok(self._repo(), "show", "--stat", "--patch", "--format=fuller", "--no-color", sha,
+                  what=f"cannot show {sha[:12]}")
+        if len(out) > max_bytes:
+            out = out[:max_bytes] + f"\n[... {len(out) - max_bytes} characters truncated ...]\n"
+        return out
+
+    # ------------------------------------------------------------- rollback
+
+    def rollback(self, task_id: str, sha: str, later: list[tuple[str, str]] = ()) -> RollbackResult:
+        """Revert ``task_id``'s commit on the mission branch, unless a later integrated task
+        touched the same files (``later`` plus what the branch history shows)."""
+        with self._lock:
+            runner = self._repo()
+            expected = self._expected_head()
+            if _run(runner, "merge-base", "--is-ancestor", sha, expected)[0] != 0:
+                return RollbackResult(False, None, f"{task_id}: commit {sha[:12]} is not on {self.mission_branch!r}")
+            mine = set(self.changed_files(sha))
+            after: dict[str, str] = dict(later)
+            still: dict[str, str] = {}
+            for csha, task, run, rollback, _ in self._scan(runner, f"{sha}..{expected}"):
+                if run == self.run_id and task:
+                    still[task] = csha
+                if run == self.run_id and rollback:
+                    still.pop(rollback, None)
+                    after.pop(rollback, None)
+            after.update(still)
+            after.pop(task_id, None)
+            clashes = []
+            for other, other_sha in after.items():
+                shared = sorted(mine & set(self.changed_files(other_sha)))
+                if shared:
+                    clashes.append(f"{other} ({', '.join(shared)})")
+            if clashes:
+                return RollbackResult(
+                    False, None,
+                    f"rollback of {task_id} refused: later task(s) touched the same files: "
+                    f"{'; '.join(clashes)}; roll those back first",
+                )
+            subject = _ok(runner, "log", "-1", "--format=%s", sha, what=f"cannot read {sha[:12]}").strip()
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            index = self.run_dir / f"rollback-{os.getpid()}.index"
+            patch_file = self.run_dir / f"rollback-{os.getpid()}.patch"
+            env = {"GIT_INDEX_FILE": str(index)}  # a private index: no checkout is touched
+            try:
+                _ok(runner, "read-tree", expected, env=env, what="read-tree")
+                _ok(runner, "diff", "--binary", "--no-color", "--no-renames", f"--output={patch_file}",
+                    f"{sha}^", sha, what=f"cannot diff {sha[:12]}")
+                status, _, err = _run(runner, "apply", "--cached", "-R", str(patch_file), env=env)
+                if status != 0:
+                    return RollbackResult(False, None, f"rollback of {task_id}: revert does not apply: {err.strip()}")
+                tree = _ok(runner, "write-tree", env=env, what="write-tree").strip()
+            finally:
+                index.unlink(missing_ok=True)
+                patch_file.unlink(missing_ok=True)
+            message = (
+                f'Revert "{subject}"\n\nThis reverts commit {sha}.\n\n'
+                f"{ROLLBACK_TRAILER}: {task_id}\n{RUN_TRAILER}: {self.run_id}"
+            )
+            new = self._commit_tree(runner, tree, expected, message)
+            self._publish(runner, new, expected, what=f"rollback {task_id}")
+            if self._integrated is not None:
+                self._integrated.pop(task_id, None)
+            return RollbackResult(True, new, "")
+
+
+def _one_line(title: str) -> str:
+    return " ".join(title.split()) or "(untitled)"
+
+
+def _conflict_text(merge_output: str) -> str:
+    """``"a.py, b.py: CONFLICT (content): ..."`` from ``merge-tree --write-tree --name-only``."""
+    head, _, messages = merge_output.partition("\n\n")
+    names = [line for line in head.splitlines()[1:] if line]
+    reasons = [line.strip() for line in messages.splitlines() if line.startswith("CONFLICT")]
+    files = ", ".join(dict.fromkeys(names)) or "(unknown files)"
+    return f"{files}: {'; '.join(reasons) or 'merge conflict'}"
+
+
+def _worktree_gitdir(path: Path) -> Path | None:
+    marker = path / ".git"
+    try:
+        text = marker.read_text()
+    except OSError:
+        return None
+    if text.startswith("gitdir:"):
+        gitdir = Path(text[len("gitdir:"):].strip())
+        return gitdir if gitdir.is_absolute() else (path / gitdir).resolve()
+    return None

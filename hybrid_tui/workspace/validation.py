@@ -1,0 +1,258 @@
+"""Run a task's validation commands as real subprocesses, with a timeout and a memory cap.
+
+Room: workspace. Spawns ``bash -c <command>`` in a worktree, each in its own session so the
+whole process tree (forked grandchildren included) can be killed on timeout, on the memory
+cap or when the caller's anyio scope is cancelled. Secrets are stripped from the child's
+environment so they can never reach a validation log.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Callable, Mapping
+
+import anyio
+import psutil
+
+from ..spec.models import Validation
+
+__all__ = ["ChecksResult", "CommandResult", "SECRET_ENV_NAMES", "child_environment", "run_checks"]
+
+SECRET_ENV_NAMES = frozenset({"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"})
+_MEMORY_POLL_SECONDS = 0.1
+_READ_CHUNK = 65536
+
+
+@dataclass
+class CommandResult:
+    command: str
+    exit_code: int | None  # None when killed before it exited on its own
+    duration_s: float
+    timed_out: bool = False
+    killed_for_memory: bool = False
+
+
+@dataclass
+class ChecksResult:
+    ok: bool
+    failure_type: str | None  # 'validation_failed' | 'timeout' | 'resource_exhausted'
+    output: str  # capped; the full output is in the log file
+    commands: list[CommandResult] = field(default_factory=list)
+
+
+def child_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``os.environ`` overlaid with ``env``, without the secrets in :data:`SECRET_ENV_NAMES`."""
+    merged = dict(os.environ)
+    if env:
+        merged.update(env)
+    for name in SECRET_ENV_NAMES:
+        merged.pop(name, None)
+    return merged
+
+
+class _CappedOutput:
+    """Keeps the head and the tail of a stream within ``cap`` bytes, counting what it drops."""
+
+    def __init__(self, cap: int) -> None:
+        self.head_cap = cap // 2
+        self.tail_cap = cap - self.head_cap
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+
+    def add(self, data: bytes) -> None:
+        room = self.head_cap - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if not data:
+            return
+        self.tail += data
+        excess = len(self.tail) - self.tail_cap
+        if excess > 0:
+            del self.tail[:excess]
+            self.dropped += excess
+
+    def text(self) -> str:
+        middle = f"\n[... {self.dropped} bytes truncated ...]\n".encode() if self.dropped else b""
+        return (bytes(self.head) + middle + bytes(self.tail)).decode("utf-8", errors="replace")
+
+
+class _ProcessTree:
+    """The processes spawned by one command, remembered so none escapes the kill."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.seen: dict[int, psutil.Process] = {}
+        try:
+            self.root: psutil.Process | None = psutil.Process(pid)
+            self.seen[pid] = self.root
+        except psutil.NoSuchProcess:
+            self.root = None
+
+    def refresh(self) -> list[psutil.Process]:
+        if self.root is None:
+            return []
+        try:
+            members = [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            members = []
+        for proc in members:
+            self.seen.setdefault(proc.pid, proc)
+        return members
+
+    def rss_bytes(self) -> int:
+        total = 0
+        for proc in self.refresh():
+            try:
+                total += proc.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        return total
+
+    def kill(self) -> None:
+        """SIGKILL the session's process group and every descendant ever seen."""
+        self.refresh()
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for proc in self.seen.values():
+            try:
+                proc.kill()  # psutil refuses a pid that was reused by another process
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+
+
+async def run_checks(
+    validation: Validation,
+    cwd: Path,
+    *,
+    log_path: Path | None = None,
+    memory_cap_mb: int | None = None,
+    env: dict | None = None,
+    output_cap_bytes: int = 64_000,
+    on_spawn: Callable[[int], None] | None = None,
+) -> ChecksResult:
+    """Run ``validation.commands`` then ``validation.security_checks`` in ``cwd``; all must exit 0.
+
+    The timeout covers the whole set. Commands stop at the first failure. ``env`` is laid
+    over the current environment (secrets removed). ``on_spawn(pid)`` is called with each
+    command's process (group) id, e.g. to record it for crash recovery.
+    """
+    commands = [*validation.commands, *validation.security_checks]
+    output = _CappedOutput(output_cap_bytes)
+    results: list[CommandResult] = []
+    child_env = child_environment(env)
+    deadline = time.monotonic() + validation.timeout_seconds
+    log: IO[bytes] | None = None
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "ab")
+
+    def emit(data: bytes) -> None:
+        output.add(data)
+        if log is not None:
+            log.write(data)
+            log.flush()
+
+    failure: str | None = None
+    try:
+        for command in commands:
+            emit(f"$ {command}\n".encode())
+            result = await _run_one(command, Path(cwd), child_env, deadline, memory_cap_mb, emit, on_spawn)
+            results.append(result)
+            if result.timed_out:
+                emit(f"[timed out after {validation.timeout_seconds:g} s; process tree killed]\n".encode())
+                failure = "timeout"
+            elif result.killed_for_memory:
+                emit(f"[killed: memory above the cap of {memory_cap_mb} MB]\n".encode())
+                failure = "resource_exhausted"
+            elif result.exit_code != 0:
+                emit(f"[exit code {result.exit_code}]\n".encode())
+                failure = "validation_failed"
+            if failure:
+                break
+    finally:
+        if log is not None:
+            log.close()
+    return ChecksResult(ok=failure is None, failure_type=failure, output=output.text(), commands=results)
+
+
+async def _run_one(
+    command: str,
+    cwd: Path,
+    env: dict[str, str],
+    deadline: float,
+    memory_cap_mb: int | None,
+    emit: Callable[[bytes], None],
+    on_spawn: Callable[[int], None] | None,
+) -> CommandResult:
+    started = time.monotonic()
+    if deadline - started <= 0:
+        return CommandResult(command, None, 0.0, timed_out=True)
+    process = await anyio.open_process(
+        ["bash", "-c", command],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    tree = _ProcessTree(process.pid)
+    killed_for_memory = False
+    if on_spawn is not None:
+        on_spawn(process.pid)
+
+    async def pump() -> None:
+        assert process.stdout is not None
+        try:
+            while True:
+                emit(await process.stdout.receive(_READ_CHUNK))
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+
+    async def watch_memory(cap_bytes: int) -> None:
+        nonlocal killed_for_memory
+        while True:
+            if await anyio.to_thread.run_sync(tree.rss_bytes) > cap_bytes:
+                killed_for_memory = True
+                tree.kill()
+                return
+            await anyio.sleep(_MEMORY_POLL_SECONDS)
+
+    try:
+        with anyio.move_on_after(deadline - started) as timer:
+            async with anyio.create_task_group() as group:
+                if memory_cap_mb:
+                    group.start_soon(watch_memory, memory_cap_mb * 1024 * 1024)
+                pumped = anyio.Event()
+
+                async def pump_then_signal() -> None:
+                    await pump()
+                    pumped.set()
+
+                group.start_soon(pump_then_signal)
+                exit_code = await process.wait()
+                # The command is done: anything it left running in the background (which
+                # would also keep the output pipe open) goes with it.
+                tree.kill()
+                await pumped.wait()
+                group.cancel_scope.cancel()
+    finally:
+        # Timeout, memory kill, or the caller's scope cancelled: no process may outlive us.
+        tree.kill()
+        with anyio.CancelScope(shield=True):
+            await process.aclose()
+    duration = time.monotonic() - started
+    if timer.cancelled_caught:
+        return CommandResult(command, None, duration, timed_out=True)
+    if killed_for_memory:
+        return CommandResult(command, None, duration, killed_for_memory=True)
+    return CommandResult(command, exit_code, duration)

@@ -16,6 +16,7 @@ import sys
 COMMAND_MODULES = [
     "hybrid_tui.spec.cli",
     "hybrid_tui.store.cli",
+    "hybrid_tui.runtime.cli",
     "hybrid_tui.costs.cli",
 ]
 

@@ -1,0 +1,1 @@
+"""Runtime: the coordinator loop, launch, recovery, headless mode and the run commands."""

@@ -1,0 +1,139 @@
+"""One attempt's life (reset worktree -> implement -> validate -> queue for integration), and
+the integration of a finished attempt onto the mission branch.
+
+Room: runtime. Git and validation run in worker threads or subprocesses; every outcome is
+written through the coordinator (store first), never kept only in memory.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.from_thread
+
+from ..agents.base import ImplementRequest, ImplementResult
+from ..spec.models import SisTask
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .coordinator import Coordinator, IntegrationJob, RunningAttempt
+
+
+def _claim(c: "Coordinator", task_id: str, path: str) -> bool:
+    """Sandbox callback for an undeclared file: runs the lock request on the loop thread."""
+    try:
+        return anyio.from_thread.run_sync(c.claim_file, task_id, path)
+    except RuntimeError:  # already on the loop thread (an async backend calling the sandbox)
+        return c.claim_file(task_id, path)
+
+
+async def run_attempt(
+    c: "Coordinator", attempt: "RunningAttempt", spec: SisTask, model: str, log_path: Path, feedback: str
+) -> None:
+    from .coordinator import IntegrationJob
+
+    task_id, agent_id = attempt.task_id, attempt.agent_id
+    timeout = c.config.agents.attempt_timeout_seconds
+    result: ImplementResult | None = None
+    validated = False
+    try:
+        with attempt.scope:
+            with anyio.fail_after(timeout):
+                sandbox = None
+                worktree = c.agents.get(agent_id, "")
+                if c.repo is not None:
+                    await anyio.to_thread.run_sync(c.repo.reset, agent_id)
+                    from ..workspace.sandbox import Sandbox
+
+                    sandbox = Sandbox(
+                        Path(worktree), declared=spec.declared_files, claim=functools.partial(_claim, c, task_id)
+                    )
+                request = ImplementRequest(
+                    run_id=c.run_id,
+                    task=spec,
+                    attempt=attempt.number,
+                    agent_id=agent_id,
+                    model=model,
+                    sandbox=sandbox,  # type: ignore[arg-type]  # None in git-off mode
+                    log_path=log_path,
+                    cost_of=c.cost_of,
+                    limits=c.limits(),
+                    feedback=feedback,
+                    recorded=c.recorded_attempt(task_id, attempt.number),
+                    memory_cap_mb=c.config.policies.task_memory_cap_mb,
+                )
+                try:
+                    result = await c.implementer.implement(request)
+                except anyio.get_cancelled_exc_class():
+                    raise
+                except Exception as exc:  # a backend bug is an agent_error, not a coordinator crash
+                    result = ImplementResult(ok=False, model=model, failure_type="agent_error", message=f"{type(exc).__name__}: {exc}")
+                attempt.cost_usd = result.cost_usd
+                if not result.ok:
+                    c.finish_attempt(
+                        attempt,
+                        outcome="failed",
+                        failure_type=result.failure_type or "agent_error",
+                        message=result.message,
+                        result=result,
+                        retry_after=result.retry_after,
+                    )
+                    return
+                c.advance(task_id, "validating")
+                if c.repo is not None and spec.validation.commands:
+                    checks = await c.run_checks(spec.validation, Path(worktree), log_path)
+                    if not checks.ok:
+                        c.finish_attempt(
+                            attempt,
+                            outcome="failed",
+                            failure_type=checks.failure_type or "validation_failed",
+                            message=checks.output,
+                            result=result,
+                        )
+                        return
+                validated = True
+    except TimeoutError:
+        c.finish_attempt(
+            attempt,
+            outcome="failed",
+            failure_type="timeout",
+            message=f"attempt exceeded agents.attempt_timeout_seconds={timeout:g}",
+            result=result,
+        )
+        return
+    if attempt.cancelled_reason or not validated:
+        c.finish_attempt(attempt, outcome="cancelled", result=result)
+        return
+    if c.repo is None:  # git off: nothing to integrate
+        c.advance(task_id, "integrating")
+        c.finish_attempt(attempt, outcome="succeeded", result=result)
+        return
+    c.advance(task_id, "integrating")
+    await c.enqueue_integration(IntegrationJob(attempt, spec.title, result))  # type: ignore[arg-type]
+
+
+async def integrate_job(c: "Coordinator", job: "IntegrationJob") -> None:
+    """The integration queue's body: one commit on the mission branch, then the store."""
+    attempt = job.attempt
+    if attempt.cancelled_reason:  # cancelled while waiting in the queue: never integrate it
+        c.finish_attempt(attempt, outcome="cancelled", result=job.result)
+        return
+    try:
+        res: Any = await anyio.to_thread.run_sync(c.repo.integrate, attempt.agent_id, attempt.task_id, job.title)
+    except Exception as exc:
+        c.finish_attempt(
+            attempt, outcome="failed", failure_type="agent_error", message=f"integration failed: {exc}", result=job.result
+        )
+        return
+    if getattr(res, "conflict", False):
+        c.finish_attempt(
+            attempt,
+            outcome="failed",
+            failure_type="git_conflict",
+            message=f"conflict integrating {attempt.task_id}: {res.conflict if isinstance(res.conflict, str) else 'merge conflict'}",
+            result=job.result,
+        )
+        return
+    c.finish_attempt(attempt, outcome="succeeded", result=job.result, commit=res)

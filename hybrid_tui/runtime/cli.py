@@ -1,0 +1,163 @@
+"""``hybrid-tui run | resume | attach | stop | pause | resume-dispatch | retry | rollback | scale``.
+
+Room: runtime. Parses arguments, opens or creates the run, then hands over to the console
+(``hybrid_tui.tui.app.run_console``) or to headless mode. Control commands only enqueue a
+row in the Control table: the coordinator driving the run applies it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..cli import EXIT_BAD_INPUT, UserError
+
+BACKENDS = ("replay", "sim", "anthropic", "cli")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a mission (or carry on a run folder)",
+                       description="Run a mission folder, or carry on the run in a run folder.")
+    p.add_argument("target", metavar="MISSION|RUN_DIR")
+    _run_options(p)
+    p.add_argument("--backend", choices=BACKENDS, help="agent backend (default: mission.toml [agents] backend)")
+    p.add_argument("--no-git", action="store_true", help="no worktrees, no integration (load tests)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="recover a run after a crash or stop, and carry on")
+    p.add_argument("target", metavar="RUN")
+    _run_options(p)
+    p.add_argument("--backend", choices=BACKENDS)
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("attach", help="open the console on a run driven by another process")
+    p.add_argument("target", metavar="RUN")
+    p.add_argument("--runs-dir", type=Path)
+    p.add_argument("--theme", default="dark")
+    p.set_defaults(func=cmd_attach)
+
+    for name, command, text in (
+        ("stop", "stop", "stop the coordinator of a run (running attempts are interrupted)"),
+        ("pause", "pause", "pause dispatching"),
+        ("resume-dispatch", "resume", "resume dispatching after a pause"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("target", metavar="RUN")
+        p.add_argument("--runs-dir", type=Path)
+        p.set_defaults(func=cmd_control, control=command)
+    for name, command, text in (
+        ("retry", "retry", "queue a failed/blocked/cancelled task again"),
+        ("rollback", "rollback", "revert one task's commit on the mission branch"),
+        ("cancel-dependents", "cancel_dependents", "cancel the tasks that depend on a task"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("target", metavar="RUN")
+        p.add_argument("task_id", metavar="TASK")
+        p.add_argument("--runs-dir", type=Path)
+        p.set_defaults(func=cmd_control, control=command)
+    p = sub.add_parser("scale", help="set the L3 pool target")
+    p.add_argument("target", metavar="RUN")
+    p.add_argument("size", type=int)
+    p.add_argument("--runs-dir", type=Path)
+    p.set_defaults(func=cmd_control, control="scale")
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--headless", action="store_true", help="no console: progress on stdout")
+    p.add_argument("--json", action="store_true", help="headless, one JSON object per line on stdout")
+    p.add_argument("--agents", type=int, help="L3 pool size (default: mission.toml [agents])")
+    p.add_argument("--pace", type=float, default=0.0, help="scale recorded/simulated durations (0 = instant)")
+    p.add_argument("--runs-dir", type=Path, help="where run folders go (default .hybrid/runs)")
+    p.add_argument("--theme", default="dark")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sim backend and of retry jitter")
+
+
+def _is_run_dir(target: str) -> bool:
+    from ..store.runs import state_db_path
+
+    return state_db_path(Path(target)).is_file()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .launch import LaunchError, open_run, start_run
+
+    try:
+        if _is_run_dir(args.target):
+            store, run_id, coordinator = open_run(args.target, args.runs_dir, backend=args.backend, pace=args.pace,
+                                                  agents=args.agents, seed=args.seed)
+        else:
+            store, run_id, coordinator = start_run(args.target, args.runs_dir, args.backend, agents=args.agents,
+                                                   pace=args.pace, git=not args.no_git, seed=args.seed)
+    except LaunchError as exc:
+        raise UserError(str(exc)) from None
+    return _drive(args, store, run_id, coordinator)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from .launch import LaunchError, open_run
+
+    try:
+        store, run_id, coordinator = open_run(args.target, args.runs_dir, backend=args.backend, pace=args.pace,
+                                              agents=args.agents, seed=args.seed)
+    except LaunchError as exc:
+        raise UserError(str(exc)) from None
+    return _drive(args, store, run_id, coordinator)
+
+
+def _drive(args: argparse.Namespace, store, run_id: str, coordinator) -> int:
+    from .headless import run_headless
+    from .runlock import RunLocked
+
+    try:
+        coordinator.lock.acquire()
+    except RunLocked as exc:
+        print(f"hybrid-tui: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    headless = args.headless or args.json
+    if not headless:
+        try:
+            from ..tui.app import run_console  # type: ignore[import-not-found]
+        except ImportError:
+            print("hybrid-tui: note: the console is not available in this build; running headless", file=sys.stderr)
+            headless = True
+        else:
+            if not sys.stdout.isatty():
+                print("hybrid-tui: note: stdout is not a terminal; running headless", file=sys.stderr)
+                headless = True
+    if headless:
+        print(f"hybrid-tui: run {run_id} in {coordinator.run_dir}", file=sys.stderr)
+        return run_headless(store, run_id, coordinator, json_mode=args.json)
+    coordinator.exit_when_finished = False  # the operator may still retry or roll back from the console
+    coordinator.exit_on_policy_pause = False
+    return int(run_console(store, run_id, coordinator=coordinator, theme=args.theme) or 0)
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    from .launch import LaunchError, open_run_store
+
+    try:
+        store, run_id = open_run_store(args.target, args.runs_dir)
+        from ..tui.app import run_console  # type: ignore[import-not-found]
+    except LaunchError as exc:
+        raise UserError(str(exc)) from None
+    except ImportError:
+        raise UserError("the console is not available in this build") from None
+    return int(run_console(store, run_id, coordinator=None, theme=args.theme) or 0)
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    from .launch import LaunchError, open_run_store
+
+    try:
+        store, run_id = open_run_store(args.target, args.runs_dir)
+    except LaunchError as exc:
+        raise UserError(str(exc)) from None
+    fields = {}
+    if getattr(args, "task_id", None):
+        fields["task_id"] = args.task_id
+    if getattr(args, "size", None) is not None:
+        fields["size"] = args.size
+    control_id = store.enqueue_control(run_id, args.control, source="cli", **fields)
+    print(f"queued {args.control} for run {run_id} (control {control_id})")
+    return 0

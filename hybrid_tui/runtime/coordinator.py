@@ -1,0 +1,495 @@
+"""The coordinator loop: feeds the pure scheduler, runs agents, persists every change.
+
+Room: runtime. Drives ``core`` (decisions), ``agents`` (work), ``workspace`` (git,
+validation) and writes the ``store`` — the single source of truth: every change the
+scheduler returns is written in a store transaction before the coordinator acts on the next
+one, so a console (in this process or attached from another) sees exactly what happened,
+and a crash loses at most the attempt that was running.
+
+Concurrency (anyio): one loop task (controls, tick, dispatch, heartbeat), one child task per
+running attempt (own cancel scope and timeout), and ONE integration worker consuming a
+memory object stream, so integrations onto the mission branch never run concurrently. Git
+and validation run in worker threads / subprocesses; store writes stay on the loop thread
+(peewee connections are per thread) and short.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ..agents.base import AttemptLimits, ImplementRequest, ImplementResult, Implementer, Planner, PlanRequest
+from ..spec.models import SisTask, Usage
+from ..store import models as m
+from ..store.db import Store
+from . import events as ev
+from .runlock import RunLock
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
+TERMINAL = {"done", "failed", "blocked", "cancelled", "rolled_back"}
+ACTIVE = {"running", "validating", "integrating"}
+
+
+def make_backend(name: str, *, pace: float = 0.0, seed: int = 0, git: bool = True, failure_rate: float = 0.0):
+    """(planner, implementer) for a backend name."""
+    if name == "replay":
+        from ..agents.replay import ReplayImplementer, ReplayPlanner
+
+        return ReplayPlanner(), ReplayImplementer(pace=pace)
+    if name == "sim":
+        from ..agents.sim import SimImplementer, SimPlanner
+
+        return SimPlanner(seed=seed, pace=pace), SimImplementer(seed=seed, pace=pace, git=git, failure_rate=failure_rate)
+    if name == "anthropic":
+        from ..agents import anthropic as backend  # type: ignore[attr-defined]
+
+        return backend.make_planner(), backend.make_implementer()  # type: ignore[attr-defined]
+    if name == "cli":
+        from ..agents import cli as backend  # type: ignore[attr-defined]
+
+        return None, backend.make_implementer()  # type: ignore[attr-defined]
+    raise ValueError(f"unknown backend {name!r} (replay, sim, anthropic, cli)")
+
+
+@dataclass
+class RunningAttempt:
+    task_id: str
+    agent_id: str
+    number: int
+    attempt_row: int
+    started: float
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    cost_usd: float = 0.0
+    cancelled_reason: str = ""
+
+
+@dataclass
+class IntegrationJob:
+    attempt: RunningAttempt
+    title: str
+    result: ImplementResult
+
+
+class Coordinator:
+    """Runs one run to completion. ``await run()`` returns the exit code."""
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        mission: Any,
+        *,
+        backend: str | tuple[Planner | None, Implementer] = "replay",
+        pace: float = 0.0,
+        git: bool = True,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        agents: int | None = None,
+        exit_when_finished: bool = True,
+        exit_on_policy_pause: bool = True,
+        poll_interval: float = 0.05,
+        heartbeat_interval: float = 1.0,
+        seed: int = 0,
+    ):
+        self.store = store
+        self.run_id = run_id
+        self.mission = mission
+        self.config = mission.config
+        self.pace = pace
+        self.git = git
+        self.clock = clock
+        self.rng = rng or random.Random(seed)
+        self.exit_when_finished = exit_when_finished
+        self.exit_on_policy_pause = exit_on_policy_pause
+        self.poll_interval = poll_interval
+        self.heartbeat_interval = heartbeat_interval
+        if isinstance(backend, str):
+            self.backend_name = backend
+            self.planner, self.implementer = make_backend(backend, pace=pace, seed=seed, git=git)
+        else:
+            self.planner, self.implementer = backend
+            self.backend_name = getattr(self.implementer, "name", "custom")
+        run = store.get_run(run_id)
+        self.run_dir = Path(run.run_dir)
+        self.logs_dir = self.run_dir / "logs"
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = RunLock(self.run_dir)
+        self.events = ev.EventLog(store, run_id, self.run_dir / "events.jsonl", clock)
+        self.pool_override = agents
+        self.repo = None
+        if git:
+            from ..workspace.git import MissionRepo  # type: ignore[import-not-found]
+
+            self.repo = MissionRepo(Path(run.repo_path), run.mission_branch, self.run_dir, run_id)
+        from ..costs.pricing import PricingTable
+
+        self.pricing = PricingTable.load(self.config.pricing or None)
+        self.scheduler: Any = None
+        self.specs: dict[str, SisTask] = {}
+        self.running: dict[str, RunningAttempt] = {}
+        self.feedback: dict[str, str] = {}
+        self.agents: dict[str, str] = {}  # agent id -> worktree path ("" without git)
+        self._stop = False
+        self._stop_reason = ""
+        self._wake = anyio.Event()
+        self._tg: TaskGroup | None = None
+        self._integrate_tx: Any = None
+        self._integrating = 0
+        self._last_heartbeat = 0.0
+        self._agent_counter = 0
+        self._draining: set[str] = set()
+        self._in_operator_control = False
+        self.policy_paused = False
+
+    # ------------------------------------------------------------------ public control
+    def request_stop(self, reason: str = "operator") -> None:
+        """Stop dispatching, interrupt running attempts, return from :meth:`run` (exit 3)."""
+        self._stop = True
+        self._stop_reason = reason
+        self._wake.set()
+
+    def cost_of(self, model: str, usage: Usage) -> float:
+        return self.pricing.cost(model, usage)
+
+    # ------------------------------------------------------------------ main
+    async def run(self) -> int:
+        self.lock.acquire()  # raises RunLocked: the caller prints one line and exits 2
+        try:
+            return await self._run_locked()
+        finally:
+            self.events.close()
+            self.lock.release()
+
+    async def _run_locked(self) -> int:
+        from .recovery import recover
+
+        with self.store.write(self.run_id):
+            m.Run.update(
+                coordinator_pid=__import__("os").getpid(),
+                coordinator_host=__import__("socket").gethostname(),
+                heartbeat_at=self.clock(),
+            ).where(m.Run.id == self.run_id).execute()
+        await recover(self)
+        run = self.store.get_run(self.run_id)
+        if run.status in ("created", "planning"):
+            if not await self._plan():
+                self._set_run_status("finished", finished=True)
+                return EXIT_FAILED
+        self._load_specs()
+        self._build_scheduler()
+        code = EXIT_OK
+        send, receive = anyio.create_memory_object_stream[IntegrationJob](math.inf)
+        self._integrate_tx = send
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            tg.start_soon(self._integration_worker, receive)
+            try:
+                code = await self._loop()
+            finally:
+                tg.cancel_scope.cancel()
+        self._tg = None
+        if self._stop or code == EXIT_STOPPED:
+            from .recovery import interrupt_running
+
+            interrupt_running(self, reason=f"stopped: {self._stop_reason or 'operator'}")
+            self._set_run_status("stopped", reason=self._stop_reason)
+            return EXIT_STOPPED
+        self._set_run_status("finished", finished=True)
+        return code
+
+    async def _loop(self) -> int:
+        while True:
+            now = self.clock()
+            await self._apply_controls(now)
+            if self._stop:
+                return EXIT_STOPPED
+            self._persist(self.scheduler.tick(now), now)
+            if not self._paused():
+                await self._ensure_agents(now)
+                self._dispatch(now)
+            self._heartbeat(now)
+            idle = not self.running and self._integrating == 0
+            if idle and self.scheduler.is_finished():
+                if self.exit_when_finished:
+                    return self._final_code()
+            if idle and self._paused() and self.policy_paused and self.exit_on_policy_pause:
+                return EXIT_STOPPED
+            with anyio.move_on_after(self.poll_interval):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+
+    def _final_code(self) -> int:
+        bad = (
+            m.Task.select()
+            .where((m.Task.run == self.run_id) & (m.Task.status.in_(["failed", "blocked", "cancelled"])))
+            .count()
+        )
+        return EXIT_FAILED if bad else EXIT_OK
+
+    def _paused(self) -> bool:
+        return bool(getattr(self.scheduler, "paused", False))
+
+    def _heartbeat(self, now: float) -> None:
+        if now - self._last_heartbeat < self.heartbeat_interval:
+            return
+        self._last_heartbeat = now
+        # A plain update (no version bump): the console need not redraw for a heartbeat.
+        m.Run.update(heartbeat_at=now).where(m.Run.id == self.run_id).execute()
+
+    def _set_run_status(self, status: str, *, reason: str = "", finished: bool = False) -> None:
+        now = self.clock()
+        with self.store.write(self.run_id):
+            fields: dict[str, Any] = {"status": status, "pause_reason": reason}
+            if finished:
+                fields["finished_at"] = now
+            m.Run.update(**fields).where(m.Run.id == self.run_id).execute()
+            self.events.add(f"run.{status}", reason or status)
+        self.events.flush()
+
+    # ------------------------------------------------------------------ planning
+    async def _plan(self) -> bool:
+        """Plan every issue that has no tasks yet (L2). Returns False when planning failed."""
+        from .planning import plan_issues
+
+        self._set_run_status("planning")
+        ok = await plan_issues(self)
+        if ok:
+            self._set_run_status("running")
+        return ok
+
+    # ------------------------------------------------------------------ scheduler
+    def _load_specs(self) -> None:
+        for row in m.Task.select(m.Task.task_id, m.Task.spec_json).where(m.Task.run == self.run_id):
+            self.specs[row.task_id] = SisTask.model_validate_json(row.spec_json)
+        # Feedback for the next attempt survives a restart: the last failed attempt's output.
+        for att in (
+            m.Attempt.select()
+            .where((m.Attempt.run == self.run_id) & (m.Attempt.phase != "planning") & (m.Attempt.outcome == "failed"))
+            .order_by(m.Attempt.number)
+        ):
+            self.feedback[att.task_id] = att.failure_message
+
+    def _build_scheduler(self) -> None:
+        from .schedule import build_scheduler
+
+        self.scheduler = build_scheduler(self)
+
+    # ------------------------------------------------------------------ persistence
+    def _persist(self, changes: Any, now: float) -> None:
+        """Write ``changes`` (in order) in one transaction, then act on side effects."""
+        if not changes:
+            return
+        from .persist import persist_changes
+
+        with self.store.write(self.run_id) as version:
+            cancels = persist_changes(self, changes, now, version)
+        self.events.flush()
+        self.act_on_cancels(cancels)
+        self._wake.set()
+
+    def act_on_cancels(self, cancels: list[Any]) -> None:
+        for change in cancels:
+            attempt = self.running.get(change.task_id)
+            if attempt is not None:
+                attempt.cancelled_reason = change.reason or "cancelled"
+                attempt.scope.cancel()
+
+    # ------------------------------------------------------------------ agents and dispatch
+    async def _ensure_agents(self, now: float) -> None:
+        """Grow the pool toward its target, at most ``dispatch_batch`` new agents per tick;
+        shrink it by removing agents (busy ones drain)."""
+        target = self._pool_target()
+        live = [a for a in self.agents if a not in self._draining]
+        if len(live) > target:
+            for agent_id in sorted(live, reverse=True)[: len(live) - target]:
+                self._draining.add(agent_id)
+                self._persist(self.scheduler.remove_agent(agent_id, now), now)
+            return
+        missing = target - len(live)
+        if missing <= 0:
+            return
+        for _ in range(min(missing, self.config.policies.dispatch_batch)):
+            self._agent_counter += 1
+            agent_id = f"agent-{self._agent_counter:02d}"
+            worktree = ""
+            if self.repo is not None:
+                path = await anyio.to_thread.run_sync(self.repo.worktree, agent_id)
+                worktree = str(path)
+            self.agents[agent_id] = worktree
+            with self.store.write(self.run_id) as version:
+                row = m.Agent.get_or_none((m.Agent.run == self.run_id) & (m.Agent.agent_id == agent_id))
+                if row is None:
+                    m.Agent.create(
+                        run=self.run_id, agent_id=agent_id, role="implementer", backend=self.backend_name,
+                        model=self.config.models.implementer, worktree=worktree, created_at=now, updated_at=now,
+                        version=version,
+                    )
+                else:
+                    m.Agent.update(state="idle", task_id=None, worktree=worktree, updated_at=now, version=version).where(
+                        m.Agent.id == row.id
+                    ).execute()
+            self._persist(self.scheduler.add_agent(agent_id, now, self.backend_name), now)
+
+    def _pool_target(self) -> int:
+        target = self.scheduler.pool_target
+        if target is None:
+            target = m.Run.get_by_id(self.run_id).pool_target
+        return max(1, int(target))
+
+    def _dispatch(self, now: float) -> None:
+        dispatches, changes = self.scheduler.dispatch(now, limit=self.config.policies.dispatch_batch)
+        self._persist(changes, now)
+        for d in dispatches:
+            self._start_attempt(d, now)
+
+    def _start_attempt(self, d: Any, now: float) -> None:
+        task_id, agent_id, number = d.task_id, d.agent_id, d.attempt
+        spec = self.specs[task_id]
+        feedback = d.feedback or ""
+        with self.store.write(self.run_id) as version:
+            model = getattr(d, "model", None) or self._select_model(spec)
+            log_path = self.logs_dir / f"{task_id}.{number}.log"
+            row = m.Attempt.create(
+                run=self.run_id,
+                task_id=task_id,
+                number=number,
+                phase="implementing" if number == 1 else "retry",
+                agent_id=agent_id,
+                backend=self.backend_name,
+                model=model,
+                started_at=now,
+                feedback=feedback,
+                log_path=str(log_path),
+                version=version,
+            )
+            m.Task.update(attempts=number, agent_id=agent_id, started_at=now, version=version).where(
+                (m.Task.run == self.run_id) & (m.Task.task_id == task_id)
+            ).execute()
+            self.events.add(
+                "attempt.started", f"attempt {number} on {agent_id} ({model})", task_id=task_id, attempt=number, agent_id=agent_id
+            )
+        self.events.flush()
+        attempt = RunningAttempt(task_id, agent_id, number, row.id, now)
+        self.running[task_id] = attempt
+        assert self._tg is not None
+        self._tg.start_soon(self._run_attempt, attempt, spec, model, log_path, feedback)
+
+    def _select_model(self, spec: SisTask) -> str:
+        try:
+            from ..core.tiering import select_model  # type: ignore[import-not-found]
+
+            return select_model(spec, self.config.models)
+        except ImportError:
+            return spec.model_hint or self.config.models.implementer
+
+    # ------------------------------------------------------------------ one attempt
+    async def _run_attempt(self, attempt: RunningAttempt, spec: SisTask, model: str, log_path: Path, feedback: str) -> None:
+        from .attempt import run_attempt
+
+        await run_attempt(self, attempt, spec, model, log_path, feedback)
+
+    async def run_checks(self, validation: Any, cwd: Path, log_path: Path) -> Any:
+        from ..workspace.validation import run_checks  # type: ignore[import-not-found]
+
+        return await run_checks(
+            validation, cwd, log_path=log_path, memory_cap_mb=self.config.policies.task_memory_cap_mb
+        )
+
+    def finish_attempt(
+        self,
+        attempt: RunningAttempt,
+        *,
+        outcome: str,
+        failure_type: str | None = None,
+        message: str = "",
+        result: ImplementResult | None = None,
+        retry_after: float | None = None,
+        commit: Any = None,
+    ) -> None:
+        """Record the attempt's end and tell the scheduler, in one transaction."""
+        from .persist import record_attempt_end
+
+        record_attempt_end(self, attempt, outcome=outcome, failure_type=failure_type, message=message,
+                           result=result, retry_after=retry_after, commit=commit)
+
+    def advance(self, task_id: str, status: str) -> None:
+        now = self.clock()
+        self._persist(self.scheduler.advance(task_id, status, now), now)
+
+    def claim_file(self, task_id: str, path: str) -> bool:
+        """The sandbox asks for an undeclared file's lock (called on the loop thread)."""
+        now = self.clock()
+        result = self.scheduler.request_lock(task_id, path, now)
+        if isinstance(result, tuple):
+            granted, changes = result
+        else:  # a list of changes: granted when a LockAcquired for this path is among them
+            changes = result
+            granted = any(type(c).__name__ == "LockAcquired" and getattr(c, "path", None) == path for c in changes)
+        self._persist(changes, now)
+        return bool(granted)
+
+    # ------------------------------------------------------------------ integration
+    async def enqueue_integration(self, job: IntegrationJob) -> None:
+        self._integrating += 1
+        await self._integrate_tx.send(job)
+
+    async def _integration_worker(self, receive: Any) -> None:
+        from .attempt import integrate_job
+
+        async with receive:
+            async for job in receive:
+                try:
+                    await integrate_job(self, job)
+                finally:
+                    self._integrating -= 1
+                    self.running.pop(job.attempt.task_id, None)
+                    self._wake.set()
+
+    # ------------------------------------------------------------------ controls
+    async def _apply_controls(self, now: float) -> None:
+        from .controls import apply_control
+
+        for control in self.store.pending_controls(self.run_id):
+            self._in_operator_control = True
+            try:
+                applied, result = await apply_control(self, control.command, json.loads(control.args_json or "{}"), now)
+            except Exception as exc:  # a bad command must not take the coordinator down
+                applied, result = False, str(exc) or type(exc).__name__
+            finally:
+                self._in_operator_control = False
+            with self.store.write(self.run_id):
+                m.Control.update(
+                    status="applied" if applied else "rejected", result=result, applied_at=self.clock()
+                ).where(m.Control.id == control.id).execute()
+                self.events.add(
+                    "control." + ("applied" if applied else "rejected"),
+                    f"{control.command}: {result}",
+                    level="info" if applied else "warning",
+                    command=control.command,
+                    control_id=control.id,
+                )
+            self.events.flush()
+
+    # ------------------------------------------------------------------ helpers
+    def limits(self) -> AttemptLimits:
+        a = self.config.agents
+        return AttemptLimits(
+            max_turns=a.max_turns,
+            max_tokens=a.max_tokens_per_attempt,
+            max_cost_usd=a.max_cost_per_attempt,
+            timeout_seconds=a.attempt_timeout_seconds,
+        )
+
+    def recorded_attempt(self, task_id: str, number: int):
+        rec = getattr(self.mission, "recorded", {}).get(task_id)
+        if rec is None or number > len(rec.attempts):
+            return None
+        return rec.attempts[number - 1]

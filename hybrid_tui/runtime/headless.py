@@ -1,0 +1,191 @@
+"""Headless mode: drive a run without the console and show its progress from the store.
+
+Room: runtime (a thin view; it reads the store like the console does and renders text only).
+
+- ``--json``: exactly one JSON object per line on stdout (every event, then a summary), nothing else.
+- not a TTY: plain lines, one per event.
+- a TTY: a rich progress bar with task counts; warnings and errors printed above it.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from typing import Any, TextIO
+
+import anyio
+
+from ..store import models as m
+from ..store.db import Store
+
+POLL_SECONDS = 0.2
+STATUSES = ("pending", "ready", "running", "validating", "integrating", "retry_wait",
+            "done", "failed", "blocked", "cancelled", "rolled_back")
+
+
+def status_counts(run_id: str) -> dict[str, int]:
+    import peewee as pw
+
+    counts = {s: 0 for s in STATUSES}
+    query = m.Task.select(m.Task.status, pw.fn.COUNT(m.Task.id).alias("n")).where(m.Task.run == run_id).group_by(m.Task.status)
+    for row in query:
+        counts[row.status] = row.n
+    return counts
+
+
+class EventFeed:
+    """New Event rows since the last call, in order."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        self.last_seq = 0
+
+    def poll(self, limit: int = 1000) -> list[m.Event]:
+        rows = list(
+            m.Event.select()
+            .where((m.Event.run == self.run_id) & (m.Event.seq > self.last_seq))
+            .order_by(m.Event.seq)
+            .limit(limit)
+        )
+        if rows:
+            self.last_seq = rows[-1].seq
+        return rows
+
+
+def event_dict(row: m.Event) -> dict[str, Any]:
+    out: dict[str, Any] = {"seq": row.seq, "ts": row.ts, "run": row.run_id, "kind": row.kind, "level": row.level}
+    if row.task_id is not None:
+        out["task"] = row.task_id
+    if row.attempt is not None:
+        out["attempt"] = row.attempt
+    if row.agent_id is not None:
+        out["agent"] = row.agent_id
+    out["message"] = row.message
+    try:
+        data = json.loads(row.data_json or "{}")
+    except ValueError:
+        data = {}
+    if data:
+        out["fields"] = data
+    return out
+
+
+class JsonDisplay:
+    def __init__(self, out: TextIO):
+        self.out = out
+
+    def events(self, rows: list[m.Event], counts: dict[str, int]) -> None:
+        for row in rows:
+            self.out.write(json.dumps(event_dict(row), default=str, sort_keys=True) + "\n")
+        self.out.flush()
+
+    def finish(self, code: int, counts: dict[str, int], run_id: str) -> None:
+        summary = {"kind": "run.summary", "run": run_id, "exit_code": code, "tasks": counts, "ts": time.time()}
+        self.out.write(json.dumps(summary, sort_keys=True) + "\n")
+        self.out.flush()
+
+
+class PlainDisplay:
+    def __init__(self, out: TextIO):
+        self.out = out
+
+    def events(self, rows: list[m.Event], counts: dict[str, int]) -> None:
+        for row in rows:
+            stamp = time.strftime("%H:%M:%S", time.localtime(row.ts))
+            who = f" [{row.task_id}]" if row.task_id else ""
+            level = "" if row.level == "info" else f" {row.level.upper()}"
+            self.out.write(f"{stamp}{level} {row.kind}{who} {_inert(row.message)}\n")
+        self.out.flush()
+
+    def finish(self, code: int, counts: dict[str, int], run_id: str) -> None:
+        shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+        self.out.write(f"run {run_id} finished (exit {code}): {shown}\n")
+        self.out.flush()
+
+
+class RichDisplay:
+    def __init__(self, out: TextIO):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(file=out)
+        self.progress = Progress(
+            TextColumn("[bold]tasks"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+            TimeElapsedColumn(), console=self.console, transient=False,
+        )
+        self.bar = self.progress.add_task("", total=None)
+        self.progress.start()
+
+    def events(self, rows: list[m.Event], counts: dict[str, int]) -> None:
+        from rich.text import Text
+
+        for row in rows:
+            if row.level in ("warning", "error") or row.kind.startswith(("run.", "attempt.succeeded")):
+                style = {"warning": "yellow", "error": "red"}.get(row.level, "")
+                who = f"[{row.task_id}] " if row.task_id else ""
+                self.progress.console.print(Text(f"{row.kind} {who}{row.message}", style=style))
+        total = sum(counts.values())
+        active = counts["running"] + counts["validating"] + counts["integrating"]
+        problems = counts["failed"] + counts["blocked"] + counts["cancelled"]
+        self.progress.update(
+            self.bar, total=total or None, completed=counts["done"],
+            description=f"running {active}  queued {counts['pending'] + counts['ready'] + counts['retry_wait']}  problems {problems}",
+        )
+
+    def finish(self, code: int, counts: dict[str, int], run_id: str) -> None:
+        self.progress.stop()
+        shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+        self.console.print(f"run {run_id} finished (exit {code}): {shown}")
+
+
+def _inert(text: str) -> str:
+    """Control characters (terminal escapes) shown, never interpreted."""
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+
+
+def make_display(json_mode: bool, out: TextIO | None = None):
+    out = out or sys.stdout
+    if json_mode:
+        return JsonDisplay(out)
+    if out.isatty():
+        return RichDisplay(out)
+    return PlainDisplay(out)
+
+
+async def drive_headless(store: Store, run_id: str, coordinator: Any, display: Any) -> int:
+    """Run the coordinator and the display until the run ends; SIGINT/SIGTERM stop it (exit 3)."""
+    feed = EventFeed(run_id)
+    result: dict[str, int] = {}
+
+    async def drive(scope: anyio.CancelScope) -> None:
+        try:
+            result["code"] = await coordinator.run()
+        finally:
+            scope.cancel()
+
+    async def signals() -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+            async for _ in received:
+                coordinator.request_stop("signal")
+
+    async with anyio.create_task_group() as tg:
+        watch = anyio.CancelScope()
+        tg.start_soon(drive, tg.cancel_scope)
+        tg.start_soon(signals)
+        with watch:
+            while True:
+                display.events(feed.poll(), status_counts(run_id))
+                await anyio.sleep(POLL_SECONDS)
+    counts = status_counts(run_id)
+    while rows := feed.poll():
+        display.events(rows, counts)
+    code = result.get("code", 3)
+    display.finish(code, counts, run_id)
+    return code
+
+
+def run_headless(store: Store, run_id: str, coordinator: Any, *, json_mode: bool = False, out: TextIO | None = None) -> int:
+    display = make_display(json_mode, out)
+    return anyio.run(drive_headless, store, run_id, coordinator, display)

@@ -1,0 +1,155 @@
+"""Starting and reopening runs: mission -> run folder -> repository -> store -> coordinator.
+
+Room: runtime. ``start_run`` validates first and creates nothing when the mission is
+invalid; the user's checkout is never touched (work happens on the mission branch and in
+worktrees under the run folder).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from ..store import models as m
+from ..store.db import Store, StoreError, open_store
+from ..store.runs import default_runs_dir, init_run_dir, new_run_id, run_dir_for, state_db_path
+from .coordinator import Coordinator
+
+
+class LaunchError(Exception):
+    """Bad input for a run (invalid mission, unknown run): one line per problem."""
+
+
+def _current_branch(repo: Path) -> str:
+    out = subprocess.run(
+        ["git", "symbolic-ref", "--short", "-q", "HEAD"], cwd=repo, capture_output=True, text=True
+    )
+    branch = out.stdout.strip()
+    if not branch:
+        raise LaunchError(f"{repo}: HEAD is detached; set [mission] base_branch in mission.toml")
+    return branch
+
+
+def _rev_parse(repo: Path, ref: str) -> str:
+    out = subprocess.run(["git", "rev-parse", "--verify", "-q", ref + "^{commit}"], cwd=repo, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise LaunchError(f"{repo}: no branch or commit {ref!r} (mission.toml [mission] base_branch)")
+    return out.stdout.strip()
+
+
+def load_valid_mission(mission_path: str | Path):
+    from ..spec.loader import MissionInvalid, load_mission
+
+    try:
+        return load_mission(Path(mission_path))
+    except MissionInvalid as exc:
+        raise LaunchError("\n".join(str(p) for p in exc.problems) or str(exc)) from None
+    except FileNotFoundError as exc:
+        raise LaunchError(f"{mission_path}: {exc.strerror or exc}") from None
+
+
+def start_run(
+    mission_path: str | Path,
+    runs_dir: str | Path | None = None,
+    backend: str | None = None,
+    *,
+    agents: int | None = None,
+    pace: float = 0.0,
+    git: bool = True,
+    run_id: str | None = None,
+    **coordinator_options: Any,
+) -> tuple[Store, str, Coordinator]:
+    """Create a run of the mission and its coordinator (not yet running)."""
+    mission = load_valid_mission(mission_path)
+    backend = backend or mission.config.agents.backend
+    if agents is not None:
+        if agents < 1:
+            raise LaunchError(f"--agents must be at least 1 (got {agents})")
+        # --agents N pins the L3 pool at N (the run row keeps it for a resume).
+        mission.config.agents.min_implementers = agents
+        mission.config.agents.max_implementers = agents
+    run_id = run_id or new_run_id()
+    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    run_dir = run_dir_for(runs_dir, run_id).absolute()
+    try:
+        init_run_dir(run_dir)
+    except StoreError as exc:
+        raise LaunchError(str(exc)) from None
+    base_branch = mission.config.mission.base_branch
+    mission_branch = mission.config.mission.mission_branch or f"hybrid/{_slug(mission.name)}-{run_id}"
+    if not git:
+        mission_branch = ""  # marks a --no-git run for resume
+    repo_path: Path = mission.repo_path
+    base_commit = ""
+    if git:
+        from ..workspace.git import MissionRepo, prepare_repository  # type: ignore[import-not-found]
+
+        repo_path = Path(prepare_repository(mission.repo_path, run_dir))
+        base_branch = base_branch or _current_branch(repo_path)
+        base_commit = _rev_parse(repo_path, base_branch)
+        MissionRepo(repo_path, mission_branch, run_dir, run_id).prepare(base_branch)
+    store = open_store(state_db_path(run_dir))
+    from ..store.runs import create_run
+
+    create_run(
+        store, mission, run_id=run_id, run_dir=run_dir, repo_path=repo_path, mission_branch=mission_branch,
+        base_branch=base_branch or "", base_commit=base_commit, backend=backend,
+    )
+    coordinator = Coordinator(store, run_id, mission, backend=backend, pace=pace, git=git, agents=agents, **coordinator_options)
+    return store, run_id, coordinator
+
+
+def _slug(name: str) -> str:
+    out = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in name.strip())
+    return out.strip("-.") or "mission"
+
+
+def find_run_dir(run: str | Path, runs_dir: str | Path | None = None) -> Path:
+    """A run given as its folder or its id (under ``runs_dir``)."""
+    candidate = Path(run)
+    if state_db_path(candidate).is_file():
+        return candidate.absolute()
+    base = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    by_id = base / str(run)
+    if state_db_path(by_id).is_file():
+        return by_id.absolute()
+    raise LaunchError(f"{run}: no run folder with a state.db (looked in {candidate} and {by_id})")
+
+
+def open_run(
+    run: str | Path,
+    runs_dir: str | Path | None = None,
+    *,
+    backend: str | None = None,
+    pace: float = 0.0,
+    agents: int | None = None,
+    git: bool | None = None,
+    **coordinator_options: Any,
+) -> tuple[Store, str, Coordinator]:
+    """Reopen an existing run (``resume``); recovery runs when the coordinator starts."""
+    store, run_id = open_run_store(run, runs_dir)
+    row = m.Run.get_by_id(run_id)
+    mission = load_valid_mission(row.mission_path)
+    # The run keeps the configuration it was created with (mission.toml may have changed since).
+    from ..spec.models import MissionFile
+
+    mission.config = MissionFile.model_validate_json(row.config_json)
+    if git is None:
+        git = bool(row.mission_branch)
+    coordinator = Coordinator(
+        store, run_id, mission, backend=backend or row.backend, pace=pace, git=git, agents=agents, **coordinator_options
+    )
+    return store, run_id, coordinator
+
+
+def open_run_store(run: str | Path, runs_dir: str | Path | None = None) -> tuple[Store, str]:
+    run_dir = find_run_dir(run, runs_dir)
+    try:
+        store = open_store(state_db_path(run_dir), create=False)
+    except StoreError as exc:
+        raise LaunchError(str(exc)) from None
+    row = m.Run.select().order_by(m.Run.created_at).first()
+    if row is None:
+        raise LaunchError(f"{run_dir}: the store holds no run")
+    return store, row.id

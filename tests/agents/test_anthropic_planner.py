@@ -56,7 +56,7 @@ def plan_request(repo: Path, issue_id: str = "001-sub") -> PlanRequest:
         title="Add subtraction",
         body="calc needs sub().",
         repo_root=repo,
-        model="claude-haiku-4-5",
+        model="claude-test",
         cost_of=cost_of,
         file_tree=["calc.py"],
         excerpts={"calc.py": (repo / "calc.py").read_text()},
@@ -77,7 +77,7 @@ def test_invalid_sis_gets_one_repair_turn_with_the_exact_errors(server, client_f
     # Usage of both responses, summed exactly, and priced with the given cost function.
     expected = Usage(input_tokens=2700, output_tokens=550, cache_read_tokens=900, cache_write_tokens=900)
     assert result.usage == expected
-    assert result.cost_usd == pytest.approx(cost_of("claude-haiku-4-5", expected))
+    assert result.cost_usd == pytest.approx(cost_of("claude-test", expected))
 
     first, repair = server.message_requests
     assert first["tool_choice"] == {"type": "tool", "name": "submit_sis"}

@@ -233,7 +233,8 @@ def _optional_int(args: dict, key: str) -> int | None:
 def _error_outcome(tool: str, exc: Exception) -> ToolOutcome:
     kind = type(exc).__name__
     if kind in ("FileLockedError", "FileLocked") or getattr(exc, "failure_type", None) == "file_locked":
-        return ToolOutcome(f"file_locked: {exc}", is_error=True, file_locked=True)
+        text = str(exc)
+        return ToolOutcome(text if text.startswith("file_locked") else f"file_locked: {text}", is_error=True, file_locked=True)
     if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError)):
         return ToolOutcome(f"{tool}: {exc.strerror or kind}: {exc.filename or exc}", is_error=True)
     if isinstance(exc, UnicodeDecodeError):

@@ -50,11 +50,13 @@ class Store:
     @contextlib.contextmanager
     def write(self, run_id: str | None = None) -> Iterator[int]:
         """A write transaction; yields the new change version of ``run_id`` (0 without one)."""
+        # Decided before entering: peewee 4 does not count savepoints in transaction_depth().
+        outermost = self.db.transaction_depth() == 0
         ctx = self.db.atomic("IMMEDIATE") if self.is_sqlite else self.db.atomic()
         with ctx:
             version = 0
             if run_id is not None:
-                if self.db.transaction_depth() == 1:
+                if outermost:
                     m.Run.update(version=m.Run.version + 1, updated_at=time.time()).where(
                         m.Run.id == run_id
                     ).execute()

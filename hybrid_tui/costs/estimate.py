@@ -1,0 +1,483 @@
+"""``hybrid-tui estimate``: forecast a mission's cost and duration before running it.
+
+Room: costs. Reads the mission folder (through ``spec.loader``) and drives the pure
+scheduling core (``hybrid_tui.core``) in virtual time: a heap of events and a clock that
+jumps from one to the next, so the forecast makes the same dispatch, retry, budget and
+pool decisions a real run would. Writes nothing.
+
+The layer costs follow the design review's section 2:
+
+- planning (L2): one planner call per issue at the planner model, 2,000 in / 3,000 out;
+- implementation (L3): each task's SIS token estimate at its model (hint, else implementer);
+- coordination (L1): the review's 50,000 in / 20,000 out for an 18-task mission, scaled
+  by the task count, at the coordinator model;
+- retries: a failure rate R means a fraction R of the tasks fail, and a failing task needs
+  2 retries (review 2.2.2), so the expected retry cost is sum(R x 2 x task cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import json
+import math
+import random
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hybrid_tui.spec.models import ModelsSection, SisTask, Usage
+
+from .pricing import PricingError, PricingTable, UnknownModel
+
+PLANNER_USAGE = Usage(input_tokens=2_000, output_tokens=3_000)  # review 2.1, per planner call
+COORDINATOR_USAGE = Usage(input_tokens=50_000, output_tokens=20_000)  # review 2.1, whole mission
+COORDINATOR_REFERENCE_TASKS = 18  # the mission size the review's L1 figure is for
+RETRIES_PER_FAILED_TASK = 2  # review 2.2.2
+SIM_FAILURE_TYPE = "validation_failed"  # 2 immediate retries with feedback: the review's case
+SWEEP_FAILURE_RATES = (0.0, 0.1, 0.2, 0.3)
+SWEEP_POOL_SIZES = (4, 8, 12)
+
+
+# ------------------------------------------------------------------------ layer costs
+
+
+@dataclass
+class LayerCosts:
+    planner_model: str
+    implementer_model: str
+    coordinator_model: str
+    issues: int
+    tasks: int
+    per_planner_call: float
+    planning: float
+    per_task: float  # mean expected cost of one task's attempt
+    implementation: float
+    coordination: float
+    task_costs: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        return self.planning + self.implementation + self.coordination
+
+    def expected_retry_cost(self, failure_rate: float) -> float:
+        return sum(failure_rate * RETRIES_PER_FAILED_TASK * c for c in self.task_costs.values())
+
+
+def task_model(task: SisTask, models: ModelsSection) -> str:
+    """The model a real run uses for ``task`` (the core's tiering, as the coordinator does)."""
+    from hybrid_tui.core.tiering import select_model
+
+    return select_model(task, models)
+
+
+def layer_costs(mission: Any, table: PricingTable) -> LayerCosts:
+    """Expected cost of each layer of a mission (``spec.loader.Mission``) without failures."""
+    models = mission.config.models
+    per_planner_call = table.cost(models.planner, PLANNER_USAGE)
+    issues = len(mission.sis) or len(mission.issues)
+    task_models = {t.task_id: task_model(t, models) for t in mission.tasks}
+    task_costs = {t.task_id: table.expected_task_cost(t, task_models[t.task_id]) for t in mission.tasks}
+    n = len(mission.tasks)
+    coordination = table.cost(models.coordinator, COORDINATOR_USAGE) * n / COORDINATOR_REFERENCE_TASKS
+    implementation = sum(task_costs.values())
+    return LayerCosts(
+        planner_model=models.planner,
+        implementer_model=" + ".join(sorted(set(task_models.values()))) or models.implementer,
+        coordinator_model=models.coordinator,
+        issues=issues,
+        tasks=n,
+        per_planner_call=per_planner_call,
+        planning=per_planner_call * issues,
+        per_task=implementation / n if n else 0.0,
+        implementation=implementation,
+        coordination=coordination,
+        task_costs=task_costs,
+    )
+
+
+def mission_models(mission: Any) -> list[str]:
+    models = mission.config.models
+    names = [models.planner, models.implementer, models.strong, models.coordinator]
+    return names + [t.model_hint for t in mission.tasks if t.model_hint]
+
+
+# ------------------------------------------------------------------------- simulation
+
+
+@dataclass
+class SimResult:
+    agents: int  # fixed pool size, or the largest the autoscaled pool reached
+    failure_rate: float
+    backend_latency: float
+    wall_clock_seconds: float  # planning + implementation, virtual time
+    planning_seconds: float
+    busy_seconds: float  # summed over implementer agents
+    agent_seconds: float  # summed lifetime of implementer agents
+    utilisation: float  # busy / agent lifetime
+    attempts: int
+    failed_attempts: int
+    tasks_done: int
+    tasks_not_done: int
+    implementation_usd: float  # every attempt, retries included
+    retry_usd: float
+    auto_pauses: int = 0  # failure-rate pauses (the simulated operator resumes at once)
+    stopped_by: str = ""  # why tasks were left undone (budget, attention)
+    alerts: list[str] = field(default_factory=list)
+
+
+def simulate(
+    mission: Any,
+    table: PricingTable,
+    *,
+    agents: int | None,
+    failure_rate: float,
+    backend_latency: float,
+    seed: int = 0,
+) -> SimResult:
+    """One run of ``mission`` through the scheduling core in virtual time.
+
+    ``agents``: a fixed pool; None autoscales between the mission's min and max
+    implementers as the core's ``PoolTarget`` says. Each attempt takes its task's SIS
+    duration plus ``backend_latency`` and costs its SIS token estimate. ``round(R x tasks)``
+    tasks (drawn with ``seed``) fail validation twice before succeeding, the review's
+    "2 retries per failed task"; the core decides what that means (retry, budget stop,
+    auto-pause). A failure-rate auto-pause is resumed at once and counted.
+    """
+    from hybrid_tui.core import (
+        AgentChanged,
+        Alert,
+        CancelRunning,
+        PauseChanged,
+        PoolTarget,
+        Scheduler,
+        TaskInfo,
+        TaskStatus,
+    )
+
+    config = mission.config
+    costs = layer_costs(mission, table)
+    rng = random.Random(seed)
+    task_ids = [t.task_id for t in mission.tasks]
+    failing = set(rng.sample(task_ids, round(failure_rate * len(task_ids)))) if task_ids else set()
+    durations = {t.task_id: t.estimated_duration_minutes * 60.0 + backend_latency for t in mission.tasks}
+    infos = [TaskInfo.from_sis(t, costs.task_costs[t.task_id]) for t in mission.tasks]
+
+    # Planning: one call per issue, `planners` at a time; only the backend latency is known.
+    planners = max(1, config.agents.planners)
+    planning_seconds = math.ceil(costs.issues / planners) * backend_latency
+
+    pool_min, pool_max = (agents, agents) if agents else (
+        config.agents.min_implementers, max(config.agents.max_implementers, config.agents.min_implementers))
+    scheduler = Scheduler(
+        infos,
+        policies=config.policies,
+        mission_budget_usd=config.budget.mission_usd,
+        retry_budget_usd=config.budget.retry_usd,
+        pool_min=pool_min,
+        pool_max=pool_max,
+        rng=random.Random(seed + 1),
+    )
+    backend = config.agents.backend
+    now = planning_seconds
+    events: list[tuple[float, int, str, int]] = []  # (finish time, seq, task id, attempt)
+    seq = itertools.count()
+    names = itertools.count(1)
+    running: dict[str, tuple[int, float]] = {}  # task -> (attempt, started)
+    alive: dict[str, float] = {}  # agent -> since
+    draining: set[str] = set()
+    failures_so_far: dict[str, int] = {}
+    alerts: list[str] = []
+    stats = {"busy": 0.0, "agent_seconds": 0.0, "impl": 0.0, "retry": 0.0, "pauses": 0, "peak": 0}
+
+    def add_agent() -> None:
+        agent_id = f"sim-{next(names)}"
+        alive[agent_id] = now
+        stats["peak"] = max(stats["peak"], len(alive))
+        handle(scheduler.add_agent(agent_id, now, backend))
+
+    def resize(size: int) -> None:
+        active = [a for a in alive if a not in draining]
+        for _ in range(size - len(active)):
+            add_agent()
+        if len(active) > size:
+            idle = set(scheduler.idle_agents())
+            victims = sorted(active, key=lambda a: (a not in idle, a))[: len(active) - size]
+            for agent_id in victims:
+                draining.add(agent_id)
+                handle(scheduler.remove_agent(agent_id, now))
+
+    def handle(changes) -> None:
+        for change in changes:
+            if isinstance(change, Alert):
+                alerts.append(f"{change.kind}: {change.message}")
+            elif isinstance(change, PoolTarget):
+                resize(change.size)
+            elif isinstance(change, AgentChanged) and change.state == "removed":
+                stats["agent_seconds"] += now - alive.pop(change.agent_id)
+                draining.discard(change.agent_id)
+            elif isinstance(change, CancelRunning) and change.task_id in running:
+                attempt, started = running.pop(change.task_id)
+                stats["busy"] += now - started
+                # A stopped attempt pays for the part it ran.
+                done_part = (now - started) / durations[change.task_id] if durations[change.task_id] else 1.0
+                cost = costs.task_costs[change.task_id] * min(done_part, 1.0)
+                stats["impl"] += cost
+                if attempt > 1:
+                    stats["retry"] += cost
+                handle(scheduler.settle_cancelled(change.task_id, attempt, cost, now))
+            elif isinstance(change, PauseChanged) and change.paused:
+                stats["pauses"] += 1
+                handle(scheduler.resume(now))
+
+    for _ in range(pool_min):
+        add_agent()
+    attempts = failed_attempts = 0
+    while True:
+        handle(scheduler.tick(now))
+        dispatches, changes = scheduler.dispatch(now)
+        handle(changes)
+        for d in dispatches:
+            attempts += 1
+            running[d.task_id] = (d.attempt, now)
+            heapq.heappush(events, (now + durations[d.task_id], next(seq), d.task_id, d.attempt))
+        if scheduler.is_finished() and not running:
+            break
+        upcoming = [events[0][0]] if events else []
+        deadline = scheduler.next_deadline()
+        if deadline is not None:
+            upcoming.append(deadline)
+        if not upcoming:
+            break  # nothing running and nothing due: the core will not dispatch what is left
+        now = max(now, min(upcoming))
+        while events and events[0][0] <= now:
+            _, _, task_id, attempt = heapq.heappop(events)
+            if running.get(task_id, (None, 0.0))[0] != attempt:
+                continue  # cancelled meanwhile
+            _, started = running.pop(task_id)
+            stats["busy"] += now - started
+            cost = costs.task_costs[task_id]
+            stats["impl"] += cost
+            if attempt > 1:
+                stats["retry"] += cost
+            if task_id in failing and failures_so_far.get(task_id, 0) < RETRIES_PER_FAILED_TASK:
+                failures_so_far[task_id] = failures_so_far.get(task_id, 0) + 1
+                failed_attempts += 1
+                handle(scheduler.fail(task_id, SIM_FAILURE_TYPE, now, cost, message="simulated failure"))
+            else:
+                handle(scheduler.succeed(task_id, now, cost))
+
+    for agent_id, since in alive.items():
+        stats["agent_seconds"] += now - since
+    done = scheduler.counts()[TaskStatus.DONE]
+    not_done = len(infos) - done
+    stopped_by = ""
+    if not_done:
+        stops = [a for a in alerts if a.startswith(("budget_exhausted", "retry_budget_exhausted", "attention"))]
+        stopped_by = stops[0] if stops else f"{not_done} tasks never became ready"
+    return SimResult(
+        agents=agents or stats["peak"],
+        failure_rate=failure_rate,
+        backend_latency=backend_latency,
+        wall_clock_seconds=now,
+        planning_seconds=planning_seconds,
+        busy_seconds=stats["busy"],
+        agent_seconds=stats["agent_seconds"],
+        utilisation=stats["busy"] / stats["agent_seconds"] if stats["agent_seconds"] > 0 else 0.0,
+        attempts=attempts,
+        failed_attempts=failed_attempts,
+        tasks_done=done,
+        tasks_not_done=not_done,
+        implementation_usd=stats["impl"],
+        retry_usd=stats["retry"],
+        auto_pauses=stats["pauses"],
+        stopped_by=stopped_by,
+        alerts=alerts,
+    )
+
+
+# -------------------------------------------------------------------------- forecast
+
+
+@dataclass
+class Forecast:
+    mission: str
+    agents: int | None  # None: autoscaled between the mission's min and max
+    failure_rate: float
+    backend_latency: float
+    layers: LayerCosts
+    expected_retry_usd: float
+    simulation: SimResult
+
+    @property
+    def total_usd(self) -> float:
+        return self.layers.total
+
+    @property
+    def total_with_retries_usd(self) -> float:
+        return self.layers.total + self.expected_retry_usd
+
+    def to_dict(self) -> dict[str, Any]:
+        layers = self.layers
+        return {
+            "mission": self.mission,
+            "agents": self.agents,
+            "failure_rate": self.failure_rate,
+            "backend_latency_seconds": self.backend_latency,
+            "issues": layers.issues,
+            "tasks": layers.tasks,
+            "cost": {
+                "planning": {"model": layers.planner_model, "calls": layers.issues,
+                             "per_call_usd": layers.per_planner_call, "usd": layers.planning},
+                "implementation": {"model": layers.implementer_model, "tasks": layers.tasks,
+                                   "per_task_usd": layers.per_task, "usd": layers.implementation},
+                "coordination": {"model": layers.coordinator_model, "usd": layers.coordination},
+                "total_usd": self.total_usd,
+                "expected_retry_usd": self.expected_retry_usd,
+                "total_with_retries_usd": self.total_with_retries_usd,
+            },
+            "task_costs_usd": layers.task_costs,
+            "simulation": asdict(self.simulation),
+        }
+
+
+def forecast(
+    mission: Any, table: PricingTable, *, agents: int | None, failure_rate: float, backend_latency: float, seed: int = 0
+) -> Forecast:
+    layers = layer_costs(mission, table)
+    sim = simulate(
+        mission, table, agents=agents, failure_rate=failure_rate, backend_latency=backend_latency, seed=seed
+    )
+    return Forecast(
+        mission=mission.name,
+        agents=agents,
+        failure_rate=failure_rate,
+        backend_latency=backend_latency,
+        layers=layers,
+        expected_retry_usd=layers.expected_retry_cost(failure_rate),
+        simulation=sim,
+    )
+
+
+def sweep(mission: Any, table: PricingTable, *, backend_latency: float, seed: int = 0) -> list[Forecast]:
+    return [
+        forecast(mission, table, agents=n, failure_rate=r, backend_latency=backend_latency, seed=seed)
+        for r in SWEEP_FAILURE_RATES
+        for n in SWEEP_POOL_SIZES
+    ]
+
+
+# ---------------------------------------------------------------------------- output
+
+
+def _usd(value: float) -> str:
+    """$2.97, $0.165, $0.00425: cents for large sums, up to five decimals for per-call prices."""
+    if abs(value) >= 10:
+        return f"${value:,.2f}"
+    text = f"{value:.5f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"${whole}.{frac.ljust(2, '0')}"
+
+
+def _hms(seconds: float) -> str:
+    s = max(0, int(round(seconds)))
+    return f"{s // 3600:d}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def _pool(f: Forecast) -> str:
+    if f.agents:
+        return f"pool of {f.agents} implementers"
+    return f"autoscaled pool (peak {f.simulation.agents} implementers)"
+
+
+def render_text(main: Forecast, swept: list[Forecast] | None = None) -> str:
+    from .report import md_table
+
+    layers, sim = main.layers, main.simulation
+    out = [
+        f"# Forecast: {main.mission}",
+        "",
+        f"{layers.tasks} tasks in {layers.issues} issues; {_pool(main)}; "
+        f"failure rate {main.failure_rate * 100:.0f} %; backend latency {main.backend_latency:g} s",
+        "",
+        md_table(
+            ["layer", "model", "calls", "per call", "cost"],
+            [
+                ["planning (L2)", layers.planner_model, layers.issues, _usd(layers.per_planner_call), _usd(layers.planning)],
+                ["implementation (L3)", layers.implementer_model, layers.tasks, _usd(layers.per_task),
+                 _usd(layers.implementation)],
+                ["coordination (L1)", layers.coordinator_model, 1, "", _usd(layers.coordination)],
+                ["**total**", "", "", "", f"**{_usd(main.total_usd)}**"],
+                [f"expected retries ({main.failure_rate * 100:.0f} %)", "", "", "", _usd(main.expected_retry_usd)],
+                ["**total with retries**", "", "", "", f"**{_usd(main.total_with_retries_usd)}**"],
+            ],
+            "llrrr",
+        ),
+        "",
+        f"Simulated run: wall clock {_hms(sim.wall_clock_seconds)} (planning {_hms(sim.planning_seconds)}), "
+        f"agent utilisation {sim.utilisation * 100:.0f} %, {sim.attempts} attempts, "
+        f"{sim.tasks_done}/{layers.tasks} tasks done, implementation incl. retries {_usd(sim.implementation_usd)} "
+        f"(retries {_usd(sim.retry_usd)}).",
+    ]
+    if sim.stopped_by:
+        out.append(f"The run would stop early: {sim.stopped_by}")
+    if swept:
+        out += [
+            "",
+            "## Sweep",
+            "",
+            md_table(
+                ["failure rate", "agents", "expected total", "simulated total", "wall clock", "utilisation", "done"],
+                [
+                    [f"{f.failure_rate * 100:.0f} %", f.agents, _usd(f.total_with_retries_usd),
+                     _usd(f.layers.planning + f.layers.coordination + f.simulation.implementation_usd),
+                     _hms(f.simulation.wall_clock_seconds), f"{f.simulation.utilisation * 100:.0f} %",
+                     f"{f.simulation.tasks_done}/{f.layers.tasks}"]
+                    for f in swept
+                ],
+                "rrrrrrr",
+            ),
+        ]
+    return "\n".join(out) + "\n"
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from hybrid_tui.cli import UserError
+    from hybrid_tui.spec.loader import MissionInvalid, load_mission
+
+    if not 0.0 <= args.failure_rate <= 1.0:
+        raise UserError(f"--failure-rate {args.failure_rate}: must be between 0 and 1")
+    if args.backend_latency < 0:
+        raise UserError(f"--backend-latency {args.backend_latency}: must not be negative")
+    if args.agents is not None and args.agents < 1:
+        raise UserError(f"--agents {args.agents}: need at least one agent")
+    try:
+        mission = load_mission(args.mission)
+    except MissionInvalid as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        raise UserError(f"{args.mission}: mission is invalid ({len(exc.problems)} problems)") from None
+    try:
+        table = PricingTable.load(mission.config.pricing or None)
+    except PricingError as exc:
+        raise UserError(str(exc)) from None
+    unknown = table.check_models(mission_models(mission))
+    if unknown:
+        raise UserError("; ".join(unknown))
+    agents = args.agents  # None: autoscale like a real run
+    try:
+        main = forecast(mission, table, agents=agents, failure_rate=args.failure_rate,
+                        backend_latency=args.backend_latency, seed=args.seed)
+        swept = sweep(mission, table, backend_latency=args.backend_latency, seed=args.seed) if args.sweep else None
+    except UnknownModel as exc:
+        raise UserError(str(exc)) from None
+    if args.json:
+        data = main.to_dict()
+        if swept is not None:
+            data["sweep"] = [f.to_dict() | {"task_costs_usd": None} for f in swept]
+        json.dump(data, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_text(main, swept))
+    return 0

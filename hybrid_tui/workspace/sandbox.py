@@ -296,7 +296,14 @@ class Sandbox:
         paths = _numstat_paths(listed)
         if not paths:
             raise SandboxError(f"{label}: patch touches no file")
-        names = [self._writable(path)[1] for path in paths]
+        names = []
+        for path in paths:
+            try:
+                names.append(self._writable(path)[1])
+            except FileLockedError:
+                raise
+            except SandboxError as exc:
+                raise SandboxError(f"{label}: patch refused: {exc}") from None
         self._git_apply([], diff, label)
         self._touched.update(names)
 

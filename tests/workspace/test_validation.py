@@ -1,0 +1,144 @@
+"""run_checks: real subprocesses, timeouts and memory caps kill the whole process tree."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import psutil
+import pytest
+
+from hybrid_tui.spec.models import Validation
+from hybrid_tui.workspace.validation import run_checks
+
+PY = shlex.quote(sys.executable)
+SECRET = "sk-ant-TEST-recognisable-4242"
+
+
+def run(validation: Validation, cwd: Path, **kwargs):
+    return anyio.run(lambda: run_checks(validation, cwd, **kwargs))
+
+
+def wait_gone(pid: int, within: float = 15.0) -> bool:
+    """True once ``pid`` no longer runs (a zombie awaiting its reaper counts as gone)."""
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def forking_command(pid_file: Path) -> str:
+    """A command whose grandchild sleeps for a long time and writes its pid."""
+    return f"(sleep 600 & echo $! > {shlex.quote(str(pid_file))}; wait) ; echo NOT-REACHED-MARK | tr A-Z a-z"
+
+
+def test_passing_commands(tmp_path: Path) -> None:
+    result = run(Validation(commands=["echo one", f"{PY} -c 'print(40 + 2)'"]), tmp_path)
+    assert result.ok and result.failure_type is None
+    assert [c.exit_code for c in result.commands] == [0, 0]
+    assert "one\n" in result.output and "42\n" in result.output
+
+
+def test_failure_stops_at_first_failing_command_and_logs_everything(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "attempt.log"
+    result = run(
+        Validation(commands=["echo before", "echo boom >&2; exit 3", "touch ran-after"]), tmp_path, log_path=log
+    )
+    assert not result.ok and result.failure_type == "validation_failed"
+    assert [c.exit_code for c in result.commands] == [0, 3]
+    assert "boom" in result.output and "[exit code 3]" in result.output
+    assert not (tmp_path / "ran-after").exists()
+    assert "boom" in log.read_text() and "$ echo before" in log.read_text()
+
+
+def test_security_checks_run_too(tmp_path: Path) -> None:
+    result = run(Validation(commands=["true"], security_checks=["echo insecure; exit 1"]), tmp_path)
+    assert result.failure_type == "validation_failed"
+    assert [c.command for c in result.commands] == ["true", "echo insecure; exit 1"]
+
+
+def test_timeout_kills_forked_grandchild(tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    spawned: list[int] = []
+    result = run(
+        Validation(commands=[forking_command(pid_file), "touch not-reached"], timeout_seconds=1.5),
+        tmp_path,
+        on_spawn=spawned.append,
+    )
+    assert result.failure_type == "timeout" and not result.ok
+    assert result.commands[0].timed_out and result.commands[0].exit_code is None
+    assert "timed out" in result.output and "not-reached-mark" not in result.output
+    assert not (tmp_path / "not-reached").exists()
+    grandchild = int(pid_file.read_text())
+    assert wait_gone(grandchild), "the grandchild survived the timeout"
+    assert len(spawned) == 1 and wait_gone(spawned[0])
+
+
+def test_background_process_left_by_a_passing_command_is_killed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "daemon.pid"
+    result = run(Validation(commands=[f"sleep 600 & echo $! > {pid_file}; echo started"]), tmp_path)
+    assert result.ok and "started" in result.output
+    assert wait_gone(int(pid_file.read_text()))
+
+
+def test_memory_cap_kills_the_tree(tmp_path: Path) -> None:
+    hog = f"{PY} -c 'import time; x = bytearray(300 * 1024 * 1024); time.sleep(600)'"
+    result = run(Validation(commands=[f"{hog} & wait"], timeout_seconds=120), tmp_path, memory_cap_mb=100)
+    assert result.failure_type == "resource_exhausted"
+    assert result.commands[0].killed_for_memory
+    assert "memory above the cap of 100 MB" in result.output
+
+
+def test_output_is_capped_in_result_but_complete_in_log(tmp_path: Path) -> None:
+    log = tmp_path / "out.log"
+    command = f"{PY} -c \"print('HEAD'); print('x' * 200000); print('TAIL')\""
+    result = run(Validation(commands=[command]), tmp_path, log_path=log, output_cap_bytes=2000)
+    assert result.ok
+    assert len(result.output) < 2200
+    assert "HEAD" in result.output and "TAIL" in result.output
+    assert "bytes truncated ...]" in result.output
+    assert log.read_text().count("x") >= 200000
+
+
+def test_secrets_are_stripped_from_the_child_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", SECRET)
+    log = tmp_path / "secret.log"
+    result = run(
+        Validation(commands=["env; echo key=[$ANTHROPIC_API_KEY] token=[$ANTHROPIC_AUTH_TOKEN] extra=$EXTRA"]),
+        tmp_path,
+        log_path=log,
+        env={"EXTRA": "visible", "ANTHROPIC_API_KEY": SECRET},
+    )
+    assert result.ok
+    assert "key=[] token=[] extra=visible" in result.output
+    assert SECRET not in result.output and SECRET not in log.read_text()
+
+
+def test_cancelling_the_caller_kills_the_tree(tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    spawned: list[int] = []
+
+    async def main() -> None:
+        with anyio.move_on_after(1.0) as scope:
+            await run_checks(
+                Validation(commands=[forking_command(pid_file)], timeout_seconds=600), tmp_path, on_spawn=spawned.append
+            )
+        assert scope.cancelled_caught
+
+    anyio.run(main)
+    assert wait_gone(int(pid_file.read_text())), "the grandchild survived cancellation"
+    assert wait_gone(spawned[0])
+
+
+def test_no_commands_is_a_pass(tmp_path: Path) -> None:
+    result = run(Validation(), tmp_path)
+    assert result.ok and result.commands == [] and result.output == ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -47,3 +48,29 @@ def api_env(server, monkeypatch):
 @pytest.fixture
 def client_factory(api_env):
     return lambda: make_client(timeout=5.0)
+
+
+CALC = "def add(a, b):\n    return a + b\n"
+TEST_CALC = "import calc\n\n\ndef test_sub():\n    assert calc.sub(5, 3) == 2\n"
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def worktree(tmp_path: Path) -> Path:
+    """A git repository with calc.py and its test, and an agent worktree on its own branch."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "calc.py").write_text(CALC)
+    (repo / "test_calc.py").write_text(TEST_CALC)
+    git(repo, "add", ".")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    tree = tmp_path / "worktrees" / "agent-1"
+    git(repo, "worktree", "add", "-q", "-b", "agent-1", str(tree))
+    (tmp_path / "outside").write_text("TOP SECRET OUTSIDE THE REPO\n")
+    return tree
+
+

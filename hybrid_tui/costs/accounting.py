@@ -13,9 +13,11 @@ import json
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from types import SimpleNamespace
 from typing import Any, Iterable, Protocol, Sequence
 
-from hybrid_tui.spec.models import Usage
+from hybrid_tui.core.tiering import LONG_TASK_MINUTES, select_model
+from hybrid_tui.spec.models import ModelsSection, Usage
 
 from .pricing import PricingTable
 
@@ -25,7 +27,6 @@ DEFAULT_ALERTS = (0.5, 0.75, 0.9, 1.0)
 SETTLED_STATUSES = frozenset({"done", "failed", "cancelled", "blocked", "rolled_back"})
 # Tasks whose spend tells how far the SIS estimates are off.
 FINISHED_STATUSES = frozenset({"done", "rolled_back"})
-OFFLINE_BACKENDS = ("replay", "sim")
 
 
 class AttemptLike(Protocol):
@@ -261,11 +262,28 @@ class Projection:
         return data
 
 
-def task_model(task: TaskLike, implementer_model: str, backend: str = "") -> str:
-    """The model a task's attempts are billed at: the offline pseudo-model, its hint, the default."""
-    if backend in OFFLINE_BACKENDS:
-        return backend
-    return task.model_hint or implementer_model
+def task_model(task: TaskLike, models: ModelsSection) -> str:
+    """The model a task's attempts are billed at: the core's tiering, as the coordinator picks it.
+
+    Works on store rows (no SisTask needed): the security checks are read from ``spec_json``
+    only when nothing else already decides.
+    """
+    hint = getattr(task, "model_hint", None)
+    if hint:
+        return hint
+    priority = getattr(task, "priority", "MEDIUM")
+    duration = getattr(task, "estimated_duration_minutes", 0.0) or 0.0
+    security: list[str] = []
+    if priority != "CRITICAL" and duration <= LONG_TASK_MINUTES:
+        try:
+            security = json.loads(getattr(task, "spec_json", "") or "{}").get("validation", {}).get("security_checks", [])
+        except (TypeError, ValueError, AttributeError):
+            security = []
+    shape = SimpleNamespace(
+        model_hint=None, priority=priority, estimated_duration_minutes=duration,
+        validation=SimpleNamespace(security_checks=security),
+    )
+    return select_model(shape, models)  # type: ignore[arg-type]
 
 
 def estimated_task_cost(task: TaskLike, model: str, table: PricingTable) -> float:
@@ -280,8 +298,7 @@ def project(
     attempts: Iterable[AttemptLike],
     table: PricingTable,
     *,
-    implementer_model: str,
-    backend: str = "",
+    models: ModelsSection,
     mission_budget: float = 0.0,
 ) -> Projection:
     """Projected total at completion.
@@ -306,7 +323,7 @@ def project(
     finished = 0
     remaining: list[tuple[TaskLike, float]] = []
     for task in tasks:
-        estimate = estimated_task_cost(task, task_model(task, implementer_model, backend), table)
+        estimate = estimated_task_cost(task, task_model(task, models), table)
         if task.status in FINISHED_STATUSES:
             finished += 1
             finished_actual += spent_by_task.get(task.task_id, 0.0)
@@ -345,8 +362,12 @@ def alert_thresholds(run: Any) -> tuple[float, ...]:
     return tuple(alerts) if alerts else DEFAULT_ALERTS
 
 
-def implementer_model(run: Any) -> str:
-    return run_config(run).get("models", {}).get("implementer") or "claude-haiku-4-5"
+def run_models(run: Any) -> ModelsSection:
+    """The run's [models] section (defaults where the stored config has none)."""
+    try:
+        return ModelsSection.model_validate(run_config(run).get("models") or {})
+    except ValueError:
+        return ModelsSection()
 
 
 def table_for_run(run: Any) -> PricingTable:
@@ -397,7 +418,6 @@ def projection(run_id: str, now: float | None = None, table: PricingTable | None
         tasks,
         attempts,
         table or table_for_run(run),
-        implementer_model=implementer_model(run),
-        backend=run.backend,
+        models=run_models(run),
         mission_budget=run.mission_budget_usd,
     )

@@ -19,6 +19,7 @@ from .pricing import PricingTable, UnknownModel
 
 STORE_FILE = "state.db"
 DEFAULT_RUNS_DIR = Path(".hybrid/runs")
+BUDGET_EVENT_PREFIXES = ("budget", "alert.budget", "alert.retry_budget")
 TIMELINE_LIMIT = 500  # events shown in Markdown; --json carries them all
 
 
@@ -64,12 +65,11 @@ def build_report(run_id: str, *, now: float | None = None, table: PricingTable |
         alerts=acc.alert_thresholds(run),
         table=table,
     )
-    implementer = acc.implementer_model(run)
+    tiers = acc.run_models(run)
     warnings: list[str] = []
     try:
         projection = acc.project(
-            tasks, attempts, table, implementer_model=implementer, backend=run.backend,
-            mission_budget=run.mission_budget_usd,
+            tasks, attempts, table, models=tiers, mission_budget=run.mission_budget_usd,
         ).to_dict()
     except UnknownModel as exc:  # a report of what happened must not fail over a forecast
         projection = None
@@ -95,7 +95,7 @@ def build_report(run_id: str, *, now: float | None = None, table: PricingTable |
         mine = [a for a in by_task_attempts.get(t.task_id, []) if acc.attempt_phase(a) != "planning"]
         actual = sum(acc.attempt_cost(a, table) for a in mine)
         try:
-            estimate = acc.estimated_task_cost(t, acc.task_model(t, implementer, run.backend), table)
+            estimate = acc.estimated_task_cost(t, acc.task_model(t, tiers), table)
         except UnknownModel:
             estimate = None
         task_rows.append(
@@ -148,7 +148,12 @@ def build_report(run_id: str, *, now: float | None = None, table: PricingTable |
         }
         for e in events
     ]
-    budget_events = [e for e in timeline if e["kind"].startswith("budget") or "budget" in (e["message"] or "").lower()]
+    # The coordinator persists the core's budget alerts as alert.budget*, alert.retry_budget*;
+    # a task refused for lack of budget says so in its status message.
+    budget_events = [
+        e for e in timeline
+        if e["kind"].startswith(BUDGET_EVENT_PREFIXES) or "budget" in (e["message"] or "").lower()
+    ]
 
     return {
         "run": {

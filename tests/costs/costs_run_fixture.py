@@ -82,9 +82,10 @@ def populate(db_path: Path) -> None:
             store.add_event(RUN_ID, "run.started", "run started", ts=T0)
             store.add_event(RUN_ID, "attempt.failed", "T2 failed: validation_failed", level="warning",
                             task_id="T2", attempt=1, ts=T0 + 400)
-            store.add_event(RUN_ID, "budget.alert", "mission budget 50% spent", level="warning",
-                            ts=T0 + 700, threshold=0.5)
-            store.add_event(RUN_ID, "budget.blocked", "T3 not dispatched: mission budget cannot cover $0.26",
-                            level="warning", task_id="T3", ts=T0 + 710)
+            store.add_event(RUN_ID, "alert.budget", "mission budget: $0.58 of $1.00 (50% reached)",
+                            level="warning", ts=T0 + 700, threshold=0.5)
+            store.add_event(RUN_ID, "alert.budget_exhausted", "mission budget cannot cover 1 task(s): T3",
+                            level="error", task_id="T3", ts=T0 + 710)
+            store.add_event(RUN_ID, "pool.target", "pool target 4: queue depth 1", ts=T0 + 720)
     finally:
         store.close()

@@ -101,3 +101,32 @@ def test_alert_levels_at_each_threshold():
     assert acc.alert_level(0.9, 1.0) == 0.9
     assert acc.alert_level(1.2, 1.0) == 1.0
     assert acc.alert_level(5.0, 0.0) is None
+
+
+@dataclass
+class T:
+    task_id: str
+    status: str
+    priority: str = "MEDIUM"
+    estimated_duration_minutes: float = 10
+    estimated_input_tokens: int = 15_000
+    estimated_output_tokens: int = 8_000
+    model_hint: str | None = None
+    spec_json: str = "{}"
+
+
+def test_projection_prices_remaining_tasks_at_their_tiered_model(table):
+    from hybrid_tui.spec.models import ModelsSection
+
+    models = ModelsSection(implementer="claude-haiku-4-5", strong="claude-sonnet-4-5")
+    tasks = [
+        T("plain", "ready"),  # implementer: 15k x $1 + 8k x $5 = $0.055
+        T("critical", "ready", priority="CRITICAL"),  # strong: $0.165
+        T("secure", "pending", spec_json='{"validation": {"security_checks": ["bandit"]}}'),  # strong
+        T("hinted", "pending", model_hint="claude-opus-4-5"),  # 15k x $5 + 8k x $25 = $0.275
+        T("gone", "failed"),  # settled: costs nothing more
+    ]
+    proj = acc.project(tasks, [], table, models=models)
+    assert proj.actual_to_estimate_ratio == 1.0  # nothing finished yet
+    assert proj.remaining_estimate == pytest.approx(0.055 + 0.165 + 0.165 + 0.275)
+    assert proj.remaining_tasks == 4

@@ -43,9 +43,10 @@ def test_markdown_report_by_run_id(runs_dir, capsys):
     assert _table_rows(out, "Failures by type") == [["validation_failed", "1", "$0.2400"]]
     assert _table_rows(out, "Estimate vs actual")[0][:4] == ["2", "$0.3300", "$0.5250", "1.59"]
     budget = out.split("## Budget events\n", 1)[1].split("\n## ", 1)[0]
-    assert "budget.alert" in budget and "T3 not dispatched" in budget
+    assert "alert.budget" in budget and "cannot cover 1 task(s): T3" in budget
+    assert "pool.target" not in budget
     timeline = _table_rows(out, "Timeline")
-    assert [row[2] for row in timeline] == ["run.started", "attempt.failed", "budget.alert", "budget.blocked"]
+    assert [row[2] for row in timeline] == ["run.started", "attempt.failed", "alert.budget", "alert.budget_exhausted", "pool.target"]
     assert timeline[1][0] == "+0:06:40"
 
 
@@ -58,8 +59,8 @@ def test_json_report_by_folder_path(runs_dir, capsys):
     assert data["tasks_by_status"] == {"done": 2, "failed": 1, "pending": 1, "running": 1}
     assert data["projection"]["actual_to_estimate_ratio"] == pytest.approx(0.525 / 0.33)
     assert data["failures_by_type"]["validation_failed"]["attempts"] == 1
-    assert [e["kind"] for e in data["budget_events"]] == ["budget.alert", "budget.blocked"]
-    assert len(data["timeline"]) == 4
+    assert [e["kind"] for e in data["budget_events"]] == ["alert.budget", "alert.budget_exhausted"]
+    assert len(data["timeline"]) == 5
 
 
 def test_unknown_run_is_one_line_error_exit_2(tmp_path, capsys):

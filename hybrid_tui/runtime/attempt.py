@@ -120,8 +120,15 @@ async def integrate_job(c: "Coordinator", job: "IntegrationJob") -> None:
     if attempt.cancelled_reason:  # cancelled while waiting in the queue: never integrate it
         c.finish_attempt(attempt, outcome="cancelled", result=job.result)
         return
+    from ..workspace.git import BranchMoved
+
     try:
         res: Any = await anyio.to_thread.run_sync(c.repo.integrate, attempt.agent_id, attempt.task_id, job.title)
+    except BranchMoved as exc:
+        # Someone else moved the mission branch: never overwrite it; stop and tell the operator.
+        c.finish_attempt(attempt, outcome="failed", failure_type="git_conflict", message=str(exc), result=job.result)
+        c.policy_pause(str(exc))
+        return
     except Exception as exc:
         c.finish_attempt(
             attempt, outcome="failed", failure_type="agent_error", message=f"integration failed: {exc}", result=job.result
@@ -132,7 +139,7 @@ async def integrate_job(c: "Coordinator", job: "IntegrationJob") -> None:
             attempt,
             outcome="failed",
             failure_type="git_conflict",
-            message=f"conflict integrating {attempt.task_id}: {res.conflict if isinstance(res.conflict, str) else 'merge conflict'}",
+            message=f"conflict integrating {attempt.task_id}: {res.conflict}",
             result=job.result,
         )
         return

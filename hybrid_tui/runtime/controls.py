@@ -91,7 +91,7 @@ async def rollback(c: "Coordinator", task_id: str, now: float) -> tuple[bool, st
             c, task_id,
             f"rollback of {task_id} refused: later task(s) {', '.join(names)} touched the same file(s) {', '.join(paths)}",
         )
-    later = [r.sha for r in later_rows]
+    later = [(r.task_id, r.sha) for r in later_rows]
     result = await anyio.to_thread.run_sync(c.repo.rollback, task_id, row.sha, later)
     if not result.ok:
         return _refuse(c, task_id, f"rollback of {task_id} refused: {result.reason}")

@@ -126,7 +126,7 @@ class Coordinator:
         self.pool_override = agents
         self.repo = None
         if git:
-            from ..workspace.git import MissionRepo  # type: ignore[import-not-found]
+            from ..workspace.git import MissionRepo
 
             self.repo = MissionRepo(Path(run.repo_path), run.mission_branch, self.run_dir, run_id)
         from ..costs.pricing import PricingTable
@@ -200,7 +200,9 @@ class Coordinator:
             from .recovery import interrupt_running
 
             interrupt_running(self, reason=f"stopped: {self._stop_reason or 'operator'}")
-            self._set_run_status("stopped", reason=self._stop_reason)
+            if self._stop:
+                self._set_run_status("stopped", reason=self._stop_reason)
+            # else paused by a policy: the run stays 'paused' with its reason until resumed
             return EXIT_STOPPED
         self._set_run_status("finished", finished=True)
         return code
@@ -397,7 +399,7 @@ class Coordinator:
         await run_attempt(self, attempt, spec, model, log_path, feedback)
 
     async def run_checks(self, validation: Any, cwd: Path, log_path: Path) -> Any:
-        from ..workspace.validation import run_checks  # type: ignore[import-not-found]
+        from ..workspace.validation import run_checks
 
         return await run_checks(
             validation, cwd, log_path=log_path, memory_cap_mb=self.config.policies.task_memory_cap_mb
@@ -419,6 +421,11 @@ class Coordinator:
 
         record_attempt_end(self, attempt, outcome=outcome, failure_type=failure_type, message=message,
                            result=result, retry_after=retry_after, commit=commit)
+
+    def policy_pause(self, reason: str) -> None:
+        """Pause dispatching for a reason the runtime found (not an operator)."""
+        now = self.clock()
+        self._persist(self.scheduler.pause(reason, now), now)
 
     def advance(self, task_id: str, status: str) -> None:
         now = self.clock()

@@ -31,13 +31,6 @@ def _current_branch(repo: Path) -> str:
     return branch
 
 
-def _rev_parse(repo: Path, ref: str) -> str:
-    out = subprocess.run(["git", "rev-parse", "--verify", "-q", ref + "^{commit}"], cwd=repo, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise LaunchError(f"{repo}: no branch or commit {ref!r} (mission.toml [mission] base_branch)")
-    return out.stdout.strip()
-
-
 def load_valid_mission(mission_path: str | Path):
     from ..spec.loader import MissionInvalid, load_mission
 
@@ -83,12 +76,14 @@ def start_run(
     repo_path: Path = mission.repo_path
     base_commit = ""
     if git:
-        from ..workspace.git import MissionRepo, prepare_repository  # type: ignore[import-not-found]
+        from ..workspace.git import MissionError, MissionRepo, prepare_repository
 
-        repo_path = Path(prepare_repository(mission.repo_path, run_dir))
-        base_branch = base_branch or _current_branch(repo_path)
-        base_commit = _rev_parse(repo_path, base_branch)
-        MissionRepo(repo_path, mission_branch, run_dir, run_id).prepare(base_branch)
+        try:
+            repo_path = Path(prepare_repository(mission.repo_path, run_dir))
+            base_branch = base_branch or _current_branch(repo_path)
+            base_commit = MissionRepo(repo_path, mission_branch, run_dir, run_id).prepare(base_branch)
+        except MissionError as exc:
+            raise LaunchError(str(exc)) from None
     store = open_store(state_db_path(run_dir))
     from ..store.runs import create_run
 

@@ -88,6 +88,7 @@ async def recover(c: "Coordinator") -> dict[str, Any]:
         if agent.worktree and Path(agent.worktree).exists():
             remove_stale_index_lock(Path(agent.worktree))
             await anyio.to_thread.run_sync(repo.reset, agent.agent_id)
+    await anyio.to_thread.run_sync(repo.prepare, run.base_branch or None)  # keeps the existing branch
     integrated = await anyio.to_thread.run_sync(repo.find_integrated)
     report["reconciled"] = reconcile(c, integrated)
     return report
@@ -116,8 +117,8 @@ def reconcile(c: "Coordinator", integrated: Any) -> list[str]:
                 continue
             row = m.IntegrationCommit.get_or_none((m.IntegrationCommit.run == c.run_id) & (m.IntegrationCommit.task_id == task_id))
             if row is None:
-                if files is None and c.repo is not None and hasattr(c.repo, "commit_files"):
-                    files = c.repo.commit_files(sha)
+                if files is None and c.repo is not None:
+                    files = c.repo.changed_files(sha)
                 m.IntegrationCommit.create(
                     run=c.run_id, task_id=task_id, sha=sha, files_json=json.dumps(files or []), committed_at=now
                 )

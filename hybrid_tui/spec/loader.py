@@ -524,8 +524,7 @@ def load_mission(path: str | Path) -> Mission:
     mission_source = _display(mission_file, root)
     if not mission_file.is_file():
         what = "no such mission folder" if not path.exists() else f"no {MISSION_FILE_NAME} in this folder"
-        shown = str(path) if not path.exists() else mission_source
-        raise MissionInvalid([Problem(shown, "", what)])
+        raise MissionInvalid([Problem(str(path), "", what)])
 
     problems: list[Problem] = []
 

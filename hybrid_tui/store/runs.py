@@ -125,30 +125,45 @@ def create_run(
                     "sis_path": str(sis_path.relative_to(mission.root)) if sis_path else "",
                 }
             )
-        task_rows, dep_rows, op_rows = [], [], []
+        _insert_many(m.Issue, issue_rows)
+        task_count = 0
         for _, sis in mission.sis:
-            for task in sis.tasks:
-                task_rows.append(_task_row(run_id, sis.issue.id, task, now))
-                dep_rows += [{"run": run_id, "task_id": task.task_id, "depends_on": d} for d in task.dependencies]
-                op_rows += [
-                    {"run": run_id, "task_id": task.task_id, "seq": seq, "op": op.op, "path": op.path}
-                    for seq, op in enumerate(task.file_operations)
-                ]
-        for model, rows in (
-            (m.Issue, issue_rows),
-            (m.Task, task_rows),
-            (m.Dependency, dep_rows),
-            (m.FileOperation, op_rows),
-        ):
-            # SQLite caps bound variables per statement; insert in slices.
-            for start in range(0, len(rows), 100):
-                model.insert_many(rows[start : start + 100]).execute()
+            task_count += insert_tasks(run_id, sis.issue.id, sis.tasks, now=now, version=1)
         store.add_event(run_id, "run.created", f"run {run_id} of mission {mission.name!r}", ts=now,
-                        tasks=len(task_rows), issues=len(issue_rows))
+                        tasks=task_count, issues=len(issue_rows))
     return run
 
 
-def _task_row(run_id: str, issue_id: str, task: SisTask, now: float) -> dict:
+def _insert_many(model: type[m.BaseModel], rows: list[dict]) -> None:
+    # SQLite caps bound variables per statement; insert in slices.
+    for start in range(0, len(rows), 100):
+        model.insert_many(rows[start : start + 100]).execute()
+
+
+def insert_tasks(run_id: str, issue_id: str, tasks: list[SisTask], *, now: float, version: int) -> int:
+    """Insert tasks with their dependencies and file operations (call inside ``store.write``).
+
+    Used by :func:`create_run` and by planning when a planner returns the SIS of an issue
+    during the run. Returns the number of tasks inserted.
+    """
+    task_rows, dep_rows, op_rows = [], [], []
+    for task in tasks:
+        row = task_row(run_id, issue_id, task, now)
+        row["version"] = version
+        task_rows.append(row)
+        dep_rows += [{"run": run_id, "task_id": task.task_id, "depends_on": d} for d in task.dependencies]
+        op_rows += [
+            {"run": run_id, "task_id": task.task_id, "seq": seq, "op": op.op, "path": op.path}
+            for seq, op in enumerate(task.file_operations)
+        ]
+    _insert_many(m.Task, task_rows)
+    _insert_many(m.Dependency, dep_rows)
+    _insert_many(m.FileOperation, op_rows)
+    return len(task_rows)
+
+
+def task_row(run_id: str, issue_id: str, task: SisTask, now: float) -> dict:
+    """The Task row of a SIS task: ``ready`` without dependencies, else ``pending``."""
     return {
         "run": run_id,
         "task_id": task.task_id,
@@ -167,6 +182,9 @@ def _task_row(run_id: str, issue_id: str, task: SisTask, now: float) -> dict:
         "updated_at": now,
         "version": 1,
     }
+
+
+_task_row = task_row  # the name planning used first
 
 
 # -------------------------------------------------------------------------- read

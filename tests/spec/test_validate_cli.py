@@ -361,6 +361,11 @@ def test_missing_mission_folder(tmp_path: Path, workdir: Path, capsys) -> None:
     assert capsys.readouterr().out == f"{tmp_path / 'nope'}: no such mission folder\n"
 
 
+def test_folder_without_mission_toml(tmp_path: Path, workdir: Path, capsys) -> None:
+    assert main(["validate", str(tmp_path)]) == 2
+    assert capsys.readouterr().out == f"{tmp_path}: no mission.toml in this folder\n"
+
+
 def test_validate_as_a_subprocess(tiny_mission: Path, workdir: Path) -> None:
     edit_sis(lambda d: d["tasks"][0].update(dependencies=["sub-test"]))(tiny_mission)
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -76,6 +77,32 @@ def test_run_round_trip_on_a_real_sqlite_file(tiny_mission: Path, tmp_path: Path
         assert [e.kind for e in events] == ["run.created"]
     finally:
         store.close()
+
+
+def test_a_run_of_many_tasks_round_trips(tiny_mission: Path, tmp_path: Path) -> None:
+    """More rows than one INSERT may carry: every task, edge and file operation arrives."""
+    n = 450
+    tasks = [
+        {
+            "task_id": f"t{i:03}",
+            "title": f"task {i}",
+            "dependencies": list(dict.fromkeys([f"t{i - 1:03}", f"t{i // 2:03}"])) if i else [],
+            "file_operations": [{"op": "create", "path": f"gen/f{i}.py", "content": ""}, {"op": "delete", "path": "calc.py"}],
+        }
+        for i in range(n)
+    ]
+    doc = {"issue": {"id": "001-sub", "title": "many"}, "tasks": tasks}
+    (tiny_mission / "sis" / "001-sub.json").write_text(json.dumps(doc))
+    (tiny_mission / "replay" / "sub.json").unlink()
+    _, _, store = make_run(tiny_mission, tmp_path / "runs", "big")
+    loaded = load_run_tasks(store, "big")
+    assert [t.task_id for t in loaded] == [t["task_id"] for t in tasks]
+    assert sum(len(t.dependencies) for t in loaded) == 2 * (n - 3) + 2
+    assert loaded[300].dependencies == ["t299", "t150"]
+    assert [t.task_id for t in loaded if t.row.status == "ready"] == ["t000"]
+    ops = load_file_operations(store, "big")
+    assert len(ops) == n and ops["t007"] == [("create", "gen/f7.py"), ("delete", "calc.py")]
+    store.close()
 
 
 def test_create_run_writes_all_or_nothing(tiny_mission: Path, tmp_path: Path, monkeypatch) -> None:

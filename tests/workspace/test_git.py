@@ -1,0 +1,225 @@
+"""MissionRepo on real repositories: isolation, exactly-once integration, conflicts, rollback."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hybrid_tui.workspace.git import BranchMoved, MissionError, MissionRepo, prepare_repository
+from hybrid_tui.workspace.sandbox import Sandbox
+
+from .conftest import git
+
+BRANCH = "hybrid/test-mission"
+
+
+def user_state(repo: Path) -> dict[str, str]:
+    """Everything of the user's that must stay untouched."""
+    return {
+        "head": git(repo, "symbolic-ref", "HEAD"),
+        "branches": git(repo, "for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/main", "refs/heads/feature"),
+        "index": git(repo, "diff", "--cached"),
+        "status": git(repo, "status", "--porcelain"),
+        "a.py": (repo / "a.py").read_text(),
+        "notes": (repo / "notes.txt").read_text(),
+    }
+
+
+def trailers(repo: Path, rev: str = BRANCH) -> list[str]:
+    return git(repo, "log", "--format=%(trailers:key=Hybrid-Task,valueonly)", rev).split()
+
+
+def test_prepare_creates_mission_branch_without_touching_the_user(user_repo: Path, tmp_path: Path) -> None:
+    before = user_state(user_repo)
+    repo = MissionRepo(user_repo, BRANCH, tmp_path / "run", "run1")
+    base = repo.prepare("main")
+    assert base == git(user_repo, "rev-parse", "main").strip() == repo.head()
+    assert user_state(user_repo) == before
+    # Resume: the branch is kept where it is.
+    path = repo.worktree("agent-1")
+    (path / "new.py").write_text("N = 1\n")
+    first = repo.integrate("agent-1", "T1", "add new")
+    again = MissionRepo(user_repo, BRANCH, tmp_path / "run", "run1")
+    assert again.prepare("main") == base
+    assert again.head() == first.sha
+    assert user_state(user_repo) == before
+
+
+def test_prepare_refuses_bad_input_without_side_effects(user_repo: Path, tmp_path: Path) -> None:
+    before = git(user_repo, "for-each-ref")
+    with pytest.raises(MissionError, match="base branch 'nope' does not exist"):
+        MissionRepo(user_repo, BRANCH, tmp_path / "run", "r").prepare("nope")
+    with pytest.raises(MissionError, match="not a valid git branch name"):
+        MissionRepo(user_repo, "bad..name", tmp_path / "run", "r").prepare("main")
+    git(user_repo, "branch", "checked")
+    other = tmp_path / "other-checkout"
+    git(user_repo, "worktree", "add", "-q", str(other), "checked")
+    with pytest.raises(MissionError, match="is checked out in"):
+        MissionRepo(user_repo, "checked", tmp_path / "run", "r").prepare("main")
+    after = git(user_repo, "for-each-ref").splitlines()
+    assert [line for line in after if "refs/heads/checked" not in line] == before.splitlines()
+
+
+def test_integrate_makes_one_commit_with_trailers_and_never_twice(mission: MissionRepo, user_repo: Path) -> None:
+    before = user_state(user_repo)
+    start = mission.head()
+    sandbox = Sandbox(mission.reset("agent-1"))
+    sandbox.edit("b.py", "B = 1", "B = 2")
+    sandbox.write_text("pkg/c.py", "C = 3\n")
+    result = mission.integrate("agent-1", "T1", "Change B\nand add C")
+    assert not result.already and not result.empty and result.conflict is None
+    assert sorted(result.files) == ["b.py", "pkg/c.py"]
+    assert git(user_repo, "rev-list", f"{start}..{BRANCH}").split() == [result.sha]
+    message = git(user_repo, "log", "-1", "--format=%B", BRANCH)
+    assert message.startswith("T1: Change B and add C\n\n")
+    assert "Hybrid-Task: T1\nHybrid-Run: run1" in message
+    assert git(user_repo, "show", f"{BRANCH}:b.py") == "B = 2\n"
+    again = mission.integrate("agent-1", "T1", "Change B")
+    assert again.already and again.sha == result.sha and sorted(again.files) == ["b.py", "pkg/c.py"]
+    assert mission.head() == result.sha
+    assert user_state(user_repo) == before
+
+
+def test_integrated_trailer_survives_a_crash(mission: MissionRepo, user_repo: Path, tmp_path: Path) -> None:
+    Sandbox(mission.reset("agent-1")).write_text("x.py", "X = 1\n")
+    first = mission.integrate("agent-1", "T1", "x")
+    # A new coordinator process (nothing in memory) must still see T1 as integrated.
+    fresh = MissionRepo(user_repo, BRANCH, tmp_path / "run", "run1")
+    assert fresh.find_integrated() == {"T1": first.sha}
+    result = fresh.integrate("agent-1", "T1", "x")
+    assert result.already and result.sha == first.sha
+    assert trailers(user_repo).count("T1") == 1
+    # Another run's trailers are not ours.
+    other_run = MissionRepo(user_repo, BRANCH, tmp_path / "run", "run2")
+    assert other_run.find_integrated() == {}
+
+
+def test_empty_change_is_reported(mission: MissionRepo) -> None:
+    mission.reset("agent-1")
+    head = mission.head()
+    result = mission.integrate("agent-1", "T1", "nothing")
+    assert result.empty and result.sha is None and result.files == []
+    assert mission.head() == head
+
+
+def test_two_worktrees_editing_different_files_both_integrate(mission: MissionRepo, user_repo: Path) -> None:
+    Sandbox(mission.reset("agent-1")).edit("a.py", "A = 1", "A = 10")
+    Sandbox(mission.reset("agent-2")).edit("b.py", "B = 1", "B = 20")
+    first = mission.integrate("agent-1", "T1", "a")
+    second = mission.integrate("agent-2", "T2", "b")  # the branch moved since agent-2 was reset
+    assert second.sha and second.conflict is None
+    assert git(user_repo, "rev-list", "--parents", "-1", second.sha).split() == [second.sha, first.sha]
+    assert git(user_repo, "show", f"{BRANCH}:a.py") == "A = 10\n"
+    assert git(user_repo, "show", f"{BRANCH}:b.py") == "B = 20\n"
+    assert second.files == ["b.py"]
+    assert mission.changed_files(second.sha) == ["b.py"]
+    assert trailers(user_repo) == ["T2", "T1"]
+    assert mission.find_integrated() == {"T1": first.sha, "T2": second.sha}
+
+
+def test_conflicting_edits_report_conflict_and_leave_branch_unchanged(mission: MissionRepo, user_repo: Path) -> None:
+    Sandbox(mission.reset("agent-1")).edit("a.py", "A = 1", "A = 'one'")
+    Sandbox(mission.reset("agent-2")).edit("a.py", "A = 1", "A = 'two'")
+    first = mission.integrate("agent-1", "T1", "one")
+    result = mission.integrate("agent-2", "T2", "two")
+    assert result.sha is None and result.conflict is not None
+    assert result.conflict.startswith("a.py: ") and "CONFLICT" in result.conflict
+    assert mission.head() == first.sha
+    assert git(user_repo, "show", f"{BRANCH}:a.py") == "A = 'one'\n"
+    assert "T2" not in mission.find_integrated()
+
+
+def test_branch_moved_by_someone_else_is_detected_not_overwritten(mission: MissionRepo, user_repo: Path) -> None:
+    Sandbox(mission.reset("agent-1")).write_text("mine.py", "M = 1\n")
+    # Someone commits on the mission branch behind our back.
+    intruder = git(user_repo, "commit-tree", f"{BRANCH}^{{tree}}", "-p", BRANCH, "-m", "manual").strip()
+    git(user_repo, "update-ref", f"refs/heads/{BRANCH}", intruder)
+    with pytest.raises(BranchMoved, match=r"moved by someone else \(expected .*, found " + intruder[:12]):
+        mission.integrate("agent-1", "T1", "mine")
+    assert git(user_repo, "rev-parse", BRANCH).strip() == intruder
+    # The operator accepts the move; integration then goes on top of it.
+    mission.accept_head()
+    result = mission.integrate("agent-1", "T1", "mine")
+    assert git(user_repo, "rev-parse", f"{result.sha}^").strip() == intruder
+
+
+def test_reset_clears_stale_index_lock_and_discards_changes(mission: MissionRepo, user_repo: Path) -> None:
+    path = mission.worktree("agent-1")
+    (path / "a.py").write_text("garbage\n")
+    (path / "junk.txt").write_text("junk\n")
+    gitdir = Path(git(path, "rev-parse", "--absolute-git-dir").strip())
+    (gitdir / "index.lock").write_text("")  # a crash mid-`git add`
+    mission.reset("agent-1")
+    assert not (gitdir / "index.lock").exists()
+    assert (path / "a.py").read_text() == "A = 1\n" and not (path / "junk.txt").exists()
+    Sandbox(path).write_text("ok.py", "OK = 1\n")
+    assert mission.integrate("agent-1", "T1", "after crash").files == ["ok.py"]
+
+
+def test_rollback_reverts_one_task(mission: MissionRepo, user_repo: Path) -> None:
+    Sandbox(mission.reset("agent-1")).edit("a.py", "A = 1", "A = 2")
+    t1 = mission.integrate("agent-1", "T1", "a")
+    Sandbox(mission.reset("agent-1")).write_text("c.py", "C = 1\n")
+    t2 = mission.integrate("agent-1", "T2", "c")
+    before = user_state(user_repo)
+    result = mission.rollback("T1", t1.sha, later=[("T2", t2.sha)])
+    assert result.ok and result.sha == mission.head()
+    assert git(user_repo, "show", f"{BRANCH}:a.py") == "A = 1\n"
+    assert git(user_repo, "show", f"{BRANCH}:c.py") == "C = 1\n"
+    message = git(user_repo, "log", "-1", "--format=%B", BRANCH)
+    assert "Hybrid-Rollback: T1" in message and "Hybrid-Run: run1" in message
+    assert mission.find_integrated() == {"T2": t2.sha}
+    assert user_state(user_repo) == before
+    # A rolled-back task can be integrated again later.
+    Sandbox(mission.reset("agent-1")).edit("a.py", "A = 1", "A = 3")
+    redo = mission.integrate("agent-1", "T1", "a again")
+    assert redo.sha and not redo.already
+
+
+def test_rollback_refused_when_a_later_task_touched_the_same_files(mission: MissionRepo, user_repo: Path) -> None:
+    Sandbox(mission.reset("agent-1")).edit("a.py", "A = 1", "A = 2")
+    t1 = mission.integrate("agent-1", "T1", "a")
+    Sandbox(mission.reset("agent-1")).edit("a.py", "A = 2", "A = 3")
+    mission.integrate("agent-1", "T2", "a again")
+    head = mission.head()
+    # Even when the caller forgets to pass the later task, the branch history names it.
+    result = mission.rollback("T1", t1.sha, later=[])
+    assert not result.ok and result.sha is None
+    assert "T2 (a.py)" in result.reason and "refused" in result.reason
+    assert mission.head() == head
+
+
+def test_plain_folder_is_initialised_in_the_run_dir(tmp_path: Path) -> None:
+    folder = tmp_path / "plain"
+    (folder / "src").mkdir(parents=True)
+    (folder / "src" / "m.py").write_text("M = 1\n")
+    run_dir = tmp_path / "run"
+    repo = prepare_repository(folder, run_dir)
+    assert repo == (run_dir / "repo").resolve()
+    assert not (folder / ".git").exists()
+    assert git(repo, "ls-files").split() == ["src/m.py"]
+    assert git(repo, "status", "--porcelain") == ""
+    assert prepare_repository(folder, run_dir) == repo  # resumed run reuses it
+
+
+def test_git_repository_is_used_in_place(user_repo: Path, tmp_path: Path) -> None:
+    assert prepare_repository(user_repo, tmp_path / "run") == user_repo.resolve()
+    # A plain folder inside some other repository is not that repository.
+    sub = user_repo / "sub"
+    sub.mkdir()
+    (sub / "f.txt").write_text("f\n")
+    assert prepare_repository(sub, tmp_path / "run2") == (tmp_path / "run2" / "repo").resolve()
+
+
+def test_diff_and_remove_worktrees(mission: MissionRepo, user_repo: Path) -> None:
+    Sandbox(mission.reset("agent-1")).edit("b.py", "B = 1", "B = 5")
+    result = mission.integrate("agent-1", "T1", "b")
+    text = mission.diff(result.sha)
+    assert "-B = 1" in text and "+B = 5" in text and "Hybrid-Task: T1" in text
+    mission.worktree("agent-2")
+    mission.remove_worktrees()
+    assert git(user_repo, "worktree", "list", "--porcelain").count("worktree ") == 1
+    assert "hybrid/run1/" not in git(user_repo, "for-each-ref")
+    assert git(user_repo, "rev-parse", BRANCH).strip() == result.sha

@@ -425,7 +425,7 @@ class Scheduler:
             if _admits(breakers[agent.backend]):
                 return agent
         best: _Agent | None = None
-        if self._file_agents:
+        if t.files:
             overlap: Counter[str] = Counter()
             for path in t.files:
                 for aid in self._file_agents.get(path, ()):
@@ -441,18 +441,18 @@ class Scheduler:
                             best_key, best = key, agent
                 if best is not None:
                     return best
-            domain_agents = self._domain_agents.get(t.info.domain)
-            if domain_agents:
-                best_key2 = None
-                for aid in domain_agents:
-                    if aid in idle and aid != avoid:
-                        agent = idle[aid]
-                        if _admits(breakers[agent.backend]):
-                            key2 = (agent.load, aid)
-                            if best_key2 is None or key2 < best_key2:
-                                best_key2, best = key2, agent
-                if best is not None:
-                    return best
+        domain_agents = self._domain_agents.get(t.info.domain)
+        if domain_agents:
+            best_key2 = None
+            for aid in domain_agents:
+                if aid in idle and aid != avoid:
+                    agent = idle[aid]
+                    if _admits(breakers[agent.backend]):
+                        key2 = (agent.load, aid)
+                        if best_key2 is None or key2 < best_key2:
+                            best_key2, best = key2, agent
+            if best is not None:
+                return best
         best_key3 = None
         for aid, agent in idle.items():
             if aid != avoid and _admits(breakers[agent.backend]):
@@ -523,6 +523,7 @@ class Scheduler:
             d.unmet -= 1
             if d.unmet == 0 and d.status is _PENDING:
                 self._transition(d, _READY, f"dependencies done ({task_id} last)", changes)
+        self._check_failure_rate(changes)
         return changes
 
     def fail(
@@ -652,10 +653,7 @@ class Scheduler:
             self._reservations.pop(key)
         self._end_attempt(t, 0.0, 0.0, changes)
         if held is not None:
-            self._reservations[key] = held  # re-hold: _end_attempt released it
-            self._reserved += held[0]
-            if held[1]:
-                self._retry_reserved += held[0]
+            self._reservations[key] = held  # still held: the stopped attempt owes its cost
         if backend_breaker is not None:
             backend_breaker.trial = False
 

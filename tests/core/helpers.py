@@ -1,0 +1,34 @@
+"""Small builders shared by the core tests."""
+
+from __future__ import annotations
+
+import random
+
+from hybrid_tui.core import Change, Scheduler, TaskInfo, TaskTransition
+from hybrid_tui.spec.models import PoliciesSection
+
+
+#: Default policies without the failure-rate auto-pause (for tests that fail on purpose).
+NO_PAUSE = PoliciesSection(failure_rate_pause=1.0)
+
+
+def task(tid: str, *deps: str, files: tuple[str, ...] = (), priority: str = "MEDIUM", minutes: float = 10,
+         cost: float = 0.0, domain: str = "general") -> TaskInfo:
+    return TaskInfo(tid, priority=priority, domain=domain, dependencies=deps, files=files,
+                    estimated_duration_minutes=minutes, expected_cost_usd=cost)
+
+
+def sched(tasks, agents=1, backend="replay", seed=0, **kwargs) -> Scheduler:
+    kwargs.setdefault("policies", PoliciesSection())
+    s = Scheduler(tasks, rng=random.Random(seed), **kwargs)
+    for i in range(agents):
+        s.add_agent(f"L3.{i + 1}", 0.0, backend=backend)
+    return s
+
+
+def transitions(changes: list[Change]) -> list[tuple[str, str, str]]:
+    return [(c.task_id, c.old.value, c.new.value) for c in changes if isinstance(c, TaskTransition)]
+
+
+def of(kind, changes):
+    return [c for c in changes if isinstance(c, kind)]

@@ -222,3 +222,16 @@ class PricingTable:
 def expected_task_cost(task: SisTask, model: str, table: PricingTable | None = None) -> float:
     """:meth:`PricingTable.expected_task_cost` on ``table`` (default: the shipped + user table)."""
     return (table or PricingTable.load()).expected_task_cost(task, model)
+
+
+def check_mission_pricing(config: Any, tasks: Iterable[SisTask] = (), user_config: Path | None = None) -> list[str]:
+    """Pricing problems of a mission, for ``validate``: bad [pricing] overrides, then every
+    model named in [models] or a task's ``model_hint`` that has no price. Empty: all priced."""
+    try:
+        table = PricingTable.load(config.pricing or None, user_config=user_config)
+    except PricingError as exc:
+        return [str(exc)]
+    models = config.models
+    names = [models.planner, models.implementer, models.strong, models.coordinator]
+    names += [t.model_hint for t in tasks if t.model_hint]
+    return table.check_models(names)

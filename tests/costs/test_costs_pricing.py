@@ -120,3 +120,22 @@ def test_expected_task_cost_uses_sis_estimates(table):
     assert expected_task_cost(task, "claude-sonnet-4-5", table) == pytest.approx(0.165)
     with pytest.raises(UnknownModel):
         table.expected_task_cost(task, "nope")
+
+
+def test_mission_pricing_check_for_validation(tmp_path):
+    from hybrid_tui.costs.pricing import check_mission_pricing
+    from hybrid_tui.spec.models import MissionFile
+
+    absent = tmp_path / "absent.toml"
+    ok = MissionFile.model_validate({"mission": {"name": "x"}})
+    assert check_mission_pricing(ok, user_config=absent) == []
+    bad = MissionFile.model_validate(
+        {"mission": {"name": "x"}, "models": {"strong": "claude-imaginary-9"}, "pricing": {"house": {"input": 1.0}}}
+    )
+    assert check_mission_pricing(bad, user_config=absent) == [
+        "mission.toml:pricing.house: a new model needs output"
+    ]
+    bad.pricing = {}
+    hinted = [SisTask(task_id="t", title="t", model_hint="claude-other-1")]
+    problems = check_mission_pricing(bad, hinted, user_config=absent)
+    assert len(problems) == 2 and "claude-imaginary-9" in problems[0] and "claude-other-1" in problems[1]

@@ -9,6 +9,7 @@ whose message lists every problem, one per line.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -19,6 +20,7 @@ from ...spec.loader import sis_json_schema, validate_sis_document
 from ...spec.models import Sis, Usage
 from ..base import PlanRequest, PlanResult
 from . import prompts
+from .context import file_tree, relevant_excerpts
 from .client import (
     API_ERRORS,
     EPHEMERAL,
@@ -187,6 +189,7 @@ class AnthropicPlanner:
 
     # ------------------------------------------------------------------ direct
     async def _plan_direct(self, request: PlanRequest) -> PlanResult:
+        request = await with_context(request)
         conversation = self._conversation(request)
         try:
             client = self.client_factory()
@@ -208,6 +211,7 @@ class AnthropicPlanner:
 
     # ------------------------------------------------------------------ batches
     async def _plan_batched(self, requests: list[PlanRequest]) -> list[PlanResult]:
+        requests = [await with_context(r) for r in requests]
         conversations = [self._conversation(r) for r in requests]
         try:
             client = self.client_factory()
@@ -264,6 +268,19 @@ class AnthropicPlanner:
             else:  # canceled / expired: nothing was processed, trying again later may work
                 outcomes[index] = ApiFailure("network_error", f"batch request {result.type}")
         return outcomes
+
+
+async def with_context(request: PlanRequest) -> PlanRequest:
+    """Fill the file tree and excerpts from the repository when the caller did not."""
+    if request.file_tree or not request.repo_root:
+        return request
+
+    def gather() -> PlanRequest:
+        files = file_tree(request.repo_root)
+        excerpts = request.excerpts or relevant_excerpts(request.repo_root, files, f"{request.title}\n{request.body}")
+        return dataclasses.replace(request, file_tree=files, excerpts=excerpts)
+
+    return await anyio.to_thread.run_sync(gather)
 
 
 def _slug(text: str) -> str:

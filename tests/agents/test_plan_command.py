@@ -1,0 +1,63 @@
+"""``hybrid-tui plan`` against the scripted Messages API server (real SDK, real mission folder)."""
+
+from __future__ import annotations
+
+import json
+
+from fakes.messages_server import message, tool_use
+
+from hybrid_tui.cli import main
+from hybrid_tui.costs.pricing import PricingTable
+from hybrid_tui.spec.loader import load_mission
+from hybrid_tui.spec.models import Usage
+
+from .conftest import SECRET_KEY
+from .test_anthropic_planner import invalid_sis, valid_sis
+
+
+def test_plan_writes_valid_sis_files_and_prices_them(tiny_mission, api_env, tmp_path, capsys):
+    out = tmp_path / "planned"
+    api_env.push(message(tool_use("submit_sis", invalid_sis("001-sub")), input_tokens=4000, output_tokens=500),
+                 message(tool_use("submit_sis", valid_sis("001-sub")), input_tokens=4600, output_tokens=450))
+    code = main(["plan", str(tiny_mission), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    written = json.loads((out / "001-sub.json").read_text())
+    assert written["issue"]["id"] == "001-sub" and written["tasks"][0]["task_id"] == "001-sub-1"
+    table = PricingTable.load()
+    expected = table.cost("claude-haiku-4-5", Usage(input_tokens=8600, output_tokens=950))
+    assert f"${expected:.4f}" in captured.out
+    # The planner saw the repository: its file tree and the file the issue talks about.
+    first = api_env.message_requests[0]
+    assert first["model"] == "claude-haiku-4-5"
+    assert "calc.py" in first["messages"][0]["content"]
+    assert SECRET_KEY not in captured.out + captured.err
+    # A planned file is a SIS the mission accepts: drop it in place of the recorded one.
+    (tiny_mission / "sis" / "001-sub.json").write_text((out / "001-sub.json").read_text())
+    (tiny_mission / "replay" / "sub.json").unlink()
+    assert [t.task_id for t in load_mission(tiny_mission).tasks] == ["001-sub-1"]
+
+
+def test_plan_batch_and_failure_exit_code(tiny_mission, api_env, tmp_path, capsys):
+    out = tmp_path / "planned"
+    api_env.push(message(tool_use("submit_sis", invalid_sis())), message(tool_use("submit_sis", invalid_sis())))
+    code = main(["plan", str(tiny_mission), "--out", str(out), "--batch", "--poll", "0"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "001-sub: FAILED agent_error: sis/001-sub.json:tasks[0]" in captured.out
+    assert not (out / "001-sub.json").exists()
+    assert "(batch price)" in captured.err
+    assert len([r for r in api_env.requests if r.path == "/v1/messages/batches"]) == 2
+
+
+def test_plan_refuses_bad_input_before_spending(tiny_mission, api_env, monkeypatch, capsys):
+    # The recorded SIS exists: no overwrite without --force, and no request was sent.
+    assert main(["plan", str(tiny_mission)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["plan", str(tiny_mission), "--issue", "nope", "--force"]) == 2
+    assert main(["plan", str(tiny_mission), "--model", "unknown-model", "--force"]) == 2
+    assert "unknown model 'unknown-model'" in capsys.readouterr().err
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    assert main(["plan", str(tiny_mission), "--force"]) == 2
+    assert "ANTHROPIC_API_KEY" in capsys.readouterr().err
+    assert api_env.requests == []

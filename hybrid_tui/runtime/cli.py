@@ -91,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                                    pace=args.pace, git=not args.no_git, seed=args.seed)
     except LaunchError as exc:
         raise UserError(str(exc)) from None
-    return _drive(args, store, run_id, coordinator)
+    return _drive(args, store, run_id, coordinator, resumed=_is_run_dir(args.target))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -102,11 +102,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
                                               agents=args.agents, seed=args.seed)
     except LaunchError as exc:
         raise UserError(str(exc)) from None
-    return _drive(args, store, run_id, coordinator)
+    return _drive(args, store, run_id, coordinator, resumed=True)
 
 
-def _drive(args: argparse.Namespace, store, run_id: str, coordinator) -> int:
-    from .headless import run_headless
+def _drive(args: argparse.Namespace, store, run_id: str, coordinator, resumed: bool = False) -> int:
+    from .headless import last_event_seq, run_headless
     from .runlock import RunLocked
 
     try:
@@ -127,7 +127,8 @@ def _drive(args: argparse.Namespace, store, run_id: str, coordinator) -> int:
                 headless = True
     if headless:
         print(f"hybrid-tui: run {run_id} in {coordinator.run_dir}", file=sys.stderr)
-        return run_headless(store, run_id, coordinator, json_mode=args.json)
+        since = last_event_seq(run_id) if resumed else 0
+        return run_headless(store, run_id, coordinator, json_mode=args.json, since_seq=since)
     coordinator.exit_when_finished = False  # the operator may still retry or roll back from the console
     coordinator.exit_on_policy_pause = False
     return int(run_console(store, run_id, coordinator=coordinator, theme=args.theme) or 0)

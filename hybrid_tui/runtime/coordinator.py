@@ -496,7 +496,17 @@ class Coordinator:
         )
 
     def recorded_attempt(self, task_id: str, number: int):
+        """The recording replayed by attempt ``number``: attempts that were interrupted or
+        cancelled did not really happen, so they do not use up a recording."""
         rec = getattr(self.mission, "recorded", {}).get(task_id)
-        if rec is None or number > len(rec.attempts):
+        if rec is None:
             return None
-        return rec.attempts[number - 1]
+        real = (
+            m.Attempt.select()
+            .where(
+                (m.Attempt.run == self.run_id) & (m.Attempt.task_id == task_id) & (m.Attempt.number < number)
+                & (m.Attempt.phase != "planning") & m.Attempt.outcome.not_in(["interrupted", "cancelled"])
+            )
+            .count()
+        )
+        return rec.attempts[real] if real < len(rec.attempts) else None

@@ -38,9 +38,9 @@ def status_counts(run_id: str) -> dict[str, int]:
 class EventFeed:
     """New Event rows since the last call, in order."""
 
-    def __init__(self, run_id: str):
+    def __init__(self, run_id: str, since_seq: int = 0):
         self.run_id = run_id
-        self.last_seq = 0
+        self.last_seq = since_seq
 
     def poll(self, limit: int = 1000) -> list[m.Event]:
         rows = list(
@@ -154,9 +154,17 @@ def make_display(json_mode: bool, out: TextIO | None = None):
     return PlainDisplay(out)
 
 
-async def drive_headless(store: Store, run_id: str, coordinator: Any, display: Any) -> int:
-    """Run the coordinator and the display until the run ends; SIGINT/SIGTERM stop it (exit 3)."""
-    feed = EventFeed(run_id)
+def last_event_seq(run_id: str) -> int:
+    import peewee as pw
+
+    return int(m.Event.select(pw.fn.COALESCE(pw.fn.MAX(m.Event.seq), 0)).where(m.Event.run == run_id).scalar() or 0)
+
+
+async def drive_headless(store: Store, run_id: str, coordinator: Any, display: Any, since_seq: int = 0) -> int:
+    """Run the coordinator and the display until the run ends; SIGINT/SIGTERM stop it (exit 3).
+
+    Events after ``since_seq`` are shown (a resumed run does not repeat its history)."""
+    feed = EventFeed(run_id, since_seq)
     result: dict[str, int] = {}
 
     async def drive(scope: anyio.CancelScope) -> None:
@@ -186,6 +194,9 @@ async def drive_headless(store: Store, run_id: str, coordinator: Any, display: A
     return code
 
 
-def run_headless(store: Store, run_id: str, coordinator: Any, *, json_mode: bool = False, out: TextIO | None = None) -> int:
+def run_headless(
+    store: Store, run_id: str, coordinator: Any, *, json_mode: bool = False, out: TextIO | None = None,
+    since_seq: int = 0,
+) -> int:
     display = make_display(json_mode, out)
-    return anyio.run(drive_headless, store, run_id, coordinator, display)
+    return anyio.run(drive_headless, store, run_id, coordinator, display, since_seq)

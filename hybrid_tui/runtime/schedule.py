@@ -68,7 +68,10 @@ def build_scheduler(c: "Coordinator") -> Any:
         pool_min=run.pool_min,
         pool_max=run.pool_max,
         rng=c.rng,
-        attempt_cost_cap=config.agents.max_cost_per_attempt,
+        # No per-attempt cap reservation: with the cap ($1 by default) reserved per attempt in
+        # flight, a $3 mission could run only 3 attempts at once and a $0.50 retry budget no retry.
+        # Each attempt reserves its task's expected cost instead.
+        attempt_cost_cap=None,
     )
     c.scheduler = scheduler
     c._persist(changes, now)

@@ -38,7 +38,7 @@ TERMINAL = {"done", "failed", "blocked", "cancelled", "rolled_back"}
 ACTIVE = {"running", "validating", "integrating"}
 
 
-def make_backend(name: str, *, pace: float = 0.0, seed: int = 0, git: bool = True, failure_rate: float = 0.0):
+def make_backend(name: str, *, pace: float = 0.0, seed: int = 0, git: bool = True, failure_rate: float = 0.0, config: Any = None):
     """(planner, implementer) for a backend name."""
     if name == "replay":
         from ..agents.replay import ReplayImplementer, ReplayPlanner
@@ -51,11 +51,11 @@ def make_backend(name: str, *, pace: float = 0.0, seed: int = 0, git: bool = Tru
     if name == "anthropic":
         from ..agents import anthropic as backend  # type: ignore[attr-defined]
 
-        return backend.make_planner(), backend.make_implementer()  # type: ignore[attr-defined]
+        return backend.make_planner(config), backend.make_implementer(config)  # type: ignore[attr-defined]
     if name == "cli":
         from ..agents import cli as backend  # type: ignore[attr-defined]
 
-        return None, backend.make_implementer()  # type: ignore[attr-defined]
+        return None, backend.make_implementer(config)  # type: ignore[attr-defined]
     raise ValueError(f"unknown backend {name!r} (replay, sim, anthropic, cli)")
 
 
@@ -113,7 +113,7 @@ class Coordinator:
         self.heartbeat_interval = heartbeat_interval
         if isinstance(backend, str):
             self.backend_name = backend
-            self.planner, self.implementer = make_backend(backend, pace=pace, seed=seed, git=git)
+            self.planner, self.implementer = make_backend(backend, pace=pace, seed=seed, git=git, config=self.config)
         else:
             self.planner, self.implementer = backend
             self.backend_name = getattr(self.implementer, "name", "custom")

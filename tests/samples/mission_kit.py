@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +121,10 @@ def apply_to_text(files: dict[str, str], ops) -> None:
             count = files[op.path].count(op.old_string)
             if count != 1:
                 raise OpFailed(f"{op.path}: old_string occurs {count} times, expected exactly once")
+            # The samples edit whole lines; a match in the middle of a line means a wrong indent.
+            at = files[op.path].index(op.old_string)
+            if (at and files[op.path][at - 1] != "\n") or not op.old_string.endswith("\n"):
+                raise OpFailed(f"{op.path}: old_string is not a run of whole lines")
             files[op.path] = files[op.path].replace(op.old_string, op.new_string)
         elif op.op == "delete":
             if files.pop(op.path, None) is None:
@@ -327,3 +332,27 @@ def final_tree(sample: SampleMission, order: list[str]) -> dict[str, str]:
     for task_id in order:
         apply_to_text(files, sample.final_operations(task_id))
     return files
+
+
+def three_way_merge_pair(sample: SampleMission, a: str, b: str) -> dict[str, tuple[int, str]]:
+    """Both tasks start from the same base (everything either depends on); merge their
+    versions of each shared file with ``git merge-file``: {path: (conflicts, merged text)}."""
+    base = read_tree(sample.repo)
+    for task_id in sample.topological_order(sample.ancestors(a) | sample.ancestors(b)):
+        apply_to_text(base, sample.final_operations(task_id))
+    ours, theirs = dict(base), dict(base)
+    apply_to_text(ours, sample.final_operations(a))
+    apply_to_text(theirs, sample.final_operations(b))
+    shared = set(sample.tasks[a].declared_files) & set(sample.tasks[b].declared_files)
+    merged: dict[str, tuple[int, str]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in sorted(shared):
+            names = []
+            for label, tree in (("ours", ours), ("base", base), ("theirs", theirs)):
+                file = Path(tmp, label)
+                file.write_text(tree.get(path, ""))
+                names.append(str(file))
+            proc = subprocess.run(["git", "merge-file", "-p", *names], capture_output=True, text=True)
+            assert proc.returncode >= 0, proc.stderr
+            merged[path] = (proc.returncode, proc.stdout)
+    return merged

@@ -19,6 +19,7 @@ from .mission_kit import (
     passed,
     read_tree,
     final_tree,
+    three_way_merge_pair,
 )
 
 
@@ -59,10 +60,12 @@ def test_project_tests_pass_as_shipped(sample, tmp_path):
     assert result.returncode == 0, result.output
 
 
-def test_independent_edits_apply_in_either_order(sample):
+def test_independent_edits_apply_in_either_order_and_merge_cleanly(sample):
     for a, b, _ in independent_pairs_sharing_files(sample):
         apply_pair_in_order(sample, a, b)
         apply_pair_in_order(sample, b, a)
+        for path, (conflicts, _) in three_way_merge_pair(sample, a, b).items():
+            assert conflicts == 0, (a, b, path)
 
 
 def test_tasks_integrate_one_by_one_in_dependency_order(sample, tmp_path):

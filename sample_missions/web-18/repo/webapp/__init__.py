@@ -1,0 +1,1 @@
+"""Agent Console: a small standard-library web console for an agent pool."""

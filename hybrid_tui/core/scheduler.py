@@ -120,8 +120,8 @@ class _Agent:
         self.task_id: str | None = None
         self.load = 0
         self.recent: deque[tuple[tuple[str, ...], str]] = deque()
-        self.file_counts: Counter[str] = Counter()
-        self.domain_counts: Counter[str] = Counter()
+        self.file_counts: dict[str, int] = {}
+        self.domain_counts: dict[str, int] = {}
 
 
 class _Breaker:
@@ -464,25 +464,34 @@ class Scheduler:
         return best
 
     def _remember(self, agent: _Agent, t: _Task) -> None:
+        """Keep the agent's last RECENT_TASKS tasks' files and domains (affinity indexes)."""
         agent.recent.append((t.files, t.info.domain))
+        counts = agent.file_counts
         for path in t.files:
-            if agent.file_counts[path] == 0:
+            n = counts.get(path, 0)
+            if n == 0:
                 self._file_agents.setdefault(path, set()).add(agent.agent_id)
-            agent.file_counts[path] += 1
+            counts[path] = n + 1
         domain = t.info.domain
-        if agent.domain_counts[domain] == 0:
+        dcounts = agent.domain_counts
+        n = dcounts.get(domain, 0)
+        if n == 0:
             self._domain_agents.setdefault(domain, set()).add(agent.agent_id)
-        agent.domain_counts[domain] += 1
+        dcounts[domain] = n + 1
         if len(agent.recent) > RECENT_TASKS:
             old_files, old_domain = agent.recent.popleft()
             for path in old_files:
-                agent.file_counts[path] -= 1
-                if agent.file_counts[path] == 0:
-                    del agent.file_counts[path]
+                n = counts[path] - 1
+                if n:
+                    counts[path] = n
+                else:
+                    del counts[path]
                     self._file_agents[path].discard(agent.agent_id)
-            agent.domain_counts[old_domain] -= 1
-            if agent.domain_counts[old_domain] == 0:
-                del agent.domain_counts[old_domain]
+            n = dcounts[old_domain] - 1
+            if n:
+                dcounts[old_domain] = n
+            else:
+                del dcounts[old_domain]
                 self._domain_agents[old_domain].discard(agent.agent_id)
 
     # ------------------------------------------------------------------ results

@@ -126,7 +126,7 @@ def test_finishing_a_task_readies_only_dependents_whose_deps_are_all_done():
     assert s.status("c") is S.PENDING
     ch = s.succeed("b", 2)
     assert ("c", "pending", "ready") in transitions(ch)
-    assert s.transitive_dependents("a") == ["c", "d"] or set(s.transitive_dependents("a")) == {"c", "d"}
+    assert set(s.transitive_dependents("a")) == {"c", "d"}
 
 
 # ---------------------------------------------------------------- assignment
@@ -166,7 +166,7 @@ def test_two_tasks_on_one_file_never_run_together():
     d, ch = s.dispatch(0)
     assert [x.task_id for x in d] == ["a"]
     assert [(c.path, c.task_id) for c in of(LockAcquired, ch)] == [("f.py", "a"), ("g.py", "a")]
-    assert s.score("b") == s.task("b").info and False or s.score("b") == 40 + 50 - 1 - 40
+    assert s.score("b") == 40 + 50 - 1 - 40  # g.py is locked by a
     ch = s.succeed("a", 1)
     assert {c.path for c in of(LockReleased, ch)} == {"f.py", "g.py"}
     assert s.score("b") == 40 + 50 - 1
@@ -523,7 +523,7 @@ def test_rollback_lists_done_dependents_and_cancels_running_ones():
     s.succeed("b", 2)
     affected, ch = s.mark_rolled_back("a", 3)
     assert affected == ["b"]
-    assert CancelRunning("c", "L3.2", 1, "dependency a rolled back") in ch or of(CancelRunning, ch)[0].task_id == "c"
+    assert of(CancelRunning, ch) == [CancelRunning("c", "L3.2", 1, "dependency a rolled back")]
     assert s.status("c") is S.CANCELLED and s.status("d") is S.BLOCKED and s.status("a") is S.ROLLED_BACK
     assert s.locks() == [] and s.idle_agents() == ["L3.1", "L3.2"]
     assert s.is_finished()

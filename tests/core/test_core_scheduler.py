@@ -523,7 +523,7 @@ def test_rollback_lists_done_dependents_and_cancels_running_ones():
     s.succeed("b", 2)
     affected, ch = s.mark_rolled_back("a", 3)
     assert affected == ["b"]
-    assert of(CancelRunning, ch) == [CancelRunning("c", "L3.2", 1, "dependency a rolled back")]
+    assert of(CancelRunning, ch) == [CancelRunning("c", "L3.1", 1, "dependency a rolled back")]
     assert s.status("c") is S.CANCELLED and s.status("d") is S.BLOCKED and s.status("a") is S.ROLLED_BACK
     assert s.locks() == [] and s.idle_agents() == ["L3.1", "L3.2"]
     assert s.is_finished()

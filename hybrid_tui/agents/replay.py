@@ -49,8 +49,12 @@ class ReplayImplementer:
         model = (recorded.model if recorded and recorded.model else None) or request.model
         usage = recorded.usage if recorded else _estimated_usage(request)
         cost = recorded.cost_usd if recorded and recorded.cost_usd is not None else _price(request, model, usage)
-        if recorded and recorded.duration_seconds and self.pace > 0:
-            await anyio.sleep(recorded.duration_seconds * self.pace)
+        if self.pace > 0:
+            # Recorded duration, else the SIS estimate: --pace makes a demo move watchably.
+            seconds = recorded.duration_seconds if recorded and recorded.duration_seconds else (
+                request.task.estimated_duration_minutes * 60
+            )
+            await anyio.sleep(seconds * self.pace)
         if recorded and recorded.failure_type:
             return ImplementResult(
                 ok=False,

@@ -145,6 +145,7 @@ class Coordinator:
         self._integrating = 0
         self._last_heartbeat = 0.0
         self._agent_counter = 0
+        self._finished_marked = False
         self._draining: set[str] = set()
         self._in_operator_control = False
         self.policy_paused = False
@@ -222,6 +223,12 @@ class Coordinator:
             if idle and self.scheduler.is_finished():
                 if self.exit_when_finished:
                     return self._final_code()
+                if not self._finished_marked:  # lingering for the console: show it finished
+                    self._finished_marked = True
+                    self._set_run_status("finished", finished=True)
+            elif self._finished_marked and not self.scheduler.is_finished():
+                self._finished_marked = False  # an operator retry reopened the run
+                self._set_run_status("paused" if self._paused() else "running", reason=getattr(self.scheduler, "pause_reason", ""))
             if idle and self._paused() and self.policy_paused and self.exit_on_policy_pause:
                 return EXIT_STOPPED
             with anyio.move_on_after(self.poll_interval):

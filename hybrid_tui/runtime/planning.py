@@ -54,6 +54,9 @@ async def plan_issues(c: "Coordinator") -> bool:
                 run_id=c.run_id, issue_id=issue.issue_id, title=issue.title, body=issue.body,
                 repo_root=c.mission.repo_path, model=c.config.models.planner, cost_of=c.cost_of,
                 recorded_sis=recorded.get(issue.issue_id),
+                known_task_ids=frozenset(
+                    t.task_id for _, sis in c.mission.sis if sis.issue.id != issue.issue_id for t in sis.tasks
+                ),
             )
             try:
                 result = await c.planner.plan(request)

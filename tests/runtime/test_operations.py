@@ -248,3 +248,49 @@ def test_sim_backend_without_git_runs_and_writes_the_store(tmp_path: Path):
     assert not (run_dir / "worktrees").exists() or not any((run_dir / "worktrees").iterdir())
     # The repository was not touched: no mission branch.
     assert git(mission / "repo", "branch", "--list").split() == ["*", "main"]
+
+
+def test_sigterm_stops_headless_run_with_exit_3_and_resume_finishes_it(tmp_path: Path):
+    import signal
+    import subprocess
+    import sys
+
+    gate = tmp_path / "gate"
+    wait_gate = py(f"import os, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.05)")
+    mission = write_mission(tmp_path / "m", [task("first"), task("gated", deps=["first"], checks=[wait_gate], timeout=120)])
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hybrid_tui", "run", str(mission), "--headless", "--json", "--runs-dir", str(runs)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        for line in proc.stdout:
+            event = json.loads(line)
+            if event.get("task") == "gated" and event["kind"] == "task.status" and event["fields"]["new"] == "validating":
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == EXIT_STOPPED
+    assert json.loads(rest.splitlines()[-1])["kind"] == "run.summary"
+    run_dir = next(runs.iterdir())
+    from .helpers import read_store
+
+    store, run = read_store(run_dir)
+    try:
+        assert run.status == "stopped"
+        assert m.Attempt.get(m.Attempt.task_id == "gated").outcome == "interrupted"
+        assert status("gated") == "ready" and status("first") == "done"
+        assert m.FileLock.select().count() == 0
+    finally:
+        store.close()
+    gate.write_text("open")
+    hybrid("resume", str(run_dir), "--headless", cwd=tmp_path, check_exit=0)
+    store, run = read_store(run_dir)
+    try:
+        assert {t.status for t in m.Task.select()} == {"done"}
+        assert [c["task"] for c in branch_commits(Path(run.repo_path), run.mission_branch)] == ["first", "gated"]
+    finally:
+        store.close()

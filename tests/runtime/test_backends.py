@@ -1,0 +1,96 @@
+"""The offline backends (replay, sim) against a real sandbox on a real folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+
+from hybrid_tui.agents.base import ImplementRequest
+from hybrid_tui.agents.replay import ReplayImplementer
+from hybrid_tui.agents.sim import SimImplementer
+from hybrid_tui.spec.models import RecordedAttempt, SisTask
+from hybrid_tui.workspace.sandbox import Sandbox
+
+SPEC = SisTask.model_validate({
+    "task_id": "t1",
+    "title": "Edit a",
+    "estimated_tokens": {"input": 10_000, "output": 2_000},
+    "file_operations": [
+        {"op": "edit", "path": "a.txt", "old_string": "old\n", "new_string": "new\n"},
+        {"op": "create", "path": "pkg/b.txt", "content": "b\n"},
+    ],
+})
+
+
+def request(root: Path, *, recorded: RecordedAttempt | None = None, attempt: int = 1) -> ImplementRequest:
+    return ImplementRequest(
+        run_id="r", task=SPEC, attempt=attempt, agent_id="agent-01", model="claude-haiku-4-5",
+        sandbox=Sandbox(root, declared=SPEC.declared_files), log_path=root / "log.txt",
+        cost_of=lambda model, usage: usage.input_tokens / 1e6, recorded=recorded,
+    )
+
+
+def worktree(tmp_path: Path) -> Path:
+    root = tmp_path / "wt"
+    root.mkdir()
+    (root / "a.txt").write_text("old\n")
+    return root
+
+
+def test_replay_applies_the_sis_operations_without_a_recording(tmp_path: Path):
+    root = worktree(tmp_path)
+    result = anyio.run(ReplayImplementer().implement, request(root))
+    assert result.ok and result.files_touched == ["a.txt", "pkg/b.txt"]
+    assert (root / "a.txt").read_text() == "new\n" and (root / "pkg" / "b.txt").read_text() == "b\n"
+
+
+def test_replay_applies_the_recorded_attempt_and_its_usage(tmp_path: Path):
+    root = worktree(tmp_path)
+    recorded = RecordedAttempt.model_validate({
+        "file_operations": [{"op": "create", "path": "a.txt", "content": "recorded\n"}],
+        "usage": {"input_tokens": 500_000, "output_tokens": 1},
+        "model": "claude-sonnet-4-5",
+    })
+    result = anyio.run(ReplayImplementer().implement, request(root, recorded=recorded))
+    assert result.ok and (root / "a.txt").read_text() == "recorded\n"
+    assert result.model == "claude-sonnet-4-5" and result.usage.input_tokens == 500_000
+    assert result.cost_usd == 0.5
+    assert not (root / "pkg").exists()
+
+
+def test_replay_recorded_failure_touches_no_file(tmp_path: Path):
+    root = worktree(tmp_path)
+    recorded = RecordedAttempt.model_validate({
+        "file_operations": [{"op": "create", "path": "a.txt", "content": "x\n"}], "failure_type": "network_error",
+    })
+    result = anyio.run(ReplayImplementer().implement, request(root, recorded=recorded))
+    assert not result.ok and result.failure_type == "network_error"
+    assert (root / "a.txt").read_text() == "old\n"
+
+
+def test_replay_edit_that_does_not_apply_is_an_agent_error(tmp_path: Path):
+    root = worktree(tmp_path)
+    (root / "a.txt").write_text("something else\n")
+    result = anyio.run(ReplayImplementer().implement, request(root))
+    assert not result.ok and result.failure_type == "agent_error" and "a.txt" in result.message
+
+
+def test_sim_is_seeded_and_touches_no_file_without_git(tmp_path: Path):
+    root = worktree(tmp_path)
+    sim = SimImplementer(seed=7, failure_rate=0.5, git=False)
+    outcomes = [sim.outcome(SPEC, n) for n in range(1, 41)]
+    assert outcomes == [SimImplementer(seed=7, failure_rate=0.5).outcome(SPEC, n) for n in range(1, 41)]
+    assert 5 < sum(o is not None for o in outcomes) < 35  # roughly half fail, seeded
+    assert outcomes != [SimImplementer(seed=8, failure_rate=0.5).outcome(SPEC, n) for n in range(1, 41)]
+    for n in range(1, 6):
+        result = anyio.run(sim.implement, request(root, attempt=n))
+        assert result.ok == (sim.outcome(SPEC, n) is None)
+        assert 7_000 <= result.usage.input_tokens <= 13_000
+    assert sorted(p.name for p in root.iterdir()) == ["a.txt"] and (root / "a.txt").read_text() == "old\n"
+
+
+def test_sim_latency_scales_with_pace():
+    assert SimImplementer(pace=0).latency(SPEC, 1) == 0
+    slow, fast = SimImplementer(pace=0.1).latency(SPEC, 1), SimImplementer(pace=0.01).latency(SPEC, 1)
+    assert abs(slow - 10 * fast) < 1e-9 and slow > 0

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "hybrid_tui.runtime.cli",
     "hybrid_tui.costs.cli",
     "hybrid_tui.agents.cli",
+    "hybrid_tui.samples.cli",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3

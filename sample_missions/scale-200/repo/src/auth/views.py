@@ -1,0 +1,2 @@
+"""src/auth/views.py: synthetic module for the scale-200 mission."""
+

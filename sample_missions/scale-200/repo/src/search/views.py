@@ -1,0 +1,2 @@
+"""src/search/views.py: synthetic module for the scale-200 mission."""
+

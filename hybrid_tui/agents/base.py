@@ -101,6 +101,8 @@ class PlanRequest:
     file_tree: list[str] = field(default_factory=list)
     excerpts: dict[str, str] = field(default_factory=dict)
     recorded_sis: Sis | None = None  # replay backend
+    # Task ids of the mission's other issues: a planned task may depend on them.
+    known_task_ids: frozenset[str] = frozenset()
 
 
 @dataclass

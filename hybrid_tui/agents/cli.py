@@ -109,6 +109,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
             cost_of=cost_of,
             file_tree=files,
             excerpts=relevant_excerpts(mission.repo_path, files, f"{issue.title}\n{issue.body}"),
+            # Existing plans of the other issues: a new task may depend on their tasks.
+            known_task_ids=frozenset(
+                t.task_id for _, sis in mission.sis if sis.issue.id != issue.id for t in sis.tasks
+            ),
         )
         for issue in issues
     ]

@@ -172,3 +172,15 @@ def test_key_never_in_result(server, client_factory, repo):
     assert SECRET_KEY not in repr(result)
     # ... while it was really sent to the server as the credential.
     assert any(SECRET_KEY in value for value in server.requests[0].headers.values())
+
+
+def test_tasks_of_other_issues_may_be_dependencies(server, client_factory, repo):
+    depending = valid_sis()
+    depending["tasks"][0]["dependencies"] = ["000-setup-1"]
+    server.push(message(tool_use("submit_sis", depending)))
+    request = plan_request(repo)
+    request.known_task_ids = frozenset({"000-setup-1"})
+    result = anyio.run(AnthropicPlanner(client_factory).plan, request)
+    assert result.ok, result.message
+    assert result.sis.tasks[0].dependencies == ["000-setup-1"]
+    assert "- 000-setup-1" in server.message_requests[0]["messages"][0]["content"]

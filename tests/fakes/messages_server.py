@@ -6,6 +6,9 @@ a :class:`Reply` sets a status, headers, a delay (to provoke client timeouts) or
 body) for assertions. A batch consumes one scripted reply per request it contains; a reply
 with an error status becomes an ``errored`` batch result.
 
+A ``responder(body) -> dict | Reply`` answers when the queue is empty: for conversations
+driven by the request content (an end-to-end run where requests arrive in any order).
+
 The real ``anthropic`` SDK is pointed at ``server.base_url``.
 """
 
@@ -19,7 +22,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass
@@ -94,7 +97,8 @@ def error(status: int, message: str = "scripted error", headers: dict[str, str] 
 
 
 class MessagesServer:
-    def __init__(self, batch_polls_before_end: int = 1):
+    def __init__(self, batch_polls_before_end: int = 1, responder: Callable[[Any], dict | Reply] | None = None):
+        self.responder = responder
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
         self.requests: list[Recorded] = []
@@ -124,10 +128,16 @@ class MessagesServer:
             for reply in replies:
                 self._queue.append(reply if isinstance(reply, Reply) else Reply(body=reply))
 
-    def _next(self) -> Reply:
+    def _next(self, body: Any = None) -> Reply:
         with self._lock:
             if self._queue:
                 return self._queue.popleft()
+        if self.responder is not None:
+            try:
+                reply = self.responder(body)
+            except Exception as exc:  # a broken script shows up as a server error, not a hang
+                return Reply(body=error_body(500, f"fake server responder failed: {exc!r}"), status=500)
+            return reply if isinstance(reply, Reply) else Reply(body=reply)
         return Reply(body=error_body(500, "fake server: no scripted reply left"), status=500)
 
     @property
@@ -145,7 +155,7 @@ class MessagesServer:
         batch_id = f"msgbatch_{next(_ids):04d}"
         results = []
         for item in body.get("requests", []):
-            reply = self._next()
+            reply = self._next(item.get("params"))
             if reply.status == 200:
                 result = {"type": "succeeded", "message": reply.body}
             else:
@@ -222,7 +232,7 @@ def _handler_for(server: MessagesServer) -> type[BaseHTTPRequestHandler]:
             self._record(body)
             path = self.path.split("?")[0]
             if path == "/v1/messages":
-                self._send(server._next())
+                self._send(server._next(body))
             elif path == "/v1/messages/batches":
                 self._send(Reply(body=server._create_batch(body)))
             else:

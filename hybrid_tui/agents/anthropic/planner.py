@@ -51,7 +51,9 @@ def validate_sis(data: Any, request: PlanRequest) -> tuple[Sis | None, list[str]
         return None, [f"{source}:$: the {TOOL_NAME} input must be a JSON object"]
     # The issue is given, not planned: pin it so the model cannot drift from it.
     data = {**data, "issue": {"id": request.issue_id, "title": request.title, "body": request.body}}
-    sis, problems = validate_sis_document(data, source=source, repo_root=request.repo_root)
+    sis, problems = validate_sis_document(
+        data, source=source, repo_root=request.repo_root, known_task_ids=request.known_task_ids
+    )
     return (sis if not problems else None), [str(p) for p in problems]
 
 
@@ -183,7 +185,8 @@ class AnthropicPlanner:
     @staticmethod
     def _conversation(request: PlanRequest) -> _Conversation:
         text = prompts.planner_user_message(
-            request.issue_id, request.title, request.body, request.file_tree, request.excerpts
+            request.issue_id, request.title, request.body, request.file_tree, request.excerpts,
+            known_task_ids=sorted(request.known_task_ids),
         )
         return _Conversation(request=request, messages=[{"role": "user", "content": text}])
 

@@ -52,7 +52,12 @@ the coordinator integrates your work.
 
 
 def planner_user_message(
-    issue_id: str, title: str, body: str, file_tree: list[str], excerpts: dict[str, str]
+    issue_id: str,
+    title: str,
+    body: str,
+    file_tree: list[str],
+    excerpts: dict[str, str],
+    known_task_ids: list[str] = (),  # type: ignore[assignment]
 ) -> str:
     tree = file_tree[:MAX_TREE_ENTRIES]
     more = len(file_tree) - len(tree)
@@ -64,6 +69,11 @@ def planner_user_message(
         parts.append("# Relevant file excerpts")
         for path, content in excerpts.items():
             parts.append(f"## {path}\n```\n{_clip(content, MAX_EXCERPT_CHARS)}\n```")
+    if known_task_ids:
+        parts.append(
+            "# Tasks of the mission's other issues\nA task of this issue may list these in its dependencies "
+            "(and must not reuse their ids):\n" + "\n".join(f"- {tid}" for tid in known_task_ids)
+        )
     parts.append("Plan this issue now: call submit_sis with the complete SIS.")
     return "\n\n".join(parts)
 

@@ -21,6 +21,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .coordinator import Coordinator, IntegrationJob, RunningAttempt
 
 
+class _Cancelled(Exception):
+    """The scheduler cancelled the task between two steps of the attempt."""
+
+
 def _claim(c: "Coordinator", task_id: str, path: str) -> bool:
     """Sandbox callback for an undeclared file: runs the lock request on the loop thread."""
     try:
@@ -81,7 +85,8 @@ async def run_attempt(
                         retry_after=result.retry_after,
                     )
                     return
-                c.advance(task_id, "validating")
+                if not c.advance(task_id, "validating"):
+                    raise _Cancelled
                 if c.repo is not None and spec.validation.commands:
                     checks = await c.run_checks(spec.validation, Path(worktree), log_path)
                     if not checks.ok:
@@ -94,6 +99,8 @@ async def run_attempt(
                         )
                         return
                 validated = True
+    except _Cancelled:
+        pass
     except TimeoutError:
         c.finish_attempt(
             attempt,
@@ -106,11 +113,12 @@ async def run_attempt(
     if attempt.cancelled_reason or not validated:
         c.finish_attempt(attempt, outcome="cancelled", result=result)
         return
+    if not c.advance(task_id, "integrating"):
+        c.finish_attempt(attempt, outcome="cancelled", result=result)
+        return
     if c.repo is None:  # git off: nothing to integrate
-        c.advance(task_id, "integrating")
         c.finish_attempt(attempt, outcome="succeeded", result=result)
         return
-    c.advance(task_id, "integrating")
     await c.enqueue_integration(IntegrationJob(attempt, spec.title, result))  # type: ignore[arg-type]
 
 

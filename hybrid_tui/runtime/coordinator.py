@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +28,7 @@ from typing import Any, Callable
 import anyio
 from anyio.abc import TaskGroup
 
-from ..agents.base import AttemptLimits, ImplementRequest, ImplementResult, Implementer, Planner, PlanRequest
+from ..agents.base import AttemptLimits, ImplementResult, Implementer, Planner
 from ..spec.models import SisTask, Usage
 from ..store import models as m
 from ..store.db import Store
@@ -174,9 +176,7 @@ class Coordinator:
 
         with self.store.write(self.run_id):
             m.Run.update(
-                coordinator_pid=__import__("os").getpid(),
-                coordinator_host=__import__("socket").gethostname(),
-                heartbeat_at=self.clock(),
+                coordinator_pid=os.getpid(), coordinator_host=socket.gethostname(), heartbeat_at=self.clock()
             ).where(m.Run.id == self.run_id).execute()
         await recover(self)
         run = self.store.get_run(self.run_id)
@@ -403,7 +403,19 @@ class Coordinator:
     async def _run_attempt(self, attempt: RunningAttempt, spec: SisTask, model: str, log_path: Path, feedback: str) -> None:
         from .attempt import run_attempt
 
-        await run_attempt(self, attempt, spec, model, log_path, feedback)
+        try:
+            await run_attempt(self, attempt, spec, model, log_path, feedback)
+        except Exception as exc:  # a bug in one attempt must not take the whole run down
+            with self.store.write(self.run_id):
+                self.events.add("coordinator.error", f"{type(exc).__name__}: {exc}", level="error",
+                                task_id=attempt.task_id, attempt=attempt.number)
+            self.events.flush()
+            if attempt.task_id in self.running:
+                try:
+                    self.finish_attempt(attempt, outcome="failed", failure_type="agent_error",
+                                        message=f"coordinator error: {type(exc).__name__}: {exc}")
+                except Exception:
+                    self.running.pop(attempt.task_id, None)
 
     async def run_checks(self, validation: Any, cwd: Path, log_path: Path) -> Any:
         from ..workspace.validation import run_checks
@@ -434,9 +446,14 @@ class Coordinator:
         now = self.clock()
         self._persist(self.scheduler.pause(reason, now), now)
 
-    def advance(self, task_id: str, status: str) -> None:
+    def advance(self, task_id: str, status: str) -> bool:
+        """Move a running attempt's task to the next phase; False when it was cancelled meanwhile."""
+        attempt = self.running.get(task_id)
+        if attempt is not None and attempt.cancelled_reason:
+            return False
         now = self.clock()
         self._persist(self.scheduler.advance(task_id, status, now), now)
+        return True
 
     def claim_file(self, task_id: str, path: str) -> bool:
         """The sandbox asks for an undeclared file's lock (called on the loop thread)."""

@@ -101,6 +101,9 @@ def record_attempt_end(
 ) -> None:
     """Close the attempt's row and feed the outcome to the scheduler, in one transaction."""
     now = c.clock()
+    if attempt.cancelled_reason and outcome != "cancelled":
+        # The scheduler already cancelled the task (CancelRunning) while this step finished.
+        outcome, failure_type = "cancelled", None
     cost = float(getattr(result, "cost_usd", 0.0) or 0.0)
     usage = getattr(result, "usage", None)
     task_id = attempt.task_id
@@ -145,6 +148,14 @@ def record_attempt_end(
                 task_id=task_id, attempt=attempt.number, agent_id=attempt.agent_id, cost_usd=cost, sha=sha,
             )
         elif outcome == "cancelled":
+            sha = getattr(commit, "sha", None)
+            if sha:  # integrated just as it was cancelled: keep the record (resume reconciles it)
+                m.IntegrationCommit.insert(
+                    run=c.run_id, task_id=task_id, sha=sha, files_json=json.dumps(list(commit.files or [])),
+                    committed_at=now,
+                ).on_conflict_replace().execute()
+                c.events.add("integration.after_cancel", f"{task_id} was integrated as {sha[:10]} while being cancelled",
+                             level="warning", task_id=task_id, sha=sha)
             changes = c.scheduler.settle_cancelled(task_id, attempt.number, cost, now)
             c.events.add(
                 "attempt.cancelled", attempt.cancelled_reason or "cancelled", level="warning",

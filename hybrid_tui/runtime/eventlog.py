@@ -1,0 +1,240 @@
+"""Structured event log: ``events.jsonl`` in the run folder, one JSON object per line.
+
+Room: runtime. Writes files in the run folder only; reads the store's Event rows to fill in
+lines the file is missing (events written by other code paths such as ``create_run``, or
+lines lost when the process died between a store commit and the file write), so the file
+always ends up holding every event of the run in store order.
+
+Each line: ``seq``, ``ts`` (epoch seconds), ``time`` (ISO 8601, UTC), ``run``, ``kind``,
+``level``, ``message`` and, when set, ``task``, ``attempt``, ``agent``, ``fields``. The file
+is rotated by size (``events.jsonl.1`` is the newest old file). Secrets are never written:
+the values of the Anthropic credential variables and anything shaped like an Anthropic key
+are replaced before a line reaches the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, BinaryIO, Iterable
+
+from ..store import models as m
+
+SECRET_ENV_NAMES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+REDACTED = "[redacted]"
+_KEY_PATTERN = re.compile(r"sk-ant-[A-Za-z0-9_\-]{4,}")
+_SECRET_FIELD = re.compile(r"(api[_-]?key|auth[_-]?token|authorization|password|secret)", re.IGNORECASE)
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_BACKUPS = 5
+
+
+def iso_time(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Redactor:
+    """Replaces secret values in strings (and, recursively, in dicts and lists)."""
+
+    def __init__(self, extra_values: Iterable[str] = ()):
+        self.extra_values = [v for v in extra_values if v]
+
+    def _values(self) -> list[str]:
+        # Read the environment at each call: a key set after the run started is still hidden.
+        found = [os.environ.get(name, "") for name in SECRET_ENV_NAMES]
+        return sorted({v for v in [*found, *self.extra_values] if len(v) >= 8}, key=len, reverse=True)
+
+    def text(self, value: str, values: list[str] | None = None) -> str:
+        for secret in values if values is not None else self._values():
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return _KEY_PATTERN.sub("sk-ant-" + REDACTED, value)
+
+    def any(self, value: Any, values: list[str] | None = None) -> Any:
+        values = self._values() if values is None else values
+        if isinstance(value, str):
+            return self.text(value, values)
+        if isinstance(value, dict):
+            return {
+                k: (REDACTED if isinstance(k, str) and _SECRET_FIELD.search(k) and v else self.any(v, values))
+                for k, v in value.items()
+            }
+        if isinstance(value, (list, tuple)):
+            return [self.any(v, values) for v in value]
+        return value
+
+
+def event_line(
+    *, seq: int | None, ts: float, run: str, kind: str, level: str = "info", message: str = "",
+    task: str | None = None, attempt: int | None = None, agent: str | None = None, fields: dict | None = None,
+) -> dict[str, Any]:
+    """The canonical line of one event (before redaction)."""
+    line: dict[str, Any] = {"seq": seq, "ts": ts, "time": iso_time(ts), "run": run, "kind": kind, "level": level,
+                            "message": message}
+    for key, value in (("task", task), ("attempt", attempt), ("agent", agent)):
+        if value is not None:
+            line[key] = value
+    if fields:
+        line["fields"] = fields
+    return line
+
+
+def line_from_row(row: m.Event) -> dict[str, Any]:
+    try:
+        fields = json.loads(row.data_json or "{}")
+    except ValueError:
+        fields = {"data_json": row.data_json}
+    return event_line(seq=row.seq, ts=row.ts, run=row.run_id, kind=row.kind, level=row.level, message=row.message,
+                      task=row.task_id, attempt=row.attempt, agent=row.agent_id, fields=fields or None)
+
+
+def line_from_pending(pending: dict[str, Any]) -> dict[str, Any]:
+    """A line as ``runtime.events.EventLog`` queues it (seq, ts, run, kind, ... fields)."""
+    return event_line(
+        seq=pending.get("seq"), ts=float(pending.get("ts") or 0.0), run=str(pending.get("run", "")),
+        kind=str(pending.get("kind", "")), level=str(pending.get("level", "info")),
+        message=str(pending.get("message", "")), task=pending.get("task"), attempt=pending.get("attempt"),
+        agent=pending.get("agent"), fields=pending.get("fields"),
+    )
+
+
+class EventJsonlWriter:
+    """Appends event lines to ``path``, rotating by size; fills gaps from the store.
+
+    ``write(lines)`` is called after the store transaction holding those events committed.
+    A failed write (disk full) raises; the next write reopens the file, drops a torn last
+    line and re-reads from the store whatever the file is missing.
+    """
+
+    def __init__(self, path: Path, run_id: str, *, max_bytes: int = DEFAULT_MAX_BYTES, backups: int = DEFAULT_BACKUPS,
+                 backfill: bool = True, redactor: Redactor | None = None):
+        self.path = Path(path)
+        self.run_id = run_id
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.backfill = backfill
+        self.redactor = redactor or Redactor()
+        self._file: BinaryIO | None = None
+        self._size = 0
+        self.last_seq = 0
+
+    # -- public -----------------------------------------------------------------------
+    def write(self, lines: Iterable[dict[str, Any]]) -> None:
+        """Write pending lines (``EventLog`` dicts or :func:`event_line` dicts)."""
+        lines = list(lines)
+        if self._file is None:
+            self._open()
+            if self.backfill:
+                self._catch_up()
+        try:
+            for pending in lines:
+                line = line_from_pending(pending) if "time" not in pending else pending
+                seq = line.get("seq")
+                if seq is not None and seq <= self.last_seq:
+                    continue  # already written by the catch-up from the store
+                self._write_line(line)
+            assert self._file is not None
+            self._file.flush()
+        except OSError:
+            self._drop_file()
+            raise
+
+    def close(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+
+    # -- internals --------------------------------------------------------------------
+    def _drop_file(self) -> None:
+        try:
+            self.close()
+        except OSError:
+            self._file = None
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.last_seq = max(self.last_seq, self._repair_and_last_seq())
+        self._file = open(self.path, "ab")
+        self._size = self._file.tell()
+
+    def _repair_and_last_seq(self) -> int:
+        """Cut a torn last line (a write that failed half way) and return the last seq on file."""
+        for path in [self.path, *(self._backup(i) for i in range(1, self.backups + 1))]:
+            if not path.exists():
+                continue
+            with open(path, "rb+") as handle:
+                data = handle.read()
+                if data and not data.endswith(b"\n"):
+                    cut = data.rfind(b"\n") + 1
+                    handle.truncate(cut)
+                    data = data[:cut]
+            for raw in reversed(data.splitlines()):
+                try:
+                    seq = json.loads(raw).get("seq")
+                except ValueError:
+                    continue
+                if isinstance(seq, int):
+                    return seq
+        return 0
+
+    def _catch_up(self) -> None:
+        """Events of this run the file does not have yet (committed in the store)."""
+        query = (
+            m.Event.select()
+            .where((m.Event.run == self.run_id) & (m.Event.seq > self.last_seq))
+            .order_by(m.Event.seq)
+        )
+        try:
+            rows = list(query)
+        except Exception:  # no store bound (a writer used on its own): nothing to catch up
+            return
+        for row in rows:
+            self._write_line(line_from_row(row))
+
+    def _backup(self, index: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.{index}")
+
+    def _rotate(self) -> None:
+        assert self._file is not None
+        self._file.close()
+        self._file = None
+        oldest = self._backup(self.backups)
+        if oldest.exists():
+            oldest.unlink()
+        for index in range(self.backups - 1, 0, -1):
+            if self._backup(index).exists():
+                os.replace(self._backup(index), self._backup(index + 1))
+        if self.backups > 0:
+            os.replace(self.path, self._backup(1))
+        else:
+            self.path.unlink()
+        self._file = open(self.path, "ab")
+        self._size = 0
+
+    def _write_line(self, line: dict[str, Any]) -> None:
+        assert self._file is not None
+        data = (json.dumps(self.redactor.any(line), default=str, sort_keys=True) + "\n").encode("utf-8")
+        if self._size and self._size + len(data) > self.max_bytes:
+            self._rotate()
+        self._file.write(data)
+        self._size += len(data)
+        seq = line.get("seq")
+        if isinstance(seq, int):
+            self.last_seq = max(self.last_seq, seq)
+
+
+def read_events_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every line of ``path`` and its rotated files, oldest first (for tests and tools)."""
+    path = Path(path)
+    files = sorted(path.parent.glob(path.name + ".*"), key=lambda p: int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0,
+                   reverse=True)
+    out: list[dict[str, Any]] = []
+    for file in [*files, path]:
+        if file.exists():
+            out.extend(json.loads(raw) for raw in file.read_text(encoding="utf-8").splitlines())
+    return out

@@ -172,6 +172,9 @@ class CliImplementer:
         return result
 
     async def _run(self, request: ImplementRequest) -> ImplementResult:
+        if request.sandbox is None:
+            return ImplementResult(ok=False, model=request.model, failure_type="agent_error",
+                                   message="the cli backend needs a git worktree (not available with --no-git)")
         worktree = Path(request.sandbox.root)
         log_path = Path(request.log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -112,6 +112,10 @@ class AnthropicImplementer:
     # ------------------------------------------------------------------ the loop
     async def _run(self, request: ImplementRequest, log: AttemptLog, progress: _Progress) -> ImplementResult:
         limits = request.limits
+        if request.sandbox is None:
+            return self._failure(
+                request, progress, "agent_error", "the anthropic implementer needs a git worktree (not available with --no-git)"
+            )
         try:
             client = self.client_factory()
         except API_ERRORS as exc:

@@ -16,6 +16,7 @@ import anyio.from_thread
 
 from ..agents.base import ImplementRequest, ImplementResult
 from ..spec.models import SisTask
+from .monitor import disk_full_reason
 
 if TYPE_CHECKING:  # pragma: no cover
     from .coordinator import Coordinator, IntegrationJob, RunningAttempt
@@ -73,6 +74,8 @@ async def run_attempt(
                 except anyio.get_cancelled_exc_class():
                     raise
                 except Exception as exc:  # a backend bug is an agent_error, not a coordinator crash
+                    if disk_full_reason(exc):
+                        raise  # a full disk pauses the run (Coordinator.run), it is not the agent's fault
                     result = ImplementResult(ok=False, model=model, failure_type="agent_error", message=f"{type(exc).__name__}: {exc}")
                 attempt.cost_usd = result.cost_usd
                 if not result.ok:
@@ -138,6 +141,8 @@ async def integrate_job(c: "Coordinator", job: "IntegrationJob") -> None:
         c.policy_pause(str(exc))
         return
     except Exception as exc:
+        if disk_full_reason(exc):
+            raise  # nothing landed (the branch moves by compare-and-swap): pause the run, retry on resume
         c.finish_attempt(
             attempt, outcome="failed", failure_type="agent_error", message=f"integration failed: {exc}", result=job.result
         )

@@ -125,6 +125,9 @@ class Coordinator:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.lock = RunLock(self.run_dir)
         self.events = ev.EventLog(store, run_id, self.run_dir / "events.jsonl", clock)
+        from .monitor import ResourceMonitor
+
+        self.monitor = ResourceMonitor(self)  # psutil samples, resource pauses (tests may swap it)
         self.pool_override = agents
         self.repo = None
         if git:
@@ -167,7 +170,15 @@ class Coordinator:
         self.lock.acquire()  # raises RunLocked: the caller prints one line and exits 2
         try:
             return await self._run_locked()
+        except Exception as exc:  # a full disk (store, logs, git) leaves the run paused, not crashed
+            from .monitor import disk_full_reason, pause_for_disk_full
+
+            reason = disk_full_reason(exc)
+            if reason is None:
+                raise
+            return pause_for_disk_full(self, reason)
         finally:
+            self.monitor.close()
             self.events.close()
             self.lock.release()
 
@@ -212,6 +223,7 @@ class Coordinator:
         while True:
             now = self.clock()
             await self._apply_controls(now)
+            await self.monitor.tick(now)
             if self._stop:
                 return EXIT_STOPPED
             self._persist(self.scheduler.tick(now), now)
@@ -406,6 +418,10 @@ class Coordinator:
         try:
             await run_attempt(self, attempt, spec, model, log_path, feedback)
         except Exception as exc:  # a bug in one attempt must not take the whole run down
+            from .monitor import disk_full_reason
+
+            if disk_full_reason(exc):
+                raise  # a full disk is not this attempt's fault: run() pauses the run
             with self.store.write(self.run_id):
                 self.events.add("coordinator.error", f"{type(exc).__name__}: {exc}", level="error",
                                 task_id=attempt.task_id, attempt=attempt.number)

@@ -119,21 +119,23 @@ class EventJsonlWriter:
         self._file: BinaryIO | None = None
         self._size = 0
         self.last_seq = 0
+        self._offsets: dict[int, int] = {}  # seq -> offset in the current file (recent lines only)
 
     # -- public -----------------------------------------------------------------------
     def write(self, lines: Iterable[dict[str, Any]]) -> None:
         """Write pending lines (``EventLog`` dicts or :func:`event_line` dicts)."""
-        lines = list(lines)
+        lines = [line_from_pending(p) if "time" not in p else p for p in lines]
         if self._file is None:
             self._open()
             if self.backfill:
                 self._catch_up()
+                lines = [line for line in lines if not isinstance(line.get("seq"), int) or line["seq"] > self.last_seq]
         try:
-            for pending in lines:
-                line = line_from_pending(pending) if "time" not in pending else pending
-                seq = line.get("seq")
-                if seq is not None and seq <= self.last_seq:
-                    continue  # already written by the catch-up from the store
+            if self.backfill and not self._increasing(lines):
+                self._rewind(min(line["seq"] for line in lines if isinstance(line.get("seq"), int)))
+                self._catch_up()  # the store's version of those events replaces the pending lines
+                lines = [line for line in lines if not isinstance(line.get("seq"), int)]
+            for line in lines:
                 self._write_line(line)
             assert self._file is not None
             self._file.flush()
@@ -150,6 +152,31 @@ class EventJsonlWriter:
             self._file = None
 
     # -- internals --------------------------------------------------------------------
+    def _increasing(self, lines: list[dict[str, Any]]) -> bool:
+        """Sequence numbers only grow. A number seen again means a transaction rolled back
+        after its events were queued (SQLite reuses the row ids), so those lines are void."""
+        last = self.last_seq
+        for line in lines:
+            seq = line.get("seq")
+            if isinstance(seq, int):
+                if seq <= last:
+                    return False
+                last = seq
+        return True
+
+    def _rewind(self, seq: int) -> None:
+        """Cut the current file back to before the line of ``seq`` (lines of a rolled-back
+        transaction that were already written)."""
+        assert self._file is not None
+        cut = min((offset for s, offset in self._offsets.items() if s >= seq), default=None)
+        if cut is not None:
+            self._file.flush()
+            self._file.truncate(cut)
+            self._file.seek(cut)
+            self._size = cut
+            self._offsets = {s: o for s, o in self._offsets.items() if o < cut}
+        self.last_seq = min(self.last_seq, seq - 1)
+
     def _drop_file(self) -> None:
         try:
             self.close()
@@ -161,26 +188,57 @@ class EventJsonlWriter:
         self.last_seq = max(self.last_seq, self._repair_and_last_seq())
         self._file = open(self.path, "ab")
         self._size = self._file.tell()
+        self._offsets = {}
 
     def _repair_and_last_seq(self) -> int:
-        """Cut a torn last line (a write that failed half way) and return the last seq on file."""
+        """Cut a torn last line (a write that failed half way) and lines of events the store
+        does not have (queued by a transaction that rolled back just before the process
+        ended); return the last seq on file."""
         for path in [self.path, *(self._backup(i) for i in range(1, self.backups + 1))]:
             if not path.exists():
                 continue
             with open(path, "rb+") as handle:
                 data = handle.read()
-                if data and not data.endswith(b"\n"):
-                    cut = data.rfind(b"\n") + 1
-                    handle.truncate(cut)
-                    data = data[:cut]
-            for raw in reversed(data.splitlines()):
-                try:
-                    seq = json.loads(raw).get("seq")
-                except ValueError:
-                    continue
-                if isinstance(seq, int):
-                    return seq
+                keep = data.rfind(b"\n") + 1 if data and not data.endswith(b"\n") else len(data)
+                stored = self._stored_kinds(data[:keep]) if self.backfill else None
+                end = keep
+                last_seq = 0
+                while end > 0:
+                    start = data.rfind(b"\n", 0, end - 1) + 1
+                    try:
+                        line = json.loads(data[start:end])
+                        seq = line.get("seq")
+                    except ValueError:
+                        seq, line = None, {}
+                    if isinstance(seq, int) and (stored is None or stored.get(seq) == line.get("kind")):
+                        last_seq = seq
+                        break
+                    end = start
+                if end != len(data):
+                    handle.truncate(end)
+            if last_seq:
+                return last_seq
         return 0
+
+    def _stored_kinds(self, data: bytes, tail: int = 200) -> dict[int, str] | None:
+        """seq -> kind in the store for the last ``tail`` lines of ``data`` (None: no store)."""
+        seqs = []
+        for raw in data.splitlines()[-tail:]:
+            try:
+                seq = json.loads(raw).get("seq")
+            except ValueError:
+                continue
+            if isinstance(seq, int):
+                seqs.append(seq)
+        if not seqs:
+            return {}
+        try:
+            rows = m.Event.select(m.Event.seq, m.Event.kind).where(
+                (m.Event.run == self.run_id) & (m.Event.seq.in_(seqs))
+            ).tuples()
+            return {seq: kind for seq, kind in rows}
+        except Exception:  # no store bound (a writer used on its own)
+            return None
 
     def _catch_up(self) -> None:
         """Events of this run the file does not have yet (committed in the store)."""
@@ -215,15 +273,21 @@ class EventJsonlWriter:
             self.path.unlink()
         self._file = open(self.path, "ab")
         self._size = 0
+        self._offsets = {}
 
     def _write_line(self, line: dict[str, Any]) -> None:
         assert self._file is not None
         data = (json.dumps(self.redactor.any(line), default=str, sort_keys=True) + "\n").encode("utf-8")
         if self._size and self._size + len(data) > self.max_bytes:
             self._rotate()
+        seq = line.get("seq")
+        if isinstance(seq, int):
+            if len(self._offsets) >= 4096:  # only recent lines can belong to a rolled-back batch
+                for old in sorted(self._offsets)[:2048]:
+                    del self._offsets[old]
+            self._offsets[seq] = self._size
         self._file.write(data)
         self._size += len(data)
-        seq = line.get("seq")
         if isinstance(seq, int):
             self.last_seq = max(self.last_seq, seq)
 

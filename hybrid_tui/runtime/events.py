@@ -7,9 +7,8 @@ the store does not have.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable
 
 from ..store.db import Store
 
@@ -21,7 +20,10 @@ class EventLog:
         self.path = jsonl_path
         self.clock = clock
         self._pending: list[dict[str, Any]] = []
-        self._file: TextIO | None = None
+        from .eventlog import EventJsonlWriter
+
+        # Rotation by size, secrets redacted, lines the file lacks filled in from the store.
+        self._writer = EventJsonlWriter(jsonl_path, run_id)
 
     def add(
         self,
@@ -56,19 +58,15 @@ class EventLog:
     def flush(self) -> None:
         if not self._pending:
             return
-        if self._file is None:
-            self._file = open(self.path, "a", encoding="utf-8")
-        for line in self._pending:
-            self._file.write(json.dumps(line, default=str, sort_keys=True) + "\n")
-        self._file.flush()
-        self._pending.clear()
+        pending, self._pending = self._pending, []
+        self._writer.write(pending)
 
     def discard(self) -> None:
         """Drop lines of a transaction that rolled back."""
         self._pending.clear()
 
     def close(self) -> None:
-        self.flush()
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        try:
+            self.flush()
+        finally:
+            self._writer.close()

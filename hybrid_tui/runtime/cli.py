@@ -71,6 +71,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", type=Path, help="where run folders go (default .hybrid/runs)")
     p.add_argument("--theme", default="dark")
     p.add_argument("--seed", type=int, default=0, help="seed of the sim backend and of retry jitter")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics while the run goes")
 
 
 def _is_run_dir(target: str) -> bool:
@@ -106,6 +108,22 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _drive(args: argparse.Namespace, store, run_id: str, coordinator, resumed: bool = False) -> int:
+    from .metrics import MetricsError, start_metrics
+
+    try:
+        metrics = start_metrics(run_id, args.metrics_port)
+    except MetricsError as exc:
+        raise UserError(str(exc)) from None
+    if metrics is not None:
+        print(f"hybrid-tui: metrics on {metrics.url}", file=sys.stderr)
+    try:
+        return _drive_run(args, store, run_id, coordinator, resumed)
+    finally:
+        if metrics is not None:
+            metrics.close()
+
+
+def _drive_run(args: argparse.Namespace, store, run_id: str, coordinator, resumed: bool = False) -> int:
     from .headless import last_event_seq, run_headless
     from .runlock import RunLocked
 

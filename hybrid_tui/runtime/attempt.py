@@ -16,6 +16,7 @@ import anyio.from_thread
 
 from ..agents.base import ImplementRequest, ImplementResult
 from ..spec.models import SisTask
+from .faults import crash_point
 from .monitor import disk_full_reason
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,6 +42,7 @@ async def run_attempt(
 
     task_id, agent_id = attempt.task_id, attempt.agent_id
     timeout = c.config.agents.attempt_timeout_seconds
+    crash_point("dispatch", task_id)
     result: ImplementResult | None = None
     validated = False
     try:
@@ -78,6 +80,7 @@ async def run_attempt(
                         raise  # a full disk pauses the run (Coordinator.run), it is not the agent's fault
                     result = ImplementResult(ok=False, model=model, failure_type="agent_error", message=f"{type(exc).__name__}: {exc}")
                 attempt.cost_usd = result.cost_usd
+                crash_point("implemented", task_id)
                 if not result.ok:
                     c.finish_attempt(
                         attempt,
@@ -90,6 +93,7 @@ async def run_attempt(
                     return
                 if not c.advance(task_id, "validating"):
                     raise _Cancelled
+                crash_point("validation", task_id)
                 if c.repo is not None and spec.validation.commands:
                     checks = await c.run_checks(spec.validation, Path(worktree), log_path)
                     if not checks.ok:
@@ -147,6 +151,7 @@ async def integrate_job(c: "Coordinator", job: "IntegrationJob") -> None:
             attempt, outcome="failed", failure_type="agent_error", message=f"integration failed: {exc}", result=job.result
         )
         return
+    crash_point("integrated", attempt.task_id)  # the commit is on the branch, the store not yet told
     if getattr(res, "conflict", False):
         c.finish_attempt(
             attempt,

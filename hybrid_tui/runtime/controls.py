@@ -93,6 +93,9 @@ async def rollback(c: "Coordinator", task_id: str, now: float) -> tuple[bool, st
         )
     later = [(r.task_id, r.sha) for r in later_rows]
     result = await anyio.to_thread.run_sync(c.repo.rollback, task_id, row.sha, later)
+    from .faults import crash_point
+
+    crash_point("rollback", task_id)  # the revert is on the branch, the store not yet told
     if not result.ok:
         return _refuse(c, task_id, f"rollback of {task_id} refused: {result.reason}")
     with c.store.write(c.run_id) as version:

@@ -14,6 +14,7 @@ import anyio
 from ..agents.base import PlanRequest, PlanResult
 from ..store import models as m
 from ..store.runs import _task_row
+from .faults import crash_point
 
 if TYPE_CHECKING:  # pragma: no cover
     from .coordinator import Coordinator
@@ -50,6 +51,7 @@ async def plan_issues(c: "Coordinator") -> bool:
                 )
                 c.events.add("planning.started", f"planning issue {issue.issue_id}", issue=issue.issue_id)
             c.events.flush()
+            crash_point("planning", issue.issue_id)
             request = PlanRequest(
                 run_id=c.run_id, issue_id=issue.issue_id, title=issue.title, body=issue.body,
                 repo_root=c.mission.repo_path, model=c.config.models.planner, cost_of=c.cost_of,

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.events import Resize
 from textual.screen import ModalScreen, Screen
@@ -24,11 +25,11 @@ from textual.worker import Worker, WorkerState
 
 from ..store.db import Store
 from .data import ACTIVE_RUN_STATUSES, CostSummary, Delta, RunInfo, StoreView, inert
+from .panes.style import is_compact
 from .panes import AgentPool, CostBurn, EventLog, FileLocks, ResourceGauges, RunHeader, TaskQueue
 from .screens import AttentionScreen, ConfirmScreen, HelpScreen, ScaleScreen, TaskDetailScreen
 from .themes import load_themes
 
-COMPACT_WIDTH, COMPACT_HEIGHT = 120, 32
 AGE_REFRESH_SECONDS = 5.0
 EXIT_STOPPED = 3
 
@@ -103,6 +104,7 @@ class HybridApp(App[int]):
         self.sent_controls: dict[int, str] = {}  # control id -> what the operator asked, for feedback
         self.requested_pool: int | None = None
         self.poll_error = ""
+        self.notices: list[str] = []
         self._last_age_refresh = 0.0
         self._hybrid_themes = load_themes()
         for t in self._hybrid_themes.values():
@@ -128,6 +130,18 @@ class HybridApp(App[int]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        # Keep the dashboard's panes: App.query_one searches the *current* screen, which
+        # is the detail or attention screen while those are open.
+        self.tasks_pane = self.query_one(TaskQueue)
+        self.header_pane = self.query_one(RunHeader)
+        self.agents_pane = self.query_one(AgentPool)
+        self.resources_pane = self.query_one(ResourceGauges)
+        self.costs_pane = self.query_one(CostBurn)
+        self.locks_pane = self.query_one(FileLocks)
+        self.events_pane = self.query_one(EventLog)
+        self.summary_line = self.query_one("#summary", Static)
+        self.body = self.query_one("#body")
+        self.side = self.query_one("#side")
         self._apply_size(self.size.width, self.size.height)
         self.query_one("#task-table").focus()
         self.call_later(self._tick)
@@ -140,7 +154,7 @@ class HybridApp(App[int]):
         self._apply_size(event.size.width, event.size.height)
 
     def _apply_size(self, width: int, height: int) -> None:
-        self.set_class(width < COMPACT_WIDTH or height < COMPACT_HEIGHT, "-compact")
+        self.set_class(is_compact(width, height), "-compact")
 
     @property
     def compact(self) -> bool:
@@ -150,9 +164,10 @@ class HybridApp(App[int]):
     def _tick(self) -> None:
         try:
             self.poll_now()
-        finally:
-            # Schedule the next poll only after this one finished (no pile-up when slow).
-            self.set_timer(self.poll_interval, self._tick)
+        except NoMatches:
+            return  # the app is shutting down and its widgets are gone: stop polling
+        # Schedule the next poll only after this one finished (no pile-up when slow).
+        self.set_timer(self.poll_interval, self._tick)
 
     def poll_now(self) -> Delta | None:
         now = self.clock()
@@ -188,20 +203,20 @@ class HybridApp(App[int]):
             self.attention = delta.attention_count
         if delta.costs is not None:
             self.costs = delta.costs
-        tasks = self.query_one(TaskQueue)
+        tasks = self.tasks_pane
         tasks.apply(delta.tasks, now)
         if now - self._last_age_refresh >= AGE_REFRESH_SECONDS or delta.run_changed:
             tasks.refresh_ages(now)
             self._last_age_refresh = now
         if delta.run_changed:
-            self.query_one(RunHeader).show(run, delta.attention_count, delta.status_counts)
-            self.query_one(ResourceGauges).show(run, delta.samples)
-            self.query_one(CostBurn).show(delta.costs)
-        self.query_one(AgentPool).show(run, delta.agents, delta.utilisation, delta.pool_utilisation)
+            self.header_pane.show(run, delta.attention_count, delta.status_counts)
+            self.resources_pane.show(run, delta.samples)
+            self.costs_pane.show(delta.costs)
+        self.agents_pane.show(run, delta.agents, delta.utilisation, delta.pool_utilisation)
         if delta.locks is not None:
-            self.query_one(FileLocks).show(delta.locks, now)
+            self.locks_pane.show(delta.locks, now)
         if delta.events:
-            self.query_one(EventLog).add(delta.events)
+            self.events_pane.add(delta.events)
         if delta.run_changed:
             self._update_summary()
             screen = self.screen
@@ -215,10 +230,10 @@ class HybridApp(App[int]):
         run, costs = self.run_info, self.costs
         if run is None:
             return
-        gauges = self.query_one(ResourceGauges)
+        gauges = self.resources_pane
         sample = gauges.samples[-1] if gauges.samples else None
         text = Text()
-        live = sum(1 for a in self.query_one(AgentPool).agents.values() if a.role == "implementer" and a.state != "retired")
+        live = sum(1 for a in self.agents_pane.agents.values() if a.role == "implementer" and a.state != "retired")
         text.append(f"pool {live}/{run.pool_target} ")
         if sample:
             text.append(f"· cpu {sample.cpu_percent:.0f}% mem {sample.memory_percent:.0f}% disk {sample.disk_percent:.0f}% ")
@@ -226,15 +241,22 @@ class HybridApp(App[int]):
         level = costs.alert_level(costs.fraction)
         if level is not None:
             text.append(f" ▲{level * 100:.0f}%", style="bold")
-        text.append(f" · locks {len(self.query_one(FileLocks).cells)} · w: more")
-        self.query_one("#summary", Static).update(text)
+        text.append(f" · locks {len(self.locks_pane.cells)} · w: more")
+        self.summary_line.update(text)
 
     # -- helpers --------------------------------------------------------------------
+    def notify(self, message: str, **kwargs: Any) -> None:
+        # Keep what the operator was told (newest last): toasts vanish, tests and the
+        # attention view can still read it.
+        self.notices.append(message)
+        del self.notices[:-50]
+        super().notify(message, **kwargs)
+
     def selected_task_id(self) -> str | None:
         screen = self.screen
         if isinstance(screen, (TaskDetailScreen, AttentionScreen)):
             return screen.selected_task_id
-        return self.query_one(TaskQueue).selected_task_id
+        return self.tasks_pane.selected_task_id
 
     def send(self, command: str, label: str, **args: Any) -> int:
         """The one way the console changes anything: a row in the control table."""
@@ -402,21 +424,22 @@ class HybridApp(App[int]):
             self.push_screen(HelpScreen(self.KEY_HELP))
 
     def action_sort(self) -> None:
-        self.query_one(TaskQueue).cycle_sort()
+        self.tasks_pane.cycle_sort()
 
     def action_reverse_sort(self) -> None:
-        self.query_one(TaskQueue).reverse_sort()
+        self.tasks_pane.reverse_sort()
 
     def action_filter(self) -> None:
-        self.query_one(TaskQueue).cycle_filter()
+        self.tasks_pane.cycle_filter()
 
     def action_toggle_side(self) -> None:
-        body = self.query_one("#body")
-        body.toggle_class("-side-open")
-        if self.compact and body.has_class("-side-open"):
-            self.query_one("#side").focus()
+        if self.screen is not self.screen_stack[0]:
+            return
+        self.body.toggle_class("-side-open")
+        if self.compact and self.body.has_class("-side-open"):
+            self.side.focus()
         else:
-            self.query_one("#task-table").focus()
+            self.tasks_pane.table.focus()
 
     def action_cycle_theme(self) -> None:
         names = list(self._hybrid_themes)
@@ -426,13 +449,10 @@ class HybridApp(App[int]):
 
     def watch_theme(self, theme: str) -> None:
         # Cells carry theme colours in their Text styles: re-style them.
-        if not self.is_mounted:
+        if not hasattr(self, "tasks_pane"):
             return
-        for pane in (TaskQueue, AgentPool, RunHeader, ResourceGauges, CostBurn):
-            try:
-                self.query_one(pane).repaint()
-            except Exception:
-                pass
+        for pane in (self.tasks_pane, self.agents_pane, self.header_pane, self.resources_pane, self.costs_pane):
+            pane.repaint()
 
     # -- quitting -------------------------------------------------------------------
     def action_quit_console(self) -> None:

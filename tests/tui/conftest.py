@@ -160,3 +160,24 @@ def demo_store(tmp_path) -> Store:
 @pytest.fixture
 def frozen():
     return lambda: FIXED
+
+
+def make_app(store: Store, *, theme: str = "dark", coordinator=None, poll_interval: float = 0.5):
+    """The console on the demo run, with a frozen clock and no animations."""
+    from hybrid_tui.tui import HybridApp
+
+    app = HybridApp(store, RUN_ID, coordinator=coordinator, theme=theme, clock=lambda: FIXED, poll_interval=poll_interval)
+    app.animation_level = "none"
+    return app
+
+
+async def select_task(pilot, task_id: str) -> None:
+    """Move the task table's cursor onto ``task_id`` with the keyboard."""
+    table = pilot.app.query_one("#task-table")
+    await pilot.pause()
+    target = table.get_row_index(task_id)
+    while table.cursor_row < target:
+        await pilot.press("down")
+    while table.cursor_row > target:
+        await pilot.press("up")
+    await pilot.pause()

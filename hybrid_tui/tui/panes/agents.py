@@ -35,7 +35,7 @@ class AgentPool(Vertical):
 
     def on_mount(self) -> None:
         table = self.query_one("#agent-table", DataTable)
-        for key, width in zip(COLUMNS, (9, 8, 12, 4, 12)):
+        for key, width in zip(COLUMNS, (9, 8, 12, 4, 10)):
             table.add_column(key, key=key, width=width)
 
     def show(self, run: RunInfo, agents: list[AgentRow], util: dict[str, list[float]] | None,
@@ -48,7 +48,7 @@ class AgentPool(Vertical):
         for agent_id, a in self.agents.items():
             if a.role != "implementer" and a.state == "idle":
                 continue
-            new = (a.agent_id, a.state, a.task_id or "-", str(a.tasks_done), spark(self.util.get(agent_id, []), 12, 1.0))
+            new = (a.agent_id, a.state, a.task_id or "-", str(a.tasks_done), spark(self.util.get(agent_id, []), 10, 1.0))
             old = self.cells.get(agent_id)
             if old is None:
                 table.add_row(*(self._cell(c, v) for c, v in zip(COLUMNS, new)), key=agent_id)

@@ -75,3 +75,11 @@ def bar(app: App, fraction: float, width: int, *, warn: float = 0.75, danger: fl
     text.append("█" * filled, style=Style(color=theme_color(app, role)))
     text.append("░" * (width - filled), style=Style(dim=True))
     return text
+
+
+COMPACT_WIDTH, COMPACT_HEIGHT = 140, 32
+
+
+def is_compact(width: int, height: int) -> bool:
+    """Below this size the dashboard stacks: tasks, a summary line, a short event log."""
+    return width < COMPACT_WIDTH or height < COMPACT_HEIGHT

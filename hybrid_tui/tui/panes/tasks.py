@@ -14,7 +14,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
 from ..data import TaskRow, coarse_age, inert
-from .style import status_text
+from .style import is_compact, status_text
 
 COLUMNS = ("id", "title", "status", "score", "agent", "att", "cost", "age")
 FILTERS = ("all", "active", "pending", "ready", "running", "retry_wait", "failed", "blocked", "done")
@@ -64,9 +64,11 @@ class TaskQueue(Vertical):
         return self.query_one(TaskTable)
 
     def on_mount(self) -> None:
+        # Fixed widths keep columns from jumping; the title takes what the pane has left.
         width = self.app.size.width
-        compact = width < 120
-        title_width = max(12, width - 66) if compact else max(16, width - 132)
+        compact = is_compact(width, self.app.size.height)
+        main_width = width if compact else width - min(62, int(width * 0.4))
+        title_width = max(12, main_width - (66 if compact else 70))
         widths = dict(id=10 if compact else 14, title=title_width, status=11, score=5, agent=7, att=3, cost=6, age=5)
         for key in COLUMNS:
             self.table.add_column(key, key=key, width=widths[key])

@@ -1,0 +1,119 @@
+"""events.jsonl: a quickstart run's file parses line by line and holds every event of the store
+(every task state transition among them); rotation by size; secrets never written; a torn
+line or lines of a rolled-back transaction are cut and the store's events caught up."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hybrid_tui.runtime.eventlog import EventJsonlWriter, event_line, read_events_jsonl
+from hybrid_tui.runtime.events import EventLog
+from hybrid_tui.runtime.launch import start_run
+from hybrid_tui.store import models as m
+
+from .helpers import hybrid, only_run_dir, read_store, task, write_mission
+
+
+def test_quickstart_events_jsonl_holds_every_store_event(quickstart_copy: Path, tmp_path: Path):
+    runs = tmp_path / "runs"
+    hybrid("run", str(quickstart_copy), "--headless", "--agents", "4", "--runs-dir", str(runs), cwd=tmp_path,
+           check_exit=0)
+    run_dir = only_run_dir(runs)
+    raw = (run_dir / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = [json.loads(text) for text in raw]  # one JSON object per line
+    assert all(isinstance(line, dict) for line in lines)
+    store, run = read_store(run_dir)
+    try:
+        events = list(m.Event.select().where(m.Event.run == run.id).order_by(m.Event.seq))
+        assert [line["seq"] for line in lines] == [e.seq for e in events]
+        for line, event in zip(lines, events):
+            assert (line["kind"], line["level"], line["message"], line["run"]) == (event.kind, event.level, event.message, run.id)
+            assert line["ts"] == event.ts and line["time"].endswith("Z") and line["time"][:4].isdigit()
+            assert line.get("task") == event.task_id and line.get("attempt") == event.attempt
+            assert line.get("fields", {}) == json.loads(event.data_json)
+        # Every task state transition, and each task's path ends in its stored status.
+        transitions = [(l["task"], l["fields"]["old"], l["fields"]["new"]) for l in lines if l["kind"] == "task.status"]
+        stored = [(e.task_id, json.loads(e.data_json)["old"], json.loads(e.data_json)["new"])
+                  for e in events if e.kind == "task.status"]
+        assert transitions == stored and len(transitions) >= 8 * 4
+        for t in m.Task.select().where(m.Task.run == run.id):
+            assert [new for tid, _, new in transitions if tid == t.task_id][-1] == t.status == "done"
+        assert {"run.created", "run.finished", "attempt.started", "attempt.succeeded", "attempt.failed"} <= {
+            line["kind"] for line in lines}
+    finally:
+        store.close()
+
+
+def test_secrets_are_redacted_and_the_store_untouched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    secret = "s3cr3t-value-0123456789"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "tok-ABCDEFGHIJ")
+    root = write_mission(tmp_path / "mission", [task("a")])
+    store, run_id, c = start_run(root, tmp_path / "runs")
+    try:
+        log = EventLog(store, run_id, tmp_path / "events.jsonl", clock=lambda: 1_700_000_000.0)
+        with store.write(run_id):
+            log.add("agent.note", f"called with key {secret} and sk-ant-api03-AbCdEf_123-xyz", task_id="a",
+                    output=[f"Bearer tok-ABCDEFGHIJ", {"nested": secret}], api_key="whatever")
+        log.close()
+        text = (tmp_path / "events.jsonl").read_text()
+        assert secret not in text and "tok-ABCDEFGHIJ" not in text and "AbCdEf_123" not in text and "whatever" not in text
+        line = [json.loads(x) for x in text.splitlines() if json.loads(x)["kind"] == "agent.note"][0]
+        assert line["message"] == "called with key [redacted] and sk-ant-[redacted]"
+        assert line["fields"] == {"output": ["Bearer [redacted]", {"nested": "[redacted]"}], "api_key": "[redacted]"}
+        assert line["time"] == "2023-11-14T22:13:20.000Z" and line["task"] == "a"
+    finally:
+        store.close()
+
+
+def test_rotation_by_size_keeps_every_line(tmp_path: Path):
+    path = tmp_path / "events.jsonl"
+    writer = EventJsonlWriter(path, "r1", max_bytes=2_000, backups=3, backfill=False)
+    for seq in range(1, 41):
+        writer.write([event_line(seq=seq, ts=1_700_000_000 + seq, run="r1", kind="tick", message="x" * 100)])
+    writer.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["events.jsonl", "events.jsonl.1", "events.jsonl.2", "events.jsonl.3"]
+    assert all(p.stat().st_size <= 2_000 for p in tmp_path.iterdir())
+    seqs = [line["seq"] for line in read_events_jsonl(path)]
+    assert seqs == list(range(seqs[0], 41)) and seqs[0] > 1  # oldest files beyond 3 backups dropped, order kept
+
+
+def test_a_torn_line_and_rolled_back_lines_are_replaced_by_the_store(tmp_path: Path):
+    root = write_mission(tmp_path / "mission", [task("a")])
+    store, run_id, c = start_run(root, tmp_path / "runs")
+    path = tmp_path / "events.jsonl"
+    try:
+        log = EventLog(store, run_id, path, clock=lambda: 1_700_000_000.0)
+        with store.write(run_id):
+            log.add("one", "first")
+        log.flush()
+        # A transaction that rolls back after its event was queued; its line gets written by a
+        # later flush, then SQLite reuses the row id for the next real event.
+        with pytest.raises(RuntimeError):
+            with store.write(run_id):
+                log.add("ghost", "rolled back")
+                raise RuntimeError("boom")
+        log.flush()
+        with store.write(run_id):
+            log.add("two", "second")
+        log.flush()
+        log.close()
+        with open(path, "ab") as handle:
+            handle.write(b'{"seq": 12345, "kind": "to')  # a write cut short by a full disk
+        with store.write(run_id):
+            store.add_event(run_id, "three", "written without the log")
+        log2 = EventLog(store, run_id, path, clock=lambda: 1_700_000_001.0)
+        with store.write(run_id):
+            log2.add("four", "after restart")
+        log2.close()
+        lines = [json.loads(x) for x in path.read_text().splitlines()]
+        stored = [(e.seq, e.kind) for e in m.Event.select().where(m.Event.run == run_id).order_by(m.Event.seq)]
+        assert [(line["seq"], line["kind"]) for line in lines] == stored
+        assert "ghost" not in {line["kind"] for line in lines}
+        assert [k for _, k in stored][-4:] == ["one", "two", "three", "four"]
+    finally:
+        store.close()

@@ -71,6 +71,10 @@ class RollbackResult:
 
 
 def _git(path: Path) -> gitpython.Git:
+    # GitPython silently falls back to the process's own cwd for a missing folder: never
+    # let a git command run anywhere but where it was meant to.
+    if not Path(path).is_dir():
+        raise MissionError(f"{path}: folder does not exist")
     runner = gitpython.Git(str(path))
     runner.update_environment(**_IDENTITY, GIT_TERMINAL_PROMPT="0")
     return runner
@@ -79,7 +83,7 @@ def _git(path: Path) -> gitpython.Git:
 def _run(runner: gitpython.Git, *args: str, **kwargs) -> tuple[int, str, str]:
     """Run ``git <args>`` and return (status, stdout, stderr) without raising."""
     status, out, err = runner.execute(
-        ["git", *args], with_extended_output=True, with_exceptions=False, strip_newline_in_stdout=False, **kwargs
+        ["git", "-c", "core.quotepath=false", *args], with_extended_output=True, with_exceptions=False, strip_newline_in_stdout=False, **kwargs
     )
     return status, out, err
 
@@ -314,6 +318,22 @@ class MissionRepo:
                 self._integrated = dict(integrated)
             return integrated
 
+    def find_rolled_back(self) -> dict[str, str]:
+        """Task id -> revert commit for this run's tasks whose last change on the mission
+        branch is a rollback (what recovery needs after a crash between the revert and the
+        store update)."""
+        with self._lock:
+            reverted: dict[str, str] = {}
+            revision_range = f"{self.base_sha}..{self.head()}" if self.base_sha else self.head()
+            for sha, task, run, rollback, _ in self._scan(self._repo(), revision_range):
+                if run != self.run_id:
+                    continue
+                if task:
+                    reverted.pop(task, None)  # integrated again after the rollback
+                if rollback:
+                    reverted[rollback] = sha
+            return reverted
+
     def _integrated_map(self) -> dict[str, str]:
         if self._integrated is None:
             self._integrated = self.find_integrated()
@@ -327,7 +347,10 @@ class MissionRepo:
             if task_id in integrated:
                 sha = integrated[task_id]
                 return IntegrationResult(sha=sha, files=self.changed_files(sha), already=True)
-            runner = _git(self.worktrees_dir / agent_id)
+            worktree = self.worktrees_dir / agent_id
+            if not (worktree / ".git").is_file():
+                raise MissionError(f"{task_id}: agent {agent_id} has no worktree at {worktree}")
+            runner = _git(worktree)
             base = self._base_of(agent_id, runner)
             _ok(runner, "add", "-A", what=f"{task_id}: cannot stage the worktree of {agent_id}")
             tree = _ok(runner, "write-tree", what=f"{task_id}: cannot write tree").strip()

@@ -218,10 +218,14 @@ async def _run_one(
         except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
             pass
 
-    async def watch_memory(cap_bytes: int) -> None:
+    async def watch_tree(cap_bytes: int | None) -> None:
+        # Polls the tree even without a memory cap: a descendant seen once is killed at the
+        # end even if it escaped the process group (setsid) and its parent already exited.
         nonlocal killed_for_memory
         while True:
-            if await anyio.to_thread.run_sync(tree.rss_bytes) > cap_bytes:
+            if cap_bytes is None:
+                await anyio.to_thread.run_sync(tree.refresh)
+            elif await anyio.to_thread.run_sync(tree.rss_bytes) > cap_bytes:
                 killed_for_memory = True
                 tree.kill()
                 return
@@ -230,8 +234,7 @@ async def _run_one(
     try:
         with anyio.move_on_after(deadline - started) as timer:
             async with anyio.create_task_group() as group:
-                if memory_cap_mb:
-                    group.start_soon(watch_memory, memory_cap_mb * 1024 * 1024)
+                group.start_soon(watch_tree, memory_cap_mb * 1024 * 1024 if memory_cap_mb else None)
                 pumped = anyio.Event()
 
                 async def pump_then_signal() -> None:

@@ -223,3 +223,26 @@ def test_diff_and_remove_worktrees(mission: MissionRepo, user_repo: Path) -> Non
     assert git(user_repo, "worktree", "list", "--porcelain").count("worktree ") == 1
     assert "hybrid/run1/" not in git(user_repo, "for-each-ref")
     assert git(user_repo, "rev-parse", BRANCH).strip() == result.sha
+
+
+def test_odd_file_names_integrate_and_conflict_cleanly(mission: MissionRepo, user_repo: Path) -> None:
+    names = ["we ird$(touch pwned).txt", "q'uote;|&.py", "dossier/é.md", "-dash.txt"]
+    sandbox = Sandbox(mission.reset("agent-1"))
+    for name in names:
+        sandbox.write_text(name, "v1\n")
+    result = mission.integrate("agent-1", "T1", "odd names")
+    assert sorted(result.files) == sorted(names)
+    assert sorted(mission.changed_files(result.sha)) == sorted(names)
+    assert not (user_repo / "pwned").exists()
+    Sandbox(mission.reset("agent-1")).write_text("dossier/é.md", "v2\n")
+    Sandbox(mission.reset("agent-2")).write_text("dossier/é.md", "v3\n")
+    mission.integrate("agent-1", "T2", "v2")
+    conflict = mission.integrate("agent-2", "T3", "v3").conflict
+    assert conflict is not None and conflict.startswith("dossier/é.md: ")
+
+
+def test_integrate_from_missing_worktree_is_refused(mission: MissionRepo, user_repo: Path) -> None:
+    before = user_state(user_repo)
+    with pytest.raises(MissionError, match="agent ghost has no worktree"):
+        mission.integrate("ghost", "T1", "x")
+    assert user_state(user_repo) == before

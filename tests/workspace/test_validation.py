@@ -142,3 +142,13 @@ def test_cancelling_the_caller_kills_the_tree(tmp_path: Path) -> None:
 def test_no_commands_is_a_pass(tmp_path: Path) -> None:
     result = run(Validation(), tmp_path)
     assert result.ok and result.commands == [] and result.output == ""
+
+
+def test_daemon_escaping_the_process_group_is_killed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "daemon.pid"
+    # setsid puts the sleeper in a new session, out of reach of the process-group kill;
+    # the tree watcher has seen it while bash was still alive.
+    command = f"setsid sleep 600 & echo $! > {pid_file}; sleep 1; echo done"
+    result = run(Validation(commands=[command], timeout_seconds=60), tmp_path)
+    assert result.ok and "done" in result.output
+    assert wait_gone(int(pid_file.read_text())), "the setsid daemon survived"

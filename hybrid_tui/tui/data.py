@@ -405,9 +405,10 @@ class StoreView:
     def cost_summary(self, now: float, run: RunInfo | None = None) -> CostSummary:
         """Spend, retry spend, spend by model, burn per bucket and a projected total.
 
-        Computed from Attempt rows directly: retry spend is the cost of every attempt
-        after a task's first; the projection extrapolates the mean cost of finished
-        tasks to the tasks not finished yet.
+        Uses ``hybrid_tui.costs.accounting`` (spend_summary, projection) when available;
+        otherwise computed from Attempt rows directly: retry spend is the cost of every
+        attempt after a task's first, and the projection extrapolates the mean cost of
+        finished tasks to the tasks not finished yet. The burn chart is always ours.
         """
         run = run or self.run_info()
         summary = CostSummary(mission_budget_usd=run.mission_budget_usd, retry_budget_usd=run.retry_budget_usd)
@@ -437,6 +438,10 @@ class StoreView:
                 burn[max(index, 0)] += cost
             summary.burn, summary.bucket_seconds = burn, bucket
         counts = self.status_counts()
+        if self._from_accounting(summary, now):
+            summary.tasks_total = sum(n for st, n in counts.items() if st != "cancelled")
+            summary.tasks_done = counts.get("done", 0) + counts.get("rolled_back", 0)
+            return summary
         summary.tasks_total = sum(n for s, n in counts.items() if s != "cancelled")
         summary.tasks_done = counts.get("done", 0) + counts.get("rolled_back", 0)
         finished = sum(n for s, n in counts.items() if s in TERMINAL_STATUSES)
@@ -446,6 +451,22 @@ class StoreView:
         else:
             summary.projected_usd = summary.spent_usd
         return summary
+
+    def _from_accounting(self, summary: CostSummary, now: float) -> bool:
+        """Spend, retry spend, by-model and projection from the costs layer (its pricing and
+        its SIS-estimate projection); False when it is unavailable, so the simple numbers stand."""
+        try:
+            from ..costs.accounting import projection, spend_summary
+
+            spend = spend_summary(self.run_id)
+            projected = projection(self.run_id, now)
+        except Exception:  # an older or broken costs layer must not take the console down
+            return False
+        summary.spent_usd = spend.total
+        summary.retry_spent_usd = spend.retry_spent
+        summary.by_model = dict(sorted(spend.by_model.items(), key=lambda kv: -kv[1]))
+        summary.projected_usd = projected.projected_total
+        return True
 
     def utilisation(self, now: float) -> tuple[dict[str, list[float]], list[float]]:
         """Busy fraction of each agent per time bucket over the last few minutes."""

@@ -92,6 +92,7 @@ def fill_store(store: Store, root: Path, *, run_status: str = "running", pause_r
             finished = started + 120 if status in ("done", "failed") and started else None
             m.Task.create(
                 run=RUN_ID, task_id=tid, issue_id="ISSUE-1", title=title, priority="HIGH", spec_json=spec(tid, title, files, deps),
+                estimated_input_tokens=15000, estimated_output_tokens=8000,
                 status=status, score=score, agent_id=agent or None, attempts=attempts, cost_usd=cost, failure_type=failure,
                 attention_reason=attention, commit_sha=shas.get(tid), created_at=now - 900, updated_at=now - 100 + i,
                 started_at=started, finished_at=finished, version=v,

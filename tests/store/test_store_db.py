@@ -32,7 +32,7 @@ def add_run(store, run_id: str = RUN) -> None:
 def db_path(tmp_path: Path):
     path = tmp_path / "state.db"
     yield path
-    if not m.database_proxy.obj is None and not m.database_proxy.obj.is_closed():
+    if m.database_proxy.obj is not None and not m.database_proxy.obj.is_closed():
         m.database_proxy.obj.close()
 
 

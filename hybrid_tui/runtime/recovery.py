@@ -8,7 +8,9 @@ Room: runtime. Runs at every coordinator start (a no-op on a fresh run):
    by a killed git is removed first);
 3. the store is reconciled with the mission branch: a task whose ``Hybrid-Task`` trailer is
    on the branch is ``done`` (its IntegrationCommit row written if the crash came between
-   the commit and the store update), so it is never integrated twice.
+   the commit and the store update), so it is never integrated twice; likewise a task whose
+   ``Hybrid-Rollback`` revert is on the branch is ``rolled_back`` and its pending rollback
+   control applied, so it is never reverted twice.
 
 The scheduler is then rebuilt from the stored statuses (see ``schedule.build_scheduler``).
 """
@@ -91,6 +93,8 @@ async def recover(c: "Coordinator") -> dict[str, Any]:
     await anyio.to_thread.run_sync(repo.prepare, run.base_branch or None)  # keeps the existing branch
     integrated = await anyio.to_thread.run_sync(repo.find_integrated)
     report["reconciled"] = reconcile(c, integrated)
+    reverted = await anyio.to_thread.run_sync(repo.find_rolled_back)
+    report["rolled_back"] = reconcile_rollbacks(c, reverted)
     return report
 
 
@@ -133,5 +137,37 @@ def reconcile(c: "Coordinator", integrated: Any) -> list[str]:
                 task.attention_reason, task.failure_type, task.version = "", None, version
                 task.save()
                 changed.append(task_id)
+    c.events.flush()
+    return changed
+
+
+def reconcile_rollbacks(c: "Coordinator", reverted: dict[str, str]) -> list[str]:
+    """Reverts on the mission branch the store does not know (a crash between the revert
+    and the store update): record them, mark the tasks rolled back and settle the operator's
+    rollback control, as the uninterrupted run would have. Returns the ids this changed."""
+    now = c.clock()
+    changed: list[str] = []
+    with c.store.write(c.run_id) as version:
+        for task_id, revert_sha in reverted.items():
+            row = m.IntegrationCommit.get_or_none(
+                (m.IntegrationCommit.run == c.run_id) & (m.IntegrationCommit.task_id == task_id)
+            )
+            if row is None or row.reverted_by:
+                continue
+            m.IntegrationCommit.update(reverted_by=revert_sha).where(m.IntegrationCommit.id == row.id).execute()
+            m.Task.update(status="rolled_back", finished_at=now, updated_at=now, version=version).where(
+                (m.Task.run == c.run_id) & (m.Task.task_id == task_id) & (m.Task.status == "done")
+            ).execute()
+            text = f"task {task_id} rolled back by {revert_sha[:10]} (found on the mission branch)"
+            for control in m.Control.select().where(
+                (m.Control.run == c.run_id) & (m.Control.command == "rollback") & (m.Control.status == "pending")
+            ):
+                if json.loads(control.args_json or "{}").get("task_id") == task_id:
+                    m.Control.update(status="applied", result=text, applied_at=now).where(
+                        m.Control.id == control.id
+                    ).execute()
+            c.events.add("task.rollback", text, task_id=task_id, sha=revert_sha)
+            c.events.add("task.status", f"done -> rolled_back: {text}", task_id=task_id, old="done", new="rolled_back")
+            changed.append(task_id)
     c.events.flush()
     return changed

@@ -221,14 +221,19 @@ class MissionRepo:
         path = self.worktrees_dir / agent_id
         if (path / ".git").is_file():
             return path
-        runner = self._repo()
-        _run(runner, "worktree", "prune")  # a folder deleted by hand leaves a stale registration
-        self.worktrees_dir.mkdir(parents=True, exist_ok=True)
-        head = self._expected_head()
-        _ok(runner, "worktree", "add", "-q", "-f", "-B", self._agent_branch(agent_id), str(path), head,
-            what=f"cannot create worktree for {agent_id}")
-        self._remember_base(agent_id, head)
-        return path
+        with self._lock:  # concurrent `worktree add`/`prune` on one repository race on .git/worktrees
+            if (path / ".git").is_file():
+                return path
+            runner = self._repo()
+            _run(runner, "worktree", "prune")  # a folder deleted by hand leaves a stale registration
+            if path.exists():
+                shutil.rmtree(path)  # half-created by a crash: start over
+            self.worktrees_dir.mkdir(parents=True, exist_ok=True)
+            head = self._expected_head()
+            _ok(runner, "worktree", "add", "-q", "-f", "-B", self._agent_branch(agent_id), str(path), head,
+                what=f"cannot create worktree for {agent_id}")
+            self._remember_base(agent_id, head)
+            return path
 
     def _base_file(self, agent_id: str) -> Path:
         return self.worktrees_dir / f".{agent_id}.base"
@@ -419,12 +424,18 @@ class MissionRepo:
             mine = set(self.changed_files(sha))
             after: dict[str, str] = dict(later)
             still: dict[str, str] = {}
+            reverted_by: str | None = None
             for csha, task, run, rollback, _ in self._scan(runner, f"{sha}..{expected}"):
                 if run == self.run_id and task:
                     still[task] = csha
                 if run == self.run_id and rollback:
                     still.pop(rollback, None)
                     after.pop(rollback, None)
+                    if rollback == task_id:
+                        reverted_by = csha
+            if reverted_by is not None and task_id not in still:
+                # Already done (e.g. a crash before the store heard of it): never revert twice.
+                return RollbackResult(True, reverted_by, f"{task_id} was already rolled back")
             after.update(still)
             after.pop(task_id, None)
             clashes = []

@@ -172,6 +172,10 @@ def test_rollback_reverts_one_task(mission: MissionRepo, user_repo: Path) -> Non
     assert "Hybrid-Rollback: T1" in message and "Hybrid-Run: run1" in message
     assert mission.find_integrated() == {"T2": t2.sha}
     assert user_state(user_repo) == before
+    # Asked again (say the coordinator crashed before recording it): no second revert.
+    again = mission.rollback("T1", t1.sha, later=[("T2", t2.sha)])
+    assert again.ok and again.sha == result.sha and "already rolled back" in again.reason
+    assert mission.head() == result.sha
     # A rolled-back task can be integrated again later.
     Sandbox(mission.reset("agent-1")).edit("a.py", "A = 1", "A = 3")
     redo = mission.integrate("agent-1", "T1", "a again")

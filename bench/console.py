@@ -1,0 +1,185 @@
+"""Console refresh tick and resident memory (room: bench; drives the tui app over a real store).
+
+Refresh tick: a run of N tasks on a SQLite file, the real ``HybridApp`` mounted headless
+(``App.run_test``) with its first poll done (every row shown). Each round rewrites ALL N
+task rows in one store transaction (status and version change, as a busy run would), then
+times one tick: ``app.poll_now()`` = ``StoreView.poll`` (rows changed since the last
+version seen) + applying the diff to the panes inside ``batch_update``. Reported with and
+without the repaint that follows. Baseline: raw ``sqlite3`` selecting the same changed rows
+(the least any tick has to read).
+
+Memory: a fresh subprocess builds the store with N tasks, constructs the coordinator and
+its scheduler (from the store, as a run starts), mounts the app and polls once; its RSS
+(psutil) is compared with the same process right after the imports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import core_bench
+from .common import Figure, median, percentile
+from .scheduling import RUN_ID, create_bench_run, mission_of
+
+TICK_BUDGET_MS = {1_000: 16.0, 10_000: 50.0}
+MEMORY_BUDGET_MB = 200.0
+SIZE = (160, 48)
+
+
+def _rewrite_all(store, round_no: int) -> None:
+    from hybrid_tui.store import models as m
+
+    status = ("running", "validating")[round_no % 2]
+    with store.write(RUN_ID) as version:
+        m.Task.update(status=status, agent_id=f"agent-{round_no % 64:02}", updated_at=time.time(),
+                      version=version).where(m.Task.run == RUN_ID).execute()
+
+
+def _raw_select_ms(db_path: Path, since_version: int) -> float:
+    conn = sqlite3.connect(db_path)
+    try:
+        start = time.perf_counter()
+        rows = conn.execute("SELECT * FROM task WHERE run_id = ? AND version > ? ORDER BY id",
+                            (RUN_ID, since_version)).fetchall()
+        elapsed = (time.perf_counter() - start) * 1e3
+    finally:
+        conn.close()
+    assert rows
+    return elapsed
+
+
+async def _ticks(store, db_path: Path, rounds: int) -> dict:
+    from hybrid_tui.store import models as m
+    from hybrid_tui.tui.app import HybridApp
+
+    app = HybridApp(store, RUN_ID, poll_interval=3600.0)  # ticks are driven by hand here
+    out: dict[str, list[float]] = {"tick": [], "tick_paint": [], "poll": [], "raw": [], "costs": []}
+    async with app.run_test(headless=True, size=SIZE) as pilot:
+        await pilot.pause()
+        shown = len(app.tasks_pane.cells)
+        for i in range(rounds):
+            before = m.Run.get_by_id(RUN_ID).version
+            _rewrite_all(store, i)
+            out["raw"].append(_raw_select_ms(db_path, before))
+            gc.collect()
+            start = time.perf_counter()
+            delta = app.poll_now()
+            ticked = time.perf_counter()
+            await pilot.pause()
+            painted = time.perf_counter()
+            out["tick"].append((ticked - start) * 1e3)
+            out["tick_paint"].append((painted - start) * 1e3)
+            if delta is None or len(delta.tasks) != shown:
+                raise RuntimeError(f"tick saw {0 if delta is None else len(delta.tasks)} changed tasks, expected {shown}")
+        # The read half alone (what StoreView.poll costs), after one more rewrite.
+        for i in range(rounds):
+            _rewrite_all(store, rounds + i)
+            start = time.perf_counter()
+            app.view.poll(time.time())
+            out["poll"].append((time.perf_counter() - start) * 1e3)
+            start = time.perf_counter()
+            app.view.cost_summary(time.time())  # part of every poll that saw changed tasks
+            out["costs"].append((time.perf_counter() - start) * 1e3)
+        out["shown"] = [shown]
+    return out
+
+
+def measure_ticks(n: int, rounds: int, seed: int = 1) -> dict:
+    tasks = core_bench.random_dag(n, seed)
+    with tempfile.TemporaryDirectory(prefix="hybrid-bench-tui-") as tmp:
+        root = Path(tmp)
+        store = create_bench_run(mission_of(tasks, root / "mission", 8), root / "run")
+        try:
+            return asyncio.run(_ticks(store, root / "run" / "state.db", rounds))
+        finally:
+            store.close()
+
+
+# ------------------------------------------------------------------ memory (subprocess)
+
+def memory_probe(n: int, seed: int = 1) -> dict:
+    """Runs in a fresh process: RSS after imports, then with store + coordinator + console."""
+    import psutil
+
+    from hybrid_tui.runtime.coordinator import Coordinator
+    from hybrid_tui.tui.app import HybridApp
+
+    proc = psutil.Process()
+    gc.collect()
+    baseline = proc.memory_info().rss
+    tasks = core_bench.random_dag(n, seed)
+    result: dict = {"tasks": n, "imports_rss": baseline}
+    with tempfile.TemporaryDirectory(prefix="hybrid-bench-mem-") as tmp:
+        root = Path(tmp)
+        mission = mission_of(tasks, root / "mission", 64)
+        del tasks
+        store = create_bench_run(mission, root / "run")
+        coordinator = Coordinator(store, RUN_ID, mission, backend="sim", git=False, agents=64, seed=seed)
+        coordinator._load_specs()
+        coordinator._build_scheduler()
+        result["coordinator_rss"] = proc.memory_info().rss
+
+        async def mount() -> None:
+            app = HybridApp(store, RUN_ID, poll_interval=3600.0)
+            async with app.run_test(headless=True, size=SIZE) as pilot:
+                await pilot.pause()
+                result["rows_shown"] = len(app.tasks_pane.cells)
+                gc.collect()
+                result["total_rss"] = proc.memory_info().rss
+
+        asyncio.run(mount())
+        store.close()
+        assert coordinator.scheduler is not None
+    return result
+
+
+def measure_memory(n: int) -> dict:
+    code = f"import json; from bench.console import memory_probe; print(json.dumps(memory_probe({n})))"
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(f"memory probe failed: {out.stderr.strip()[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(quick: bool = False, *, seed: int = 1) -> tuple[list[Figure], dict]:
+    sizes = (100, 300) if quick else (1_000, 10_000)
+    figures: list[Figure] = []
+    details: dict = {}
+    for n, budget in zip(sizes, TICK_BUDGET_MS.values()):
+        r = measure_ticks(n, 2 if quick else (7 if n <= 1_000 else 5), seed)
+        details[f"ticks_{n}"] = r
+        figures += [
+            Figure("console", f"refresh tick, {n:,} tasks changing, median", median(r["tick"]), "ms",
+                   median(r["raw"]), "raw sqlite3 SELECT of them", budget, f"<= {budget:.0f} ms",
+                   note=f"StoreView.poll alone {median(r['poll']):.1f} ms, of which cost_summary "
+                        f"{median(r['costs']):.1f} ms; the rest is the panes' apply"),
+            Figure("console", f"refresh tick, {n:,} tasks changing, p95", percentile(r["tick"], 95), "ms",
+                   percentile(r["raw"], 95), "raw sqlite3 SELECT of them"),
+            Figure("console", f"tick + repaint, {n:,} tasks changing, median", median(r["tick_paint"]), "ms",
+                   median(r["raw"]), "raw sqlite3 SELECT of them"),
+        ]
+    mem_n = 500 if quick else 10_000
+    mem = measure_memory(mem_n)
+    details["memory"] = mem
+    mb = 1024 * 1024
+    figures.append(Figure("console", f"RSS coordinator + console, {mem_n:,} tasks", mem["total_rss"] / mb, "MB",
+                          mem["imports_rss"] / mb, "same process after imports", MEMORY_BUDGET_MB, "< 200 MB",
+                          note=f"after store + coordinator/scheduler: {mem['coordinator_rss'] / mb:.0f} MB; "
+                               f"{mem['rows_shown']:,} rows in the task table"))
+    return figures, details
+
+
+if __name__ == "__main__":
+    from .common import render_table
+
+    figs, _ = run()
+    print(render_table(figs))

@@ -1,0 +1,281 @@
+"""Scheduling overhead of the real runtime (room: bench; drives runtime + store + core, git off).
+
+A seeded random DAG (``core_bench.random_dag``) becomes an in-memory mission; a run of it
+is created on a SQLite file and the REAL ``runtime.Coordinator`` drives it with ``sim``
+agents that finish instantly (pace 0, no failures, git off). Every change goes through the
+store exactly as in a real run (one transaction per scheduler step, events, version bumps).
+
+Figures: wall and CPU time per task lifecycle (ready -> running -> validating ->
+integrating -> done), and the dependency-to-dispatch latency read from the stored
+``task.status`` events: for each task with dependencies, the time from its last
+dependency's ``-> done`` to its own ``-> running``. Side by side on the same DAG: Dask's
+threaded scheduler running no-op tasks, the scheduling core alone (no store), and a plain
+topological walk (the floor).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import random
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from hybrid_tui.core import TaskInfo
+from hybrid_tui.spec.loader import Issue, Mission
+from hybrid_tui.spec.models import (
+    AgentsSection,
+    BudgetSection,
+    IntentOp,
+    MissionFile,
+    MissionSection,
+    Sis,
+    SisIssue,
+    SisTask,
+)
+
+from . import core_bench
+from .common import Figure, Timer, median, percentile
+
+RUN_ID = "bench-run"
+TASK_BUDGET_MS = 0.3
+DISPATCH_LATENCY_BUDGET_MS = 1.0
+
+
+def mission_of(tasks: list[TaskInfo], root: Path, agents: int) -> Mission:
+    """An in-memory mission holding ``tasks`` (one issue), pool pinned at ``agents``."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "repo").mkdir(exist_ok=True)
+    config = MissionFile(
+        mission=MissionSection(name="bench", repo="repo"),
+        agents=AgentsSection(min_implementers=agents, max_implementers=agents, backend="sim"),
+        budget=BudgetSection(mission_usd=1e9, retry_usd=1e9),
+    )
+    specs = [
+        SisTask(
+            task_id=t.task_id,
+            title=f"task {t.task_id}",
+            priority=t.priority,
+            domain=t.domain,
+            dependencies=list(t.dependencies),
+            estimated_duration_minutes=t.estimated_duration_minutes,
+            file_operations=[IntentOp(op="intent", path=f, intent="change it") for f in t.files],
+        )
+        for t in tasks
+    ]
+    sis = Sis(issue=SisIssue(id="bench", title="benchmark DAG"), tasks=specs)
+    return Mission(
+        root=root,
+        mission_file=root / "mission.toml",
+        config=config,
+        repo_path=root / "repo",
+        issues=[Issue(id="bench", title="benchmark DAG", body="", path=root / "issues" / "bench.md")],
+        sis=[(root / "sis" / "bench.json", sis)],
+        tasks=specs,
+    )
+
+
+def create_bench_run(mission: Mission, run_dir: Path):
+    """A run of ``mission`` in ``run_dir`` (SQLite file, git off), as ``start_run --no-git`` makes it."""
+    from hybrid_tui.store.db import open_store
+    from hybrid_tui.store.runs import create_run, init_run_dir, state_db_path
+
+    init_run_dir(run_dir)
+    store = open_store(state_db_path(run_dir))
+    create_run(store, mission, run_id=RUN_ID, run_dir=run_dir, repo_path=mission.repo_path,
+               mission_branch="", base_branch="", backend="sim")
+    return store
+
+
+@dataclass
+class RuntimeResult:
+    tasks: int
+    wall: float
+    cpu: float
+    exit_code: int
+    latencies_ms: list[float] = field(default_factory=list)
+    transactions: int = 0
+
+    @property
+    def wall_ms_per_task(self) -> float:
+        return self.wall / self.tasks * 1e3
+
+    @property
+    def cpu_ms_per_task(self) -> float:
+        return self.cpu / self.tasks * 1e3
+
+
+def dispatch_latencies(run_id: str, tasks: list[TaskInfo]) -> list[float]:
+    """ms from each task's last dependency ``-> done`` to its own ``-> running`` (stored events)."""
+    from hybrid_tui.store import models as m
+
+    done: dict[str, float] = {}
+    started: dict[str, float] = {}
+    query = (
+        m.Event.select(m.Event.task_id, m.Event.ts, m.Event.data_json)
+        .where((m.Event.run == run_id) & (m.Event.kind == "task.status"))
+        .order_by(m.Event.seq)
+        .tuples()
+    )
+    for task_id, ts, data_json in query:
+        new = json.loads(data_json).get("new")
+        if new == "done":
+            done[task_id] = ts
+        elif new == "running":
+            started.setdefault(task_id, ts)  # the first dispatch
+    out = []
+    for t in tasks:
+        if t.dependencies and t.task_id in started:
+            out.append((started[t.task_id] - max(done[d] for d in t.dependencies)) * 1e3)
+    return out
+
+
+def run_runtime(tasks: list[TaskInfo], agents: int, seed: int, workdir: Path, *, profile: Path | None = None) -> RuntimeResult:
+    """Drive the real coordinator over ``tasks`` to completion; time ``Coordinator.run``."""
+    from hybrid_tui.runtime.coordinator import Coordinator
+
+    mission = mission_of(tasks, workdir / "mission", agents)
+    store = create_bench_run(mission, workdir / "run")
+    try:
+        coordinator = Coordinator(store, RUN_ID, mission, backend="sim", git=False, agents=agents, seed=seed,
+                                  rng=random.Random(seed))
+        profiler = None
+        if profile is not None:
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.0005)
+            profiler.start()
+        gc.collect()
+        with Timer() as timer:
+            code = anyio.run(coordinator.run)
+        if profiler is not None:
+            profiler.stop()
+            profile.write_text(profiler.output_text(unicode=False, color=False, show_all=False))
+        from hybrid_tui.store import models as m
+
+        version = m.Run.get_by_id(RUN_ID).version
+        latencies = dispatch_latencies(RUN_ID, tasks)
+        return RuntimeResult(len(tasks), timer.wall, timer.cpu, code, latencies, transactions=version)
+    finally:
+        store.close()
+
+
+def run_dask(tasks: list[TaskInfo], agents: int) -> Timer:
+    """Dask's threaded scheduler on the same DAG, no-op tasks (dict graph, ``dask.threaded.get``)."""
+    import dask.threaded
+
+    def noop(*_args):
+        return None
+
+    graph = {t.task_id: (noop, *t.dependencies) for t in tasks}
+    keys = [t.task_id for t in tasks]
+    gc.collect()
+    with Timer() as timer:
+        dask.threaded.get(graph, keys, num_workers=agents)
+    return timer
+
+
+def run_floor(tasks: list[TaskInfo]) -> Timer:
+    """A plain Python loop walking the DAG in topological order: the least any scheduler does."""
+    with Timer() as timer:
+        core_bench.run_baseline(tasks)
+    return timer
+
+
+def run_core_only(tasks: list[TaskInfo], agents: int, seed: int) -> Timer:
+    """The pure scheduling core, no store (what ``core_bench`` measures)."""
+    with Timer() as timer:
+        core_bench.run_core(tasks, agents, seed)
+    return timer
+
+
+@dataclass
+class SchedulingRun:
+    tasks: int
+    runtime: RuntimeResult
+    dask: Timer
+    floor: Timer
+    core: Timer
+
+
+def measure(n: int, agents: int, seed: int, *, profile: Path | None = None) -> SchedulingRun:
+    tasks = core_bench.random_dag(n, seed)
+    with tempfile.TemporaryDirectory(prefix="hybrid-bench-") as tmp:
+        runtime = run_runtime(tasks, agents, seed, Path(tmp), profile=profile)
+    if runtime.exit_code != 0:
+        raise RuntimeError(f"the coordinator exited {runtime.exit_code} on the benchmark DAG")
+    dask_t = run_dask(tasks, agents)
+    floor = min((run_floor(tasks) for _ in range(3)), key=lambda t: t.wall)
+    core = run_core_only(tasks, agents, seed)
+    return SchedulingRun(n, runtime, dask_t, floor, core)
+
+
+def figures(result: SchedulingRun, agents: int, *, bench: str = "scheduling") -> list[Figure]:
+    n = result.tasks
+    rt = result.runtime
+    per = lambda seconds: seconds / n * 1e3  # noqa: E731  (ms per task)
+    label = f"{n:,} tasks, {agents} agents"
+    lat = rt.latencies_ms
+    return [
+        Figure(bench, f"runtime+store per task, wall ({label})", rt.wall_ms_per_task, "ms/task",
+               per(result.dask.wall), "dask threaded, wall", TASK_BUDGET_MS, "<= 0.3 ms/task",
+               note=f"{rt.transactions / n:.1f} store transactions per task; core alone {per(result.core.cpu):.3f} ms/task CPU"),
+        Figure(bench, "runtime+store per task, CPU", rt.cpu_ms_per_task, "ms/task",
+               per(result.dask.cpu), "dask threaded, CPU", TASK_BUDGET_MS, "<= 0.3 ms/task"),
+        Figure(bench, "runtime+store vs dask (wall ratio)", rt.wall_ms_per_task, "ms/task",
+               per(result.dask.wall), "dask threaded, wall", 1.0, "<= dask (issue goal)", budget_on_ratio=True),
+        Figure(bench, "runtime+store vs plain DAG walk (CPU)", rt.cpu_ms_per_task, "ms/task",
+               per(result.floor.cpu), "topological walk, CPU"),
+        Figure(bench, "dask threaded vs plain DAG walk (CPU)", per(result.dask.cpu), "ms/task",
+               per(result.floor.cpu), "topological walk, CPU"),
+        Figure(bench, "scheduling core alone (no store), CPU", per(result.core.cpu), "ms/task",
+               per(result.floor.cpu), "topological walk, CPU"),
+        Figure(bench, f"dependency -> dispatch, median ({len(lat):,} edges)", median(lat), "ms",
+               budget=DISPATCH_LATENCY_BUDGET_MS, budget_text="<= 1 ms"),
+        Figure(bench, "dependency -> dispatch, p99", percentile(lat, 99), "ms",
+               budget=DISPATCH_LATENCY_BUDGET_MS, budget_text="<= 1 ms"),
+    ]
+
+
+def details_of(result: SchedulingRun, agents: int, seed: int) -> dict:
+    lat = result.runtime.latencies_ms
+    return {
+        "tasks": result.tasks,
+        "agents": agents,
+        "seed": seed,
+        "runtime_wall_s": result.runtime.wall,
+        "runtime_cpu_s": result.runtime.cpu,
+        "store_transactions": result.runtime.transactions,
+        "dask_wall_s": result.dask.wall,
+        "dask_cpu_s": result.dask.cpu,
+        "floor_cpu_s": result.floor.cpu,
+        "core_cpu_s": result.core.cpu,
+        "latency_ms": {"median": median(lat), "p90": percentile(lat, 90), "p99": percentile(lat, 99),
+                       "max": max(lat, default=0.0)},
+    }
+
+
+def run(quick: bool = False, *, agents: int = 64, seed: int = 1, tasks: int | None = None,
+        profile: Path | None = None) -> tuple[list[Figure], dict]:
+    n = tasks or (300 if quick else 10_000)
+    result = measure(n, agents, seed, profile=profile)
+    return figures(result, agents), details_of(result, agents, seed)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    from .common import render_table
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--agents", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", type=Path, help="write a pyinstrument text profile of the runtime run here")
+    args = parser.parse_args()
+    figs, details = run(tasks=args.tasks, agents=args.agents, seed=args.seed, profile=args.profile)
+    print(render_table(figs))
+    print(json.dumps(details, indent=1))

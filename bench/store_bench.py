@@ -1,0 +1,159 @@
+"""Store write throughput for the runtime's write pattern (room: bench; runtime persistence + store).
+
+One task transition the way the coordinator writes it: ``Store.write(run)`` (BEGIN
+IMMEDIATE, bump the run version) around the runtime's own ``persist.persist_changes`` with
+one ``TaskTransition`` (UPDATE task + INSERT event), then COMMIT. Measured on a SQLite file
+holding a run of N tasks, as transitions per second.
+
+The floor: the exact same SQL statements with the exact same parameters (captured from
+peewee's query log during a second, untimed pass on a copy of the store), executed by
+the raw ``sqlite3`` module on a third copy with the same pragmas. The ratio is what the
+ORM and the runtime's Python add on top of SQLite.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import random
+import shutil
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+from . import core_bench
+from .common import Figure, Timer
+from .scheduling import RUN_ID, create_bench_run, mission_of
+
+STATUS_CYCLE = ("ready", "running", "validating", "integrating", "done")
+
+
+class _Capture(logging.Handler):
+    """Collects (sql, params) of every statement peewee executes."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.statements: list[tuple[str, tuple]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.msg, tuple) and len(record.msg) == 2:
+            sql, params = record.msg
+            self.statements.append((sql, tuple(params or ())))
+
+
+def _transitions(task_ids: list[str], count: int, seed: int):
+    """``count`` TaskTransition records walking random tasks through the lifecycle."""
+    from hybrid_tui.core.changes import TaskTransition
+    from hybrid_tui.core.states import TaskStatus
+
+    rng = random.Random(seed)
+    state = {t: 0 for t in task_ids}
+    out = []
+    for _ in range(count):
+        task_id = rng.choice(task_ids)
+        i = state[task_id]
+        j = (i + 1) % len(STATUS_CYCLE)
+        state[task_id] = j
+        out.append(TaskTransition(task_id, TaskStatus(STATUS_CYCLE[i]), TaskStatus(STATUS_CYCLE[j])))
+    return out
+
+
+def _write_pattern(db_path: Path, run_dir: Path, transitions, *, capture: _Capture | None = None) -> Timer:
+    """The runtime's write pattern, one transaction per transition; returns its timer."""
+    from hybrid_tui.runtime.events import EventLog
+    from hybrid_tui.runtime.persist import persist_changes
+    from hybrid_tui.store.db import open_store
+
+    store = open_store(db_path, create=False)
+    events = EventLog(store, RUN_ID, run_dir / "events.jsonl", time.time)
+    # The parts of a coordinator persist_changes reads for a TaskTransition.
+    coordinator = SimpleNamespace(run_id=RUN_ID, events=events, agents={}, _draining=set(), policy_paused=False,
+                                  _in_operator_control=False)
+    logger = logging.getLogger("peewee")
+    old_level = logger.level
+    if capture is not None:
+        logger.addHandler(capture)
+        logger.setLevel(logging.DEBUG)
+    try:
+        gc.collect()
+        with Timer() as timer:
+            for change in transitions:
+                now = time.time()
+                if capture is not None:
+                    capture.statements.append(("BEGIN IMMEDIATE", ()))
+                with store.write(RUN_ID) as version:
+                    persist_changes(coordinator, [change], now, version)
+                if capture is not None:
+                    capture.statements.append(("COMMIT", ()))
+                events.discard()  # the JSONL mirror is not the store: keep it out of both sides
+    finally:
+        if capture is not None:
+            logger.removeHandler(capture)
+            logger.setLevel(old_level)
+        store.close()
+    return timer
+
+
+def _replay_raw(db_path: Path, statements: list[tuple[str, tuple]]) -> Timer:
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    for pragma in ("journal_mode = wal", "synchronous = normal", "busy_timeout = 30000", "foreign_keys = 1",
+                   "cache_size = -16000"):
+        conn.execute(f"PRAGMA {pragma}")
+    # peewee may log its own BEGIN; keep exactly one per transaction (ours).
+    statements = [(s, p) for s, p in statements if not s.upper().startswith("BEGIN") or s == "BEGIN IMMEDIATE"]
+    cursor = conn.cursor()
+    gc.collect()
+    try:
+        with Timer() as timer:
+            for sql, params in statements:
+                cursor.execute(sql, params)
+    finally:
+        conn.close()
+    return timer
+
+
+def run(quick: bool = False, *, seed: int = 1) -> tuple[list[Figure], dict]:
+    n_tasks = 200 if quick else 10_000
+    count = 300 if quick else 5_000
+    tasks = core_bench.random_dag(n_tasks, seed)
+    with tempfile.TemporaryDirectory(prefix="hybrid-bench-store-") as tmp:
+        root = Path(tmp)
+        store = create_bench_run(mission_of(tasks, root / "mission", 4), root / "run")
+        store.close()
+        master = root / "run" / "state.db"
+        copies = {}
+        for name in ("timed", "captured", "raw"):
+            copies[name] = root / f"{name}.db"
+            shutil.copyfile(master, copies[name])
+        transitions = _transitions([t.task_id for t in tasks], count, seed)
+        ours = _write_pattern(copies["timed"], root / "run", transitions)
+        capture = _Capture()
+        _write_pattern(copies["captured"], root / "run", transitions, capture=capture)
+        raw = _replay_raw(copies["raw"], capture.statements)
+        sql_per = (len(capture.statements) - 2 * count) / count
+    figures = [
+        Figure("store", f"transitions/s, runtime pattern, wall ({n_tasks:,}-task run)", count / ours.wall, "per s",
+               count / raw.wall, "raw sqlite3, same SQL", higher_is_better=True,
+               note=f"{sql_per:.1f} SQL statements per transition inside BEGIN IMMEDIATE..COMMIT (run version bump, "
+                    "task UPDATE, event INSERT); DESIGN.md sets no budget of its own"),
+        Figure("store", "transitions/s, runtime pattern, CPU", count / ours.cpu, "per s",
+               count / raw.cpu, "raw sqlite3, same SQL, CPU", higher_is_better=True),
+        Figure("store", "time per transition, CPU", ours.cpu / count * 1e3, "ms",
+               raw.cpu / count * 1e3, "raw sqlite3, same SQL, CPU"),
+    ]
+    details = {"tasks": n_tasks, "transitions": count, "statements_per_transition": sql_per,
+               "ours_wall_s": ours.wall, "ours_cpu_s": ours.cpu, "raw_wall_s": raw.wall, "raw_cpu_s": raw.cpu,
+               "statements_sample": [s for s, _ in capture.statements[: 2 + int(sql_per) + 1]]}
+    return figures, details
+
+
+if __name__ == "__main__":
+    import json
+
+    from .common import render_table
+
+    figs, details = run()
+    print(render_table(figs))
+    print(json.dumps(details, indent=1))

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import git as gitpython
-from git.exc import GitCommandError
 
 __all__ = [
     "BranchMoved",

@@ -241,3 +241,31 @@ def test_root_must_exist(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         Sandbox(tmp_path / "nope")
     assert os.path.exists(tmp_path)
+
+
+def test_no_path_string_writes_outside_the_root(tmp_path: Path) -> None:
+    """Property: any string either is refused with SandboxError or lands inside the root."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    root = tmp_path / "wt"
+    root.mkdir()
+    (root / "out").symlink_to(tmp_path)  # a tempting link to the parent
+    pieces = st.sampled_from(["..", ".", ".git", "out", "a", "/", "\\", "\x00", "C:", "x" * 256, "é", "$(id)", " "])
+    paths = st.one_of(st.text(max_size=40), st.lists(pieces, max_size=6).map("".join), st.lists(pieces, max_size=6).map("/".join))
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(paths)
+    def check(path: str) -> None:
+        sandbox = Sandbox(root)
+        try:
+            sandbox.write_text(path, "x")
+        except SandboxError:
+            return
+        (name,) = sandbox.touched
+        written = (root / name).resolve()
+        assert written.is_relative_to(root.resolve()) and not written.is_relative_to(root.resolve() / ".git")
+
+    check()
+    outside = {p.name for p in tmp_path.iterdir()}
+    assert outside == {"wt"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.style import Style
+from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
@@ -44,10 +45,16 @@ class RunHeader(Static):
         done = self.counts.get("done", 0)
         running = sum(self.counts.get(s, 0) for s in ("running", "validating", "integrating"))
         text.append(f"  done {done}/{total} · running {running}")
-        text.append("  ")
-        label = f" needs attention: {self.attention} "
+        label = Text(f" needs attention: {self.attention} ", no_wrap=True)
         if self.attention:
-            text.append(label, style=Style(bgcolor=theme_color(app, "error"), color="white", bold=True))
+            label.stylize(Style(bgcolor=theme_color(app, "error"), color="white", bold=True))
         else:
-            text.append(label, style=Style(dim=True))
-        self.update(text)
+            label.stylize(Style(dim=True))
+        # Two columns: the attention count is never the part that gets cut off.
+        grid = Table.grid(expand=True)
+        grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+        grid.add_column(no_wrap=True, justify="right")
+        text.no_wrap = True
+        text.overflow = "ellipsis"
+        grid.add_row(text, label)
+        self.update(grid)

@@ -176,9 +176,10 @@ class CommandResult:
 
 def run_validation(worktree: Path, task: SisTask) -> list[CommandResult]:
     results = []
-    for command in task.validation.commands:
+    # Like the runtime: the commands, then the security checks, all in a shell.
+    for command in [*task.validation.commands, *task.validation.security_checks]:
         proc = subprocess.run(
-            command, shell=True, cwd=worktree, env=validation_env(), capture_output=True, text=True,
+            ["bash", "-c", command], cwd=worktree, env=validation_env(), capture_output=True, text=True,
             timeout=task.validation.timeout_seconds,
         )
         results.append(CommandResult(command, proc.returncode, proc.stdout + proc.stderr))

@@ -121,3 +121,16 @@ def test_parallel_waves_integrate_all_but_the_second_of_the_pair(sample, tmp_pat
     assert final.returncode == 0, final.output
     without_loser = [t for t in sample.topological_order() if t != "sec-search-input"]
     assert read_tree(repo) == final_tree(sample, without_loser)
+
+
+def test_security_checks_are_real_commands_that_fail_before_the_fix(sample, tmp_path):
+    repo = init_repo(sample, tmp_path / "repo")
+    security_tasks = [t for t in sample.tasks.values() if t.domain == "security"]
+    assert all(t.validation.security_checks for t in security_tasks)
+    for task in security_tasks:
+        checks = task.model_copy(update={"validation": task.validation.model_copy(update={"commands": []})})
+        assert not passed(run_validation(repo, checks)), task.task_id
+    # The recorded bad attempt is caught by its security check as well as by its tests.
+    apply_to_dir(repo, sample.recorded["sec-knowledge-path"].attempts[0].file_operations)
+    results = run_validation(repo, sample.tasks["sec-knowledge-path"])
+    assert [r.returncode == 0 for r in results] == [False, True, False]

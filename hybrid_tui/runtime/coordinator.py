@@ -453,7 +453,10 @@ class Coordinator:
     ) -> None:
         """Record the attempt's end and tell the scheduler, in one transaction."""
         from .persist import record_attempt_end
+        from .record import record_attempt
 
+        # What the attempt did, for export-replay: before the store update frees the agent's worktree.
+        record_attempt(self, attempt, outcome=outcome, failure_type=failure_type, message=message, result=result, commit=commit)
         record_attempt_end(self, attempt, outcome=outcome, failure_type=failure_type, message=message,
                            result=result, retry_after=retry_after, commit=commit)
 

@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
             if name == "scheduling":
                 from . import scheduling
 
-                result = scheduling.measure(300 if args.quick else 10_000, 64, args.seed)
+                result = scheduling.measure_with_chain(300 if args.quick else 10_000, 64, args.seed,
+                                                        chain=50 if args.quick else 200)
                 known_scheduling[result.tasks] = result
                 figs = scheduling.figures(result, 64)
                 data = scheduling.details_of(result, 64, args.seed)

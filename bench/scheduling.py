@@ -199,6 +199,16 @@ class SchedulingRun:
     dask: Timer
     floor: Timer
     core: Timer
+    chain: RuntimeResult | None = None
+
+
+def chain_latency(n: int, seed: int) -> RuntimeResult:
+    """A chain (each task depends on the one before): exactly one task is ready at a time,
+    so dependency -> dispatch is the coordinator's pure reaction time, no queueing."""
+    chain = [TaskInfo(f"C{i:05}", "MEDIUM", "api", (f"C{i - 1:05}",) if i else (), (f"src/chain{i}.py",), 5.0, 0.01)
+             for i in range(n)]
+    with tempfile.TemporaryDirectory(prefix="hybrid-bench-chain-") as tmp:
+        return run_runtime(chain, 4, seed, Path(tmp))
 
 
 def measure(n: int, agents: int, seed: int, *, profile: Path | None = None) -> SchedulingRun:
@@ -211,6 +221,12 @@ def measure(n: int, agents: int, seed: int, *, profile: Path | None = None) -> S
     floor = min((run_floor(tasks) for _ in range(3)), key=lambda t: t.wall)
     core = run_core_only(tasks, agents, seed)
     return SchedulingRun(n, runtime, dask_t, floor, core)
+
+
+def measure_with_chain(n: int, agents: int, seed: int, *, chain: int = 200, profile: Path | None = None) -> SchedulingRun:
+    result = measure(n, agents, seed, profile=profile)
+    result.chain = chain_latency(chain, seed)
+    return result
 
 
 def figures(result: SchedulingRun, agents: int, *, bench: str = "scheduling") -> list[Figure]:
@@ -234,10 +250,18 @@ def figures(result: SchedulingRun, agents: int, *, bench: str = "scheduling") ->
         Figure(bench, "scheduling core alone (no store), CPU", per(result.core.cpu), "ms/task",
                per(result.floor.cpu), "topological walk, CPU"),
         Figure(bench, f"dependency -> dispatch, median ({len(lat):,} edges)", median(lat), "ms",
-               budget=DISPATCH_LATENCY_BUDGET_MS, budget_text="<= 1 ms"),
+               budget=DISPATCH_LATENCY_BUDGET_MS, budget_text="<= 1 ms",
+               note="on the random DAG this includes waiting behind other ready tasks while the "
+                    "coordinator is CPU-bound; the chain rows below have no queueing"),
         Figure(bench, "dependency -> dispatch, p99", percentile(lat, 99), "ms",
                budget=DISPATCH_LATENCY_BUDGET_MS, budget_text="<= 1 ms"),
-    ]
+    ] + ([] if result.chain is None else [
+        Figure(bench, f"dependency -> dispatch, {result.chain.tasks}-task chain, median",
+               median(result.chain.latencies_ms), "ms", budget=DISPATCH_LATENCY_BUDGET_MS, budget_text="<= 1 ms"),
+        Figure(bench, f"dependency -> dispatch, {result.chain.tasks}-task chain, p99",
+               percentile(result.chain.latencies_ms, 99), "ms", budget=DISPATCH_LATENCY_BUDGET_MS,
+               budget_text="<= 1 ms"),
+    ])
 
 
 def details_of(result: SchedulingRun, agents: int, seed: int) -> dict:
@@ -255,13 +279,14 @@ def details_of(result: SchedulingRun, agents: int, seed: int) -> dict:
         "core_cpu_s": result.core.cpu,
         "latency_ms": {"median": median(lat), "p90": percentile(lat, 90), "p99": percentile(lat, 99),
                        "max": max(lat, default=0.0)},
+        "chain_latency_ms": None if result.chain is None else result.chain.latencies_ms,
     }
 
 
 def run(quick: bool = False, *, agents: int = 64, seed: int = 1, tasks: int | None = None,
         profile: Path | None = None) -> tuple[list[Figure], dict]:
     n = tasks or (300 if quick else 10_000)
-    result = measure(n, agents, seed, profile=profile)
+    result = measure_with_chain(n, agents, seed, chain=50 if quick else 200, profile=profile)
     return figures(result, agents), details_of(result, agents, seed)
 
 

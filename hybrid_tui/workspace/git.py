@@ -476,7 +476,9 @@ class MissionRepo:
 
 
 def _one_line(title: str) -> str:
-    return " ".join(title.split()) or "(untitled)"
+    """A commit subject: one line, no control characters (terminal escapes stay out of git log)."""
+    printable = "".join(ch if ch.isprintable() else " " for ch in title)
+    return " ".join(printable.split()) or "(untitled)"
 
 
 def _conflict_text(merge_output: str) -> str:

@@ -67,12 +67,13 @@ def test_integrate_makes_one_commit_with_trailers_and_never_twice(mission: Missi
     sandbox = Sandbox(mission.reset("agent-1"))
     sandbox.edit("b.py", "B = 1", "B = 2")
     sandbox.write_text("pkg/c.py", "C = 3\n")
-    result = mission.integrate("agent-1", "T1", "Change B\nand add C")
+    result = mission.integrate("agent-1", "T1", "Change B\nand add C\x1b[2J\x07")
     assert not result.already and not result.empty and result.conflict is None
     assert sorted(result.files) == ["b.py", "pkg/c.py"]
     assert git(user_repo, "rev-list", f"{start}..{BRANCH}").split() == [result.sha]
     message = git(user_repo, "log", "-1", "--format=%B", BRANCH)
-    assert message.startswith("T1: Change B and add C\n\n")
+    assert message.startswith("T1: Change B and add C [2J\n\n")  # escape bytes dropped: inert
+    assert "\x1b" not in message and "\x07" not in message
     assert "Hybrid-Task: T1\nHybrid-Run: run1" in message
     assert git(user_repo, "show", f"{BRANCH}:b.py") == "B = 2\n"
     again = mission.integrate("agent-1", "T1", "Change B")

@@ -177,3 +177,30 @@ def test_a_port_in_use_is_a_one_line_error(tmp_path: Path):
     assert proc.returncode == 2
     error = proc.stderr.strip().splitlines()[-1]
     assert error.startswith(f"hybrid-tui: error: --metrics-port {port}: cannot listen on 127.0.0.1:{port}")
+
+
+def test_the_grafana_dashboard_only_uses_metrics_the_endpoint_serves(tmp_path: Path):
+    import re
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "grafana" / "hybrid-tui-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    used = {name for expr in exprs for name in re.findall(r"\bhybrid_[a-z_]+", expr)}
+    root = write_mission(tmp_path / "mission", [task("a")])
+    store, run_id, c = start_run(root, tmp_path / "runs")
+    try:
+        assert anyio.run(c.run) == 0
+        server = MetricsServer(run_id, 0)
+        try:
+            with urllib.request.urlopen(server.url, timeout=10) as response:
+                text = response.read().decode()
+        finally:
+            server.close()
+    finally:
+        store.close()
+    served = set()
+    for family in text_string_to_metric_families(text):
+        served.add(family.name)
+        served |= {s.name for s in family.samples}
+    assert used and used <= served, used - served

@@ -302,6 +302,18 @@ class Coordinator:
         from .schedule import build_scheduler
 
         self.scheduler = build_scheduler(self)
+        self._store_scores()
+
+    def _store_scores(self) -> None:
+        """Write every queued task's priority score once, so the console shows it from the start."""
+        queued = [tid for tid in self.scheduler.task_ids() if self.scheduler.status(tid).value in ("pending", "ready")]
+        if not queued:
+            return
+        with self.store.write(self.run_id) as version:
+            for tid in queued:
+                m.Task.update(score=self.scheduler.score(tid), version=version).where(
+                    (m.Task.run == self.run_id) & (m.Task.task_id == tid)
+                ).execute()
 
     # ------------------------------------------------------------------ persistence
     def _persist(self, changes: Any, now: float) -> None:

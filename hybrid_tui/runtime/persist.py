@@ -39,6 +39,9 @@ def persist_change(c: "Coordinator", kind: str, ch: Any, now: float, version: in
     if kind == "TaskTransition":
         new, old = _status(ch.new), _status(ch.old)
         fields: dict[str, Any] = {"status": new, "updated_at": now, "version": version, "retry_at": ch.retry_at}
+        if new in ("pending", "ready", "retry_wait", "running"):
+            # The console shows the score the queue was ordered by when the task last moved.
+            fields["score"] = c.scheduler.score(ch.task_id)
         if new in ATTENTION or new == "retry_wait":
             fields["attention_reason"] = ch.reason if new in ATTENTION else ""
         elif new in ("ready", "pending", "running", "done"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import stat
 import subprocess
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -118,6 +119,8 @@ class Sandbox:
             raise SandboxError(f"{name}: no such file")
         if real.is_dir():
             raise SandboxError(f"{name}: is a directory; use list_files")
+        if not real.is_file():  # a FIFO or device would block or never end
+            raise SandboxError(f"{name}: not a regular file")
         if start_line is not None and start_line < 1:
             raise SandboxError(f"{name}: start_line must be 1 or more, got {start_line}")
         if end_line is not None and start_line is not None and end_line < start_line:
@@ -190,7 +193,8 @@ class Sandbox:
                 except SandboxError:
                     continue
             try:
-                if path.stat().st_size > self.max_read_bytes:
+                info = path.stat()
+                if not stat.S_ISREG(info.st_mode) or info.st_size > self.max_read_bytes:
                     continue
                 data = path.read_bytes()
             except OSError:
@@ -221,6 +225,8 @@ class Sandbox:
         real, name = self._writable(rel)
         if real.is_dir():
             raise SandboxError(f"{name}: is a directory, cannot write it as a file")
+        if real.exists() and not real.is_file():  # opening a FIFO for writing blocks
+            raise SandboxError(f"{name}: not a regular file")
         try:
             real.parent.mkdir(parents=True, exist_ok=True)
             # O_NOFOLLOW: a symlink planted after resolve() is refused, not followed.

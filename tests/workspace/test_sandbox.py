@@ -269,3 +269,14 @@ def test_no_path_string_writes_outside_the_root(tmp_path: Path) -> None:
     check()
     outside = {p.name for p in tmp_path.iterdir()}
     assert outside == {"wt"}
+
+
+def test_fifo_is_refused_not_blocking(root: Path) -> None:
+    os.mkfifo(root / "pipe")
+    sandbox = Sandbox(root)
+    with pytest.raises(SandboxError, match="pipe: not a regular file"):
+        sandbox.read_text("pipe")
+    with pytest.raises(SandboxError, match="pipe: not a regular file"):
+        sandbox.write_text("pipe", "x")
+    assert sandbox.search("anything") == []
+    assert "pipe" in sandbox.list_files()

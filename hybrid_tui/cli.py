@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "hybrid_tui.spec.cli",
     "hybrid_tui.store.cli",
     "hybrid_tui.runtime.cli",
+    "hybrid_tui.runtime.replay_cli",
     "hybrid_tui.costs.cli",
     "hybrid_tui.agents.cli",
     "hybrid_tui.samples.cli",

@@ -1,0 +1,101 @@
+"""The ``demo`` walkthrough: the web-18 sample mission, offline, at a watchable pace; and the
+README's screenshots of its key moments.
+
+Room: runtime. Starts a run of a sample mission (replay backend) into a temporary or given
+runs folder and hands it to the console or headless mode. ``python -m
+hybrid_tui.runtime.demo --screenshots DIR`` drives the same mission step by step (a gated
+implementer and a frozen clock, see :mod:`hybrid_tui.runtime.demo_capture`) and saves an SVG
+of the console at each key moment: start, lock contention, a retry, the conflict in the
+attention view, completion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_MISSIONS = REPO_ROOT / "sample_missions"
+DEMO_MISSION = "web-18"
+TARGET_SECONDS = 90.0  # how long the paced demo should take
+
+
+class DemoError(Exception):
+    """The demo cannot start (mission missing or invalid): one line."""
+
+
+def demo_mission_path(mission: str | Path | None = None) -> Path:
+    path = Path(mission) if mission is not None else SAMPLE_MISSIONS / DEMO_MISSION
+    if not (path / "mission.toml").is_file():
+        raise DemoError(f"{path}: no mission.toml (the demo needs the sample_missions folder of a source checkout)")
+    return path
+
+
+def watchable_pace(mission, target_seconds: float = TARGET_SECONDS) -> float:
+    """The pace at which the mission's recorded (else estimated) durations take about
+    ``target_seconds``: the longer of the dependency chain and the work spread over the pool."""
+    seconds: dict[str, float] = {}
+    for task in mission.tasks:
+        recorded = mission.recorded.get(task.task_id)
+        if recorded is not None:
+            seconds[task.task_id] = sum(a.duration_seconds or task.estimated_duration_minutes * 60 for a in recorded.attempts)
+        else:
+            seconds[task.task_id] = task.estimated_duration_minutes * 60
+    finish: dict[str, float] = {}
+
+    def chain(task_id: str, seen: frozenset[str] = frozenset()) -> float:
+        if task_id not in finish:
+            deps = [d for d in mission.task(task_id).dependencies if d in seconds and d not in seen]
+            finish[task_id] = seconds[task_id] + max((chain(d, seen | {task_id}) for d in deps), default=0.0)
+        return finish[task_id]
+
+    critical = max((chain(t) for t in seconds), default=0.0)
+    pool = max(1, mission.config.agents.min_implementers)
+    work = max(critical, sum(seconds.values()) / pool)
+    return target_seconds / work if work > 0 else 0.0
+
+
+def run_demo(*, pace: float | None = None, headless: bool = False, runs_dir: str | Path | None = None,
+             mission: str | Path | None = None, theme: str = "dark") -> int:
+    from .cli import _drive_run
+    from .launch import LaunchError, load_valid_mission, start_run
+
+    path = demo_mission_path(mission)
+    try:
+        loaded = load_valid_mission(path)
+    except LaunchError as exc:
+        raise DemoError(str(exc)) from None
+    if pace is None:
+        pace = watchable_pace(loaded)
+    if pace < 0:
+        raise DemoError(f"--pace must not be negative (got {pace})")
+    if runs_dir is None:
+        runs_dir = Path(tempfile.mkdtemp(prefix="hybrid-demo-"))
+    try:
+        store, run_id, coordinator = start_run(path, runs_dir, "replay", pace=pace)
+    except LaunchError as exc:
+        raise DemoError(str(exc)) from None
+    print(f"hybrid-tui demo: {loaded.name} ({len(loaded.tasks)} tasks) at pace {pace:.3g}, run folder "
+          f"{coordinator.run_dir}", file=sys.stderr)
+    args = argparse.Namespace(headless=headless, json=False, theme=theme)
+    return _drive_run(args, store, run_id, coordinator)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hybrid_tui.runtime.demo")
+    parser.add_argument("--screenshots", type=Path, metavar="DIR", help="save SVGs of the key moments to DIR")
+    parser.add_argument("--mission", type=Path, help="mission folder (default: web-18)")
+    args = parser.parse_args(argv)
+    if args.screenshots is None:
+        return run_demo(mission=args.mission)
+    from .demo_capture import save_screenshots
+
+    for path in save_screenshots(args.screenshots, mission=args.mission):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""``hybrid-tui export-replay RUN DEST`` and ``hybrid-tui demo``.
+
+Room: runtime. Argument parsing only; the work is in ``runtime.export`` and ``runtime.demo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..cli import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export-replay", help="turn a run into a mission folder that replays it offline",
+        description="Write DEST: a mission folder (replay backend) that reproduces RUN offline with the "
+                    "same file changes, outcomes and recorded costs.",
+    )
+    p.add_argument("run", metavar="RUN", help="run folder or run id")
+    p.add_argument("dest", metavar="DEST", type=Path, help="new mission folder (must not exist or be empty)")
+    p.add_argument("--pace", type=float, default=1.0,
+                   help="scale the recorded durations written to replay/ (default 1 = as recorded)")
+    p.add_argument("--runs-dir", type=Path, help="where run folders are (default .hybrid/runs)")
+    p.set_defaults(func=cmd_export_replay)
+
+    p = sub.add_parser("demo", help="watch the web-18 sample mission run in the console",
+                       description="Run sample_missions/web-18 offline (replay backend) at a watchable pace.")
+    p.add_argument("--pace", type=float, default=None,
+                   help="scale recorded durations (default: chosen so the run takes about 90 s)")
+    p.add_argument("--headless", action="store_true", help="no console: progress on stdout")
+    p.add_argument("--runs-dir", type=Path, help="where the run folder goes (default: a temporary folder)")
+    p.add_argument("--mission", type=Path, help="another mission folder to demo (default: web-18)")
+    p.add_argument("--theme", default="dark")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_export_replay(args: argparse.Namespace) -> int:
+    from .export import ExportError, export_replay
+
+    try:
+        summary = export_replay(args.run, args.dest, pace=args.pace, runs_dir=args.runs_dir)
+    except ExportError as exc:
+        raise UserError(str(exc)) from None
+    print(
+        f"exported run {summary.run_id} to {summary.dest}: {summary.issues} issue(s), {summary.tasks} task(s), "
+        f"{summary.recorded_attempts} recorded attempt(s) of {summary.recorded_tasks} task(s)"
+    )
+    if summary.missing:
+        print(f"note: no complete recording for {', '.join(summary.missing)}: those replay their SIS operations")
+    print(f"replay it with: hybrid-tui run {summary.dest}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DemoError, run_demo
+
+    try:
+        return run_demo(pace=args.pace, headless=args.headless, runs_dir=args.runs_dir, mission=args.mission,
+                        theme=args.theme)
+    except DemoError as exc:
+        raise UserError(str(exc)) from None

@@ -98,3 +98,31 @@ def end_state(run_dir: Path) -> dict:
         }
     finally:
         store.close()
+
+
+# Missions here fail on purpose: never let the failure-rate auto-pause end them early.
+NO_AUTO_PAUSE = "\n[policies]\nfailure_rate_pause = 1.0\n"
+
+
+def drive(coordinator, script=None) -> int:
+    """Run an in-process coordinator to its end (and ``script`` beside it); returns the exit code."""
+    import anyio
+
+    async def main() -> int:
+        result: dict[str, int] = {}
+
+        async def run() -> None:
+            result["code"] = await coordinator.run()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            if script is not None:
+                with anyio.fail_after(120):
+                    await script()
+        return result["code"]
+
+    return anyio.run(main)
+
+
+def attempts_of(task_id: str) -> list:
+    return list(m.Attempt.select().where(m.Attempt.task_id == task_id).order_by(m.Attempt.number))

@@ -155,12 +155,20 @@ class AnthropicImplementer:
                     log.write(f"-- turn {turn}: API error: {failure.failure_type}: {failure.message}")
                     return self._failure(request, progress, failure.failure_type, failure.message, failure.retry_after)
 
+                if getattr(response, "usage", None) is None:  # the SDK does not validate a 200 body
+                    log.write(f"-- turn {turn}: malformed response ({type(response).__name__}, no usage)")
+                    return self._failure(request, progress, "agent_error",
+                                         f"malformed API response on turn {turn}: no message usage")
                 turn_usage = usage_from_response(response.usage)
                 progress.usage = add_usage(progress.usage, turn_usage)
                 try:
                     progress.cost = request.cost_of(request.model, progress.usage)
                 except Exception as exc:  # unknown model in the pricing table
                     return self._failure(request, progress, "agent_error", f"cannot price model {request.model}: {exc}")
+                problem = _malformed_content(response)
+                if problem:  # its usage is counted above: the tokens were spent
+                    log.write(f"-- turn {turn}: malformed response: {problem}")
+                    return self._failure(request, progress, "agent_error", f"malformed API response on turn {turn}: {problem}")
                 log.write(
                     f"-- turn {turn} · stop {response.stop_reason} · usage in={turn_usage.input_tokens}"
                     f" out={turn_usage.output_tokens} cache_read={turn_usage.cache_read_tokens}"
@@ -256,6 +264,22 @@ class AnthropicImplementer:
             message=redact(message),
             retry_after=retry_after,
         )
+
+
+def _malformed_content(response: Any) -> str | None:
+    """Why a reply's content cannot drive the tool loop, or None when it can."""
+    content = getattr(response, "content", None)
+    if not isinstance(content, list):
+        return f"content is {type(content).__name__}, not a list of blocks"
+    for block in content:
+        kind = getattr(block, "type", None)
+        if kind == "text" and not isinstance(getattr(block, "text", None), str):
+            return "a text block without text"
+        if kind == "tool_use" and not (
+            isinstance(getattr(block, "name", None), str) and isinstance(getattr(block, "id", None), str)
+        ):
+            return "a tool_use block without a name or id"
+    return None
 
 
 def _with_rolling_cache(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

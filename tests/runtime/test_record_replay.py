@@ -1,0 +1,158 @@
+"""Record a run, export it as a replay mission, replay it: same tree, outcomes and costs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hybrid_tui.spec.loader import load_mission
+
+from .helpers import copy_quickstart, git, hybrid, only_run_dir, py, task, write_mission
+
+
+def run_facts(run_dir: Path) -> dict:
+    """What a run produced, read straight from its SQLite file."""
+    db = sqlite3.connect(run_dir / "state.db")
+    try:
+        repo, branch = db.execute("select repo_path, mission_branch from run").fetchone()
+        attempts = db.execute(
+            "select task_id, number, outcome, failure_type, cost_usd, input_tokens, output_tokens, model "
+            "from attempt where phase != 'planning' order by task_id, number"
+        ).fetchall()
+        tasks = dict(db.execute("select task_id, status || '/' || attempts from task").fetchall())
+    finally:
+        db.close()
+    tree = git(Path(repo), "rev-parse", f"{branch}^{{tree}}").strip()
+    return {"tree": tree, "attempts": attempts, "tasks": tasks}
+
+
+@pytest.mark.slow
+def test_quickstart_recorded_exported_and_replayed_gives_the_same_run(tmp_path: Path):
+    mission = copy_quickstart(tmp_path / "quickstart")
+    runs, replay_runs = tmp_path / "runs", tmp_path / "replay-runs"
+    hybrid("run", str(mission), "--headless", "--agents", "3", "--runs-dir", str(runs), cwd=tmp_path, check_exit=0)
+    original_dir = only_run_dir(runs)
+    original = run_facts(original_dir)
+
+    # Every real attempt left a recording in the run folder, with its validation outcome.
+    ledger = [json.loads(line) for line in (original_dir / "record" / "attempts.jsonl").read_text().splitlines()]
+    assert sorted((e["task_id"], e["number"], e["outcome"]) for e in ledger) == sorted(
+        (a[0], a[1], a[2]) for a in original["attempts"])
+    failed = [e for e in ledger if e["outcome"] == "failed"]
+    assert failed and failed[0]["validation"] == "failed" and "assert" in failed[0]["output"]
+
+    dest = tmp_path / "exported"
+    out = hybrid("export-replay", original_dir.name, str(dest), "--runs-dir", str(runs), cwd=tmp_path, check_exit=0)
+    assert "9 recorded attempt(s)" in out.stdout
+
+    exported = load_mission(dest)  # a valid mission folder
+    assert exported.config.agents.backend == "replay"
+    assert not (dest / "repo" / ".git").exists()
+    base = git(mission / "repo", "rev-parse", "main^{tree}").strip()
+    assert sorted(p.relative_to(dest / "repo").as_posix() for p in (dest / "repo").rglob("*") if p.is_file()) == sorted(
+        git(mission / "repo", "ls-tree", "-r", "--name-only", base).split())
+    assert [len(r.attempts) for r in exported.recorded.values()].count(2) == 1
+
+    hybrid("run", str(dest), "--headless", "--agents", "3", "--runs-dir", str(replay_runs), cwd=tmp_path, check_exit=0)
+    replayed = run_facts(only_run_dir(replay_runs))
+
+    assert replayed["tree"] == original["tree"]
+    assert replayed["tasks"] == original["tasks"]
+    assert replayed["attempts"] == original["attempts"]  # outcomes, failure types, exact costs, tokens, models
+
+
+def test_export_refuses_a_non_empty_destination_and_an_unknown_run(tmp_path: Path):
+    mission = write_mission(tmp_path / "m", [task("a")])
+    runs = tmp_path / "runs"
+    hybrid("run", str(mission), "--headless", "--runs-dir", str(runs), cwd=tmp_path, check_exit=0)
+    run_dir = only_run_dir(runs)
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "keep.txt").write_text("mine\n")
+    proc = hybrid("export-replay", str(run_dir), str(dest), cwd=tmp_path, check_exit=2)
+    assert proc.stderr.count("\n") == 1 and "not an empty folder" in proc.stderr
+    assert [p.name for p in dest.iterdir()] == ["keep.txt"]
+
+    proc = hybrid("export-replay", "no-such-run", str(tmp_path / "new"), "--runs-dir", str(runs), cwd=tmp_path, check_exit=2)
+    assert proc.stderr.count("\n") == 1 and "no-such-run" in proc.stderr
+    assert not (tmp_path / "new").exists()
+
+    # An empty destination folder is fine; --pace scales the recorded durations.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    hybrid("export-replay", str(run_dir), str(empty), "--pace", "0.5", cwd=tmp_path, check_exit=0)
+    recorded = json.loads((run_dir / "record" / "a.json").read_text())["attempts"][0]
+    exported = json.loads((empty / "replay" / "a.json").read_text())["attempts"][0]
+    assert exported["duration_seconds"] == pytest.approx(recorded["duration_seconds"] * 0.5)
+
+
+AGENT_SCRIPT = textwrap.dedent('''
+    """A stand-in coding agent: edits the worktree (cwd) per task; its first try at 'b' is wrong."""
+    import pathlib, sys
+    task = sys.argv[1]
+    tries = pathlib.Path(sys.argv[2]) / f"{task}.tries"
+    tries.write_text(str(int(tries.read_text()) + 1 if tries.exists() else 1))
+    here = pathlib.Path(".")
+    if task == "a":
+        (here / "notes.md").write_text("# Notes\\n\\nwritten by a\\n")
+        readme = here / "README.md"
+        readme.write_text(readme.read_text().replace("demo", "demo, improved"))
+        (here / "old.txt").unlink()
+        (here / "logo.bin").write_bytes(bytes(range(256)))
+    elif task == "b":
+        value = "41" if tries.read_text() == "1" else "42"
+        (here / "answer.py").write_text(f"ANSWER = {value}\\n")
+    elif task == "c":  # depends on a: edits the file a created
+        notes = here / "notes.md"
+        notes.write_text(notes.read_text() + "and extended by c\\n")
+''')
+
+
+@pytest.mark.slow
+def test_a_cli_agent_run_is_recorded_from_the_worktree_diff_and_replays_identically(tmp_path: Path):
+    """Another backend's changes are read from the worktree (create, patch, delete, binary)."""
+    state = tmp_path / "agent-state"
+    state.mkdir()
+    (tmp_path / "agent.py").write_text(AGENT_SCRIPT)
+    template = f"{sys.executable} {tmp_path / 'agent.py'} {{task_id}} {state}"
+    intent = lambda path: [{"op": "intent", "path": path, "intent": "see the issue"}]  # noqa: E731
+    mission = write_mission(
+        tmp_path / "m",
+        [
+            task("a", ops=intent("notes.md") + intent("README.md") + intent("old.txt") + intent("logo.bin")),
+            task("b", ops=intent("answer.py"), checks=[py("import answer; assert answer.ANSWER == 42")]),
+            task("c", deps=["a"], ops=intent("notes.md")),
+        ],
+        files={"README.md": "demo\n", "old.txt": "obsolete\n"},
+        mission=f'backend = "cli"\ncli = {json.dumps(template)}\n\n[policies]\nfailure_rate_pause = 0.9\n',
+    )
+    runs, replay_runs = tmp_path / "runs", tmp_path / "replay-runs"
+    hybrid("run", str(mission), "--headless", "--runs-dir", str(runs), cwd=tmp_path, check_exit=0)
+    original_dir = only_run_dir(runs)
+    original = run_facts(original_dir)
+    assert [a[2] for a in original["attempts"] if a[0] == "b"] == ["failed", "succeeded"]
+
+    ops = {
+        task_id: [(o["op"], o["path"]) for a in json.loads((original_dir / "record" / f"{task_id}.json").read_text())["attempts"]
+                  for o in a["file_operations"]]
+        for task_id in "abc"
+    }
+    assert sorted(ops["a"]) == [("create", "notes.md"), ("delete", "old.txt"), ("patch", "README.md"), ("patch", "logo.bin")]
+    assert ops["b"] == [("create", "answer.py"), ("create", "answer.py")]
+    assert ops["c"] == [("patch", "notes.md")]
+
+    dest = tmp_path / "exported"
+    hybrid("export-replay", str(original_dir), str(dest), cwd=tmp_path, check_exit=0)
+    hybrid("run", str(dest), "--headless", "--runs-dir", str(replay_runs), cwd=tmp_path, check_exit=0)
+    replayed = run_facts(only_run_dir(replay_runs))
+    assert replayed["tree"] == original["tree"]
+    assert replayed["tasks"] == original["tasks"]
+    assert [a[:5] for a in replayed["attempts"]] == [a[:5] for a in original["attempts"]]
+    # The agent ran only in the original run: replay applied the recording.
+    assert (state / "a.tries").read_text() == "1" and (state / "b.tries").read_text() == "2"

@@ -25,7 +25,7 @@ def apply_file_operations(sandbox: Any, operations: Iterable[Any]) -> list[str]:
 
     ``intent`` operations need an LLM implementer: offline backends skip them.
     """
-    from ..workspace.sandbox import FileLockedError
+    from ..workspace.sandbox import EditTargetMissing, FileLockedError
 
     touched: dict[str, None] = {}
     for index, op in enumerate(operations):
@@ -35,6 +35,13 @@ def apply_file_operations(sandbox: Any, operations: Iterable[Any]) -> list[str]:
             sandbox.apply(op)
         except FileLockedError as exc:
             raise FileOperationError(f"file operation {index + 1} ({op.op} {op.path}): {exc}", "file_locked") from exc
+        except EditTargetMissing as exc:
+            # A planned edit no longer applies because an integrated task changed the same
+            # text: the two changes conflict, and retrying the same edit cannot help.
+            raise FileOperationError(
+                f"file operation {index + 1} ({op.op} {op.path}) conflicts with the mission branch: {exc}",
+                "git_conflict",
+            ) from exc
         except Exception as exc:  # sandbox refusals, missing files, bad edits
             raise FileOperationError(f"file operation {index + 1} ({op.op} {op.path}): {exc}") from exc
         touched.setdefault(op.path, None)

@@ -38,6 +38,10 @@ class EditError(SandboxError):
     """An edit whose ``old`` text is missing or not unique."""
 
 
+class EditTargetMissing(EditError):
+    """An edit whose ``old`` text is not in the file (any more): the file moved on under it."""
+
+
 class Sandbox:
     """File access confined to ``root``.
 
@@ -246,7 +250,7 @@ class Sandbox:
         text = self.read_text(name)
         count = text.count(old)
         if count == 0:
-            raise EditError(f"{name}: old text not found (it must match exactly, whitespace included)")
+            raise EditTargetMissing(f"{name}: old text not found (it must match exactly, whitespace included)")
         if count > 1:
             raise EditError(
                 f"{name}: old text occurs {count} times; include more surrounding text so it is unique"

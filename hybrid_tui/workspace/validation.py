@@ -9,6 +9,7 @@ environment so they can never reach a validation log.
 from __future__ import annotations
 
 import os
+import sys
 import signal
 import subprocess
 import time
@@ -48,6 +49,10 @@ class ChecksResult:
 def child_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """``os.environ`` overlaid with ``env``, without the secrets in :data:`SECRET_ENV_NAMES`."""
     merged = dict(os.environ)
+    # `python` in a validation command means the interpreter hybrid-tui runs on (with its
+    # test tools), also on machines whose PATH has only `python3`.
+    interpreter_dir = os.path.dirname(sys.executable)
+    merged["PATH"] = os.pathsep.join([interpreter_dir, merged.get("PATH", "")]).rstrip(os.pathsep)
     if env:
         merged.update(env)
     for name in SECRET_ENV_NAMES:

@@ -69,11 +69,14 @@ def test_replay_recorded_failure_touches_no_file(tmp_path: Path):
     assert (root / "a.txt").read_text() == "old\n"
 
 
-def test_replay_edit_that_does_not_apply_is_an_agent_error(tmp_path: Path):
+def test_replay_edit_whose_text_is_gone_is_a_conflict_for_a_human(tmp_path: Path):
+    # The file moved on under the planned edit (another task changed that text): retrying
+    # the same edit cannot help, so it goes straight to attention as a git_conflict.
     root = worktree(tmp_path)
     (root / "a.txt").write_text("something else\n")
     result = anyio.run(ReplayImplementer().implement, request(root))
-    assert not result.ok and result.failure_type == "agent_error" and "a.txt" in result.message
+    assert not result.ok and result.failure_type == "git_conflict"
+    assert "a.txt" in result.message and "conflicts with the mission branch" in result.message
 
 
 def test_sim_is_seeded_and_touches_no_file_without_git(tmp_path: Path):

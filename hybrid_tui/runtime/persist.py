@@ -167,7 +167,8 @@ def record_attempt_end(
         else:
             task_fields["failure_type"] = failure_type
             c.feedback[task_id] = stored_message
-            changes = c.scheduler.fail(task_id, failure_type, now, cost, stored_message[:2000], retry_after)
+            # The tail: a failing command ends with its error (the head of a flood is noise).
+            changes = c.scheduler.fail(task_id, failure_type, now, cost, stored_message[-2000:], retry_after)
             first_line = (message or "").strip().splitlines()[-1:] or [""]
             c.events.add(
                 "attempt.failed",

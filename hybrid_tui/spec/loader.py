@@ -39,9 +39,19 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        if not self.location:
-            return f"{self.file}: {self.message}"
-        return f"{self.file}:{self.location}: {self.message}"
+        # Keys and values come from the document: control characters are shown escaped so
+        # one problem stays one FILE:LOCATION line (and cannot drive the terminal).
+        file, location, message = (_visible(part) for part in (self.file, self.location, self.message))
+        if not location:
+            return f"{file}: {message}"
+        return f"{file}:{location}: {message}"
+
+
+_CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]} | {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+
+
+def _visible(text: str) -> str:
+    return text.translate(_CONTROL_ESCAPES)
 
 
 class MissionInvalid(Exception):

@@ -235,3 +235,26 @@ def check_mission_pricing(config: Any, tasks: Iterable[SisTask] = (), user_confi
     names = [models.planner, models.implementer, models.strong, models.coordinator]
     names += [t.model_hint for t in tasks if t.model_hint]
     return table.check_models(names)
+
+
+def mission_pricing_problems(mission: Any, user_config: Path | None = None) -> list[Any]:
+    """Every unpriced model of a loaded mission as a located ``Problem`` (``validate`` and
+    ``run`` refuse them: a missing price must never become a silent $0)."""
+    from ..spec.loader import Problem
+
+    config = mission.config
+    try:
+        table = PricingTable.load(config.pricing or None, user_config=user_config)
+    except PricingError as exc:
+        return [Problem("mission.toml", "pricing", str(exc))]
+    problems = []
+    for field_name in ("planner", "implementer", "strong", "coordinator"):
+        name = getattr(config.models, field_name)
+        if name not in table:
+            problems.append(Problem("mission.toml", f"models.{field_name}", str(UnknownModel(name))))
+    for path, sis in mission.sis:
+        source = path.relative_to(mission.root).as_posix() if path.is_relative_to(mission.root) else str(path)
+        for index, task in enumerate(sis.tasks):
+            if task.model_hint and task.model_hint not in table:
+                problems.append(Problem(source, f"tasks[{index}].model_hint", str(UnknownModel(task.model_hint))))
+    return problems

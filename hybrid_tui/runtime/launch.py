@@ -34,8 +34,13 @@ def _current_branch(repo: Path) -> str:
 def load_valid_mission(mission_path: str | Path):
     from ..spec.loader import MissionInvalid, load_mission
 
+    from ..costs.pricing import mission_pricing_problems
+
     try:
-        return load_mission(Path(mission_path))
+        mission = load_mission(Path(mission_path))
+        if pricing_problems := mission_pricing_problems(mission):
+            raise MissionInvalid(pricing_problems)
+        return mission
     except MissionInvalid as exc:
         raise LaunchError("\n".join(str(p) for p in exc.problems) or str(exc)) from None
     except FileNotFoundError as exc:

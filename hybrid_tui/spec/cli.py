@@ -41,8 +41,12 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from ..costs.pricing import mission_pricing_problems
+
     try:
         mission = load_mission(args.mission)
+        if pricing_problems := mission_pricing_problems(mission):
+            raise MissionInvalid(pricing_problems)
     except MissionInvalid as exc:
         for problem in exc.problems:
             print(problem)

@@ -158,6 +158,49 @@ def _kill_tree(pid: int) -> None:
             pass
 
 
+def _secrets() -> list[str]:
+    from ..workspace.validation import SECRET_ENV_NAMES
+
+    return [v for v in (os.environ.get(name, "") for name in sorted(SECRET_ENV_NAMES)) if len(v) >= 4]
+
+
+def _redact(text: str) -> str:
+    for secret in _secrets():
+        text = text.replace(secret, "[redacted]")
+    return text
+
+
+class _RedactingLog:
+    """Writes an agent's output to the attempt log with credential values replaced. Holds back
+    a partial line (up to a bound) so a key split across two reads is still caught."""
+
+    def __init__(self, file: Any, hold_max: int = 65536):
+        self.file = file
+        self.hold_max = hold_max
+        self.secrets = [s.encode() for s in _secrets()]
+        self.pending = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.pending += data
+        cut = self.pending.rfind(b"\n") + 1
+        if not cut and len(self.pending) > self.hold_max:
+            cut = len(self.pending) - max((len(s) for s in self.secrets), default=0)
+        if cut > 0:
+            self._emit(bytes(self.pending[:cut]))
+            del self.pending[:cut]
+
+    def flush(self) -> None:
+        if self.pending:
+            self._emit(bytes(self.pending))
+            self.pending.clear()
+        self.file.flush()
+
+    def _emit(self, data: bytes) -> None:
+        for secret in self.secrets:
+            data = data.replace(secret, b"[redacted]")
+        self.file.write(data)
+
+
 class CliImplementer:
     name = "cli"
 
@@ -205,7 +248,10 @@ class CliImplementer:
             )
 
         stdout = bytearray()
-        with log_path.open("ab") as log:
+        with log_path.open("ab") as log_file:
+            # The agent needs the API key in its environment; whatever it prints goes through
+            # a redactor so the key never reaches the log (stdout and stderr alike).
+            log, errors = _RedactingLog(log_file), _RedactingLog(log_file)
             shown = " ".join(shlex.quote(a) if a != prompt else "{prompt}" for a in argv)
             log.write(f"== cli agent · task {request.task.task_id} · attempt {request.attempt}\n$ {shown}\n".encode())
             log.flush()
@@ -215,7 +261,7 @@ class CliImplementer:
                     cwd=worktree,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
-                    stderr=log,
+                    stderr=subprocess.PIPE,
                     start_new_session=True,
                 )
             except FileNotFoundError:
@@ -225,11 +271,18 @@ class CliImplementer:
             timed_out = False
             try:
                 with anyio.move_on_after(timeout) as scope:
-                    assert process.stdout is not None
-                    async for chunk in process.stdout:
-                        log.write(chunk)
-                        if len(stdout) < MAX_PARSED_STDOUT:
-                            stdout.extend(chunk)
+                    assert process.stdout is not None and process.stderr is not None
+
+                    async def pump_errors() -> None:
+                        async for chunk in process.stderr:
+                            errors.write(chunk)
+
+                    async with anyio.create_task_group() as group:
+                        group.start_soon(pump_errors)
+                        async for chunk in process.stdout:
+                            log.write(chunk)
+                            if len(stdout) < MAX_PARSED_STDOUT:
+                                stdout.extend(chunk)
                     await process.wait()
                 timed_out = scope.cancelled_caught
             finally:
@@ -238,9 +291,12 @@ class CliImplementer:
                     with anyio.CancelScope(shield=True):
                         await process.wait()
                 await process.aclose()
+                errors.flush()
+                log.flush()
             log.write(f"\n== exit status {process.returncode}\n".encode())
+            log.flush()
 
-        report = parse_agent_output(stdout.decode("utf-8", errors="replace")) or {}
+        report = parse_agent_output(_redact(stdout.decode("utf-8", errors="replace"))) or {}
         usage = usage_of(report)
         cost = reported_cost(report)
         if cost is None:

@@ -6,7 +6,8 @@ Room: agents. Touches files only through the request's sandbox; never the store 
 - :class:`ReplayImplementer` applies the file operations of the recorded attempt for this
   attempt number (``replay/*.json``) or, without a recording, the task's SIS file
   operations. A recorded ``failure_type`` is replayed as that failure without touching
-  any file. Validation is not run here: the runtime runs it for real afterwards, so a
+  any file. An attempt whose cost or tokens exceed the request's limits stops at its cap
+  (``budget_exhausted``, no file touched). Validation is not run here: the runtime runs it for real afterwards, so a
   recorded bad edit fails validation for real.
 """
 
@@ -19,6 +20,7 @@ import anyio
 from ..spec.models import RecordedAttempt, Usage
 from .base import ImplementRequest, ImplementResult, PlanRequest, PlanResult
 from .fileops import FileOperationError, apply_file_operations
+from .limits import stop_at_cap
 
 
 class ReplayPlanner:
@@ -63,6 +65,17 @@ class ReplayImplementer:
                 cost_usd=cost,
                 failure_type=recorded.failure_type,
                 message=recorded.summary or f"recorded {recorded.failure_type}",
+                duration_seconds=_duration(recorded, started),
+            )
+        stop = stop_at_cap(request.limits, usage, cost)
+        if stop is not None:  # the attempt would spend past its own cap: it stops there, no work done
+            return ImplementResult(
+                ok=False,
+                model=model,
+                usage=stop.usage,
+                cost_usd=stop.cost_usd,
+                failure_type="budget_exhausted",
+                message=stop.message,
                 duration_seconds=_duration(recorded, started),
             )
         operations = recorded.file_operations if recorded else request.task.file_operations

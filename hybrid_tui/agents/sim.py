@@ -17,6 +17,7 @@ import anyio
 from ..spec.models import Sis, SisIssue, SisTask, Usage
 from .base import ImplementRequest, ImplementResult, PlanRequest, PlanResult
 from .fileops import FileOperationError, apply_file_operations
+from .limits import stop_at_cap
 
 DEFAULT_FAILURE_MIX: dict[str, float] = {
     "validation_failed": 0.4,
@@ -96,6 +97,17 @@ class SimImplementer:
         delay = self.latency(task, number)
         if delay > 0:
             await anyio.sleep(delay)
+        stop = stop_at_cap(request.limits, usage, cost)
+        if stop is not None:  # the attempt would spend past its own cap: it stops there, no work done
+            return ImplementResult(
+                ok=False,
+                model=request.model,
+                usage=stop.usage,
+                cost_usd=stop.cost_usd,
+                failure_type="budget_exhausted",
+                message=stop.message,
+                duration_seconds=time.monotonic() - started,
+            )
         failure = self.outcome(task, number)
         if failure is not None:
             return ImplementResult(

@@ -541,12 +541,20 @@ class Coordinator:
             self.events.flush()
 
     # ------------------------------------------------------------------ helpers
-    def limits(self) -> AttemptLimits:
+    def limits(self, task_id: str | None = None) -> AttemptLimits:
+        """The attempt limits; for a dispatched ``task_id`` the dollar cap is also held to what
+        the mission budget has left for it: its own reservation plus what no other attempt
+        holds, so one attempt costing more than its estimate cannot carry the run past the budget."""
         a = self.config.agents
+        max_cost = a.max_cost_per_attempt
+        if task_id is not None and self.scheduler is not None:
+            spend = self.scheduler.spend()
+            own = self.scheduler.task(task_id).info.expected_cost_usd
+            max_cost = min(max_cost, max(spend.mission_budget_usd - spend.total_usd - spend.reserved_usd + own, 0.0))
         return AttemptLimits(
             max_turns=a.max_turns,
             max_tokens=a.max_tokens_per_attempt,
-            max_cost_usd=a.max_cost_per_attempt,
+            max_cost_usd=max_cost,
             timeout_seconds=a.attempt_timeout_seconds,
         )
 

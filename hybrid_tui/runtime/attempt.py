@@ -66,7 +66,7 @@ async def run_attempt(
                     sandbox=sandbox,  # type: ignore[arg-type]  # None in git-off mode
                     log_path=log_path,
                     cost_of=c.cost_of,
-                    limits=c.limits(),
+                    limits=c.limits(task_id),
                     feedback=feedback,
                     recorded=c.recorded_attempt(task_id, attempt.number),
                     memory_cap_mb=c.config.policies.task_memory_cap_mb,

@@ -74,6 +74,12 @@ def persist_change(c: "Coordinator", kind: str, ch: Any, now: float, version: in
             c._draining.discard(ch.agent_id)
     elif kind == "Alert":
         level = {"critical": "error"}.get(ch.level, ch.level)
+        if ch.kind == "budget_exhausted" and ch.data.get("tasks"):
+            # Refused at dispatch, with no attempt: the task row carries the failure type the
+            # console's attention view and the report show, as for any failed attempt.
+            m.Task.update(failure_type="budget_exhausted", version=version).where(
+                (m.Task.run == run) & m.Task.task_id.in_(list(ch.data["tasks"]))
+            ).execute()
         c.events.add(f"alert.{ch.kind}", ch.message, level=level, **{"data": ch.data} if ch.data else {})
     elif kind == "CancelRunning":
         c.events.add("attempt.cancel", ch.reason, level="warning", task_id=ch.task_id, attempt=ch.attempt, agent_id=ch.agent_id)

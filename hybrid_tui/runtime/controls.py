@@ -1,5 +1,5 @@
 """Operator commands from the Control table: pause, resume, retry, cancel_dependents,
-rollback, scale, stop. Each returns ``(applied, result text)``; the coordinator marks the
+rollback, scale, budget, stop. Each returns ``(applied, result text)``; the coordinator marks the
 row applied or rejected with that text.
 
 Room: runtime. Decisions stay in the scheduler; rollback's git work runs in a thread.
@@ -17,7 +17,7 @@ from ..store import models as m
 if TYPE_CHECKING:  # pragma: no cover
     from .coordinator import Coordinator
 
-COMMANDS = ("pause", "resume", "retry", "cancel_dependents", "rollback", "scale", "stop")
+COMMANDS = ("pause", "resume", "retry", "cancel_dependents", "rollback", "scale", "budget", "stop")
 
 
 def _task_arg(c: "Coordinator", args: dict[str, Any]) -> str:
@@ -59,7 +59,47 @@ async def apply_control(c: "Coordinator", command: str, args: dict[str, Any], no
         return True, f"cancelled {len(cancelled)} dependent(s) of {task_id}" + (f": {', '.join(cancelled)}" if cancelled else "")
     if command == "rollback":
         return await rollback(c, _task_arg(c, args), now)
+    if command == "budget":
+        return set_budget(c, args, now)
     return False, f"unknown command {command!r} (expected one of {', '.join(COMMANDS)})"
+
+
+def budget_amounts(args: dict[str, Any]) -> dict[str, float]:
+    """The budgets a ``budget`` control sets ({"mission_usd": .., "retry_usd": ..}, one or both);
+    ValueError naming the field when none is given or one is not a positive number."""
+    amounts = {}
+    for key in ("mission_usd", "retry_usd"):
+        value = args.get(key)
+        if value is None:
+            continue
+        try:
+            amount = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"budget {key}: {value!r} is not a number") from None
+        if not amount > 0 or amount == float("inf"):
+            raise ValueError(f"budget {key}: {value!r} must be a positive number of dollars")
+        amounts[key] = amount
+    if not amounts:
+        raise ValueError("budget: give mission_usd and/or retry_usd")
+    return amounts
+
+
+def set_budget(c: "Coordinator", args: dict[str, Any], now: float) -> tuple[bool, str]:
+    """Raise (or lower) the mission and retry budgets. Tasks the old budget refused stay failed
+    until the operator retries them: a raise alone does not start new spending."""
+    amounts = budget_amounts(args)
+    s = c.scheduler
+    s.set_budget(now, mission_usd=amounts.get("mission_usd"), retry_usd=amounts.get("retry_usd"))
+    spend = s.spend()
+    text = f"mission budget ${spend.mission_budget_usd:.2f}, retry budget ${spend.retry_budget_usd:.2f}"
+    with c.store.write(c.run_id):
+        m.Run.update(mission_budget_usd=spend.mission_budget_usd, retry_budget_usd=spend.retry_budget_usd).where(
+            m.Run.id == c.run_id
+        ).execute()
+        c.events.add("budget.changed", f"{text} (spent ${spend.total_usd:.2f})",
+                     mission_usd=spend.mission_budget_usd, retry_usd=spend.retry_budget_usd)
+    c.events.flush()
+    return True, text
 
 
 async def rollback(c: "Coordinator", task_id: str, now: float) -> tuple[bool, str]:

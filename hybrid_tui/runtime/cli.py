@@ -1,4 +1,4 @@
-"""``hybrid-tui run | resume | attach | stop | pause | resume-dispatch | retry | rollback | scale``.
+"""``hybrid-tui run | resume | attach | stop | pause | resume-dispatch | retry | rollback | scale | budget``.
 
 Room: runtime. Parses arguments, opens or creates the run, then hands over to the console
 (``hybrid_tui.tui.app.run_console``) or to headless mode. Control commands only enqueue a
@@ -61,6 +61,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("size", type=int)
     p.add_argument("--runs-dir", type=Path)
     p.set_defaults(func=cmd_control, control="scale")
+    p = sub.add_parser("budget", help="set the mission and/or retry budget of a run (then retry what it refused)",
+                       description="Raise (or lower) a run's budgets. Tasks the old budget refused stay failed: "
+                                   "retry them (hybrid-tui retry RUN TASK) once the budget covers them.")
+    p.add_argument("target", metavar="RUN")
+    p.add_argument("--mission-usd", type=float, metavar="USD", help="new mission budget in dollars")
+    p.add_argument("--retry-usd", type=float, metavar="USD", help="new retry budget in dollars")
+    p.add_argument("--runs-dir", type=Path)
+    p.set_defaults(func=cmd_budget)
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
@@ -179,4 +187,25 @@ def cmd_control(args: argparse.Namespace) -> int:
         fields["size"] = args.size
     control_id = store.enqueue_control(run_id, args.control, source="cli", **fields)
     print(f"queued {args.control} for run {run_id} (control {control_id})")
+    return 0
+
+
+def cmd_budget(args: argparse.Namespace) -> int:
+    from .launch import LaunchError, open_run_store
+
+    fields = {}
+    for flag, key, value in (("--mission-usd", "mission_usd", args.mission_usd), ("--retry-usd", "retry_usd", args.retry_usd)):
+        if value is None:
+            continue
+        if not 0 < value < float("inf"):  # also refuses nan
+            raise UserError(f"budget {flag}: {value:g} is not a positive number of dollars")
+        fields[key] = value
+    if not fields:
+        raise UserError("budget: give --mission-usd and/or --retry-usd")
+    try:
+        store, run_id = open_run_store(args.target, args.runs_dir)
+    except LaunchError as exc:
+        raise UserError(str(exc)) from None
+    control_id = store.enqueue_control(run_id, "budget", source="cli", **fields)
+    print(f"queued budget for run {run_id} (control {control_id})")
     return 0

@@ -192,6 +192,7 @@ class CostSummary:
     projected_usd: float = 0.0
     tasks_total: int = 0
     tasks_done: int = 0
+    budget_stopped: int = 0  # tasks failed because a budget or an attempt's cap ran out
 
     @property
     def fraction(self) -> float:
@@ -438,6 +439,11 @@ class StoreView:
                 burn[max(index, 0)] += cost
             summary.burn, summary.bucket_seconds = burn, bucket
         counts = self.status_counts()
+        summary.budget_stopped = (
+            m.Task.select()
+            .where((m.Task.run == self.run_id) & (m.Task.status == "failed") & (m.Task.failure_type == "budget_exhausted"))
+            .count()
+        )
         if self._from_accounting(summary, now):
             summary.tasks_total = sum(n for st, n in counts.items() if st != "cancelled")
             summary.tasks_done = counts.get("done", 0) + counts.get("rolled_back", 0)

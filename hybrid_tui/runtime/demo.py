@@ -19,7 +19,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_MISSIONS = REPO_ROOT / "sample_missions"
 DEMO_MISSION = "web-18"
-TARGET_SECONDS = 90.0  # how long the paced demo should take
+TARGET_SECONDS = 70.0  # the pace estimate; locks and validation add about a third on top
 
 
 class DemoError(Exception):

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="watch the web-18 sample mission run in the console",
                        description="Run sample_missions/web-18 offline (replay backend) at a watchable pace.")
     p.add_argument("--pace", type=float, default=None,
-                   help="scale recorded durations (default: chosen so the run takes about 90 s)")
+                   help="scale recorded durations (default: chosen so the run takes 1-2 minutes)")
     p.add_argument("--headless", action="store_true", help="no console: progress on stdout")
     p.add_argument("--runs-dir", type=Path, help="where the run folder goes (default: a temporary folder)")
     p.add_argument("--mission", type=Path, help="another mission folder to demo (default: web-18)")

@@ -156,3 +156,23 @@ def test_a_cli_agent_run_is_recorded_from_the_worktree_diff_and_replays_identica
     assert [a[:5] for a in replayed["attempts"]] == [a[:5] for a in original["attempts"]]
     # The agent ran only in the original run: replay applied the recording.
     assert (state / "a.tries").read_text() == "1" and (state / "b.tries").read_text() == "2"
+
+
+@pytest.mark.slow
+def test_demo_runs_web18_headless_to_the_designed_end(tmp_path: Path):
+    runs = tmp_path / "runs"
+    proc = hybrid("demo", "--headless", "--pace", "0", "--runs-dir", str(runs), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-2000:]  # the designed conflict waits for the operator
+    assert "web-18 (18 tasks)" in proc.stderr
+    facts = run_facts(only_run_dir(runs))
+    assert sorted(facts["tasks"].values()).count("failed/1") == 1
+    assert sum(1 for v in facts["tasks"].values() if v.startswith("done/")) == 17
+    # The demo run is recorded like any other run.
+    assert (only_run_dir(runs) / "record" / "attempts.jsonl").is_file()
+
+
+def test_demo_refuses_a_folder_without_a_mission(tmp_path: Path):
+    proc = hybrid("demo", "--headless", "--mission", str(tmp_path), "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path,
+                  check_exit=2)
+    assert proc.stderr.count("\n") == 1 and "no mission.toml" in proc.stderr
+    assert not (tmp_path / "runs").exists()

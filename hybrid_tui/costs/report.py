@@ -176,6 +176,10 @@ def build_report(run_id: str, *, now: float | None = None, table: PricingTable |
         "failures_by_type": {k: dict(v) for k, v in sorted(failures.items())},
         "estimate_vs_actual": estimate_vs_actual,
         "budget_events": budget_events,
+        # Tasks a budget stopped: refused at dispatch, or an attempt cut at its cap.
+        "budget_stopped_tasks": [
+            r["task_id"] for r in task_rows if r["status"] == "failed" and r["failure_type"] == "budget_exhausted"
+        ],
         "timeline": timeline,
         "warnings": warnings,
     }
@@ -232,6 +236,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     if spend["alert_level"] is not None:
         out.append(f"- Budget alert: mission budget past {pct(spend['alert_level'])}")
+    stopped = report["budget_stopped_tasks"]
+    if stopped:
+        out.append(f"- **Stopped by the budget**: {len(stopped)} task(s) ({', '.join(stopped)}); "
+                   "raise it with `hybrid-tui budget RUN --mission-usd X`, then retry them")
     if proj:
         out.append(
             f"- Projected total at completion: {usd(proj['projected_total'])} "
@@ -307,7 +315,8 @@ def render_markdown(report: dict[str, Any]) -> str:
 
     out += ["", "## Budget events", ""]
     if report["budget_events"]:
-        out += [f"- +{_hms(e['offset_seconds'])} **{e['kind']}** {e['message']}" for e in report["budget_events"]]
+        out += [f"- +{_hms(e['offset_seconds'])} **{e['kind']}** " + (f"{e['task_id']}: " if e["task_id"] else "")
+                + e["message"] for e in report["budget_events"]]
     else:
         out.append("No budget events.")
 

@@ -7,8 +7,8 @@ Room: agents. Touches files only through the request's sandbox; never the store 
   attempt number (``replay/*.json``) or, without a recording, the task's SIS file
   operations. A recorded ``failure_type`` is replayed as that failure without touching
   any file. An attempt whose cost exceeds the request's dollar limit stops at its cap
-  (``budget_exhausted``, no file touched). Validation is not run here: the runtime runs it for real afterwards, so a
-  recorded bad edit fails validation for real.
+  (``budget_exhausted``, no file touched). Validation is not run here: the runtime runs it
+  for real afterwards, so a recorded bad edit fails validation for real.
 """
 
 from __future__ import annotations

@@ -91,6 +91,19 @@ def test_export_refuses_a_non_empty_destination_and_an_unknown_run(tmp_path: Pat
     exported = json.loads((empty / "replay" / "a.json").read_text())["attempts"][0]
     assert exported["duration_seconds"] == pytest.approx(recorded["duration_seconds"] * 0.5)
 
+    # A recording whose attempt the store does not count (written just before a crash, the
+    # attempt later marked interrupted) is matched by attempt number and left out.
+    record = json.loads((run_dir / "record" / "a.json").read_text())
+    orphan = {**record["attempts"][0], "summary": "interrupted by a crash", "failure_type": "network_error"}
+    (run_dir / "record" / "a.json").write_text(json.dumps({"task_id": "a", "attempts": [orphan, *record["attempts"]]}))
+    ledger = run_dir / "record" / "attempts.jsonl"
+    lines = [json.loads(line) for line in ledger.read_text().splitlines()]
+    ledger.write_text("".join(json.dumps({**line, "index": line["index"] + 1}) + "\n" for line in lines) + '{"torn')
+    again = tmp_path / "again"
+    hybrid("export-replay", str(run_dir), str(again), cwd=tmp_path, check_exit=0)
+    attempts = json.loads((again / "replay" / "a.json").read_text())["attempts"]
+    assert len(attempts) == 1 and "failure_type" not in attempts[0] and attempts[0]["summary"] != "interrupted by a crash"
+
 
 AGENT_SCRIPT = textwrap.dedent('''
     """A stand-in coding agent: edits the worktree (cwd) per task; its first try at 'b' is wrong."""

@@ -69,7 +69,7 @@ class TaskQueue(Vertical):
         compact = is_compact(width, self.app.size.height)
         main_width = width if compact else width - min(62, int(width * 0.4))
         title_width = max(12, main_width - (66 if compact else 70))
-        widths = dict(id=10 if compact else 14, title=title_width, status=11, score=5, agent=7, att=3, cost=6, age=5)
+        widths = dict(id=10 if compact else 14, title=title_width, status=11, score=5, agent=8, att=3, cost=6, age=5)
         for key in COLUMNS:
             self.table.add_column(key, key=key, width=widths[key])
         self._retitle()

@@ -22,7 +22,7 @@ def run(quick: bool = False, *, agents: int = 64, seed: int = 1,
     runs: dict[int, SchedulingRun] = dict(known or {})
     for n in sizes:
         if n not in runs:
-            runs[n] = measure(n, agents, seed)
+            runs[n] = measure(n, agents, seed, baselines=n <= 10_000)
     small = runs[sizes[0]].runtime
     figures = []
     for n in sizes:
@@ -33,10 +33,11 @@ def run(quick: bool = False, *, agents: int = 64, seed: int = 1,
             small.cpu_ms_per_task, f"same at {sizes[0]:,} tasks",
             FLAT_RATIO_LIMIT if last else None, f"flat: <= {FLAT_RATIO_LIMIT}x" if last else "",
             budget_on_ratio=True,
-            note=(f"wall {rt.wall_ms_per_task:.2f} ms/task; dask {runs[n].dask.cpu / n * 1e3:.3f} ms/task CPU"),
+            note=f"wall {rt.wall_ms_per_task:.2f} ms/task"
+                 + (f"; dask {runs[n].dask.cpu / n * 1e3:.3f} ms/task CPU" if runs[n].dask.cpu else ""),
         ))
     details = {str(n): {"tasks": n, "cpu_s": runs[n].runtime.cpu, "wall_s": runs[n].runtime.wall,
-                        "dask_cpu_s": runs[n].dask.cpu} for n in sizes}
+                        "dask_cpu_s": runs[n].dask.cpu or None} for n in sizes}
     return figures, details
 
 

@@ -211,12 +211,16 @@ def chain_latency(n: int, seed: int) -> RuntimeResult:
         return run_runtime(chain, 4, seed, Path(tmp))
 
 
-def measure(n: int, agents: int, seed: int, *, profile: Path | None = None) -> SchedulingRun:
+def measure(n: int, agents: int, seed: int, *, profile: Path | None = None, baselines: bool = True) -> SchedulingRun:
+    """``baselines=False`` skips Dask, the walk and the core-only run (the scaling benchmark's
+    50k run: Dask alone takes ~50 s there)."""
     tasks = core_bench.random_dag(n, seed)
     with tempfile.TemporaryDirectory(prefix="hybrid-bench-") as tmp:
         runtime = run_runtime(tasks, agents, seed, Path(tmp), profile=profile)
     if runtime.exit_code != 0:
         raise RuntimeError(f"the coordinator exited {runtime.exit_code} on the benchmark DAG")
+    if not baselines:
+        return SchedulingRun(n, runtime, Timer(), Timer(), Timer())
     dask_t = run_dask(tasks, agents)
     floor = min((run_floor(tasks) for _ in range(3)), key=lambda t: t.wall)
     core = run_core_only(tasks, agents, seed)

@@ -142,13 +142,16 @@ async def run_checks(
     memory_cap_mb: int | None = None,
     env: dict | None = None,
     output_cap_bytes: int = 64_000,
+    log_cap_bytes: int = 50_000_000,
     on_spawn: Callable[[int], None] | None = None,
 ) -> ChecksResult:
     """Run ``validation.commands`` then ``validation.security_checks`` in ``cwd``; all must exit 0.
 
     The timeout covers the whole set. Commands stop at the first failure. ``env`` is laid
     over the current environment (secrets removed). ``on_spawn(pid)`` is called with each
-    command's process (group) id, e.g. to record it for crash recovery.
+    command's process (group) id, e.g. to record it for crash recovery. The log keeps the
+    output in full up to ``log_cap_bytes`` (a runaway command must not fill the disk before
+    its timeout), then notes what it dropped.
     """
     commands = [*validation.commands, *validation.security_checks]
     output = _CappedOutput(output_cap_bytes)
@@ -160,11 +163,18 @@ async def run_checks(
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(log_path, "ab")
 
+    log_room = log_cap_bytes
+
     def emit(data: bytes) -> None:
+        nonlocal log_room
         output.add(data)
-        if log is not None:
-            log.write(data)
-            log.flush()
+        if log is None or log_room <= 0:
+            return
+        log.write(data[:log_room])
+        log_room -= len(data)
+        if log_room <= 0:
+            log.write(f"\n[log capped at {log_cap_bytes} bytes; further output dropped]\n".encode())
+        log.flush()
 
     failure: str | None = None
     try:

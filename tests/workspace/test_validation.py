@@ -108,6 +108,15 @@ def test_output_is_capped_in_result_but_complete_in_log(tmp_path: Path) -> None:
     assert log.read_text().count("x") >= 200000
 
 
+def test_a_runaway_command_cannot_grow_its_log_past_the_cap(tmp_path: Path) -> None:
+    log = tmp_path / "out.log"
+    command = f"{PY} -c \"print('x' * 300000); print('TAIL')\""
+    result = run(Validation(commands=[command]), tmp_path, log_path=log, log_cap_bytes=10_000)
+    assert result.ok and "TAIL" in result.output  # the capped result still shows the end
+    text = log.read_text()
+    assert len(text) < 10_200 and text.rstrip().endswith("[log capped at 10000 bytes; further output dropped]")
+
+
 def test_secrets_are_stripped_from_the_child_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
     monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", SECRET)

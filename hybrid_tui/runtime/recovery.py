@@ -78,8 +78,13 @@ def remove_stale_index_lock(worktree: Path) -> bool:
 
 
 async def recover(c: "Coordinator") -> dict[str, Any]:
+    from ..workspace.validation import kill_orphaned_checks
+
+    # Validation commands run in sessions of their own, so a SIGKILLed coordinator leaves
+    # them running: kill them before their worktrees are reset under them.
+    orphans = kill_orphaned_checks(c.logs_dir)
     interrupted = interrupt_running(c, reason="interrupted: coordinator restarted")
-    report: dict[str, Any] = {"interrupted": interrupted, "reconciled": []}
+    report: dict[str, Any] = {"interrupted": interrupted, "reconciled": [], "orphans_killed": orphans}
     if c.repo is None:
         return report
     repo = c.repo

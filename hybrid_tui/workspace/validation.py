@@ -22,7 +22,7 @@ import psutil
 
 from ..spec.models import Validation
 
-__all__ = ["ChecksResult", "CommandResult", "SECRET_ENV_NAMES", "child_environment", "run_checks"]
+__all__ = ["ChecksResult", "CommandResult", "SECRET_ENV_NAMES", "child_environment", "kill_orphaned_checks", "run_checks"]
 
 SECRET_ENV_NAMES = frozenset({"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"})
 _MEMORY_POLL_SECONDS = 0.1
@@ -134,6 +134,39 @@ class _ProcessTree:
                 pass
 
 
+GROUP_FILE_SUFFIX = ".pgid"
+
+
+def kill_orphaned_checks(logs_dir: Path) -> list[int]:
+    """Kill the validation process groups a crashed coordinator left running.
+
+    ``run_checks`` writes ``<log>.pgid`` while a command runs and removes it when the
+    command is done, so any such file found at start-up names an orphan. A group whose
+    leader was started after the file was written is someone else's (a reused pid): left
+    alone. Returns the group ids killed.
+    """
+    killed: list[int] = []
+    for group_file in sorted(Path(logs_dir).glob(f"*{GROUP_FILE_SUFFIX}")):
+        try:
+            pgid = int(group_file.read_text().strip())
+            written = group_file.stat().st_mtime
+        except (OSError, ValueError):
+            group_file.unlink(missing_ok=True)
+            continue
+        try:
+            leader_started = psutil.Process(pgid).create_time()
+        except psutil.NoSuchProcess:
+            leader_started = None  # the leader is gone; its group may live on
+        if leader_started is None or leader_started <= written + 1:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+                killed.append(pgid)
+            except (ProcessLookupError, PermissionError):
+                pass
+        group_file.unlink(missing_ok=True)
+    return killed
+
+
 async def run_checks(
     validation: Validation,
     cwd: Path,
@@ -154,6 +187,15 @@ async def run_checks(
     its timeout), then notes what it dropped.
     """
     commands = [*validation.commands, *validation.security_checks]
+    # Each command's process group id sits next to its log while it runs, so a coordinator
+    # restarted after a SIGKILL can find and kill what its predecessor left running.
+    group_file = log_path.with_name(log_path.name + GROUP_FILE_SUFFIX) if log_path is not None else None
+
+    def spawned(pgid: int) -> None:
+        if group_file is not None:
+            group_file.write_text(str(pgid))
+        if on_spawn is not None:
+            on_spawn(pgid)
     output = _CappedOutput(output_cap_bytes)
     results: list[CommandResult] = []
     child_env = child_environment(env)
@@ -180,7 +222,7 @@ async def run_checks(
     try:
         for command in commands:
             emit(f"$ {command}\n".encode())
-            result = await _run_one(command, Path(cwd), child_env, deadline, memory_cap_mb, emit, on_spawn)
+            result = await _run_one(command, Path(cwd), child_env, deadline, memory_cap_mb, emit, spawned)
             results.append(result)
             if result.timed_out:
                 emit(f"[timed out after {validation.timeout_seconds:g} s; process tree killed]\n".encode())
@@ -196,6 +238,8 @@ async def run_checks(
     finally:
         if log is not None:
             log.close()
+        if group_file is not None:
+            group_file.unlink(missing_ok=True)
     return ChecksResult(ok=failure is None, failure_type=failure, output=output.text(), commands=results)
 
 

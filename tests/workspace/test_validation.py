@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,7 +15,7 @@ import psutil
 import pytest
 
 from hybrid_tui.spec.models import Validation
-from hybrid_tui.workspace.validation import run_checks
+from hybrid_tui.workspace.validation import kill_orphaned_checks, run_checks
 
 PY = shlex.quote(sys.executable)
 SECRET = "sk-ant-TEST-recognisable-4242"
@@ -161,3 +164,52 @@ def test_daemon_escaping_the_process_group_is_killed(tmp_path: Path) -> None:
     result = run(Validation(commands=[command], timeout_seconds=60), tmp_path)
     assert result.ok and "done" in result.output
     assert wait_gone(int(pid_file.read_text())), "the setsid daemon survived"
+
+
+def test_checks_left_running_by_a_killed_coordinator_are_killed_at_restart(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    log = logs / "t.1.log"
+    script = (
+        "import anyio, pathlib\n"
+        "from hybrid_tui.spec.models import Validation\n"
+        "from hybrid_tui.workspace.validation import run_checks\n"
+        f"anyio.run(lambda: run_checks(Validation(commands=['sleep 300 & sleep 300'], timeout_seconds=600), "
+        f"pathlib.Path({str(tmp_path)!r}), log_path=pathlib.Path({str(log)!r})))\n"
+    )
+    coordinator = subprocess.Popen([sys.executable, "-c", script])
+    group_file = logs / "t.1.log.pgid"
+    end = time.monotonic() + 30
+    while not group_file.exists() and time.monotonic() < end:
+        time.sleep(0.05)
+    pgid = int(group_file.read_text())
+    coordinator.send_signal(signal.SIGKILL)
+    coordinator.wait()
+    members = [p for p in psutil.process_iter() if _pgid(p.pid) == pgid]
+    assert members, "the validation group outlives its coordinator"
+
+    assert kill_orphaned_checks(logs) == [pgid]
+    assert all(wait_gone(p.pid) for p in members)
+    assert not group_file.exists()
+
+
+def test_a_group_file_older_than_its_process_is_a_reused_pid_and_left_alone(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    stranger = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        group_file = logs / "t.1.log.pgid"
+        group_file.write_text(str(stranger.pid))
+        old = time.time() - 3600  # written an hour before the process started
+        os.utime(group_file, (old, old))
+        assert kill_orphaned_checks(logs) == []
+        assert stranger.poll() is None and not group_file.exists()
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None

@@ -1,0 +1,69 @@
+"""Planning (L2) retries transient failures under the mission's policies; an invalid plan is
+a planning failure for the operator, not a retry loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hybrid_tui.agents.base import PlanResult
+from hybrid_tui.agents.replay import ReplayPlanner
+from hybrid_tui.runtime.coordinator import EXIT_OK
+from hybrid_tui.runtime.launch import start_run
+from hybrid_tui.store import models as m
+
+from .helpers import task, write_mission
+from .test_operations import drive
+
+FAST_NETWORK_RETRIES = (
+    '\n[policies.retries.network_error]\nmax_retries = 5\nbackoff = "exponential"\nbase_seconds = 0.01\n'
+)
+
+
+class FlakyPlanner:
+    """Fails with ``failures`` (in order) before planning like the replay planner."""
+
+    name = "flaky"
+
+    def __init__(self, failures: list[str]):
+        self.failures = list(failures)
+        self.inner = ReplayPlanner()
+
+    async def plan(self, request):
+        if self.failures:
+            kind = self.failures.pop(0)
+            return PlanResult(ok=False, model=request.model, failure_type=kind, message=f"{kind} on purpose")
+        return await self.inner.plan(request)
+
+
+def planning_attempts() -> list[m.Attempt]:
+    return list(m.Attempt.select().where(m.Attempt.phase == "planning").order_by(m.Attempt.number))
+
+
+def test_network_errors_while_planning_are_retried_then_the_mission_runs(tmp_path: Path):
+    mission = write_mission(tmp_path / "m", [task("a"), task("b", deps=["a"])], mission=FAST_NETWORK_RETRIES)
+    store, run_id, coordinator = start_run(mission, tmp_path / "runs")
+    coordinator.planner = FlakyPlanner(["network_error", "network_error"])
+    try:
+        assert drive(coordinator) == EXIT_OK
+        assert [(a.outcome, a.failure_type) for a in planning_attempts()] == [
+            ("failed", "network_error"), ("failed", "network_error"), ("succeeded", None)
+        ]
+        retries = list(m.Event.select().where(m.Event.kind == "planning.retry"))
+        assert len(retries) == 2 and "network_error, retry 1" in retries[0].message
+        assert {t.status for t in m.Task.select()} == {"done"}
+    finally:
+        store.close()
+
+
+def test_an_invalid_plan_is_not_retried_and_stops_the_run_with_the_reason(tmp_path: Path):
+    mission = write_mission(tmp_path / "m", [task("a")], mission=FAST_NETWORK_RETRIES)
+    store, run_id, coordinator = start_run(mission, tmp_path / "runs")
+    coordinator.planner = FlakyPlanner(["agent_error"])
+    try:
+        assert drive(coordinator) != EXIT_OK
+        assert [(a.outcome, a.failure_type) for a in planning_attempts()] == [("failed", "agent_error")]
+        failed = m.Event.get(m.Event.kind == "planning.failed")
+        assert failed.level == "error" and "agent_error on purpose" in failed.message
+        assert m.Attempt.select().where(m.Attempt.phase != "planning").count() == 0
+    finally:
+        store.close()

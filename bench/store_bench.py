@@ -69,7 +69,7 @@ def _write_pattern(db_path: Path, run_dir: Path, transitions, *, capture: _Captu
     store = open_store(db_path, create=False)
     events = EventLog(store, RUN_ID, run_dir / "events.jsonl", time.time)
     # The parts of a coordinator persist_changes reads for a TaskTransition.
-    coordinator = SimpleNamespace(run_id=RUN_ID, events=events, agents={}, _draining=set(), policy_paused=False,
+    coordinator = SimpleNamespace(run_id=RUN_ID, store=store, events=events, agents={}, _draining=set(), policy_paused=False,
                                   _in_operator_control=False, scheduler=SimpleNamespace(score=lambda task_id: 0.0))
     logger = logging.getLogger("peewee")
     old_level = logger.level

@@ -45,6 +45,7 @@ async def run_attempt(
     crash_point("dispatch", task_id)
     result: ImplementResult | None = None
     validated = False
+    stepped_to_integrating = False  # validating -> integrating (-> end) stored in one go
     try:
         with attempt.scope:
             with anyio.fail_after(timeout):
@@ -91,10 +92,23 @@ async def run_attempt(
                         retry_after=result.retry_after,
                     )
                     return
-                if not c.advance(task_id, "validating"):
-                    raise _Cancelled
-                crash_point("validation", task_id)
-                if c.repo is not None and spec.validation.commands:
+                if not (c.repo is not None and spec.validation.commands):
+                    # No checks to run: validating, integrating and (git off) the attempt's end
+                    # follow each other with no side effect between them, so they are stored
+                    # in one transaction (each transition and its event still recorded).
+                    if attempt.cancelled_reason:
+                        raise _Cancelled
+                    crash_point("validation", task_id)
+                    with c.transaction():
+                        c.advance(task_id, "validating")
+                        c.advance(task_id, "integrating")
+                        if c.repo is None:
+                            c.finish_attempt(attempt, outcome="succeeded", result=result)
+                    stepped_to_integrating = True
+                else:
+                    if not c.advance(task_id, "validating"):
+                        raise _Cancelled
+                    crash_point("validation", task_id)
                     checks = await c.run_checks(spec.validation, Path(worktree), log_path)
                     if not checks.ok:
                         c.finish_attempt(
@@ -105,7 +119,11 @@ async def run_attempt(
                             result=result,
                         )
                         return
-                validated = True
+                    validated = True
+        if stepped_to_integrating:
+            if c.repo is not None:
+                await c.enqueue_integration(IntegrationJob(attempt, spec.title, result))  # type: ignore[arg-type]
+            return
     except _Cancelled:
         pass
     except TimeoutError:

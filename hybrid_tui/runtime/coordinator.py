@@ -15,6 +15,8 @@ and validation run in worker threads / subprocesses; store writes stay on the lo
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
 import os
@@ -23,7 +25,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import anyio
 from anyio.abc import TaskGroup
@@ -71,6 +73,15 @@ class RunningAttempt:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     cost_usd: float = 0.0
     cancelled_reason: str = ""
+
+
+@dataclass
+class Transaction:
+    """The coordinator's open store transaction: its change version, and the side effects
+    (cancelling attempts, starting them) that may only happen once it committed."""
+
+    version: int = 0
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
 
 
 @dataclass
@@ -154,6 +165,7 @@ class Coordinator:
         self._draining: set[str] = set()
         self._in_operator_control = False
         self.policy_paused = False
+        self._txn: Transaction | None = None
 
     # ------------------------------------------------------------------ public control
     def request_stop(self, reason: str = "operator") -> None:
@@ -316,16 +328,40 @@ class Coordinator:
                 ).execute()
 
     # ------------------------------------------------------------------ persistence
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One store write transaction for several steps that have no side effect between
+        them (a dispatch round; an attempt's last steps). A nested call joins the open one.
+        Side effects go to ``after_commit`` and run, like the events.jsonl lines, only once
+        the whole transaction committed; on a rollback they are dropped with the lines."""
+        if self._txn is not None:
+            yield self._txn
+            return
+        txn = Transaction()
+        self._txn = txn
+        try:
+            with self.store.write(self.run_id) as version:
+                txn.version = version
+                yield txn
+        except BaseException:
+            self.events.discard()
+            raise
+        finally:
+            self._txn = None
+        self.events.flush()
+        for effect in txn.after_commit:
+            effect()
+
     def _persist(self, changes: Any, now: float) -> None:
         """Write ``changes`` (in order) in one transaction, then act on side effects."""
         if not changes:
             return
         from .persist import persist_changes
 
-        with self.store.write(self.run_id) as version:
-            cancels = persist_changes(self, changes, now, version)
-        self.events.flush()
-        self.act_on_cancels(cancels)
+        with self.transaction() as txn:
+            cancels = persist_changes(self, changes, now, txn.version)
+            if cancels:
+                txn.after_commit.append(functools.partial(self.act_on_cancels, cancels))
         self._wake.set()
 
     def act_on_cancels(self, cancels: list[Any]) -> None:
@@ -378,40 +414,49 @@ class Coordinator:
         return max(1, int(target))
 
     def _dispatch(self, now: float) -> None:
+        """One dispatch round in ONE transaction: the scheduler's changes and every attempt
+        row it starts; the attempts run only once that committed."""
         dispatches, changes = self.scheduler.dispatch(now, limit=self.config.policies.dispatch_batch)
-        self._persist(changes, now)
-        for d in dispatches:
-            self._start_attempt(d, now)
+        if not dispatches:
+            self._persist(changes, now)
+            return
+        with self.transaction():
+            self._persist(changes, now)
+            for d in dispatches:
+                self._start_attempt(d, now)
 
     def _start_attempt(self, d: Any, now: float) -> None:
         task_id, agent_id, number = d.task_id, d.agent_id, d.attempt
         spec = self.specs[task_id]
         feedback = d.feedback or ""
-        with self.store.write(self.run_id) as version:
+        with self.transaction() as txn:
             model = getattr(d, "model", None) or self._select_model(spec)
             log_path = self.logs_dir / f"{task_id}.{number}.log"
-            row = m.Attempt.create(
-                run=self.run_id,
-                task_id=task_id,
-                number=number,
-                phase="implementing" if number == 1 else "retry",
-                agent_id=agent_id,
-                backend=self.backend_name,
-                model=model,
-                started_at=now,
-                feedback=feedback,
-                log_path=str(log_path),
-                version=version,
+            row_id = self.store.insert_row(m.Attempt, {
+                "run": self.run_id,
+                "task_id": task_id,
+                "number": number,
+                "phase": "implementing" if number == 1 else "retry",
+                "agent_id": agent_id,
+                "backend": self.backend_name,
+                "model": model,
+                "started_at": now,
+                "feedback": feedback,
+                "log_path": str(log_path),
+                "version": txn.version,
+            })
+            self.store.update_rows(
+                m.Task, {"attempts": number, "agent_id": agent_id, "started_at": now, "version": txn.version},
+                where={"run": self.run_id, "task_id": task_id},
             )
-            m.Task.update(attempts=number, agent_id=agent_id, started_at=now, version=version).where(
-                (m.Task.run == self.run_id) & (m.Task.task_id == task_id)
-            ).execute()
             self.events.add(
                 "attempt.started", f"attempt {number} on {agent_id} ({model})", task_id=task_id, attempt=number, agent_id=agent_id
             )
-        self.events.flush()
-        attempt = RunningAttempt(task_id, agent_id, number, row.id, now)
-        self.running[task_id] = attempt
+            attempt = RunningAttempt(task_id, agent_id, number, row_id, now)
+            txn.after_commit.append(functools.partial(self._launch, attempt, spec, model, log_path, feedback))
+
+    def _launch(self, attempt: RunningAttempt, spec: SisTask, model: str, log_path: Path, feedback: str) -> None:
+        self.running[attempt.task_id] = attempt
         assert self._tg is not None
         self._tg.start_soon(self._run_attempt, attempt, spec, model, log_path, feedback)
 

@@ -1,7 +1,8 @@
 """Writing the scheduler's change records and attempt outcomes to the store.
 
-Room: runtime. Called inside a store write transaction (``Store.write``) on the loop
-thread; the caller acts on side effects (cancelling attempts) only after the commit.
+Room: runtime. Called inside a store write transaction (``Coordinator.transaction``) on
+the loop thread; the caller acts on side effects (cancelling attempts) only after the
+commit. Hot rows go through ``Store.update_rows`` (cached SQL, not a peewee query each).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def persist_change(c: "Coordinator", kind: str, ch: Any, now: float, version: in
             fields["agent_id"] = None
         if new in TERMINAL:
             fields["finished_at"] = now
-        m.Task.update(**fields).where((m.Task.run == run) & (m.Task.task_id == ch.task_id)).execute()
+        c.store.update_rows(m.Task, fields, where={"run": run, "task_id": ch.task_id})
         level = "warning" if new in ATTENTION else "info"
         text = f"{old} -> {new}" + (f": {ch.reason}" if ch.reason else "")
         c.events.add("task.status", text, level=level, task_id=ch.task_id, old=old, new=new)
@@ -66,9 +67,8 @@ def persist_change(c: "Coordinator", kind: str, ch: Any, now: float, version: in
         ).execute()
     elif kind == "AgentChanged":
         state = "retired" if ch.state == "removed" else ch.state
-        m.Agent.update(state=state, task_id=ch.task_id, updated_at=now, version=version).where(
-            (m.Agent.run == run) & (m.Agent.agent_id == ch.agent_id)
-        ).execute()
+        c.store.update_rows(m.Agent, {"state": state, "task_id": ch.task_id, "updated_at": now, "version": version},
+                            where={"run": run, "agent_id": ch.agent_id})
         if ch.state == "removed":
             c.agents.pop(ch.agent_id, None)
             c._draining.discard(ch.agent_id)
@@ -117,8 +117,8 @@ def record_attempt_end(
     usage = getattr(result, "usage", None)
     task_id = attempt.task_id
     stored_message = message[-MAX_MESSAGE_CHARS:] if message else ""
-    cancels: list[Any] = []
-    with c.store.write(c.run_id) as version:
+    with c.transaction() as txn:
+        version = txn.version
         fields: dict[str, Any] = {
             "finished_at": now,
             "duration_seconds": max(0.0, now - attempt.started),
@@ -139,8 +139,8 @@ def record_attempt_end(
                 cache_read_tokens=usage.cache_read_tokens,
                 cache_write_tokens=usage.cache_write_tokens,
             )
-        m.Attempt.update(**fields).where(m.Attempt.id == attempt.attempt_row).execute()
-        task_fields: dict[str, Any] = {"cost_usd": m.Task.cost_usd + cost, "version": version}
+        c.store.update_rows(m.Attempt, fields, where={"id": attempt.attempt_row})
+        task_fields: dict[str, Any] = {"version": version}
         if outcome == "succeeded":
             sha = getattr(commit, "sha", None)
             if sha:
@@ -182,8 +182,10 @@ def record_attempt_end(
                 level="warning", task_id=task_id, attempt=attempt.number, agent_id=attempt.agent_id,
                 failure_type=failure_type, cost_usd=cost,
             )
-        m.Task.update(**task_fields).where((m.Task.run == c.run_id) & (m.Task.task_id == task_id)).execute()
+        c.store.update_rows(m.Task, task_fields, where={"run": c.run_id, "task_id": task_id},
+                            increments={"cost_usd": cost})
         cancels = persist_changes(c, changes, now, version)
-    c.events.flush()
-    c.running.pop(task_id, None)
-    c.act_on_cancels(cancels)
+        # After the commit: the attempt stops counting as running, then the cancels it caused.
+        txn.after_commit.append(lambda: c.running.pop(task_id, None))
+        if cancels:
+            txn.after_commit.append(lambda: c.act_on_cancels(cancels))

@@ -74,10 +74,9 @@ def record_attempt(
         return recorded
     except Exception as exc:  # the recording is a by-product: it must never fail the run
         try:
-            with c.store.write(c.run_id):
+            with c.transaction():  # joins the attempt's end when that is one transaction
                 c.events.add("record.failed", f"could not record attempt {attempt.number}: {exc}", level="warning",
                              task_id=attempt.task_id, attempt=attempt.number)
-            c.events.flush()
         except Exception:
             pass
         return None

@@ -46,6 +46,41 @@ _INSERT_EVENT_SQL = (
 )
 
 
+_UPDATE_SQL_CACHE: dict[tuple, str] = {}
+_INSERT_SQL_CACHE: dict[tuple, tuple[str, tuple[str, ...]]] = {}
+
+
+def _column(model: type[pw.Model], name: str) -> str:
+    return f'"{model._meta.fields[name].column_name}"'
+
+
+def _update_sql(model: type[pw.Model], names: tuple[str, ...], increments: tuple[str, ...], keys: tuple[str, ...]) -> str:
+    cache_key = (model, names, increments, keys)
+    sql = _UPDATE_SQL_CACHE.get(cache_key)
+    if sql is None:
+        sets = [f"{_column(model, n)} = ?" for n in names] + [f"{_column(model, n)} = {_column(model, n)} + ?" for n in increments]
+        sql = (f'UPDATE "{model._meta.table_name}" SET ' + ", ".join(sets)
+               + " WHERE " + " AND ".join(f"{_column(model, k)} = ?" for k in keys))
+        _UPDATE_SQL_CACHE[cache_key] = sql
+    return sql
+
+
+def _insert_sql(model: type[pw.Model], names: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """INSERT of ``names`` plus every other field that has a Python-side default (peewee
+    fills those in; the tables have no SQL defaults)."""
+    cache_key = (model, names)
+    found = _INSERT_SQL_CACHE.get(cache_key)
+    if found is None:
+        given = set(names)
+        defaulted = tuple(f.name for f in model._meta.sorted_fields
+                          if f.name not in given and f.default is not None and not isinstance(f, pw.AutoField))
+        columns = names + defaulted
+        sql = (f'INSERT INTO "{model._meta.table_name}" (' + ", ".join(_column(model, n) for n in columns)
+               + ") VALUES (" + ", ".join("?" for _ in columns) + ")")
+        found = _INSERT_SQL_CACHE[cache_key] = (sql, defaulted)
+    return found
+
+
 class Store:
     """A connection to one database plus the write helpers every layer uses.
 
@@ -89,6 +124,37 @@ class Store:
     def close(self) -> None:
         if not self.db.is_closed():
             self.db.close()
+
+    # -- hot-path row writes ------------------------------------------------------------
+    def update_rows(self, model: type[pw.Model], fields: dict[str, Any], *, where: dict[str, Any],
+                    increments: dict[str, Any] | None = None) -> None:
+        """``UPDATE model SET fields (, col = col + increment) WHERE every where-field equals``.
+
+        The runtime writes a few task/agent/attempt rows per task lifecycle: on SQLite one
+        cached statement per field set (peewee compiles each query afresh, ~0.1 ms each).
+        Values must be plain column values (str, int, float, None)."""
+        increments = increments or {}
+        if not self.is_sqlite:
+            updates: dict[Any, Any] = dict(fields)
+            for name, step in increments.items():
+                updates[name] = getattr(model, name) + step
+            condition = None
+            for name, value in where.items():
+                term = getattr(model, name) == value
+                condition = term if condition is None else condition & term
+            model.update(updates).where(condition).execute()
+            return
+        sql = _update_sql(model, tuple(fields), tuple(increments), tuple(where))
+        self.db.execute_sql(sql, (*fields.values(), *increments.values(), *where.values()))
+
+    def insert_row(self, model: type[pw.Model], fields: dict[str, Any]) -> int:
+        """Insert one row (fields not given take their model default); returns its id."""
+        if not self.is_sqlite:
+            return model.insert(**fields).execute()
+        sql, defaulted = _insert_sql(model, tuple(fields))
+        defaults = model._meta.fields
+        extra = tuple(d() if callable(d) else d for d in (defaults[n].default for n in defaulted))
+        return self.db.execute_sql(sql, (*fields.values(), *extra)).lastrowid
 
     # -- events and control -----------------------------------------------------------
     def add_event(

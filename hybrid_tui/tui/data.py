@@ -16,7 +16,7 @@ import os
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from ..store import models as m
 from ..store.db import Store
@@ -96,8 +96,9 @@ def money(v: float | None) -> str:
 # ------------------------------------------------------------------ rows the views use
 
 
-@dataclass(frozen=True)
-class TaskRow:
+class TaskRow(NamedTuple):
+    """One task as the console shows it. A named tuple: a tick may build 10,000 of them."""
+
     task_id: str
     title: str
     status: str
@@ -135,6 +136,22 @@ class TaskRow:
         if self.finished_at is not None:
             return (self.finished_at - (self.started_at or self.created_at))
         return now - (self.started_at or self.created_at)
+
+
+# The TaskRow columns straight from SQL (no row objects, no spec_json): the tick's main read.
+TASK_ROW_SQL = """SELECT task_id, title, status, score, COALESCE(agent_id, ''), attempts, cost_usd, created_at,
+       started_at, finished_at, COALESCE(failure_type, ''), COALESCE(attention_reason, ''),
+       COALESCE(commit_sha, '')
+FROM task WHERE run_id = ? AND version > ? ORDER BY id"""
+
+
+def cost_stand(status: str, failure_type: str) -> tuple[str, bool]:
+    """What of a task's state the cost summary depends on (projection class, counts)."""
+    if status in ("done", "rolled_back"):
+        return ("finished", False)
+    if status in TERMINAL_STATUSES:
+        return (status, status == "failed" and failure_type == "budget_exhausted")
+    return ("open", False)
 
 
 @dataclass(frozen=True)
@@ -255,6 +272,7 @@ class StoreView:
     UTIL_BUCKETS = 20
     UTIL_BUCKET_SECONDS = 15.0
     BURN_BUCKETS = 30
+    COST_REFRESH_SECONDS = 5.0  # the burn chart's axis follows the clock at least this often
 
     def __init__(self, store: Store, run_id: str):
         self.store = store
@@ -265,6 +283,19 @@ class StoreView:
         self.last_attempt_version = -1
         self.last_event_seq = 0
         self.initial_events = 200
+        self._stands: dict[str, tuple[str, bool]] = {}  # task id -> cost_stand when last seen
+        self._costs_at = float("-inf")
+
+    def _note_stands(self, tasks: list[TaskRow]) -> bool:
+        """Record each changed task's cost stand; True when any differs from before."""
+        changed = False
+        stands = self._stands
+        for row in tasks:
+            stand = cost_stand(row.status, row.failure_type)
+            if stands.get(row.task_id) != stand:
+                stands[row.task_id] = stand
+                changed = True
+        return changed
 
     # -- the tick ---------------------------------------------------------------------
     def poll(self, now: float) -> Delta:
@@ -276,12 +307,9 @@ class StoreView:
             costs = locks = samples = util = pool_util = None
             attention = status_counts = None
             if run_changed:
-                tasks = [
-                    TaskRow.from_model(t)
-                    for t in m.Task.select()
-                    .where((m.Task.run == self.run_id) & (m.Task.version > self.last_task_version))
-                    .order_by(m.Task.id)
-                ]
+                tasks = list(map(TaskRow._make, self.store.db.execute_sql(
+                    TASK_ROW_SQL, (self.run_id, self.last_task_version)
+                )))
                 agents = [
                     AgentRow(a.agent_id, a.role, a.backend, a.model, a.state, a.task_id or "", a.tasks_done)
                     for a in m.Agent.select()
@@ -293,8 +321,13 @@ class StoreView:
                     .where((m.Attempt.run == self.run_id) & (m.Attempt.version > self.last_attempt_version))
                     .exists()
                 )
-                if attempts_changed or self.last_attempt_version < 0 or tasks:
+                # Costs depend on attempts and on where tasks stand (finished / settled / open),
+                # not on every status step; the burn chart's time axis moves on its own clock.
+                stands_changed = self._note_stands(tasks)
+                if (attempts_changed or self.last_attempt_version < 0 or stands_changed
+                        or now - self._costs_at >= self.COST_REFRESH_SECONDS):
                     costs = self.cost_summary(now, run)
+                    self._costs_at = now
                 samples = self.samples()
                 attention = self.attention_count()
                 status_counts = self.status_counts()
@@ -406,37 +439,30 @@ class StoreView:
     def cost_summary(self, now: float, run: RunInfo | None = None) -> CostSummary:
         """Spend, retry spend, spend by model, burn per bucket and a projected total.
 
-        Uses ``hybrid_tui.costs.accounting`` (spend_summary, projection) when available;
-        otherwise computed from Attempt rows directly: retry spend is the cost of every
-        attempt after a task's first, and the projection extrapolates the mean cost of
-        finished tasks to the tasks not finished yet. The burn chart is always ours.
+        Uses ``hybrid_tui.costs.accounting.cost_totals`` (the figures of its spend_summary
+        and projection, summed in the database) when available; otherwise computed from
+        Attempt rows directly: retry spend is the cost of every attempt after a task's
+        first, and the projection extrapolates the mean cost of finished tasks to the tasks
+        not finished yet. The burn chart is always ours. Everything is aggregate SQL: no
+        row object per task or attempt, so it stays cheap at 10,000 tasks.
         """
         run = run or self.run_info()
         summary = CostSummary(mission_budget_usd=run.mission_budget_usd, retry_budget_usd=run.retry_budget_usd)
-        rows = (
-            m.Attempt.select(m.Attempt.model, m.Attempt.number, m.Attempt.cost_usd, m.Attempt.started_at, m.Attempt.finished_at)
-            .where(m.Attempt.run == self.run_id)
-            .tuples()
-        )
-        by_model: dict[str, float] = defaultdict(float)
-        times: list[tuple[float, float]] = []
-        for model, number, cost, started, finished in rows:
-            cost = cost or 0.0
-            summary.spent_usd += cost
-            if number > 1:
-                summary.retry_spent_usd += cost
-            by_model[model or "?"] += cost
-            times.append((finished if finished is not None else started, cost))
-        summary.by_model = dict(sorted(by_model.items(), key=lambda kv: -kv[1]))
+        db = self.store.db
+        # An attempt's dollars are booked when it finished (a running one's when it started).
+        booked = "COALESCE(finished_at, started_at)"
+        (start,) = db.execute_sql(f"SELECT MIN({booked}) FROM attempt WHERE run_id = ?", (self.run_id,)).fetchone()
         # Burn chart: spend per bucket over the run so far, at most BURN_BUCKETS buckets.
-        if times:
-            start = min(t for t, _ in times)
+        if start is not None:
             span = max(now - start, 1.0)
             bucket = max(span / self.BURN_BUCKETS, 1.0)
             burn = [0.0] * self.BURN_BUCKETS
-            for t, cost in times:
-                index = min(int((t - start) / bucket), self.BURN_BUCKETS - 1)
-                burn[max(index, 0)] += cost
+            for index, cost in db.execute_sql(
+                f"""SELECT CAST(({booked} - ?) / ? AS INTEGER), SUM(COALESCE(cost_usd, 0)) FROM attempt
+                    WHERE run_id = ? GROUP BY 1""",
+                (start, bucket, self.run_id),
+            ):
+                burn[max(min(index, self.BURN_BUCKETS - 1), 0)] += cost
             summary.burn, summary.bucket_seconds = burn, bucket
         counts = self.status_counts()
         summary.budget_stopped = (
@@ -444,12 +470,20 @@ class StoreView:
             .where((m.Task.run == self.run_id) & (m.Task.status == "failed") & (m.Task.failure_type == "budget_exhausted"))
             .count()
         )
-        if self._from_accounting(summary, now):
-            summary.tasks_total = sum(n for st, n in counts.items() if st != "cancelled")
-            summary.tasks_done = counts.get("done", 0) + counts.get("rolled_back", 0)
-            return summary
         summary.tasks_total = sum(n for s, n in counts.items() if s != "cancelled")
         summary.tasks_done = counts.get("done", 0) + counts.get("rolled_back", 0)
+        if self._from_accounting(summary):
+            return summary
+        by_model: dict[str, float] = {}
+        for model, cost, retry_cost in db.execute_sql(
+            """SELECT model, SUM(COALESCE(cost_usd, 0)), SUM(CASE WHEN number > 1 THEN COALESCE(cost_usd, 0) ELSE 0 END)
+               FROM attempt WHERE run_id = ? GROUP BY model ORDER BY MIN(id)""",
+            (self.run_id,),
+        ):
+            summary.spent_usd += cost
+            summary.retry_spent_usd += retry_cost
+            by_model[model or "?"] = by_model.get(model or "?", 0.0) + cost
+        summary.by_model = dict(sorted(by_model.items(), key=lambda kv: -kv[1]))
         finished = sum(n for s, n in counts.items() if s in TERMINAL_STATUSES)
         remaining = max(summary.tasks_total - finished, 0)
         if finished:
@@ -458,20 +492,19 @@ class StoreView:
             summary.projected_usd = summary.spent_usd
         return summary
 
-    def _from_accounting(self, summary: CostSummary, now: float) -> bool:
+    def _from_accounting(self, summary: CostSummary) -> bool:
         """Spend, retry spend, by-model and projection from the costs layer (its pricing and
         its SIS-estimate projection); False when it is unavailable, so the simple numbers stand."""
         try:
-            from ..costs.accounting import projection, spend_summary
+            from ..costs.accounting import cost_totals
 
-            spend = spend_summary(self.run_id)
-            projected = projection(self.run_id, now)
+            totals = cost_totals(self.run_id)
         except Exception:  # an older or broken costs layer must not take the console down
             return False
-        summary.spent_usd = spend.total
-        summary.retry_spent_usd = spend.retry_spent
-        summary.by_model = dict(sorted(spend.by_model.items(), key=lambda kv: -kv[1]))
-        summary.projected_usd = projected.projected_total
+        summary.spent_usd = totals.spent
+        summary.retry_spent_usd = totals.retry_spent
+        summary.by_model = dict(totals.by_model)
+        summary.projected_usd = totals.projection.projected_total
         return True
 
     def utilisation(self, now: float) -> tuple[dict[str, list[float]], list[float]]:

@@ -322,10 +322,8 @@ class Coordinator:
         if not queued:
             return
         with self.store.write(self.run_id) as version:
-            for tid in queued:
-                m.Task.update(score=self.scheduler.score(tid), version=version).where(
-                    (m.Task.run == self.run_id) & (m.Task.task_id == tid)
-                ).execute()
+            self.store.update_many(m.Task, ("score", "version"), ("run", "task_id"),
+                                   [(self.scheduler.score(tid), version, self.run_id, tid) for tid in queued])
 
     # ------------------------------------------------------------------ persistence
     @contextlib.contextmanager

@@ -58,13 +58,10 @@ def persist_change(c: "Coordinator", kind: str, ch: Any, now: float, version: in
         text = f"{old} -> {new}" + (f": {ch.reason}" if ch.reason else "")
         c.events.add("task.status", text, level=level, task_id=ch.task_id, old=old, new=new)
     elif kind == "LockAcquired":
-        m.FileLock.insert(
-            run=run, path=ch.path, task_id=ch.task_id, acquired_at=ch.acquired_at, expires_at=ch.expires_at
-        ).on_conflict_replace().execute()
+        c.store.insert_row(m.FileLock, {"run": run, "path": ch.path, "task_id": ch.task_id,
+                                        "acquired_at": ch.acquired_at, "expires_at": ch.expires_at}, or_replace=True)
     elif kind == "LockReleased":
-        m.FileLock.delete().where(
-            (m.FileLock.run == run) & (m.FileLock.path == ch.path) & (m.FileLock.task_id == ch.task_id)
-        ).execute()
+        c.store.delete_rows(m.FileLock, where={"run": run, "path": ch.path, "task_id": ch.task_id})
     elif kind == "AgentChanged":
         state = "retired" if ch.state == "removed" else ch.state
         c.store.update_rows(m.Agent, {"state": state, "task_id": ch.task_id, "updated_at": now, "version": version},

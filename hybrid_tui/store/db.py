@@ -46,6 +46,10 @@ _INSERT_EVENT_SQL = (
 )
 
 
+_PENDING_CONTROL_SQL = (
+    f'SELECT 1 FROM "{m.Control._meta.table_name}" WHERE "{m.Control.run.column_name}" = ? '
+    "AND \"status\" = 'pending' LIMIT 1"
+)
 _UPDATE_SQL_CACHE: dict[tuple, str] = {}
 _INSERT_SQL_CACHE: dict[tuple, tuple[str, tuple[str, ...]]] = {}
 
@@ -65,17 +69,18 @@ def _update_sql(model: type[pw.Model], names: tuple[str, ...], increments: tuple
     return sql
 
 
-def _insert_sql(model: type[pw.Model], names: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+def _insert_sql(model: type[pw.Model], names: tuple[str, ...], or_replace: bool = False) -> tuple[str, tuple[str, ...]]:
     """INSERT of ``names`` plus every other field that has a Python-side default (peewee
     fills those in; the tables have no SQL defaults)."""
-    cache_key = (model, names)
+    cache_key = (model, names, or_replace)
     found = _INSERT_SQL_CACHE.get(cache_key)
     if found is None:
         given = set(names)
         defaulted = tuple(f.name for f in model._meta.sorted_fields
                           if f.name not in given and f.default is not None and not isinstance(f, pw.AutoField))
         columns = names + defaulted
-        sql = (f'INSERT INTO "{model._meta.table_name}" (' + ", ".join(_column(model, n) for n in columns)
+        verb = "INSERT OR REPLACE" if or_replace else "INSERT"
+        sql = (f'{verb} INTO "{model._meta.table_name}" (' + ", ".join(_column(model, n) for n in columns)
                + ") VALUES (" + ", ".join("?" for _ in columns) + ")")
         found = _INSERT_SQL_CACHE[cache_key] = (sql, defaulted)
     return found
@@ -147,11 +152,40 @@ class Store:
         sql = _update_sql(model, tuple(fields), tuple(increments), tuple(where))
         self.db.execute_sql(sql, (*fields.values(), *increments.values(), *where.values()))
 
-    def insert_row(self, model: type[pw.Model], fields: dict[str, Any]) -> int:
-        """Insert one row (fields not given take their model default); returns its id."""
+    def update_many(self, model: type[pw.Model], names: tuple[str, ...], keys: tuple[str, ...],
+                    rows: list[tuple]) -> None:
+        """One UPDATE per row (values of ``names`` then of ``keys``), as one executemany."""
+        if not rows:
+            return
         if not self.is_sqlite:
-            return model.insert(**fields).execute()
-        sql, defaulted = _insert_sql(model, tuple(fields))
+            for row in rows:
+                self.update_rows(model, dict(zip(names, row)), where=dict(zip(keys, row[len(names):])))
+            return
+        cursor = self.db.cursor()
+        cursor.executemany(_update_sql(model, names, (), keys), rows)
+
+    def delete_rows(self, model: type[pw.Model], *, where: dict[str, Any]) -> None:
+        if not self.is_sqlite:
+            condition = None
+            for name, value in where.items():
+                term = getattr(model, name) == value
+                condition = term if condition is None else condition & term
+            model.delete().where(condition).execute()
+            return
+        key = (model, "delete", tuple(where))
+        sql = _UPDATE_SQL_CACHE.get(key)
+        if sql is None:
+            sql = _UPDATE_SQL_CACHE[key] = (f'DELETE FROM "{model._meta.table_name}" WHERE '
+                                            + " AND ".join(f"{_column(model, k)} = ?" for k in where))
+        self.db.execute_sql(sql, tuple(where.values()))
+
+    def insert_row(self, model: type[pw.Model], fields: dict[str, Any], *, or_replace: bool = False) -> int:
+        """Insert one row (fields not given take their model default); returns its id.
+        ``or_replace``: a row with the same unique key is replaced."""
+        if not self.is_sqlite:
+            query = model.insert(**fields)
+            return (query.on_conflict_replace() if or_replace else query).execute()
+        sql, defaulted = _insert_sql(model, tuple(fields), or_replace)
         defaults = model._meta.fields
         extra = tuple(d() if callable(d) else d for d in (defaults[n].default for n in defaulted))
         return self.db.execute_sql(sql, (*fields.values(), *extra)).lastrowid
@@ -197,6 +231,10 @@ class Store:
         return row.id
 
     def pending_controls(self, run_id: str) -> list[m.Control]:
+        if self.is_sqlite:  # polled every loop iteration: a cheap probe first, usually empty
+            probe = self.db.execute_sql(_PENDING_CONTROL_SQL, (run_id,)).fetchone()
+            if probe is None:
+                return []
         return list(
             m.Control.select()
             .where((m.Control.run == run_id) & (m.Control.status == "pending"))

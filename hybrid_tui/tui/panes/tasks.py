@@ -7,11 +7,13 @@ the coordinator rewrites rows underneath.
 
 from __future__ import annotations
 
+from typing import Iterable
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowDoesNotExist, RowKey
 
 from ..data import TaskRow, coarse_age, inert
 from .style import is_compact, status_text
@@ -36,6 +38,24 @@ def _matches(status: str, attention: str, filter_name: str) -> bool:
 class TaskTable(DataTable):
     """The task DataTable; the pane owns the data, this is only the widget."""
 
+    def update_cells(self, updates: Iterable[tuple[RowKey, ColumnKey, Text]]) -> None:
+        """What ``update_cell(row, column, value)`` does for each update, then ONE refresh.
+
+        DataTable.update_cell refreshes the widget on every call (~30 µs) and compares its
+        string keys in Python; a tick of 10,000 changing rows makes 20,000 calls. This writes
+        the same cell store (keyed by the RowKey/ColumnKey objects add_row/add_column
+        returned) and bumps the update count once, which is all update_cell does when the
+        column width is left alone (``update_width=False``, its default).
+        """
+        data = self._data
+        for row_key, column_key, value in updates:
+            row = data.get(row_key)
+            if row is None or column_key not in row:
+                raise CellDoesNotExist(f"No cell exists for row_key={row_key!r}, column_key={column_key!r}.")
+            row[column_key] = value
+        self._update_count += 1
+        self.refresh()
+
 
 class TaskQueue(Vertical):
     DEFAULT_CSS = """
@@ -53,6 +73,9 @@ class TaskQueue(Vertical):
         self.filter_name = "all"
         self.sort_name = "queue"
         self.sort_reverse = False
+        self._cells_made: dict[tuple[str, str], Text] = {}  # (column, text) -> its cell, see _cell
+        self.row_keys: dict[str, RowKey] = {}  # task id -> the table's key of its shown row
+        self.column_keys: dict[str, ColumnKey] = {}
 
     def compose(self) -> ComposeResult:
         table = TaskTable(id="task-table", cursor_type="row", zebra_stripes=False)
@@ -71,7 +94,7 @@ class TaskQueue(Vertical):
         title_width = max(12, main_width - (66 if compact else 70))
         widths = dict(id=10 if compact else 14, title=title_width, status=11, score=5, agent=8, att=3, cost=6, age=5)
         for key in COLUMNS:
-            self.table.add_column(key, key=key, width=widths[key])
+            self.column_keys[key] = self.table.add_column(key, key=key, width=widths[key])
         self._retitle()
 
     # -- data -----------------------------------------------------------------------
@@ -99,6 +122,19 @@ class TaskQueue(Vertical):
         )
 
     def _cell(self, column: str, value: str) -> Text:
+        """The styled cell; shared between cells showing the same text (DataTable renders a
+        Text without changing it), so a tick of 10,000 rows builds a few dozen, not 20,000."""
+        if column in ("id", "title"):
+            return self._make_cell(column, value)
+        key = (column, value)
+        cell = self._cells_made.get(key)
+        if cell is None:
+            if len(self._cells_made) >= 4096:
+                self._cells_made.clear()
+            cell = self._cells_made[key] = self._make_cell(column, value)
+        return cell
+
+    def _make_cell(self, column: str, value: str) -> Text:
         if column == "status":
             return status_text(self.app, value)
         justify = "right" if column in ("score", "att", "cost", "age") else "left"
@@ -111,6 +147,9 @@ class TaskQueue(Vertical):
         table = self.table
         added = False
         sort_dirty = False
+        sort_column = SORT_COLUMN.get(self.sort_name)
+        column_keys = self.column_keys
+        updates: list[tuple[str, str, Text]] = []
         for row in changed:
             if row.task_id not in self.order:
                 self.order[row.task_id] = len(self.order)
@@ -120,26 +159,32 @@ class TaskQueue(Vertical):
             if shown and not wanted:
                 table.remove_row(row.task_id)
                 del self.cells[row.task_id]
+                del self.row_keys[row.task_id]
             elif wanted:
                 new = self._row_cells(row, now)
                 if not shown:
-                    table.add_row(*(self._cell(c, v) for c, v in zip(COLUMNS, new)), key=row.task_id)
+                    self.row_keys[row.task_id] = table.add_row(
+                        *(self._cell(c, v) for c, v in zip(COLUMNS, new)), key=row.task_id)
                     added = True
                 else:
                     old = self.cells[row.task_id]
-                    for column, before, after in zip(COLUMNS, old, new):
-                        if before != after:
-                            table.update_cell(row.task_id, column, self._cell(column, after))
-                            if SORT_COLUMN.get(self.sort_name) == column:
-                                sort_dirty = True
+                    if old != new:
+                        for column, before, after in zip(COLUMNS, old, new):
+                            if before != after:
+                                updates.append((self.row_keys[row.task_id], column_keys[column], self._cell(column, after)))
+                                if sort_column == column:
+                                    sort_dirty = True
                 self.cells[row.task_id] = new
+        if updates:
+            table.update_cells(updates)
         if added or sort_dirty:
             self._resort()
         self._retitle()
 
     def refresh_ages(self, now: float) -> None:
         """The age column moves with the clock: update only the cells whose text changed."""
-        table = self.table
+        updates = []
+        age_key = self.column_keys["age"]
         for task_id, cells in self.cells.items():
             row = self.rows[task_id]
             if row.finished_at is not None:
@@ -147,13 +192,17 @@ class TaskQueue(Vertical):
             age = coarse_age(row.age(now))
             if age != cells[7]:
                 self.cells[task_id] = cells[:7] + (age,)
-                table.update_cell(task_id, "age", self._cell("age", age))
+                updates.append((self.row_keys[task_id], age_key, self._cell("age", age)))
+        if updates:
+            self.table.update_cells(updates)
 
     def repaint(self) -> None:
         """Re-style every shown cell (after a theme change)."""
-        table = self.table
-        for task_id, cells in self.cells.items():
-            table.update_cell(task_id, "status", self._cell("status", cells[2]))
+        self._cells_made.clear()  # styled with the previous theme
+        status_key = self.column_keys["status"]
+        self.table.update_cells(
+            (self.row_keys[task_id], status_key, self._cell("status", cells[2])) for task_id, cells in self.cells.items()
+        )
 
     # -- sorting and filtering ------------------------------------------------------
     def _sort_value(self, task_id: str):
@@ -206,11 +255,12 @@ class TaskQueue(Vertical):
             if not _matches(row.status, row.attention_reason, name):
                 table.remove_row(task_id)
                 del self.cells[task_id]
+                del self.row_keys[task_id]
         for task_id in sorted(self.rows, key=self.order.__getitem__):
             row = self.rows[task_id]
             if task_id not in self.cells and _matches(row.status, row.attention_reason, name):
                 new = self._row_cells(row, now)
-                table.add_row(*(self._cell(c, v) for c, v in zip(COLUMNS, new)), key=task_id)
+                self.row_keys[task_id] = table.add_row(*(self._cell(c, v) for c, v in zip(COLUMNS, new)), key=task_id)
                 self.cells[task_id] = new
         self._resort()
         if selected in self.cells:

@@ -120,6 +120,7 @@ class EventJsonlWriter:
         self._size = 0
         self.last_seq = 0
         self._offsets: dict[int, int] = {}  # seq -> offset in the current file (recent lines only)
+        self._batch_secrets: list[str] | None = None
 
     # -- public -----------------------------------------------------------------------
     def write(self, lines: Iterable[dict[str, Any]]) -> None:
@@ -135,8 +136,12 @@ class EventJsonlWriter:
                 self._rewind(min(line["seq"] for line in lines if isinstance(line.get("seq"), int)))
                 self._catch_up()  # the store's version of those events replaces the pending lines
                 lines = [line for line in lines if not isinstance(line.get("seq"), int)]
-            for line in lines:
-                self._write_line(line)
+            self._batch_secrets = self.redactor._values()  # read once per batch, not per line
+            try:
+                for line in lines:
+                    self._write_line(line)
+            finally:
+                self._batch_secrets = None
             assert self._file is not None
             self._file.flush()
         except OSError:
@@ -277,7 +282,7 @@ class EventJsonlWriter:
 
     def _write_line(self, line: dict[str, Any]) -> None:
         assert self._file is not None
-        data = (json.dumps(self.redactor.any(line), default=str, sort_keys=True) + "\n").encode("utf-8")
+        data = (json.dumps(self.redactor.any(line, self._batch_secrets), default=str, sort_keys=True) + "\n").encode("utf-8")
         if self._size and self._size + len(data) > self.max_bytes:
             self._rotate()
         seq = line.get("seq")

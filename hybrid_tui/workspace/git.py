@@ -8,14 +8,22 @@ GitPython's command interface (``git.Git(path)``: no long-lived ``Repo`` objects
 Integration never checks anything out: the worktree's tree is committed with
 ``commit-tree``, merged onto the current mission head with ``merge-tree --write-tree``
 when the branch moved since the worktree was reset, and published with a
-compare-and-swap ``update-ref`` so a branch moved by someone else is detected.
+compare-and-swap ``update-ref`` so a branch moved by someone else is detected. The usual
+path is three git processes (``add -A``, ``write-tree``, ``update-ref``): the changed files
+are read from the loose tree objects ``write-tree`` just wrote and the commit object is
+written the way ``commit-tree`` writes it; ``diff-tree`` and ``commit-tree`` still run
+whenever that shortcut cannot be sure (packed objects, non-default object settings).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets
 import shutil
 import threading
+import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +51,12 @@ _IDENTITY = {
 }
 _RECORD = "\x1e"
 _FIELD = "\x1f"
+_TREE_MODE = b"40000"
+# Settings under which git writes objects differently from a plain loose, unsigned SHA-1
+# commit with no encoding header (config keys are matched lower-cased).
+_NONDEFAULT_OBJECT_SETTINGS = (
+    r"^(core\.(sharedrepository|fsync|fsyncobjectfiles)|i18n\.commitencoding|extensions\..*)$"
+)
 
 
 class MissionError(Exception):
@@ -139,6 +153,7 @@ class MissionRepo:
         self._known_head: str | None = None  # the mission head as this run last left it
         self._integrated: dict[str, str] | None = None  # cache, valid for _known_head
         self._reset_base: dict[str, str] = {}  # agent -> mission head its worktree was reset to
+        self._loose: _LooseObjects | bool | None = None  # None: not looked up yet; False: unusable
 
     # ------------------------------------------------------------- basics
 
@@ -358,9 +373,7 @@ class MissionRepo:
             base = self._base_of(agent_id, runner)
             _ok(runner, "add", "-A", what=f"{task_id}: cannot stage the worktree of {agent_id}")
             tree = _ok(runner, "write-tree", what=f"{task_id}: cannot write tree").strip()
-            files = _ok(runner, "diff-tree", "-r", "--name-only", "-z", "--no-renames", base, tree,
-                        what=f"{task_id}: cannot diff the worktree").split("\0")
-            files = [name for name in files if name]
+            files = self._files_between(runner, base, tree, what=f"{task_id}: cannot diff the worktree")
             if not files:
                 return IntegrationResult(sha=None, files=[], empty=True)
             message = f"{task_id}: {_one_line(title)}\n\n{TASK_TRAILER}: {task_id}\n{RUN_TRAILER}: {self.run_id}\n"
@@ -379,6 +392,11 @@ class MissionRepo:
             return IntegrationResult(sha=sha, files=files)
 
     def _commit_tree(self, runner: gitpython.Git, tree: str, parent: str, message: str) -> str:
+        loose = self._loose_objects()
+        if loose is not None and loose.writable:
+            sha = loose.write_commit(tree, parent, message.rstrip("\n") + "\n")
+            if sha is not None:
+                return sha
         return _ok(runner, "commit-tree", "--no-gpg-sign", tree, "-p", parent, "-m", message.rstrip("\n"),
                    what="cannot create commit").strip()
 
@@ -398,9 +416,47 @@ class MissionRepo:
     # ---------------------------------------------------------- inspection
 
     def changed_files(self, sha: str) -> list[str]:
+        """The files a (non-merge) commit changed against its parent."""
+        loose = self._loose_objects()
+        if loose is not None:
+            commit = loose.commit(sha)
+            if commit is not None and len(commit[1]) <= 1:  # merges: git's own rules below
+                tree, parents = commit
+                base_tree = loose.tree_of(parents[0]) if parents else ""
+                if base_tree is not None:
+                    files = loose.changed_paths(base_tree, tree)
+                    if files is not None:
+                        return files
         out = _ok(self._repo(), "diff-tree", "--no-commit-id", "-r", "--name-only", "-z", "--root", sha,
                   what=f"cannot list files of {sha[:12]}")
         return [name for name in out.split("\0") if name]
+
+    def _files_between(self, runner: gitpython.Git, base: str, tree: str, what: str) -> list[str]:
+        """Files differing between commit ``base`` and ``tree`` (``git diff-tree -r --name-only``)."""
+        loose = self._loose_objects()
+        if loose is not None:
+            base_tree = loose.tree_of(base)
+            if base_tree is not None:
+                files = loose.changed_paths(base_tree, tree)
+                if files is not None:
+                    return files
+        out = _ok(runner, "diff-tree", "-r", "--name-only", "-z", "--no-renames", base, tree, what=what)
+        return [name for name in out.split("\0") if name]
+
+    def _loose_objects(self) -> _LooseObjects | None:
+        """The object directory for in-process reads (and commit writes in a default setup)."""
+        if self._loose is None:
+            runner = self._repo()
+            status, out, _ = _run(runner, "rev-parse", "--git-path", "objects")
+            objects = (self.repo_path / out.strip()) if status == 0 and out.strip() else None
+            if objects is None or not objects.is_dir():
+                self._loose = False
+            else:
+                # Anything that changes how git itself writes a commit object leaves the
+                # writing to `git commit-tree`; exit status 1 means none is configured.
+                status, _, _ = _run(runner, "config", "--get-regexp", _NONDEFAULT_OBJECT_SETTINGS)
+                self._loose = _LooseObjects(objects, writable=status == 1)
+        return self._loose or None
 
     def diff(self, sha: str, max_bytes: int = 500_000) -> str:
         """The commit's message, stat and patch (capped at ``max_bytes``)."""
@@ -500,3 +556,153 @@ def _worktree_gitdir(path: Path) -> Path | None:
         gitdir = Path(text[len("gitdir:"):].strip())
         return gitdir if gitdir.is_absolute() else (path / gitdir).resolve()
     return None
+
+
+class _LooseObjects:
+    """Reads loose SHA-1 objects straight from the object directory, without a git process.
+
+    Only what ``write-tree``, ``merge-tree`` and ``commit-tree`` have just written is wanted
+    here; anything else (a packed or alternate object, SHA-256, a file gc removes while we
+    read) returns None and the caller asks git instead, so an answer is git's or nothing.
+    """
+
+    def __init__(self, objects_dir: Path, writable: bool = False) -> None:
+        self.objects_dir = objects_dir
+        self.writable = writable
+
+    def write_commit(self, tree: str, parent: str, message: str) -> str | None:
+        """Store the commit ``git commit-tree --no-gpg-sign <tree> -p <parent>`` would make
+        with our identity, byte for byte; None (caller runs git) when that cannot be sure."""
+        if len(tree) != 40 or len(parent) != 40 or "GIT_AUTHOR_DATE" in os.environ or "GIT_COMMITTER_DATE" in os.environ:
+            return None
+        stamp = int(time.time())
+        offset = time.localtime(stamp).tm_gmtoff // 60
+        zone = f"{'-' if offset < 0 else '+'}{abs(offset) // 60:02}{abs(offset) % 60:02}"
+        author = f"{_IDENTITY['GIT_AUTHOR_NAME']} <{_IDENTITY['GIT_AUTHOR_EMAIL']}> {stamp} {zone}"
+        committer = f"{_IDENTITY['GIT_COMMITTER_NAME']} <{_IDENTITY['GIT_COMMITTER_EMAIL']}> {stamp} {zone}"
+        try:
+            body = f"tree {tree}\nparent {parent}\nauthor {author}\ncommitter {committer}\n\n{message}".encode()
+        except UnicodeEncodeError:
+            return None
+        data = b"commit %d\0" % len(body) + body
+        sha = hashlib.sha1(data).hexdigest()
+        folder = self.objects_dir / sha[:2]
+        target = folder / sha[2:]
+        if target.exists():
+            try:
+                os.utime(target)  # as git does: a fresh mtime keeps a pending prune off it
+                return sha
+            except OSError:
+                return None
+        # Like git: a read-only temporary file in the fan-out folder, then a hard link, so a
+        # reader never sees half an object and a racing writer of the same object is harmless.
+        temporary = folder / f"tmp_obj_{secrets.token_hex(6)}"
+        try:
+            folder.mkdir(exist_ok=True)
+            with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444), "wb") as stream:
+                stream.write(zlib.compress(data, 1))
+            try:
+                os.link(temporary, target)
+            except FileExistsError:
+                pass
+        except OSError:
+            return None
+        finally:
+            temporary.unlink(missing_ok=True)
+        return sha
+
+    def _read(self, sha: str, kind: bytes) -> bytes | None:
+        if len(sha) != 40:
+            return None
+        try:
+            raw = zlib.decompress((self.objects_dir / sha[:2] / sha[2:]).read_bytes())
+        except (OSError, ValueError, zlib.error):
+            return None
+        header, _, body = raw.partition(b"\0")
+        if header.split(b" ", 1)[0] != kind:
+            return None
+        return body
+
+    def commit(self, sha: str) -> tuple[str, list[str]] | None:
+        """(tree, parents) of a commit."""
+        body = self._read(sha, b"commit")
+        if body is None:
+            return None
+        tree, parents = None, []
+        for line in body.split(b"\n"):
+            if line.startswith(b"tree "):
+                tree = line[5:].decode("ascii", "replace")
+            elif line.startswith(b"parent "):
+                parents.append(line[7:].decode("ascii", "replace"))
+            else:
+                break  # the tree and parent headers come first; the rest is not needed
+        if tree is None or any(len(sha) != 40 for sha in (tree, *parents)):
+            return None
+        return tree, parents
+
+    def tree_of(self, commit_sha: str) -> str | None:
+        commit = self.commit(commit_sha)
+        return commit[0] if commit else None
+
+    def _entries(self, sha: str) -> list[tuple[bytes, bytes, bytes]] | None:
+        """(sort key, mode, binary sha) in git's tree order: a sub-tree sorts as ``name/``."""
+        body = self._read(sha, b"tree")
+        if body is None:
+            return None
+        entries = []
+        position = 0
+        while position < len(body):
+            space = body.index(b" ", position)
+            nul = body.index(b"\0", space)
+            mode, name = body[position:space], body[space + 1:nul]
+            entries.append((name + b"/" if mode == _TREE_MODE else name, mode, body[nul + 1:nul + 21]))
+            position = nul + 21
+        return entries
+
+    def changed_paths(self, old_tree: str, new_tree: str) -> list[str] | None:
+        """What ``git diff-tree -r --name-only --no-renames old new`` prints, in its order;
+        an empty ``old_tree`` means the empty tree. None when an object is not loose here."""
+        files: list[str] = []
+        try:
+            self._walk(old_tree or None, new_tree, b"", files)
+        except (ValueError, LookupError, _NotLoose):  # malformed or not loose: ask git
+            return None
+        return files
+
+    def _walk(self, old: str | None, new: str | None, prefix: bytes, files: list[str]) -> None:
+        if old == new:
+            return
+        before = self._listing(old)
+        after = self._listing(new)
+        i = j = 0
+        while i < len(before) or j < len(after):
+            if j == len(after) or (i < len(before) and before[i][0] < after[j][0]):
+                self._leaf_or_tree(before[i], None, prefix, files)
+                i += 1
+            elif i == len(before) or after[j][0] < before[i][0]:
+                self._leaf_or_tree(None, after[j], prefix, files)
+                j += 1
+            else:
+                if before[i][1:] != after[j][1:]:
+                    self._leaf_or_tree(before[i], after[j], prefix, files)
+                i += 1
+                j += 1
+
+    def _listing(self, sha: str | None) -> list[tuple[bytes, bytes, bytes]]:
+        if sha is None:
+            return []
+        entries = self._entries(sha)
+        if entries is None:
+            raise _NotLoose(sha)
+        return entries
+
+    def _leaf_or_tree(self, old, new, prefix: bytes, files: list[str]) -> None:
+        key = (old or new)[0]
+        if key.endswith(b"/"):  # same key on both sides: both are trees
+            self._walk(old[2].hex() if old else None, new[2].hex() if new else None, prefix + key, files)
+        else:
+            files.append((prefix + key).decode("utf-8", "surrogateescape"))
+
+
+class _NotLoose(Exception):
+    """An object needed for an in-process diff is not a loose object of this repository."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -250,3 +253,116 @@ def test_integrate_from_missing_worktree_is_refused(mission: MissionRepo, user_r
     with pytest.raises(MissionError, match="agent ghost has no worktree"):
         mission.integrate("ghost", "T1", "x")
     assert user_state(user_repo) == before
+
+
+# ------------------------------------------------- integration without diff-tree/commit-tree
+# The usual path reads changed files from loose tree objects and writes the commit object
+# itself; these tests hold it to what git's own commands produce, and check that git takes
+# over whenever that shortcut cannot be sure (packed objects, non-default object settings).
+
+
+def git_files(repo: Path, *args: str) -> list[str]:
+    out = git(repo, "-c", "core.quotepath=false", "diff-tree", "-r", "--name-only", "-z", "--no-renames", *args)
+    return [name for name in out.split("\0") if name]
+
+
+def make_varied_changes(worktree: Path) -> None:
+    """Every kind of tree change git reports: nested adds, deletions, a file becoming a folder
+    and back, a symlink, an executable bit, names that sort around ``dir/``."""
+    (worktree / "a.py").unlink()
+    (worktree / "b.py").unlink()
+    (worktree / "b.py").mkdir()  # file -> folder
+    (worktree / "b.py" / "inner.py").write_text("I = 1\n")
+    (worktree / "a.py.txt").write_text("sorts between a.py and a.py/\n")
+    (worktree / "deep" / "er" / "est").mkdir(parents=True)
+    (worktree / "deep" / "er" / "est" / "x.txt").write_text("x\n")
+    (worktree / "deep" / "er-sibling").write_text("-\n")
+    (worktree / "link").symlink_to("deep/er-sibling")
+    script = worktree / "run.sh"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    (worktree / "é space.md").write_text("accent\n")
+
+
+def test_integrated_files_and_commit_match_what_git_itself_reports(mission: MissionRepo, user_repo: Path) -> None:
+    make_varied_changes(mission.reset("agent-1"))
+    first = mission.integrate("agent-1", "T1", "varied")
+    assert first.files == git_files(user_repo, f"{first.sha}^", first.sha)  # same names, same order
+    assert mission.changed_files(first.sha) == first.files
+    # Second round: the folder becomes a file again, the symlink and the executable go.
+    worktree = mission.reset("agent-1")
+    shutil.rmtree(worktree / "b.py")
+    (worktree / "b.py").write_text("B = 2\n")
+    (worktree / "link").unlink()
+    (worktree / "run.sh").chmod(0o644)
+    shutil.rmtree(worktree / "deep" / "er")
+    second = mission.integrate("agent-1", "T2", "back")
+    assert second.files == git_files(user_repo, first.sha, second.sha)
+    assert {"b.py", "b.py/inner.py", "link", "run.sh", "deep/er/est/x.txt"} <= set(second.files)
+    # The commit objects are what `git commit-tree` makes from the same tree, parent, message and time.
+    for sha in (first.sha, second.sha):
+        raw = git(user_repo, "cat-file", "commit", sha)
+        stamp = raw.split("\ncommitter ", 1)[1].split("\n", 1)[0].rsplit(" ", 2)
+        date = f"{stamp[1]} {stamp[2]}"
+        remade = subprocess.run(
+            ["git", "commit-tree", f"{sha}^{{tree}}", "-p", f"{sha}^", "-m", raw.split("\n\n", 1)[1].rstrip("\n")],
+            cwd=user_repo, capture_output=True, text=True, check=True,
+            env=os.environ | {"GIT_AUTHOR_NAME": "hybrid-tui", "GIT_AUTHOR_EMAIL": "hybrid-tui@localhost",
+                              "GIT_COMMITTER_NAME": "hybrid-tui", "GIT_COMMITTER_EMAIL": "hybrid-tui@localhost",
+                              "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date},
+        ).stdout.strip()
+        assert remade == sha
+    git(user_repo, "fsck", "--strict", "--no-dangling")
+
+
+def test_packed_history_still_gives_the_right_files(mission: MissionRepo, user_repo: Path) -> None:
+    sandbox = Sandbox(mission.reset("agent-1"))
+    sandbox.write_text("one.py", "1\n")
+    sandbox.write_text("sub/deeper/two.py", "2\n")
+    first = mission.integrate("agent-1", "T1", "one")
+    git(user_repo, "repack", "-adq")
+    git(user_repo, "prune-packed")  # nothing of the history is a loose object any more (a `git gc`)
+    assert not list((user_repo / ".git" / "objects").glob("??/*"))
+    Sandbox(mission.reset("agent-1")).write_text("one.py", "one\n")
+    second = mission.integrate("agent-1", "T2", "packed parent")
+    assert second.files == ["one.py"]
+    # The new commit is loose, but the folder it removes is still only in the pack.
+    shutil.rmtree(mission.reset("agent-1") / "sub")
+    third = mission.integrate("agent-1", "T3", "packed folder")
+    assert third.files == ["sub/deeper/two.py"] == git_files(user_repo, second.sha, third.sha)
+    assert mission.changed_files(first.sha) == ["one.py", "sub/deeper/two.py"]
+    assert mission.find_integrated() == {"T1": first.sha, "T2": second.sha, "T3": third.sha}
+
+
+def test_shared_repository_objects_are_written_by_git(user_repo: Path, tmp_path: Path) -> None:
+    git(user_repo, "config", "core.sharedRepository", "group")
+    mission = MissionRepo(user_repo, BRANCH, tmp_path / "run", "run1")
+    mission.prepare("main")
+    for number in range(3):
+        Sandbox(mission.reset("agent-1")).write_text(f"f{number}.py", f"{number}\n")
+        sha = mission.integrate("agent-1", f"T{number}", "shared").sha
+        folder = user_repo / ".git" / "objects" / sha[:2]
+        assert folder.stat().st_mode & 0o070 == 0o070, "other members of the group could not add objects here"
+    git(user_repo, "fsck", "--strict", "--no-dangling")
+
+
+def test_usual_integration_runs_three_git_commands(mission: MissionRepo, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hybrid_tui.workspace import git as workspace_git
+
+    commands: list[str] = []
+    real_run = workspace_git._run
+
+    def counting(runner, *args, **kwargs):
+        commands.append(args[0])
+        return real_run(runner, *args, **kwargs)
+
+    Sandbox(mission.reset("agent-1")).write_text("w.py", "0\n")
+    mission.integrate("agent-1", "T0", "warm-up")  # reads the history and the object settings once
+    Sandbox(mission.reset("agent-1")).write_text("x.py", "1\n")
+    Sandbox(mission.reset("agent-2")).write_text("y.py", "2\n")
+    monkeypatch.setattr(workspace_git, "_run", counting)
+    assert mission.integrate("agent-1", "T1", "x").files == ["x.py"]
+    assert commands == ["add", "write-tree", "update-ref"]
+    commands.clear()
+    assert mission.integrate("agent-2", "T2", "y").files == ["y.py"]  # the branch moved: a 3-way merge
+    assert commands == ["add", "write-tree", "merge-tree", "update-ref"]

@@ -86,8 +86,8 @@ def run(quick: bool = False, *, rounds: int | None = None) -> tuple[list[Figure]
     figures = [
         Figure("integration", f"integrate one task, median ({rounds} rounds)", median(ours), "ms",
                median(raw), "git add && git commit, median", BUDGET_MS, "<= 10 ms median",
-               note="MissionRepo.integrate = git add -A, write-tree, diff-tree, commit-tree, update-ref "
-                    "(5 git processes) vs 2 for the baseline"),
+               note="MissionRepo.integrate = git add -A, write-tree, update-ref "
+                    "(3 git processes) vs 2 for the baseline"),
         Figure("integration", "integrate one task, p95", percentile(ours, 95), "ms",
                percentile(raw, 95), "git add && git commit, p95"),
     ]

@@ -3,7 +3,8 @@
 A seeded random DAG (``core_bench.random_dag``) becomes an in-memory mission; a run of it
 is created on a SQLite file and the REAL ``runtime.Coordinator`` drives it with ``sim``
 agents that finish instantly (pace 0, no failures, git off). Every change goes through the
-store exactly as in a real run (one transaction per scheduler step, events, version bumps).
+store exactly as in a real run (one transaction per dispatch round and per attempt step,
+events, version bumps).
 
 Figures: wall and CPU time per task lifecycle (ready -> running -> validating ->
 integrating -> done), and the dependency-to-dispatch latency read from the stored

@@ -35,7 +35,8 @@ def test_quick_bench_runs_every_benchmark_and_saves_json(tmp_path):
         assert f["name"] in proc.stdout
     # The runtime really ran the DAG: every task lifecycle and dependency edge was measured.
     sched = data["details"]["scheduling"]
-    assert sched["tasks"] == 300 and sched["store_transactions"] >= 3 * 300
+    # (at least one store transaction per task: each attempt's end is one, dispatch rounds are shared)
+    assert sched["tasks"] == 300 and sched["store_transactions"] >= 300
     assert len(sched["chain_latency_ms"]) == 49
     assert data["details"]["integration"]["rounds"] == 5
     assert data["details"]["console"]["memory"]["rows_shown"] == 500

@@ -11,23 +11,26 @@ when the branch moved since the worktree was reset, and published with a
 compare-and-swap ``update-ref`` so a branch moved by someone else is detected. The usual
 path is three git processes (``add -A``, ``write-tree``, ``update-ref``): the changed files
 are read from the loose tree objects ``write-tree`` just wrote and the commit object is
-written the way ``commit-tree`` writes it; ``diff-tree`` and ``commit-tree`` still run
-whenever that shortcut cannot be sure (packed objects, non-default object settings).
+written the way ``commit-tree`` writes it, both through gitdb (GitPython's loose object
+store); ``diff-tree`` and ``commit-tree`` still run whenever that shortcut cannot be sure
+(packed objects, non-default object settings).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import shutil
 import threading
 import time
 import zlib
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 
 import git as gitpython
+import gitdb
+import gitdb.exc
 
 __all__ = [
     "BranchMoved",
@@ -559,7 +562,8 @@ def _worktree_gitdir(path: Path) -> Path | None:
 
 
 class _LooseObjects:
-    """Reads loose SHA-1 objects straight from the object directory, without a git process.
+    """Loose SHA-1 objects of the repository through gitdb (GitPython's own object store),
+    without a git process.
 
     Only what ``write-tree``, ``merge-tree`` and ``commit-tree`` have just written is wanted
     here; anything else (a packed or alternate object, SHA-256, a file gc removes while we
@@ -568,7 +572,13 @@ class _LooseObjects:
 
     def __init__(self, objects_dir: Path, writable: bool = False) -> None:
         self.objects_dir = objects_dir
-        self.writable = writable
+        self._db = gitdb.LooseObjectDB(str(objects_dir))
+        umask = _umask()
+        # Kept by hand: gitdb chmods every new object to a fixed 0444 where git gives 0444
+        # minus the umask (read once here); without a known umask git does the writing.
+        self.writable = writable and umask is not None
+        if umask is not None:
+            self._db.new_objects_mode = 0o444 & ~umask
 
     def write_commit(self, tree: str, parent: str, message: str) -> str | None:
         """Store the commit ``git commit-tree --no-gpg-sign <tree> -p <parent>`` would make
@@ -584,44 +594,35 @@ class _LooseObjects:
             body = f"tree {tree}\nparent {parent}\nauthor {author}\ncommitter {committer}\n\n{message}".encode()
         except UnicodeEncodeError:
             return None
-        data = b"commit %d\0" % len(body) + body
-        sha = hashlib.sha1(data).hexdigest()
-        folder = self.objects_dir / sha[:2]
-        target = folder / sha[2:]
-        if target.exists():
-            try:
-                os.utime(target)  # as git does: a fresh mtime keeps a pending prune off it
-                return sha
-            except OSError:
-                return None
-        # Like git: a read-only temporary file in the fan-out folder, then a hard link, so a
-        # reader never sees half an object and a racing writer of the same object is harmless.
-        temporary = folder / f"tmp_obj_{secrets.token_hex(6)}"
+        sha = hashlib.sha1(b"commit %d\0" % len(body) + body).hexdigest()
+        # Kept by hand: like git, an existing object only gets a fresh mtime (which keeps a
+        # pending prune off it); gitdb would rewrite it and leave the old mtime.
         try:
-            folder.mkdir(exist_ok=True)
-            with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444), "wb") as stream:
-                stream.write(zlib.compress(data, 1))
-            try:
-                os.link(temporary, target)
-            except FileExistsError:
-                pass
+            os.utime(self.objects_dir / sha[:2] / sha[2:])
+            return sha
+        except FileNotFoundError:
+            pass
         except OSError:
             return None
-        finally:
-            temporary.unlink(missing_ok=True)
-        return sha
+        # gitdb writes a temporary file and renames it into place (a reader never sees half
+        # an object; a racing writer of the same object renames identical bytes over it).
+        # Unlike git's tmp_obj_* files, one left by a crash mid-write (objects/obj*) is
+        # ignored by git rather than pruned: a few hundred stray bytes at worst.
+        try:
+            stored = self._db.store(gitdb.IStream(b"commit", len(body), BytesIO(body)))
+        except (OSError, gitdb.exc.ODBError):
+            return None
+        return stored.binsha.hex()
 
     def _read(self, sha: str, kind: bytes) -> bytes | None:
-        if len(sha) != 40:
-            return None
         try:
-            raw = zlib.decompress((self.objects_dir / sha[:2] / sha[2:]).read_bytes())
-        except (OSError, ValueError, zlib.error):
+            stream = self._db.stream(bytes.fromhex(sha)) if len(sha) == 40 else None
+            if stream is None or stream.type != kind:
+                return None
+            body = stream.read()
+        except (OSError, ValueError, zlib.error, gitdb.exc.ODBError):
             return None
-        header, _, body = raw.partition(b"\0")
-        if header.split(b" ", 1)[0] != kind:
-            return None
-        return body
+        return body if len(body) == stream.size else None  # a truncated file is not an object
 
     def commit(self, sha: str) -> tuple[str, list[str]] | None:
         """(tree, parents) of a commit."""
@@ -702,6 +703,19 @@ class _LooseObjects:
             self._walk(old[2].hex() if old else None, new[2].hex() if new else None, prefix + key, files)
         else:
             files.append((prefix + key).decode("utf-8", "surrogateescape"))
+
+
+def _umask() -> int | None:
+    """The process umask, read without changing it (``os.umask`` can only set it, which
+    would race with other threads creating files); None where /proc does not say."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 class _NotLoose(Exception):

@@ -366,3 +366,36 @@ def test_usual_integration_runs_three_git_commands(mission: MissionRepo, monkeyp
     commands.clear()
     assert mission.integrate("agent-2", "T2", "y").files == ["y.py"]  # the branch moved: a 3-way merge
     assert commands == ["add", "write-tree", "merge-tree", "update-ref"]
+
+
+def test_commit_objects_get_the_permissions_git_gives_under_the_umask(user_repo: Path, tmp_path: Path) -> None:
+    previous = os.umask(0o077)  # a private repository: nothing readable by others
+    try:
+        mission = MissionRepo(user_repo, BRANCH, tmp_path / "run", "run1")
+        mission.prepare("main")
+        Sandbox(mission.reset("agent-1")).write_text("private.py", "P = 1\n")
+        sha = mission.integrate("agent-1", "T1", "private").sha
+    finally:
+        os.umask(previous)
+    objects = user_repo / ".git" / "objects"
+    tree = git(user_repo, "rev-parse", f"{sha}^{{tree}}").strip()  # written by `git write-tree`
+    commit_mode = (objects / sha[:2] / sha[2:]).stat().st_mode & 0o777
+    assert commit_mode == (objects / tree[:2] / tree[2:]).stat().st_mode & 0o777 == 0o400
+
+
+def test_writing_an_existing_commit_object_again_keeps_it_from_a_prune(
+    mission: MissionRepo, user_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hybrid_tui.workspace import git as workspace_git
+
+    loose = mission._loose_objects()
+    assert loose is not None and loose.writable
+    head = mission.head()
+    tree = git(user_repo, "rev-parse", f"{head}^{{tree}}").strip()
+    monkeypatch.setattr(workspace_git.time, "time", lambda: 1_700_000_000.0)  # the same commit twice
+    sha = loose.write_commit(tree, head, "unreferenced\n")
+    path = user_repo / ".git" / "objects" / sha[:2] / sha[2:]
+    os.utime(path, (1_000_000, 1_000_000))  # written long ago, unreachable: a prune would take it
+    assert loose.write_commit(tree, head, "unreferenced\n") == sha
+    git(user_repo, "prune", "--expire=1.hour.ago")
+    assert git(user_repo, "cat-file", "-t", sha).strip() == "commit"

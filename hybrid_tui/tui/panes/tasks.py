@@ -3,11 +3,17 @@
 Rows are keyed by task id and changed with ``update_cell`` only where a cell's text
 changed, inside ``App.batch_update``: the cursor and the scroll position stay put while
 the coordinator rewrites rows underneath.
+
+Lazy cells: a tick stores every changed :class:`TaskRow` (sorting and filtering read those,
+never the rendered cells) but formats and pushes cells only for the rows on screen plus a
+margin. A row off screen keeps the text it last showed until it is rendered or read: the
+table asks the pane to bring rows up to date before it renders a frame and in ``get_cell``
+/ ``get_row``, so what the operator (or a test) sees is always the latest row.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -22,7 +28,9 @@ COLUMNS = ("id", "title", "status", "score", "agent", "att", "cost", "age")
 FILTERS = ("all", "active", "pending", "ready", "running", "retry_wait", "failed", "blocked", "done")
 ACTIVE = {"ready", "running", "validating", "integrating", "retry_wait"}
 SORTS = ("queue", "score", "status", "cost", "age", "attempts", "id")
-SORT_COLUMN = {"score": "score", "status": "status", "cost": "cost", "age": "age", "attempts": "att"}
+# The TaskRow field a sort reads: a changed value there means the order may change.
+SORT_FIELD = {"score": "score", "status": "status", "cost": "cost_usd", "attempts": "attempts"}
+WINDOW_MARGIN = 8  # rows above and below the screen kept up to date on every tick
 
 
 def _matches(status: str, attention: str, filter_name: str) -> bool:
@@ -36,7 +44,39 @@ def _matches(status: str, attention: str, filter_name: str) -> bool:
 
 
 class TaskTable(DataTable):
-    """The task DataTable; the pane owns the data, this is only the widget."""
+    """The task DataTable; the pane owns the data, this is only the widget.
+
+    ``freshen(row_keys or None)`` (set by the pane) brings the given rows, or those in
+    the visible window, up to date; it is called before every frame and every cell read.
+    """
+
+    freshen: Callable[[Iterable[str] | None], None] | None = None
+
+    def visible_row_keys(self, margin: int = 0) -> list[str]:
+        """Keys of the rows on screen (every row is one line high here), plus ``margin``."""
+        count = self.row_count
+        height = self.size.height
+        if not count or height <= 0:
+            return []
+        top = int(self.scroll_y)
+        first, last = max(top - margin, 0), min(top + height + margin, count)
+        get_key = self._row_locations.get_key
+        return [get_key(index).value for index in range(first, last)]
+
+    def render_lines(self, crop):
+        if self.freshen is not None:
+            self.freshen(None)
+        return super().render_lines(crop)
+
+    def get_cell(self, row_key, column_key):
+        if self.freshen is not None:
+            self.freshen((row_key.value if isinstance(row_key, RowKey) else row_key,))
+        return super().get_cell(row_key, column_key)
+
+    def get_row(self, row_key):
+        if self.freshen is not None:
+            self.freshen((row_key.value if isinstance(row_key, RowKey) else row_key,))
+        return super().get_row(row_key)
 
     def update_cells(self, updates: Iterable[tuple[RowKey, ColumnKey, Text]]) -> None:
         """What ``update_cell(row, column, value)`` does for each update, then ONE refresh.
@@ -69,7 +109,8 @@ class TaskQueue(Vertical):
         self.clock = clock
         self.rows: dict[str, TaskRow] = {}
         self.order: dict[str, int] = {}  # task id -> position in the queue (store order)
-        self.cells: dict[str, tuple[str, ...]] = {}  # what each shown row displays now
+        self.cells: dict[str, tuple[str, ...]] = {}  # shown rows -> the text last pushed to the table
+        self._now = 0.0  # the clock of the latest tick: ages are shown as of then
         self.filter_name = "all"
         self.sort_name = "queue"
         self.sort_reverse = False
@@ -80,6 +121,7 @@ class TaskQueue(Vertical):
     def compose(self) -> ComposeResult:
         table = TaskTable(id="task-table", cursor_type="row", zebra_stripes=False)
         table.cursor_foreground_priority = "renderable"
+        table.freshen = self._freshen
         yield table
 
     @property
@@ -141,60 +183,72 @@ class TaskQueue(Vertical):
         return Text(inert(value), justify=justify, no_wrap=True, overflow="ellipsis")
 
     def apply(self, changed: list[TaskRow], now: float) -> None:
-        """Merge changed rows into the table (add, update cells, or drop if filtered out)."""
+        """Merge changed rows (add, drop if filtered out); push cells of the visible ones."""
         if not changed:
             return
+        self._now = now
         table = self.table
-        added = False
-        sort_dirty = False
-        sort_column = SORT_COLUMN.get(self.sort_name)
-        column_keys = self.column_keys
-        updates: list[tuple[str, str, Text]] = []
+        rows, order, cells, row_keys = self.rows, self.order, self.cells, self.row_keys
+        filter_name = self.filter_name
+        sort_field = SORT_FIELD.get(self.sort_name)
+        age_sort = self.sort_name == "age"
+        added = sort_dirty = False
         for row in changed:
-            if row.task_id not in self.order:
-                self.order[row.task_id] = len(self.order)
-            self.rows[row.task_id] = row
-            shown = row.task_id in self.cells
-            wanted = _matches(row.status, row.attention_reason, self.filter_name)
-            if shown and not wanted:
-                table.remove_row(row.task_id)
-                del self.cells[row.task_id]
-                del self.row_keys[row.task_id]
-            elif wanted:
-                new = self._row_cells(row, now)
-                if not shown:
-                    self.row_keys[row.task_id] = table.add_row(
-                        *(self._cell(c, v) for c, v in zip(COLUMNS, new)), key=row.task_id)
+            task_id = row.task_id
+            old = rows.get(task_id)
+            rows[task_id] = row
+            if old is None:
+                order[task_id] = len(order)
+            elif not sort_dirty and (age_sort or (sort_field is not None and getattr(old, sort_field) != getattr(row, sort_field))):
+                sort_dirty = True
+            if filter_name == "all":
+                if task_id not in cells:
+                    self._add_row(table, row, now)
                     added = True
-                else:
-                    old = self.cells[row.task_id]
-                    if old != new:
-                        for column, before, after in zip(COLUMNS, old, new):
-                            if before != after:
-                                updates.append((self.row_keys[row.task_id], column_keys[column], self._cell(column, after)))
-                                if sort_column == column:
-                                    sort_dirty = True
-                self.cells[row.task_id] = new
-        if updates:
-            table.update_cells(updates)
+            elif _matches(row.status, row.attention_reason, filter_name):
+                if task_id not in cells:
+                    self._add_row(table, row, now)
+                    added = True
+            elif task_id in cells:
+                table.remove_row(task_id)
+                del cells[task_id]
+                del row_keys[task_id]
+        self._freshen(None)
         if added or sort_dirty:
             self._resort()
         self._retitle()
 
-    def refresh_ages(self, now: float) -> None:
-        """The age column moves with the clock: update only the cells whose text changed."""
-        updates = []
-        age_key = self.column_keys["age"]
-        for task_id, cells in self.cells.items():
-            row = self.rows[task_id]
-            if row.finished_at is not None:
+    def _add_row(self, table: TaskTable, row: TaskRow, now: float) -> None:
+        new = self._row_cells(row, now)
+        self.row_keys[row.task_id] = table.add_row(*(self._cell(c, v) for c, v in zip(COLUMNS, new)), key=row.task_id)
+        self.cells[row.task_id] = new
+
+    def _freshen(self, task_ids: Iterable[str] | None) -> None:
+        """Push the latest text of ``task_ids`` (default: the visible window) where it changed."""
+        table = self.table
+        if task_ids is None:
+            task_ids = table.visible_row_keys(WINDOW_MARGIN)
+        rows, cells, row_keys, column_keys = self.rows, self.cells, self.row_keys, self.column_keys
+        now = self._now
+        updates: list[tuple[RowKey, ColumnKey, Text]] = []
+        for task_id in task_ids:
+            old = cells.get(task_id)
+            if old is None:
                 continue
-            age = coarse_age(row.age(now))
-            if age != cells[7]:
-                self.cells[task_id] = cells[:7] + (age,)
-                updates.append((self.row_keys[task_id], age_key, self._cell("age", age)))
+            new = self._row_cells(rows[task_id], now)
+            if old != new:
+                row_key = row_keys[task_id]
+                for column, before, after in zip(COLUMNS, old, new):
+                    if before != after:
+                        updates.append((row_key, column_keys[column], self._cell(column, after)))
+                cells[task_id] = new
         if updates:
-            self.table.update_cells(updates)
+            table.update_cells(updates)
+
+    def refresh_ages(self, now: float) -> None:
+        """The age column moves with the clock: rows on screen now, the others when shown."""
+        self._now = now
+        self._freshen(None)
 
     def repaint(self) -> None:
         """Re-style every shown cell (after a theme change)."""
@@ -249,7 +303,7 @@ class TaskQueue(Vertical):
         self.filter_name = name
         table = self.table
         selected = self.selected_task_id
-        now = self.clock()
+        now = self._now = self.clock()  # rows shown from here on show their age as of now
         for task_id in list(self.cells):
             row = self.rows[task_id]
             if not _matches(row.status, row.attention_reason, name):
@@ -259,9 +313,7 @@ class TaskQueue(Vertical):
         for task_id in sorted(self.rows, key=self.order.__getitem__):
             row = self.rows[task_id]
             if task_id not in self.cells and _matches(row.status, row.attention_reason, name):
-                new = self._row_cells(row, now)
-                self.row_keys[task_id] = table.add_row(*(self._cell(c, v) for c, v in zip(COLUMNS, new)), key=task_id)
-                self.cells[task_id] = new
+                self._add_row(table, row, now)
         self._resort()
         if selected in self.cells:
             try:

@@ -3,7 +3,8 @@
 Room: runtime. Writes only under ``run_dir/record/``; reads the agent's worktree with git
 (never changes it: the diff goes through a throw-away index). Called once per finished
 attempt from :meth:`Coordinator.finish_attempt`, *before* the outcome is stored (the store
-update releases the agent, whose worktree is reset for its next task).
+update releases the agent, whose worktree is reset for its next task), through the
+coordinator's :class:`Recorder`, which keeps the ledger open for the coordinator's lifetime.
 
 Layout of ``run_dir/record/``:
 
@@ -16,6 +17,9 @@ Layout of ``run_dir/record/``:
   to the store's attempts by number, so an attempt the store later calls interrupted is
   left out of an export), outcome, failure type, validation outcome and output tail,
   agent and commit.
+
+A crash can leave a ``<task_id>.json`` that does not parse (see :class:`Recorder`): it
+held only the attempt that was ending, which the store never counted, so it is skipped.
 
 File operations: the ``replay`` and ``sim`` backends apply known operations (the recorded
 or SIS ones), which are recorded as such; any other backend's changes are read from the
@@ -70,7 +74,7 @@ def record_attempt(
         return None
     try:
         recorded = _recorded_attempt(c, attempt, outcome, failure_type, message, result)
-        _append(c.run_dir, attempt, recorded, outcome, failure_type, message, result, commit)
+        _append(c, attempt, recorded, outcome, failure_type, message, result, commit)
         return recorded
     except Exception as exc:  # the recording is a by-product: it must never fail the run
         try:
@@ -164,42 +168,118 @@ def worktree_operations(worktree: Path, base: str = "HEAD") -> list[CreateOp | D
 # ---------------------------------------------------------------------- files
 
 
+class Recorder:
+    """The run's ``record/`` folder, held open for one coordinator's lifetime.
+
+    Crash safety is against the coordinator dying (SIGKILL), not the machine: a recording is
+    in the kernel's page cache before the store update that makes its attempt real, so it is
+    never lost once the store says the attempt ended. Hence no fsync, and:
+
+    - the ledger stays open (line-buffered: each line reaches the kernel in one write);
+    - a task's first recording is created in place (``O_EXCL``): a write torn by a crash
+      leaves a file that does not parse, holding only that attempt, which never reached the
+      store; readers skip it and the task's next attempt starts the file afresh;
+    - a later recording rewrites the file through a temp file + rename, so the attempts
+      already recorded (maybe real ones) are never at risk.
+    """
+
+    def __init__(self, run_dir: str | Path):
+        self.folder = record_dir(run_dir)
+        self._ledger: Any = None
+
+    def add(self, task_id: str, recorded: RecordedAttempt) -> int:
+        """Store ``recorded`` as the task's next attempt; its index in the task's file."""
+        if self._ledger is None:
+            self._open_ledger()
+        path = self.folder / f"{task_id}.json"
+        if _create(path, _task_json(task_id, [recorded])):
+            return 0
+        attempts = _read_task(path)
+        attempts.append(recorded)
+        _write_atomic(path, _task_json(task_id, attempts))
+        return len(attempts) - 1
+
+    def ledger(self, line: dict[str, Any]) -> None:
+        if self._ledger is None:
+            self._open_ledger()
+        self._ledger.write(json.dumps(line) + "\n")
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+
+    def _open_ledger(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / LEDGER
+        torn = False
+        if path.is_file() and path.stat().st_size:
+            with open(path, "rb") as fh:
+                fh.seek(-1, os.SEEK_END)
+                torn = fh.read(1) != b"\n"
+        self._ledger = open(path, "a", encoding="utf-8", buffering=1)
+        if torn:  # a crash tore the last line: end it, or the next line would be glued to it
+            self._ledger.write("\n")
+
+
+def _task_json(task_id: str, attempts: list[RecordedAttempt]) -> bytes:
+    return RecordedTask(task_id=task_id, attempts=attempts).model_dump_json(indent=2, exclude_none=True).encode("utf-8")
+
+
+def _create(path: Path, data: bytes) -> bool:
+    """Write a new file in place; False if it already exists."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except FileExistsError:
+        return False
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)  # no half file left behind by a full disk
+        raise
+    os.close(fd)
+    return True
+
+
+def _read_task(path: Path) -> list[RecordedAttempt]:
+    """A task's recorded attempts; none if its file was torn by a crash (see :class:`Recorder`)."""
+    try:
+        return list(RecordedTask.model_validate_json(path.read_bytes()).attempts)
+    except ValueError:  # pydantic's ValidationError included
+        return []
+
+
 def _append(
-    run_dir: Path, attempt: "RunningAttempt", recorded: RecordedAttempt, outcome: str, failure_type: str | None,
+    c: "Coordinator", attempt: "RunningAttempt", recorded: RecordedAttempt, outcome: str, failure_type: str | None,
     message: str, result: Any, commit: Any,
 ) -> None:
-    folder = record_dir(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{attempt.task_id}.json"
-    attempts: list[RecordedAttempt] = []
-    if path.is_file():
-        attempts = list(RecordedTask.model_validate_json(path.read_text()).attempts)
-    attempts.append(recorded)
-    _write_atomic(path, RecordedTask(task_id=attempt.task_id, attempts=attempts).model_dump_json(indent=2, exclude_none=True))
+    rec = c.recorder  # made in Coordinator.__init__, closed when its run() ends
+    index = rec.add(attempt.task_id, recorded)
     if outcome == "succeeded":
         validation = "passed"
     elif failure_type == "validation_failed" and result is not None and getattr(result, "ok", False):
         validation = "failed"
     else:
         validation = "not_run" if result is None or not getattr(result, "ok", False) else "passed"
-    line = {
+    rec.ledger({
         "task_id": attempt.task_id,
         "number": attempt.number,
-        "index": len(attempts) - 1,
+        "index": index,
         "agent_id": attempt.agent_id,
         "outcome": outcome,
         "failure_type": failure_type,
         "validation": validation,
         "output": (message or "")[-OUTPUT_TAIL_CHARS:],
         "commit": getattr(commit, "sha", None),
-    }
-    with open(folder / LEDGER, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(line) + "\n")
+    })
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
@@ -223,6 +303,9 @@ def read_recordings(run_dir: str | Path) -> dict[str, RecordedTask]:
     folder = record_dir(run_dir)
     if folder.is_dir():
         for path in sorted(folder.glob("*.json")):
-            rec = RecordedTask.model_validate_json(path.read_text(encoding="utf-8"))
+            try:
+                rec = RecordedTask.model_validate_json(path.read_bytes())
+            except ValueError:
+                continue  # torn by a crash: it held only an attempt the store never counted
             out[rec.task_id] = rec
     return out

@@ -139,6 +139,9 @@ class Coordinator:
         from .monitor import ResourceMonitor
 
         self.monitor = ResourceMonitor(self)  # psutil samples, resource pauses (tests may swap it)
+        from .record import Recorder
+
+        self.recorder = Recorder(self.run_dir)  # what each attempt did, for export-replay
         self.pool_override = agents
         self.repo = None
         if git:
@@ -192,6 +195,7 @@ class Coordinator:
         finally:
             self.monitor.close()
             self.events.close()
+            self.recorder.close()
             self.lock.release()
 
     async def _run_locked(self) -> int:

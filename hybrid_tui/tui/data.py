@@ -142,7 +142,10 @@ class TaskRow(NamedTuple):
 TASK_ROW_SQL = """SELECT task_id, title, status, score, COALESCE(agent_id, ''), attempts, cost_usd, created_at,
        started_at, finished_at, COALESCE(failure_type, ''), COALESCE(attention_reason, ''),
        COALESCE(commit_sha, '')
-FROM task WHERE run_id = ? AND version > ? ORDER BY id"""
+FROM task INDEXED BY task_version WHERE run_id = ? AND version > ? ORDER BY id"""
+# INDEXED BY: left alone SQLite picks the run_id index, which reads every task of the run
+# (stepping over spec_json) to test its version; the version index reads only the rows that
+# changed. (task_version is the index peewee makes for Task.version's ``index=True``.)
 
 
 def cost_stand(status: str, failure_type: str) -> tuple[str, bool]:
@@ -284,18 +287,41 @@ class StoreView:
         self.last_event_seq = 0
         self.initial_events = 200
         self._stands: dict[str, tuple[str, bool]] = {}  # task id -> cost_stand when last seen
+        # Status counts and the attention count, kept from the changed rows every poll reads
+        # (each task's latest row is seen exactly as the task table sees it) instead of two
+        # aggregate queries over every task per tick.
+        self._seen: dict[str, tuple[str, bool]] = {}  # task id -> (status, needs attention)
+        self._status_totals: dict[str, int] = defaultdict(int)
+        self._attention_total = 0
         self._costs_at = float("-inf")
 
     def _note_stands(self, tasks: list[TaskRow]) -> bool:
-        """Record each changed task's cost stand; True when any differs from before."""
+        """Record each changed task's cost stand, status and attention; True when any cost
+        stand differs from before."""
         changed = False
-        stands = self._stands
+        stands, seen, totals = self._stands, self._seen, self._status_totals
+        attention = self._attention_total
         for row in tasks:
-            stand = cost_stand(row.status, row.failure_type)
-            if stands.get(row.task_id) != stand:
-                stands[row.task_id] = stand
+            task_id, status = row.task_id, row.status
+            stand = cost_stand(status, row.failure_type)
+            if stands.get(task_id) != stand:
+                stands[task_id] = stand
                 changed = True
+            state = (status, bool(row.attention_reason) or status in ("failed", "blocked"))
+            before = seen.get(task_id)
+            if before != state:
+                if before is not None:
+                    totals[before[0]] -= 1
+                    attention -= before[1]
+                totals[status] += 1
+                attention += state[1]
+                seen[task_id] = state
+        self._attention_total = attention
         return changed
+
+    def _counted_statuses(self) -> dict[str, int]:
+        """What :meth:`status_counts` returns (statuses in order), from the rows seen."""
+        return {status: n for status, n in sorted(self._status_totals.items()) if n}
 
     # -- the tick ---------------------------------------------------------------------
     def poll(self, now: float) -> Delta:
@@ -329,8 +355,8 @@ class StoreView:
                     costs = self.cost_summary(now, run)
                     self._costs_at = now
                 samples = self.samples()
-                attention = self.attention_count()
-                status_counts = self.status_counts()
+                attention = self._attention_total
+                status_counts = self._counted_statuses()
             # Time-based views move even when nothing was written.
             locks = self.locks()
             util, pool_util = self.utilisation(now)

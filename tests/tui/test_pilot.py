@@ -278,6 +278,36 @@ async def test_rows_update_in_place_without_moving_cursor_or_scroll(tmp_path):
     store.close()
 
 
+async def test_a_row_that_changed_off_screen_shows_its_new_state_when_scrolled_into_view(tmp_path):
+    """Only rows near the screen are re-rendered each tick; the others must catch up on sight."""
+    from hybrid_tui.store.db import open_store
+
+    from .conftest import FIXED, fill_store
+
+    store = open_store(tmp_path / "state.db")
+    fill_store(store, tmp_path)
+    with store.write(RUN_ID) as v:
+        for i in range(300):
+            m.Task.create(run=RUN_ID, task_id=f"bulk-{i:03d}", issue_id="I", title=f"bulk task {i}", priority="LOW",
+                          spec_json="{}", status="pending", created_at=FIXED - 60, updated_at=FIXED, version=v)
+    app = make_app(store, poll_interval=0.05)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await pilot.pause()
+        with store.write(RUN_ID) as v:
+            m.Task.update(title="renamed while off screen", version=v).where(m.Task.task_id == "bulk-299").execute()
+        # The console has polled the change (reading a cell brings a row up to date, so look
+        # only at its own record of what it read, not at the table).
+        queue = app.query_one(TaskQueue)
+        await until(pilot, lambda: queue.rows["bulk-299"].title == "renamed while off screen", "the poll reads it")
+        assert "renamed while off" not in screen_text(app)  # the row is far below the screen
+        table = app.query_one("#task-table")
+        table.move_cursor(row=table.row_count - 1)  # scrolls the last rows into view
+        await until(pilot, lambda: "renamed while off" in screen_text(app), "the scrolled-to row shows its new title")
+        line = next(ln for ln in screen_text(app).splitlines() if "bulk-299" in ln)
+        assert "renamed while off" in line
+    store.close()
+
+
 async def test_escape_sequences_and_markup_from_data_render_inert(demo_store):
     app = make_app(demo_store)
     async with app.run_test(size=(160, 48), notifications=True) as pilot:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -47,23 +45,6 @@ _INSERT_EVENT_SQL = (
     + ") VALUES (" + ", ".join("?" for _ in _EVENT_COLUMNS) + ")"
 )
 
-
-# A buffered event carries its seq (what SQLite would give it: one more than the largest
-# rowid, as the write lock is held from BEGIN IMMEDIATE to COMMIT), so the insert names it.
-_INSERT_EVENT_WITH_SEQ_SQL = (
-    f'INSERT INTO "{m.Event._meta.table_name}" ("{m.Event.seq.column_name}", '
-    + ", ".join(f'"{m.Event._meta.fields[name].column_name}"' for name in _EVENT_COLUMNS)
-    + ") VALUES (?, " + ", ".join("?" for _ in _EVENT_COLUMNS) + ")"
-)
-_MAX_EVENT_SEQ_SQL = f'SELECT max("{m.Event.seq.column_name}") FROM "{m.Event._meta.table_name}"'
-# Rows updated several times in one transaction (a task moves ready -> running -> ... -> done
-# within one or two): their updates are merged and written once, at commit.
-_BUFFERED_MODELS = frozenset({m.Task})
-# A statement naming one of these tables must see the buffered writes: they are written first.
-_READS_BUFFERED = re.compile(
-    r"\b(" + "|".join(re.escape(t._meta.table_name) for t in (m.Task, m.Event)) + r")\b", re.IGNORECASE
-)
-_RUN_TABLE = f'"{m.Run._meta.table_name}"'
 
 _PENDING_CONTROL_SQL = (
     f'SELECT 1 FROM "{m.Control._meta.table_name}" WHERE "{m.Control.run.column_name}" = ? '
@@ -117,19 +98,6 @@ class Store:
         self.db = db
         self.url = url
         self.is_sqlite = isinstance(db, pw.SqliteDatabase)
-        # Write buffer of the open outermost SQLite transaction (see :meth:`write`): merged
-        # row updates keyed by (model, where names, where values) -> [fields, increments],
-        # event rows with their seq, the seq last given out, the thread that owns it.
-        self._row_buffer: dict[tuple, list[dict[str, Any]]] = {}
-        self._where_names: dict[type[pw.Model], tuple[str, ...]] = {}
-        self._event_buffer: list[tuple] = []
-        self._event_seq: int | None = None
-        self._buffer_owner: int | None = None
-        self._execute_sql = db.execute_sql  # unbuffered: the store's own statements on other tables
-        if self.is_sqlite:
-            # Every statement the code runs (peewee queries included) passes here first, so
-            # one that reads a buffered table inside the transaction sees the buffered writes.
-            db.execute_sql = self._execute_sql_after_buffer  # type: ignore[method-assign]
 
     # -- transactions -----------------------------------------------------------------
     @contextlib.contextmanager
@@ -144,7 +112,7 @@ class Store:
                 if outermost and self.is_sqlite:
                     # Every state change runs this: one pre-built statement, not peewee's
                     # UPDATE + SELECT compiled afresh each time (bench/: ~40% of a transition).
-                    rows = self._execute_sql(_BUMP_VERSION_SQL, (time.time(), run_id)).fetchall()
+                    rows = self.db.execute_sql(_BUMP_VERSION_SQL, (time.time(), run_id)).fetchall()
                     version = rows[0][0] if rows else 0
                 else:
                     if outermost:
@@ -152,18 +120,7 @@ class Store:
                             m.Run.id == run_id
                         ).execute()
                     version = m.Run.select(m.Run.version).where(m.Run.id == run_id).scalar() or 0
-            if not (outermost and self.is_sqlite):
-                yield version
-                return
-            # Task-row updates and event inserts wait in a buffer and are written just before
-            # the commit: each row once with its final state, the events in one executemany.
-            self._buffer_owner = threading.get_ident()
-            try:
-                yield version
-                self._flush_buffer()
-            finally:
-                self._buffer_owner = None
-                self._discard_buffer()
+            yield version
 
     def read(self):
         """A read snapshot (consistent view across several queries)."""
@@ -172,46 +129,6 @@ class Store:
     def close(self) -> None:
         if not self.db.is_closed():
             self.db.close()
-
-    # -- the write buffer -----------------------------------------------------------------
-    def _buffering(self) -> bool:
-        return self._buffer_owner is not None and self._buffer_owner == threading.get_ident()
-
-    def _flush_buffer(self) -> None:
-        """Write the buffered updates (one executemany per set of columns) and events."""
-        rows, self._row_buffer = self._row_buffer, {}
-        events, self._event_buffer = self._event_buffer, []
-        self._where_names.clear()
-        self._event_seq = None  # asked again (a savepoint rolled back may have freed numbers)
-        if not rows and not events:
-            return
-        cursor = self.db.cursor()
-        groups: dict[tuple, list[tuple]] = {}
-        for (model, where_names, where_values), (fields, increments) in rows.items():
-            names, steps = tuple(sorted(fields)), tuple(sorted(increments))
-            groups.setdefault((model, names, steps, where_names), []).append(
-                (*(fields[n] for n in names), *(increments[n] for n in steps), *where_values)
-            )
-        for (model, names, steps, where_names), params in groups.items():
-            cursor.executemany(_update_sql(model, names, steps, where_names), params)
-        if events:
-            cursor.executemany(_INSERT_EVENT_WITH_SEQ_SQL, events)
-
-    def _discard_buffer(self) -> None:
-        self._row_buffer.clear()
-        self._where_names.clear()
-        self._event_buffer.clear()
-        self._event_seq = None
-
-    def _execute_sql_after_buffer(self, sql: str, params: Any = None) -> Any:
-        if (self._row_buffer or self._event_buffer or self._event_seq is not None) and self._buffering():
-            head = sql.lstrip()[:9].upper()
-            if head.startswith("ROLLBACK"):  # to a savepoint: what it buffered since is void
-                self._discard_buffer()
-            elif (head.startswith(("SAVEPOINT", "RELEASE")) or _READS_BUFFERED.search(sql)
-                  or (head.startswith("DELETE") and _RUN_TABLE in sql)):  # a run's rows cascade
-                self._flush_buffer()
-        return self._execute_sql(sql, params)
 
     # -- hot-path row writes ------------------------------------------------------------
     def update_rows(self, model: type[pw.Model], fields: dict[str, Any], *, where: dict[str, Any],
@@ -232,43 +149,14 @@ class Store:
                 condition = term if condition is None else condition & term
             model.update(updates).where(condition).execute()
             return
-        if model in _BUFFERED_MODELS and self._buffering():
-            self._buffer_update(model, fields, where, increments)
-            return
         sql = _update_sql(model, tuple(fields), tuple(increments), tuple(where))
-        self._execute_sql(sql, (*fields.values(), *increments.values(), *where.values()))
-
-    def _buffer_update(self, model: type[pw.Model], fields: dict[str, Any], where: dict[str, Any],
-                       increments: dict[str, Any]) -> None:
-        """Merge an update into the row's buffered one: later values win, increments add up
-        (onto a value set earlier in the transaction, or replaced by one set later)."""
-        where_names = tuple(where)
-        if self._where_names.setdefault(model, where_names) != where_names:
-            # The same row may be named another way (by id): keep the statements in order.
-            self._flush_buffer()
-            self._where_names[model] = where_names
-        key = (model, where_names, tuple(where.values()))
-        entry = self._row_buffer.get(key)
-        if entry is None:
-            self._row_buffer[key] = [dict(fields), dict(increments)]
-            return
-        merged_fields, merged_steps = entry
-        for name in fields:
-            merged_steps.pop(name, None)
-        merged_fields.update(fields)
-        for name, step in increments.items():
-            if name in merged_fields:
-                merged_fields[name] = merged_fields[name] + step
-            else:
-                merged_steps[name] = merged_steps.get(name, 0) + step
+        self.db.execute_sql(sql, (*fields.values(), *increments.values(), *where.values()))
 
     def update_many(self, model: type[pw.Model], names: tuple[str, ...], keys: tuple[str, ...],
                     rows: list[tuple]) -> None:
         """One UPDATE per row (values of ``names`` then of ``keys``), as one executemany."""
         if not rows:
             return
-        if model in _BUFFERED_MODELS and self._buffering():
-            self._flush_buffer()  # these rows may be buffered too: keep the writes in order
         if not self.is_sqlite:
             for row in rows:
                 self.update_rows(model, dict(zip(names, row)), where=dict(zip(keys, row[len(names):])))
@@ -289,8 +177,7 @@ class Store:
         if sql is None:
             sql = _UPDATE_SQL_CACHE[key] = (f'DELETE FROM "{model._meta.table_name}" WHERE '
                                             + " AND ".join(f"{_column(model, k)} = ?" for k in where))
-        execute = self.db.execute_sql if model in _BUFFERED_MODELS or model is m.Run else self._execute_sql
-        execute(sql, tuple(where.values()))
+        self.db.execute_sql(sql, tuple(where.values()))
 
     def insert_row(self, model: type[pw.Model], fields: dict[str, Any], *, or_replace: bool = False) -> int:
         """Insert one row (fields not given take their model default); returns its id.
@@ -301,8 +188,7 @@ class Store:
         sql, defaulted = _insert_sql(model, tuple(fields), or_replace)
         defaults = model._meta.fields
         extra = tuple(d() if callable(d) else d for d in (defaults[n].default for n in defaulted))
-        execute = self.db.execute_sql if model in _BUFFERED_MODELS or model is m.Event else self._execute_sql
-        return execute(sql, (*fields.values(), *extra)).lastrowid
+        return self.db.execute_sql(sql, (*fields.values(), *extra)).lastrowid
 
     # -- events and control -----------------------------------------------------------
     def add_event(
@@ -333,15 +219,7 @@ class Store:
             return m.Event.create(**fields)
         # Several events per task lifecycle: a pre-built INSERT skips peewee's per-call SQL
         # compilation (the row object is built without a query).
-        if self._buffering():
-            # Written at commit (one executemany); the seq is the one the insert would get now.
-            if self._event_seq is None:
-                (top,) = self._execute_sql(_MAX_EVENT_SEQ_SQL).fetchone()
-                self._event_seq = top or 0
-            self._event_seq += 1
-            self._event_buffer.append((self._event_seq, *fields.values()))
-            return m.Event(seq=self._event_seq, **fields)
-        cursor = self._execute_sql(_INSERT_EVENT_SQL, tuple(fields.values()))
+        cursor = self.db.execute_sql(_INSERT_EVENT_SQL, tuple(fields.values()))
         return m.Event(seq=cursor.lastrowid, **fields)
 
     def enqueue_control(self, run_id: str, command: str, source: str = "cli", **args: Any) -> int:

@@ -10,7 +10,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from runtime.helpers import branch_commits, git, only_run_dir, py, read_store, task, write_mission  # noqa: F401
+from runtime.helpers import branch_commits, drive, git, only_run_dir, py, read_store, task, write_mission  # noqa: F401
 
 from hybrid_tui.store import models as m
 
@@ -102,26 +102,6 @@ def end_state(run_dir: Path) -> dict:
 
 # Missions here fail on purpose: never let the failure-rate auto-pause end them early.
 NO_AUTO_PAUSE = "\n[policies]\nfailure_rate_pause = 1.0\n"
-
-
-def drive(coordinator, script=None) -> int:
-    """Run an in-process coordinator to its end (and ``script`` beside it); returns the exit code."""
-    import anyio
-
-    async def main() -> int:
-        result: dict[str, int] = {}
-
-        async def run() -> None:
-            result["code"] = await coordinator.run()
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run)
-            if script is not None:
-                with anyio.fail_after(120):
-                    await script()
-        return result["code"]
-
-    return anyio.run(main)
 
 
 def attempts_of(task_id: str) -> list:

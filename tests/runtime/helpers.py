@@ -10,7 +10,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
+
+import anyio
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO_ROOT / "sample_missions" / "quickstart"
@@ -123,3 +125,22 @@ def read_store(run_dir: Path):
 
     store = open_store(run_dir / "state.db", create=False)
     return store, m.Run.select().first()
+
+
+def drive(coordinator, script: Callable[[], Awaitable[None]] | None = None) -> int:
+    """Run the coordinator, and ``script`` next to it (it sees the store as it changes)."""
+
+    async def main() -> int:
+        result: dict[str, int] = {}
+
+        async def run() -> None:
+            result["code"] = await coordinator.run()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            if script is not None:
+                with anyio.fail_after(120):
+                    await script()
+        return result["code"]
+
+    return anyio.run(main)

@@ -5,38 +5,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Callable
 
 import anyio
-import pytest
 
 from hybrid_tui.runtime.coordinator import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
 from hybrid_tui.runtime.launch import start_run
 from hybrid_tui.store import models as m
 
-from .helpers import branch_commits, git, hybrid, py, task, write_mission
+from .helpers import branch_commits, drive, git, hybrid, py, task, write_mission
 
 # Test missions fail on purpose: never let the failure-rate auto-pause end them early.
 NO_AUTO_PAUSE = "\n[policies]\nfailure_rate_pause = 1.0\n"
-
-
-def drive(coordinator, script: Callable[[], Awaitable[None]] | None = None) -> int:
-    """Run the coordinator, and ``script`` next to it (it sees the store as it changes)."""
-
-    async def main() -> int:
-        result: dict[str, int] = {}
-
-        async def run() -> None:
-            result["code"] = await coordinator.run()
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run)
-            if script is not None:
-                with anyio.fail_after(120):
-                    await script()
-        return result["code"]
-
-    return anyio.run(main)
 
 
 async def wait_for(predicate: Callable[[], bool], what: str) -> None:

@@ -11,8 +11,7 @@ from hybrid_tui.runtime.coordinator import EXIT_OK
 from hybrid_tui.runtime.launch import start_run
 from hybrid_tui.store import models as m
 
-from .helpers import task, write_mission
-from .test_operations import drive
+from .helpers import drive, task, write_mission
 
 FAST_NETWORK_RETRIES = (
     '\n[policies.retries.network_error]\nmax_retries = 5\nbackoff = "exponential"\nbase_seconds = 0.01\n'

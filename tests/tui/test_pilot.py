@@ -248,8 +248,8 @@ async def test_command_palette_runs_the_same_commands(demo_store):
         assert controls() == [("pause", {"reason": "operator"}, "tui")]
 
 
-async def test_rows_update_in_place_without_moving_cursor_or_scroll(tmp_path):
-    """With many tasks, a store change rewrites only the changed cells."""
+def store_with_300_more_tasks(tmp_path):
+    """The demo store plus 300 pending tasks, so most rows are off screen."""
     from hybrid_tui.store.db import open_store
 
     from .conftest import FIXED, fill_store
@@ -260,6 +260,12 @@ async def test_rows_update_in_place_without_moving_cursor_or_scroll(tmp_path):
         for i in range(300):
             m.Task.create(run=RUN_ID, task_id=f"bulk-{i:03d}", issue_id="I", title=f"bulk task {i}", priority="LOW",
                           spec_json="{}", status="pending", created_at=FIXED - 60, updated_at=FIXED, version=v)
+    return store
+
+
+async def test_rows_update_in_place_without_moving_cursor_or_scroll(tmp_path):
+    """With many tasks, a store change rewrites only the changed cells."""
+    store = store_with_300_more_tasks(tmp_path)
     app = make_app(store, poll_interval=0.05)
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
         table = app.query_one("#task-table")
@@ -280,16 +286,7 @@ async def test_rows_update_in_place_without_moving_cursor_or_scroll(tmp_path):
 
 async def test_a_row_that_changed_off_screen_shows_its_new_state_when_scrolled_into_view(tmp_path):
     """Only rows near the screen are re-rendered each tick; the others must catch up on sight."""
-    from hybrid_tui.store.db import open_store
-
-    from .conftest import FIXED, fill_store
-
-    store = open_store(tmp_path / "state.db")
-    fill_store(store, tmp_path)
-    with store.write(RUN_ID) as v:
-        for i in range(300):
-            m.Task.create(run=RUN_ID, task_id=f"bulk-{i:03d}", issue_id="I", title=f"bulk task {i}", priority="LOW",
-                          spec_json="{}", status="pending", created_at=FIXED - 60, updated_at=FIXED, version=v)
+    store = store_with_300_more_tasks(tmp_path)
     app = make_app(store, poll_interval=0.05)
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
         await pilot.pause()

@@ -114,6 +114,7 @@ class PlanResult:
     cost_usd: float = 0.0
     failure_type: str | None = None
     message: str = ""  # on failure: every validation error, one per line
+    retry_after: float | None = None  # seconds, for rate_limited
 
 
 class Planner(Protocol):

@@ -115,7 +115,7 @@ def _planning_retry_delay(c: "Coordinator", result: PlanResult, retries: int) ->
     rule = c.config.policies.retries.get(result.failure_type)
     if rule is None or retries >= rule.max_retries:
         return None
-    return retry_delay(rule, retries, c.config.policies, c.rng)
+    return retry_delay(rule, retries, c.config.policies, c.rng, retry_after=result.retry_after)
 
 
 def _insert_new_tasks(c: "Coordinator", sis, now: float, version: int) -> None:

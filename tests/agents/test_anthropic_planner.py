@@ -8,7 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from fakes.messages_server import message, text, tool_use
+from fakes.messages_server import error, message, text, tool_use
 
 from hybrid_tui.agents.anthropic.planner import AnthropicPlanner
 from hybrid_tui.agents.base import PlanRequest
@@ -107,6 +107,14 @@ def test_still_invalid_after_repair_is_an_agent_error_listing_the_problems(serve
     assert any(line.startswith("sis/001-sub.json:tasks[0].estimated_duration_minutes:") for line in lines)
     assert len(server.message_requests) == 2  # one repair, no more
     assert result.usage == Usage(input_tokens=150, output_tokens=27)
+
+
+def test_a_rate_limited_planner_reports_the_servers_retry_after(server, client_factory, repo):
+    server.push(error(429, "Number of request tokens has exceeded your rate limit", {"retry-after": "7"}))
+    result = anyio.run(AnthropicPlanner(client_factory).plan, plan_request(repo))
+
+    assert not result.ok and result.failure_type == "rate_limited"
+    assert result.retry_after == 7.0
 
 
 def test_an_answer_without_the_tool_call_is_repaired_too(server, client_factory, repo):

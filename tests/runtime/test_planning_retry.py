@@ -23,14 +23,16 @@ class FlakyPlanner:
 
     name = "flaky"
 
-    def __init__(self, failures: list[str]):
+    def __init__(self, failures: list[str], retry_after: float | None = None):
         self.failures = list(failures)
+        self.retry_after = retry_after
         self.inner = ReplayPlanner()
 
     async def plan(self, request):
         if self.failures:
             kind = self.failures.pop(0)
-            return PlanResult(ok=False, model=request.model, failure_type=kind, message=f"{kind} on purpose")
+            return PlanResult(ok=False, model=request.model, failure_type=kind, message=f"{kind} on purpose",
+                              retry_after=self.retry_after)
         return await self.inner.plan(request)
 
 
@@ -64,5 +66,19 @@ def test_an_invalid_plan_is_not_retried_and_stops_the_run_with_the_reason(tmp_pa
         failed = m.Event.get(m.Event.kind == "planning.failed")
         assert failed.level == "error" and "agent_error on purpose" in failed.message
         assert m.Attempt.select().where(m.Attempt.phase != "planning").count() == 0
+    finally:
+        store.close()
+
+
+def test_a_rate_limited_planner_waits_what_the_server_asked(tmp_path: Path):
+    mission = write_mission(tmp_path / "m", [task("a")])
+    store, run_id, coordinator = start_run(mission, tmp_path / "runs")
+    coordinator.planner = FlakyPlanner(["rate_limited"], retry_after=0.5)
+    try:
+        assert drive(coordinator) == EXIT_OK
+        retry = m.Event.get(m.Event.kind == "planning.retry")
+        assert "rate_limited, retry 1 in 0.5 s" in retry.message  # the header, not exponential backoff
+        first, second = planning_attempts()
+        assert second.started_at - first.finished_at >= 0.5
     finally:
         store.close()

@@ -103,8 +103,6 @@ class _Conversation:
         return self.result
 
     def finish_failed(self, failure_type: str, message: str, retry_after: float | None = None) -> PlanResult:
-        # PlanResult has no retry_after; the rate-limit wait is in the message for the operator.
-        del retry_after
         self.result = PlanResult(
             ok=False,
             model=self.request.model,
@@ -112,6 +110,7 @@ class _Conversation:
             cost_usd=self._safe_cost(),
             failure_type=failure_type,
             message=redact(message),
+            retry_after=retry_after,
         )
         return self.result
 
@@ -198,7 +197,7 @@ class AnthropicPlanner:
             client = self.client_factory()
         except API_ERRORS as exc:
             failure = classify_error(exc)
-            return conversation.finish_failed(failure.failure_type, failure.message)
+            return conversation.finish_failed(failure.failure_type, failure.message, failure.retry_after)
         limiter = self.limiters.for_model(request.model) if self.limiters else None
         async with client:
             for _round in range(MAX_ROUNDS):
@@ -220,7 +219,7 @@ class AnthropicPlanner:
             client = self.client_factory()
         except API_ERRORS as exc:
             failure = classify_error(exc)
-            return [c.finish_failed(failure.failure_type, failure.message) for c in conversations]
+            return [c.finish_failed(failure.failure_type, failure.message, failure.retry_after) for c in conversations]
         async with client:
             pending = conversations
             for _round in range(MAX_ROUNDS):
@@ -231,13 +230,13 @@ class AnthropicPlanner:
                 except API_ERRORS as exc:
                     failure = classify_error(exc)
                     for conversation in pending:
-                        conversation.finish_failed(failure.failure_type, failure.message)
+                        conversation.finish_failed(failure.failure_type, failure.message, failure.retry_after)
                     pending = []
                     break
                 still_invalid = []
                 for conversation, outcome in zip(pending, outcomes):
                     if isinstance(outcome, ApiFailure):
-                        conversation.finish_failed(outcome.failure_type, outcome.message)
+                        conversation.finish_failed(outcome.failure_type, outcome.message, outcome.retry_after)
                         continue
                     sis = conversation.add_response(outcome)
                     if sis is not None:

@@ -419,6 +419,10 @@ def render_text(main: Forecast, swept: list[Forecast] | None = None) -> str:
         f"agent utilisation {sim.utilisation * 100:.0f} %, {sim.attempts} attempts, "
         f"{sim.tasks_done}/{layers.tasks} tasks done, implementation incl. retries {_usd(sim.implementation_usd)} "
         f"(retries {_usd(sim.retry_usd)}).",
+        "",
+        "Coordination (L1) is the design review's LLM coordinator, kept so forecasts compare with it; "
+        "hybrid-tui's own coordinator is code and makes no model calls, so a real run spends "
+        f"{_usd(layers.coordination)} less than this total.",
     ]
     if sim.stopped_by:
         out.append(f"The run would stop early: {sim.stopped_by}")

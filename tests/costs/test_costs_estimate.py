@@ -76,6 +76,7 @@ def test_text_forecast_shows_layers(tmp_path, capsys):
     assert "| planning (L2) | claude-haiku-4-5 | 6 | $0.00425 | $0.0255 |" in out
     assert "| implementation (L3) | claude-sonnet-4-5 | 18 | $0.165 | $2.97 |" in out
     assert "| coordination (L1) | claude-sonnet-4-5 | 1 |  | $0.45 |" in out
+    assert "a real run spends $0.45 less than this total" in out  # our coordinator makes no model calls
 
 
 def test_duration_and_utilisation_from_the_simulated_pool(tmp_path, capsys):

@@ -15,6 +15,7 @@ are replaced before a line reaches the disk.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from datetime import datetime, timezone
@@ -29,10 +30,31 @@ _KEY_PATTERN = re.compile(r"sk-ant-[A-Za-z0-9_\-]{4,}")
 _SECRET_FIELD = re.compile(r"(api[_-]?key|auth[_-]?token|authorization|password|secret)", re.IGNORECASE)
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_BACKUPS = 5
+# Built once: json.dumps with options builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(default=str, sort_keys=True)
+
+_last_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
 
 
 def iso_time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO 8601 UTC with milliseconds, exactly as ``datetime.fromtimestamp(ts, utc).isoformat(
+    timespec="milliseconds")`` with ``Z``; the date part is cached per second (lines come in bursts)."""
+    global _last_second
+    # Split the way datetime.fromtimestamp does: microseconds rounded half-even, carried over.
+    fraction, whole = math.modf(ts)
+    micro = round(fraction * 1e6)
+    if micro >= 1_000_000:
+        micro -= 1_000_000
+        whole += 1.0
+    elif micro < 0:
+        micro += 1_000_000
+        whole -= 1.0
+    second = int(whole)
+    cached_second, prefix = _last_second
+    if second != cached_second:
+        prefix = datetime.fromtimestamp(second, tz=timezone.utc).replace(tzinfo=None).isoformat()
+        _last_second = (second, prefix)
+    return f"{prefix}.{micro // 1000:03d}Z"
 
 
 class Redactor:
@@ -40,6 +62,40 @@ class Redactor:
 
     def __init__(self, extra_values: Iterable[str] = ()):
         self.extra_values = [v for v in extra_values if v]
+        self._escaped: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # values -> their JSON-escaped forms
+
+    def serialise(self, value: Any, values: list[str] | None = None) -> str:
+        """``value`` as one JSON text (sorted keys, ``str`` for other objects) with every secret
+        replaced: the same text as encoding ``self.any(value)``, without walking ``value`` when
+        its plain encoding shows no trace of a secret."""
+        values = self._values() if values is None else values
+        text = _ENCODER.encode(value)
+        if not self._may_hold_secret(text, values):
+            return text
+        return json.dumps(self.any(value, values), sort_keys=True, default=lambda obj: self.text(str(obj), values))
+
+    def _may_hold_secret(self, text: str, values: list[str]) -> bool:
+        """False only if redacting the value behind ``text`` (its JSON encoding) changes nothing.
+
+        JSON escapes strings one character at a time, so a string holding a secret encodes to
+        text holding the secret's escaped form; ``sk-ant-`` and the key-like field names are
+        plain ASCII and encode as themselves. ``\\u`` (any non-ASCII character) always counts
+        as a hit: case-insensitive matching of field names also folds a few non-ASCII letters
+        (the Kelvin sign matches ``k``), which the ASCII check below would miss."""
+        if "\\u" in text or "sk-ant-" in text:
+            return True
+        key = tuple(values)
+        cached_values, escaped = self._escaped
+        if cached_values != key:
+            escaped = tuple(json.dumps(v)[1:-1] for v in values)
+            self._escaped = (key, escaped)
+        for secret in escaped:
+            if secret in text:
+                return True
+        # Every match of _SECRET_FIELD, lower-cased, holds one of these words.
+        lowered = text.lower()
+        return ("key" in lowered or "token" in lowered or "authoriz" in lowered or "password" in lowered
+                or "secret" in lowered)
 
     def _values(self) -> list[str]:
         # Read the environment at each call: a key set after the run started is still hidden.
@@ -58,7 +114,8 @@ class Redactor:
             return self.text(value, values)
         if isinstance(value, dict):
             return {
-                k: (REDACTED if isinstance(k, str) and _SECRET_FIELD.search(k) and v else self.any(v, values))
+                (self.text(k, values) if isinstance(k, str) else k):
+                    (REDACTED if isinstance(k, str) and _SECRET_FIELD.search(k) and v else self.any(v, values))
                 for k, v in value.items()
             }
         if isinstance(value, (list, tuple)):
@@ -91,13 +148,22 @@ def line_from_row(row: m.Event) -> dict[str, Any]:
 
 
 def line_from_pending(pending: dict[str, Any]) -> dict[str, Any]:
-    """A line as ``runtime.events.EventLog`` queues it (seq, ts, run, kind, ... fields)."""
-    return event_line(
-        seq=pending.get("seq"), ts=float(pending.get("ts") or 0.0), run=str(pending.get("run", "")),
-        kind=str(pending.get("kind", "")), level=str(pending.get("level", "info")),
-        message=str(pending.get("message", "")), task=pending.get("task"), attempt=pending.get("attempt"),
-        agent=pending.get("agent"), fields=pending.get("fields"),
-    )
+    """A line as ``runtime.events.EventLog`` queues it (seq, ts, run, kind, ... fields).
+
+    The same line as :func:`event_line` makes, built directly (this runs for every event)."""
+    get = pending.get
+    ts = float(get("ts") or 0.0)
+    line: dict[str, Any] = {"seq": get("seq"), "ts": ts, "time": iso_time(ts), "run": str(get("run", "")),
+                            "kind": str(get("kind", "")), "level": str(get("level", "info")),
+                            "message": str(get("message", ""))}
+    for key in ("task", "attempt", "agent"):
+        value = get(key)
+        if value is not None:
+            line[key] = value
+    fields = get("fields")
+    if fields:
+        line["fields"] = fields
+    return line
 
 
 class EventJsonlWriter:
@@ -126,27 +192,30 @@ class EventJsonlWriter:
     def write(self, lines: Iterable[dict[str, Any]]) -> None:
         """Write pending lines (``EventLog`` dicts or :func:`event_line` dicts)."""
         lines = [line_from_pending(p) if "time" not in p else p for p in lines]
-        if self._file is None:
-            self._open()
-            if self.backfill:
-                self._catch_up()
-                lines = [line for line in lines if not isinstance(line.get("seq"), int) or line["seq"] > self.last_seq]
+        # The secret values are read once per write, not per line: a key set later is hidden
+        # from the next write on.
+        self._batch_secrets = self.redactor._values()
         try:
-            if self.backfill and not self._increasing(lines):
-                self._rewind(min(line["seq"] for line in lines if isinstance(line.get("seq"), int)))
-                self._catch_up()  # the store's version of those events replaces the pending lines
-                lines = [line for line in lines if not isinstance(line.get("seq"), int)]
-            self._batch_secrets = self.redactor._values()  # read once per batch, not per line
+            if self._file is None:
+                self._open()
+                if self.backfill:
+                    self._catch_up()
+                    lines = [line for line in lines
+                             if not isinstance(line.get("seq"), int) or line["seq"] > self.last_seq]
             try:
+                if self.backfill and not self._increasing(lines):
+                    self._rewind(min(line["seq"] for line in lines if isinstance(line.get("seq"), int)))
+                    self._catch_up()  # the store's version of those events replaces the pending lines
+                    lines = [line for line in lines if not isinstance(line.get("seq"), int)]
                 for line in lines:
                     self._write_line(line)
-            finally:
-                self._batch_secrets = None
-            assert self._file is not None
-            self._file.flush()
-        except OSError:
-            self._drop_file()
-            raise
+                assert self._file is not None
+                self._file.flush()
+            except OSError:
+                self._drop_file()
+                raise
+        finally:
+            self._batch_secrets = None
 
     def close(self) -> None:
         if self._file is not None:
@@ -282,7 +351,7 @@ class EventJsonlWriter:
 
     def _write_line(self, line: dict[str, Any]) -> None:
         assert self._file is not None
-        data = (json.dumps(self.redactor.any(line, self._batch_secrets), default=str, sort_keys=True) + "\n").encode("utf-8")
+        data = (self.redactor.serialise(line, self._batch_secrets) + "\n").encode("utf-8")
         if self._size and self._size + len(data) > self.max_bytes:
             self._rotate()
         seq = line.get("seq")

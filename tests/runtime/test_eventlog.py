@@ -5,11 +5,13 @@ line or lines of a rolled-back transaction are cut and the store's events caught
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import math
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
 
 import pytest
 
-from hybrid_tui.runtime.eventlog import EventJsonlWriter, event_line, read_events_jsonl
+from hybrid_tui.runtime.eventlog import EventJsonlWriter, event_line, iso_time, read_events_jsonl
 from hybrid_tui.runtime.events import EventLog
 from hybrid_tui.runtime.launch import start_run
 from hybrid_tui.store import models as m
@@ -117,3 +119,70 @@ def test_a_torn_line_and_rolled_back_lines_are_replaced_by_the_store(tmp_path: P
         assert [k for _, k in stored][-4:] == ["one", "two", "three", "four"]
     finally:
         store.close()
+
+
+def test_a_secret_anywhere_in_any_line_is_redacted_even_a_key_set_after_the_writer_started(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Lines are encoded once and searched for traces of a secret; only lines with a trace are
+    walked field by field. Every kind of trace, however deep, still ends up redacted."""
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    path = tmp_path / "events.jsonl"
+    writer = EventJsonlWriter(path, "r1", backfill=False)
+    # Neither value holds a key-like word, so only the search for the value itself finds them.
+    key, token = "L8r-0123456789-abcdef", 'pa"ss\\wd-ABCDEFG'  # the token needs JSON escaping
+    writer.write([event_line(seq=1, ts=1_700_000_000.0, run="r1", kind="before", message=f"not secret yet: {key}")])
+    monkeypatch.setenv("ANTHROPIC_API_KEY", key)
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", token)
+    fields = [
+        {"steps": [{"out": ["ok", {"deep": f"x{key}y"}]}]},  # nested value
+        # Field names that look like credentials, one kind per line.
+        {"headers": [{"AUTHORIZATION": "Bearer abc"}]},
+        {"Api-Key": "v"},
+        {"nested": {"auth_token": "t"}},
+        {"db_password": "p"},
+        {"SECRET": ["s"], "empty": {"client_secret": ""}},  # an empty value stays as it is
+        {"api_\u212aey": "kelvin", "note": "na\u00efve"},  # the Kelvin sign folds to k: still a key name
+        {"where": PurePosixPath(f"/tmp/{key}/x")},  # an object written through str()
+        {"log": [f"with {token}"]},
+        {"log": ["sk-ant-api03-AbCd_ef-99"]},
+        {f"by-{key}": 1},  # the secret as a field name
+        {"input_tokens": 12, "keyboard": "qwerty"},  # looks key-ish, is not a secret
+    ]
+    writer.write([event_line(seq=2 + i, ts=1_700_000_001.0 + i, run="r1", kind="k", fields=f) for i, f in enumerate(fields)])
+    writer.close()
+    text = path.read_text(encoding="utf-8")
+    assert json.dumps(token)[1:-1] not in text and "wd-ABCDEFG" not in text
+    lines = read_events_jsonl(path)
+    assert [line["seq"] for line in lines] == list(range(1, 2 + len(fields)))
+    assert lines[0]["message"] == f"not secret yet: {key}"  # written before the key existed
+    assert key not in text.split("\n", 1)[1] and "AbCd_ef" not in text
+    assert [line["fields"] for line in lines[1:]] == [
+        {"steps": [{"out": ["ok", {"deep": "x[redacted]y"}]}]},
+        {"headers": [{"AUTHORIZATION": "[redacted]"}]},
+        {"Api-Key": "[redacted]"},
+        {"nested": {"auth_token": "[redacted]"}},
+        {"db_password": "[redacted]"},
+        {"SECRET": "[redacted]", "empty": {"client_secret": ""}},
+        {"api_\u212aey": "[redacted]", "note": "na\u00efve"},
+        {"where": "/tmp/[redacted]/x"},
+        {"log": ["with [redacted]"]},
+        {"log": ["sk-ant-[redacted]"]},
+        {"by-[redacted]": 1},
+        {"input_tokens": 12, "keyboard": "qwerty"},
+    ]
+
+
+def test_event_times_match_the_standard_library_at_millisecond_and_second_edges():
+    """The time text is built from a per-second cache; it must read exactly as datetime writes
+    it, including microseconds that round up into the next second."""
+    def reference(ts: float) -> str:
+        return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    stamps = [1_700_000_000.0, 0.0, 951_782_400.5]  # 2000-02-29 included
+    for base in (1_700_000_000, 1_704_067_199, 0, -1):  # -> 2023-12-31T23:59:59, the epoch, before it
+        for fraction in (0.9999995, 0.9999994999, 0.0000005, 0.0015, 0.9995, 0.5, -0.0000004):
+            stamps += [base + fraction, math.nextafter(base + fraction, -math.inf),
+                       math.nextafter(base + fraction, math.inf)]
+    assert [iso_time(ts) for ts in stamps] == [reference(ts) for ts in stamps]
+    assert iso_time(1_704_067_199.9999996) == "2024-01-01T00:00:00.000Z"  # rounds into the new year

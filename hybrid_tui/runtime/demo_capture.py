@@ -190,11 +190,16 @@ async def _capture(workdir: Path, mission: str | Path | None) -> list[Moment]:
 
 
 async def _settle(c: Any, gate: GatedImplementer, finished: anyio.Event) -> None:
-    """Wait until the coordinator is quiet: two loop turns, the pool at its target, every running attempt parked."""
-    turns = c.monitor.turns
+    """Wait until the coordinator is quiet: the store unchanged over two full loop turns, the
+    pool at its target, every running attempt parked. (Counting loop turns from the last store
+    change, not from the call, keeps a machine under load from catching it mid-step.)"""
     stable = 0
+    version, turns = None, c.monitor.turns
     while not finished.is_set():
         await anyio.sleep(0.02)
+        current = m.Run.select(m.Run.version).where(m.Run.id == c.run_id).scalar()
+        if current != version:
+            version, turns = current, c.monitor.turns
         quiet = (
             c.monitor.turns >= turns + 2
             and c._integrating == 0

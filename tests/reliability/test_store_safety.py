@@ -42,8 +42,9 @@ def test_second_coordinator_on_a_live_run_refuses_and_changes_nothing(tmp_path: 
 
         def validating() -> bool:
             store, _ = read_store(run_dir)
-            try:
-                return m.Task.get(m.Task.task_id == "held").status == "validating"
+            try:  # the store file exists a moment before the run's tasks are written into it
+                held = m.Task.get_or_none(m.Task.task_id == "held")
+                return held is not None and held.status == "validating"
             finally:
                 store.close()
 

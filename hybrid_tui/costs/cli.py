@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from hybrid_tui.cli import UserError
 from hybrid_tui.store import StoreError
+from hybrid_tui.store.cli import add_runs_dir_argument, resolve_runs_dir
 
 from .pricing import PricingError
-from .report import DEFAULT_RUNS_DIR, RunNotFound, render_markdown, report_for
+from .report import RunNotFound, render_markdown, report_for
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,9 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     report.add_argument("run", metavar="RUN", help="run id under the runs folder, or a run folder path")
-    report.add_argument(
-        "--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help=f"where runs live (default {DEFAULT_RUNS_DIR})"
-    )
+    add_runs_dir_argument(report)
     report.add_argument("--json", action="store_true", help="print one JSON object instead of Markdown")
     report.set_defaults(func=cmd_report)
 
@@ -58,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     try:
-        report = report_for(args.run, args.runs_dir)
+        report = report_for(args.run, resolve_runs_dir(args))
     except (RunNotFound, StoreError, PricingError) as exc:
         raise UserError(str(exc)) from None
     if args.json:

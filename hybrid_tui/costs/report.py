@@ -13,12 +13,12 @@ from typing import Any
 
 from hybrid_tui.store import StoreError, open_store
 from hybrid_tui.store import models as m
+from hybrid_tui.store.runs import DEFAULT_RUNS_DIR
 
 from . import accounting as acc
 from .pricing import PricingTable, UnknownModel
 
 STORE_FILE = "state.db"
-DEFAULT_RUNS_DIR = Path(".hybrid/runs")
 BUDGET_EVENT_PREFIXES = ("budget", "alert.budget", "alert.retry_budget")
 TIMELINE_LIMIT = 500  # events shown in Markdown; --json carries them all
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ..cli import EXIT_BAD_INPUT, UserError
+from ..store.cli import add_runs_dir_argument
 
 BACKENDS = ("replay", "sim", "anthropic", "cli")
 
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("attach", help="open the console on a run driven by another process")
     p.add_argument("target", metavar="RUN")
-    p.add_argument("--runs-dir", type=Path)
+    add_runs_dir_argument(p)
     p.add_argument("--theme", default="dark")
     p.set_defaults(func=cmd_attach)
 
@@ -44,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("target", metavar="RUN")
-        p.add_argument("--runs-dir", type=Path)
+        add_runs_dir_argument(p)
         p.set_defaults(func=cmd_control, control=command)
     for name, command, text in (
         ("retry", "retry", "queue a failed/blocked/cancelled task again"),
@@ -54,12 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         p = sub.add_parser(name, help=text)
         p.add_argument("target", metavar="RUN")
         p.add_argument("task_id", metavar="TASK")
-        p.add_argument("--runs-dir", type=Path)
+        add_runs_dir_argument(p)
         p.set_defaults(func=cmd_control, control=command)
     p = sub.add_parser("scale", help="set the L3 pool target")
     p.add_argument("target", metavar="RUN")
     p.add_argument("size", type=int)
-    p.add_argument("--runs-dir", type=Path)
+    add_runs_dir_argument(p)
     p.set_defaults(func=cmd_control, control="scale")
     p = sub.add_parser("budget", help="set the mission and/or retry budget of a run (then retry what it refused)",
                        description="Raise (or lower) a run's budgets. Tasks the old budget refused stay failed: "
@@ -67,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("target", metavar="RUN")
     p.add_argument("--mission-usd", type=float, metavar="USD", help="new mission budget in dollars")
     p.add_argument("--retry-usd", type=float, metavar="USD", help="new retry budget in dollars")
-    p.add_argument("--runs-dir", type=Path)
+    add_runs_dir_argument(p)
     p.set_defaults(func=cmd_budget)
 
 
@@ -76,7 +77,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="headless, one JSON object per line on stdout")
     p.add_argument("--agents", type=int, help="L3 pool size (default: mission.toml [agents])")
     p.add_argument("--pace", type=float, default=0.0, help="scale recorded/simulated durations (0 = instant)")
-    p.add_argument("--runs-dir", type=Path, help="where run folders go (default .hybrid/runs)")
+    add_runs_dir_argument(p)
     p.add_argument("--theme", default="dark")
     p.add_argument("--seed", type=int, default=0, help="seed of the sim backend and of retry jitter")
     p.add_argument("--metrics-port", type=int, metavar="PORT",

@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from ..cli import UserError
+from ..store.cli import add_runs_dir_argument
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dest", metavar="DEST", type=Path, help="new mission folder (must not exist or be empty)")
     p.add_argument("--pace", type=float, default=1.0,
                    help="scale the recorded durations written to replay/ (default 1 = as recorded)")
-    p.add_argument("--runs-dir", type=Path, help="where run folders are (default .hybrid/runs)")
+    add_runs_dir_argument(p)
     p.set_defaults(func=cmd_export_replay)
 
     p = sub.add_parser("demo", help="watch the web-18 sample mission run in the console",

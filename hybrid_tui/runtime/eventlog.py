@@ -19,6 +19,7 @@ import math
 import os
 import re
 from datetime import datetime, timezone
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable
 
@@ -32,6 +33,10 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_BACKUPS = 5
 # Built once: json.dumps with options builds a new encoder on every call.
 _ENCODER = json.JSONEncoder(default=str, sort_keys=True)
+# Words every match of _SECRET_FIELD holds, lower-cased.
+_SECRET_FIELD_WORDS = ("key", "token", "authoriz", "password", "secret")
+# A line's top-level keys, in the order sort_keys writes them; none looks like a secret's name.
+_LINE_KEYS = ("agent", "attempt", "fields", "kind", "level", "message", "run", "seq", "task", "time", "ts")
 
 _last_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
 
@@ -57,12 +62,27 @@ def iso_time(ts: float) -> str:
     return f"{prefix}.{micro // 1000:03d}Z"
 
 
+_ENV_DATA = getattr(os.environ, "_data", None)
+_ENV_KEYS = tuple(os.environ.encodekey(name) for name in SECRET_ENV_NAMES) if isinstance(_ENV_DATA, dict) else ()
+
+
+def _secret_env_values() -> tuple[Any, ...]:
+    """The credential variables' current raw values (None: unset). Read at every write, so
+    straight from ``os.environ``'s own dict, which its setters keep current: its ``get`` costs
+    20 times more (key encoding, value decoding)."""
+    if _ENV_KEYS:
+        get = _ENV_DATA.get  # type: ignore[union-attr]
+        return tuple([os.environ.decodevalue(v) if (v := get(k)) is not None else "" for k in _ENV_KEYS])
+    return tuple(os.environ.get(name, "") for name in SECRET_ENV_NAMES)  # pragma: no cover
+
+
 class Redactor:
     """Replaces secret values in strings (and, recursively, in dicts and lists)."""
 
     def __init__(self, extra_values: Iterable[str] = ()):
         self.extra_values = [v for v in extra_values if v]
         self._escaped: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # values -> their JSON-escaped forms
+        self._values_cache: tuple[tuple[Any, ...] | None, list[str]] = (None, [])  # environment -> _values()
 
     def serialise(self, value: Any, values: list[str] | None = None) -> str:
         """``value`` as one JSON text (sorted keys, ``str`` for other objects) with every secret
@@ -72,35 +92,63 @@ class Redactor:
         text = _ENCODER.encode(value)
         if not self._may_hold_secret(text, values):
             return text
+        return self.redacted_text(value, values)
+
+    def redacted_text(self, value: Any, values: list[str]) -> str:
+        """``value`` walked and redacted, then encoded (the slow path of :meth:`serialise`)."""
         return json.dumps(self.any(value, values), sort_keys=True, default=lambda obj: self.text(str(obj), values))
 
     def _may_hold_secret(self, text: str, values: list[str]) -> bool:
-        """False only if redacting the value behind ``text`` (its JSON encoding) changes nothing.
+        """False only if redacting the value behind ``text`` (its JSON encoding) changes nothing."""
+        return self.holds_secret_value(text, self.escaped(values)) or self.may_hold_secret_name(text)
+
+    @staticmethod
+    def holds_secret_value(text: str, escaped: tuple[str, ...]) -> bool:
+        """Whether JSON ``text`` may hold a secret value or a key-shaped string.
 
         JSON escapes strings one character at a time, so a string holding a secret encodes to
-        text holding the secret's escaped form; ``sk-ant-`` and the key-like field names are
-        plain ASCII and encode as themselves. ``\\u`` (any non-ASCII character) always counts
-        as a hit: case-insensitive matching of field names also folds a few non-ASCII letters
-        (the Kelvin sign matches ``k``), which the ASCII check below would miss."""
-        if "\\u" in text or "sk-ant-" in text:
+        text holding the secret's escaped form (see :meth:`escaped`); ``sk-ant-`` is plain
+        ASCII and encodes as itself."""
+        if "sk-ant-" in text:
             return True
+        for secret in escaped:
+            if secret in text:
+                return True
+        return False
+
+    @staticmethod
+    def may_hold_secret_name(text: str) -> bool:
+        """Whether JSON ``text`` may hold a dict key that :data:`_SECRET_FIELD` matches.
+
+        The key-like names are plain ASCII and encode as themselves. ``\\u`` (any non-ASCII
+        character) always counts as a hit: case-insensitive matching also folds a few non-ASCII
+        letters (the Kelvin sign matches ``k``), which the ASCII check would miss."""
+        if "\\u" in text:
+            return True
+        lowered = text.lower()
+        for word in _SECRET_FIELD_WORDS:
+            if word in lowered:
+                return True
+        return False
+
+    def escaped(self, values: list[str]) -> tuple[str, ...]:
+        """The JSON-escaped forms of ``values`` (cached for the last list seen)."""
         key = tuple(values)
         cached_values, escaped = self._escaped
         if cached_values != key:
             escaped = tuple(json.dumps(v)[1:-1] for v in values)
             self._escaped = (key, escaped)
-        for secret in escaped:
-            if secret in text:
-                return True
-        # Every match of _SECRET_FIELD, lower-cased, holds one of these words.
-        lowered = text.lower()
-        return ("key" in lowered or "token" in lowered or "authoriz" in lowered or "password" in lowered
-                or "secret" in lowered)
+        return escaped
 
     def _values(self) -> list[str]:
+        """The secret values, longest first (do not change the list: it is cached)."""
         # Read the environment at each call: a key set after the run started is still hidden.
-        found = [os.environ.get(name, "") for name in SECRET_ENV_NAMES]
-        return sorted({v for v in [*found, *self.extra_values] if len(v) >= 8}, key=len, reverse=True)
+        found = _secret_env_values()
+        cached_found, values = self._values_cache
+        if found != cached_found:
+            values = sorted({v for v in [*found, *self.extra_values] if len(v) >= 8}, key=len, reverse=True)
+            self._values_cache = (found, values)
+        return values
 
     def text(self, value: str, values: list[str] | None = None) -> str:
         for secret in values if values is not None else self._values():
@@ -166,6 +214,101 @@ def line_from_pending(pending: dict[str, Any]) -> dict[str, Any]:
     return line
 
 
+def _dict_encoder() -> Any:
+    """``_ENCODER.encode`` for dicts, without the C encoder ``JSONEncoder.encode`` builds on
+    every call (half its cost for a small dict): one is built with the same options and kept."""
+    try:
+        from json.encoder import c_make_encoder
+    except ImportError:  # pragma: no cover - CPython always has it
+        c_make_encoder = None
+    if c_make_encoder is None:  # pragma: no cover
+        return _ENCODER.encode
+
+    def make() -> Any:
+        return c_make_encoder({}, _ENCODER.default, encode_basestring_ascii, None, _ENCODER.key_separator,
+                              _ENCODER.item_separator, True, False, True)
+
+    encoder = make()
+
+    def encode(value: dict) -> str:
+        nonlocal encoder
+        try:
+            return "".join(encoder(value, 0))
+        except BaseException:
+            encoder = make()  # an error half way leaves entries in its circular-reference markers
+            raise
+
+    probe = {"b": [1, 2.5, None, True, "\u00e9\"x"], "a": {"z": Path("p")}}
+    try:
+        if encode(probe) == _ENCODER.encode(probe):
+            return encode
+    except Exception:  # pragma: no cover - another Python's private signature
+        pass
+    return _ENCODER.encode  # pragma: no cover
+
+
+_encode_dict = _dict_encoder()
+
+
+def pending_text(pending: dict[str, Any], escaped: tuple[str, ...]) -> str | None:
+    """The text of a line as ``runtime.events.EventLog`` queues it, or None if it needs the
+    general path (a value of an unexpected type, or any trace of a secret).
+
+    When not None, the very text ``Redactor.serialise(line_from_pending(pending))`` writes
+    (redaction then changes nothing), built straight from the values: sorted keys are a fixed
+    order here, and only ``fields`` needs the JSON encoder. ``escaped``: the secret values'
+    JSON-escaped forms (:meth:`Redactor.escaped`). This runs for every event."""
+    get = pending.get
+    run = get("run", "")
+    kind = get("kind", "")
+    level = get("level", "info")
+    message = get("message", "")
+    ts = float(get("ts") or 0.0)
+    if (type(run) is not str or type(kind) is not str or type(level) is not str or type(message) is not str
+            or ts - ts != 0.0):  # str() of something else, or NaN/infinity: the general path
+        return None
+    seq = get("seq")
+    if seq is None:
+        seq_text = "null"
+    elif type(seq) is int:
+        seq_text = repr(seq)
+    else:
+        return None
+    head = ""
+    agent = get("agent")
+    if agent is not None:
+        if type(agent) is not str:
+            return None
+        head = '"agent": ' + encode_basestring_ascii(agent) + ", "
+    attempt = get("attempt")
+    if attempt is not None:
+        if type(attempt) is not int:
+            return None
+        head += f'"attempt": {attempt}, '
+    fields = get("fields")
+    if fields:
+        if type(fields) is not dict:
+            return None
+        fields_text = _encode_dict(fields)
+        # Field names exist only in here: the line's own keys never look like a secret's name.
+        if Redactor.may_hold_secret_name(fields_text):
+            return None
+        head += '"fields": ' + fields_text + ", "
+    task = get("task")
+    if task is None:
+        task_text = ""
+    elif type(task) is str:
+        task_text = '"task": ' + encode_basestring_ascii(task) + ", "
+    else:
+        return None
+    text = (f'{{{head}"kind": {encode_basestring_ascii(kind)}, "level": {encode_basestring_ascii(level)}, '
+            f'"message": {encode_basestring_ascii(message)}, "run": {encode_basestring_ascii(run)}, '
+            f'"seq": {seq_text}, {task_text}"time": "{iso_time(ts)}", "ts": {float.__repr__(ts)}}}')
+    if Redactor.holds_secret_value(text, escaped):
+        return None
+    return text
+
+
 class EventJsonlWriter:
     """Appends event lines to ``path``, rotating by size; fills gaps from the store.
 
@@ -187,14 +330,16 @@ class EventJsonlWriter:
         self.last_seq = 0
         self._offsets: dict[int, int] = {}  # seq -> offset in the current file (recent lines only)
         self._batch_secrets: list[str] | None = None
+        self._batch_escaped: tuple[str, ...] | None = None
 
     # -- public -----------------------------------------------------------------------
     def write(self, lines: Iterable[dict[str, Any]]) -> None:
         """Write pending lines (``EventLog`` dicts or :func:`event_line` dicts)."""
-        lines = [line_from_pending(p) if "time" not in p else p for p in lines]
+        lines = list(lines)  # pending dicts are turned into text one by one in _write_line
         # The secret values are read once per write, not per line: a key set later is hidden
         # from the next write on.
         self._batch_secrets = self.redactor._values()
+        self._batch_escaped = self.redactor.escaped(self._batch_secrets)
         try:
             if self._file is None:
                 self._open()
@@ -216,6 +361,7 @@ class EventJsonlWriter:
                 raise
         finally:
             self._batch_secrets = None
+            self._batch_escaped = None
 
     def close(self) -> None:
         if self._file is not None:
@@ -350,8 +496,19 @@ class EventJsonlWriter:
         self._offsets = {}
 
     def _write_line(self, line: dict[str, Any]) -> None:
+        """Write one line: a pending ``EventLog`` dict or an :func:`event_line` dict (has ``time``)."""
         assert self._file is not None
-        data = (self.redactor.serialise(line, self._batch_secrets) + "\n").encode("utf-8")
+        text = None
+        if "time" not in line:
+            escaped = self._batch_escaped
+            if escaped is None:  # pragma: no cover - write() sets it
+                escaped = self.redactor.escaped(self.redactor._values())
+            text = pending_text(line, escaped)
+            if text is None:
+                line = line_from_pending(line)
+        if text is None:
+            text = self.redactor.serialise(line, self._batch_secrets)
+        data = (text + "\n").encode("utf-8")
         if self._size and self._size + len(data) > self.max_bytes:
             self._rotate()
         seq = line.get("seq")

@@ -95,15 +95,17 @@ async def run_attempt(
                 if not (c.repo is not None and spec.validation.commands):
                     # No checks to run: validating, integrating and (git off) the attempt's end
                     # follow each other with no side effect between them, so they are stored
-                    # in one transaction (each transition and its event still recorded).
+                    # in one transaction (each transition and its event still recorded); git
+                    # off, that is the loop's next settle, with the other attempts' ends.
                     if attempt.cancelled_reason:
                         raise _Cancelled
                     crash_point("validation", task_id)
+                    if c.repo is None:
+                        c.settle_later(attempt, functools.partial(_end_unchecked, c, attempt, result))
+                        return
                     with c.transaction():
                         c.advance(task_id, "validating")
                         c.advance(task_id, "integrating")
-                        if c.repo is None:
-                            c.finish_attempt(attempt, outcome="succeeded", result=result)
                     stepped_to_integrating = True
                 else:
                     if not c.advance(task_id, "validating"):
@@ -145,6 +147,15 @@ async def run_attempt(
         c.finish_attempt(attempt, outcome="succeeded", result=result)
         return
     await c.enqueue_integration(IntegrationJob(attempt, spec.title, result))  # type: ignore[arg-type]
+
+
+def _end_unchecked(c: "Coordinator", attempt: "RunningAttempt", result: ImplementResult) -> None:
+    """Git off, no checks: validating -> integrating -> the attempt's end, in the settle
+    transaction (a cancel that arrived meanwhile makes it a cancelled end)."""
+    if c.advance(attempt.task_id, "validating") and c.advance(attempt.task_id, "integrating"):
+        c.settle_attempt(attempt, outcome="succeeded", result=result)
+    else:
+        c.settle_attempt(attempt, outcome="cancelled", result=result)
 
 
 async def integrate_job(c: "Coordinator", job: "IntegrationJob") -> None:

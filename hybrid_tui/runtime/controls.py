@@ -155,9 +155,8 @@ async def rollback(c: "Coordinator", task_id: str, now: float) -> tuple[bool, st
 
 def _refuse(c: "Coordinator", task_id: str, reason: str) -> tuple[bool, str]:
     with c.store.write(c.run_id) as version:
-        m.Task.update(attention_reason=reason, version=version).where(
-            (m.Task.run == c.run_id) & (m.Task.task_id == task_id)
-        ).execute()
+        c.store.staged.update(m.Task, {"attention_reason": reason, "version": version},
+                              where={"run": c.run_id, "task_id": task_id})
         c.events.add("task.rollback_refused", reason, level="warning", task_id=task_id)
     c.events.flush()
     return False, reason

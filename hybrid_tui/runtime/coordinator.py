@@ -11,6 +11,11 @@ running attempt (own cancel scope and timeout), and ONE integration worker consu
 memory object stream, so integrations onto the mission branch never run concurrently. Git
 and validation run in worker threads / subprocesses; store writes stay on the loop thread
 (peewee connections are per thread) and short.
+
+Group commit: an attempt's end (and, git off, its last steps) is handed to the loop
+(:meth:`Coordinator.finish_attempt`), which stores the ends of every attempt that finished
+since its last turn in ONE transaction before it acts on them (frees agents, dispatches
+dependents). Each end still gets its own savepoint, so a bug in one does not lose the others.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ class RunningAttempt:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     cost_usd: float = 0.0
     cancelled_reason: str = ""
+    finishing: bool = False  # its end is queued for the loop's next settle
 
 
 @dataclass
@@ -169,6 +175,7 @@ class Coordinator:
         self._in_operator_control = False
         self.policy_paused = False
         self._txn: Transaction | None = None
+        self._settle_queue: list[tuple[RunningAttempt, Callable[[], None]]] = []
 
     # ------------------------------------------------------------------ public control
     def request_stop(self, reason: str = "operator") -> None:
@@ -224,6 +231,7 @@ class Coordinator:
             finally:
                 tg.cancel_scope.cancel()
         self._tg = None
+        self._settle_finished()  # ends handed over while the loop was stopping
         if self._stop or code == EXIT_STOPPED:
             from .recovery import interrupt_running
 
@@ -237,6 +245,7 @@ class Coordinator:
 
     async def _loop(self) -> int:
         while True:
+            self._settle_finished()
             now = self.clock()
             await self._apply_controls(now)
             await self.monitor.tick(now)
@@ -247,7 +256,7 @@ class Coordinator:
                 await self._ensure_agents(now)
                 self._dispatch(now)
             self._heartbeat(now)
-            idle = not self.running and self._integrating == 0
+            idle = not self.running and self._integrating == 0 and not self._settle_queue
             if idle and self.scheduler.is_finished():
                 if self.exit_when_finished:
                     return self._final_code()
@@ -396,6 +405,7 @@ class Coordinator:
         missing = target - len(live)
         if missing <= 0:
             return
+        added: dict[str, str] = {}
         for _ in range(min(missing, self.config.policies.dispatch_batch)):
             self._agent_counter += 1
             agent_id = f"agent-{self._agent_counter:02d}"
@@ -403,20 +413,26 @@ class Coordinator:
             if self.repo is not None:
                 path = await anyio.to_thread.run_sync(self.repo.worktree, agent_id)
                 worktree = str(path)
-            self.agents[agent_id] = worktree
-            with self.store.write(self.run_id) as version:
-                row = m.Agent.get_or_none((m.Agent.run == self.run_id) & (m.Agent.agent_id == agent_id))
-                if row is None:
-                    m.Agent.create(
-                        run=self.run_id, agent_id=agent_id, role="implementer", backend=self.backend_name,
-                        model=self.config.models.implementer, worktree=worktree, created_at=now, updated_at=now,
-                        version=version,
-                    )
+            added[agent_id] = worktree
+        with self.transaction() as txn:  # the new agents' rows and the scheduler's changes together
+            known = {
+                agent_id: row_id for agent_id, row_id in m.Agent.select(m.Agent.agent_id, m.Agent.id).where(
+                    (m.Agent.run == self.run_id) & m.Agent.agent_id.in_(list(added))
+                ).tuples()
+            }
+            for agent_id, worktree in added.items():
+                self.agents[agent_id] = worktree
+                if agent_id in known:
+                    self.store.update_rows(m.Agent, {"state": "idle", "task_id": None, "worktree": worktree,
+                                                     "updated_at": now, "version": txn.version},
+                                           where={"id": known[agent_id]})
                 else:
-                    m.Agent.update(state="idle", task_id=None, worktree=worktree, updated_at=now, version=version).where(
-                        m.Agent.id == row.id
-                    ).execute()
-            self._persist(self.scheduler.add_agent(agent_id, now, self.backend_name), now)
+                    self.store.insert_row(m.Agent, {
+                        "run": self.run_id, "agent_id": agent_id, "role": "implementer", "backend": self.backend_name,
+                        "model": self.config.models.implementer, "worktree": worktree, "created_at": now,
+                        "updated_at": now, "version": txn.version,
+                    })
+                self._persist(self.scheduler.add_agent(agent_id, now, self.backend_name), now)
 
     def _pool_target(self) -> int:
         target = self.scheduler.pool_target
@@ -456,7 +472,7 @@ class Coordinator:
                 "log_path": str(log_path),
                 "version": txn.version,
             })
-            self.store.update_rows(
+            self.store.staged.update(
                 m.Task, {"attempts": number, "agent_id": agent_id, "started_at": now, "version": txn.version},
                 where={"run": self.run_id, "task_id": task_id},
             )
@@ -490,16 +506,15 @@ class Coordinator:
 
             if disk_full_reason(exc):
                 raise  # a full disk is not this attempt's fault: run() pauses the run
-            with self.store.write(self.run_id):
-                self.events.add("coordinator.error", f"{type(exc).__name__}: {exc}", level="error",
-                                task_id=attempt.task_id, attempt=attempt.number)
-            self.events.flush()
-            if attempt.task_id in self.running:
-                try:
-                    self.finish_attempt(attempt, outcome="failed", failure_type="agent_error",
-                                        message=f"coordinator error: {type(exc).__name__}: {exc}")
-                except Exception:
-                    self.running.pop(attempt.task_id, None)
+            self._report_error(attempt, exc)
+            if not attempt.finishing and attempt.task_id in self.running:
+                self.finish_attempt(attempt, outcome="failed", failure_type="agent_error",
+                                    message=f"coordinator error: {type(exc).__name__}: {exc}")
+
+    def _report_error(self, attempt: RunningAttempt, exc: BaseException) -> None:
+        with self.transaction():
+            self.events.add("coordinator.error", f"{type(exc).__name__}: {exc}", level="error",
+                            task_id=attempt.task_id, attempt=attempt.number)
 
     async def run_checks(self, validation: Any, cwd: Path, log_path: Path) -> Any:
         from ..workspace.validation import run_checks
@@ -519,7 +534,32 @@ class Coordinator:
         retry_after: float | None = None,
         commit: Any = None,
     ) -> None:
-        """Record the attempt's end and tell the scheduler, in one transaction."""
+        """Hand the attempt's end to the loop: stored (and told to the scheduler) in the next
+        settle transaction, with every other end that arrived meanwhile."""
+        self.settle_later(attempt, functools.partial(
+            self.settle_attempt, attempt, outcome=outcome, failure_type=failure_type, message=message, result=result,
+            retry_after=retry_after, commit=commit,
+        ))
+
+    def settle_later(self, attempt: RunningAttempt, step: Callable[[], None]) -> None:
+        """Queue ``step`` (which ends ``attempt``: it must call :meth:`settle_attempt`) for
+        the loop's next settle transaction."""
+        attempt.finishing = True
+        self._settle_queue.append((attempt, step))
+        self._wake.set()
+
+    def settle_attempt(
+        self,
+        attempt: RunningAttempt,
+        *,
+        outcome: str,
+        failure_type: str | None = None,
+        message: str = "",
+        result: ImplementResult | None = None,
+        retry_after: float | None = None,
+        commit: Any = None,
+    ) -> None:
+        """Record the attempt's end and tell the scheduler, in the open (or a new) transaction."""
         from .persist import record_attempt_end
         from .record import record_attempt
 
@@ -527,6 +567,35 @@ class Coordinator:
         record_attempt(self, attempt, outcome=outcome, failure_type=failure_type, message=message, result=result, commit=commit)
         record_attempt_end(self, attempt, outcome=outcome, failure_type=failure_type, message=message,
                            result=result, retry_after=retry_after, commit=commit)
+
+    def _settle_finished(self) -> None:
+        """Store every queued attempt end in one transaction (group commit)."""
+        while self._settle_queue:
+            batch, self._settle_queue = self._settle_queue, []
+            with self.transaction():
+                for attempt, step in batch:
+                    self._settle_one(attempt, step)
+
+    def _settle_one(self, attempt: RunningAttempt, step: Callable[[], None]) -> None:
+        from .monitor import disk_full_reason
+
+        try:
+            with self.store.savepoint():
+                step()
+            return
+        except Exception as exc:  # a bug: this end is undone, the batch's others stay
+            if disk_full_reason(exc):
+                raise  # the whole batch rolls back and the run pauses (Coordinator.run)
+            self._report_error(attempt, exc)
+            error = exc
+        try:
+            with self.store.savepoint():
+                self.settle_attempt(attempt, outcome="failed", failure_type="agent_error",
+                                    message=f"coordinator error: {type(error).__name__}: {error}")
+        except Exception as exc:
+            if disk_full_reason(exc):
+                raise
+            self.running.pop(attempt.task_id, None)
 
     def policy_pause(self, reason: str) -> None:
         """Pause dispatching for a reason the runtime found (not an operator)."""
@@ -568,7 +637,8 @@ class Coordinator:
                     await integrate_job(self, job)
                 finally:
                     self._integrating -= 1
-                    self.running.pop(job.attempt.task_id, None)
+                    if not job.attempt.finishing:  # its end is not queued: it failed before
+                        self.running.pop(job.attempt.task_id, None)
                     self._wake.set()
 
     # ------------------------------------------------------------------ controls

@@ -2,7 +2,9 @@
 
 Room: runtime. Called inside a store write transaction (``Coordinator.transaction``) on
 the loop thread; the caller acts on side effects (cancelling attempts) only after the
-commit. Hot rows go through ``Store.update_rows`` (cached SQL, not a peewee query each).
+commit. Task rows are staged (``Store.staged``): the several updates a task gets in one
+transaction reach the database as one, at the commit; other hot rows go through
+``Store.update_rows`` (cached SQL, not a peewee query each).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def persist_change(c: "Coordinator", kind: str, ch: Any, now: float, version: in
             fields["agent_id"] = None
         if new in TERMINAL:
             fields["finished_at"] = now
-        c.store.update_rows(m.Task, fields, where={"run": run, "task_id": ch.task_id})
+        c.store.staged.update(m.Task, fields, where={"run": run, "task_id": ch.task_id})
         level = "warning" if new in ATTENTION else "info"
         text = f"{old} -> {new}" + (f": {ch.reason}" if ch.reason else "")
         c.events.add("task.status", text, level=level, task_id=ch.task_id, old=old, new=new)
@@ -74,9 +76,9 @@ def persist_change(c: "Coordinator", kind: str, ch: Any, now: float, version: in
         if ch.kind == "budget_exhausted" and ch.data.get("tasks"):
             # Refused at dispatch, with no attempt: the task row carries the failure type the
             # console's attention view and the report show, as for any failed attempt.
-            m.Task.update(failure_type="budget_exhausted", version=version).where(
-                (m.Task.run == run) & m.Task.task_id.in_(list(ch.data["tasks"]))
-            ).execute()
+            for task_id in ch.data["tasks"]:
+                c.store.staged.update(m.Task, {"failure_type": "budget_exhausted", "version": version},
+                                      where={"run": run, "task_id": task_id})
         c.events.add(f"alert.{ch.kind}", ch.message, level=level, **{"data": ch.data} if ch.data else {})
     elif kind == "CancelRunning":
         c.events.add("attempt.cancel", ch.reason, level="warning", task_id=ch.task_id, attempt=ch.attempt, agent_id=ch.agent_id)
@@ -179,8 +181,8 @@ def record_attempt_end(
                 level="warning", task_id=task_id, attempt=attempt.number, agent_id=attempt.agent_id,
                 failure_type=failure_type, cost_usd=cost,
             )
-        c.store.update_rows(m.Task, task_fields, where={"run": c.run_id, "task_id": task_id},
-                            increments={"cost_usd": cost})
+        c.store.staged.update(m.Task, task_fields, where={"run": c.run_id, "task_id": task_id},
+                              increments={"cost_usd": cost})
         cancels = persist_changes(c, changes, now, version)
         # After the commit: the attempt stops counting as running, then the cancels it caused.
         txn.after_commit.append(lambda: c.running.pop(task_id, None))

@@ -9,7 +9,7 @@ import contextlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 
 import peewee as pw
 from playhouse.db_url import connect
@@ -44,6 +44,15 @@ _INSERT_EVENT_SQL = (
     + ", ".join(f'"{m.Event._meta.fields[name].column_name}"' for name in _EVENT_COLUMNS)
     + ") VALUES (" + ", ".join("?" for _ in _EVENT_COLUMNS) + ")"
 )
+
+
+_INSERT_EVENTS_SQL = (
+    f'INSERT INTO "{m.Event._meta.table_name}" ("seq", '
+    + ", ".join(f'"{m.Event._meta.fields[name].column_name}"' for name in _EVENT_COLUMNS)
+    + ") VALUES (?, " + ", ".join("?" for _ in _EVENT_COLUMNS) + ")"
+)
+_LAST_EVENT_SQL = f'SELECT max("seq") FROM "{m.Event._meta.table_name}"'
+EVENT_DATA_ENCODER = json.JSONEncoder(default=str, sort_keys=True)  # built once: json.dumps(**options) builds one per call
 
 
 _PENDING_CONTROL_SQL = (
@@ -86,18 +95,91 @@ def _insert_sql(model: type[pw.Model], names: tuple[str, ...], or_replace: bool 
     return found
 
 
+class Stager(Protocol):
+    """Rows held back inside a write transaction and written just before it commits.
+
+    The runtime writes several versions of the same rows in one transaction (a task goes
+    running -> validating -> integrating -> done); holding them until the commit writes each
+    row once and batches the inserts. Staged rows are visible in the database only once
+    :meth:`flush_staged` ran (at the outermost :meth:`Store.write`'s commit)."""
+
+    def flush_staged(self) -> None:
+        """Write everything staged (called inside the open transaction)."""
+
+    def mark(self) -> int:
+        """A position to roll back to (see :meth:`Store.savepoint`)."""
+
+    def rollback_to(self, mark: int) -> None:
+        """Forget what was staged after ``mark`` (0: everything)."""
+
+
+class StagedUpdates:
+    """UPDATEs merged per row until the commit: the last value of each field wins,
+    increments add up. One ``executemany`` per (table, field set) at the flush."""
+
+    def __init__(self, store: "Store"):
+        self.store = store
+        self._ops: list[tuple[type[pw.Model], tuple, tuple, dict[str, Any], dict[str, Any] | None]] = []
+
+    def update(self, model: type[pw.Model], fields: dict[str, Any], *, where: dict[str, Any],
+               increments: dict[str, Any] | None = None) -> None:
+        """Stage ``UPDATE model SET fields WHERE where`` (written at once outside a transaction)."""
+        if self.store.db.transaction_depth() == 0:
+            self.store.update_rows(model, fields, where=where, increments=increments)
+            return
+        self._ops.append((model, tuple(where), tuple(where.values()), fields, increments))
+
+    def flush_staged(self) -> None:
+        if not self._ops:
+            return
+        ops, self._ops = self._ops, []
+        merged: dict[tuple, tuple[dict[str, Any], dict[str, Any]]] = {}
+        for model, key_names, key_values, fields, increments in ops:
+            row = merged.get((model, key_names, key_values))
+            if row is None:
+                row = merged[(model, key_names, key_values)] = ({}, {})
+            row[0].update(fields)
+            if increments:
+                for name, step in increments.items():
+                    row[1][name] = row[1].get(name, 0) + step
+        groups: dict[tuple, list[tuple]] = {}
+        for (model, key_names, key_values), (fields, increments) in merged.items():
+            shape = (model, tuple(fields), tuple(increments), key_names)
+            groups.setdefault(shape, []).append((*fields.values(), *increments.values(), *key_values))
+        for (model, names, increments, keys), rows in groups.items():
+            self.store.update_many(model, names, keys, rows, increments=increments)
+
+    def mark(self) -> int:
+        return len(self._ops)
+
+    def rollback_to(self, mark: int) -> None:
+        del self._ops[mark:]
+
+
 class Store:
     """A connection to one database plus the write helpers every layer uses.
 
     Every read-then-write goes through :meth:`write`, which on SQLite opens the
     transaction with ``BEGIN IMMEDIATE`` (a deferred transaction that later upgrades to a
-    write fails with "database is locked" whatever the busy timeout).
+    write fails with "database is locked" whatever the busy timeout). Writes may be staged
+    (:attr:`staged`, or any registered :class:`Stager`): they reach the database just before
+    the outermost transaction commits, and are forgotten when it rolls back. Staging is for
+    the thread that owns the transaction (the runtime's loop thread).
     """
 
     def __init__(self, db: pw.Database, url: str):
         self.db = db
         self.url = url
         self.is_sqlite = isinstance(db, pw.SqliteDatabase)
+        self.staged = StagedUpdates(self)
+        self._stagers: list[Stager] = [self.staged]
+
+    def add_stager(self, stager: Stager) -> None:
+        self._stagers.append(stager)
+
+    def remove_stager(self, stager: Stager) -> None:
+        if stager in self._stagers:
+            self._stagers.remove(stager)
 
     # -- transactions -----------------------------------------------------------------
     @contextlib.contextmanager
@@ -120,7 +202,42 @@ class Store:
                             m.Run.id == run_id
                         ).execute()
                     version = m.Run.select(m.Run.version).where(m.Run.id == run_id).scalar() or 0
-            yield version
+            if not outermost:
+                yield version
+                return
+            try:
+                yield version
+                for stager in self._stagers:
+                    stager.flush_staged()
+            except BaseException:
+                for stager in self._stagers:
+                    stager.rollback_to(0)
+                raise
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested part of the open transaction that can fail on its own: on an exception its
+        writes (staged ones included) are undone and the exception goes on; the rest of the
+        transaction stays."""
+        marks = [(stager, stager.mark()) for stager in self._stagers]
+        try:
+            if self.is_sqlite:  # one per settled attempt: plain statements, not peewee's uuid-named one
+                connection = self.db.connection()
+                connection.execute("SAVEPOINT hybrid_step")
+                try:
+                    yield
+                except BaseException:
+                    connection.execute("ROLLBACK TO hybrid_step")
+                    raise
+                finally:
+                    connection.execute("RELEASE hybrid_step")
+            else:
+                with self.db.atomic():  # inside a transaction: a SAVEPOINT
+                    yield
+        except BaseException:
+            for stager, mark in marks:
+                stager.rollback_to(mark)
+            raise
 
     def read(self):
         """A read snapshot (consistent view across several queries)."""
@@ -153,16 +270,19 @@ class Store:
         self.db.execute_sql(sql, (*fields.values(), *increments.values(), *where.values()))
 
     def update_many(self, model: type[pw.Model], names: tuple[str, ...], keys: tuple[str, ...],
-                    rows: list[tuple]) -> None:
-        """One UPDATE per row (values of ``names`` then of ``keys``), as one executemany."""
+                    rows: list[tuple], *, increments: tuple[str, ...] = ()) -> None:
+        """One UPDATE per row (values of ``names``, then of ``increments``, added to the
+        column, then of ``keys``), as one executemany."""
         if not rows:
             return
         if not self.is_sqlite:
+            split = len(names) + len(increments)
             for row in rows:
-                self.update_rows(model, dict(zip(names, row)), where=dict(zip(keys, row[len(names):])))
+                self.update_rows(model, dict(zip(names, row)), where=dict(zip(keys, row[split:])),
+                                 increments=dict(zip(increments, row[len(names):split])))
             return
         cursor = self.db.cursor()
-        cursor.executemany(_update_sql(model, names, (), keys), rows)
+        cursor.executemany(_update_sql(model, names, increments, keys), rows)
 
     def delete_rows(self, model: type[pw.Model], *, where: dict[str, Any]) -> None:
         if not self.is_sqlite:
@@ -213,7 +333,7 @@ class Store:
             attempt=attempt,
             agent_id=agent_id,
             message=message,
-            data_json=json.dumps(data, default=str, sort_keys=True),
+            data_json=EVENT_DATA_ENCODER.encode(data),
         )
         if not self.is_sqlite:
             return m.Event.create(**fields)
@@ -221,6 +341,19 @@ class Store:
         # compilation (the row object is built without a query).
         cursor = self.db.execute_sql(_INSERT_EVENT_SQL, tuple(fields.values()))
         return m.Event(seq=cursor.lastrowid, **fields)
+
+    def add_events(self, rows: list[tuple]) -> list[int]:
+        """Insert events (tuples in ``_EVENT_COLUMNS`` order, ``data_json`` already encoded) as
+        one statement batch; returns their ``seq`` numbers. Call inside a write transaction
+        (on SQLite the numbers follow the table's last one)."""
+        if not rows:
+            return []
+        if not self.is_sqlite:
+            return [m.Event.insert(**dict(zip(_EVENT_COLUMNS, row))).execute() for row in rows]
+        last = self.db.execute_sql(_LAST_EVENT_SQL).fetchone()[0] or 0
+        seqs = range(last + 1, last + 1 + len(rows))
+        self.db.cursor().executemany(_INSERT_EVENTS_SQL, [(seq, *row) for seq, row in zip(seqs, rows)])
+        return list(seqs)
 
     def enqueue_control(self, run_id: str, command: str, source: str = "cli", **args: Any) -> int:
         """Queue an operator command for the coordinator; returns its id."""

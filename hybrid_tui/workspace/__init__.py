@@ -1,24 +1,37 @@
 """Git worktrees, the integration queue, rollback, sandboxed file access and validation runs.
 
 Room: workspace. Decides nothing about what runs next.
+
+The names below are loaded on first use: a run with git off (and every command that only
+needs validation) does not pay for importing GitPython.
 """
 
-from .git import BranchMoved, IntegrationResult, MissionError, MissionRepo, RollbackResult, prepare_repository
-from .sandbox import EditError, FileLockedError, Sandbox, SandboxError
-from .validation import ChecksResult, CommandResult, run_checks
+from __future__ import annotations
 
-__all__ = [
-    "BranchMoved",
-    "ChecksResult",
-    "CommandResult",
-    "EditError",
-    "FileLockedError",
-    "IntegrationResult",
-    "MissionError",
-    "MissionRepo",
-    "RollbackResult",
-    "Sandbox",
-    "SandboxError",
-    "prepare_repository",
-    "run_checks",
-]
+import importlib
+from typing import Any
+
+_HOMES = {
+    "BranchMoved": "git",
+    "IntegrationResult": "git",
+    "MissionError": "git",
+    "MissionRepo": "git",
+    "RollbackResult": "git",
+    "prepare_repository": "git",
+    "EditError": "sandbox",
+    "FileLockedError": "sandbox",
+    "Sandbox": "sandbox",
+    "SandboxError": "sandbox",
+    "ChecksResult": "validation",
+    "CommandResult": "validation",
+    "run_checks": "validation",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)

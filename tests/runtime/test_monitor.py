@@ -339,16 +339,16 @@ def test_enospc_in_the_store_after_the_commit_rolls_back_and_resume_reconciles(
 ):
     root = chain_mission(tmp_path / "mission")
     store, run_id, c = start_run(root, tmp_path / "runs", agents=1)
-    real_add_event = Store.add_event
+    real_add_events = Store.add_events
     failed = {"done": False}
 
-    def add_event(self, run, kind, *args, **kwargs):
-        if kind == "attempt.succeeded" and kwargs.get("task_id") == "b" and not failed["done"]:
+    def add_events(self, rows):  # the event rows of a transaction, inserted just before its commit
+        if any(row[2] == "attempt.succeeded" and row[4] == "b" for row in rows) and not failed["done"]:
             failed["done"] = True
             raise pw.OperationalError("database or disk is full")
-        return real_add_event(self, run, kind, *args, **kwargs)
+        return real_add_events(self, rows)
 
-    monkeypatch.setattr(Store, "add_event", add_event)
+    monkeypatch.setattr(Store, "add_events", add_events)
     try:
         assert anyio.run(c.run) == 3
         run = run_row(run_id)

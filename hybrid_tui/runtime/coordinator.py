@@ -245,16 +245,14 @@ class Coordinator:
 
     async def _loop(self) -> int:
         while True:
-            self._settle_finished()
             now = self.clock()
             await self._apply_controls(now)
             await self.monitor.tick(now)
             if self._stop:
-                return EXIT_STOPPED
-            self._persist(self.scheduler.tick(now), now)
-            if not self._paused():
-                await self._ensure_agents(now)
-                self._dispatch(now)
+                return EXIT_STOPPED  # the queued ends are settled once the attempts stopped
+            self._step(now)
+            if not self._paused() and await self._ensure_agents(now):
+                self._dispatch(now)  # the agents just added
             self._heartbeat(now)
             idle = not self.running and self._integrating == 0 and not self._settle_queue
             if idle and self.scheduler.is_finished():
@@ -271,6 +269,22 @@ class Coordinator:
             with anyio.move_on_after(self.poll_interval):
                 await self._wake.wait()
             self._wake = anyio.Event()
+
+    def _step(self, now: float) -> None:
+        """Settle the attempts that ended, tick, dispatch: ONE transaction when any of them
+        has something to store (the dependents an end readies are dispatched in the same
+        commit), none on a quiet turn."""
+        if not self._settle_queue:
+            self._tick_and_dispatch(now)
+            return
+        with self.transaction():
+            self._settle_finished()
+            self._tick_and_dispatch(now)
+
+    def _tick_and_dispatch(self, now: float) -> None:
+        self._persist(self.scheduler.tick(now), now)
+        if not self._paused():
+            self._dispatch(now)
 
     def _final_code(self) -> int:
         bad = (
@@ -392,19 +406,19 @@ class Coordinator:
                 attempt.scope.cancel()
 
     # ------------------------------------------------------------------ agents and dispatch
-    async def _ensure_agents(self, now: float) -> None:
+    async def _ensure_agents(self, now: float) -> bool:
         """Grow the pool toward its target, at most ``dispatch_batch`` new agents per tick;
-        shrink it by removing agents (busy ones drain)."""
+        shrink it by removing agents (busy ones drain). True when agents were added."""
         target = self._pool_target()
         live = [a for a in self.agents if a not in self._draining]
         if len(live) > target:
             for agent_id in sorted(live, reverse=True)[: len(live) - target]:
                 self._draining.add(agent_id)
                 self._persist(self.scheduler.remove_agent(agent_id, now), now)
-            return
+            return False
         missing = target - len(live)
         if missing <= 0:
-            return
+            return False
         added: dict[str, str] = {}
         for _ in range(min(missing, self.config.policies.dispatch_batch)):
             self._agent_counter += 1
@@ -433,6 +447,7 @@ class Coordinator:
                         "updated_at": now, "version": txn.version,
                     })
                 self._persist(self.scheduler.add_agent(agent_id, now, self.backend_name), now)
+        return True
 
     def _pool_target(self) -> int:
         target = self.scheduler.pool_target

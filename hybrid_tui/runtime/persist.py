@@ -2,9 +2,9 @@
 
 Room: runtime. Called inside a store write transaction (``Coordinator.transaction``) on
 the loop thread; the caller acts on side effects (cancelling attempts) only after the
-commit. Task rows are staged (``Store.staged``): the several updates a task gets in one
-transaction reach the database as one, at the commit; other hot rows go through
-``Store.update_rows`` (cached SQL, not a peewee query each).
+commit. Task, agent and lock rows are staged (``Store.staged``): the several updates a task gets in
+one transaction reach the database as one, at the commit, and the rest in batches; other
+rows go through ``Store.update_rows`` (cached SQL, not a peewee query each).
 """
 
 from __future__ import annotations
@@ -60,14 +60,14 @@ def persist_change(c: "Coordinator", kind: str, ch: Any, now: float, version: in
         text = f"{old} -> {new}" + (f": {ch.reason}" if ch.reason else "")
         c.events.add("task.status", text, level=level, task_id=ch.task_id, old=old, new=new)
     elif kind == "LockAcquired":
-        c.store.insert_row(m.FileLock, {"run": run, "path": ch.path, "task_id": ch.task_id,
-                                        "acquired_at": ch.acquired_at, "expires_at": ch.expires_at}, or_replace=True)
+        c.store.staged.insert(m.FileLock, {"run": run, "path": ch.path, "task_id": ch.task_id,
+                                           "acquired_at": ch.acquired_at, "expires_at": ch.expires_at}, or_replace=True)
     elif kind == "LockReleased":
-        c.store.delete_rows(m.FileLock, where={"run": run, "path": ch.path, "task_id": ch.task_id})
+        c.store.staged.delete(m.FileLock, where={"run": run, "path": ch.path, "task_id": ch.task_id})
     elif kind == "AgentChanged":
         state = "retired" if ch.state == "removed" else ch.state
-        c.store.update_rows(m.Agent, {"state": state, "task_id": ch.task_id, "updated_at": now, "version": version},
-                            where={"run": run, "agent_id": ch.agent_id})
+        c.store.staged.update(m.Agent, {"state": state, "task_id": ch.task_id, "updated_at": now, "version": version},
+                              where={"run": run, "agent_id": ch.agent_id})
         if ch.state == "removed":
             c.agents.pop(ch.agent_id, None)
             c._draining.discard(ch.agent_id)

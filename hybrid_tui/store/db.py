@@ -95,6 +95,20 @@ def _insert_sql(model: type[pw.Model], names: tuple[str, ...], or_replace: bool 
     return found
 
 
+def _delete_sql(model: type[pw.Model], keys: tuple[str, ...]) -> str:
+    cache_key = (model, "delete", keys)
+    sql = _UPDATE_SQL_CACHE.get(cache_key)
+    if sql is None:
+        sql = _UPDATE_SQL_CACHE[cache_key] = (f'DELETE FROM "{model._meta.table_name}" WHERE '
+                                              + " AND ".join(f"{_column(model, k)} = ?" for k in keys))
+    return sql
+
+
+def _defaults(model: type[pw.Model], names: tuple[str, ...]) -> tuple:
+    fields = model._meta.fields
+    return tuple(d() if callable(d) else d for d in (fields[n].default for n in names))
+
+
 class Stager(Protocol):
     """Rows held back inside a write transaction and written just before it commits.
 
@@ -113,26 +127,51 @@ class Stager(Protocol):
         """Forget what was staged after ``mark`` (0: everything)."""
 
 
-class StagedUpdates:
-    """UPDATEs merged per row until the commit: the last value of each field wins,
-    increments add up. One ``executemany`` per (table, field set) at the flush."""
+class StagedWrites:
+    """Writes held until the commit. Updates are merged per row (the last value of each field
+    wins, increments add up) and written as one ``executemany`` per (table, field set);
+    inserts and deletes keep their order (runs of the same statement become one
+    ``executemany``) and are written before the merged updates: merge the rows of a table,
+    or keep them in order, not both. Outside a transaction each write happens at once."""
 
     def __init__(self, store: "Store"):
         self.store = store
-        self._ops: list[tuple[type[pw.Model], tuple, tuple, dict[str, Any], dict[str, Any] | None]] = []
+        self._updates: list[tuple[type[pw.Model], tuple, tuple, dict[str, Any], dict[str, Any] | None]] = []
+        self._statements: list[tuple[str, tuple]] = []
 
     def update(self, model: type[pw.Model], fields: dict[str, Any], *, where: dict[str, Any],
                increments: dict[str, Any] | None = None) -> None:
-        """Stage ``UPDATE model SET fields WHERE where`` (written at once outside a transaction)."""
+        """``UPDATE model SET fields (, col = col + increment) WHERE where``, merged per row."""
         if self.store.db.transaction_depth() == 0:
             self.store.update_rows(model, fields, where=where, increments=increments)
             return
-        self._ops.append((model, tuple(where), tuple(where.values()), fields, increments))
+        self._updates.append((model, tuple(where), tuple(where.values()), fields, increments))
+
+    def insert(self, model: type[pw.Model], fields: dict[str, Any], *, or_replace: bool = False) -> None:
+        if not self.store.is_sqlite or self.store.db.transaction_depth() == 0:
+            self.store.insert_row(model, fields, or_replace=or_replace)
+            return
+        sql, defaulted = _insert_sql(model, tuple(fields), or_replace)
+        self._statements.append((sql, (*fields.values(), *_defaults(model, defaulted))))
+
+    def delete(self, model: type[pw.Model], *, where: dict[str, Any]) -> None:
+        if not self.store.is_sqlite or self.store.db.transaction_depth() == 0:
+            self.store.delete_rows(model, where=where)
+            return
+        self._statements.append((_delete_sql(model, tuple(where)), tuple(where.values())))
 
     def flush_staged(self) -> None:
-        if not self._ops:
+        if self._statements:
+            statements, self._statements = self._statements, []
+            cursor = self.store.db.cursor()
+            start = 0
+            for end in range(1, len(statements) + 1):
+                if end == len(statements) or statements[end][0] != statements[start][0]:
+                    cursor.executemany(statements[start][0], [params for _, params in statements[start:end]])
+                    start = end
+        if not self._updates:
             return
-        ops, self._ops = self._ops, []
+        ops, self._updates = self._updates, []
         merged: dict[tuple, tuple[dict[str, Any], dict[str, Any]]] = {}
         for model, key_names, key_values, fields, increments in ops:
             row = merged.get((model, key_names, key_values))
@@ -150,10 +189,11 @@ class StagedUpdates:
             self.store.update_many(model, names, keys, rows, increments=increments)
 
     def mark(self) -> int:
-        return len(self._ops)
+        return len(self._updates) * (1 << 32) + len(self._statements)
 
     def rollback_to(self, mark: int) -> None:
-        del self._ops[mark:]
+        del self._updates[mark >> 32:]
+        del self._statements[mark & 0xFFFFFFFF:]
 
 
 class Store:
@@ -171,7 +211,7 @@ class Store:
         self.db = db
         self.url = url
         self.is_sqlite = isinstance(db, pw.SqliteDatabase)
-        self.staged = StagedUpdates(self)
+        self.staged = StagedWrites(self)
         self._stagers: list[Stager] = [self.staged]
 
     def add_stager(self, stager: Stager) -> None:
@@ -292,12 +332,7 @@ class Store:
                 condition = term if condition is None else condition & term
             model.delete().where(condition).execute()
             return
-        key = (model, "delete", tuple(where))
-        sql = _UPDATE_SQL_CACHE.get(key)
-        if sql is None:
-            sql = _UPDATE_SQL_CACHE[key] = (f'DELETE FROM "{model._meta.table_name}" WHERE '
-                                            + " AND ".join(f"{_column(model, k)} = ?" for k in where))
-        self.db.execute_sql(sql, tuple(where.values()))
+        self.db.execute_sql(_delete_sql(model, tuple(where)), tuple(where.values()))
 
     def insert_row(self, model: type[pw.Model], fields: dict[str, Any], *, or_replace: bool = False) -> int:
         """Insert one row (fields not given take their model default); returns its id.
@@ -306,9 +341,7 @@ class Store:
             query = model.insert(**fields)
             return (query.on_conflict_replace() if or_replace else query).execute()
         sql, defaulted = _insert_sql(model, tuple(fields), or_replace)
-        defaults = model._meta.fields
-        extra = tuple(d() if callable(d) else d for d in (defaults[n].default for n in defaulted))
-        return self.db.execute_sql(sql, (*fields.values(), *extra)).lastrowid
+        return self.db.execute_sql(sql, (*fields.values(), *_defaults(model, defaulted))).lastrowid
 
     # -- events and control -----------------------------------------------------------
     def add_event(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -41,7 +41,7 @@ from hybrid_tui.core.changes import (
     PoolTarget,
     TaskTransition,
 )
-from hybrid_tui.core.policies import alert_level, priority_score, priority_weight, retry_delay, scaling_target
+from hybrid_tui.core.policies import alert_level, priority_weight, retry_delay, scaling_target
 from hybrid_tui.core.states import (
     ACTIVE,
     DEAD,
@@ -52,11 +52,25 @@ from hybrid_tui.core.states import (
     IllegalTransition,
     TaskStatus,
 )
+from hybrid_tui.core.fastnew import fast_constructor
 from hybrid_tui.core.tasks import AgentView, Dispatch, LockView, SavedTask, Spend, TaskInfo, TaskView
 from hybrid_tui.spec.models import PoliciesSection
 
 S = TaskStatus
 _READY, _PENDING, _RUNNING, _DONE = S.READY, S.PENDING, S.RUNNING, S.DONE
+_VALIDATING, _INTEGRATING, _RETRY_WAIT = S.VALIDATING, S.INTEGRATING, S.RETRY_WAIT
+#: ``TaskStatus(value)`` as a dict lookup (a member is a str equal to its value, so members hit too).
+_STATUS_BY_VALUE: dict[str, TaskStatus] = {s.value: s for s in TaskStatus}
+_heappush, _heappop = heapq.heappush, heapq.heappop
+
+# Records built several times per task lifecycle: see hybrid_tui.core.fastnew.
+_new_transition = fast_constructor(TaskTransition)
+_new_lock_acquired = fast_constructor(LockAcquired)
+_new_lock_released = fast_constructor(LockReleased)
+_new_agent_changed = fast_constructor(AgentChanged)
+_new_dispatch = fast_constructor(Dispatch)
+_new_spend = fast_constructor(Spend)
+_new_task_view = fast_constructor(TaskView)
 
 #: Failure types that say something about the backend (they count for its circuit breaker).
 BACKEND_FAILURES = frozenset({"network_error", "rate_limited", "agent_error", "timeout"})
@@ -78,12 +92,16 @@ class UnknownTask(CoreError, KeyError):
 
 
 class _Task:
-    """Mutable scheduling state of one task (internal)."""
+    """Mutable scheduling state of one task (internal).
+
+    ``version`` numbers its live heap entry (older entries are stale). ``parked``: its live
+    ready-heap entry carries the locked-file penalty (see :meth:`Scheduler.dispatch`).
+    """
 
     __slots__ = (
         "info", "tid", "status", "attempts", "agent_id", "retry_at", "failures", "last_failure",
-        "last_message", "last_agent", "next_action", "reason", "version", "static_score", "locked",
-        "unmet", "dependents", "topo", "held", "reserved", "files",
+        "last_message", "last_agent", "next_action", "reason", "version", "static_score", "parked",
+        "unmet", "dependents", "topo", "held", "files",
     )
 
     def __init__(self, info: TaskInfo, topo: int) -> None:
@@ -102,12 +120,11 @@ class _Task:
         self.reason = ""
         self.version = 0
         self.static_score = 0.0
-        self.locked = False
+        self.parked = False
         self.unmet = 0
         self.dependents: list[_Task] = []
         self.topo = topo
         self.held: list[str] = []
-        self.reserved = 0.0
 
 
 class _Agent:
@@ -171,10 +188,12 @@ class Scheduler:
         self.queue_backup_depth = queue_backup_depth
 
         self._tasks: dict[str, _Task] = {}
-        self._counts: Counter[TaskStatus] = Counter()
+        self._counts: dict[TaskStatus, int] = dict.fromkeys(TaskStatus, 0)
         self._ready: set[str] = set()
+        # (-score, task id, version): the live entry of a ready task is keyed by its score
+        # without the locked-file penalty until dispatch pops it while locked ("parks" it).
         self._ready_heap: list[tuple[float, str, int]] = []
-        self._ready_by_path: dict[str, set[str]] = {}
+        self._parked_by_path: dict[str, set[str]] = {}  # path -> parked ready tasks declaring it
         self._retry_heap: list[tuple[float, str, int]] = []
         self._locks: dict[str, tuple[str, float, float]] = {}  # path -> (task, acquired, expires)
         self._lock_heap: list[tuple[float, str, str]] = []
@@ -209,45 +228,51 @@ class Scheduler:
         Existing tasks gaining dependents are rescored.
         """
         new = list(tasks)
+        existing = self._tasks
         ids: dict[str, TaskInfo] = {}
+        weights: dict[str, float] = {}
         for info in new:
-            if info.task_id in self._tasks or info.task_id in ids:
+            if info.task_id in existing or info.task_id in ids:
                 raise DagError(f"duplicate task id {info.task_id!r}")
-            priority_weight(self._weights, info.priority)  # unknown priority raises
+            if info.priority not in weights:
+                weights[info.priority] = priority_weight(self._weights, info.priority)  # unknown raises
             ids[info.task_id] = info
         for info in new:
             for dep in info.dependencies:
-                if dep not in ids and dep not in self._tasks:
+                if dep not in ids and dep not in existing:
                     raise DagError(f"task {info.task_id!r} depends on unknown task {dep!r}")
         order = _topological_order(ids)
-        base = len(self._tasks)
-        touched: list[_Task] = []
+        base = len(existing)
+        touched: dict[_Task, None] = {}  # existing tasks gaining dependents, in first-seen order
+        added: list[_Task] = []
         for index, tid in enumerate(order):
             info = ids[tid]
             t = _Task(info, base + index)
-            self._tasks[tid] = t
-            self._counts[_PENDING] += 1
-            for dep in dict.fromkeys(info.dependencies):
-                d = self._tasks[dep]
+            existing[tid] = t
+            added.append(t)
+            deps = info.dependencies
+            for dep in (deps if len(deps) < 2 else dict.fromkeys(deps)):
+                d = existing[dep]
                 d.dependents.append(t)
                 if d.status is not _DONE:
                     t.unmet += 1
-                touched.append(d)
-        changes: list[Change] = []
-        for tid in order:
-            self._rescore_static(self._tasks[tid])
-        for d in dict.fromkeys(touched):
+                if dep not in ids:
+                    touched[d] = None
+        self._counts[_PENDING] += len(added)
+        for t in added:  # after every dependent is linked: the score counts them
+            t.static_score = self._static_score(t.info, len(t.dependents), weights[t.info.priority])
+        for d in touched:
             self._rescore_static(d)
             if d.status is _READY:
                 self._push_ready(d)
-        for tid in order:
-            t = self._tasks[tid]
-            if any(self._tasks[dep].status in DEAD for dep in t.info.dependencies):
+        for t in added:
+            deps = t.info.dependencies
+            if deps and any(existing[dep].status in DEAD for dep in deps):
                 self._force(t, S.BLOCKED)
                 t.reason = "a dependency failed"
             elif t.unmet == 0:
                 self._force(t, _READY)
-        return changes
+        return []
 
     @classmethod
     def restore(
@@ -342,7 +367,8 @@ class Scheduler:
         """
         dispatches: list[Dispatch] = []
         changes: list[Change] = []
-        if self.paused or not self._idle:
+        idle = self._idle
+        if self.paused or not idle:
             return dispatches, changes
         heap = self._ready_heap
         tasks = self._tasks
@@ -350,11 +376,19 @@ class Scheduler:
         skipped: list[tuple[float, str, int]] = []
         exhausted: list[str] = []
         remaining = limit if limit is not None else -1
-        while heap and self._idle and remaining != 0:
-            entry = heapq.heappop(heap)
+        # The order is the score with the locked-file penalty. A ready task's entry carries
+        # the penalty only once it is parked; an unparked entry of a locked task sorts too
+        # early, so popping it just re-keys it (parks it) and it comes back at its place.
+        while heap and idle and remaining != 0:
+            entry = _heappop(heap)
             t = tasks[entry[1]]
             if t.status is not _READY or t.version != entry[2]:
                 continue  # stale entry (rescored or no longer ready)
+            files = t.files
+            locked = files and not locks.keys().isdisjoint(files)
+            if locked and not t.parked:
+                self._park(t)
+                continue
             expected = t.info.expected_cost_usd
             if self._spent + expected > self.mission_budget_usd:
                 exhausted.append(t.tid)
@@ -366,8 +400,7 @@ class Scheduler:
             if self._spent + self._reserved + expected > self.mission_budget_usd:
                 skipped.append(entry)
                 continue
-            files = t.files
-            if files and any(p in locks for p in files):
+            if locked:
                 skipped.append(entry)
                 continue
             agent = self._choose_agent(t)
@@ -377,7 +410,7 @@ class Scheduler:
             dispatches.append(self._start(t, agent, now, changes))
             remaining -= 1
         for entry in skipped:
-            heapq.heappush(heap, entry)
+            _heappush(heap, entry)
         if exhausted:
             changes.append(Alert("budget_exhausted", "critical",
                                  f"mission budget cannot cover {len(exhausted)} task(s): {', '.join(exhausted[:5])}",
@@ -387,29 +420,35 @@ class Scheduler:
 
     def _start(self, t: _Task, agent: _Agent, now: float, changes: list[Change]) -> Dispatch:
         action = t.next_action
+        tid, agent_id = t.tid, agent.agent_id
         self._transition(t, _RUNNING, "dispatched" if t.attempts == 0 else f"retry after {t.last_failure}", changes)
-        t.attempts += 1
-        t.agent_id = agent.agent_id
+        t.attempts = attempt = t.attempts + 1
+        t.agent_id = agent_id
         agent.state = "busy"
-        agent.task_id = t.tid
+        agent.task_id = tid
         agent.load += 1
-        del self._idle[agent.agent_id]
+        del self._idle[agent_id]
         self._remember(agent, t)
-        changes.append(AgentChanged(agent.agent_id, "busy", t.tid))
-        expires = now + self.policies.lock_ttl_seconds
-        for path in t.files:
-            self._acquire(t, path, now, expires, changes)
-        is_retry = t.attempts > 1
+        changes.append(_new_agent_changed(agent_id, "busy", tid))
+        if t.files:  # _acquire, inlined
+            expires = now + self.policies.lock_ttl_seconds
+            locks, lock_heap, held = self._locks, self._lock_heap, t.held
+            for path in t.files:
+                locks[path] = (tid, now, expires)
+                held.append(path)
+                _heappush(lock_heap, (expires, path, tid))
+                changes.append(_new_lock_acquired(path, tid, now, expires))
+        is_retry = attempt > 1
         amount = self.attempt_cost_cap if self.attempt_cost_cap is not None else t.info.expected_cost_usd
-        self._reservations[(t.tid, t.attempts)] = (amount, is_retry)
+        self._reservations[(tid, attempt)] = (amount, is_retry)
         self._reserved += amount
         if is_retry:
             self._retry_reserved += amount
         breaker = self._breakers[agent.backend]
         if breaker.state == "half_open":
             breaker.trial = True
-        return Dispatch(t.tid, agent.agent_id, t.attempts, agent.backend, t.last_failure if is_retry else None,
-                        t.last_message if action == "with_feedback" else None)
+        return _new_dispatch(tid, agent_id, attempt, agent.backend, t.last_failure if is_retry else None,
+                             t.last_message if action == "with_feedback" else None)
 
     def _choose_agent(self, t: _Task) -> _Agent | None:
         """Review 4.3 hybrid assignment among idle agents whose breaker admits work:
@@ -424,18 +463,23 @@ class Scheduler:
             agent = idle[t.last_agent]
             if _admits(breakers[agent.backend]):
                 return agent
+        # A breaker that is not closed is rare: skip the per-agent check while none is.
+        all_closed = all(b.state == "closed" for b in breakers.values())
         best: _Agent | None = None
         if t.files:
-            overlap: Counter[str] = Counter()
+            overlap: dict[str, int] = {}
+            file_agents = self._file_agents
             for path in t.files:
-                for aid in self._file_agents.get(path, ()):
-                    if aid in idle and aid != avoid:
-                        overlap[aid] += 1
+                aids = file_agents.get(path)
+                if aids:
+                    for aid in aids:
+                        if aid in idle and aid != avoid:
+                            overlap[aid] = overlap.get(aid, 0) + 1
             if overlap:
                 best_key = None
                 for aid, n in overlap.items():
                     agent = idle[aid]
-                    if _admits(breakers[agent.backend]):
+                    if all_closed or _admits(breakers[agent.backend]):
                         key = (-n, agent.load, aid)
                         if best_key is None or key < best_key:
                             best_key, best = key, agent
@@ -443,68 +487,95 @@ class Scheduler:
                     return best
         domain_agents = self._domain_agents.get(t.info.domain)
         if domain_agents:
-            best_key2 = None
+            best_load, best_aid = 0, ""
             for aid in domain_agents:
                 if aid in idle and aid != avoid:
                     agent = idle[aid]
-                    if _admits(breakers[agent.backend]):
-                        key2 = (agent.load, aid)
-                        if best_key2 is None or key2 < best_key2:
-                            best_key2, best = key2, agent
+                    if all_closed or _admits(breakers[agent.backend]):
+                        load = agent.load
+                        if best is None or load < best_load or (load == best_load and aid < best_aid):
+                            best, best_load, best_aid = agent, load, aid
             if best is not None:
                 return best
-        best_key3 = None
+        best_load, best_aid = 0, ""
         for aid, agent in idle.items():
-            if aid != avoid and _admits(breakers[agent.backend]):
-                key3 = (agent.load, aid)
-                if best_key3 is None or key3 < best_key3:
-                    best_key3, best = key3, agent
+            if aid != avoid and (all_closed or _admits(breakers[agent.backend])):
+                load = agent.load
+                if best is None or load < best_load or (load == best_load and aid < best_aid):
+                    best, best_load, best_aid = agent, load, aid
         if best is None and avoid is not None and avoid in idle and _admits(breakers[idle[avoid].backend]):
             return idle[avoid]  # nobody else is idle: the same agent beats waiting forever
         return best
 
     def _remember(self, agent: _Agent, t: _Task) -> None:
         """Keep the agent's last RECENT_TASKS tasks' files and domains (affinity indexes)."""
-        agent.recent.append((t.files, t.info.domain))
+        agent_id = agent.agent_id
+        files, domain = t.files, t.info.domain
+        recent = agent.recent
+        recent.append((files, domain))
         counts = agent.file_counts
-        for path in t.files:
-            n = counts.get(path, 0)
-            if n == 0:
-                self._file_agents.setdefault(path, set()).add(agent.agent_id)
-            counts[path] = n + 1
-        domain = t.info.domain
+        for path in files:
+            n = counts.get(path)
+            if n is None:
+                counts[path] = 1
+                agents = self._file_agents.get(path)
+                if agents is None:
+                    self._file_agents[path] = {agent_id}
+                else:
+                    agents.add(agent_id)
+            else:
+                counts[path] = n + 1
         dcounts = agent.domain_counts
-        n = dcounts.get(domain, 0)
-        if n == 0:
-            self._domain_agents.setdefault(domain, set()).add(agent.agent_id)
-        dcounts[domain] = n + 1
-        if len(agent.recent) > RECENT_TASKS:
-            old_files, old_domain = agent.recent.popleft()
+        n = dcounts.get(domain)
+        if n is None:
+            dcounts[domain] = 1
+            agents = self._domain_agents.get(domain)
+            if agents is None:
+                self._domain_agents[domain] = {agent_id}
+            else:
+                agents.add(agent_id)
+        else:
+            dcounts[domain] = n + 1
+        if len(recent) > RECENT_TASKS:
+            old_files, old_domain = recent.popleft()
             for path in old_files:
                 n = counts[path] - 1
                 if n:
                     counts[path] = n
                 else:
                     del counts[path]
-                    self._file_agents[path].discard(agent.agent_id)
+                    self._file_agents[path].discard(agent_id)
             n = dcounts[old_domain] - 1
             if n:
                 dcounts[old_domain] = n
             else:
                 del dcounts[old_domain]
-                self._domain_agents[old_domain].discard(agent.agent_id)
+                self._domain_agents[old_domain].discard(agent_id)
 
     # ------------------------------------------------------------------ results
 
     def advance(self, task_id: str, to_status: TaskStatus, now: float) -> list[Change]:
         """Move a task between active phases: running -> validating -> integrating."""
-        t = self._task(task_id)
-        to_status = TaskStatus(to_status)
-        if to_status not in (S.VALIDATING, S.INTEGRATING) or t.status not in ACTIVE:
-            raise IllegalTransition(task_id, t.status, to_status, "advance moves only between active phases")
-        changes: list[Change] = []
-        self._transition(t, to_status, "", changes)
-        return changes
+        try:
+            t = self._tasks[task_id]
+        except KeyError:
+            raise UnknownTask(task_id) from None
+        try:
+            to_status = _STATUS_BY_VALUE[to_status]
+        except (KeyError, TypeError):
+            to_status = TaskStatus(to_status)  # raises ValueError for a value that is no status
+        old = t.status
+        if (to_status is not _VALIDATING and to_status is not _INTEGRATING) or old not in ACTIVE:
+            raise IllegalTransition(task_id, old, to_status, "advance moves only between active phases")
+        if to_status not in TRANSITIONS[old]:
+            raise IllegalTransition(task_id, old, to_status)
+        # _transition, inlined: between active phases the ready queue is not involved.
+        t.status = to_status
+        counts = self._counts
+        counts[old] -= 1
+        counts[to_status] += 1
+        t.reason = ""
+        return [_new_transition(t.tid, old, to_status, "", None)]
 
     def succeed(self, task_id: str, now: float, cost_usd: float = 0.0) -> list[Change]:
         """The current attempt finished and the task is integrated: ``done``.
@@ -512,7 +583,10 @@ class Scheduler:
         Releases its locks and agent, records spend (budget alerts), closes a half-open
         breaker, and makes dependents whose dependencies are now all done ``ready``.
         """
-        t = self._task(task_id)
+        try:
+            t = self._tasks[task_id]
+        except KeyError:
+            raise UnknownTask(task_id) from None
         if t.status not in ACTIVE:
             raise IllegalTransition(task_id, t.status, _DONE, "no attempt is running")
         changes: list[Change] = []
@@ -528,11 +602,18 @@ class Scheduler:
                 changes.append(BreakerChanged(backend, "closed", f"{task_id} succeeded"))
         self._transition(t, _DONE, "succeeded", changes)
         changes.extend(released)
+        reason = None
         for d in t.dependents:
             d.unmet -= 1
             if d.unmet == 0 and d.status is _PENDING:
-                self._transition(d, _READY, f"dependencies done ({task_id} last)", changes)
-        self._check_failure_rate(changes)
+                if reason is None:
+                    reason = f"dependencies done ({task_id} last)"
+                self._transition(d, _READY, reason, changes)
+        finished = self._finished_attempts
+        policies = self.policies
+        if (not self.paused and finished >= policies.failure_rate_min_attempts
+                and self._failed_attempts / finished > policies.failure_rate_pause):
+            self._check_failure_rate(changes)
         return changes
 
     def fail(
@@ -618,22 +699,24 @@ class Scheduler:
         if is_retry:
             self._retry_reserved -= amount
         self._add_spend(cost_usd, is_retry, changes)
-        self._release_all(t, "task ended", changes)
+        if t.held:
+            self._release_all(t, "task ended", changes)
         backend = None
-        if t.agent_id is not None:
-            agent = self._agents.get(t.agent_id)
-            t.last_agent = t.agent_id
+        agent_id = t.agent_id
+        if agent_id is not None:
+            agent = self._agents.get(agent_id)
+            t.last_agent = agent_id
             t.agent_id = None
             if agent is not None:
                 backend = agent.backend
                 agent.task_id = None
                 if agent.state == "draining":
                     self._drop_agent(agent)
-                    changes.append(AgentChanged(agent.agent_id, "removed", None))
+                    changes.append(_new_agent_changed(agent_id, "removed", None))
                 else:
                     agent.state = "idle"
-                    self._idle[agent.agent_id] = agent
-                    changes.append(AgentChanged(agent.agent_id, "idle", None))
+                    self._idle[agent_id] = agent
+                    changes.append(_new_agent_changed(agent_id, "idle", None))
         return backend
 
     def settle_cancelled(self, task_id: str, attempt: int, cost_usd: float, now: float) -> list[Change]:
@@ -682,34 +765,37 @@ class Scheduler:
         return True, changes
 
     def _acquire(self, t: _Task, path: str, now: float, expires: float, changes: list[Change]) -> None:
-        self._locks[path] = (t.tid, now, expires)
+        # Ready tasks declaring ``path`` keep their heap entries: dispatch parks them when popped.
+        tid = t.tid
+        self._locks[path] = (tid, now, expires)
         t.held.append(path)
-        heapq.heappush(self._lock_heap, (expires, path, t.tid))
-        changes.append(LockAcquired(path, t.tid, now, expires))
-        waiting = self._ready_by_path.get(path)
-        if waiting:
-            for tid in waiting:
-                w = self._tasks[tid]
-                if not w.locked:
-                    w.locked = True
-                    self._push_ready(w)
+        _heappush(self._lock_heap, (expires, path, tid))
+        changes.append(_new_lock_acquired(path, tid, now, expires))
 
     def _release_all(self, t: _Task, reason: str, changes: list[Change]) -> None:
         if not t.held:
             return
         locks = self._locks
+        tid = t.tid
         for path in t.held:
-            if locks.get(path, ("",))[0] == t.tid:
+            lock = locks.get(path)
+            if lock is not None and lock[0] == tid:
                 del locks[path]
-                changes.append(LockReleased(path, t.tid, reason))
-                waiting = self._ready_by_path.get(path)
-                if waiting:
-                    for tid in waiting:
-                        w = self._tasks[tid]
-                        if w.locked and not any(p in locks for p in w.files):
-                            w.locked = False
-                            self._push_ready(w)
+                changes.append(_new_lock_released(path, tid, reason))
+                if path in self._parked_by_path:
+                    self._unpark_freed(path)
         t.held = []
+
+    def _unpark_freed(self, path: str) -> None:
+        """``path`` was unlocked: parked tasks declaring it with no file locked any more get
+        their unpenalised heap entry back."""
+        locks = self._locks
+        tasks = self._tasks
+        for tid in list(self._parked_by_path.get(path, ())):
+            w = tasks[tid]
+            if locks.keys().isdisjoint(w.files):
+                self._unpark(w)
+                self._push_ready(w)
 
     # ------------------------------------------------------------------ time
 
@@ -751,6 +837,8 @@ class Scheduler:
             else:  # cannot happen (locks are released with the attempt); keep the table honest
                 del self._locks[path]
                 changes.append(LockReleased(path, tid, "expired"))
+                if path in self._parked_by_path:
+                    self._unpark_freed(path)
         for backend, breaker in self._breakers.items():
             if breaker.state == "open" and now >= breaker.opened_at + self.policies.breaker_reset_seconds:
                 breaker.state = "half_open"
@@ -891,13 +979,20 @@ class Scheduler:
 
     def score(self, task_id: str) -> float:
         """Current priority score (the locked-file penalty as of now)."""
-        t = self._task(task_id)
-        locked = any(p in self._locks for p in t.files)
-        return t.static_score - (self._weights.locked_file_penalty if locked else 0.0)
+        try:
+            t = self._tasks[task_id]
+        except KeyError:
+            raise UnknownTask(task_id) from None
+        locks = self._locks
+        if locks:
+            for path in t.files:
+                if path in locks:
+                    return t.static_score - self._weights.locked_file_penalty
+        return t.static_score - 0.0
 
     def ready_ids(self) -> list[str]:
         """Ready tasks in dispatch order: score descending, then task id."""
-        return sorted(self._ready, key=lambda tid: (-self._score_of(self._tasks[tid]), tid))
+        return sorted(self._ready, key=lambda tid: (-self.score(tid), tid))
 
     def dependents(self, task_id: str) -> list[str]:
         return [d.tid for d in self._task(task_id).dependents]
@@ -908,18 +1003,23 @@ class Scheduler:
 
     def is_finished(self) -> bool:
         """Every task terminal (done, failed, blocked, cancelled, rolled back)."""
-        return sum(self._counts[s] for s in TERMINAL) == len(self._tasks)
+        counts = self._counts
+        return sum([counts[s] for s in TERMINAL]) == len(self._tasks)
 
     def counts(self) -> dict[TaskStatus, int]:
-        return {s: self._counts[s] for s in TaskStatus}
+        return dict(self._counts)  # every status, in TaskStatus order
 
     def spend(self) -> Spend:
-        return Spend(self._spent, self._retry_spent, self.mission_budget_usd, self.retry_budget_usd, self._reserved)
+        return _new_spend(self._spent, self._retry_spent, self.mission_budget_usd, self.retry_budget_usd,
+                          self._reserved)
 
     def task(self, task_id: str) -> TaskView:
-        t = self._task(task_id)
-        return TaskView(t.info, t.status, t.attempts, t.agent_id, t.retry_at, dict(t.failures), t.last_failure,
-                        t.reason)
+        try:
+            t = self._tasks[task_id]
+        except KeyError:
+            raise UnknownTask(task_id) from None
+        return _new_task_view(t.info, t.status, t.attempts, t.agent_id, t.retry_at, dict(t.failures),
+                              t.last_failure, t.reason)
 
     def task_ids(self) -> list[str]:
         """Every task id, in topological order."""
@@ -951,46 +1051,86 @@ class Scheduler:
         except KeyError:
             raise UnknownTask(task_id) from None
 
-    def _score_of(self, t: _Task) -> float:
-        return t.static_score - (self._weights.locked_file_penalty if t.locked else 0.0)
+    def _static_score(self, info: TaskInfo, dependents: int, priority_points: float) -> float:
+        """:func:`~hybrid_tui.core.policies.priority_score` without a locked file, the same
+        float operations in the same order (``priority_points`` = ``priority_weight``)."""
+        weights = self._weights
+        score = priority_points
+        if not info.dependencies:
+            score += weights.no_dependencies_bonus
+        score += dependents * weights.per_dependent_bonus
+        score -= min(info.estimated_duration_minutes / weights.duration_divisor, weights.duration_penalty_cap)
+        return score
 
     def _rescore_static(self, t: _Task) -> None:
         info = t.info
-        t.static_score = priority_score(self._weights, priority=info.priority,
-                                        has_dependencies=bool(info.dependencies), dependents=len(t.dependents),
-                                        duration_minutes=info.estimated_duration_minutes, file_locked=False)
+        t.static_score = self._static_score(info, len(t.dependents), priority_weight(self._weights, info.priority))
 
     def _push_ready(self, t: _Task) -> None:
+        """Give a ready task a new live heap entry (penalised while it is parked)."""
         t.version += 1
-        heapq.heappush(self._ready_heap, (-self._score_of(t), t.tid, t.version))
+        score = t.static_score - (self._weights.locked_file_penalty if t.parked else 0.0)
+        _heappush(self._ready_heap, (-score, t.tid, t.version))
+
+    def _park(self, t: _Task) -> None:
+        """Dispatch popped ``t`` by its unpenalised score while one of its files is locked:
+        re-key it with the penalty, and index it so the release of its last lock re-keys it back."""
+        t.parked = True
+        parked = self._parked_by_path
+        for path in t.files:
+            waiting = parked.get(path)
+            if waiting is None:
+                parked[path] = {t.tid}
+            else:
+                waiting.add(t.tid)
+        self._push_ready(t)
+
+    def _unpark(self, t: _Task) -> None:
+        t.parked = False
+        parked = self._parked_by_path
+        for path in t.files:
+            waiting = parked.get(path)
+            if waiting is not None:
+                waiting.discard(t.tid)
+                if not waiting:
+                    del parked[path]
 
     def _transition(self, t: _Task, new: TaskStatus, reason: str, changes: list[Change],
                     retry_at: float | None = None, check: bool = True) -> None:
         old = t.status
         if check and new not in TRANSITIONS[old]:
             raise IllegalTransition(t.tid, old, new)
-        self._force(t, new)
-        t.reason = reason
-        changes.append(TaskTransition(t.tid, old, new, reason, retry_at))
-
-    def _force(self, t: _Task, new: TaskStatus) -> None:
-        """Set the status and keep the ready set, path index and counts in step."""
-        old = t.status
+        # _force, inlined: this runs several times per task lifecycle.
         if old is _READY:
             self._ready.discard(t.tid)
-            for path in t.files:
-                self._ready_by_path[path].discard(t.tid)
+            if t.parked:
+                self._unpark(t)
         t.status = new
         counts = self._counts
         counts[old] -= 1
         counts[new] += 1
         if new is _READY:
             self._ready.add(t.tid)
-            locks = self._locks
-            for path in t.files:
-                self._ready_by_path.setdefault(path, set()).add(t.tid)
-            t.locked = bool(t.files) and any(p in locks for p in t.files)
-            self._push_ready(t)
+            t.version += 1
+            _heappush(self._ready_heap, (-t.static_score, t.tid, t.version))
+        t.reason = reason
+        changes.append(_new_transition(t.tid, old, new, reason, retry_at))
+
+    def _force(self, t: _Task, new: TaskStatus) -> None:
+        """Set the status and keep the ready set, parked index and counts in step."""
+        old = t.status
+        if old is _READY:
+            self._ready.discard(t.tid)
+            if t.parked:
+                self._unpark(t)
+        t.status = new
+        counts = self._counts
+        counts[old] -= 1
+        counts[new] += 1
+        if new is _READY:
+            self._ready.add(t.tid)
+            t.version += 1
+            _heappush(self._ready_heap, (-t.static_score, t.tid, t.version))
 
     def _transitive(self, t: _Task) -> list[_Task]:
         seen: set[str] = set()

@@ -80,6 +80,7 @@ NEUTRAL_FAILURES = frozenset({"interrupted"})
 RECENT_TASKS = 3
 #: Review 4.4: "30+ queued -> warn: queue backup" once the pool is at its maximum.
 QUEUE_BACKUP_DEPTH = 30
+_NO_LOAD = 1 << 62  # above any agent's load: "no candidate yet"
 
 
 class DagError(CoreError, ValueError):
@@ -128,7 +129,9 @@ class _Task:
 
 
 class _Agent:
-    __slots__ = ("agent_id", "backend", "state", "task_id", "load", "recent", "file_counts", "domain_counts")
+    """``recent``: (files, domain) of its last RECENT_TASKS tasks, oldest first."""
+
+    __slots__ = ("agent_id", "backend", "state", "task_id", "load", "recent")
 
     def __init__(self, agent_id: str, backend: str) -> None:
         self.agent_id = agent_id
@@ -137,8 +140,6 @@ class _Agent:
         self.task_id: str | None = None
         self.load = 0
         self.recent: deque[tuple[tuple[str, ...], str]] = deque()
-        self.file_counts: dict[str, int] = {}
-        self.domain_counts: dict[str, int] = {}
 
 
 class _Breaker:
@@ -189,7 +190,6 @@ class Scheduler:
 
         self._tasks: dict[str, _Task] = {}
         self._counts: dict[TaskStatus, int] = dict.fromkeys(TaskStatus, 0)
-        self._ready: set[str] = set()
         # (-score, task id, version): the live entry of a ready task is keyed by its score
         # without the locked-file penalty until dispatch pops it while locked ("parks" it).
         self._ready_heap: list[tuple[float, str, int]] = []
@@ -199,8 +199,9 @@ class Scheduler:
         self._lock_heap: list[tuple[float, str, str]] = []
         self._agents: dict[str, _Agent] = {}
         self._idle: dict[str, _Agent] = {}
-        self._file_agents: dict[str, set[str]] = {}
-        self._domain_agents: dict[str, set[str]] = {}
+        # Affinity indexes: path (domain) -> {agent id: how many of its recent tasks had it}.
+        self._file_agents: dict[str, dict[str, int]] = {}
+        self._domain_agents: dict[str, dict[str, int]] = {}
         self._breakers: dict[str, _Breaker] = {}
         self._reservations: dict[tuple[str, int], tuple[float, bool]] = {}
         self._reserved = 0.0
@@ -259,19 +260,22 @@ class Scheduler:
                 if dep not in ids:
                     touched[d] = None
         self._counts[_PENDING] += len(added)
-        for t in added:  # after every dependent is linked: the score counts them
-            t.static_score = self._static_score(t.info, len(t.dependents), weights[t.info.priority])
         for d in touched:
             self._rescore_static(d)
             if d.status is _READY:
                 self._push_ready(d)
-        for t in added:
-            deps = t.info.dependencies
-            if deps and any(existing[dep].status in DEAD for dep in deps):
-                self._force(t, S.BLOCKED)
-                t.reason = "a dependency failed"
-            elif t.unmet == 0:
+        static_score = self._static_score
+        for t in added:  # in topological order: a dependency is blocked before its dependents look
+            info = t.info
+            t.static_score = static_score(info, len(t.dependents), weights[info.priority])
+            if t.unmet == 0:  # every dependency done, so none is dead
                 self._force(t, _READY)
+                continue
+            for dep in info.dependencies:
+                if existing[dep].status in DEAD:
+                    self._force(t, S.BLOCKED)
+                    t.reason = "a dependency failed"
+                    break
         return []
 
     @classmethod
@@ -421,7 +425,16 @@ class Scheduler:
     def _start(self, t: _Task, agent: _Agent, now: float, changes: list[Change]) -> Dispatch:
         action = t.next_action
         tid, agent_id = t.tid, agent.agent_id
-        self._transition(t, _RUNNING, "dispatched" if t.attempts == 0 else f"retry after {t.last_failure}", changes)
+        # _transition(t, _RUNNING, ...), inlined: dispatch starts only ready tasks.
+        reason = "dispatched" if t.attempts == 0 else f"retry after {t.last_failure}"
+        if t.parked:  # not expected: a task is unparked when its last locked file is freed
+            self._unpark(t)
+        t.status = _RUNNING
+        counts = self._counts
+        counts[_READY] -= 1
+        counts[_RUNNING] += 1
+        t.reason = reason
+        changes.append(_new_transition(tid, _READY, _RUNNING, reason, None))
         t.attempts = attempt = t.attempts + 1
         t.agent_id = agent_id
         agent.state = "busy"
@@ -464,7 +477,11 @@ class Scheduler:
             if _admits(breakers[agent.backend]):
                 return agent
         # A breaker that is not closed is rare: skip the per-agent check while none is.
-        all_closed = all(b.state == "closed" for b in breakers.values())
+        all_closed = True
+        for breaker in breakers.values():
+            if breaker.state != "closed":
+                all_closed = False
+                break
         best: _Agent | None = None
         if t.files:
             overlap: dict[str, int] = {}
@@ -487,24 +504,27 @@ class Scheduler:
                     return best
         domain_agents = self._domain_agents.get(t.info.domain)
         if domain_agents:
-            best_load, best_aid = 0, ""
-            for aid in domain_agents:
-                if aid in idle and aid != avoid:
-                    agent = idle[aid]
-                    if all_closed or _admits(breakers[agent.backend]):
-                        load = agent.load
-                        if best is None or load < best_load or (load == best_load and aid < best_aid):
-                            best, best_load, best_aid = agent, load, aid
+            best = self._least_loaded(domain_agents.keys() & idle.keys(), avoid, all_closed)
             if best is not None:
                 return best
-        best_load, best_aid = 0, ""
-        for aid, agent in idle.items():
-            if aid != avoid and (all_closed or _admits(breakers[agent.backend])):
-                load = agent.load
-                if best is None or load < best_load or (load == best_load and aid < best_aid):
-                    best, best_load, best_aid = agent, load, aid
+        best = self._least_loaded(idle, avoid, all_closed)
         if best is None and avoid is not None and avoid in idle and _admits(breakers[idle[avoid].backend]):
             return idle[avoid]  # nobody else is idle: the same agent beats waiting forever
+        return best
+
+    def _least_loaded(self, agent_ids: Iterable[str], avoid: str | None, all_closed: bool) -> _Agent | None:
+        """The idle agent of ``agent_ids`` (all idle) with the least (load, agent id) whose
+        breaker admits work, other than ``avoid``."""
+        idle, breakers = self._idle, self._breakers
+        best: _Agent | None = None
+        best_load, best_aid = _NO_LOAD, ""
+        for aid in agent_ids:
+            agent = idle[aid]
+            load = agent.load
+            if load > best_load or (load == best_load and aid > best_aid) or aid == avoid:
+                continue
+            if all_closed or _admits(breakers[agent.backend]):
+                best, best_load, best_aid = agent, load, aid
         return best
 
     def _remember(self, agent: _Agent, t: _Task) -> None:
@@ -513,44 +533,34 @@ class Scheduler:
         files, domain = t.files, t.info.domain
         recent = agent.recent
         recent.append((files, domain))
-        counts = agent.file_counts
+        file_agents = self._file_agents
         for path in files:
-            n = counts.get(path)
-            if n is None:
-                counts[path] = 1
-                agents = self._file_agents.get(path)
-                if agents is None:
-                    self._file_agents[path] = {agent_id}
-                else:
-                    agents.add(agent_id)
+            holders = file_agents.get(path)
+            if holders is None:
+                file_agents[path] = {agent_id: 1}
             else:
-                counts[path] = n + 1
-        dcounts = agent.domain_counts
-        n = dcounts.get(domain)
-        if n is None:
-            dcounts[domain] = 1
-            agents = self._domain_agents.get(domain)
-            if agents is None:
-                self._domain_agents[domain] = {agent_id}
-            else:
-                agents.add(agent_id)
+                holders[agent_id] = holders.get(agent_id, 0) + 1
+        domain_agents = self._domain_agents
+        holders = domain_agents.get(domain)
+        if holders is None:
+            domain_agents[domain] = {agent_id: 1}
         else:
-            dcounts[domain] = n + 1
+            holders[agent_id] = holders.get(agent_id, 0) + 1
         if len(recent) > RECENT_TASKS:
             old_files, old_domain = recent.popleft()
             for path in old_files:
-                n = counts[path] - 1
+                holders = file_agents[path]
+                n = holders[agent_id] - 1
                 if n:
-                    counts[path] = n
+                    holders[agent_id] = n
                 else:
-                    del counts[path]
-                    self._file_agents[path].discard(agent_id)
-            n = dcounts[old_domain] - 1
+                    del holders[agent_id]
+            holders = domain_agents[old_domain]
+            n = holders[agent_id] - 1
             if n:
-                dcounts[old_domain] = n
+                holders[agent_id] = n
             else:
-                del dcounts[old_domain]
-                self._domain_agents[old_domain].discard(agent_id)
+                del holders[agent_id]
 
     # ------------------------------------------------------------------ results
 
@@ -600,7 +610,14 @@ class Scheduler:
             if breaker.state != "closed":
                 breaker.state = "closed"
                 changes.append(BreakerChanged(backend, "closed", f"{task_id} succeeded"))
-        self._transition(t, _DONE, "succeeded", changes)
+        # _transition(t, _DONE, ...), inlined: every active phase may end done.
+        old = t.status
+        t.status = _DONE
+        counts = self._counts
+        counts[old] -= 1
+        counts[_DONE] += 1
+        t.reason = "succeeded"
+        changes.append(_new_transition(t.tid, old, _DONE, "succeeded", None))
         changes.extend(released)
         reason = None
         for d in t.dependents:
@@ -608,7 +625,15 @@ class Scheduler:
             if d.unmet == 0 and d.status is _PENDING:
                 if reason is None:
                     reason = f"dependencies done ({task_id} last)"
-                self._transition(d, _READY, reason, changes)
+                    heap = self._ready_heap
+                # _transition(d, _READY, reason, changes), inlined: pending -> ready.
+                d.status = _READY
+                counts[_PENDING] -= 1
+                counts[_READY] += 1
+                d.version += 1
+                _heappush(heap, (-d.static_score, d.tid, d.version))
+                d.reason = reason
+                changes.append(_new_transition(d.tid, _PENDING, _READY, reason, None))
         finished = self._finished_attempts
         policies = self.policies
         if (not self.paused and finished >= policies.failure_rate_min_attempts
@@ -694,7 +719,11 @@ class Scheduler:
 
     def _end_attempt(self, t: _Task, cost_usd: float, now: float, changes: list[Change]) -> str | None:
         """Release what the running attempt held; return its agent's backend."""
-        amount, is_retry = self._reservations.pop((t.tid, t.attempts), (0.0, t.attempts > 1))
+        held = self._reservations.pop((t.tid, t.attempts), None)
+        if held is None:
+            amount, is_retry = 0.0, t.attempts > 1
+        else:
+            amount, is_retry = held
         self._reserved -= amount
         if is_retry:
             self._retry_reserved -= amount
@@ -844,7 +873,7 @@ class Scheduler:
                 breaker.state = "half_open"
                 breaker.trial = False
                 changes.append(BreakerChanged(backend, "half_open", "reset timeout elapsed: one trial attempt"))
-        depth = len(self._ready)
+        depth = self._counts[_READY]
         target = self._manual_target
         if target is None:
             target = scaling_target(self.policies.scaling, depth, self.pool_min, self.pool_max)
@@ -992,7 +1021,8 @@ class Scheduler:
 
     def ready_ids(self) -> list[str]:
         """Ready tasks in dispatch order: score descending, then task id."""
-        return sorted(self._ready, key=lambda tid: (-self.score(tid), tid))
+        ready = [tid for tid, t in self._tasks.items() if t.status is _READY]
+        return sorted(ready, key=lambda tid: (-self.score(tid), tid))
 
     def dependents(self, task_id: str) -> list[str]:
         return [d.tid for d in self._task(task_id).dependents]
@@ -1026,8 +1056,8 @@ class Scheduler:
         return list(self._tasks)
 
     def agents(self) -> list[AgentView]:
-        return [AgentView(a.agent_id, a.backend, a.state, a.task_id, a.load, frozenset(a.file_counts),
-                          tuple(d for _, d in a.recent)) for a in sorted(self._agents.values(), key=lambda a: a.agent_id)]
+        return [AgentView(a.agent_id, a.backend, a.state, a.task_id, a.load,
+                          frozenset(p for files, _ in a.recent for p in files), tuple(d for _, d in a.recent)) for a in sorted(self._agents.values(), key=lambda a: a.agent_id)]
 
     def idle_agents(self) -> list[str]:
         return sorted(self._idle)
@@ -1101,34 +1131,28 @@ class Scheduler:
         if check and new not in TRANSITIONS[old]:
             raise IllegalTransition(t.tid, old, new)
         # _force, inlined: this runs several times per task lifecycle.
-        if old is _READY:
-            self._ready.discard(t.tid)
-            if t.parked:
-                self._unpark(t)
+        if old is _READY and t.parked:
+            self._unpark(t)
         t.status = new
         counts = self._counts
         counts[old] -= 1
         counts[new] += 1
         if new is _READY:
-            self._ready.add(t.tid)
             t.version += 1
             _heappush(self._ready_heap, (-t.static_score, t.tid, t.version))
         t.reason = reason
         changes.append(_new_transition(t.tid, old, new, reason, retry_at))
 
     def _force(self, t: _Task, new: TaskStatus) -> None:
-        """Set the status and keep the ready set, parked index and counts in step."""
+        """Set the status and keep the ready heap, parked index and counts in step."""
         old = t.status
-        if old is _READY:
-            self._ready.discard(t.tid)
-            if t.parked:
-                self._unpark(t)
+        if old is _READY and t.parked:
+            self._unpark(t)
         t.status = new
         counts = self._counts
         counts[old] -= 1
         counts[new] += 1
         if new is _READY:
-            self._ready.add(t.tid)
             t.version += 1
             _heappush(self._ready_heap, (-t.static_score, t.tid, t.version))
 
@@ -1159,8 +1183,12 @@ class Scheduler:
             raise ValueError(f"negative cost {cost}")
         if not cost:
             return
-        self._spent += cost
-        self._budget_alerts("budget", self._spent, self.mission_budget_usd, changes)
+        self._spent = spent = self._spent + cost
+        budget = self.mission_budget_usd
+        for thr in self.policies.budget_alerts:
+            if spent >= thr * budget:  # else no alert is due: skip the call
+                self._budget_alerts("budget", spent, budget, changes)
+                break
         if is_retry:
             self._retry_spent += cost
             self._budget_alerts("retry_budget", self._retry_spent, self.retry_budget_usd, changes)
@@ -1205,10 +1233,10 @@ class Scheduler:
     def _drop_agent(self, agent: _Agent) -> None:
         self._idle.pop(agent.agent_id, None)
         del self._agents[agent.agent_id]
-        for path in agent.file_counts:
-            self._file_agents[path].discard(agent.agent_id)
-        for domain in agent.domain_counts:
-            self._domain_agents[domain].discard(agent.agent_id)
+        for files, domain in agent.recent:
+            for path in files:
+                self._file_agents[path].pop(agent.agent_id, None)
+            self._domain_agents[domain].pop(agent.agent_id, None)
 
 
 def _admits(breaker: _Breaker) -> bool:
@@ -1218,13 +1246,19 @@ def _admits(breaker: _Breaker) -> bool:
 def _topological_order(infos: Mapping[str, TaskInfo]) -> list[str]:
     """Kahn's algorithm over the new tasks (dependencies outside ``infos`` already exist).
     Raises :class:`DagError` naming one cycle."""
-    indegree = {tid: 0 for tid in infos}
+    indegree = dict.fromkeys(infos, 0)
     children: dict[str, list[str]] = {tid: [] for tid in infos}
     for tid, info in infos.items():
-        for dep in dict.fromkeys(info.dependencies):
-            if dep in infos:
-                indegree[tid] += 1
-                children[dep].append(tid)
+        deps = info.dependencies
+        if not deps:
+            continue
+        n = 0
+        for dep in (deps if len(deps) < 2 else dict.fromkeys(deps)):
+            kids = children.get(dep)
+            if kids is not None:  # a new task (an existing one is no edge here)
+                n += 1
+                kids.append(tid)
+        indegree[tid] = n
     queue = deque(tid for tid, n in indegree.items() if n == 0)
     order: list[str] = []
     while queue:

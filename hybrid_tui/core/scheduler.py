@@ -252,13 +252,16 @@ class Scheduler:
             existing[tid] = t
             added.append(t)
             deps = info.dependencies
-            for dep in (deps if len(deps) < 2 else dict.fromkeys(deps)):
-                d = existing[dep]
-                d.dependents.append(t)
-                if d.status is not _DONE:
-                    t.unmet += 1
-                if dep not in ids:
-                    touched[d] = None
+            if deps:
+                unmet = 0
+                for dep in (deps if len(deps) < 2 else dict.fromkeys(deps)):
+                    d = existing[dep]
+                    d.dependents.append(t)
+                    if d.status is not _DONE:
+                        unmet += 1
+                    if dep not in ids:
+                        touched[d] = None
+                t.unmet = unmet
         self._counts[_PENDING] += len(added)
         for d in touched:
             self._rescore_static(d)
@@ -445,10 +448,11 @@ class Scheduler:
         changes.append(_new_agent_changed(agent_id, "busy", tid))
         if t.files:  # _acquire, inlined
             expires = now + self.policies.lock_ttl_seconds
-            locks, lock_heap, held = self._locks, self._lock_heap, t.held
+            locks, lock_heap = self._locks, self._lock_heap
+            lock = (tid, now, expires)
+            t.held.extend(t.files)
             for path in t.files:
-                locks[path] = (tid, now, expires)
-                held.append(path)
+                locks[path] = lock
                 _heappush(lock_heap, (expires, path, tid))
                 changes.append(_new_lock_acquired(path, tid, now, expires))
         is_retry = attempt > 1
@@ -1247,27 +1251,31 @@ def _topological_order(infos: Mapping[str, TaskInfo]) -> list[str]:
     """Kahn's algorithm over the new tasks (dependencies outside ``infos`` already exist).
     Raises :class:`DagError` naming one cycle."""
     indegree = dict.fromkeys(infos, 0)
-    children: dict[str, list[str]] = {tid: [] for tid in infos}
+    children: dict[str, list[str]] = {}
     for tid, info in infos.items():
         deps = info.dependencies
         if not deps:
             continue
         n = 0
         for dep in (deps if len(deps) < 2 else dict.fromkeys(deps)):
-            kids = children.get(dep)
-            if kids is not None:  # a new task (an existing one is no edge here)
+            if dep in infos:  # an edge among the new tasks (existing ones are placed already)
                 n += 1
-                kids.append(tid)
+                kids = children.get(dep)
+                if kids is None:
+                    children[dep] = [tid]
+                else:
+                    kids.append(tid)
         indegree[tid] = n
-    queue = deque(tid for tid, n in indegree.items() if n == 0)
-    order: list[str] = []
-    while queue:
-        tid = queue.popleft()
-        order.append(tid)
-        for child in children[tid]:
-            indegree[child] -= 1
-            if indegree[child] == 0:
-                queue.append(child)
+    # ``order`` is also the FIFO queue: iterating a list sees what is appended meanwhile.
+    order = [tid for tid, n in indegree.items() if n == 0]
+    for tid in order:
+        kids = children.get(tid)
+        if kids:
+            for child in kids:
+                n = indegree[child] - 1
+                indegree[child] = n
+                if n == 0:
+                    order.append(child)
     if len(order) < len(infos):
         cycle = " -> ".join(_find_cycle(infos, indegree))
         raise DagError(f"dependency cycle: {cycle} (each task depends on the next)")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -41,7 +41,7 @@ from hybrid_tui.core.changes import (
     PoolTarget,
     TaskTransition,
 )
-from hybrid_tui.core.policies import alert_level, priority_score, priority_weight, retry_delay, scaling_target
+from hybrid_tui.core.policies import alert_level, priority_weight, retry_delay, scaling_target
 from hybrid_tui.core.states import (
     ACTIVE,
     DEAD,
@@ -52,11 +52,25 @@ from hybrid_tui.core.states import (
     IllegalTransition,
     TaskStatus,
 )
+from hybrid_tui.core.fastnew import fast_constructor
 from hybrid_tui.core.tasks import AgentView, Dispatch, LockView, SavedTask, Spend, TaskInfo, TaskView
 from hybrid_tui.spec.models import PoliciesSection
 
 S = TaskStatus
 _READY, _PENDING, _RUNNING, _DONE = S.READY, S.PENDING, S.RUNNING, S.DONE
+_VALIDATING, _INTEGRATING, _RETRY_WAIT = S.VALIDATING, S.INTEGRATING, S.RETRY_WAIT
+#: ``TaskStatus(value)`` as a dict lookup (a member is a str equal to its value, so members hit too).
+_STATUS_BY_VALUE: dict[str, TaskStatus] = {s.value: s for s in TaskStatus}
+_heappush, _heappop = heapq.heappush, heapq.heappop
+
+# Records built several times per task lifecycle: see hybrid_tui.core.fastnew.
+_new_transition = fast_constructor(TaskTransition)
+_new_lock_acquired = fast_constructor(LockAcquired)
+_new_lock_released = fast_constructor(LockReleased)
+_new_agent_changed = fast_constructor(AgentChanged)
+_new_dispatch = fast_constructor(Dispatch)
+_new_spend = fast_constructor(Spend)
+_new_task_view = fast_constructor(TaskView)
 
 #: Failure types that say something about the backend (they count for its circuit breaker).
 BACKEND_FAILURES = frozenset({"network_error", "rate_limited", "agent_error", "timeout"})
@@ -66,6 +80,7 @@ NEUTRAL_FAILURES = frozenset({"interrupted"})
 RECENT_TASKS = 3
 #: Review 4.4: "30+ queued -> warn: queue backup" once the pool is at its maximum.
 QUEUE_BACKUP_DEPTH = 30
+_NO_LOAD = 1 << 62  # above any agent's load: "no candidate yet"
 
 
 class DagError(CoreError, ValueError):
@@ -78,12 +93,16 @@ class UnknownTask(CoreError, KeyError):
 
 
 class _Task:
-    """Mutable scheduling state of one task (internal)."""
+    """Mutable scheduling state of one task (internal).
+
+    ``version`` numbers its live heap entry (older entries are stale). ``parked``: its live
+    ready-heap entry carries the locked-file penalty (see :meth:`Scheduler.dispatch`).
+    """
 
     __slots__ = (
         "info", "tid", "status", "attempts", "agent_id", "retry_at", "failures", "last_failure",
-        "last_message", "last_agent", "next_action", "reason", "version", "static_score", "locked",
-        "unmet", "dependents", "topo", "held", "reserved", "files",
+        "last_message", "last_agent", "next_action", "reason", "version", "static_score", "parked",
+        "unmet", "dependents", "topo", "held", "files",
     )
 
     def __init__(self, info: TaskInfo, topo: int) -> None:
@@ -102,16 +121,17 @@ class _Task:
         self.reason = ""
         self.version = 0
         self.static_score = 0.0
-        self.locked = False
+        self.parked = False
         self.unmet = 0
         self.dependents: list[_Task] = []
         self.topo = topo
         self.held: list[str] = []
-        self.reserved = 0.0
 
 
 class _Agent:
-    __slots__ = ("agent_id", "backend", "state", "task_id", "load", "recent", "file_counts", "domain_counts")
+    """``recent``: (files, domain) of its last RECENT_TASKS tasks, oldest first."""
+
+    __slots__ = ("agent_id", "backend", "state", "task_id", "load", "recent")
 
     def __init__(self, agent_id: str, backend: str) -> None:
         self.agent_id = agent_id
@@ -120,8 +140,6 @@ class _Agent:
         self.task_id: str | None = None
         self.load = 0
         self.recent: deque[tuple[tuple[str, ...], str]] = deque()
-        self.file_counts: dict[str, int] = {}
-        self.domain_counts: dict[str, int] = {}
 
 
 class _Breaker:
@@ -171,17 +189,19 @@ class Scheduler:
         self.queue_backup_depth = queue_backup_depth
 
         self._tasks: dict[str, _Task] = {}
-        self._counts: Counter[TaskStatus] = Counter()
-        self._ready: set[str] = set()
+        self._counts: dict[TaskStatus, int] = dict.fromkeys(TaskStatus, 0)
+        # (-score, task id, version): the live entry of a ready task is keyed by its score
+        # without the locked-file penalty until dispatch pops it while locked ("parks" it).
         self._ready_heap: list[tuple[float, str, int]] = []
-        self._ready_by_path: dict[str, set[str]] = {}
+        self._parked_by_path: dict[str, set[str]] = {}  # path -> parked ready tasks declaring it
         self._retry_heap: list[tuple[float, str, int]] = []
         self._locks: dict[str, tuple[str, float, float]] = {}  # path -> (task, acquired, expires)
         self._lock_heap: list[tuple[float, str, str]] = []
         self._agents: dict[str, _Agent] = {}
         self._idle: dict[str, _Agent] = {}
-        self._file_agents: dict[str, set[str]] = {}
-        self._domain_agents: dict[str, set[str]] = {}
+        # Affinity indexes: path (domain) -> {agent id: how many of its recent tasks had it}.
+        self._file_agents: dict[str, dict[str, int]] = {}
+        self._domain_agents: dict[str, dict[str, int]] = {}
         self._breakers: dict[str, _Breaker] = {}
         self._reservations: dict[tuple[str, int], tuple[float, bool]] = {}
         self._reserved = 0.0
@@ -209,45 +229,57 @@ class Scheduler:
         Existing tasks gaining dependents are rescored.
         """
         new = list(tasks)
+        existing = self._tasks
         ids: dict[str, TaskInfo] = {}
+        weights: dict[str, float] = {}
         for info in new:
-            if info.task_id in self._tasks or info.task_id in ids:
+            if info.task_id in existing or info.task_id in ids:
                 raise DagError(f"duplicate task id {info.task_id!r}")
-            priority_weight(self._weights, info.priority)  # unknown priority raises
+            if info.priority not in weights:
+                weights[info.priority] = priority_weight(self._weights, info.priority)  # unknown raises
             ids[info.task_id] = info
         for info in new:
             for dep in info.dependencies:
-                if dep not in ids and dep not in self._tasks:
+                if dep not in ids and dep not in existing:
                     raise DagError(f"task {info.task_id!r} depends on unknown task {dep!r}")
         order = _topological_order(ids)
-        base = len(self._tasks)
-        touched: list[_Task] = []
+        base = len(existing)
+        touched: dict[_Task, None] = {}  # existing tasks gaining dependents, in first-seen order
+        added: list[_Task] = []
         for index, tid in enumerate(order):
             info = ids[tid]
             t = _Task(info, base + index)
-            self._tasks[tid] = t
-            self._counts[_PENDING] += 1
-            for dep in dict.fromkeys(info.dependencies):
-                d = self._tasks[dep]
-                d.dependents.append(t)
-                if d.status is not _DONE:
-                    t.unmet += 1
-                touched.append(d)
-        changes: list[Change] = []
-        for tid in order:
-            self._rescore_static(self._tasks[tid])
-        for d in dict.fromkeys(touched):
+            existing[tid] = t
+            added.append(t)
+            deps = info.dependencies
+            if deps:
+                unmet = 0
+                for dep in (deps if len(deps) < 2 else dict.fromkeys(deps)):
+                    d = existing[dep]
+                    d.dependents.append(t)
+                    if d.status is not _DONE:
+                        unmet += 1
+                    if dep not in ids:
+                        touched[d] = None
+                t.unmet = unmet
+        self._counts[_PENDING] += len(added)
+        for d in touched:
             self._rescore_static(d)
             if d.status is _READY:
                 self._push_ready(d)
-        for tid in order:
-            t = self._tasks[tid]
-            if any(self._tasks[dep].status in DEAD for dep in t.info.dependencies):
-                self._force(t, S.BLOCKED)
-                t.reason = "a dependency failed"
-            elif t.unmet == 0:
+        static_score = self._static_score
+        for t in added:  # in topological order: a dependency is blocked before its dependents look
+            info = t.info
+            t.static_score = static_score(info, len(t.dependents), weights[info.priority])
+            if t.unmet == 0:  # every dependency done, so none is dead
                 self._force(t, _READY)
-        return changes
+                continue
+            for dep in info.dependencies:
+                if existing[dep].status in DEAD:
+                    self._force(t, S.BLOCKED)
+                    t.reason = "a dependency failed"
+                    break
+        return []
 
     @classmethod
     def restore(
@@ -342,7 +374,8 @@ class Scheduler:
         """
         dispatches: list[Dispatch] = []
         changes: list[Change] = []
-        if self.paused or not self._idle:
+        idle = self._idle
+        if self.paused or not idle:
             return dispatches, changes
         heap = self._ready_heap
         tasks = self._tasks
@@ -350,11 +383,19 @@ class Scheduler:
         skipped: list[tuple[float, str, int]] = []
         exhausted: list[str] = []
         remaining = limit if limit is not None else -1
-        while heap and self._idle and remaining != 0:
-            entry = heapq.heappop(heap)
+        # The order is the score with the locked-file penalty. A ready task's entry carries
+        # the penalty only once it is parked; an unparked entry of a locked task sorts too
+        # early, so popping it just re-keys it (parks it) and it comes back at its place.
+        while heap and idle and remaining != 0:
+            entry = _heappop(heap)
             t = tasks[entry[1]]
             if t.status is not _READY or t.version != entry[2]:
                 continue  # stale entry (rescored or no longer ready)
+            files = t.files
+            locked = files and not locks.keys().isdisjoint(files)
+            if locked and not t.parked:
+                self._park(t)
+                continue
             expected = t.info.expected_cost_usd
             if self._spent + expected > self.mission_budget_usd:
                 exhausted.append(t.tid)
@@ -366,8 +407,7 @@ class Scheduler:
             if self._spent + self._reserved + expected > self.mission_budget_usd:
                 skipped.append(entry)
                 continue
-            files = t.files
-            if files and any(p in locks for p in files):
+            if locked:
                 skipped.append(entry)
                 continue
             agent = self._choose_agent(t)
@@ -377,7 +417,7 @@ class Scheduler:
             dispatches.append(self._start(t, agent, now, changes))
             remaining -= 1
         for entry in skipped:
-            heapq.heappush(heap, entry)
+            _heappush(heap, entry)
         if exhausted:
             changes.append(Alert("budget_exhausted", "critical",
                                  f"mission budget cannot cover {len(exhausted)} task(s): {', '.join(exhausted[:5])}",
@@ -387,29 +427,45 @@ class Scheduler:
 
     def _start(self, t: _Task, agent: _Agent, now: float, changes: list[Change]) -> Dispatch:
         action = t.next_action
-        self._transition(t, _RUNNING, "dispatched" if t.attempts == 0 else f"retry after {t.last_failure}", changes)
-        t.attempts += 1
-        t.agent_id = agent.agent_id
+        tid, agent_id = t.tid, agent.agent_id
+        # _transition(t, _RUNNING, ...), inlined: dispatch starts only ready tasks.
+        reason = "dispatched" if t.attempts == 0 else f"retry after {t.last_failure}"
+        if t.parked:  # not expected: a task is unparked when its last locked file is freed
+            self._unpark(t)
+        t.status = _RUNNING
+        counts = self._counts
+        counts[_READY] -= 1
+        counts[_RUNNING] += 1
+        t.reason = reason
+        changes.append(_new_transition(tid, _READY, _RUNNING, reason, None))
+        t.attempts = attempt = t.attempts + 1
+        t.agent_id = agent_id
         agent.state = "busy"
-        agent.task_id = t.tid
+        agent.task_id = tid
         agent.load += 1
-        del self._idle[agent.agent_id]
+        del self._idle[agent_id]
         self._remember(agent, t)
-        changes.append(AgentChanged(agent.agent_id, "busy", t.tid))
-        expires = now + self.policies.lock_ttl_seconds
-        for path in t.files:
-            self._acquire(t, path, now, expires, changes)
-        is_retry = t.attempts > 1
+        changes.append(_new_agent_changed(agent_id, "busy", tid))
+        if t.files:  # _acquire, inlined
+            expires = now + self.policies.lock_ttl_seconds
+            locks, lock_heap = self._locks, self._lock_heap
+            lock = (tid, now, expires)
+            t.held.extend(t.files)
+            for path in t.files:
+                locks[path] = lock
+                _heappush(lock_heap, (expires, path, tid))
+                changes.append(_new_lock_acquired(path, tid, now, expires))
+        is_retry = attempt > 1
         amount = self.attempt_cost_cap if self.attempt_cost_cap is not None else t.info.expected_cost_usd
-        self._reservations[(t.tid, t.attempts)] = (amount, is_retry)
+        self._reservations[(tid, attempt)] = (amount, is_retry)
         self._reserved += amount
         if is_retry:
             self._retry_reserved += amount
         breaker = self._breakers[agent.backend]
         if breaker.state == "half_open":
             breaker.trial = True
-        return Dispatch(t.tid, agent.agent_id, t.attempts, agent.backend, t.last_failure if is_retry else None,
-                        t.last_message if action == "with_feedback" else None)
+        return _new_dispatch(tid, agent_id, attempt, agent.backend, t.last_failure if is_retry else None,
+                             t.last_message if action == "with_feedback" else None)
 
     def _choose_agent(self, t: _Task) -> _Agent | None:
         """Review 4.3 hybrid assignment among idle agents whose breaker admits work:
@@ -424,18 +480,27 @@ class Scheduler:
             agent = idle[t.last_agent]
             if _admits(breakers[agent.backend]):
                 return agent
+        # A breaker that is not closed is rare: skip the per-agent check while none is.
+        all_closed = True
+        for breaker in breakers.values():
+            if breaker.state != "closed":
+                all_closed = False
+                break
         best: _Agent | None = None
         if t.files:
-            overlap: Counter[str] = Counter()
+            overlap: dict[str, int] = {}
+            file_agents = self._file_agents
             for path in t.files:
-                for aid in self._file_agents.get(path, ()):
-                    if aid in idle and aid != avoid:
-                        overlap[aid] += 1
+                aids = file_agents.get(path)
+                if aids:
+                    for aid in aids:
+                        if aid in idle and aid != avoid:
+                            overlap[aid] = overlap.get(aid, 0) + 1
             if overlap:
                 best_key = None
                 for aid, n in overlap.items():
                     agent = idle[aid]
-                    if _admits(breakers[agent.backend]):
+                    if all_closed or _admits(breakers[agent.backend]):
                         key = (-n, agent.load, aid)
                         if best_key is None or key < best_key:
                             best_key, best = key, agent
@@ -443,68 +508,88 @@ class Scheduler:
                     return best
         domain_agents = self._domain_agents.get(t.info.domain)
         if domain_agents:
-            best_key2 = None
-            for aid in domain_agents:
-                if aid in idle and aid != avoid:
-                    agent = idle[aid]
-                    if _admits(breakers[agent.backend]):
-                        key2 = (agent.load, aid)
-                        if best_key2 is None or key2 < best_key2:
-                            best_key2, best = key2, agent
+            best = self._least_loaded(domain_agents.keys() & idle.keys(), avoid, all_closed)
             if best is not None:
                 return best
-        best_key3 = None
-        for aid, agent in idle.items():
-            if aid != avoid and _admits(breakers[agent.backend]):
-                key3 = (agent.load, aid)
-                if best_key3 is None or key3 < best_key3:
-                    best_key3, best = key3, agent
+        best = self._least_loaded(idle, avoid, all_closed)
         if best is None and avoid is not None and avoid in idle and _admits(breakers[idle[avoid].backend]):
             return idle[avoid]  # nobody else is idle: the same agent beats waiting forever
         return best
 
+    def _least_loaded(self, agent_ids: Iterable[str], avoid: str | None, all_closed: bool) -> _Agent | None:
+        """The idle agent of ``agent_ids`` (all idle) with the least (load, agent id) whose
+        breaker admits work, other than ``avoid``."""
+        idle, breakers = self._idle, self._breakers
+        best: _Agent | None = None
+        best_load, best_aid = _NO_LOAD, ""
+        for aid in agent_ids:
+            agent = idle[aid]
+            load = agent.load
+            if load > best_load or (load == best_load and aid > best_aid) or aid == avoid:
+                continue
+            if all_closed or _admits(breakers[agent.backend]):
+                best, best_load, best_aid = agent, load, aid
+        return best
+
     def _remember(self, agent: _Agent, t: _Task) -> None:
         """Keep the agent's last RECENT_TASKS tasks' files and domains (affinity indexes)."""
-        agent.recent.append((t.files, t.info.domain))
-        counts = agent.file_counts
-        for path in t.files:
-            n = counts.get(path, 0)
-            if n == 0:
-                self._file_agents.setdefault(path, set()).add(agent.agent_id)
-            counts[path] = n + 1
-        domain = t.info.domain
-        dcounts = agent.domain_counts
-        n = dcounts.get(domain, 0)
-        if n == 0:
-            self._domain_agents.setdefault(domain, set()).add(agent.agent_id)
-        dcounts[domain] = n + 1
-        if len(agent.recent) > RECENT_TASKS:
-            old_files, old_domain = agent.recent.popleft()
-            for path in old_files:
-                n = counts[path] - 1
-                if n:
-                    counts[path] = n
-                else:
-                    del counts[path]
-                    self._file_agents[path].discard(agent.agent_id)
-            n = dcounts[old_domain] - 1
-            if n:
-                dcounts[old_domain] = n
+        agent_id = agent.agent_id
+        files, domain = t.files, t.info.domain
+        recent = agent.recent
+        recent.append((files, domain))
+        file_agents = self._file_agents
+        for path in files:
+            holders = file_agents.get(path)
+            if holders is None:
+                file_agents[path] = {agent_id: 1}
             else:
-                del dcounts[old_domain]
-                self._domain_agents[old_domain].discard(agent.agent_id)
+                holders[agent_id] = holders.get(agent_id, 0) + 1
+        domain_agents = self._domain_agents
+        holders = domain_agents.get(domain)
+        if holders is None:
+            domain_agents[domain] = {agent_id: 1}
+        else:
+            holders[agent_id] = holders.get(agent_id, 0) + 1
+        if len(recent) > RECENT_TASKS:
+            old_files, old_domain = recent.popleft()
+            for path in old_files:
+                holders = file_agents[path]
+                n = holders[agent_id] - 1
+                if n:
+                    holders[agent_id] = n
+                else:
+                    del holders[agent_id]
+            holders = domain_agents[old_domain]
+            n = holders[agent_id] - 1
+            if n:
+                holders[agent_id] = n
+            else:
+                del holders[agent_id]
 
     # ------------------------------------------------------------------ results
 
     def advance(self, task_id: str, to_status: TaskStatus, now: float) -> list[Change]:
         """Move a task between active phases: running -> validating -> integrating."""
-        t = self._task(task_id)
-        to_status = TaskStatus(to_status)
-        if to_status not in (S.VALIDATING, S.INTEGRATING) or t.status not in ACTIVE:
-            raise IllegalTransition(task_id, t.status, to_status, "advance moves only between active phases")
-        changes: list[Change] = []
-        self._transition(t, to_status, "", changes)
-        return changes
+        try:
+            t = self._tasks[task_id]
+        except KeyError:
+            raise UnknownTask(task_id) from None
+        try:
+            to_status = _STATUS_BY_VALUE[to_status]
+        except (KeyError, TypeError):
+            to_status = TaskStatus(to_status)  # raises ValueError for a value that is no status
+        old = t.status
+        if (to_status is not _VALIDATING and to_status is not _INTEGRATING) or old not in ACTIVE:
+            raise IllegalTransition(task_id, old, to_status, "advance moves only between active phases")
+        if to_status not in TRANSITIONS[old]:
+            raise IllegalTransition(task_id, old, to_status)
+        # _transition, inlined: between active phases the ready queue is not involved.
+        t.status = to_status
+        counts = self._counts
+        counts[old] -= 1
+        counts[to_status] += 1
+        t.reason = ""
+        return [_new_transition(t.tid, old, to_status, "", None)]
 
     def succeed(self, task_id: str, now: float, cost_usd: float = 0.0) -> list[Change]:
         """The current attempt finished and the task is integrated: ``done``.
@@ -512,7 +597,10 @@ class Scheduler:
         Releases its locks and agent, records spend (budget alerts), closes a half-open
         breaker, and makes dependents whose dependencies are now all done ``ready``.
         """
-        t = self._task(task_id)
+        try:
+            t = self._tasks[task_id]
+        except KeyError:
+            raise UnknownTask(task_id) from None
         if t.status not in ACTIVE:
             raise IllegalTransition(task_id, t.status, _DONE, "no attempt is running")
         changes: list[Change] = []
@@ -526,13 +614,35 @@ class Scheduler:
             if breaker.state != "closed":
                 breaker.state = "closed"
                 changes.append(BreakerChanged(backend, "closed", f"{task_id} succeeded"))
-        self._transition(t, _DONE, "succeeded", changes)
+        # _transition(t, _DONE, ...), inlined: every active phase may end done.
+        old = t.status
+        t.status = _DONE
+        counts = self._counts
+        counts[old] -= 1
+        counts[_DONE] += 1
+        t.reason = "succeeded"
+        changes.append(_new_transition(t.tid, old, _DONE, "succeeded", None))
         changes.extend(released)
+        reason = None
         for d in t.dependents:
             d.unmet -= 1
             if d.unmet == 0 and d.status is _PENDING:
-                self._transition(d, _READY, f"dependencies done ({task_id} last)", changes)
-        self._check_failure_rate(changes)
+                if reason is None:
+                    reason = f"dependencies done ({task_id} last)"
+                    heap = self._ready_heap
+                # _transition(d, _READY, reason, changes), inlined: pending -> ready.
+                d.status = _READY
+                counts[_PENDING] -= 1
+                counts[_READY] += 1
+                d.version += 1
+                _heappush(heap, (-d.static_score, d.tid, d.version))
+                d.reason = reason
+                changes.append(_new_transition(d.tid, _PENDING, _READY, reason, None))
+        finished = self._finished_attempts
+        policies = self.policies
+        if (not self.paused and finished >= policies.failure_rate_min_attempts
+                and self._failed_attempts / finished > policies.failure_rate_pause):
+            self._check_failure_rate(changes)
         return changes
 
     def fail(
@@ -613,27 +723,33 @@ class Scheduler:
 
     def _end_attempt(self, t: _Task, cost_usd: float, now: float, changes: list[Change]) -> str | None:
         """Release what the running attempt held; return its agent's backend."""
-        amount, is_retry = self._reservations.pop((t.tid, t.attempts), (0.0, t.attempts > 1))
+        held = self._reservations.pop((t.tid, t.attempts), None)
+        if held is None:
+            amount, is_retry = 0.0, t.attempts > 1
+        else:
+            amount, is_retry = held
         self._reserved -= amount
         if is_retry:
             self._retry_reserved -= amount
         self._add_spend(cost_usd, is_retry, changes)
-        self._release_all(t, "task ended", changes)
+        if t.held:
+            self._release_all(t, "task ended", changes)
         backend = None
-        if t.agent_id is not None:
-            agent = self._agents.get(t.agent_id)
-            t.last_agent = t.agent_id
+        agent_id = t.agent_id
+        if agent_id is not None:
+            agent = self._agents.get(agent_id)
+            t.last_agent = agent_id
             t.agent_id = None
             if agent is not None:
                 backend = agent.backend
                 agent.task_id = None
                 if agent.state == "draining":
                     self._drop_agent(agent)
-                    changes.append(AgentChanged(agent.agent_id, "removed", None))
+                    changes.append(_new_agent_changed(agent_id, "removed", None))
                 else:
                     agent.state = "idle"
-                    self._idle[agent.agent_id] = agent
-                    changes.append(AgentChanged(agent.agent_id, "idle", None))
+                    self._idle[agent_id] = agent
+                    changes.append(_new_agent_changed(agent_id, "idle", None))
         return backend
 
     def settle_cancelled(self, task_id: str, attempt: int, cost_usd: float, now: float) -> list[Change]:
@@ -682,34 +798,37 @@ class Scheduler:
         return True, changes
 
     def _acquire(self, t: _Task, path: str, now: float, expires: float, changes: list[Change]) -> None:
-        self._locks[path] = (t.tid, now, expires)
+        # Ready tasks declaring ``path`` keep their heap entries: dispatch parks them when popped.
+        tid = t.tid
+        self._locks[path] = (tid, now, expires)
         t.held.append(path)
-        heapq.heappush(self._lock_heap, (expires, path, t.tid))
-        changes.append(LockAcquired(path, t.tid, now, expires))
-        waiting = self._ready_by_path.get(path)
-        if waiting:
-            for tid in waiting:
-                w = self._tasks[tid]
-                if not w.locked:
-                    w.locked = True
-                    self._push_ready(w)
+        _heappush(self._lock_heap, (expires, path, tid))
+        changes.append(_new_lock_acquired(path, tid, now, expires))
 
     def _release_all(self, t: _Task, reason: str, changes: list[Change]) -> None:
         if not t.held:
             return
         locks = self._locks
+        tid = t.tid
         for path in t.held:
-            if locks.get(path, ("",))[0] == t.tid:
+            lock = locks.get(path)
+            if lock is not None and lock[0] == tid:
                 del locks[path]
-                changes.append(LockReleased(path, t.tid, reason))
-                waiting = self._ready_by_path.get(path)
-                if waiting:
-                    for tid in waiting:
-                        w = self._tasks[tid]
-                        if w.locked and not any(p in locks for p in w.files):
-                            w.locked = False
-                            self._push_ready(w)
+                changes.append(_new_lock_released(path, tid, reason))
+                if path in self._parked_by_path:
+                    self._unpark_freed(path)
         t.held = []
+
+    def _unpark_freed(self, path: str) -> None:
+        """``path`` was unlocked: parked tasks declaring it with no file locked any more get
+        their unpenalised heap entry back."""
+        locks = self._locks
+        tasks = self._tasks
+        for tid in list(self._parked_by_path.get(path, ())):
+            w = tasks[tid]
+            if locks.keys().isdisjoint(w.files):
+                self._unpark(w)
+                self._push_ready(w)
 
     # ------------------------------------------------------------------ time
 
@@ -751,12 +870,14 @@ class Scheduler:
             else:  # cannot happen (locks are released with the attempt); keep the table honest
                 del self._locks[path]
                 changes.append(LockReleased(path, tid, "expired"))
+                if path in self._parked_by_path:
+                    self._unpark_freed(path)
         for backend, breaker in self._breakers.items():
             if breaker.state == "open" and now >= breaker.opened_at + self.policies.breaker_reset_seconds:
                 breaker.state = "half_open"
                 breaker.trial = False
                 changes.append(BreakerChanged(backend, "half_open", "reset timeout elapsed: one trial attempt"))
-        depth = len(self._ready)
+        depth = self._counts[_READY]
         target = self._manual_target
         if target is None:
             target = scaling_target(self.policies.scaling, depth, self.pool_min, self.pool_max)
@@ -891,13 +1012,21 @@ class Scheduler:
 
     def score(self, task_id: str) -> float:
         """Current priority score (the locked-file penalty as of now)."""
-        t = self._task(task_id)
-        locked = any(p in self._locks for p in t.files)
-        return t.static_score - (self._weights.locked_file_penalty if locked else 0.0)
+        try:
+            t = self._tasks[task_id]
+        except KeyError:
+            raise UnknownTask(task_id) from None
+        locks = self._locks
+        if locks:
+            for path in t.files:
+                if path in locks:
+                    return t.static_score - self._weights.locked_file_penalty
+        return t.static_score - 0.0
 
     def ready_ids(self) -> list[str]:
         """Ready tasks in dispatch order: score descending, then task id."""
-        return sorted(self._ready, key=lambda tid: (-self._score_of(self._tasks[tid]), tid))
+        ready = [tid for tid, t in self._tasks.items() if t.status is _READY]
+        return sorted(ready, key=lambda tid: (-self.score(tid), tid))
 
     def dependents(self, task_id: str) -> list[str]:
         return [d.tid for d in self._task(task_id).dependents]
@@ -908,26 +1037,31 @@ class Scheduler:
 
     def is_finished(self) -> bool:
         """Every task terminal (done, failed, blocked, cancelled, rolled back)."""
-        return sum(self._counts[s] for s in TERMINAL) == len(self._tasks)
+        counts = self._counts
+        return sum([counts[s] for s in TERMINAL]) == len(self._tasks)
 
     def counts(self) -> dict[TaskStatus, int]:
-        return {s: self._counts[s] for s in TaskStatus}
+        return dict(self._counts)  # every status, in TaskStatus order
 
     def spend(self) -> Spend:
-        return Spend(self._spent, self._retry_spent, self.mission_budget_usd, self.retry_budget_usd, self._reserved)
+        return _new_spend(self._spent, self._retry_spent, self.mission_budget_usd, self.retry_budget_usd,
+                          self._reserved)
 
     def task(self, task_id: str) -> TaskView:
-        t = self._task(task_id)
-        return TaskView(t.info, t.status, t.attempts, t.agent_id, t.retry_at, dict(t.failures), t.last_failure,
-                        t.reason)
+        try:
+            t = self._tasks[task_id]
+        except KeyError:
+            raise UnknownTask(task_id) from None
+        return _new_task_view(t.info, t.status, t.attempts, t.agent_id, t.retry_at, dict(t.failures),
+                              t.last_failure, t.reason)
 
     def task_ids(self) -> list[str]:
         """Every task id, in topological order."""
         return list(self._tasks)
 
     def agents(self) -> list[AgentView]:
-        return [AgentView(a.agent_id, a.backend, a.state, a.task_id, a.load, frozenset(a.file_counts),
-                          tuple(d for _, d in a.recent)) for a in sorted(self._agents.values(), key=lambda a: a.agent_id)]
+        return [AgentView(a.agent_id, a.backend, a.state, a.task_id, a.load,
+                          frozenset(p for files, _ in a.recent for p in files), tuple(d for _, d in a.recent)) for a in sorted(self._agents.values(), key=lambda a: a.agent_id)]
 
     def idle_agents(self) -> list[str]:
         return sorted(self._idle)
@@ -951,46 +1085,80 @@ class Scheduler:
         except KeyError:
             raise UnknownTask(task_id) from None
 
-    def _score_of(self, t: _Task) -> float:
-        return t.static_score - (self._weights.locked_file_penalty if t.locked else 0.0)
+    def _static_score(self, info: TaskInfo, dependents: int, priority_points: float) -> float:
+        """:func:`~hybrid_tui.core.policies.priority_score` without a locked file, the same
+        float operations in the same order (``priority_points`` = ``priority_weight``)."""
+        weights = self._weights
+        score = priority_points
+        if not info.dependencies:
+            score += weights.no_dependencies_bonus
+        score += dependents * weights.per_dependent_bonus
+        score -= min(info.estimated_duration_minutes / weights.duration_divisor, weights.duration_penalty_cap)
+        return score
 
     def _rescore_static(self, t: _Task) -> None:
         info = t.info
-        t.static_score = priority_score(self._weights, priority=info.priority,
-                                        has_dependencies=bool(info.dependencies), dependents=len(t.dependents),
-                                        duration_minutes=info.estimated_duration_minutes, file_locked=False)
+        t.static_score = self._static_score(info, len(t.dependents), priority_weight(self._weights, info.priority))
 
     def _push_ready(self, t: _Task) -> None:
+        """Give a ready task a new live heap entry (penalised while it is parked)."""
         t.version += 1
-        heapq.heappush(self._ready_heap, (-self._score_of(t), t.tid, t.version))
+        score = t.static_score - (self._weights.locked_file_penalty if t.parked else 0.0)
+        _heappush(self._ready_heap, (-score, t.tid, t.version))
+
+    def _park(self, t: _Task) -> None:
+        """Dispatch popped ``t`` by its unpenalised score while one of its files is locked:
+        re-key it with the penalty, and index it so the release of its last lock re-keys it back."""
+        t.parked = True
+        parked = self._parked_by_path
+        for path in t.files:
+            waiting = parked.get(path)
+            if waiting is None:
+                parked[path] = {t.tid}
+            else:
+                waiting.add(t.tid)
+        self._push_ready(t)
+
+    def _unpark(self, t: _Task) -> None:
+        t.parked = False
+        parked = self._parked_by_path
+        for path in t.files:
+            waiting = parked.get(path)
+            if waiting is not None:
+                waiting.discard(t.tid)
+                if not waiting:
+                    del parked[path]
 
     def _transition(self, t: _Task, new: TaskStatus, reason: str, changes: list[Change],
                     retry_at: float | None = None, check: bool = True) -> None:
         old = t.status
         if check and new not in TRANSITIONS[old]:
             raise IllegalTransition(t.tid, old, new)
-        self._force(t, new)
-        t.reason = reason
-        changes.append(TaskTransition(t.tid, old, new, reason, retry_at))
-
-    def _force(self, t: _Task, new: TaskStatus) -> None:
-        """Set the status and keep the ready set, path index and counts in step."""
-        old = t.status
-        if old is _READY:
-            self._ready.discard(t.tid)
-            for path in t.files:
-                self._ready_by_path[path].discard(t.tid)
+        # _force, inlined: this runs several times per task lifecycle.
+        if old is _READY and t.parked:
+            self._unpark(t)
         t.status = new
         counts = self._counts
         counts[old] -= 1
         counts[new] += 1
         if new is _READY:
-            self._ready.add(t.tid)
-            locks = self._locks
-            for path in t.files:
-                self._ready_by_path.setdefault(path, set()).add(t.tid)
-            t.locked = bool(t.files) and any(p in locks for p in t.files)
-            self._push_ready(t)
+            t.version += 1
+            _heappush(self._ready_heap, (-t.static_score, t.tid, t.version))
+        t.reason = reason
+        changes.append(_new_transition(t.tid, old, new, reason, retry_at))
+
+    def _force(self, t: _Task, new: TaskStatus) -> None:
+        """Set the status and keep the ready heap, parked index and counts in step."""
+        old = t.status
+        if old is _READY and t.parked:
+            self._unpark(t)
+        t.status = new
+        counts = self._counts
+        counts[old] -= 1
+        counts[new] += 1
+        if new is _READY:
+            t.version += 1
+            _heappush(self._ready_heap, (-t.static_score, t.tid, t.version))
 
     def _transitive(self, t: _Task) -> list[_Task]:
         seen: set[str] = set()
@@ -1019,8 +1187,12 @@ class Scheduler:
             raise ValueError(f"negative cost {cost}")
         if not cost:
             return
-        self._spent += cost
-        self._budget_alerts("budget", self._spent, self.mission_budget_usd, changes)
+        self._spent = spent = self._spent + cost
+        budget = self.mission_budget_usd
+        for thr in self.policies.budget_alerts:
+            if spent >= thr * budget:  # else no alert is due: skip the call
+                self._budget_alerts("budget", spent, budget, changes)
+                break
         if is_retry:
             self._retry_spent += cost
             self._budget_alerts("retry_budget", self._retry_spent, self.retry_budget_usd, changes)
@@ -1065,10 +1237,10 @@ class Scheduler:
     def _drop_agent(self, agent: _Agent) -> None:
         self._idle.pop(agent.agent_id, None)
         del self._agents[agent.agent_id]
-        for path in agent.file_counts:
-            self._file_agents[path].discard(agent.agent_id)
-        for domain in agent.domain_counts:
-            self._domain_agents[domain].discard(agent.agent_id)
+        for files, domain in agent.recent:
+            for path in files:
+                self._file_agents[path].pop(agent.agent_id, None)
+            self._domain_agents[domain].pop(agent.agent_id, None)
 
 
 def _admits(breaker: _Breaker) -> bool:
@@ -1078,22 +1250,32 @@ def _admits(breaker: _Breaker) -> bool:
 def _topological_order(infos: Mapping[str, TaskInfo]) -> list[str]:
     """Kahn's algorithm over the new tasks (dependencies outside ``infos`` already exist).
     Raises :class:`DagError` naming one cycle."""
-    indegree = {tid: 0 for tid in infos}
-    children: dict[str, list[str]] = {tid: [] for tid in infos}
+    indegree = dict.fromkeys(infos, 0)
+    children: dict[str, list[str]] = {}
     for tid, info in infos.items():
-        for dep in dict.fromkeys(info.dependencies):
-            if dep in infos:
-                indegree[tid] += 1
-                children[dep].append(tid)
-    queue = deque(tid for tid, n in indegree.items() if n == 0)
-    order: list[str] = []
-    while queue:
-        tid = queue.popleft()
-        order.append(tid)
-        for child in children[tid]:
-            indegree[child] -= 1
-            if indegree[child] == 0:
-                queue.append(child)
+        deps = info.dependencies
+        if not deps:
+            continue
+        n = 0
+        for dep in (deps if len(deps) < 2 else dict.fromkeys(deps)):
+            if dep in infos:  # an edge among the new tasks (existing ones are placed already)
+                n += 1
+                kids = children.get(dep)
+                if kids is None:
+                    children[dep] = [tid]
+                else:
+                    kids.append(tid)
+        indegree[tid] = n
+    # ``order`` is also the FIFO queue: iterating a list sees what is appended meanwhile.
+    order = [tid for tid, n in indegree.items() if n == 0]
+    for tid in order:
+        kids = children.get(tid)
+        if kids:
+            for child in kids:
+                n = indegree[child] - 1
+                indegree[child] = n
+                if n == 0:
+                    order.append(child)
     if len(order) < len(infos):
         cycle = " -> ".join(_find_cycle(infos, indegree))
         raise DagError(f"dependency cycle: {cycle} (each task depends on the next)")

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..spec.models import MissionFile, RecordedTask, Sis, SisIssue, SisTask
 from ..store import models as m
-from .record import read_ledger, read_recordings
+from .record import read_record
 
 REAL_OUTCOMES = ("succeeded", "failed")
 
@@ -111,9 +111,9 @@ def _export(store: Any, run_id: str, dest: Path, pace: float) -> ExportSummary:
 
 def _replays(run_id: str, run_dir: Path, pace: float) -> tuple[dict[str, RecordedTask], list[str]]:
     """The recorded attempts of the attempts the store counts as real, in attempt order."""
-    recordings = read_recordings(run_dir)
+    ledger, recordings = read_record(run_dir)
     index_of: dict[tuple[str, int], int] = {}
-    for line in read_ledger(run_dir):
+    for line in ledger:
         index_of[(line["task_id"], int(line["number"]))] = int(line["index"])
     real: dict[str, list[int]] = {}
     for att in (

@@ -8,18 +8,24 @@ coordinator's :class:`Recorder`, which keeps the ledger open for the coordinator
 
 Layout of ``run_dir/record/``:
 
-- ``<task_id>.json`` -- a :class:`~hybrid_tui.spec.models.RecordedTask`, the format the
-  ``replay`` backend reads from a mission's ``replay/*.json``: per attempt the file
-  operations actually applied, usage, cost, duration, model, and ``failure_type`` when the
-  failure is not one that replaying the operations reproduces by itself (only a failed
-  validation run by the runtime is, so it is replayed for real).
-- ``attempts.jsonl`` -- one line per recorded attempt: its number (recordings are matched
-  to the store's attempts by number, so an attempt the store later calls interrupted is
-  left out of an export), outcome, failure type, validation outcome and output tail,
-  agent and commit.
+- ``attempts.jsonl`` -- one line per recorded attempt, appended as the attempt ends: its
+  number (recordings are matched to the store's attempts by number, so an attempt the store
+  later calls interrupted is left out of an export), outcome, failure type, validation
+  outcome and output tail, agent and commit, and under ``recorded`` a
+  :class:`~hybrid_tui.spec.models.RecordedAttempt`, the format the ``replay`` backend reads
+  from a mission's ``replay/*.json``: the file operations actually applied, usage, cost,
+  duration, model, and ``failure_type`` when the failure is not one that replaying the
+  operations reproduces by itself (only a failed validation run by the runtime is, so it
+  is replayed for real). Readers rebuild each task's
+  :class:`~hybrid_tui.spec.models.RecordedTask` from its lines, in file order.
 
-A crash can leave a ``<task_id>.json`` that does not parse (see :class:`Recorder`): it
-held only the attempt that was ending, which the store never counted, so it is skipped.
+A crash can leave a last line that does not parse (see :class:`Recorder`): it held only the
+attempt that was ending, which the store never counted, so it is skipped.
+
+Run folders written by earlier versions hold each task's recordings in ``<task_id>.json``
+(a ``RecordedTask``; a file that does not parse was torn by a crash and is skipped) and,
+in each ledger line, ``index``: the attempt's place in that file. They are still read: a
+task's attempts are those of its file, then those of its ledger lines with ``recorded``.
 
 File operations: the ``replay`` and ``sim`` backends apply known operations (the recorded
 or SIS ones), which are recorded as such; any other backend's changes are read from the
@@ -169,143 +175,127 @@ def worktree_operations(worktree: Path, base: str = "HEAD") -> list[CreateOp | D
 
 
 class Recorder:
-    """The run's ``record/`` folder, held open for one coordinator's lifetime.
+    """The run's ``record/attempts.jsonl``, held open for one coordinator's lifetime.
 
     Crash safety is against the coordinator dying (SIGKILL), not the machine: a recording is
     in the kernel's page cache before the store update that makes its attempt real, so it is
     never lost once the store says the attempt ended. Hence no fsync, and:
 
-    - the ledger stays open (line-buffered: each line reaches the kernel in one write);
-    - a task's first recording is created in place (``O_EXCL``): a write torn by a crash
-      leaves a file that does not parse, holding only that attempt, which never reached the
-      store; readers skip it and the task's next attempt starts the file afresh;
-    - a later recording rewrites the file through a temp file + rename, so the attempts
-      already recorded (maybe real ones) are never at risk.
+    - each attempt is one line (its ledger entry and its recording together) handed to the
+      kernel by one ``write`` on a file opened for appending, so recording an attempt never
+      rewrites, nor puts at risk, what earlier attempts recorded;
+    - a line torn by a crash holds only the attempt that was ending, which never reached the
+      store: readers skip it, and the next coordinator ends it with a newline before
+      appending, so it cannot swallow the next line. A write that fails half way (disk full)
+      is treated the same way: the file is reopened, and so repaired, before the next line.
     """
 
     def __init__(self, run_dir: str | Path):
         self.folder = record_dir(run_dir)
-        self._ledger: Any = None
+        self._fd: int | None = None
 
-    def add(self, task_id: str, recorded: RecordedAttempt) -> int:
-        """Store ``recorded`` as the task's next attempt; its index in the task's file."""
-        if self._ledger is None:
-            self._open_ledger()
-        path = self.folder / f"{task_id}.json"
-        if _create(path, _task_json(task_id, [recorded])):
-            return 0
-        attempts = _read_task(path)
-        attempts.append(recorded)
-        _write_atomic(path, _task_json(task_id, attempts))
-        return len(attempts) - 1
+    def record(self, line: dict[str, Any], recorded: RecordedAttempt) -> None:
+        """Append one attempt: the ledger fields ``line`` (``task_id``, ``number``, ...) and
+        what it did."""
+        ledger = json.dumps(line)
+        self._append(f'{ledger[:-1]}, "recorded": {recorded.model_dump_json(exclude_none=True)}}}\n'.encode("utf-8"))
 
     def ledger(self, line: dict[str, Any]) -> None:
-        if self._ledger is None:
-            self._open_ledger()
-        self._ledger.write(json.dumps(line) + "\n")
+        """Append a ledger line without a recording."""
+        self._append((json.dumps(line) + "\n").encode("utf-8"))
 
     def close(self) -> None:
-        if self._ledger is not None:
-            self._ledger.close()
-            self._ledger = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _append(self, data: bytes) -> None:
+        if self._fd is None:
+            self._open_ledger()
+        assert self._fd is not None
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+        except BaseException:
+            self.close()  # reopening checks for (and ends) the torn line
+            raise
 
     def _open_ledger(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / LEDGER
-        torn = False
-        if path.is_file() and path.stat().st_size:
-            with open(path, "rb") as fh:
-                fh.seek(-1, os.SEEK_END)
-                torn = fh.read(1) != b"\n"
-        self._ledger = open(path, "a", encoding="utf-8", buffering=1)
-        if torn:  # a crash tore the last line: end it, or the next line would be glued to it
-            self._ledger.write("\n")
-
-
-def _task_json(task_id: str, attempts: list[RecordedAttempt]) -> bytes:
-    return RecordedTask(task_id=task_id, attempts=attempts).model_dump_json(indent=2, exclude_none=True).encode("utf-8")
-
-
-def _create(path: Path, data: bytes) -> bool:
-    """Write a new file in place; False if it already exists."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-    except FileExistsError:
-        return False
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    except BaseException:
-        os.close(fd)
-        path.unlink(missing_ok=True)  # no half file left behind by a full disk
-        raise
-    os.close(fd)
-    return True
-
-
-def _read_task(path: Path) -> list[RecordedAttempt]:
-    """A task's recorded attempts; none if its file was torn by a crash (see :class:`Recorder`)."""
-    try:
-        return list(RecordedTask.model_validate_json(path.read_bytes()).attempts)
-    except ValueError:  # pydantic's ValidationError included
-        return []
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                os.write(fd, b"\n")  # a crash tore the last line: end it, or the next line would be glued to it
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
 
 
 def _append(
     c: "Coordinator", attempt: "RunningAttempt", recorded: RecordedAttempt, outcome: str, failure_type: str | None,
     message: str, result: Any, commit: Any,
 ) -> None:
-    rec = c.recorder  # made in Coordinator.__init__, closed when its run() ends
-    index = rec.add(attempt.task_id, recorded)
     if outcome == "succeeded":
         validation = "passed"
     elif failure_type == "validation_failed" and result is not None and getattr(result, "ok", False):
         validation = "failed"
     else:
         validation = "not_run" if result is None or not getattr(result, "ok", False) else "passed"
-    rec.ledger({
+    c.recorder.record({  # made in Coordinator.__init__, closed when its run() ends
         "task_id": attempt.task_id,
         "number": attempt.number,
-        "index": index,
         "agent_id": attempt.agent_id,
         "outcome": outcome,
         "failure_type": failure_type,
         "validation": validation,
         "output": (message or "")[-OUTPUT_TAIL_CHARS:],
         "commit": getattr(commit, "sha", None),
-    })
+    }, recorded)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def read_record(run_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, RecordedTask]]:
+    """The ledger's lines and, task id -> everything recorded for it, in the run folder.
+
+    Each ledger line (without its recording) carries ``index``: its attempt's place in the
+    task's :class:`RecordedTask`. Lines torn by a crash are skipped; so are ``<task_id>.json``
+    files of the older layout that do not parse (they held only an attempt the store never
+    counted)."""
+    folder = record_dir(run_dir)
+    attempts_of: dict[str, list[RecordedAttempt]] = {}
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.json")):  # the older layout
+            try:
+                rec = RecordedTask.model_validate_json(path.read_bytes())
+            except ValueError:  # pydantic's ValidationError included
+                continue
+            attempts_of[rec.task_id] = list(rec.attempts)
+    lines: list[dict[str, Any]] = []
+    path = folder / LEDGER
+    if path.is_file():
+        for raw in path.read_bytes().splitlines():
+            try:
+                line = json.loads(raw)
+                recorded = line.pop("recorded", None)
+                if recorded is not None:
+                    attempt = RecordedAttempt.model_validate(recorded)
+                    attempts = attempts_of.setdefault(str(line["task_id"]), [])
+                    line["index"] = len(attempts)
+                    attempts.append(attempt)
+            except (ValueError, TypeError, KeyError, AttributeError):  # torn, or not a ledger line
+                continue
+            lines.append(line)
+    return lines, {task_id: RecordedTask(task_id=task_id, attempts=attempts) for task_id, attempts in attempts_of.items()}
 
 
 def read_ledger(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The ledger's lines (a torn last line from a crash is skipped)."""
-    path = record_dir(run_dir) / LEDGER
-    if not path.is_file():
-        return []
-    lines = []
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        try:
-            lines.append(json.loads(raw))
-        except json.JSONDecodeError:
-            continue
-    return lines
+    """The ledger's lines (see :func:`read_record`)."""
+    return read_record(run_dir)[0]
 
 
 def read_recordings(run_dir: str | Path) -> dict[str, RecordedTask]:
-    """Task id -> everything recorded for it in the run folder."""
-    out: dict[str, RecordedTask] = {}
-    folder = record_dir(run_dir)
-    if folder.is_dir():
-        for path in sorted(folder.glob("*.json")):
-            try:
-                rec = RecordedTask.model_validate_json(path.read_bytes())
-            except ValueError:
-                continue  # torn by a crash: it held only an attempt the store never counted
-            out[rec.task_id] = rec
-    return out
+    """Task id -> everything recorded for it in the run folder (see :func:`read_record`)."""
+    return read_record(run_dir)[1]

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from hybrid_tui.runtime.record import read_ledger, read_recordings
 from hybrid_tui.spec.loader import load_mission
+from hybrid_tui.spec.models import RecordedTask
 
 from .helpers import copy_quickstart, git, hybrid, only_run_dir, py, task, write_mission
 
@@ -87,22 +89,54 @@ def test_export_refuses_a_non_empty_destination_and_an_unknown_run(tmp_path: Pat
     empty = tmp_path / "empty"
     empty.mkdir()
     hybrid("export-replay", str(run_dir), str(empty), "--pace", "0.5", cwd=tmp_path, check_exit=0)
-    recorded = json.loads((run_dir / "record" / "a.json").read_text())["attempts"][0]
+    recorded = read_recordings(run_dir)["a"].attempts[0]
     exported = json.loads((empty / "replay" / "a.json").read_text())["attempts"][0]
-    assert exported["duration_seconds"] == pytest.approx(recorded["duration_seconds"] * 0.5)
+    assert exported["duration_seconds"] == pytest.approx(recorded.duration_seconds * 0.5)
 
     # A recording whose attempt the store does not count (written just before a crash, the
-    # attempt later marked interrupted) is matched by attempt number and left out.
-    record = json.loads((run_dir / "record" / "a.json").read_text())
-    orphan = {**record["attempts"][0], "summary": "interrupted by a crash", "failure_type": "network_error"}
-    (run_dir / "record" / "a.json").write_text(json.dumps({"task_id": "a", "attempts": [orphan, *record["attempts"]]}))
+    # attempt later marked interrupted) is matched by attempt number and left out; so is a
+    # line torn by the crash.
     ledger = run_dir / "record" / "attempts.jsonl"
-    lines = [json.loads(line) for line in ledger.read_text().splitlines()]
-    ledger.write_text("".join(json.dumps({**line, "index": line["index"] + 1}) + "\n" for line in lines) + '{"torn')
+    text = ledger.read_text()
+    line = json.loads(text.splitlines()[0])
+    orphan = {**line, "number": 7, "recorded": {**line["recorded"], "summary": "interrupted by a crash",
+                                                 "failure_type": "network_error"}}
+    ledger.write_text(json.dumps(orphan) + "\n" + text + '{"task_id": "a", "number": 8, "recorded": {"torn')
     again = tmp_path / "again"
     hybrid("export-replay", str(run_dir), str(again), cwd=tmp_path, check_exit=0)
     attempts = json.loads((again / "replay" / "a.json").read_text())["attempts"]
     assert len(attempts) == 1 and "failure_type" not in attempts[0] and attempts[0]["summary"] != "interrupted by a crash"
+
+
+def to_old_layout(run_dir: Path) -> None:
+    """Rewrite a run folder's recordings the way the previous version wrote them: one
+    ``record/<task_id>.json`` per task, ledger lines holding the attempt's index in that file."""
+    folder = run_dir / "record"
+    lines = read_ledger(run_dir)
+    for task_id, recorded in read_recordings(run_dir).items():
+        (folder / f"{task_id}.json").write_text(recorded.model_dump_json(indent=2, exclude_none=True))
+    (folder / "attempts.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_a_run_recorded_by_the_previous_version_exports_the_same_mission(tmp_path: Path):
+    mission = write_mission(tmp_path / "m", [task("a", checks=[py("import sys; sys.exit(0)")]), task("b", deps=["a"])])
+    runs = tmp_path / "runs"
+    hybrid("run", str(mission), "--headless", "--runs-dir", str(runs), cwd=tmp_path, check_exit=0)
+    run_dir = only_run_dir(runs)
+    new = tmp_path / "new"
+    hybrid("export-replay", str(run_dir), str(new), cwd=tmp_path, check_exit=0)
+
+    to_old_layout(run_dir)
+    assert sorted(p.name for p in (run_dir / "record").iterdir()) == ["a.json", "attempts.jsonl", "b.json"]
+    assert all("recorded" not in json.loads(raw) for raw in (run_dir / "record" / "attempts.jsonl").read_text().splitlines())
+    old = tmp_path / "old"
+    hybrid("export-replay", str(run_dir), str(old), cwd=tmp_path, check_exit=0)
+    replays = sorted(p.relative_to(new).as_posix() for p in new.rglob("*") if p.is_file())
+    assert "replay/a.json" in replays and "replay/b.json" in replays
+    assert replays == sorted(p.relative_to(old).as_posix() for p in old.rglob("*") if p.is_file())
+    for name in replays:
+        assert (old / name).read_bytes() == (new / name).read_bytes(), name
+    assert RecordedTask.model_validate_json((old / "replay" / "a.json").read_text()).attempts
 
 
 AGENT_SCRIPT = textwrap.dedent('''
@@ -151,9 +185,9 @@ def test_a_cli_agent_run_is_recorded_from_the_worktree_diff_and_replays_identica
     original = run_facts(original_dir)
     assert [a[2] for a in original["attempts"] if a[0] == "b"] == ["failed", "succeeded"]
 
+    recordings = read_recordings(original_dir)
     ops = {
-        task_id: [(o["op"], o["path"]) for a in json.loads((original_dir / "record" / f"{task_id}.json").read_text())["attempts"]
-                  for o in a["file_operations"]]
+        task_id: [(o.op, o.path) for a in recordings[task_id].attempts for o in a.file_operations]
         for task_id in "abc"
     }
     assert sorted(ops["a"]) == [("create", "notes.md"), ("delete", "old.txt"), ("patch", "README.md"), ("patch", "logo.bin")]

@@ -80,8 +80,10 @@ class SimImplementer:
 
     def outcome(self, task: SisTask, attempt: int) -> str | None:
         """The failure type this attempt will report, or None for success."""
+        if self.failure_rate <= 0:
+            return None
         rng = _rng(self.seed, "outcome", task.task_id, attempt)
-        if self.failure_rate <= 0 or rng.random() >= self.failure_rate:
+        if rng.random() >= self.failure_rate:
             return None
         kinds = list(self.failure_mix)
         return rng.choices(kinds, weights=[self.failure_mix[k] for k in kinds])[0]

@@ -73,7 +73,7 @@ class RunningAttempt:
     task_id: str
     agent_id: str
     number: int
-    attempt_row: int
+    dispatch_seq: int  # the order attempts were started in (this process)
     started: float
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     cost_usd: float = 0.0
@@ -176,6 +176,7 @@ class Coordinator:
         self.policy_paused = False
         self._txn: Transaction | None = None
         self._settle_queue: list[tuple[RunningAttempt, Callable[[], None]]] = []
+        self._dispatch_seq = 0
 
     # ------------------------------------------------------------------ public control
     def request_stop(self, reason: str = "operator") -> None:
@@ -474,7 +475,8 @@ class Coordinator:
         with self.transaction() as txn:
             model = getattr(d, "model", None) or self._select_model(spec)
             log_path = self.logs_dir / f"{task_id}.{number}.log"
-            row_id = self.store.insert_row(m.Attempt, {
+            self._dispatch_seq += 1
+            self.store.staged.insert(m.Attempt, {
                 "run": self.run_id,
                 "task_id": task_id,
                 "number": number,
@@ -494,7 +496,7 @@ class Coordinator:
             self.events.add(
                 "attempt.started", f"attempt {number} on {agent_id} ({model})", task_id=task_id, attempt=number, agent_id=agent_id
             )
-            attempt = RunningAttempt(task_id, agent_id, number, row_id, now)
+            attempt = RunningAttempt(task_id, agent_id, number, self._dispatch_seq, now)
             txn.after_commit.append(functools.partial(self._launch, attempt, spec, model, log_path, feedback))
 
     def _launch(self, attempt: RunningAttempt, spec: SisTask, model: str, log_path: Path, feedback: str) -> None:

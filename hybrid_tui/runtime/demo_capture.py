@@ -183,7 +183,7 @@ async def _capture(workdir: Path, mission: str | Path | None) -> list[Moment]:
                         break
                     clock.now += STEP_SECONDS
                     if gate.waiting:
-                        gate.release(min(gate.waiting, key=lambda t: c.running[t].attempt_row))
+                        gate.release(min(gate.waiting, key=lambda t: c.running[t].dispatch_seq))
         finally:
             store.close()
     return moments

@@ -138,7 +138,7 @@ def record_attempt_end(
                 cache_read_tokens=usage.cache_read_tokens,
                 cache_write_tokens=usage.cache_write_tokens,
             )
-        c.store.update_rows(m.Attempt, fields, where={"id": attempt.attempt_row})
+        c.store.staged.update(m.Attempt, fields, where={"run": c.run_id, "task_id": task_id, "number": attempt.number})
         task_fields: dict[str, Any] = {"version": version}
         if outcome == "succeeded":
             sha = getattr(commit, "sha", None)

@@ -433,7 +433,7 @@ def _check_schema(db: pw.Database, *, create: bool) -> None:
             # once at open (fast: it reads each page once) rather than fail mid-run.
             verdict = db.execute_sql("PRAGMA quick_check(1)").fetchone()[0]
             if verdict != "ok":
-                raise StoreError(f"it is corrupt (SQLite quick_check: {verdict})")
+                raise StoreError(f"it is corrupt (SQLite quick_check: {' '.join(str(verdict).split())})")
     found = row.version if row else None
     if found is None:
         raise StoreError("it has an empty schema_version table; it is not a hybrid-tui store")

@@ -7,6 +7,11 @@ its own SQLite file by default.
 Change tracking: rows the console shows carry ``version``, set from ``Run.version`` (a
 counter bumped by every write transaction, see ``Store.write``), so a view asks only for
 rows with ``version > last_seen``.
+
+Indexes: only those a query uses. The runtime writes about ten rows per task, and each
+index on a hot table costs every one of those writes (bench/: a third of the pages each
+commit writes). Run-scoped lookups use the unique ``(run, ...)`` indexes, so the hot
+tables' ``run`` foreign keys get no index of their own.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ class Issue(BaseModel):
 
 
 class Task(BaseModel):
-    run = pw.ForeignKeyField(Run, backref="tasks", on_delete="CASCADE")
+    run = pw.ForeignKeyField(Run, backref="tasks", on_delete="CASCADE", index=False)
     task_id = pw.CharField()
     issue_id = pw.CharField()
     title = pw.TextField()
@@ -81,7 +86,7 @@ class Task(BaseModel):
     estimated_output_tokens = pw.IntegerField(default=0)
     model_hint = pw.CharField(null=True)
     spec_json = pw.TextField()  # the SisTask as JSON (file operations, validation)
-    status = pw.CharField(default="pending", index=True)
+    status = pw.CharField(default="pending")
     score = pw.DoubleField(default=0)
     agent_id = pw.CharField(null=True)
     attempts = pw.IntegerField(default=0)
@@ -121,7 +126,7 @@ class FileOperation(BaseModel):
 
 
 class Agent(BaseModel):
-    run = pw.ForeignKeyField(Run, on_delete="CASCADE")
+    run = pw.ForeignKeyField(Run, on_delete="CASCADE", index=False)
     agent_id = pw.CharField()
     role = pw.CharField(default="implementer")  # planner / implementer
     backend = pw.CharField()
@@ -133,15 +138,15 @@ class Agent(BaseModel):
     worktree = pw.TextField(default="")
     created_at = pw.DoubleField()
     updated_at = pw.DoubleField()
-    version = pw.BigIntegerField(default=0, index=True)
+    version = pw.BigIntegerField(default=0)
 
     class Meta:
         indexes = ((("run", "agent_id"), True),)
 
 
 class Attempt(BaseModel):
-    run = pw.ForeignKeyField(Run, on_delete="CASCADE")
-    task_id = pw.CharField(index=True)
+    run = pw.ForeignKeyField(Run, on_delete="CASCADE", index=False)
+    task_id = pw.CharField()
     number = pw.IntegerField()  # 1-based per task
     phase = pw.CharField(default="implementing")  # planning / implementing / retry
     agent_id = pw.CharField(default="")
@@ -168,7 +173,7 @@ class Attempt(BaseModel):
 
 
 class FileLock(BaseModel):
-    run = pw.ForeignKeyField(Run, on_delete="CASCADE")
+    run = pw.ForeignKeyField(Run, on_delete="CASCADE", index=False)
     path = pw.TextField()
     task_id = pw.CharField()
     acquired_at = pw.DoubleField()
@@ -196,7 +201,7 @@ class Event(BaseModel):
     seq = pw.AutoField()
     run = pw.ForeignKeyField(Run, on_delete="CASCADE")
     ts = pw.DoubleField()
-    kind = pw.CharField(index=True)  # e.g. task.status, attempt.finished, budget.alert, pause
+    kind = pw.CharField()  # e.g. task.status, attempt.finished, budget.alert, pause
     level = pw.CharField(default="info")  # info, warning, error
     task_id = pw.CharField(null=True)
     attempt = pw.IntegerField(null=True)

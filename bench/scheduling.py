@@ -20,6 +20,7 @@ import gc
 import json
 import random
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,11 +110,29 @@ class RuntimeResult:
         return self.cpu / self.tasks * 1e3
 
 
-def dispatch_latencies(run_id: str, tasks: list[TaskInfo]) -> list[float]:
-    """ms from each task's last dependency ``-> done`` to its own ``-> running`` (stored events)."""
+class TimedSim:
+    """The ``sim`` implementer, noting when each attempt's agent finished (wall clock, as the
+    stored events): a dependency "finishes" when its agent returns, not when the coordinator
+    gets round to storing that, so the latency below includes the group commit's wait."""
+
+    def __init__(self, seed: int):
+        from hybrid_tui.agents.sim import SimImplementer
+
+        self.inner = SimImplementer(seed=seed, pace=0.0, git=False)
+        self.name = self.inner.name
+        self.finished: dict[str, float] = {}
+
+    async def implement(self, request):
+        result = await self.inner.implement(request)
+        self.finished[request.task.task_id] = time.time()
+        return result
+
+
+def dispatch_latencies(run_id: str, tasks: list[TaskInfo], finished: dict[str, float]) -> list[float]:
+    """ms from each task's last dependency finishing (its agent returned) to its own first
+    ``-> running`` (the stored event)."""
     from hybrid_tui.store import models as m
 
-    done: dict[str, float] = {}
     started: dict[str, float] = {}
     query = (
         m.Event.select(m.Event.task_id, m.Event.ts, m.Event.data_json)
@@ -122,15 +141,12 @@ def dispatch_latencies(run_id: str, tasks: list[TaskInfo]) -> list[float]:
         .tuples()
     )
     for task_id, ts, data_json in query:
-        new = json.loads(data_json).get("new")
-        if new == "done":
-            done[task_id] = ts
-        elif new == "running":
+        if json.loads(data_json).get("new") == "running":
             started.setdefault(task_id, ts)  # the first dispatch
     out = []
     for t in tasks:
         if t.dependencies and t.task_id in started:
-            out.append((started[t.task_id] - max(done[d] for d in t.dependencies)) * 1e3)
+            out.append((started[t.task_id] - max(finished[d] for d in t.dependencies)) * 1e3)
     return out
 
 
@@ -141,8 +157,9 @@ def run_runtime(tasks: list[TaskInfo], agents: int, seed: int, workdir: Path, *,
     mission = mission_of(tasks, workdir / "mission", agents)
     store = create_bench_run(mission, workdir / "run")
     try:
-        coordinator = Coordinator(store, RUN_ID, mission, backend="sim", git=False, agents=agents, seed=seed,
-                                  rng=random.Random(seed))
+        implementer = TimedSim(seed)
+        coordinator = Coordinator(store, RUN_ID, mission, backend=(None, implementer), git=False, agents=agents,
+                                  seed=seed, rng=random.Random(seed))
         profiler = None
         if profile is not None:
             from pyinstrument import Profiler
@@ -158,7 +175,7 @@ def run_runtime(tasks: list[TaskInfo], agents: int, seed: int, workdir: Path, *,
         from hybrid_tui.store import models as m
 
         version = m.Run.get_by_id(RUN_ID).version
-        latencies = dispatch_latencies(RUN_ID, tasks)
+        latencies = dispatch_latencies(RUN_ID, tasks, implementer.finished)
         return RuntimeResult(len(tasks), timer.wall, timer.cpu, code, latencies, transactions=version)
     finally:
         store.close()
@@ -201,6 +218,7 @@ class SchedulingRun:
     floor: Timer
     core: Timer
     chain: RuntimeResult | None = None
+    fanout: RuntimeResult | None = None
 
 
 def chain_latency(n: int, seed: int) -> RuntimeResult:
@@ -210,6 +228,16 @@ def chain_latency(n: int, seed: int) -> RuntimeResult:
              for i in range(n)]
     with tempfile.TemporaryDirectory(prefix="hybrid-bench-chain-") as tmp:
         return run_runtime(chain, 4, seed, Path(tmp))
+
+
+def fanout_latency(width: int, seed: int) -> RuntimeResult:
+    """One task with ``width`` dependents and as many agents: its end readies them all at once,
+    so dependency -> dispatch is the time to store that end and start every dependent."""
+    root = TaskInfo("F0000", "HIGH", "api", (), ("src/root.py",), 5.0, 0.01)
+    leaves = [TaskInfo(f"F{i:04}", "MEDIUM", "api", ("F0000",), (f"src/leaf{i}.py",), 5.0, 0.01)
+              for i in range(1, width + 1)]
+    with tempfile.TemporaryDirectory(prefix="hybrid-bench-fanout-") as tmp:
+        return run_runtime([root, *leaves], width, seed, Path(tmp))
 
 
 def measure(n: int, agents: int, seed: int, *, profile: Path | None = None, baselines: bool = True) -> SchedulingRun:
@@ -231,6 +259,7 @@ def measure(n: int, agents: int, seed: int, *, profile: Path | None = None, base
 def measure_with_chain(n: int, agents: int, seed: int, *, chain: int = 200, profile: Path | None = None) -> SchedulingRun:
     result = measure(n, agents, seed, profile=profile)
     result.chain = chain_latency(chain, seed)
+    result.fanout = fanout_latency(agents - 1, seed)
     return result
 
 
@@ -254,18 +283,24 @@ def figures(result: SchedulingRun, agents: int, *, bench: str = "scheduling") ->
                per(result.floor.cpu), "topological walk, CPU"),
         Figure(bench, "scheduling core alone (no store), CPU", per(result.core.cpu), "ms/task",
                per(result.floor.cpu), "topological walk, CPU"),
-        Figure(bench, f"dependency -> dispatch, median ({len(lat):,} edges)", median(lat), "ms",
-               budget=DISPATCH_LATENCY_BUDGET_MS, budget_text="<= 1 ms",
-               note="on the random DAG this includes waiting behind other ready tasks while the "
-                    "coordinator is CPU-bound; the chain rows below have no queueing"),
-        Figure(bench, "dependency -> dispatch, p99", percentile(lat, 99), "ms",
-               budget=DISPATCH_LATENCY_BUDGET_MS, budget_text="<= 1 ms"),
+        Figure(bench, f"dependency -> dispatch, random DAG, median ({len(lat):,} edges)", median(lat), "ms",
+               note="on the random DAG a readied task also waits for a free agent and for its files' locks "
+                    "(queueing, not reaction time): shown, not held to the budget; the chain and fan-out rows are"),
+        Figure(bench, "dependency -> dispatch, random DAG, p99", percentile(lat, 99), "ms"),
     ] + ([] if result.chain is None else [
         Figure(bench, f"dependency -> dispatch, {result.chain.tasks}-task chain, median",
                median(result.chain.latencies_ms), "ms", budget=DISPATCH_LATENCY_BUDGET_MS, budget_text="<= 1 ms"),
         Figure(bench, f"dependency -> dispatch, {result.chain.tasks}-task chain, p99",
                percentile(result.chain.latencies_ms, 99), "ms", budget=DISPATCH_LATENCY_BUDGET_MS,
                budget_text="<= 1 ms"),
+    ]) + ([] if result.fanout is None else [
+        Figure(bench, f"dependency -> dispatch, fan-out to {result.fanout.tasks - 1}, first dependent",
+               min(result.fanout.latencies_ms, default=0.0), "ms", budget=DISPATCH_LATENCY_BUDGET_MS,
+               budget_text="<= 1 ms"),
+        Figure(bench, f"dependency -> dispatch, fan-out to {result.fanout.tasks - 1}, last dependent",
+               max(result.fanout.latencies_ms, default=0.0), "ms",
+               note="dispatch is paced at policies.dispatch_batch (6) new attempts per loop turn, each turn one "
+                    "commit: the last of 63 dependents starts about 11 turns after the first"),
     ])
 
 
@@ -285,6 +320,7 @@ def details_of(result: SchedulingRun, agents: int, seed: int) -> dict:
         "latency_ms": {"median": median(lat), "p90": percentile(lat, 90), "p99": percentile(lat, 99),
                        "max": max(lat, default=0.0)},
         "chain_latency_ms": None if result.chain is None else result.chain.latencies_ms,
+        "fanout_latency_ms": None if result.fanout is None else result.fanout.latencies_ms,
     }
 
 

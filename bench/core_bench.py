@@ -65,14 +65,15 @@ def run_core(tasks: list[TaskInfo], agents: int, seed: int, *, batch: int | None
         persist(sched.add_agent(f"L3.{i:02}", 0.0))
     now = 0.0
     in_flight: list = []
+    reads: list = []
     while not sched.is_finished():
         now += 1.0
         persist(sched.tick(now))
         dispatches, ch = sched.dispatch(now, limit=batch)
         persist(ch)
-        for d in dispatches:
-            spend = sched.spend()  # coordinator.limits(): the attempt's dollar cap
-            spend.mission_budget_usd - spend.total_usd - spend.reserved_usd + sched.task(d.task_id).info.expected_cost_usd
+        for d in dispatches:  # coordinator.limits() reads these for the attempt's dollar cap
+            reads.append((sched.spend(), sched.task(d.task_id).info))
+        reads.clear()
         if not dispatches and not in_flight:
             raise RuntimeError(f"no progress: {sched.counts()}")
         for d in in_flight:

@@ -41,6 +41,7 @@ from hybrid_tui.core.changes import (
     PoolTarget,
     TaskTransition,
 )
+from hybrid_tui.core.fastnew import fast_constructor
 from hybrid_tui.core.policies import alert_level, priority_weight, retry_delay, scaling_target
 from hybrid_tui.core.states import (
     ACTIVE,
@@ -52,13 +53,12 @@ from hybrid_tui.core.states import (
     IllegalTransition,
     TaskStatus,
 )
-from hybrid_tui.core.fastnew import fast_constructor
 from hybrid_tui.core.tasks import AgentView, Dispatch, LockView, SavedTask, Spend, TaskInfo, TaskView
 from hybrid_tui.spec.models import PoliciesSection
 
 S = TaskStatus
 _READY, _PENDING, _RUNNING, _DONE = S.READY, S.PENDING, S.RUNNING, S.DONE
-_VALIDATING, _INTEGRATING, _RETRY_WAIT = S.VALIDATING, S.INTEGRATING, S.RETRY_WAIT
+_VALIDATING, _INTEGRATING = S.VALIDATING, S.INTEGRATING
 #: ``TaskStatus(value)`` as a dict lookup (a member is a str equal to its value, so members hit too).
 _STATUS_BY_VALUE: dict[str, TaskStatus] = {s.value: s for s in TaskStatus}
 _heappush, _heappop = heapq.heappush, heapq.heappop

@@ -41,6 +41,7 @@ from hybrid_tui.core.changes import (
     PoolTarget,
     TaskTransition,
 )
+from hybrid_tui.core.fastnew import fast_constructor
 from hybrid_tui.core.policies import alert_level, priority_weight, retry_delay, scaling_target
 from hybrid_tui.core.states import (
     ACTIVE,
@@ -52,13 +53,12 @@ from hybrid_tui.core.states import (
     IllegalTransition,
     TaskStatus,
 )
-from hybrid_tui.core.fastnew import fast_constructor
 from hybrid_tui.core.tasks import AgentView, Dispatch, LockView, SavedTask, Spend, TaskInfo, TaskView
 from hybrid_tui.spec.models import PoliciesSection
 
 S = TaskStatus
 _READY, _PENDING, _RUNNING, _DONE = S.READY, S.PENDING, S.RUNNING, S.DONE
-_VALIDATING, _INTEGRATING, _RETRY_WAIT = S.VALIDATING, S.INTEGRATING, S.RETRY_WAIT
+_VALIDATING, _INTEGRATING = S.VALIDATING, S.INTEGRATING
 #: ``TaskStatus(value)`` as a dict lookup (a member is a str equal to its value, so members hit too).
 _STATUS_BY_VALUE: dict[str, TaskStatus] = {s.value: s for s in TaskStatus}
 _heappush, _heappop = heapq.heappush, heapq.heappop
@@ -238,11 +238,7 @@ class Scheduler:
             if info.priority not in weights:
                 weights[info.priority] = priority_weight(self._weights, info.priority)  # unknown raises
             ids[info.task_id] = info
-        for info in new:
-            for dep in info.dependencies:
-                if dep not in ids and dep not in existing:
-                    raise DagError(f"task {info.task_id!r} depends on unknown task {dep!r}")
-        order = _topological_order(ids)
+        order = _topological_order(ids, existing)  # also raises for an unknown dependency
         base = len(existing)
         touched: dict[_Task, None] = {}  # existing tasks gaining dependents, in first-seen order
         added: list[_Task] = []
@@ -1247,9 +1243,10 @@ def _admits(breaker: _Breaker) -> bool:
     return breaker.state == "closed" or (breaker.state == "half_open" and not breaker.trial)
 
 
-def _topological_order(infos: Mapping[str, TaskInfo]) -> list[str]:
-    """Kahn's algorithm over the new tasks (dependencies outside ``infos`` already exist).
-    Raises :class:`DagError` naming one cycle."""
+def _topological_order(infos: Mapping[str, TaskInfo], existing: Mapping[str, Any]) -> list[str]:
+    """Kahn's algorithm over the new tasks ``infos`` (their other dependencies are in
+    ``existing``). Raises :class:`DagError` naming the first unknown dependency (in input
+    order) or one cycle."""
     indegree = dict.fromkeys(infos, 0)
     children: dict[str, list[str]] = {}
     for tid, info in infos.items():
@@ -1265,6 +1262,8 @@ def _topological_order(infos: Mapping[str, TaskInfo]) -> list[str]:
                     children[dep] = [tid]
                 else:
                     kids.append(tid)
+            elif dep not in existing:
+                raise DagError(f"task {tid!r} depends on unknown task {dep!r}")
         indegree[tid] = n
     # ``order`` is also the FIFO queue: iterating a list sees what is appended meanwhile.
     order = [tid for tid, n in indegree.items() if n == 0]

@@ -2,11 +2,13 @@
 
 One task transition the way the coordinator writes it: ``Store.write(run)`` (BEGIN
 IMMEDIATE, bump the run version) around the runtime's own ``persist.persist_changes`` with
-one ``TaskTransition`` (UPDATE task + INSERT event), then COMMIT. Measured on a SQLite file
+one ``TaskTransition`` (the task UPDATE and the event INSERT are staged and written at the
+commit), then COMMIT. One transition per transaction is the worst case: the runtime's
+loop commits all the transitions of a turn together. Measured on a SQLite file
 holding a run of N tasks, as transitions per second.
 
 The floor: the exact same SQL statements with the exact same parameters (captured from
-peewee's query log during a second, untimed pass on a copy of the store), executed by
+the connection's cursors during a second, untimed pass on a copy of the store), executed by
 the raw ``sqlite3`` module on a third copy with the same pragmas. The ratio is what the
 ORM and the runtime's Python add on top of SQLite.
 """
@@ -14,7 +16,6 @@ ORM and the runtime's Python add on top of SQLite.
 from __future__ import annotations
 
 import gc
-import logging
 import random
 import shutil
 import sqlite3
@@ -30,17 +31,39 @@ from .scheduling import RUN_ID, create_bench_run, mission_of
 STATUS_CYCLE = ("ready", "running", "validating", "integrating", "done")
 
 
-class _Capture(logging.Handler):
-    """Collects (sql, params) of every statement peewee executes."""
+class _Capture:
+    """Collects every (sql, params) the store runs, executemany batches included: the
+    connection's cursors are wrapped (the staged writes bypass peewee's query log)."""
 
     def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.statements: list[tuple[str, tuple]] = []
+        self.statements: list[tuple[str, tuple | list[tuple]]] = []  # a list of tuples: an executemany
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if isinstance(record.msg, tuple) and len(record.msg) == 2:
-            sql, params = record.msg
-            self.statements.append((sql, tuple(params or ())))
+    def install(self, store) -> None:
+        capture = self
+        make_cursor = store.db.cursor
+
+        class RecordingCursor:
+            def __init__(self, cursor):
+                self._cursor = cursor
+
+            def execute(self, sql, params=()):
+                capture.statements.append((sql, tuple(params or ())))
+                self._cursor.execute(sql, params)
+                return self
+
+            def executemany(self, sql, rows):
+                rows = [tuple(r) for r in rows]
+                capture.statements.append((sql, rows))
+                self._cursor.executemany(sql, rows)
+                return self
+
+            def __getattr__(self, name):
+                return getattr(self._cursor, name)
+
+            def __iter__(self):
+                return iter(self._cursor)
+
+        store.db.cursor = lambda *args, **kwargs: RecordingCursor(make_cursor(*args, **kwargs))
 
 
 def _transitions(task_ids: list[str], count: int, seed: int):
@@ -71,27 +94,17 @@ def _write_pattern(db_path: Path, run_dir: Path, transitions, *, capture: _Captu
     # The parts of a coordinator persist_changes reads for a TaskTransition.
     coordinator = SimpleNamespace(run_id=RUN_ID, store=store, events=events, agents={}, _draining=set(), policy_paused=False,
                                   _in_operator_control=False, scheduler=SimpleNamespace(score=lambda task_id: 0.0))
-    logger = logging.getLogger("peewee")
-    old_level = logger.level
     if capture is not None:
-        logger.addHandler(capture)
-        logger.setLevel(logging.DEBUG)
+        capture.install(store)
     try:
         gc.collect()
         with Timer() as timer:
             for change in transitions:
                 now = time.time()
-                if capture is not None:
-                    capture.statements.append(("BEGIN IMMEDIATE", ()))
                 with store.write(RUN_ID) as version:
                     persist_changes(coordinator, [change], now, version)
-                if capture is not None:
-                    capture.statements.append(("COMMIT", ()))
                 events.discard()  # the JSONL mirror is not the store: keep it out of both sides
     finally:
-        if capture is not None:
-            logger.removeHandler(capture)
-            logger.setLevel(old_level)
         store.close()
     return timer
 
@@ -108,7 +121,10 @@ def _replay_raw(db_path: Path, statements: list[tuple[str, tuple]]) -> Timer:
     try:
         with Timer() as timer:
             for sql, params in statements:
-                cursor.execute(sql, params)
+                if isinstance(params, list):
+                    cursor.executemany(sql, params)
+                else:
+                    cursor.execute(sql, params)
     finally:
         conn.close()
     return timer
@@ -132,12 +148,12 @@ def run(quick: bool = False, *, seed: int = 1) -> tuple[list[Figure], dict]:
         capture = _Capture()
         _write_pattern(copies["captured"], root / "run", transitions, capture=capture)
         raw = _replay_raw(copies["raw"], capture.statements)
-        sql_per = (len(capture.statements) - 2 * count) / count
+        sql_per = (len(capture.statements) - 2 * count) / count  # executemany batches count once
     figures = [
         Figure("store", f"transitions/s, runtime pattern, wall ({n_tasks:,}-task run)", count / ours.wall, "per s",
                count / raw.wall, "raw sqlite3, same SQL", higher_is_better=True,
                note=f"{sql_per:.1f} SQL statements per transition inside BEGIN IMMEDIATE..COMMIT (run version bump, "
-                    "task UPDATE, event INSERT); DESIGN.md sets no budget of its own"),
+                    "task UPDATE, last event seq, event INSERT); DESIGN.md sets no budget of its own"),
         Figure("store", "transitions/s, runtime pattern, CPU", count / ours.cpu, "per s",
                count / raw.cpu, "raw sqlite3, same SQL, CPU", higher_is_better=True),
         Figure("store", "time per transition, CPU", ours.cpu / count * 1e3, "ms",

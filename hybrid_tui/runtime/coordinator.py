@@ -15,7 +15,9 @@ and validation run in worker threads / subprocesses; store writes stay on the lo
 Group commit: an attempt's end (and, git off, its last steps) is handed to the loop
 (:meth:`Coordinator.finish_attempt`), which stores the ends of every attempt that finished
 since its last turn in ONE transaction before it acts on them (frees agents, dispatches
-dependents). Each end still gets its own savepoint, so a bug in one does not lose the others.
+dependents). A bug while storing an end rolls that whole transaction back and pauses the
+run (:class:`SettleError`): the store stays consistent, and ``resume`` rebuilds the
+scheduler from it and runs those attempts again.
 """
 
 from __future__ import annotations
@@ -66,6 +68,13 @@ def make_backend(name: str, *, pace: float = 0.0, seed: int = 0, git: bool = Tru
 
         return None, backend.make_implementer(config)  # type: ignore[attr-defined]
     raise ValueError(f"unknown backend {name!r} (replay, sim, anthropic, cli)")
+
+
+SETTLE_ERROR_PREFIX = "coordinator error storing the end of"
+
+
+class SettleError(Exception):
+    """Storing an attempt's end failed (a hybrid-tui bug): the run pauses, the store consistent."""
 
 
 @dataclass
@@ -194,8 +203,14 @@ class Coordinator:
         try:
             return await self._run_locked()
         except Exception as exc:  # a full disk (store, logs, git) leaves the run paused, not crashed
-            from .monitor import disk_full_reason, pause_for_disk_full
+            from .monitor import disk_full_reason, exception_leaves, pause_for_disk_full, pause_stopped_run
 
+            settle_error = next((e for e in exception_leaves(exc) if isinstance(e, SettleError)), None)
+            if settle_error is not None:
+                return pause_stopped_run(
+                    self, f"{settle_error} - a hybrid-tui bug, please report it; `hybrid-tui resume {self.run_id}` "
+                          "continues from the last stored state", event_kind="coordinator.error",
+                    cause="coordinator_error")
             reason = disk_full_reason(exc)
             if reason is None:
                 raise
@@ -221,6 +236,9 @@ class Coordinator:
                 return EXIT_FAILED
         self._load_specs()
         self._build_scheduler()
+        if self._paused() and (self.scheduler.pause_reason or "").startswith(SETTLE_ERROR_PREFIX):
+            now = self.clock()  # resumed after that error: the operator asked to carry on
+            self._persist(self.scheduler.resume(now), now)
         code = EXIT_OK
         send, receive = anyio.create_memory_object_stream[IntegrationJob](math.inf)
         self._integrate_tx = send
@@ -597,22 +615,14 @@ class Coordinator:
         from .monitor import disk_full_reason
 
         try:
-            with self.store.savepoint():
-                step()
-            return
-        except Exception as exc:  # a bug: this end is undone, the batch's others stay
-            if disk_full_reason(exc):
-                raise  # the whole batch rolls back and the run pauses (Coordinator.run)
-            self._report_error(attempt, exc)
-            error = exc
-        try:
-            with self.store.savepoint():
-                self.settle_attempt(attempt, outcome="failed", failure_type="agent_error",
-                                    message=f"coordinator error: {type(error).__name__}: {error}")
+            step()
         except Exception as exc:
             if disk_full_reason(exc):
-                raise
-            self.running.pop(attempt.task_id, None)
+                raise  # the batch rolls back and the run pauses for the disk (Coordinator.run)
+            # The scheduler may already have acted on part of this end, the store will not
+            # have: rather than carry on with the two apart, stop with the store as it was.
+            raise SettleError(f"{SETTLE_ERROR_PREFIX} {attempt.task_id} attempt {attempt.number}: "
+                              f"{type(exc).__name__}: {exc}") from exc
 
     def policy_pause(self, reason: str) -> None:
         """Pause dispatching for a reason the runtime found (not an operator)."""

@@ -61,7 +61,7 @@ class EventLog:
                                   EVENT_DATA_ENCODER.encode(data)))
         self._staged_lines.append(line)
 
-    # -- Stager: called by Store.write / Store.savepoint ---------------------------------
+    # -- Stager: called by Store.write ---------------------------------------------------
     def flush_staged(self) -> None:
         if not self._staged_rows:
             return
@@ -71,12 +71,8 @@ class EventLog:
         self._pending.extend(self._staged_lines)
         self._staged_rows, self._staged_lines = [], []
 
-    def mark(self) -> int:
-        return len(self._staged_rows)
-
-    def rollback_to(self, mark: int) -> None:
-        del self._staged_rows[mark:]
-        del self._staged_lines[mark:]
+    def drop_staged(self) -> None:
+        self._staged_rows, self._staged_lines = [], []
 
     # -- the events.jsonl mirror ----------------------------------------------------------
     def flush(self) -> None:
@@ -89,7 +85,7 @@ class EventLog:
     def discard(self) -> None:
         """Drop the lines not written yet (a transaction rolled back; a full disk)."""
         self._pending.clear()
-        self.rollback_to(0)
+        self.drop_staged()
 
     def close(self) -> None:
         self.store.remove_stager(self)

@@ -424,11 +424,12 @@ class ResourceMonitor:
 _DISK_FULL_TEXT = ("no space left on device", "database or disk is full", "disk quota exceeded")
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
+def exception_leaves(exc: BaseException) -> list[BaseException]:
+    """``exc``'s causes and, through exception groups (a task group's), every exception inside."""
     if isinstance(exc, BaseExceptionGroup):
         out: list[BaseException] = []
         for inner in exc.exceptions:
-            out.extend(_leaves(inner))
+            out.extend(exception_leaves(inner))
         return out
     chain = [exc]
     seen = {id(exc)}
@@ -442,7 +443,7 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 def disk_full_reason(exc: BaseException) -> str | None:
     """A clear one-line reason when ``exc`` (or an exception inside it) is a full disk."""
-    for leaf in _leaves(exc):
+    for leaf in exception_leaves(exc):
         if isinstance(leaf, OSError) and leaf.errno in (errno.ENOSPC, errno.EDQUOT):
             where = f" writing {leaf.filename}" if getattr(leaf, "filename", None) else ""
             return f"{DISK_FULL_PREFIX}{where}: {os.strerror(leaf.errno)}"
@@ -454,23 +455,29 @@ def disk_full_reason(exc: BaseException) -> str | None:
 
 
 def pause_for_disk_full(c: "Coordinator", reason: str) -> int:
-    """After the coordinator stopped on a full disk: interrupt what ran, mark the run paused.
+    """After the coordinator stopped on a full disk: interrupt what ran, mark the run paused."""
+    return pause_stopped_run(c, f"{reason} - free some space, then `hybrid-tui resume {c.run_id}`",
+                             event_kind="pause.resource", cause="disk_full")
+
+
+def pause_stopped_run(c: "Coordinator", text: str, *, event_kind: str, cause: str) -> int:
+    """After the coordinator stopped on an error: interrupt what ran, mark the run paused with
+    ``text`` (also one line on stderr); exit code 3.
 
     Best effort: if the store cannot take even that write, it stays as its last committed
     transaction left it (``resume`` recovers from there the same way)."""
     from .coordinator import EXIT_STOPPED
     from .recovery import interrupt_running
 
-    text = f"{reason} - free some space, then `hybrid-tui resume {c.run_id}`"
     c.events.discard()
     try:
-        interrupt_running(c, reason=f"interrupted: {reason}")
+        interrupt_running(c, reason=f"interrupted: {text}")
     except Exception:
         c.events.discard()
     try:
         with c.store.write(c.run_id):
             m.Run.update(status="paused", pause_reason=text).where(m.Run.id == c.run_id).execute()
-            c.events.add("pause.resource", text, level="error", cause="disk_full")
+            c.events.add(event_kind, text, level="error", cause=cause)
             c.events.add("run.paused", text, level="warning")
     except Exception:
         c.events.discard()

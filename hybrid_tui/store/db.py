@@ -120,11 +120,8 @@ class Stager(Protocol):
     def flush_staged(self) -> None:
         """Write everything staged (called inside the open transaction)."""
 
-    def mark(self) -> int:
-        """A position to roll back to (see :meth:`Store.savepoint`)."""
-
-    def rollback_to(self, mark: int) -> None:
-        """Forget what was staged after ``mark`` (0: everything)."""
+    def drop_staged(self) -> None:
+        """Forget everything staged (the transaction rolled back)."""
 
 
 class StagedWrites:
@@ -188,12 +185,9 @@ class StagedWrites:
         for (model, names, increments, keys), rows in groups.items():
             self.store.update_many(model, names, keys, rows, increments=increments)
 
-    def mark(self) -> int:
-        return len(self._updates) * (1 << 32) + len(self._statements)
-
-    def rollback_to(self, mark: int) -> None:
-        del self._updates[mark >> 32:]
-        del self._statements[mark & 0xFFFFFFFF:]
+    def drop_staged(self) -> None:
+        self._updates.clear()
+        self._statements.clear()
 
 
 class Store:
@@ -251,33 +245,8 @@ class Store:
                     stager.flush_staged()
             except BaseException:
                 for stager in self._stagers:
-                    stager.rollback_to(0)
+                    stager.drop_staged()
                 raise
-
-    @contextlib.contextmanager
-    def savepoint(self) -> Iterator[None]:
-        """A nested part of the open transaction that can fail on its own: on an exception its
-        writes (staged ones included) are undone and the exception goes on; the rest of the
-        transaction stays."""
-        marks = [(stager, stager.mark()) for stager in self._stagers]
-        try:
-            if self.is_sqlite:  # one per settled attempt: plain statements, not peewee's uuid-named one
-                connection = self.db.connection()
-                connection.execute("SAVEPOINT hybrid_step")
-                try:
-                    yield
-                except BaseException:
-                    connection.execute("ROLLBACK TO hybrid_step")
-                    raise
-                finally:
-                    connection.execute("RELEASE hybrid_step")
-            else:
-                with self.db.atomic():  # inside a transaction: a SAVEPOINT
-                    yield
-        except BaseException:
-            for stager, mark in marks:
-                stager.rollback_to(mark)
-            raise
 
     def read(self):
         """A read snapshot (consistent view across several queries)."""

@@ -1130,16 +1130,7 @@ class Scheduler:
         old = t.status
         if check and new not in TRANSITIONS[old]:
             raise IllegalTransition(t.tid, old, new)
-        # _force, inlined: this runs several times per task lifecycle.
-        if old is _READY and t.parked:
-            self._unpark(t)
-        t.status = new
-        counts = self._counts
-        counts[old] -= 1
-        counts[new] += 1
-        if new is _READY:
-            t.version += 1
-            _heappush(self._ready_heap, (-t.static_score, t.tid, t.version))
+        self._force(t, new)
         t.reason = reason
         changes.append(_new_transition(t.tid, old, new, reason, retry_at))
 

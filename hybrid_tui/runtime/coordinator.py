@@ -541,15 +541,12 @@ class Coordinator:
 
             if disk_full_reason(exc):
                 raise  # a full disk is not this attempt's fault: run() pauses the run
-            self._report_error(attempt, exc)
+            with self.transaction():
+                self.events.add("coordinator.error", f"{type(exc).__name__}: {exc}", level="error",
+                                task_id=attempt.task_id, attempt=attempt.number)
             if not attempt.finishing and attempt.task_id in self.running:
                 self.finish_attempt(attempt, outcome="failed", failure_type="agent_error",
                                     message=f"coordinator error: {type(exc).__name__}: {exc}")
-
-    def _report_error(self, attempt: RunningAttempt, exc: BaseException) -> None:
-        with self.transaction():
-            self.events.add("coordinator.error", f"{type(exc).__name__}: {exc}", level="error",
-                            task_id=attempt.task_id, attempt=attempt.number)
 
     async def run_checks(self, validation: Any, cwd: Path, log_path: Path) -> Any:
         from ..workspace.validation import run_checks
@@ -605,11 +602,12 @@ class Coordinator:
 
     def _settle_finished(self) -> None:
         """Store every queued attempt end in one transaction (group commit)."""
-        while self._settle_queue:
-            batch, self._settle_queue = self._settle_queue, []
-            with self.transaction():
-                for attempt, step in batch:
-                    self._settle_one(attempt, step)
+        if not self._settle_queue:
+            return
+        batch, self._settle_queue = self._settle_queue, []
+        with self.transaction():
+            for attempt, step in batch:
+                self._settle_one(attempt, step)
 
     def _settle_one(self, attempt: RunningAttempt, step: Callable[[], None]) -> None:
         from .monitor import disk_full_reason

@@ -2,9 +2,9 @@
 
 Room: runtime. Called inside a store write transaction (``Coordinator.transaction``) on
 the loop thread; the caller acts on side effects (cancelling attempts) only after the
-commit. Task, agent and lock rows are staged (``Store.staged``): the several updates a task gets in
-one transaction reach the database as one, at the commit, and the rest in batches; other
-rows go through ``Store.update_rows`` (cached SQL, not a peewee query each).
+commit. Task, agent, attempt and lock rows are staged (``Store.staged``): the several
+updates a task gets in one transaction reach the database as one, at the commit, and the
+rest in batches; other rows go through ``Store.update_rows`` (cached SQL each).
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ Room: store. Persistence only: callers (runtime, tui, cli) decide *what* to writ
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import operator
 import time
 from pathlib import Path
 from typing import Any, Iterator, Protocol
@@ -161,11 +163,8 @@ class StagedWrites:
         if self._statements:
             statements, self._statements = self._statements, []
             cursor = self.store.db.cursor()
-            start = 0
-            for end in range(1, len(statements) + 1):
-                if end == len(statements) or statements[end][0] != statements[start][0]:
-                    cursor.executemany(statements[start][0], [params for _, params in statements[start:end]])
-                    start = end
+            for sql, run in itertools.groupby(statements, key=operator.itemgetter(0)):  # in order
+                cursor.executemany(sql, [params for _, params in run])
         if not self._updates:
             return
         ops, self._updates = self._updates, []

@@ -150,12 +150,46 @@ def dispatch_latencies(run_id: str, tasks: list[TaskInfo], finished: dict[str, f
     return out
 
 
-def run_runtime(tasks: list[TaskInfo], agents: int, seed: int, workdir: Path, *, profile: Path | None = None) -> RuntimeResult:
-    """Drive the real coordinator over ``tasks`` to completion; time ``Coordinator.run``."""
+def run_runtime(tasks: list[TaskInfo], agents: int, seed: int, workdir: Path, *, profile: Path | None = None,
+                capture=None) -> RuntimeResult:
+    """Drive the real coordinator over ``tasks`` to completion; time ``Coordinator.run``.
+
+    A small DAG runs first, untimed, in the same process: the event loop's and the runtime's
+    modules are imported and warm before the timer starts, as Dask's are (its threads too, see
+    :func:`run_dask`). ``capture``: a ``store_bench.StatementCapture`` to record every SQL
+    statement of the run; ``workdir / "before.db"`` then keeps a copy of the store as it was
+    before the run (see :func:`sql_floor`)."""
+    _warm_up(agents, seed)
+    return _drive(tasks, agents, seed, workdir, profile=profile, capture=capture)
+
+
+_warmed: set[int] = set()
+
+
+def _warm_up(agents: int, seed: int) -> None:
+    if agents in _warmed:
+        return
+    _warmed.add(agents)
+    with tempfile.TemporaryDirectory(prefix="hybrid-bench-warm-") as tmp:
+        _drive(core_bench.random_dag(4 * agents, seed + 1), agents, seed, Path(tmp))
+
+
+def _drive(tasks: list[TaskInfo], agents: int, seed: int, workdir: Path, *, profile: Path | None = None,
+           capture=None) -> RuntimeResult:
     from hybrid_tui.runtime.coordinator import Coordinator
 
     mission = mission_of(tasks, workdir / "mission", agents)
     store = create_bench_run(mission, workdir / "run")
+    if capture is not None:
+        import shutil
+
+        from hybrid_tui.store.db import open_store
+        from hybrid_tui.store.runs import state_db_path
+
+        store.close()  # checkpointed: the file alone holds the run as created
+        shutil.copyfile(state_db_path(workdir / "run"), workdir / "before.db")
+        store = open_store(state_db_path(workdir / "run"), create=False)
+        capture.install(store)
     try:
         implementer = TimedSim(seed)
         coordinator = Coordinator(store, RUN_ID, mission, backend=(None, implementer), git=False, agents=agents,
@@ -181,6 +215,20 @@ def run_runtime(tasks: list[TaskInfo], agents: int, seed: int, workdir: Path, *,
         store.close()
 
 
+def sql_floor(tasks: list[TaskInfo], agents: int, seed: int) -> tuple[Timer, int]:
+    """What the run's durable writes cost in SQLite alone: every statement a run of ``tasks``
+    issues (captured at the store's cursors during a second, untimed run), replayed by the raw
+    ``sqlite3`` module on a copy of the store as it was before that run. Returns the replay's
+    timer and the number of rows it wrote or statements it ran (each row of a batch counted)."""
+    from .store_bench import StatementCapture, replay_raw
+
+    capture = StatementCapture()
+    with tempfile.TemporaryDirectory(prefix="hybrid-bench-floor-") as tmp:
+        run_runtime(tasks, agents, seed, Path(tmp), capture=capture)
+        rows = sum(len(params) if isinstance(params, list) else 1 for _, params in capture.statements)
+        return replay_raw(Path(tmp) / "before.db", capture.statements), rows
+
+
 def run_dask(tasks: list[TaskInfo], agents: int) -> Timer:
     """Dask's threaded scheduler on the same DAG, no-op tasks (dict graph, ``dask.threaded.get``)."""
     import dask.threaded
@@ -190,6 +238,8 @@ def run_dask(tasks: list[TaskInfo], agents: int) -> Timer:
 
     graph = {t.task_id: (noop, *t.dependencies) for t in tasks}
     keys = [t.task_id for t in tasks]
+    warm = {f"warm{i}": (noop,) for i in range(4 * agents)}
+    dask.threaded.get(warm, list(warm), num_workers=agents)  # its pool and threads start untimed
     gc.collect()
     with Timer() as timer:
         dask.threaded.get(graph, keys, num_workers=agents)
@@ -219,6 +269,8 @@ class SchedulingRun:
     core: Timer
     chain: RuntimeResult | None = None
     fanout: RuntimeResult | None = None
+    sql: Timer | None = None  # the run's SQL replayed by raw sqlite3 (sql_floor)
+    sql_statements: int = 0
 
 
 def chain_latency(n: int, seed: int) -> RuntimeResult:
@@ -241,19 +293,20 @@ def fanout_latency(width: int, seed: int) -> RuntimeResult:
 
 
 def measure(n: int, agents: int, seed: int, *, profile: Path | None = None, baselines: bool = True) -> SchedulingRun:
-    """``baselines=False`` skips Dask, the walk and the core-only run (the scaling benchmark's
-    50k run: Dask alone takes ~50 s there)."""
+    """``baselines=False`` measures Dask alone next to the runtime, not the walk, the core and
+    the SQL floor (the scaling benchmark's 50k run, where Dask alone takes ~50 s)."""
     tasks = core_bench.random_dag(n, seed)
     with tempfile.TemporaryDirectory(prefix="hybrid-bench-") as tmp:
         runtime = run_runtime(tasks, agents, seed, Path(tmp), profile=profile)
     if runtime.exit_code != 0:
         raise RuntimeError(f"the coordinator exited {runtime.exit_code} on the benchmark DAG")
-    if not baselines:
-        return SchedulingRun(n, runtime, Timer(), Timer(), Timer())
     dask_t = run_dask(tasks, agents)
+    if not baselines:
+        return SchedulingRun(n, runtime, dask_t, Timer(), Timer())
     floor = min((run_floor(tasks) for _ in range(3)), key=lambda t: t.wall)
     core = run_core_only(tasks, agents, seed)
-    return SchedulingRun(n, runtime, dask_t, floor, core)
+    sql, statements = sql_floor(tasks, agents, seed)
+    return SchedulingRun(n, runtime, dask_t, floor, core, sql=sql, sql_statements=statements)
 
 
 def measure_with_chain(n: int, agents: int, seed: int, *, chain: int = 200, profile: Path | None = None) -> SchedulingRun:
@@ -277,6 +330,14 @@ def figures(result: SchedulingRun, agents: int, *, bench: str = "scheduling") ->
                per(result.dask.cpu), "dask threaded, CPU", TASK_BUDGET_MS, "<= 0.3 ms/task"),
         Figure(bench, "runtime+store vs dask (wall ratio)", rt.wall_ms_per_task, "ms/task",
                per(result.dask.wall), "dask threaded, wall", 1.0, "<= dask (issue goal)", budget_on_ratio=True),
+    ] + ([] if result.sql is None else [
+        Figure(bench, "the run's SQL alone, replayed by raw sqlite3, CPU", per(result.sql.cpu), "ms/task",
+               per(result.dask.cpu), "dask threaded, CPU",
+               note=f"every task, attempt, agent, lock and event row the run stores ({result.sql_statements / n:.1f} "
+                    "statements a task, each row of a batch counted; one commit per loop turn), executed by the "
+                    "sqlite3 module with no Python around it: what durability costs in SQLite alone, which Dask "
+                    "does not pay"),
+    ]) + [
         Figure(bench, "runtime+store vs plain DAG walk (CPU)", rt.cpu_ms_per_task, "ms/task",
                per(result.floor.cpu), "topological walk, CPU"),
         Figure(bench, "dask threaded vs plain DAG walk (CPU)", per(result.dask.cpu), "ms/task",
@@ -317,6 +378,8 @@ def details_of(result: SchedulingRun, agents: int, seed: int) -> dict:
         "dask_cpu_s": result.dask.cpu,
         "floor_cpu_s": result.floor.cpu,
         "core_cpu_s": result.core.cpu,
+        "sql_floor_cpu_s": None if result.sql is None else result.sql.cpu,
+        "sql_statements": result.sql_statements,
         "latency_ms": {"median": median(lat), "p90": percentile(lat, 90), "p99": percentile(lat, 99),
                        "max": max(lat, default=0.0)},
         "chain_latency_ms": None if result.chain is None else result.chain.latencies_ms,

@@ -31,7 +31,7 @@ from .scheduling import RUN_ID, create_bench_run, mission_of
 STATUS_CYCLE = ("ready", "running", "validating", "integrating", "done")
 
 
-class _Capture:
+class StatementCapture:
     """Collects every (sql, params) the store runs, executemany batches included: the
     connection's cursors are wrapped (the staged writes bypass peewee's query log)."""
 
@@ -83,7 +83,7 @@ def _transitions(task_ids: list[str], count: int, seed: int):
     return out
 
 
-def _write_pattern(db_path: Path, run_dir: Path, transitions, *, capture: _Capture | None = None) -> Timer:
+def _write_pattern(db_path: Path, run_dir: Path, transitions, *, capture: StatementCapture | None = None) -> Timer:
     """The runtime's write pattern, one transaction per transition; returns its timer."""
     from hybrid_tui.runtime.events import EventLog
     from hybrid_tui.runtime.persist import persist_changes
@@ -109,7 +109,9 @@ def _write_pattern(db_path: Path, run_dir: Path, transitions, *, capture: _Captu
     return timer
 
 
-def _replay_raw(db_path: Path, statements: list[tuple[str, tuple]]) -> Timer:
+def replay_raw(db_path: Path, statements: list[tuple[str, tuple]]) -> Timer:
+    """Execute captured ``statements`` (see :class:`StatementCapture`) with the raw ``sqlite3``
+    module on ``db_path``, with the store's pragmas; time it."""
     conn = sqlite3.connect(db_path, isolation_level=None)
     for pragma in ("journal_mode = wal", "synchronous = normal", "busy_timeout = 30000", "foreign_keys = 1",
                    "cache_size = -16000"):
@@ -145,9 +147,9 @@ def run(quick: bool = False, *, seed: int = 1) -> tuple[list[Figure], dict]:
             shutil.copyfile(master, copies[name])
         transitions = _transitions([t.task_id for t in tasks], count, seed)
         ours = _write_pattern(copies["timed"], root / "run", transitions)
-        capture = _Capture()
+        capture = StatementCapture()
         _write_pattern(copies["captured"], root / "run", transitions, capture=capture)
-        raw = _replay_raw(copies["raw"], capture.statements)
+        raw = replay_raw(copies["raw"], capture.statements)
         sql_per = (len(capture.statements) - 2 * count) / count  # executemany batches count once
     figures = [
         Figure("store", f"transitions/s, runtime pattern, wall ({n_tasks:,}-task run)", count / ours.wall, "per s",

@@ -53,3 +53,19 @@ def test_a_bug_storing_one_end_pauses_the_run_consistently_and_resume_finishes_i
         assert statuses == dict.fromkeys(names, "done")
     finally:
         store.close()
+
+
+def test_a_run_gives_the_objects_it_froze_back_to_the_garbage_collector(tmp_path: Path):
+    """The coordinator freezes its start-up objects out of the cyclic collector's sight for
+    the run; a process that runs one coordinator after another (a test suite, a service)
+    must get them back, or every run's cycles would be kept for good."""
+    import gc
+
+    root = write_mission(tmp_path / "mission", [task("a"), task("b", deps=["a"])])
+    store, run_id, c = start_run(root, tmp_path / "runs", "sim", agents=2, git=False)
+    try:
+        assert anyio.run(c.run) == 0
+    finally:
+        store.close()
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0

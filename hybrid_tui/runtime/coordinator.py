@@ -39,10 +39,14 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..agents.base import AttemptLimits, ImplementResult, Implementer, Planner
+from ..core.tiering import select_model
 from ..spec.models import SisTask, Usage
 from ..store import models as m
 from ..store.db import Store
+from . import attempt as attempts
 from . import events as ev
+from . import persist, record
+from .monitor import disk_full_reason
 from .runlock import RunLock
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
@@ -221,7 +225,7 @@ class Coordinator:
         try:
             return await self._run_locked()
         except Exception as exc:  # a full disk (store, logs, git) leaves the run paused, not crashed
-            from .monitor import disk_full_reason, exception_leaves, pause_for_disk_full, pause_stopped_run
+            from .monitor import exception_leaves, pause_for_disk_full, pause_stopped_run
 
             settle_error = next((e for e in exception_leaves(exc) if isinstance(e, SettleError)), None)
             if settle_error is not None:
@@ -429,10 +433,8 @@ class Coordinator:
         """Write ``changes`` (in order) in one transaction, then act on side effects."""
         if not changes:
             return
-        from .persist import persist_changes
-
         with self.transaction() as txn:
-            cancels = persist_changes(self, changes, now, txn.version)
+            cancels = persist.persist_changes(self, changes, now, txn.version)
             if cancels:
                 txn.after_commit.append(functools.partial(self.act_on_cancels, cancels))
         self._wake.set()
@@ -543,22 +545,13 @@ class Coordinator:
         self._tg.start_soon(self._run_attempt, attempt, spec, model, log_path, feedback)
 
     def _select_model(self, spec: SisTask) -> str:
-        try:
-            from ..core.tiering import select_model  # type: ignore[import-not-found]
-
-            return select_model(spec, self.config.models)
-        except ImportError:
-            return spec.model_hint or self.config.models.implementer
+        return select_model(spec, self.config.models)
 
     # ------------------------------------------------------------------ one attempt
     async def _run_attempt(self, attempt: RunningAttempt, spec: SisTask, model: str, log_path: Path, feedback: str) -> None:
-        from .attempt import run_attempt
-
         try:
-            await run_attempt(self, attempt, spec, model, log_path, feedback)
+            await attempts.run_attempt(self, attempt, spec, model, log_path, feedback)
         except Exception as exc:  # a bug in one attempt must not take the whole run down
-            from .monitor import disk_full_reason
-
             if disk_full_reason(exc):
                 raise  # a full disk is not this attempt's fault: run() pauses the run
             with self.transaction():
@@ -612,13 +605,11 @@ class Coordinator:
         commit: Any = None,
     ) -> None:
         """Record the attempt's end and tell the scheduler, in the open (or a new) transaction."""
-        from .persist import record_attempt_end
-        from .record import record_attempt
-
         # What the attempt did, for export-replay: before the store update frees the agent's worktree.
-        record_attempt(self, attempt, outcome=outcome, failure_type=failure_type, message=message, result=result, commit=commit)
-        record_attempt_end(self, attempt, outcome=outcome, failure_type=failure_type, message=message,
-                           result=result, retry_after=retry_after, commit=commit)
+        record.record_attempt(self, attempt, outcome=outcome, failure_type=failure_type, message=message, result=result,
+                              commit=commit)
+        persist.record_attempt_end(self, attempt, outcome=outcome, failure_type=failure_type, message=message,
+                                   result=result, retry_after=retry_after, commit=commit)
 
     def _settle_finished(self) -> None:
         """Store every queued attempt end in one transaction (group commit)."""
@@ -630,8 +621,6 @@ class Coordinator:
                 self._settle_one(attempt, step)
 
     def _settle_one(self, attempt: RunningAttempt, step: Callable[[], None]) -> None:
-        from .monitor import disk_full_reason
-
         try:
             step()
         except Exception as exc:
@@ -674,12 +663,10 @@ class Coordinator:
         await self._integrate_tx.send(job)
 
     async def _integration_worker(self, receive: Any) -> None:
-        from .attempt import integrate_job
-
         async with receive:
             async for job in receive:
                 try:
-                    await integrate_job(self, job)
+                    await attempts.integrate_job(self, job)
                 finally:
                     self._integrating -= 1
                     if not job.attempt.finishing:  # its end is not queued: it failed before

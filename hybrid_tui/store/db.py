@@ -106,9 +106,21 @@ def _delete_sql(model: type[pw.Model], keys: tuple[str, ...]) -> str:
     return sql
 
 
+_STATIC_DEFAULTS: dict[tuple, tuple] = {}
+
+
 def _defaults(model: type[pw.Model], names: tuple[str, ...]) -> tuple:
+    """The model defaults of ``names``; kept once computed when none is a callable (every
+    staged insert of the runtime needs them)."""
+    found = _STATIC_DEFAULTS.get((model, names))
+    if found is not None:
+        return found
     fields = model._meta.fields
-    return tuple(d() if callable(d) else d for d in (fields[n].default for n in names))
+    defaults = [fields[n].default for n in names]
+    if any(callable(d) for d in defaults):
+        return tuple(d() if callable(d) else d for d in defaults)
+    found = _STATIC_DEFAULTS[(model, names)] = tuple(defaults)
+    return found
 
 
 class Stager(Protocol):

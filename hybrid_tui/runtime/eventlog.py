@@ -235,15 +235,16 @@ def line_from_event(seq: int, row: tuple, data: dict[str, Any] | None) -> dict[s
 
 
 def event_text(seq: int, row: tuple) -> str | None:
-    """The text of a committed ``EventLog`` event's line before any secret check, or None if
-    a value has a type the general path must handle (``str()`` of it, NaN, ...).
+    """The text of a committed ``EventLog`` event's line, newline included, before any secret
+    check; None if a value has a type the general path must handle (``str()`` of it, NaN, ...).
 
     The very text ``_ENCODER.encode(line_from_event(seq, row, data))`` gives, built straight
     from the row: sorted keys are a fixed order here, and the "fields" text is the row's
     data_json (the same encoder made it from ``data``). It still has to be searched for
     traces of a secret (:meth:`EventJsonlWriter._write_queued`). This runs for every event."""
     run, ts, kind, level, task, attempt, agent, message, data_json = row
-    if (type(ts) is not float or ts - ts != 0.0 or type(seq) is not int or type(run) is not str
+    # A zero time (written as 0.0 even when -0.0), NaN, infinity: the general path.
+    if (type(ts) is not float or not ts or ts - ts != 0.0 or type(seq) is not int or type(run) is not str
             or type(kind) is not str or type(level) is not str or type(message) is not str):
         return None
     head = ""
@@ -267,7 +268,7 @@ def event_text(seq: int, row: tuple) -> str | None:
         return None
     return (f'{{{head}"kind": {encode_basestring_ascii(kind)}, "level": {encode_basestring_ascii(level)}, '
             f'"message": {encode_basestring_ascii(message)}, "run": {encode_basestring_ascii(run)}, '
-            f'"seq": {seq}, {task_text}"time": "{iso_time(ts)}", "ts": {float.__repr__(ts)}}}')
+            f'"seq": {seq}, {task_text}"time": "{iso_time(ts)}", "ts": {float.__repr__(ts)}}}\n')
 
 
 class EventJsonlWriter:
@@ -299,6 +300,7 @@ class EventJsonlWriter:
         self._queue_texts: list[str] = []
         self._queue_events: list[tuple | None] = []
         self._queue_fields: list[str] = []
+        self._queue_all_seqs = True  # every queued line has an int seq
 
     # -- public -----------------------------------------------------------------------
     def write(self, lines: Iterable[tuple | dict[str, Any]]) -> None:
@@ -476,7 +478,7 @@ class EventJsonlWriter:
             text = event_text(seq, row)
             if text is not None:  # searched for secrets with the rest of the batch
                 self._queue_seqs.append(seq)
-                self._queue_texts.append(text + "\n")
+                self._queue_texts.append(text)
                 self._queue_events.append(line)
                 if row[8] != "{}":
                     self._queue_fields.append(row[8])
@@ -484,12 +486,16 @@ class EventJsonlWriter:
             line = line_from_event(*line)
         elif "time" not in line:
             line = line_from_pending(line)
-        self._queue_seqs.append(line.get("seq"))
+        seq = line.get("seq")
+        if type(seq) is not int:
+            self._queue_all_seqs = False
+        self._queue_seqs.append(seq)
         self._queue_texts.append(self.redactor.serialise(line, self._batch_secrets) + "\n")
         self._queue_events.append(None)
 
     def _clear_queue(self) -> None:
         self._queue_seqs, self._queue_texts, self._queue_events, self._queue_fields = [], [], [], []
+        self._queue_all_seqs = True
 
     def _write_queued(self) -> None:
         """Write the queued lines, each searched for secrets first.
@@ -501,6 +507,7 @@ class EventJsonlWriter:
         seqs, texts, events, fields = self._queue_seqs, self._queue_texts, self._queue_events, self._queue_fields
         if not texts:
             return
+        all_seqs = self._queue_all_seqs
         self._clear_queue()
         joined = "".join(texts)
         escaped = self._batch_escaped
@@ -518,8 +525,7 @@ class EventJsonlWriter:
         data = joined.encode("utf-8")
         assert self._file is not None
         size = self._size
-        if (size + len(data) > self.max_bytes or len(data) != len(joined)
-                or not all(type(seq) is int for seq in seqs)):
+        if size + len(data) > self.max_bytes or len(data) != len(joined) or not all_seqs:
             # A rotation may be due in this batch, non-ASCII text, or lines without a seq: one by one.
             for seq, text in zip(seqs, texts):
                 self._write_text(seq, text.encode("utf-8"))

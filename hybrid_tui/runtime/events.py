@@ -34,6 +34,7 @@ class EventLog:
 
         # Rotation by size, secrets redacted, lines the file lacks filled in from the store.
         self._writer = EventJsonlWriter(jsonl_path, run_id)
+        self._transaction_depth = store.db.transaction_depth
         store.add_stager(self)
 
     def add(
@@ -50,7 +51,7 @@ class EventLog:
         ts = self.clock()
         row = (self.run_id, ts, kind, level, task_id, attempt, agent_id, message,
                _encode_data(data) if data else "{}")
-        if self.store.db.transaction_depth() == 0:
+        if self._transaction_depth() == 0:
             stored = self.store.add_event(self.run_id, kind, message, level=level, task_id=task_id, attempt=attempt,
                                           agent_id=agent_id, ts=ts, **data)
             self._pending.append((stored.seq, row, data))

@@ -14,8 +14,8 @@ are replaced before a line reaches the disk.
 
 from __future__ import annotations
 
+import itertools
 import json
-import math
 import os
 import re
 from datetime import datetime, timezone
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterable
 
 from ..store import models as m
+from ..store.db import EVENT_DATA_ENCODER
 
 SECRET_ENV_NAMES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
 REDACTED = "[redacted]"
@@ -31,35 +32,37 @@ _KEY_PATTERN = re.compile(r"sk-ant-[A-Za-z0-9_\-]{4,}")
 _SECRET_FIELD = re.compile(r"(api[_-]?key|auth[_-]?token|authorization|password|secret)", re.IGNORECASE)
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_BACKUPS = 5
-# Built once: json.dumps with options builds a new encoder on every call.
-_ENCODER = json.JSONEncoder(default=str, sort_keys=True)
+# The store's encoder of event fields (sorted keys, ``str`` for other objects): a line's
+# "fields" text is the event's data_json as stored. Built once; dicts reuse one C encoder.
+_ENCODER = EVENT_DATA_ENCODER
 # Words every match of _SECRET_FIELD holds, lower-cased.
 _SECRET_FIELD_WORDS = ("key", "token", "authoriz", "password", "secret")
 # A line's top-level keys, in the order sort_keys writes them; none looks like a secret's name.
 _LINE_KEYS = ("agent", "attempt", "fields", "kind", "level", "message", "run", "seq", "task", "time", "ts")
 
 _last_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
 def iso_time(ts: float) -> str:
     """ISO 8601 UTC with milliseconds, exactly as ``datetime.fromtimestamp(ts, utc).isoformat(
     timespec="milliseconds")`` with ``Z``; the date part is cached per second (lines come in bursts)."""
     global _last_second
-    # Split the way datetime.fromtimestamp does: microseconds rounded half-even, carried over.
-    fraction, whole = math.modf(ts)
-    micro = round(fraction * 1e6)
+    # Split the way datetime.fromtimestamp does (ts - int(ts) is exact, as math.modf's part):
+    # microseconds rounded half-even, carried over.
+    second = int(ts)
+    micro = round((ts - second) * 1e6)
     if micro >= 1_000_000:
         micro -= 1_000_000
-        whole += 1.0
+        second += 1
     elif micro < 0:
         micro += 1_000_000
-        whole -= 1.0
-    second = int(whole)
+        second -= 1
     cached_second, prefix = _last_second
     if second != cached_second:
         prefix = datetime.fromtimestamp(second, tz=timezone.utc).replace(tzinfo=None).isoformat()
         _last_second = (second, prefix)
-    return f"{prefix}.{micro // 1000:03d}Z"
+    return prefix + _MILLIS[micro // 1000]
 
 
 _ENV_DATA = getattr(os.environ, "_data", None)
@@ -196,9 +199,8 @@ def line_from_row(row: m.Event) -> dict[str, Any]:
 
 
 def line_from_pending(pending: dict[str, Any]) -> dict[str, Any]:
-    """A line as ``runtime.events.EventLog`` queues it (seq, ts, run, kind, ... fields).
-
-    The same line as :func:`event_line` makes, built directly (this runs for every event)."""
+    """A line from a dict shaped like an :func:`event_line` without ``time`` (seq, ts, run,
+    kind, ... fields), as ``runtime.events.EventLog`` used to queue them."""
     get = pending.get
     ts = float(get("ts") or 0.0)
     line: dict[str, Any] = {"seq": get("seq"), "ts": ts, "time": iso_time(ts), "run": str(get("run", "")),
@@ -214,99 +216,59 @@ def line_from_pending(pending: dict[str, Any]) -> dict[str, Any]:
     return line
 
 
-def _dict_encoder() -> Any:
-    """``_ENCODER.encode`` for dicts, without the C encoder ``JSONEncoder.encode`` builds on
-    every call (half its cost for a small dict): one is built with the same options and kept."""
-    try:
-        from json.encoder import c_make_encoder
-    except ImportError:  # pragma: no cover - CPython always has it
-        c_make_encoder = None
-    if c_make_encoder is None:  # pragma: no cover
-        return _ENCODER.encode
-
-    def make() -> Any:
-        return c_make_encoder({}, _ENCODER.default, encode_basestring_ascii, None, _ENCODER.key_separator,
-                              _ENCODER.item_separator, True, False, True)
-
-    encoder = make()
-
-    def encode(value: dict) -> str:
-        nonlocal encoder
-        try:
-            return "".join(encoder(value, 0))
-        except BaseException:
-            encoder = make()  # an error half way leaves entries in its circular-reference markers
-            raise
-
-    probe = {"b": [1, 2.5, None, True, "\u00e9\"x"], "a": {"z": Path("p")}}
-    try:
-        if encode(probe) == _ENCODER.encode(probe):
-            return encode
-    except Exception:  # pragma: no cover - another Python's private signature
-        pass
-    return _ENCODER.encode  # pragma: no cover
+def line_from_event(seq: int, row: tuple, data: dict[str, Any] | None) -> dict[str, Any]:
+    """The line (before redaction) of a committed ``EventLog`` event: its ``seq``, its store
+    row (``store.db._EVENT_COLUMNS`` order) and its field values."""
+    run, ts, kind, level, task, attempt, agent, message, _ = row
+    ts = float(ts or 0.0)
+    line: dict[str, Any] = {"seq": seq, "ts": ts, "time": iso_time(ts), "run": str(run), "kind": str(kind),
+                            "level": str(level), "message": str(message)}
+    if task is not None:
+        line["task"] = task
+    if attempt is not None:
+        line["attempt"] = attempt
+    if agent is not None:
+        line["agent"] = agent
+    if data:
+        line["fields"] = data
+    return line
 
 
-_encode_dict = _dict_encoder()
+def event_text(seq: int, row: tuple) -> str | None:
+    """The text of a committed ``EventLog`` event's line, newline included, before any secret
+    check; None if a value has a type the general path must handle (``str()`` of it, NaN, ...).
 
-
-def pending_text(pending: dict[str, Any], escaped: tuple[str, ...]) -> str | None:
-    """The text of a line as ``runtime.events.EventLog`` queues it, or None if it needs the
-    general path (a value of an unexpected type, or any trace of a secret).
-
-    When not None, the very text ``Redactor.serialise(line_from_pending(pending))`` writes
-    (redaction then changes nothing), built straight from the values: sorted keys are a fixed
-    order here, and only ``fields`` needs the JSON encoder. ``escaped``: the secret values'
-    JSON-escaped forms (:meth:`Redactor.escaped`). This runs for every event."""
-    get = pending.get
-    run = get("run", "")
-    kind = get("kind", "")
-    level = get("level", "info")
-    message = get("message", "")
-    ts = float(get("ts") or 0.0)
-    if (type(run) is not str or type(kind) is not str or type(level) is not str or type(message) is not str
-            or ts - ts != 0.0):  # str() of something else, or NaN/infinity: the general path
-        return None
-    seq = get("seq")
-    if seq is None:
-        seq_text = "null"
-    elif type(seq) is int:
-        seq_text = repr(seq)
-    else:
+    The very text ``_ENCODER.encode(line_from_event(seq, row, data))`` gives, built straight
+    from the row: sorted keys are a fixed order here, and the "fields" text is the row's
+    data_json (the same encoder made it from ``data``). It still has to be searched for
+    traces of a secret (:meth:`EventJsonlWriter._write_queued`). This runs for every event."""
+    run, ts, kind, level, task, attempt, agent, message, data_json = row
+    # A zero time (written as 0.0 even when -0.0), NaN, infinity: the general path.
+    if (type(ts) is not float or not ts or ts - ts != 0.0 or type(seq) is not int or type(run) is not str
+            or type(kind) is not str or type(level) is not str or type(message) is not str):
         return None
     head = ""
-    agent = get("agent")
     if agent is not None:
         if type(agent) is not str:
             return None
         head = '"agent": ' + encode_basestring_ascii(agent) + ", "
-    attempt = get("attempt")
     if attempt is not None:
         if type(attempt) is not int:
             return None
         head += f'"attempt": {attempt}, '
-    fields = get("fields")
-    if fields:
-        if type(fields) is not dict:
+    if data_json != "{}":  # a non-empty dict never encodes to "{}"
+        if type(data_json) is not str:
             return None
-        fields_text = _encode_dict(fields)
-        # Field names exist only in here: the line's own keys never look like a secret's name.
-        if Redactor.may_hold_secret_name(fields_text):
-            return None
-        head += '"fields": ' + fields_text + ", "
-    task = get("task")
+        head += '"fields": ' + data_json + ", "
     if task is None:
         task_text = ""
     elif type(task) is str:
         task_text = '"task": ' + encode_basestring_ascii(task) + ", "
     else:
         return None
-    text = (f'{{{head}"kind": {encode_basestring_ascii(kind)}, "level": {encode_basestring_ascii(level)}, '
+    return (f'{{{head}"kind": {encode_basestring_ascii(kind)}, "level": {encode_basestring_ascii(level)}, '
             f'"message": {encode_basestring_ascii(message)}, "run": {encode_basestring_ascii(run)}, '
-            f'"seq": {seq_text}, {task_text}"time": "{iso_time(ts)}", "ts": {float.__repr__(ts)}}}')
-    if Redactor.holds_secret_value(text, escaped):
-        return None
-    return text
+            f'"seq": {seq}, {task_text}"time": "{iso_time(ts)}", "ts": {float.__repr__(ts)}}}\n')
 
 
 class EventJsonlWriter:
@@ -331,11 +293,20 @@ class EventJsonlWriter:
         self._offsets: dict[int, int] = {}  # seq -> offset in the current file (recent lines only)
         self._batch_secrets: list[str] | None = None
         self._batch_escaped: tuple[str, ...] | None = None
+        # Lines made by _write_line, written to the file together by _write_queued: their
+        # seq, their text with its newline, and the event if that text has still to be
+        # searched for secrets (else None); the "fields" texts of those events.
+        self._queue_seqs: list[Any] = []
+        self._queue_texts: list[str] = []
+        self._queue_events: list[tuple | None] = []
+        self._queue_fields: list[str] = []
+        self._queue_all_seqs = True  # every queued line has an int seq
 
     # -- public -----------------------------------------------------------------------
-    def write(self, lines: Iterable[dict[str, Any]]) -> None:
-        """Write pending lines (``EventLog`` dicts or :func:`event_line` dicts)."""
-        lines = list(lines)  # pending dicts are turned into text one by one in _write_line
+    def write(self, lines: Iterable[tuple | dict[str, Any]]) -> None:
+        """Write the lines of committed events: ``EventLog``'s (seq, store row, field values)
+        tuples, or :func:`event_line` dicts."""
+        lines = list(lines)
         # The secret values are read once per write, not per line: a key set later is hidden
         # from the next write on.
         self._batch_secrets = self.redactor._values()
@@ -345,15 +316,16 @@ class EventJsonlWriter:
                 self._open()
                 if self.backfill:
                     self._catch_up()
-                    lines = [line for line in lines
-                             if not isinstance(line.get("seq"), int) or line["seq"] > self.last_seq]
+                    lines = [line for line in lines if not isinstance(seq := _seq_of(line), int) or seq > self.last_seq]
             try:
                 if self.backfill and not self._increasing(lines):
-                    self._rewind(min(line["seq"] for line in lines if isinstance(line.get("seq"), int)))
+                    self._rewind(min(seq for line in lines if isinstance(seq := _seq_of(line), int)))
                     self._catch_up()  # the store's version of those events replaces the pending lines
-                    lines = [line for line in lines if not isinstance(line.get("seq"), int)]
+                    lines = [line for line in lines if not isinstance(_seq_of(line), int)]
+                write_line = self._write_line
                 for line in lines:
-                    self._write_line(line)
+                    write_line(line)
+                self._write_queued()
                 assert self._file is not None
                 self._file.flush()
             except OSError:
@@ -362,6 +334,7 @@ class EventJsonlWriter:
         finally:
             self._batch_secrets = None
             self._batch_escaped = None
+            self._clear_queue()  # lines of a failed write: the store has them
 
     def close(self) -> None:
         if self._file is not None:
@@ -372,12 +345,12 @@ class EventJsonlWriter:
             self._file = None
 
     # -- internals --------------------------------------------------------------------
-    def _increasing(self, lines: list[dict[str, Any]]) -> bool:
+    def _increasing(self, lines: list[tuple | dict[str, Any]]) -> bool:
         """Sequence numbers only grow. A number seen again means a transaction rolled back
         after its events were queued (SQLite reuses the row ids), so those lines are void."""
         last = self.last_seq
         for line in lines:
-            seq = line.get("seq")
+            seq = _seq_of(line)
             if isinstance(seq, int):
                 if seq <= last:
                     return False
@@ -473,6 +446,7 @@ class EventJsonlWriter:
             return
         for row in rows:
             self._write_line(line_from_row(row))
+        self._write_queued()
 
     def _backup(self, index: int) -> Path:
         return self.path.with_name(f"{self.path.name}.{index}")
@@ -495,23 +469,81 @@ class EventJsonlWriter:
         self._size = 0
         self._offsets = {}
 
-    def _write_line(self, line: dict[str, Any]) -> None:
-        """Write one line: a pending ``EventLog`` dict or an :func:`event_line` dict (has ``time``)."""
+    def _write_line(self, line: tuple | dict[str, Any]) -> None:
+        """Queue one line for the file: a committed ``EventLog`` event (seq, store row, field
+        values), an :func:`event_line` dict (has ``time``) or a dict as :func:`line_from_pending`
+        takes. :meth:`_write_queued` writes what is queued."""
+        if type(line) is tuple:
+            seq, row, _ = line
+            text = event_text(seq, row)
+            if text is not None:  # searched for secrets with the rest of the batch
+                self._queue_seqs.append(seq)
+                self._queue_texts.append(text)
+                self._queue_events.append(line)
+                if row[8] != "{}":
+                    self._queue_fields.append(row[8])
+                return
+            line = line_from_event(*line)
+        elif "time" not in line:
+            line = line_from_pending(line)
+        seq = line.get("seq")
+        if type(seq) is not int:
+            self._queue_all_seqs = False
+        self._queue_seqs.append(seq)
+        self._queue_texts.append(self.redactor.serialise(line, self._batch_secrets) + "\n")
+        self._queue_events.append(None)
+
+    def _clear_queue(self) -> None:
+        self._queue_seqs, self._queue_texts, self._queue_events, self._queue_fields = [], [], [], []
+        self._queue_all_seqs = True
+
+    def _write_queued(self) -> None:
+        """Write the queued lines, each searched for secrets first.
+
+        One search of the whole batch stands for the search of each line: no secret's
+        escaped form, no ``sk-ant-`` and no key-like word holds a newline, so the joined text
+        shows one only if a line does. Only on a hit is each line searched on its own, and a
+        line with a trace goes the general way (:meth:`Redactor.serialise`)."""
+        seqs, texts, events, fields = self._queue_seqs, self._queue_texts, self._queue_events, self._queue_fields
+        if not texts:
+            return
+        all_seqs = self._queue_all_seqs
+        self._clear_queue()
+        joined = "".join(texts)
+        escaped = self._batch_escaped
+        secrets = self._batch_secrets
+        if escaped is None or secrets is None:  # pragma: no cover - write() sets them
+            secrets = self.redactor._values()
+            escaped = self.redactor.escaped(secrets)
+        if Redactor.holds_secret_value(joined, escaped) or (
+                fields and Redactor.may_hold_secret_name("\n".join(fields))):
+            for index, event in enumerate(events):
+                if event is not None and (Redactor.holds_secret_value(texts[index], escaped) or (
+                        event[1][8] != "{}" and Redactor.may_hold_secret_name(event[1][8]))):
+                    texts[index] = self.redactor.serialise(line_from_event(*event), secrets) + "\n"
+            joined = "".join(texts)
+        data = joined.encode("utf-8")
         assert self._file is not None
-        text = None
-        if "time" not in line:
-            escaped = self._batch_escaped
-            if escaped is None:  # pragma: no cover - write() sets it
-                escaped = self.redactor.escaped(self.redactor._values())
-            text = pending_text(line, escaped)
-            if text is None:
-                line = line_from_pending(line)
-        if text is None:
-            text = self.redactor.serialise(line, self._batch_secrets)
-        data = (text + "\n").encode("utf-8")
+        size = self._size
+        if size + len(data) > self.max_bytes or len(data) != len(joined) or not all_seqs:
+            # A rotation may be due in this batch, non-ASCII text, or lines without a seq: one by one.
+            for seq, text in zip(seqs, texts):
+                self._write_text(seq, text.encode("utf-8"))
+            return
+        if len(self._offsets) >= 4096:  # only recent lines can belong to a rolled-back batch
+            for old in sorted(self._offsets)[:2048]:
+                del self._offsets[old]
+        self._offsets.update(zip(seqs, itertools.accumulate(map(len, texts), initial=size)))
+        self._file.write(data)
+        self._size = size + len(data)
+        self.last_seq = max(self.last_seq, max(seqs))
+
+    def _write_text(self, seq: Any, data: bytes) -> None:
+        """Write one line (its text, newline included, encoded), rotating the file first when
+        it would grow too big."""
+        assert self._file is not None
         if self._size and self._size + len(data) > self.max_bytes:
             self._rotate()
-        seq = line.get("seq")
         if isinstance(seq, int):
             if len(self._offsets) >= 4096:  # only recent lines can belong to a rolled-back batch
                 for old in sorted(self._offsets)[:2048]:
@@ -521,6 +553,10 @@ class EventJsonlWriter:
         self._size += len(data)
         if isinstance(seq, int):
             self.last_seq = max(self.last_seq, seq)
+
+
+def _seq_of(line: tuple | dict[str, Any]) -> Any:
+    return line[0] if type(line) is tuple else line.get("seq")
 
 
 def read_events_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 from ..store.db import EVENT_DATA_ENCODER, Store
 
+_encode_data = EVENT_DATA_ENCODER.encode
+
 
 class EventLog:
     def __init__(self, store: Store, run_id: str, jsonl_path: Path, clock: Callable[[], float]):
@@ -21,13 +23,18 @@ class EventLog:
         self.run_id = run_id
         self.path = jsonl_path
         self.clock = clock
-        self._staged_rows: list[tuple] = []  # rows of the open transaction, not inserted yet
-        self._staged_lines: list[dict[str, Any]] = []  # their lines (seq given at the insert)
-        self._pending: list[dict[str, Any]] = []  # lines of committed rows, for the next flush
+        # The open transaction's rows (``store.db._EVENT_COLUMNS`` order, not inserted yet)
+        # and each one's field values (the jsonl line redacts from them when needed).
+        self._staged_rows: list[tuple] = []
+        self._staged_data: list[dict[str, Any]] = []
+        # Committed events for the next flush: (seq, row, field values); the line is built
+        # from the row, whose data_json is the line's "fields" text.
+        self._pending: list[tuple[int, tuple, dict[str, Any]]] = []
         from .eventlog import EventJsonlWriter
 
         # Rotation by size, secrets redacted, lines the file lacks filled in from the store.
         self._writer = EventJsonlWriter(jsonl_path, run_id)
+        self._transaction_depth = store.db.transaction_depth
         store.add_stager(self)
 
     def add(
@@ -42,37 +49,26 @@ class EventLog:
         **data: Any,
     ) -> None:
         ts = self.clock()
-        line: dict[str, Any] = {"seq": None, "ts": ts, "run": self.run_id, "kind": kind, "level": level, "message": message}
-        if task_id is not None:
-            line["task"] = task_id
-        if attempt is not None:
-            line["attempt"] = attempt
-        if agent_id is not None:
-            line["agent"] = agent_id
-        if data:
-            line["fields"] = data
-        if self.store.db.transaction_depth() == 0:
-            row = self.store.add_event(self.run_id, kind, message, level=level, task_id=task_id, attempt=attempt,
-                                       agent_id=agent_id, ts=ts, **data)
-            line["seq"] = row.seq
-            self._pending.append(line)
+        row = (self.run_id, ts, kind, level, task_id, attempt, agent_id, message,
+               _encode_data(data) if data else "{}")
+        if self._transaction_depth() == 0:
+            stored = self.store.add_event(self.run_id, kind, message, level=level, task_id=task_id, attempt=attempt,
+                                          agent_id=agent_id, ts=ts, **data)
+            self._pending.append((stored.seq, row, data))
             return
-        self._staged_rows.append((self.run_id, ts, kind, level, task_id, attempt, agent_id, message,
-                                  EVENT_DATA_ENCODER.encode(data)))
-        self._staged_lines.append(line)
+        self._staged_rows.append(row)
+        self._staged_data.append(data)
 
     # -- Stager: called by Store.write ---------------------------------------------------
     def flush_staged(self) -> None:
         if not self._staged_rows:
             return
         seqs = self.store.add_events(self._staged_rows)
-        for line, seq in zip(self._staged_lines, seqs):
-            line["seq"] = seq
-        self._pending.extend(self._staged_lines)
-        self._staged_rows, self._staged_lines = [], []
+        self._pending.extend(zip(seqs, self._staged_rows, self._staged_data))
+        self._staged_rows, self._staged_data = [], []
 
     def drop_staged(self) -> None:
-        self._staged_rows, self._staged_lines = [], []
+        self._staged_rows, self._staged_data = [], []
 
     # -- the events.jsonl mirror ----------------------------------------------------------
     def flush(self) -> None:

@@ -47,14 +47,46 @@ _INSERT_EVENT_SQL = (
     + ") VALUES (" + ", ".join("?" for _ in _EVENT_COLUMNS) + ")"
 )
 
-
-_INSERT_EVENTS_SQL = (
-    f'INSERT INTO "{m.Event._meta.table_name}" ("seq", '
-    + ", ".join(f'"{m.Event._meta.fields[name].column_name}"' for name in _EVENT_COLUMNS)
-    + ") VALUES (?, " + ", ".join("?" for _ in _EVENT_COLUMNS) + ")"
-)
 _LAST_EVENT_SQL = f'SELECT max("seq") FROM "{m.Event._meta.table_name}"'
-EVENT_DATA_ENCODER = json.JSONEncoder(default=str, sort_keys=True)  # built once: json.dumps(**options) builds one per call
+
+
+class _EventDataEncoder(json.JSONEncoder):
+    """``json.JSONEncoder(default=str, sort_keys=True)``; ``encode`` of a dict reuses one C
+    encoder instead of building one per call (most of the cost for an event's few fields).
+
+    That C encoder has no circular-reference markers, so it holds no state and threads may
+    share it; whatever it fails on (a circular value, a ``str()`` that raises) is encoded
+    again the standard way, which raises the standard error."""
+
+    def __init__(self) -> None:
+        super().__init__(default=str, sort_keys=True)
+        self._encode_dict = None
+        try:
+            from json.encoder import c_make_encoder, encode_basestring_ascii
+        except ImportError:  # pragma: no cover - CPython always has it
+            return
+        if c_make_encoder is None:  # pragma: no cover
+            return
+        try:
+            encode = c_make_encoder(None, self.default, encode_basestring_ascii, None, self.key_separator,
+                                    self.item_separator, True, False, True)
+            probe = {"b": [1, 2.5, None, True, "\u00e9\"x", float("nan")], "a": {"z": Path("p"), "y": ()},
+                     "c": {3: 1, 10: 2}}
+            if "".join(encode(probe, 0)) == super().encode(probe):
+                self._encode_dict = encode
+        except Exception:  # pragma: no cover - another Python's private signature
+            pass
+
+    def encode(self, o: Any) -> str:
+        if type(o) is dict and self._encode_dict is not None:
+            try:
+                return "".join(self._encode_dict(o, 0))
+            except Exception:
+                pass
+        return super().encode(o)
+
+
+EVENT_DATA_ENCODER = _EventDataEncoder()  # built once: json.dumps(**options) builds one per call
 
 
 _PENDING_CONTROL_SQL = (
@@ -364,9 +396,11 @@ class Store:
         if not self.is_sqlite:
             return [m.Event.insert(**dict(zip(_EVENT_COLUMNS, row))).execute() for row in rows]
         last = self.db.execute_sql(_LAST_EVENT_SQL).fetchone()[0] or 0
-        seqs = range(last + 1, last + 1 + len(rows))
-        self.db.cursor().executemany(_INSERT_EVENTS_SQL, [(seq, *row) for seq, row in zip(seqs, rows)])
-        return list(seqs)
+        # SQLite numbers a row of a table without AUTOINCREMENT one past the largest ``seq``
+        # in it: inside this transaction the rows get last+1, last+2, ... in order, the
+        # numbers are not bound per row (no tuple rebuilt per event).
+        self.db.cursor().executemany(_INSERT_EVENT_SQL, rows)
+        return list(range(last + 1, last + 1 + len(rows)))
 
     def enqueue_control(self, run_id: str, command: str, source: str = "cli", **args: Any) -> int:
         """Queue an operator command for the coordinator; returns its id."""

@@ -10,11 +10,22 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from hybrid_tui.runtime.eventlog import EventJsonlWriter, event_line, iso_time, read_events_jsonl
+from hybrid_tui.runtime.eventlog import (
+    EventJsonlWriter,
+    Redactor,
+    event_line,
+    event_text,
+    iso_time,
+    line_from_event,
+    read_events_jsonl,
+)
 from hybrid_tui.runtime.events import EventLog
 from hybrid_tui.runtime.launch import start_run
 from hybrid_tui.store import models as m
+from hybrid_tui.store.db import EVENT_DATA_ENCODER, open_store
 
 from .helpers import hybrid, only_run_dir, read_store, task, write_mission
 
@@ -186,3 +197,176 @@ def test_event_times_match_the_standard_library_at_millisecond_and_second_edges(
                        math.nextafter(base + fraction, math.inf)]
     assert [iso_time(ts) for ts in stamps] == [reference(ts) for ts in stamps]
     assert iso_time(1_704_067_199.9999996) == "2024-01-01T00:00:00.000Z"  # rounds into the new year
+
+
+# -- lines of EventLog events: built from the stored row, written a batch at a time ------------
+RUN = "r1"
+SECRET = "L8r-0123456789-abcdef"  # no key-like word in it: only the search for the value finds it
+
+
+@pytest.fixture()
+def bare_store(tmp_path: Path):
+    store = open_store(tmp_path / "state.db")
+    with store.write():
+        m.Run.create(id=RUN, mission_name="demo", mission_path=str(tmp_path), run_dir=str(tmp_path),
+                     repo_path=str(tmp_path), source_repo=str(tmp_path), base_branch="main", mission_branch="m",
+                     config_json="{}", mission_budget_usd=10, retry_budget_usd=2, pool_min=1, pool_max=2,
+                     pool_target=1, created_at=0, updated_at=0)
+    yield store
+    store.close()
+
+
+def reference_lines(events: list[tuple], redactor: Redactor) -> list[str]:
+    """Each event's line through the general path: walked, redacted, then encoded."""
+    values = redactor._values()
+    return [redactor.redacted_text(line_from_event(*event), values) for event in events]
+
+
+def stored_events() -> list[tuple]:
+    return list(m.Event.select(m.Event.seq, m.Event.run, m.Event.ts, m.Event.kind, m.Event.level, m.Event.task_id,
+                               m.Event.attempt, m.Event.agent_id, m.Event.message, m.Event.data_json)
+                .order_by(m.Event.seq).tuples())
+
+
+def test_a_batch_with_secrets_non_ascii_and_odd_values_reads_as_the_general_path_writes_it(
+        bare_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """One transaction's events are written together; a secret (in the message, in a field
+    value, as a field name, key-shaped), non-ASCII text and values of unexpected types in
+    some lines change nothing for the clean lines around them."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    path = tmp_path / "events.jsonl"
+    stamps = [1_700_000_000.0 + i * 0.0004 for i in range(100)]
+    clock = iter(stamps)
+    log = EventLog(bare_store, RUN, path, clock=lambda: next(clock))
+    with bare_store.write(RUN):
+        log.add("run.running", "running")
+    log.flush()  # the file is open and caught up: the next lines are the log's own
+    calls = [
+        (("task.status", "ready -> running: dispatched"), dict(task_id="a", old="ready", new="running")),
+        (("agent.note", f"called with {SECRET}"), dict(task_id="a", attempt=1, agent_id="agent-01")),
+        (("agent.note", "plain"), dict(output=[f"x{SECRET}y", {"deep": SECRET}])),
+        (("agent.note", "named"), dict(api_key="whatever", input_tokens=12)),
+        (("agent.note", "shaped"), dict(log="sk-ant-api03-AbCd_ef-99")),
+        (("agent.note", "na\u00efve \u2603 \"quoted\"\n"), dict(task_id="t\u00e9", note="caf\u00e9", where=Path("/x"))),
+        (("agent.note", "odd"), dict(task_id=7, attempt=True, numbers={3: 1, 10: 2}, nan=float("nan"))),
+        (("attempt.started", "attempt 1 on agent-02"), dict(task_id="b", attempt=1, agent_id="agent-02")),
+    ]
+    with bare_store.write(RUN):
+        for args, kwargs in calls:
+            log.add(*args, **kwargs)
+    log.close()
+    text = path.read_text(encoding="utf-8")
+    assert SECRET not in text and "whatever" not in text and "AbCd_ef" not in text
+    events = stored_events()
+    assert [e[3] for e in events] == ["run.running"] + [args[0] for args, _ in calls]
+    items = []
+    for seq, ts, (args, kwargs) in zip([e[0] for e in events[1:]], stamps[1:], calls):
+        data = {k: v for k, v in kwargs.items() if k not in ("task_id", "attempt", "agent_id")}
+        data_json = json.dumps(data, sort_keys=True, default=str)
+        items.append((seq, (RUN, ts, *args[:1], "info", kwargs.get("task_id"), kwargs.get("attempt"),
+                            kwargs.get("agent_id"), args[1], data_json), data))
+    # The store holds each event's fields as the standard encoder writes them...
+    assert [e[9] for e in events[1:]] == [row[8] for _, row, _ in items]
+    # ... and each line reads exactly as the general path writes it.
+    expected = reference_lines(items, Redactor())
+    assert text.splitlines()[1:] == expected
+    lines = [json.loads(x) for x in expected]
+    assert lines[1]["message"] == "called with [redacted]" and lines[3]["fields"]["api_key"] == "[redacted]"
+    assert lines[5]["message"] == "na\u00efve \u2603 \"quoted\"\n" and lines[5]["task"] == "t\u00e9"
+    assert lines[6]["task"] == 7 and lines[6]["attempt"] is True
+    assert list(lines[6]["fields"]["numbers"]) == ["3", "10"]  # as the store's text has them
+
+
+def test_lines_of_a_rolled_back_batch_already_written_are_cut_and_replaced_by_the_store(bare_store, tmp_path: Path):
+    """A transaction whose events were inserted and queued, then rolled back: a flush writes
+    their lines as one batch; the next transaction reuses their numbers, so the writer cuts
+    the file back to before them and takes the store's events instead."""
+    path = tmp_path / "events.jsonl"
+    log = EventLog(bare_store, RUN, path, clock=lambda: 1_700_000_000.25)
+    with bare_store.write(RUN):
+        log.add("one", "first", n=1)
+        log.add("two", "second")
+    log.flush()
+    with pytest.raises(RuntimeError):
+        with bare_store.write(RUN):
+            for i in range(3):
+                log.add("ghost", f"rolled back {i}", task_id="g")
+            log.flush_staged()  # inserted and queued as committed: then the transaction fails
+            raise RuntimeError("boom")
+    log.flush()
+    assert [line["kind"] for line in read_events_jsonl(path)] == ["one", "two", "ghost", "ghost", "ghost"]
+    with bare_store.write(RUN):
+        log.add("three", "third", task_id="a", attempt=2, agent_id="agent-01", cost_usd=0.5)
+        log.add("four", "fourth")
+    log.close()
+    events = stored_events()
+    assert [e[3] for e in events] == ["one", "two", "three", "four"]
+    assert [e[0] for e in events] == list(range(events[0][0], events[0][0] + 4))
+    lines = read_events_jsonl(path)
+    assert [(line["seq"], line["kind"]) for line in lines] == [(e[0], e[3]) for e in events]
+    assert lines[2]["fields"] == {"cost_usd": 0.5} and lines[2]["agent"] == "agent-01"
+
+
+def test_a_batch_crossing_the_size_limit_rotates_between_its_lines(bare_store, tmp_path: Path):
+    path = tmp_path / "events.jsonl"
+    log = EventLog(bare_store, RUN, path, clock=lambda: 1_700_000_000.0)
+    log._writer.max_bytes = 1_500
+    for batch in range(3):
+        with bare_store.write(RUN):
+            for i in range(8):
+                log.add("tick", "x" * 60, task_id=f"t{batch}-{i}")
+        log.flush()
+    log.close()
+    files = [path, *(path.with_name(f"events.jsonl.{i}") for i in range(1, 6))]
+    assert all(f.stat().st_size <= 1_500 for f in files if f.exists())
+    assert [line["task"] for line in read_events_jsonl(path)][-5:] == [f"t2-{i}" for i in range(3, 8)]
+    seqs = [line["seq"] for line in read_events_jsonl(path)]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12) | st.sampled_from(
+    ["", "ok", SECRET, f"a{SECRET}", "sk-ant-abcd1234", "api_key", "Token", "caf\u00e9", "\u212a"])
+_value = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | _text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3), max_leaves=8)
+_event = st.tuples(
+    st.sampled_from(["task.status", "agent.note", _text.example() if False else "k\u00e9"]) | _text,
+    _text, st.sampled_from(["info", "warning"]) | _text,
+    st.none() | _text | st.integers(), st.none() | st.integers() | st.booleans(), st.none() | _text,
+    st.dictionaries(st.sampled_from(["old", "new", "api_key", "out", "n\u00e9", SECRET]) | _text, _value, max_size=3),
+    st.floats(min_value=-1e10, max_value=4e9) | st.sampled_from([1_700_000_000.9999996, 0.0, float("inf")]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(_event, min_size=1, max_size=6), with_secret=st.booleans())
+def test_fuzz_written_batches_equal_the_general_path(events, with_secret, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch):
+    """Random events (any text, nested fields, odd types, secrets, key-like names) written as
+    one batch by the fast path read byte for byte as the general path writes each line."""
+    if with_secret:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    else:
+        monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    path = tmp_path / f"fuzz-{with_secret}.jsonl"
+    path.unlink(missing_ok=True)
+    items = []
+    for seq, (kind, message, level, task, attempt, agent, data, ts) in enumerate(events, start=1):
+        data_json = EVENT_DATA_ENCODER.encode(data) if data else "{}"
+        assert data_json == json.dumps(data, sort_keys=True, default=str)
+        items.append((seq, ("r1", ts, kind, level, task, attempt, agent, message, data_json), data))
+    redactor = Redactor()
+    try:
+        expected = reference_lines(items, redactor)
+    except (ValueError, OverflowError):  # a non-finite ts has no ISO time in either path
+        return
+    for (seq, row, data), line in zip(items, expected):
+        text = event_text(seq, row)
+        assert text is None or text == EVENT_DATA_ENCODER.encode(line_from_event(seq, row, data)) + "\n"
+    writer = EventJsonlWriter(path, "r1", backfill=False, redactor=redactor)
+    writer.write(items)
+    writer.close()
+    assert path.read_text(encoding="utf-8").splitlines() == expected
+    if with_secret:
+        assert SECRET not in path.read_text(encoding="utf-8")

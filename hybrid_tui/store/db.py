@@ -399,8 +399,12 @@ class Store:
         # SQLite numbers a row of a table without AUTOINCREMENT one past the largest ``seq``
         # in it: inside this transaction the rows get last+1, last+2, ... in order, the
         # numbers are not bound per row (no tuple rebuilt per event).
-        self.db.cursor().executemany(_INSERT_EVENT_SQL, rows)
-        return list(range(last + 1, last + 1 + len(rows)))
+        cursor = self.db.cursor()
+        cursor.executemany(_INSERT_EVENT_SQL, rows)
+        end = last + len(rows)
+        if cursor.execute("SELECT last_insert_rowid()").fetchone()[0] != end:  # the rule above broke: say so
+            raise StoreError(f"event numbering: expected the last new event to be {end}")
+        return list(range(last + 1, end + 1))
 
     def enqueue_control(self, run_id: str, command: str, source: str = "cli", **args: Any) -> int:
         """Queue an operator command for the coordinator; returns its id."""

@@ -103,6 +103,14 @@ class Transaction:
     version: int = 0
     after_commit: list[Callable[[], None]] = field(default_factory=list)
 
+    # Joining the open transaction (a nested ``Coordinator.transaction()``) is ``with`` on
+    # the transaction itself: several times a task, so no context manager is built for it.
+    def __enter__(self) -> "Transaction":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
 
 @dataclass
 class IntegrationJob:
@@ -405,15 +413,15 @@ class Coordinator:
                                    [(self.scheduler.score(tid), version, self.run_id, tid) for tid in queued])
 
     # ------------------------------------------------------------------ persistence
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Transaction]:
+    def transaction(self) -> contextlib.AbstractContextManager[Transaction]:
         """One store write transaction for several steps that have no side effect between
         them (a dispatch round; an attempt's last steps). A nested call joins the open one.
         Side effects go to ``after_commit`` and run, like the events.jsonl lines, only once
         the whole transaction committed; on a rollback they are dropped with the lines."""
-        if self._txn is not None:
-            yield self._txn
-            return
+        return self._txn if self._txn is not None else self._outermost_transaction()
+
+    @contextlib.contextmanager
+    def _outermost_transaction(self) -> Iterator[Transaction]:
         txn = Transaction()
         self._txn = txn
         try:

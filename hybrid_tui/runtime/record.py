@@ -264,9 +264,11 @@ class Recorder:
             self._open_ledger()
         assert self._fd is not None
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view):]
+            written = os.write(self._fd, data)
+            if written < len(data):  # rare (a signal, a full disk): hand the kernel the rest
+                view = memoryview(data)[written:]
+                while view:
+                    view = view[os.write(self._fd, view):]
         except BaseException:
             self.close()  # reopening checks for (and ends) the torn line
             raise

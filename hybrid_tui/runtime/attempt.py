@@ -8,6 +8,7 @@ written through the coordinator (store first), never kept only in memory.
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ import anyio.from_thread
 
 from ..agents.base import ImplementRequest, ImplementResult
 from ..spec.models import SisTask
-from .faults import crash_point
+from .faults import ENV as CRASH_ENV, crash_point
 from .monitor import disk_full_reason
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,93 +39,103 @@ def _claim(c: "Coordinator", task_id: str, path: str) -> bool:
 async def run_attempt(
     c: "Coordinator", attempt: "RunningAttempt", spec: SisTask, model: str, log_path: Path, feedback: str
 ) -> None:
-    from .coordinator import IntegrationJob
-
     task_id, agent_id = attempt.task_id, attempt.agent_id
     timeout = c.config.agents.attempt_timeout_seconds
-    crash_point("dispatch", task_id)
+    # The crash tests' fault points: one environment lookup per attempt rather than one per point.
+    crash_armed = CRASH_ENV in os.environ
+    if crash_armed:
+        crash_point("dispatch", task_id)
     result: ImplementResult | None = None
     validated = False
     stepped_to_integrating = False  # validating -> integrating (-> end) stored in one go
+    # One cancel scope per attempt carries both the scheduler's cancel and the timeout (a
+    # second scope from fail_after cost as much as the rest of a git-off attempt): a cancel
+    # the scope caught with no cancelled_reason set came from the deadline.
+    scope = attempt.scope
+    scope.deadline = anyio.current_time() + timeout
     try:
-        with attempt.scope:
-            with anyio.fail_after(timeout):
-                sandbox = None
-                worktree = c.agents.get(agent_id, "")
-                if c.repo is not None:
-                    await anyio.to_thread.run_sync(c.repo.reset, agent_id)
-                    from ..workspace.sandbox import Sandbox
+        with scope:
+            sandbox = None
+            worktree = c.agents.get(agent_id, "")
+            if c.repo is not None:
+                await anyio.to_thread.run_sync(c.repo.reset, agent_id)
+                from ..workspace.sandbox import Sandbox
 
-                    sandbox = Sandbox(
-                        Path(worktree), declared=spec.declared_files, claim=functools.partial(_claim, c, task_id)
-                    )
-                request = ImplementRequest(
-                    run_id=c.run_id,
-                    task=spec,
-                    attempt=attempt.number,
-                    agent_id=agent_id,
-                    model=model,
-                    sandbox=sandbox,  # type: ignore[arg-type]  # None in git-off mode
-                    log_path=log_path,
-                    cost_of=c.cost_of,
-                    limits=c.limits(task_id),
-                    feedback=feedback,
-                    recorded=c.recorded_attempt(task_id, attempt.number),
-                    memory_cap_mb=c.config.policies.task_memory_cap_mb,
+                sandbox = Sandbox(
+                    Path(worktree), declared=spec.declared_files, claim=functools.partial(_claim, c, task_id)
                 )
-                try:
-                    result = await c.implementer.implement(request)
-                except anyio.get_cancelled_exc_class():
-                    raise
-                except Exception as exc:  # a backend bug is an agent_error, not a coordinator crash
-                    if disk_full_reason(exc):
-                        raise  # a full disk pauses the run (Coordinator.run), it is not the agent's fault
-                    result = ImplementResult(ok=False, model=model, failure_type="agent_error", message=f"{type(exc).__name__}: {exc}")
-                attempt.cost_usd = result.cost_usd
+            request = ImplementRequest(
+                run_id=c.run_id,
+                task=spec,
+                attempt=attempt.number,
+                agent_id=agent_id,
+                model=model,
+                sandbox=sandbox,  # type: ignore[arg-type]  # None in git-off mode
+                log_path=log_path,
+                cost_of=c.cost_of,
+                limits=c.limits(task_id),
+                feedback=feedback,
+                recorded=c.recorded_attempt(task_id, attempt.number),
+                memory_cap_mb=c.config.policies.task_memory_cap_mb,
+            )
+            try:
+                result = await c.implementer.implement(request)
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as exc:  # a backend bug is an agent_error, not a coordinator crash
+                if disk_full_reason(exc):
+                    raise  # a full disk pauses the run (Coordinator.run), it is not the agent's fault
+                result = ImplementResult(ok=False, model=model, failure_type="agent_error", message=f"{type(exc).__name__}: {exc}")
+            attempt.cost_usd = result.cost_usd
+            if crash_armed:
                 crash_point("implemented", task_id)
-                if not result.ok:
+            if not result.ok:
+                c.finish_attempt(
+                    attempt,
+                    outcome="failed",
+                    failure_type=result.failure_type or "agent_error",
+                    message=result.message,
+                    result=result,
+                    retry_after=result.retry_after,
+                )
+                return
+            if not (c.repo is not None and spec.validation.commands):
+                # No checks to run: validating, integrating and (git off) the attempt's end
+                # follow each other with no side effect between them, so they are stored
+                # in one transaction (each transition and its event still recorded); git
+                # off, that is the loop's next settle, with the other attempts' ends.
+                if attempt.cancelled_reason:
+                    raise _Cancelled
+                if crash_armed:
+                    crash_point("validation", task_id)
+                if c.repo is None:
+                    c.settle_later(attempt, functools.partial(_end_unchecked, c, attempt, result))
+                    return
+                with c.transaction():
+                    c.advance(task_id, "validating")
+                    c.advance(task_id, "integrating")
+                stepped_to_integrating = True
+            else:
+                if not c.advance(task_id, "validating"):
+                    raise _Cancelled
+                if crash_armed:
+                    crash_point("validation", task_id)
+                checks = await c.run_checks(spec.validation, Path(worktree), log_path)
+                if not checks.ok:
                     c.finish_attempt(
                         attempt,
                         outcome="failed",
-                        failure_type=result.failure_type or "agent_error",
-                        message=result.message,
+                        failure_type=checks.failure_type or "validation_failed",
+                        message=checks.output,
                         result=result,
-                        retry_after=result.retry_after,
                     )
                     return
-                if not (c.repo is not None and spec.validation.commands):
-                    # No checks to run: validating, integrating and (git off) the attempt's end
-                    # follow each other with no side effect between them, so they are stored
-                    # in one transaction (each transition and its event still recorded); git
-                    # off, that is the loop's next settle, with the other attempts' ends.
-                    if attempt.cancelled_reason:
-                        raise _Cancelled
-                    crash_point("validation", task_id)
-                    if c.repo is None:
-                        c.settle_later(attempt, functools.partial(_end_unchecked, c, attempt, result))
-                        return
-                    with c.transaction():
-                        c.advance(task_id, "validating")
-                        c.advance(task_id, "integrating")
-                    stepped_to_integrating = True
-                else:
-                    if not c.advance(task_id, "validating"):
-                        raise _Cancelled
-                    crash_point("validation", task_id)
-                    checks = await c.run_checks(spec.validation, Path(worktree), log_path)
-                    if not checks.ok:
-                        c.finish_attempt(
-                            attempt,
-                            outcome="failed",
-                            failure_type=checks.failure_type or "validation_failed",
-                            message=checks.output,
-                            result=result,
-                        )
-                        return
-                    validated = True
+                validated = True
+        if scope.cancelled_caught and not attempt.cancelled_reason:
+            raise TimeoutError  # the deadline, not the scheduler, cancelled the attempt
         if stepped_to_integrating:
             if c.repo is not None:
-                await c.enqueue_integration(IntegrationJob(attempt, spec.title, result))  # type: ignore[arg-type]
+                await _enqueue(c, attempt, spec, result)  # type: ignore[arg-type]
             return
     except _Cancelled:
         pass
@@ -146,7 +157,13 @@ async def run_attempt(
     if c.repo is None:  # git off: nothing to integrate
         c.finish_attempt(attempt, outcome="succeeded", result=result)
         return
-    await c.enqueue_integration(IntegrationJob(attempt, spec.title, result))  # type: ignore[arg-type]
+    await _enqueue(c, attempt, spec, result)  # type: ignore[arg-type]
+
+
+async def _enqueue(c: "Coordinator", attempt: "RunningAttempt", spec: SisTask, result: ImplementResult) -> None:
+    from .coordinator import IntegrationJob  # imported here: a git-off attempt never needs it
+
+    await c.enqueue_integration(IntegrationJob(attempt, spec.title, result))
 
 
 def _end_unchecked(c: "Coordinator", attempt: "RunningAttempt", result: ImplementResult) -> None:

@@ -36,13 +36,16 @@ files ``delete``, everything else a ``patch`` with the file's unified diff.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..spec.models import CreateOp, DeleteOp, IntentOp, PatchOp, RecordedAttempt, RecordedTask, Usage
+from pydantic_core import to_json
+
+from ..spec.models import CreateOp, DeleteOp, EditOp, IntentOp, PatchOp, RecordedAttempt, RecordedTask, Usage
 
 if TYPE_CHECKING:  # pragma: no cover
     from .coordinator import Coordinator, RunningAttempt
@@ -72,16 +75,17 @@ def record_attempt(
     message: str,
     result: Any,
     commit: Any = None,
-) -> RecordedAttempt | None:
+) -> bool:
     """Record one finished attempt (succeeded or failed; cancelled ones did not happen).
+    True when it was recorded.
 
     Never raises: a recording problem is logged as an event, the run goes on."""
     if outcome not in ("succeeded", "failed") or attempt.cancelled_reason:
-        return None
+        return False
     try:
-        recorded = _recorded_attempt(c, attempt, outcome, failure_type, message, result)
-        _append(c, attempt, recorded, outcome, failure_type, message, result, commit)
-        return recorded
+        recording = _recording_json(c, attempt, outcome, failure_type, message, result)
+        _append(c, attempt, recording, outcome, failure_type, message, result, commit)
+        return True
     except Exception as exc:  # the recording is a by-product: it must never fail the run
         try:
             with c.transaction():  # joins the attempt's end when that is one transaction
@@ -89,12 +93,13 @@ def record_attempt(
                              task_id=attempt.task_id, attempt=attempt.number)
         except Exception:
             pass
-        return None
+        return False
 
 
-def _recorded_attempt(
+def _recording_json(
     c: "Coordinator", attempt: "RunningAttempt", outcome: str, failure_type: str | None, message: str, result: Any
-) -> RecordedAttempt:
+) -> str:
+    """The attempt's :class:`RecordedAttempt` as JSON (``model_dump_json(exclude_none=True)``)."""
     agent_side = result is None or not getattr(result, "ok", False)
     replay_failure = outcome == "failed" and (agent_side or failure_type not in REPLAYED_FOR_REAL)
     operations = _operations(c, attempt, result, agent_side)
@@ -106,15 +111,54 @@ def _recorded_attempt(
     if replay_failure:
         # Replayed as this failure without touching files: keep the message the run showed.
         summary = (message or getattr(result, "message", "") or summary)[-OUTPUT_TAIL_CHARS:]
+    return recording_json(
+        operations,
+        getattr(result, "model", None) or None,
+        usage,
+        float(getattr(result, "cost_usd", 0.0) or 0.0),
+        duration,
+        summary,
+        (failure_type or "agent_error") if replay_failure else None,
+    )
+
+
+def recording_json(
+    operations: list[Any], model: Any, usage: Any, cost_usd: float, duration: float, summary: Any, failure_type: Any
+) -> str:
+    """``RecordedAttempt(...).model_dump_json(exclude_none=True)``, byte for byte; raises
+    pydantic's ValidationError as that would."""
+    if (
+        type(usage) is Usage and type(summary) is str and (model is None or type(model) is str)
+        and (failure_type is None or type(failure_type) is str)
+        and 0.0 <= cost_usd < math.inf and 0.0 <= duration < math.inf
+        and all(type(op) in _RECORDED_OP_TYPES for op in operations)
+    ):
+        # Every field already holds what RecordedAttempt's validation would keep as it is:
+        # pydantic serializes the same values, in the model's field order, with no model
+        # built and validated first (a third of recording a git-off attempt).
+        fields: dict[str, Any] = {"file_operations": operations}
+        if model is not None:
+            fields["model"] = model
+        fields["usage"] = usage
+        fields["cost_usd"] = cost_usd
+        fields["duration_seconds"] = duration
+        fields["summary"] = summary
+        if failure_type is not None:
+            fields["failure_type"] = failure_type
+        return to_json(fields, exclude_none=True).decode()
     return RecordedAttempt(
         file_operations=operations,
-        model=getattr(result, "model", None) or None,
+        model=model,
         usage=usage,
-        cost_usd=float(getattr(result, "cost_usd", 0.0) or 0.0),
+        cost_usd=cost_usd,
         duration_seconds=duration,
         summary=summary,
-        failure_type=(failure_type or "agent_error") if replay_failure else None,
-    )
+        failure_type=failure_type,
+    ).model_dump_json(exclude_none=True)
+
+
+# The file operation models a recording holds (FileOperation's members).
+_RECORDED_OP_TYPES = frozenset({CreateOp, EditOp, DeleteOp, PatchOp, IntentOp})
 
 
 def _operations(c: "Coordinator", attempt: "RunningAttempt", result: Any, agent_side: bool) -> list[Any]:
@@ -197,8 +241,14 @@ class Recorder:
     def record(self, line: dict[str, Any], recorded: RecordedAttempt) -> None:
         """Append one attempt: the ledger fields ``line`` (``task_id``, ``number``, ...) and
         what it did."""
-        ledger = json.dumps(line)
-        self._append(f'{ledger[:-1]}, "recorded": {recorded.model_dump_json(exclude_none=True)}}}\n'.encode("utf-8"))
+        self.record_json(json.dumps(line), recorded)
+
+    def record_json(self, ledger: str, recorded: RecordedAttempt | str) -> None:
+        """:meth:`record` with the ledger fields already encoded (``json.dumps`` of the dict)
+        and, maybe, the recording too (``model_dump_json(exclude_none=True)``)."""
+        if not isinstance(recorded, str):
+            recorded = recorded.model_dump_json(exclude_none=True)
+        self._append(f'{ledger[:-1]}, "recorded": {recorded}}}\n'.encode("utf-8"))
 
     def ledger(self, line: dict[str, Any]) -> None:
         """Append a ledger line without a recording."""
@@ -214,9 +264,11 @@ class Recorder:
             self._open_ledger()
         assert self._fd is not None
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view):]
+            written = os.write(self._fd, data)
+            if written < len(data):  # rare (a signal, a full disk): hand the kernel the rest
+                view = memoryview(data)[written:]
+                while view:
+                    view = view[os.write(self._fd, view):]
         except BaseException:
             self.close()  # reopening checks for (and ends) the torn line
             raise
@@ -236,7 +288,7 @@ class Recorder:
 
 
 def _append(
-    c: "Coordinator", attempt: "RunningAttempt", recorded: RecordedAttempt, outcome: str, failure_type: str | None,
+    c: "Coordinator", attempt: "RunningAttempt", recording: str, outcome: str, failure_type: str | None,
     message: str, result: Any, commit: Any,
 ) -> None:
     if outcome == "succeeded":
@@ -245,16 +297,37 @@ def _append(
         validation = "failed"
     else:
         validation = "not_run" if result is None or not getattr(result, "ok", False) else "passed"
-    c.recorder.record({  # made in Coordinator.__init__, closed when its run() ends
-        "task_id": attempt.task_id,
-        "number": attempt.number,
-        "agent_id": attempt.agent_id,
-        "outcome": outcome,
-        "failure_type": failure_type,
-        "validation": validation,
-        "output": (message or "")[-OUTPUT_TAIL_CHARS:],
-        "commit": getattr(commit, "sha", None),
-    }, recorded)
+    c.recorder.record_json(_ledger_json(  # made in Coordinator.__init__, closed when its run() ends
+        attempt.task_id, attempt.number, attempt.agent_id, outcome, failure_type, validation,
+        (message or "")[-OUTPUT_TAIL_CHARS:], getattr(commit, "sha", None),
+    ), recording)
+
+
+_encode_str = json.encoder.encode_basestring_ascii  # what json.dumps uses for a str (ensure_ascii)
+
+
+def _json_value(value: Any) -> str:
+    """``json.dumps(value)`` for one ledger field, without the encoder's set-up per call."""
+    kind = type(value)
+    if kind is str:
+        return _encode_str(value)
+    if value is None:
+        return "null"
+    if kind is int:
+        return int.__repr__(value)
+    return json.dumps(value)
+
+
+def _ledger_json(
+    task_id: Any, number: Any, agent_id: Any, outcome: Any, failure_type: Any, validation: Any, output: Any, commit: Any
+) -> str:
+    """``json.dumps`` of the ledger dict (these keys, in this order), character for character."""
+    j = _json_value
+    return (
+        f'{{"task_id": {j(task_id)}, "number": {j(number)}, "agent_id": {j(agent_id)}, "outcome": {j(outcome)}, '
+        f'"failure_type": {j(failure_type)}, "validation": {j(validation)}, "output": {j(output)}, '
+        f'"commit": {j(commit)}}}'
+    )
 
 
 def read_record(run_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, RecordedTask]]:

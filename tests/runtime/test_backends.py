@@ -97,3 +97,91 @@ def test_sim_latency_scales_with_pace():
     assert SimImplementer(pace=0).latency(SPEC, 1) == 0
     slow, fast = SimImplementer(pace=0.1).latency(SPEC, 1), SimImplementer(pace=0.01).latency(SPEC, 1)
     assert abs(slow - 10 * fast) < 1e-9 and slow > 0
+
+
+# ------------------------------------------------------------------ timeout and cancel, git off
+
+
+class HangingSim:
+    """The ``sim`` implementer (git off), except that the attempts named in ``hang`` (task id ->
+    attempt numbers) never finish on their own."""
+
+    name = "sim"
+
+    def __init__(self, hang: dict[str, set[int]]):
+        self.sim = SimImplementer(seed=1, git=False)
+        self.hang = hang
+        self.hanging: set[str] = set()
+
+    async def implement(self, request: ImplementRequest):
+        if request.attempt in self.hang.get(request.task.task_id, ()):
+            self.hanging.add(request.task.task_id)
+            await anyio.sleep(3600)
+        return await self.sim.implement(request)
+
+
+NO_AUTO_PAUSE = "\n[policies]\nfailure_rate_pause = 1.0\n"
+
+
+def attempts_of(task_id: str) -> list:
+    from hybrid_tui.store import models as m
+
+    return list(m.Attempt.select().where((m.Attempt.task_id == task_id) & (m.Attempt.phase != "planning"))
+                .order_by(m.Attempt.number))
+
+
+def test_a_hanging_attempt_times_out_with_its_message_and_the_retry_succeeds(tmp_path: Path):
+    from hybrid_tui.runtime.coordinator import EXIT_OK
+    from hybrid_tui.runtime.launch import start_run
+    from hybrid_tui.runtime.record import read_ledger
+
+    from .helpers import drive, task, write_mission
+
+    mission = write_mission(tmp_path / "m", [task("slow"), task("after", deps=["slow"])], mission=NO_AUTO_PAUSE)
+    store, run_id, coordinator = start_run(mission, tmp_path / "runs", backend="sim", git=False)
+    coordinator.implementer = HangingSim({"slow": {1}})
+    coordinator.config.agents.attempt_timeout_seconds = 0.3
+    try:
+        assert drive(coordinator) == EXIT_OK
+        first, second = attempts_of("slow")
+        assert (first.outcome, first.failure_type) == ("failed", "timeout")
+        assert first.failure_message == "attempt exceeded agents.attempt_timeout_seconds=0.3"
+        assert (second.outcome, second.failure_type) == ("succeeded", None)
+        assert [a.outcome for a in attempts_of("after")] == ["succeeded"]
+        ledger = [(e["task_id"], e["number"], e["outcome"], e["failure_type"], e["output"])
+                  for e in read_ledger(coordinator.run_dir)]
+        assert ledger[0] == ("slow", 1, "failed", "timeout", "attempt exceeded agents.attempt_timeout_seconds=0.3")
+        assert ledger[1:] == [("slow", 2, "succeeded", None, ""), ("after", 1, "succeeded", None, "")]
+    finally:
+        store.close()
+
+
+def test_a_cancel_while_the_agent_works_is_a_cancel_not_a_timeout(tmp_path: Path):
+    """The attempt's one cancel scope carries the timeout too: the scheduler cancelling the
+    attempt before its deadline ends it ``cancelled``, and nothing is recorded for it."""
+    from hybrid_tui.runtime.coordinator import EXIT_FAILED
+    from hybrid_tui.runtime.launch import start_run
+    from hybrid_tui.runtime.record import read_ledger
+    from hybrid_tui.store import models as m
+
+    from .helpers import drive, task, write_mission
+
+    mission = write_mission(tmp_path / "m", [task("root"), task("child", deps=["root"])], mission=NO_AUTO_PAUSE)
+    store, run_id, coordinator = start_run(mission, tmp_path / "runs", backend="sim", git=False)
+    implementer = HangingSim({"child": {1}})
+    coordinator.implementer = implementer
+    coordinator.config.agents.attempt_timeout_seconds = 60
+
+    async def script() -> None:
+        while "child" not in implementer.hanging:
+            await anyio.sleep(0.02)
+        store.enqueue_control(run_id, "cancel_dependents", source="test", task_id="root")
+
+    try:
+        assert drive(coordinator, script) == EXIT_FAILED
+        (child,) = attempts_of("child")
+        assert (child.outcome, child.failure_type) == ("cancelled", None)
+        assert m.Task.get(m.Task.task_id == "child").status == "cancelled"
+        assert [(e["task_id"], e["outcome"]) for e in read_ledger(coordinator.run_dir)] == [("root", "succeeded")]
+    finally:
+        store.close()

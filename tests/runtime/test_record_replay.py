@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from hybrid_tui.runtime.record import read_ledger, read_recordings
+from hybrid_tui.runtime.record import _ledger_json, read_ledger, read_recordings, recording_json
 from hybrid_tui.spec.loader import load_mission
-from hybrid_tui.spec.models import RecordedTask
+from hybrid_tui.spec.models import (
+    CreateOp, DeleteOp, EditOp, IntentOp, PatchOp, RecordedAttempt, RecordedTask, Usage,
+)
 
 from .helpers import copy_quickstart, git, hybrid, only_run_dir, py, task, write_mission
 
@@ -223,3 +229,48 @@ def test_demo_refuses_a_folder_without_a_mission(tmp_path: Path):
                   check_exit=2)
     assert proc.stderr.count("\n") == 1 and "no mission.toml" in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------------------------ the ledger's bytes
+
+text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30) | st.sampled_from(["", "é€😀", '"\\\n\t\x00\x7f'])
+finite = st.floats(min_value=0.0, allow_nan=False, allow_infinity=False) | st.sampled_from([0.0, -0.0, 3.2e-05, 1e16, 5e-324])
+any_float = finite | st.floats() | st.sampled_from([-1.0, math.inf, math.nan])
+operations = st.lists(st.one_of(
+    st.builds(CreateOp, op=st.just("create"), path=text.filter(bool), content=text),
+    st.builds(EditOp, op=st.just("edit"), path=text.filter(bool), old_string=text.filter(bool), new_string=text),
+    st.builds(DeleteOp, op=st.just("delete"), path=text.filter(bool)),
+    st.builds(PatchOp, op=st.just("patch"), path=text.filter(bool), diff=text.filter(bool)),
+    st.builds(IntentOp, op=st.just("intent"), path=text.filter(bool), intent=text.filter(bool)),
+), max_size=3)
+usages = st.builds(Usage, input_tokens=st.integers(0, 10**12), output_tokens=st.integers(0, 10**12),
+                   cache_read_tokens=st.integers(0, 10**6), cache_write_tokens=st.integers(0, 10**6))
+
+
+@settings(max_examples=400, deadline=None)
+@given(ops=operations, model=st.none() | text, usage=usages | st.just({"input_tokens": 5}), cost=any_float,
+       duration=any_float, summary=text | st.just(7), failure_type=st.none() | text)
+def test_a_recording_is_written_as_the_recorded_attempt_model_writes_it(ops, model, usage, cost, duration, summary,
+                                                                        failure_type):
+    """What the ledger holds under ``recorded`` is RecordedAttempt's own JSON (exclude_none),
+    byte for byte, and what that model refuses is refused the same way."""
+    fields = dict(file_operations=ops, model=model, usage=usage, cost_usd=cost, duration_seconds=duration,
+                  summary=summary, failure_type=failure_type)
+    try:
+        expected = RecordedAttempt(**fields).model_dump_json(exclude_none=True)
+    except ValidationError as exc:
+        with pytest.raises(ValidationError) as raised:
+            recording_json(ops, model, usage, cost, duration, summary, failure_type)
+        assert raised.value.errors() == exc.errors()
+        return
+    assert recording_json(ops, model, usage, cost, duration, summary, failure_type) == expected
+
+
+ledger_value = st.none() | text | st.integers(-(10**20), 10**20) | st.booleans() | finite
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(ledger_value, min_size=8, max_size=8))
+def test_a_ledger_line_is_what_json_dumps_of_its_fields_gives(values):
+    keys = ["task_id", "number", "agent_id", "outcome", "failure_type", "validation", "output", "commit"]
+    assert _ledger_json(*values) == json.dumps(dict(zip(keys, values)))

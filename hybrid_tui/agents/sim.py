@@ -8,7 +8,6 @@ through the sandbox, so the runtime's validation and integration run for real.
 
 from __future__ import annotations
 
-import _random
 import random
 import time
 import zlib
@@ -32,18 +31,6 @@ DEFAULT_FAILURE_MIX: dict[str, float] = {
 def _rng(seed: int, *parts: object) -> random.Random:
     key = "\x1f".join(str(p) for p in (seed, *parts)).encode()
     return random.Random(zlib.crc32(key) ^ (seed << 32))
-
-
-def _draws(seed: int, kind: str, task_id: str, attempt: int) -> _random.Random:
-    """The generator ``_rng(seed, kind, task_id, attempt)`` would return, for callers that only
-    need ``random()``: the C generator is seeded the same way (same key, same integer seed)
-    without the Python-level ``random.Random`` set-up, once per attempt on the hot path."""
-    key = f"{seed!s}\x1f{kind!s}\x1f{task_id!s}\x1f{attempt!s}".encode()
-    return _random.Random(zlib.crc32(key) ^ (seed << 32))
-
-
-# random.Random.uniform(0.7, 1.3) is 0.7 + (1.3 - 0.7) * random(): the same operations, inlined.
-_JITTER_LOW, _JITTER_SPAN = 0.7, 1.3 - 0.7
 
 
 class SimImplementer:
@@ -77,18 +64,18 @@ class SimImplementer:
     def latency(self, task: SisTask, attempt: int) -> float:
         if self.pace <= 0:
             return 0.0
-        jitter = _JITTER_LOW + _JITTER_SPAN * _draws(self.seed, "latency", task.task_id, attempt).random()
-        seconds = task.estimated_duration_minutes * 60 * self.pace * jitter
+        rng = _rng(self.seed, "latency", task.task_id, attempt)
+        seconds = task.estimated_duration_minutes * 60 * self.pace * rng.uniform(0.7, 1.3)
         if self.max_latency_seconds is not None:
             seconds = min(seconds, self.max_latency_seconds)
         return seconds
 
     def usage(self, task: SisTask, attempt: int) -> Usage:
-        draw = _draws(self.seed, "usage", task.task_id, attempt).random
+        rng = _rng(self.seed, "usage", task.task_id, attempt)
         est = task.estimated_tokens
         return Usage(
-            input_tokens=int(est.input * (_JITTER_LOW + _JITTER_SPAN * draw())),
-            output_tokens=int(est.output * (_JITTER_LOW + _JITTER_SPAN * draw())),
+            input_tokens=int(est.input * rng.uniform(0.7, 1.3)),
+            output_tokens=int(est.output * rng.uniform(0.7, 1.3)),
         )
 
     def outcome(self, task: SisTask, attempt: int) -> str | None:

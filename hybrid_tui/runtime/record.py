@@ -297,37 +297,17 @@ def _append(
         validation = "failed"
     else:
         validation = "not_run" if result is None or not getattr(result, "ok", False) else "passed"
-    c.recorder.record_json(_ledger_json(  # made in Coordinator.__init__, closed when its run() ends
-        attempt.task_id, attempt.number, attempt.agent_id, outcome, failure_type, validation,
-        (message or "")[-OUTPUT_TAIL_CHARS:], getattr(commit, "sha", None),
-    ), recording)
-
-
-_encode_str = json.encoder.encode_basestring_ascii  # what json.dumps uses for a str (ensure_ascii)
-
-
-def _json_value(value: Any) -> str:
-    """``json.dumps(value)`` for one ledger field, without the encoder's set-up per call."""
-    kind = type(value)
-    if kind is str:
-        return _encode_str(value)
-    if value is None:
-        return "null"
-    if kind is int:
-        return int.__repr__(value)
-    return json.dumps(value)
-
-
-def _ledger_json(
-    task_id: Any, number: Any, agent_id: Any, outcome: Any, failure_type: Any, validation: Any, output: Any, commit: Any
-) -> str:
-    """``json.dumps`` of the ledger dict (these keys, in this order), character for character."""
-    j = _json_value
-    return (
-        f'{{"task_id": {j(task_id)}, "number": {j(number)}, "agent_id": {j(agent_id)}, "outcome": {j(outcome)}, '
-        f'"failure_type": {j(failure_type)}, "validation": {j(validation)}, "output": {j(output)}, '
-        f'"commit": {j(commit)}}}'
-    )
+    ledger = json.dumps({
+        "task_id": attempt.task_id,
+        "number": attempt.number,
+        "agent_id": attempt.agent_id,
+        "outcome": outcome,
+        "failure_type": failure_type,
+        "validation": validation,
+        "output": (message or "")[-OUTPUT_TAIL_CHARS:],
+        "commit": getattr(commit, "sha", None),
+    })
+    c.recorder.record_json(ledger, recording)  # made in Coordinator.__init__, closed when its run() ends
 
 
 def read_record(run_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, RecordedTask]]:

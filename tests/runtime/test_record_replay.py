@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from hybrid_tui.runtime.record import _ledger_json, read_ledger, read_recordings, recording_json
+from hybrid_tui.runtime.record import read_ledger, read_recordings, recording_json
 from hybrid_tui.spec.loader import load_mission
 from hybrid_tui.spec.models import (
     CreateOp, DeleteOp, EditOp, IntentOp, PatchOp, RecordedAttempt, RecordedTask, Usage,
@@ -264,13 +264,3 @@ def test_a_recording_is_written_as_the_recorded_attempt_model_writes_it(ops, mod
         assert raised.value.errors() == exc.errors()
         return
     assert recording_json(ops, model, usage, cost, duration, summary, failure_type) == expected
-
-
-ledger_value = st.none() | text | st.integers(-(10**20), 10**20) | st.booleans() | finite
-
-
-@settings(max_examples=300, deadline=None)
-@given(values=st.lists(ledger_value, min_size=8, max_size=8))
-def test_a_ledger_line_is_what_json_dumps_of_its_fields_gives(values):
-    keys = ["task_id", "number", "agent_id", "outcome", "failure_type", "validation", "output", "commit"]
-    assert _ledger_json(*values) == json.dumps(dict(zip(keys, values)))

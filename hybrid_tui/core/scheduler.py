@@ -1043,6 +1043,12 @@ class Scheduler:
         return _new_spend(self._spent, self._retry_spent, self.mission_budget_usd, self.retry_budget_usd,
                           self._reserved)
 
+    def budget_for_attempt(self, task_id: str) -> float:
+        """What the mission budget has left for the attempt of ``task_id`` in flight: what no
+        attempt holds, plus its own reservation (the task's expected cost). Never negative."""
+        own = self._task(task_id).info.expected_cost_usd
+        return max(self.mission_budget_usd - self._spent - self._reserved + own, 0.0)
+
     def task(self, task_id: str) -> TaskView:
         try:
             t = self._tasks[task_id]

@@ -714,9 +714,7 @@ class Coordinator:
         a = self.config.agents
         max_cost = a.max_cost_per_attempt
         if task_id is not None and self.scheduler is not None:
-            spend = self.scheduler.spend()
-            own = self.scheduler.task(task_id).info.expected_cost_usd
-            max_cost = min(max_cost, max(spend.mission_budget_usd - spend.total_usd - spend.reserved_usd + own, 0.0))
+            max_cost = min(max_cost, self.scheduler.budget_for_attempt(task_id))
         return AttemptLimits(
             max_turns=a.max_turns,
             max_tokens=a.max_tokens_per_attempt,

@@ -407,6 +407,19 @@ def test_attempts_in_flight_reserve_their_cap():
     assert len(s.dispatch(1)[0]) == 1
 
 
+def test_an_attempt_in_flight_may_spend_its_reservation_and_what_nobody_holds():
+    s = sched([task("a", cost=0.4), task("b", cost=0.3), task("c", cost=0.2)], agents=2, mission_budget_usd=1.0)
+    d, _ = s.dispatch(0)
+    a, b = sorted(x.task_id for x in d)
+    # $1 budget, $0.7 held by the two attempts: each may spend its own share plus the free $0.3
+    assert s.budget_for_attempt(a) == pytest.approx(0.4 + 0.3)
+    assert s.budget_for_attempt(b) == pytest.approx(0.3 + 0.3)
+    s.succeed(a, 1, 0.9)  # a overspent its estimate: b keeps only its own share plus what is free
+    assert s.budget_for_attempt(b) == pytest.approx(1.0 - 0.9 - 0.3 + 0.3)
+    s.fail(b, "network_error", 2, 0.5, "boom", None)
+    assert s.budget_for_attempt("c") == 0.0  # past the budget: nothing, never negative
+
+
 def test_retry_budget_denies_a_retry_it_cannot_cover():
     s = sched([task("a", cost=0.1)], retry_budget_usd=0.25)
     s.dispatch(0)

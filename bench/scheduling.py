@@ -34,6 +34,7 @@ from hybrid_tui.spec.models import (
     IntentOp,
     MissionFile,
     MissionSection,
+    PoliciesSection,
     Sis,
     SisIssue,
     SisTask,
@@ -45,6 +46,7 @@ from .common import Figure, Timer, median, percentile
 RUN_ID = "bench-run"
 TASK_BUDGET_MS = 0.3
 DISPATCH_LATENCY_BUDGET_MS = 1.0
+DISPATCH_BATCH = PoliciesSection().dispatch_batch
 
 
 def mission_of(tasks: list[TaskInfo], root: Path, agents: int) -> Mission:
@@ -360,8 +362,9 @@ def figures(result: SchedulingRun, agents: int, *, bench: str = "scheduling") ->
                budget_text="<= 1 ms"),
         Figure(bench, f"dependency -> dispatch, fan-out to {result.fanout.tasks - 1}, last dependent",
                max(result.fanout.latencies_ms, default=0.0), "ms",
-               note="dispatch is paced at policies.dispatch_batch (6) new attempts per loop turn, each turn one "
-                    "commit: the last of 63 dependents starts about 11 turns after the first"),
+               note=f"dispatch is paced at policies.dispatch_batch ({DISPATCH_BATCH}) new attempts per loop turn, each "
+                    f"turn one commit: the last of {result.fanout.tasks - 1} dependents starts "
+                    f"{-(-(result.fanout.tasks - 1) // DISPATCH_BATCH) - 1} turns after the first"),
     ])
 
 

@@ -247,7 +247,10 @@ class PoliciesSection(Strict):
         default_factory=lambda: [(0, 4), (6, 8), (16, 12)],
         description="(minimum queue depth, pool size) steps, ascending.",
     )
-    dispatch_batch: PositiveInt = 6
+    dispatch_batch: PositiveInt = Field(
+        default=16,
+        description="New attempts (and new agents) per coordinator loop turn; each turn is one store transaction.",
+    )
     sample_interval_seconds: PositiveFloat = 2.0
 
 

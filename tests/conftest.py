@@ -85,3 +85,19 @@ def tiny_mission(tmp_path: Path) -> Path:
         "[budget]\nmission_usd = 5.0\nretry_usd = 1.0\n"
     )
     return root
+
+
+@pytest.fixture()
+def store_with_run(tmp_path: Path):
+    """A real SQLite store in ``tmp_path`` holding one bare run, ``r1`` (no issues, no tasks)."""
+    from hybrid_tui.store import models as m
+    from hybrid_tui.store.db import open_store
+
+    store = open_store(tmp_path / "state.db")
+    with store.write():
+        m.Run.create(id="r1", mission_name="demo", mission_path=str(tmp_path), run_dir=str(tmp_path),
+                     repo_path=str(tmp_path), source_repo=str(tmp_path), base_branch="main", mission_branch="m",
+                     config_json="{}", mission_budget_usd=10, retry_budget_usd=2, pool_min=1, pool_max=2,
+                     pool_target=1, created_at=0, updated_at=0)
+    yield store
+    store.close()

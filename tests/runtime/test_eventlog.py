@@ -25,7 +25,7 @@ from hybrid_tui.runtime.eventlog import (
 from hybrid_tui.runtime.events import EventLog
 from hybrid_tui.runtime.launch import start_run
 from hybrid_tui.store import models as m
-from hybrid_tui.store.db import EVENT_DATA_ENCODER, open_store
+from hybrid_tui.store.db import EVENT_DATA_ENCODER
 
 from .helpers import hybrid, only_run_dir, read_store, task, write_mission
 
@@ -204,18 +204,6 @@ RUN = "r1"
 SECRET = "L8r-0123456789-abcdef"  # no key-like word in it: only the search for the value finds it
 
 
-@pytest.fixture()
-def bare_store(tmp_path: Path):
-    store = open_store(tmp_path / "state.db")
-    with store.write():
-        m.Run.create(id=RUN, mission_name="demo", mission_path=str(tmp_path), run_dir=str(tmp_path),
-                     repo_path=str(tmp_path), source_repo=str(tmp_path), base_branch="main", mission_branch="m",
-                     config_json="{}", mission_budget_usd=10, retry_budget_usd=2, pool_min=1, pool_max=2,
-                     pool_target=1, created_at=0, updated_at=0)
-    yield store
-    store.close()
-
-
 def reference_lines(events: list[tuple], redactor: Redactor) -> list[str]:
     """Each event's line through the general path: walked, redacted, then encoded."""
     values = redactor._values()
@@ -229,7 +217,7 @@ def stored_events() -> list[tuple]:
 
 
 def test_a_batch_with_secrets_non_ascii_and_odd_values_reads_as_the_general_path_writes_it(
-        bare_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        store_with_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """One transaction's events are written together; a secret (in the message, in a field
     value, as a field name, key-shaped), non-ASCII text and values of unexpected types in
     some lines change nothing for the clean lines around them."""
@@ -237,8 +225,8 @@ def test_a_batch_with_secrets_non_ascii_and_odd_values_reads_as_the_general_path
     path = tmp_path / "events.jsonl"
     stamps = [1_700_000_000.0 + i * 0.0004 for i in range(100)]
     clock = iter(stamps)
-    log = EventLog(bare_store, RUN, path, clock=lambda: next(clock))
-    with bare_store.write(RUN):
+    log = EventLog(store_with_run, RUN, path, clock=lambda: next(clock))
+    with store_with_run.write(RUN):
         log.add("run.running", "running")
     log.flush()  # the file is open and caught up: the next lines are the log's own
     calls = [
@@ -251,7 +239,7 @@ def test_a_batch_with_secrets_non_ascii_and_odd_values_reads_as_the_general_path
         (("agent.note", "odd"), dict(task_id=7, attempt=True, numbers={3: 1, 10: 2}, nan=float("nan"))),
         (("attempt.started", "attempt 1 on agent-02"), dict(task_id="b", attempt=1, agent_id="agent-02")),
     ]
-    with bare_store.write(RUN):
+    with store_with_run.write(RUN):
         for args, kwargs in calls:
             log.add(*args, **kwargs)
     log.close()
@@ -277,25 +265,25 @@ def test_a_batch_with_secrets_non_ascii_and_odd_values_reads_as_the_general_path
     assert list(lines[6]["fields"]["numbers"]) == ["3", "10"]  # as the store's text has them
 
 
-def test_lines_of_a_rolled_back_batch_already_written_are_cut_and_replaced_by_the_store(bare_store, tmp_path: Path):
+def test_lines_of_a_rolled_back_batch_already_written_are_cut_and_replaced_by_the_store(store_with_run, tmp_path: Path):
     """A transaction whose events were inserted and queued, then rolled back: a flush writes
     their lines as one batch; the next transaction reuses their numbers, so the writer cuts
     the file back to before them and takes the store's events instead."""
     path = tmp_path / "events.jsonl"
-    log = EventLog(bare_store, RUN, path, clock=lambda: 1_700_000_000.25)
-    with bare_store.write(RUN):
+    log = EventLog(store_with_run, RUN, path, clock=lambda: 1_700_000_000.25)
+    with store_with_run.write(RUN):
         log.add("one", "first", n=1)
         log.add("two", "second")
     log.flush()
     with pytest.raises(RuntimeError):
-        with bare_store.write(RUN):
+        with store_with_run.write(RUN):
             for i in range(3):
                 log.add("ghost", f"rolled back {i}", task_id="g")
             log.flush_staged()  # inserted and queued as committed: then the transaction fails
             raise RuntimeError("boom")
     log.flush()
     assert [line["kind"] for line in read_events_jsonl(path)] == ["one", "two", "ghost", "ghost", "ghost"]
-    with bare_store.write(RUN):
+    with store_with_run.write(RUN):
         log.add("three", "third", task_id="a", attempt=2, agent_id="agent-01", cost_usd=0.5)
         log.add("four", "fourth")
     log.close()
@@ -307,12 +295,12 @@ def test_lines_of_a_rolled_back_batch_already_written_are_cut_and_replaced_by_th
     assert lines[2]["fields"] == {"cost_usd": 0.5} and lines[2]["agent"] == "agent-01"
 
 
-def test_a_batch_crossing_the_size_limit_rotates_between_its_lines(bare_store, tmp_path: Path):
+def test_a_batch_crossing_the_size_limit_rotates_between_its_lines(store_with_run, tmp_path: Path):
     path = tmp_path / "events.jsonl"
-    log = EventLog(bare_store, RUN, path, clock=lambda: 1_700_000_000.0)
+    log = EventLog(store_with_run, RUN, path, clock=lambda: 1_700_000_000.0)
     log._writer.max_bytes = 1_500
     for batch in range(3):
-        with bare_store.write(RUN):
+        with store_with_run.write(RUN):
             for i in range(8):
                 log.add("tick", "x" * 60, task_id=f"t{batch}-{i}")
         log.flush()

@@ -4,33 +4,26 @@ commit, and never when the transaction fails."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
 from hybrid_tui.runtime.eventlog import read_events_jsonl
 from hybrid_tui.runtime.events import EventLog
 from hybrid_tui.store import models as m
-from hybrid_tui.store.db import open_store
 
 RUN = "r1"
 
 
 @pytest.fixture()
-def store(tmp_path: Path):
-    store = open_store(tmp_path / "state.db")
-    with store.write():
-        m.Run.create(id=RUN, mission_name="demo", mission_path=str(tmp_path), run_dir=str(tmp_path),
-                     repo_path=str(tmp_path), source_repo=str(tmp_path), base_branch="main", mission_branch="m",
-                     config_json="{}", mission_budget_usd=10, retry_budget_usd=2, pool_min=1, pool_max=2,
-                     pool_target=1, created_at=0, updated_at=0)
+def store(store_with_run):
+    """The run ``r1`` with one issue and two tasks, ``a`` and ``b``."""
+    with store_with_run.write():
         m.Issue.create(run=RUN, issue_id="i1", title="issue", body="", path="issues/i1.md")
         for task_id in ("a", "b"):
             m.Task.create(run=RUN, task_id=task_id, issue_id="i1", title=task_id, description="", priority="HIGH",
                           domain="api", estimated_duration_minutes=1, estimated_input_tokens=1,
                           estimated_output_tokens=1, spec_json="{}", created_at=0, updated_at=0)
-    yield store
-    store.close()
+    return store_with_run
 
 
 def task_row(task_id: str) -> m.Task:

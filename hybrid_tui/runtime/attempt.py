@@ -8,7 +8,6 @@ written through the coordinator (store first), never kept only in memory.
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,7 @@ import anyio.from_thread
 
 from ..agents.base import ImplementRequest, ImplementResult
 from ..spec.models import SisTask
-from .faults import ENV as CRASH_ENV, crash_point
+from .faults import crash_point
 from .monitor import disk_full_reason
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,10 +40,7 @@ async def run_attempt(
 ) -> None:
     task_id, agent_id = attempt.task_id, attempt.agent_id
     timeout = c.config.agents.attempt_timeout_seconds
-    # The crash tests' fault points: one environment lookup per attempt rather than one per point.
-    crash_armed = CRASH_ENV in os.environ
-    if crash_armed:
-        crash_point("dispatch", task_id)
+    crash_point("dispatch", task_id)
     result: ImplementResult | None = None
     validated = False
     stepped_to_integrating = False  # validating -> integrating (-> end) stored in one go
@@ -87,8 +83,7 @@ async def run_attempt(
                     raise  # a full disk pauses the run (Coordinator.run), it is not the agent's fault
                 result = ImplementResult(ok=False, model=model, failure_type="agent_error", message=f"{type(exc).__name__}: {exc}")
             attempt.cost_usd = result.cost_usd
-            if crash_armed:
-                crash_point("implemented", task_id)
+            crash_point("implemented", task_id)
             if not result.ok:
                 c.finish_attempt(
                     attempt,
@@ -106,8 +101,7 @@ async def run_attempt(
                 # off, that is the loop's next settle, with the other attempts' ends.
                 if attempt.cancelled_reason:
                     raise _Cancelled
-                if crash_armed:
-                    crash_point("validation", task_id)
+                crash_point("validation", task_id)
                 if c.repo is None:
                     c.settle_later(attempt, functools.partial(_end_unchecked, c, attempt, result))
                     return
@@ -118,8 +112,7 @@ async def run_attempt(
             else:
                 if not c.advance(task_id, "validating"):
                     raise _Cancelled
-                if crash_armed:
-                    crash_point("validation", task_id)
+                crash_point("validation", task_id)
                 checks = await c.run_checks(spec.validation, Path(worktree), log_path)
                 if not checks.ok:
                     c.finish_attempt(

@@ -37,8 +37,6 @@ DEFAULT_BACKUPS = 5
 _ENCODER = EVENT_DATA_ENCODER
 # Words every match of _SECRET_FIELD holds, lower-cased.
 _SECRET_FIELD_WORDS = ("key", "token", "authoriz", "password", "secret")
-# A line's top-level keys, in the order sort_keys writes them; none looks like a secret's name.
-_LINE_KEYS = ("agent", "attempt", "fields", "kind", "level", "message", "run", "seq", "task", "time", "ts")
 
 _last_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
 _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
@@ -196,24 +194,6 @@ def line_from_row(row: m.Event) -> dict[str, Any]:
         fields = {"data_json": row.data_json}
     return event_line(seq=row.seq, ts=row.ts, run=row.run_id, kind=row.kind, level=row.level, message=row.message,
                       task=row.task_id, attempt=row.attempt, agent=row.agent_id, fields=fields or None)
-
-
-def line_from_pending(pending: dict[str, Any]) -> dict[str, Any]:
-    """A line from a dict shaped like an :func:`event_line` without ``time`` (seq, ts, run,
-    kind, ... fields), as ``runtime.events.EventLog`` used to queue them."""
-    get = pending.get
-    ts = float(get("ts") or 0.0)
-    line: dict[str, Any] = {"seq": get("seq"), "ts": ts, "time": iso_time(ts), "run": str(get("run", "")),
-                            "kind": str(get("kind", "")), "level": str(get("level", "info")),
-                            "message": str(get("message", ""))}
-    for key in ("task", "attempt", "agent"):
-        value = get(key)
-        if value is not None:
-            line[key] = value
-    fields = get("fields")
-    if fields:
-        line["fields"] = fields
-    return line
 
 
 def line_from_event(seq: int, row: tuple, data: dict[str, Any] | None) -> dict[str, Any]:
@@ -471,8 +451,7 @@ class EventJsonlWriter:
 
     def _write_line(self, line: tuple | dict[str, Any]) -> None:
         """Queue one line for the file: a committed ``EventLog`` event (seq, store row, field
-        values), an :func:`event_line` dict (has ``time``) or a dict as :func:`line_from_pending`
-        takes. :meth:`_write_queued` writes what is queued."""
+        values) or an :func:`event_line` dict. :meth:`_write_queued` writes what is queued."""
         if type(line) is tuple:
             seq, row, _ = line
             text = event_text(seq, row)
@@ -484,8 +463,6 @@ class EventJsonlWriter:
                     self._queue_fields.append(row[8])
                 return
             line = line_from_event(*line)
-        elif "time" not in line:
-            line = line_from_pending(line)
         seq = line.get("seq")
         if type(seq) is not int:
             self._queue_all_seqs = False
@@ -530,9 +507,7 @@ class EventJsonlWriter:
             for seq, text in zip(seqs, texts):
                 self._write_text(seq, text.encode("utf-8"))
             return
-        if len(self._offsets) >= 4096:  # only recent lines can belong to a rolled-back batch
-            for old in sorted(self._offsets)[:2048]:
-                del self._offsets[old]
+        self._prune_offsets()
         self._offsets.update(zip(seqs, itertools.accumulate(map(len, texts), initial=size)))
         self._file.write(data)
         self._size = size + len(data)
@@ -545,14 +520,17 @@ class EventJsonlWriter:
         if self._size and self._size + len(data) > self.max_bytes:
             self._rotate()
         if isinstance(seq, int):
-            if len(self._offsets) >= 4096:  # only recent lines can belong to a rolled-back batch
-                for old in sorted(self._offsets)[:2048]:
-                    del self._offsets[old]
+            self._prune_offsets()
             self._offsets[seq] = self._size
         self._file.write(data)
         self._size += len(data)
         if isinstance(seq, int):
             self.last_seq = max(self.last_seq, seq)
+
+    def _prune_offsets(self) -> None:
+        if len(self._offsets) >= 4096:  # only recent lines can belong to a rolled-back batch
+            for old in sorted(self._offsets)[:2048]:
+                del self._offsets[old]
 
 
 def _seq_of(line: tuple | dict[str, Any]) -> Any:

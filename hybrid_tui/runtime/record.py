@@ -238,17 +238,12 @@ class Recorder:
         self.folder = record_dir(run_dir)
         self._fd: int | None = None
 
-    def record(self, line: dict[str, Any], recorded: RecordedAttempt) -> None:
+    def record(self, line: dict[str, Any], recorded: RecordedAttempt | str) -> None:
         """Append one attempt: the ledger fields ``line`` (``task_id``, ``number``, ...) and
-        what it did."""
-        self.record_json(json.dumps(line), recorded)
-
-    def record_json(self, ledger: str, recorded: RecordedAttempt | str) -> None:
-        """:meth:`record` with the ledger fields already encoded (``json.dumps`` of the dict)
-        and, maybe, the recording too (``model_dump_json(exclude_none=True)``)."""
+        what it did (a RecordedAttempt, or its ``model_dump_json(exclude_none=True)``)."""
         if not isinstance(recorded, str):
             recorded = recorded.model_dump_json(exclude_none=True)
-        self._append(f'{ledger[:-1]}, "recorded": {recorded}}}\n'.encode("utf-8"))
+        self._append(f'{json.dumps(line)[:-1]}, "recorded": {recorded}}}\n'.encode("utf-8"))
 
     def ledger(self, line: dict[str, Any]) -> None:
         """Append a ledger line without a recording."""
@@ -297,7 +292,7 @@ def _append(
         validation = "failed"
     else:
         validation = "not_run" if result is None or not getattr(result, "ok", False) else "passed"
-    ledger = json.dumps({
+    c.recorder.record({  # made in Coordinator.__init__, closed when its run() ends
         "task_id": attempt.task_id,
         "number": attempt.number,
         "agent_id": attempt.agent_id,
@@ -306,8 +301,7 @@ def _append(
         "validation": validation,
         "output": (message or "")[-OUTPUT_TAIL_CHARS:],
         "commit": getattr(commit, "sha", None),
-    })
-    c.recorder.record_json(ledger, recording)  # made in Coordinator.__init__, closed when its run() ends
+    }, recording)
 
 
 def read_record(run_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, RecordedTask]]:

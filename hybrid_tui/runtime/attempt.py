@@ -128,7 +128,7 @@ async def run_attempt(
             raise TimeoutError  # the deadline, not the scheduler, cancelled the attempt
         if stepped_to_integrating:
             if c.repo is not None:
-                await _enqueue(c, attempt, spec, result)  # type: ignore[arg-type]
+                await c.enqueue_integration(attempt, spec.title, result)  # type: ignore[arg-type]
             return
     except _Cancelled:
         pass
@@ -150,13 +150,7 @@ async def run_attempt(
     if c.repo is None:  # git off: nothing to integrate
         c.finish_attempt(attempt, outcome="succeeded", result=result)
         return
-    await _enqueue(c, attempt, spec, result)  # type: ignore[arg-type]
-
-
-async def _enqueue(c: "Coordinator", attempt: "RunningAttempt", spec: SisTask, result: ImplementResult) -> None:
-    from .coordinator import IntegrationJob  # imported here: a git-off attempt never needs it
-
-    await c.enqueue_integration(IntegrationJob(attempt, spec.title, result))
+    await c.enqueue_integration(attempt, spec.title, result)  # type: ignore[arg-type]
 
 
 def _end_unchecked(c: "Coordinator", attempt: "RunningAttempt", result: ImplementResult) -> None:

@@ -119,7 +119,6 @@ class IntegrationJob:
     result: ImplementResult
 
 
-
 @contextlib.contextmanager
 def _long_lived_objects() -> Iterator[None]:
     """Loading the specs and building the scheduler makes every task's objects at once, and
@@ -135,6 +134,7 @@ def _long_lived_objects() -> Iterator[None]:
         if enabled:
             gc.enable()
     gc.freeze()
+
 
 class Coordinator:
     """Runs one run to completion. ``await run()`` returns the exit code."""
@@ -666,9 +666,9 @@ class Coordinator:
         return bool(granted)
 
     # ------------------------------------------------------------------ integration
-    async def enqueue_integration(self, job: IntegrationJob) -> None:
+    async def enqueue_integration(self, attempt: RunningAttempt, title: str, result: ImplementResult) -> None:
         self._integrating += 1
-        await self._integrate_tx.send(job)
+        await self._integrate_tx.send(IntegrationJob(attempt, title, result))
 
     async def _integration_worker(self, receive: Any) -> None:
         async with receive:

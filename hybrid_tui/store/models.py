@@ -10,8 +10,9 @@ rows with ``version > last_seen``.
 
 Indexes: only those a query uses. The runtime writes about ten rows per task, and each
 index on a hot table costs every one of those writes (bench/: a third of the pages each
-commit writes). Run-scoped lookups use the unique ``(run, ...)`` indexes, so the hot
-tables' ``run`` foreign keys get no index of their own.
+commit writes). Run-scoped lookups use the unique ``(run, ...)`` indexes, so the task,
+agent, attempt and lock tables' ``run`` foreign keys get no index of their own; events keep
+theirs (the console and the events.jsonl catch-up read a run's events by ``seq``).
 """
 
 from __future__ import annotations

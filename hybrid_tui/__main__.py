@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from hybrid_tui.app.main import main
 
 sys.exit(main())

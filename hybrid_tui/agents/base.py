@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from ..spec.models import RecordedAttempt, Sis, SisTask, Usage
+from hybrid_tui.spec.models import RecordedAttempt, Sis, SisTask, Usage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..workspace.sandbox import Sandbox
+    from hybrid_tui.workspace.sandbox import Sandbox
 
 # The failure types the core's policies know (spec.models.default_retry_rules keys).
 FAILURE_TYPES = (

@@ -22,12 +22,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hybrid_tui.vocabulary import REDACTED, redact, secret_values
+
 import anyio
 import psutil
 
-from ..spec.models import Usage
-from .base import ImplementRequest, ImplementResult
-from .anthropic import prompts
+from hybrid_tui.spec.models import Usage
+from hybrid_tui.agents.base import ImplementRequest, ImplementResult
+from hybrid_tui.agents.anthropic import prompts
 
 _PLACEHOLDER = re.compile(r"\{(prompt_file|prompt|worktree|task_id|model)\}")
 MAX_PARSED_STDOUT = 4_000_000  # JSON output beyond this is logged but not parsed
@@ -158,18 +160,6 @@ def _kill_tree(pid: int) -> None:
             pass
 
 
-def _secrets() -> list[str]:
-    from ..workspace.validation import SECRET_ENV_NAMES
-
-    return [v for v in (os.environ.get(name, "") for name in sorted(SECRET_ENV_NAMES)) if len(v) >= 4]
-
-
-def _redact(text: str) -> str:
-    for secret in _secrets():
-        text = text.replace(secret, "[redacted]")
-    return text
-
-
 class _RedactingLog:
     """Writes an agent's output to the attempt log with credential values replaced. Holds back
     a partial line (up to a bound) so a key split across two reads is still caught."""
@@ -177,7 +167,7 @@ class _RedactingLog:
     def __init__(self, file: Any, hold_max: int = 65536):
         self.file = file
         self.hold_max = hold_max
-        self.secrets = [s.encode() for s in _secrets()]
+        self.secrets = [s.encode() for s in secret_values()]
         self.pending = bytearray()
 
     def write(self, data: bytes) -> None:
@@ -197,7 +187,7 @@ class _RedactingLog:
 
     def _emit(self, data: bytes) -> None:
         for secret in self.secrets:
-            data = data.replace(secret, b"[redacted]")
+            data = data.replace(secret, REDACTED.encode())
         self.file.write(data)
 
 
@@ -296,7 +286,7 @@ class CliImplementer:
             log.write(f"\n== exit status {process.returncode}\n".encode())
             log.flush()
 
-        report = parse_agent_output(_redact(stdout.decode("utf-8", errors="replace"))) or {}
+        report = parse_agent_output(redact(stdout.decode("utf-8", errors="replace"))) or {}
         usage = usage_of(report)
         cost = reported_cost(report)
         if cost is None:
@@ -320,3 +310,12 @@ class CliImplementer:
             summary=str(summary)[:2000],
             files_touched=changed_files(worktree),
         )
+
+
+def make_implementer(config: Any = None):
+    """The ``cli`` backend's implementer from ``[agents] cli`` (a Mission or its MissionFile)."""
+    mission_file = getattr(config, "config", config)
+    template = getattr(getattr(mission_file, "agents", None), "cli", None)
+    if not template:
+        raise ValueError('the cli backend needs [agents] cli = "<command template>" in mission.toml')
+    return CliImplementer(template)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from ..spec.models import IntentOp
+from hybrid_tui.spec.models import IntentOp
 
 
 class FileOperationError(Exception):
@@ -25,7 +25,7 @@ def apply_file_operations(sandbox: Any, operations: Iterable[Any]) -> list[str]:
 
     ``intent`` operations need an LLM implementer: offline backends skip them.
     """
-    from ..workspace.sandbox import EditTargetMissing, FileLockedError
+    from hybrid_tui.workspace.sandbox import EditTargetMissing, FileLockedError
 
     touched: dict[str, None] = {}
     for index, op in enumerate(operations):

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..spec.models import Usage
-from .base import AttemptLimits
+from hybrid_tui.spec.models import Usage
+from hybrid_tui.agents.base import AttemptLimits
 
 
 @dataclass(frozen=True)

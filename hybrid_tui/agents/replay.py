@@ -17,10 +17,10 @@ import time
 
 import anyio
 
-from ..spec.models import RecordedAttempt, Usage
-from .base import ImplementRequest, ImplementResult, PlanRequest, PlanResult
-from .fileops import FileOperationError, apply_file_operations
-from .limits import stop_at_cap
+from hybrid_tui.spec.models import RecordedAttempt, Usage
+from hybrid_tui.agents.base import ImplementRequest, ImplementResult, PlanRequest, PlanResult
+from hybrid_tui.agents.fileops import FileOperationError, apply_file_operations
+from hybrid_tui.agents.limits import stop_at_cap
 
 
 class ReplayPlanner:

@@ -14,10 +14,10 @@ import zlib
 
 import anyio
 
-from ..spec.models import Sis, SisIssue, SisTask, Usage
-from .base import ImplementRequest, ImplementResult, PlanRequest, PlanResult
-from .fileops import FileOperationError, apply_file_operations
-from .limits import stop_at_cap
+from hybrid_tui.spec.models import Sis, SisIssue, SisTask, Usage
+from hybrid_tui.agents.base import ImplementRequest, ImplementResult, PlanRequest, PlanResult
+from hybrid_tui.agents.fileops import FileOperationError, apply_file_operations
+from hybrid_tui.agents.limits import stop_at_cap
 
 DEFAULT_FAILURE_MIX: dict[str, float] = {
     "validation_failed": 0.4,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+from hybrid_tui.vocabulary import IN_FLIGHT_STATUSES, QUEUED_STATUSES, TERMINAL_STATUSES, TASK_STATUSES
+
 
 class TaskStatus(str, Enum):
     """Lifecycle of one task (DESIGN.md "Task lifecycle").
@@ -28,13 +30,14 @@ class TaskStatus(str, Enum):
 
 
 S = TaskStatus
+assert {s.value for s in TaskStatus} == set(TASK_STATUSES), "core and the shared vocabulary name the same statuses"
 
 #: An agent is working on the task (it holds its file locks and an agent).
-ACTIVE: frozenset[TaskStatus] = frozenset({S.RUNNING, S.VALIDATING, S.INTEGRATING})
+ACTIVE: frozenset[TaskStatus] = frozenset(map(TaskStatus, IN_FLIGHT_STATUSES))
 #: Waiting to run (not started, or between attempts).
-QUEUED: frozenset[TaskStatus] = frozenset({S.PENDING, S.READY, S.RETRY_WAIT})
+QUEUED: frozenset[TaskStatus] = frozenset(map(TaskStatus, QUEUED_STATUSES))
 #: Nothing more happens without an operator.
-TERMINAL: frozenset[TaskStatus] = frozenset({S.DONE, S.FAILED, S.BLOCKED, S.CANCELLED, S.ROLLED_BACK})
+TERMINAL: frozenset[TaskStatus] = frozenset(map(TaskStatus, TERMINAL_STATUSES))
 #: A dependency in one of these states can never become done without an operator:
 #: its queued dependents are blocked.
 DEAD: frozenset[TaskStatus] = frozenset({S.FAILED, S.BLOCKED, S.CANCELLED, S.ROLLED_BACK})

@@ -19,14 +19,14 @@ from typing import Any, Iterable, Protocol, Sequence
 from hybrid_tui.core.tiering import LONG_TASK_MINUTES, select_model
 from hybrid_tui.spec.models import ModelsSection, Usage
 
-from .pricing import PricingTable
+from hybrid_tui.costs.pricing import PricingTable
+from hybrid_tui.vocabulary import FINISHED_STATUSES, TERMINAL_STATUSES
 
 PHASES = ("planning", "implementing", "retry")
 DEFAULT_ALERTS = (0.5, 0.75, 0.9, 1.0)
 # Tasks that will not cost anything more (unless an operator retries them).
-SETTLED_STATUSES = frozenset({"done", "failed", "cancelled", "blocked", "rolled_back"})
-# Tasks whose spend tells how far the SIS estimates are off.
-FINISHED_STATUSES = frozenset({"done", "rolled_back"})
+SETTLED_STATUSES = TERMINAL_STATUSES
+# Tasks whose spend tells how far the SIS estimates are off: FINISHED_STATUSES.
 
 
 class AttemptLike(Protocol):

@@ -29,7 +29,7 @@ from typing import Any
 
 from hybrid_tui.spec.models import ModelsSection, SisTask, Usage
 
-from .pricing import PricingError, PricingTable, UnknownModel
+from hybrid_tui.costs.pricing import PricingError, PricingTable, UnknownModel
 
 PLANNER_USAGE = Usage(input_tokens=2_000, output_tokens=3_000)  # review 2.1, per planner call
 COORDINATOR_USAGE = Usage(input_tokens=50_000, output_tokens=20_000)  # review 2.1, whole mission
@@ -392,7 +392,7 @@ def _pool(f: Forecast) -> str:
 
 
 def render_text(main: Forecast, swept: list[Forecast] | None = None) -> str:
-    from .report import md_table
+    from hybrid_tui.costs.report import md_table
 
     layers, sim = main.layers, main.simulation
     out = [
@@ -447,7 +447,7 @@ def render_text(main: Forecast, swept: list[Forecast] | None = None) -> str:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from hybrid_tui.cli import UserError
+    from hybrid_tui.vocabulary import UserError
     from hybrid_tui.spec.loader import MissionInvalid, load_mission
 
     if not 0.0 <= args.failure_rate <= 1.0:

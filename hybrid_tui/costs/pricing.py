@@ -240,7 +240,7 @@ def check_mission_pricing(config: Any, tasks: Iterable[SisTask] = (), user_confi
 def mission_pricing_problems(mission: Any, user_config: Path | None = None) -> list[Any]:
     """Every unpriced model of a loaded mission as a located ``Problem`` (``validate`` and
     ``run`` refuse them: a missing price must never become a silent $0)."""
-    from ..spec.loader import Problem
+    from hybrid_tui.spec.loader import Problem
 
     config = mission.config
     try:

@@ -15,8 +15,8 @@ from hybrid_tui.store import StoreError, open_store
 from hybrid_tui.store import models as m
 from hybrid_tui.store.runs import DEFAULT_RUNS_DIR
 
-from . import accounting as acc
-from .pricing import PricingTable, UnknownModel
+from hybrid_tui.costs import accounting as acc
+from hybrid_tui.costs.pricing import PricingTable, UnknownModel
 
 STORE_FILE = "state.db"
 BUDGET_EVENT_PREFIXES = ("budget", "alert.budget", "alert.retry_budget")

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.from_thread
 
-from ..agents.base import ImplementRequest, ImplementResult
-from ..spec.models import SisTask
-from .faults import crash_point
-from .monitor import disk_full_reason
+from hybrid_tui.agents.base import ImplementRequest, ImplementResult
+from hybrid_tui.spec.models import SisTask
+from hybrid_tui.runtime.faults import crash_point
+from hybrid_tui.runtime.monitor import disk_full_reason
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .coordinator import Coordinator, IntegrationJob, RunningAttempt
+    from hybrid_tui.runtime.coordinator import Coordinator, IntegrationJob, RunningAttempt
 
 
 class _Cancelled(Exception):
@@ -55,7 +55,7 @@ async def run_attempt(
             worktree = c.agents.get(agent_id, "")
             if c.repo is not None:
                 await anyio.to_thread.run_sync(c.repo.reset, agent_id)
-                from ..workspace.sandbox import Sandbox
+                from hybrid_tui.workspace.sandbox import Sandbox
 
                 sandbox = Sandbox(
                     Path(worktree), declared=spec.declared_files, claim=functools.partial(_claim, c, task_id)
@@ -168,7 +168,7 @@ async def integrate_job(c: "Coordinator", job: "IntegrationJob") -> None:
     if attempt.cancelled_reason:  # cancelled while waiting in the queue: never integrate it
         c.finish_attempt(attempt, outcome="cancelled", result=job.result)
         return
-    from ..workspace.git import BranchMoved
+    from hybrid_tui.workspace.git import BranchMoved
 
     try:
         res: Any = await anyio.to_thread.run_sync(c.repo.integrate, attempt.agent_id, attempt.task_id, job.title)

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..store import models as m
+from hybrid_tui.store import models as m
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .coordinator import Coordinator
+    from hybrid_tui.runtime.coordinator import Coordinator
 
 COMMANDS = ("pause", "resume", "retry", "cancel_dependents", "rollback", "scale", "budget", "stop")
 
@@ -133,7 +133,7 @@ async def rollback(c: "Coordinator", task_id: str, now: float) -> tuple[bool, st
         )
     later = [(r.task_id, r.sha) for r in later_rows]
     result = await anyio.to_thread.run_sync(c.repo.rollback, task_id, row.sha, later)
-    from .faults import crash_point
+    from hybrid_tui.runtime.faults import crash_point
 
     crash_point("rollback", task_id)  # the revert is on the branch, the store not yet told
     if not result.ok:
@@ -141,7 +141,7 @@ async def rollback(c: "Coordinator", task_id: str, now: float) -> tuple[bool, st
     with c.store.write(c.run_id) as version:
         m.IntegrationCommit.update(reverted_by=result.sha).where(m.IntegrationCommit.id == row.id).execute()
         c.events.add("task.rollback", f"reverted {row.sha[:10]} as {result.sha[:10]}", task_id=task_id, sha=result.sha)
-        from .persist import persist_changes
+        from hybrid_tui.runtime.persist import persist_changes
 
         affected, changes = c.scheduler.mark_rolled_back(task_id, now)
         cancels = persist_changes(c, changes, now, version)

@@ -38,40 +38,38 @@ from typing import Any, Callable, Iterator
 import anyio
 from anyio.abc import TaskGroup
 
-from ..agents.base import AttemptLimits, ImplementResult, Implementer, Planner
-from ..core.tiering import select_model
-from ..spec.models import SisTask, Usage
-from ..store import models as m
-from ..store.db import Store
-from . import attempt as attempts
-from . import events as ev
-from . import persist, record
-from .monitor import disk_full_reason
-from .runlock import RunLock
+from hybrid_tui.agents.base import AttemptLimits, ImplementResult, Implementer, Planner
+from hybrid_tui.core.tiering import select_model
+from hybrid_tui.spec.models import SisTask, Usage
+from hybrid_tui.store import models as m
+from hybrid_tui.store.db import Store
+from hybrid_tui.runtime import attempt as attempts
+from hybrid_tui.runtime import events as ev
+from hybrid_tui.runtime import persist, record
+from hybrid_tui.runtime.monitor import disk_full_reason
+from hybrid_tui.runtime.runlock import RunLock
+from hybrid_tui.vocabulary import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
-TERMINAL = {"done", "failed", "blocked", "cancelled", "rolled_back"}
-ACTIVE = {"running", "validating", "integrating"}
 
 
 def make_backend(name: str, *, pace: float = 0.0, seed: int = 0, git: bool = True, failure_rate: float = 0.0, config: Any = None):
     """(planner, implementer) for a backend name."""
     if name == "replay":
-        from ..agents.replay import ReplayImplementer, ReplayPlanner
+        from hybrid_tui.agents.replay import ReplayImplementer, ReplayPlanner
 
         return ReplayPlanner(), ReplayImplementer(pace=pace)
     if name == "sim":
-        from ..agents.sim import SimImplementer, SimPlanner
+        from hybrid_tui.agents.sim import SimImplementer, SimPlanner
 
         return SimPlanner(seed=seed, pace=pace), SimImplementer(seed=seed, pace=pace, git=git, failure_rate=failure_rate)
     if name == "anthropic":
-        from ..agents import anthropic as backend  # type: ignore[attr-defined]
+        from hybrid_tui.agents import anthropic as backend  # type: ignore[attr-defined]
 
         return backend.make_planner(config), backend.make_implementer(config)  # type: ignore[attr-defined]
     if name == "cli":
-        from ..agents import cli as backend  # type: ignore[attr-defined]
+        from hybrid_tui.agents.cli_agent import make_implementer
 
-        return None, backend.make_implementer(config)  # type: ignore[attr-defined]
+        return None, make_implementer(config)
     raise ValueError(f"unknown backend {name!r} (replay, sim, anthropic, cli)")
 
 
@@ -181,19 +179,19 @@ class Coordinator:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.lock = RunLock(self.run_dir)
         self.events = ev.EventLog(store, run_id, self.run_dir / "events.jsonl", clock)
-        from .monitor import ResourceMonitor
+        from hybrid_tui.runtime.monitor import ResourceMonitor
 
         self.monitor = ResourceMonitor(self)  # psutil samples, resource pauses (tests may swap it)
-        from .record import Recorder
+        from hybrid_tui.runtime.record import Recorder
 
         self.recorder = Recorder(self.run_dir)  # what each attempt did, for export-replay
         self.pool_override = agents
         self.repo = None
         if git:
-            from ..workspace.git import MissionRepo
+            from hybrid_tui.workspace.git import MissionRepo
 
             self.repo = MissionRepo(Path(run.repo_path), run.mission_branch, self.run_dir, run_id)
-        from ..costs.pricing import PricingTable
+        from hybrid_tui.costs.pricing import PricingTable
 
         self.pricing = PricingTable.load(self.config.pricing or None)
         self.scheduler: Any = None
@@ -233,7 +231,7 @@ class Coordinator:
         try:
             return await self._run_locked()
         except Exception as exc:  # a full disk (store, logs, git) leaves the run paused, not crashed
-            from .monitor import exception_leaves, pause_for_disk_full, pause_stopped_run
+            from hybrid_tui.runtime.monitor import exception_leaves, pause_for_disk_full, pause_stopped_run
 
             settle_error = next((e for e in exception_leaves(exc) if isinstance(e, SettleError)), None)
             if settle_error is not None:
@@ -253,7 +251,7 @@ class Coordinator:
             self.lock.release()
 
     async def _run_locked(self) -> int:
-        from .recovery import recover
+        from hybrid_tui.runtime.recovery import recover
 
         with self.store.write(self.run_id):
             m.Run.update(
@@ -284,7 +282,7 @@ class Coordinator:
         self._tg = None
         self._settle_finished()  # ends handed over while the loop was stopping
         if self._stop or code == EXIT_STOPPED:
-            from .recovery import interrupt_running
+            from hybrid_tui.runtime.recovery import interrupt_running
 
             interrupt_running(self, reason=f"stopped: {self._stop_reason or 'operator'}")
             if self._stop:
@@ -368,7 +366,7 @@ class Coordinator:
     # ------------------------------------------------------------------ planning
     async def _plan(self) -> bool:
         """Plan every issue that has no tasks yet (L2). Returns False when planning failed."""
-        from .planning import plan_issues
+        from hybrid_tui.runtime.planning import plan_issues
 
         self._set_run_status("planning")
         ok = await plan_issues(self)
@@ -398,7 +396,7 @@ class Coordinator:
             self.feedback[att.task_id] = att.failure_message
 
     def _build_scheduler(self) -> None:
-        from .schedule import build_scheduler
+        from hybrid_tui.runtime.schedule import build_scheduler
 
         self.scheduler = build_scheduler(self)
         self._store_scores()
@@ -570,7 +568,7 @@ class Coordinator:
                                     message=f"coordinator error: {type(exc).__name__}: {exc}")
 
     async def run_checks(self, validation: Any, cwd: Path, log_path: Path) -> Any:
-        from ..workspace.validation import run_checks
+        from hybrid_tui.workspace.validation import run_checks
 
         return await run_checks(
             validation, cwd, log_path=log_path, memory_cap_mb=self.config.policies.task_memory_cap_mb
@@ -683,7 +681,7 @@ class Coordinator:
 
     # ------------------------------------------------------------------ controls
     async def _apply_controls(self, now: float) -> None:
-        from .controls import apply_control
+        from hybrid_tui.runtime.controls import apply_control
 
         for control in self.store.pending_controls(self.run_id):
             self._in_operator_control = True

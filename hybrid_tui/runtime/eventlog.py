@@ -17,26 +17,20 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 from datetime import datetime, timezone
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable
 
-from ..store import models as m
-from ..store.db import EVENT_DATA_ENCODER
+from hybrid_tui.store import models as m
+from hybrid_tui.store.db import EVENT_DATA_ENCODER
+from hybrid_tui.vocabulary import Redactor, escaped_secrets, may_hold_secret_name, may_hold_secret_value
 
-SECRET_ENV_NAMES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
-REDACTED = "[redacted]"
-_KEY_PATTERN = re.compile(r"sk-ant-[A-Za-z0-9_\-]{4,}")
-_SECRET_FIELD = re.compile(r"(api[_-]?key|auth[_-]?token|authorization|password|secret)", re.IGNORECASE)
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_BACKUPS = 5
 # The store's encoder of event fields (sorted keys, ``str`` for other objects): a line's
 # "fields" text is the event's data_json as stored. Built once; dicts reuse one C encoder.
 _ENCODER = EVENT_DATA_ENCODER
-# Words every match of _SECRET_FIELD holds, lower-cased.
-_SECRET_FIELD_WORDS = ("key", "token", "authoriz", "password", "secret")
 
 _last_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
 _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
@@ -61,115 +55,6 @@ def iso_time(ts: float) -> str:
         prefix = datetime.fromtimestamp(second, tz=timezone.utc).replace(tzinfo=None).isoformat()
         _last_second = (second, prefix)
     return prefix + _MILLIS[micro // 1000]
-
-
-_ENV_DATA = getattr(os.environ, "_data", None)
-_ENV_KEYS = tuple(os.environ.encodekey(name) for name in SECRET_ENV_NAMES) if isinstance(_ENV_DATA, dict) else ()
-
-
-def _secret_env_values() -> tuple[Any, ...]:
-    """The credential variables' current raw values (None: unset). Read at every write, so
-    straight from ``os.environ``'s own dict, which its setters keep current: its ``get`` costs
-    20 times more (key encoding, value decoding)."""
-    if _ENV_KEYS:
-        get = _ENV_DATA.get  # type: ignore[union-attr]
-        return tuple([os.environ.decodevalue(v) if (v := get(k)) is not None else "" for k in _ENV_KEYS])
-    return tuple(os.environ.get(name, "") for name in SECRET_ENV_NAMES)  # pragma: no cover
-
-
-class Redactor:
-    """Replaces secret values in strings (and, recursively, in dicts and lists)."""
-
-    def __init__(self, extra_values: Iterable[str] = ()):
-        self.extra_values = [v for v in extra_values if v]
-        self._escaped: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # values -> their JSON-escaped forms
-        self._values_cache: tuple[tuple[Any, ...] | None, list[str]] = (None, [])  # environment -> _values()
-
-    def serialise(self, value: Any, values: list[str] | None = None) -> str:
-        """``value`` as one JSON text (sorted keys, ``str`` for other objects) with every secret
-        replaced: the same text as encoding ``self.any(value)``, without walking ``value`` when
-        its plain encoding shows no trace of a secret."""
-        values = self._values() if values is None else values
-        text = _ENCODER.encode(value)
-        if not self._may_hold_secret(text, values):
-            return text
-        return self.redacted_text(value, values)
-
-    def redacted_text(self, value: Any, values: list[str]) -> str:
-        """``value`` walked and redacted, then encoded (the slow path of :meth:`serialise`)."""
-        return json.dumps(self.any(value, values), sort_keys=True, default=lambda obj: self.text(str(obj), values))
-
-    def _may_hold_secret(self, text: str, values: list[str]) -> bool:
-        """False only if redacting the value behind ``text`` (its JSON encoding) changes nothing."""
-        return self.holds_secret_value(text, self.escaped(values)) or self.may_hold_secret_name(text)
-
-    @staticmethod
-    def holds_secret_value(text: str, escaped: tuple[str, ...]) -> bool:
-        """Whether JSON ``text`` may hold a secret value or a key-shaped string.
-
-        JSON escapes strings one character at a time, so a string holding a secret encodes to
-        text holding the secret's escaped form (see :meth:`escaped`); ``sk-ant-`` is plain
-        ASCII and encodes as itself."""
-        if "sk-ant-" in text:
-            return True
-        for secret in escaped:
-            if secret in text:
-                return True
-        return False
-
-    @staticmethod
-    def may_hold_secret_name(text: str) -> bool:
-        """Whether JSON ``text`` may hold a dict key that :data:`_SECRET_FIELD` matches.
-
-        The key-like names are plain ASCII and encode as themselves. ``\\u`` (any non-ASCII
-        character) always counts as a hit: case-insensitive matching also folds a few non-ASCII
-        letters (the Kelvin sign matches ``k``), which the ASCII check would miss."""
-        if "\\u" in text:
-            return True
-        lowered = text.lower()
-        for word in _SECRET_FIELD_WORDS:
-            if word in lowered:
-                return True
-        return False
-
-    def escaped(self, values: list[str]) -> tuple[str, ...]:
-        """The JSON-escaped forms of ``values`` (cached for the last list seen)."""
-        key = tuple(values)
-        cached_values, escaped = self._escaped
-        if cached_values != key:
-            escaped = tuple(json.dumps(v)[1:-1] for v in values)
-            self._escaped = (key, escaped)
-        return escaped
-
-    def _values(self) -> list[str]:
-        """The secret values, longest first (do not change the list: it is cached)."""
-        # Read the environment at each call: a key set after the run started is still hidden.
-        found = _secret_env_values()
-        cached_found, values = self._values_cache
-        if found != cached_found:
-            values = sorted({v for v in [*found, *self.extra_values] if len(v) >= 8}, key=len, reverse=True)
-            self._values_cache = (found, values)
-        return values
-
-    def text(self, value: str, values: list[str] | None = None) -> str:
-        for secret in values if values is not None else self._values():
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        return _KEY_PATTERN.sub("sk-ant-" + REDACTED, value)
-
-    def any(self, value: Any, values: list[str] | None = None) -> Any:
-        values = self._values() if values is None else values
-        if isinstance(value, str):
-            return self.text(value, values)
-        if isinstance(value, dict):
-            return {
-                (self.text(k, values) if isinstance(k, str) else k):
-                    (REDACTED if isinstance(k, str) and _SECRET_FIELD.search(k) and v else self.any(v, values))
-                for k, v in value.items()
-            }
-        if isinstance(value, (list, tuple)):
-            return [self.any(v, values) for v in value]
-        return value
 
 
 def event_line(
@@ -289,8 +174,8 @@ class EventJsonlWriter:
         lines = list(lines)
         # The secret values are read once per write, not per line: a key set later is hidden
         # from the next write on.
-        self._batch_secrets = self.redactor._values()
-        self._batch_escaped = self.redactor.escaped(self._batch_secrets)
+        self._batch_secrets = self.redactor.values()
+        self._batch_escaped = escaped_secrets(self._batch_secrets)
         try:
             if self._file is None:
                 self._open()
@@ -467,7 +352,7 @@ class EventJsonlWriter:
         if type(seq) is not int:
             self._queue_all_seqs = False
         self._queue_seqs.append(seq)
-        self._queue_texts.append(self.redactor.serialise(line, self._batch_secrets) + "\n")
+        self._queue_texts.append(self.redactor.serialise(line, self._batch_secrets, encode=_ENCODER.encode) + "\n")
         self._queue_events.append(None)
 
     def _clear_queue(self) -> None:
@@ -490,14 +375,14 @@ class EventJsonlWriter:
         escaped = self._batch_escaped
         secrets = self._batch_secrets
         if escaped is None or secrets is None:  # pragma: no cover - write() sets them
-            secrets = self.redactor._values()
-            escaped = self.redactor.escaped(secrets)
-        if Redactor.holds_secret_value(joined, escaped) or (
-                fields and Redactor.may_hold_secret_name("\n".join(fields))):
+            secrets = self.redactor.values()
+            escaped = escaped_secrets(secrets)
+        if may_hold_secret_value(joined, escaped) or (
+                fields and may_hold_secret_name("\n".join(fields))):
             for index, event in enumerate(events):
-                if event is not None and (Redactor.holds_secret_value(texts[index], escaped) or (
-                        event[1][8] != "{}" and Redactor.may_hold_secret_name(event[1][8]))):
-                    texts[index] = self.redactor.serialise(line_from_event(*event), secrets) + "\n"
+                if event is not None and (may_hold_secret_value(texts[index], escaped) or (
+                        event[1][8] != "{}" and may_hold_secret_name(event[1][8]))):
+                    texts[index] = self.redactor.serialise(line_from_event(*event), secrets, encode=_ENCODER.encode) + "\n"
             joined = "".join(texts)
         data = joined.encode("utf-8")
         assert self._file is not None

@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import psutil
 
-from ..store import models as m
+from hybrid_tui.store import models as m
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .coordinator import Coordinator
+    from hybrid_tui.runtime.coordinator import Coordinator
 
 KEEP_ALL_SECONDS = 15 * 60  # every sample of the last 15 minutes is kept
 DOWNSAMPLE_SECONDS = 60  # older ones: one per minute
@@ -466,8 +466,8 @@ def pause_stopped_run(c: "Coordinator", text: str, *, event_kind: str, cause: st
 
     Best effort: if the store cannot take even that write, it stays as its last committed
     transaction left it (``resume`` recovers from there the same way)."""
-    from .coordinator import EXIT_STOPPED
-    from .recovery import interrupt_running
+    from hybrid_tui.vocabulary import EXIT_STOPPED
+    from hybrid_tui.runtime.recovery import interrupt_running
 
     c.events.discard()
     try:

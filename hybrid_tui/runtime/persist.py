@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..store import models as m
+from hybrid_tui.store import models as m
+from hybrid_tui.vocabulary import TERMINAL_STATUSES
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .coordinator import Coordinator, RunningAttempt
+    from hybrid_tui.runtime.coordinator import Coordinator, RunningAttempt
 
-TERMINAL = {"done", "failed", "blocked", "cancelled", "rolled_back"}
 ATTENTION = {"failed", "blocked", "cancelled"}
 MAX_MESSAGE_CHARS = 20_000  # validation output kept in the store; the full text is in the log file
 
@@ -53,7 +53,7 @@ def persist_change(c: "Coordinator", kind: str, ch: Any, now: float, version: in
             fields["started_at"] = now
         if new in ("ready", "pending", "retry_wait"):
             fields["agent_id"] = None
-        if new in TERMINAL:
+        if new in TERMINAL_STATUSES:
             fields["finished_at"] = now
         c.store.staged.update(m.Task, fields, where={"run": run, "task_id": ch.task_id})
         level = "warning" if new in ATTENTION else "info"

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ..agents.base import PlanRequest, PlanResult
-from ..store import models as m
-from ..store.runs import _task_row
-from .faults import crash_point
+from hybrid_tui.agents.base import PlanRequest, PlanResult
+from hybrid_tui.store import models as m
+from hybrid_tui.store.runs import _task_row
+from hybrid_tui.runtime.faults import crash_point
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .coordinator import Coordinator
+    from hybrid_tui.runtime.coordinator import Coordinator
 
 
 def planning_key(issue_id: str) -> str:
@@ -108,7 +108,7 @@ TRANSIENT_PLANNING_FAILURES = ("network_error", "rate_limited")
 
 def _planning_retry_delay(c: "Coordinator", result: PlanResult, retries: int) -> float | None:
     """Seconds before the next planning try, or None when the failure is final."""
-    from ..core.policies import retry_delay
+    from hybrid_tui.core.policies import retry_delay
 
     if result.ok or result.failure_type not in TRANSIENT_PLANNING_FAILURES:
         return None

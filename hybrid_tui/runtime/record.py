@@ -45,10 +45,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_json
 
-from ..spec.models import CreateOp, DeleteOp, EditOp, IntentOp, PatchOp, RecordedAttempt, RecordedTask, Usage
+from hybrid_tui.spec.models import CreateOp, DeleteOp, EditOp, IntentOp, PatchOp, RecordedAttempt, RecordedTask, Usage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .coordinator import Coordinator, RunningAttempt
+    from hybrid_tui.runtime.coordinator import Coordinator, RunningAttempt
 
 RECORD_DIR = "record"
 LEDGER = "attempts.jsonl"

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..store import models as m
+from hybrid_tui.store import models as m
+from hybrid_tui.vocabulary import IN_FLIGHT_STATUSES
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .coordinator import Coordinator
+    from hybrid_tui.runtime.coordinator import Coordinator
 
-ACTIVE = ("running", "validating", "integrating")
 
 
 def interrupt_running(c: "Coordinator", reason: str) -> list[str]:
@@ -45,7 +45,7 @@ def interrupt_running(c: "Coordinator", reason: str) -> list[str]:
             att.version = version
             att.save()
             c.events.add("attempt.interrupted", reason, level="warning", task_id=att.task_id, attempt=att.number, agent_id=att.agent_id or None)
-        tasks = list(m.Task.select().where((m.Task.run == c.run_id) & (m.Task.status.in_(ACTIVE))))
+        tasks = list(m.Task.select().where((m.Task.run == c.run_id) & (m.Task.status.in_(IN_FLIGHT_STATUSES))))
         for task in tasks:
             c.events.add("task.status", f"{task.status} -> ready: {reason}", level="warning", task_id=task.task_id, old=task.status, new="ready")
             task.status, task.agent_id, task.retry_at, task.version, task.updated_at = "ready", None, None, version, now
@@ -78,7 +78,7 @@ def remove_stale_index_lock(worktree: Path) -> bool:
 
 
 async def recover(c: "Coordinator") -> dict[str, Any]:
-    from ..workspace.validation import kill_orphaned_checks
+    from hybrid_tui.workspace.validation import kill_orphaned_checks
 
     # Validation commands run in sessions of their own, so a SIGKILLed coordinator leaves
     # them running: kill them before their worktrees are reset under them.

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import peewee as pw
 
-from ..core.scheduler import Scheduler
-from ..core.tasks import SavedTask, TaskInfo
-from ..store import models as m
+from hybrid_tui.core.scheduler import Scheduler
+from hybrid_tui.core.tasks import SavedTask, TaskInfo
+from hybrid_tui.store import models as m
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .coordinator import Coordinator
+    from hybrid_tui.runtime.coordinator import Coordinator
 
 
 def build_scheduler(c: "Coordinator") -> Any:

@@ -26,8 +26,8 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ValidationError
 
-from .models import EditOp, MissionFile, MissionSection, RecordedTask, Sis, SisTask
-from .paths import UnsafePath, normalize_repo_path
+from hybrid_tui.spec.models import EditOp, MissionFile, MissionSection, RecordedTask, Sis, SisTask
+from hybrid_tui.spec.paths import UnsafePath, normalize_repo_path
 
 MISSION_FILE_NAME = "mission.toml"
 

@@ -16,7 +16,7 @@ from typing import Any, Iterator, Protocol
 import peewee as pw
 from playhouse.db_url import connect
 
-from . import models as m
+from hybrid_tui.store import models as m
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",

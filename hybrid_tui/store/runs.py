@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..spec.models import SisTask
-from . import models as m
-from .db import Store, StoreError
+from hybrid_tui.spec.models import SisTask
+from hybrid_tui.store import models as m
+from hybrid_tui.store.db import Store, StoreError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..spec.loader import Mission
+    from hybrid_tui.spec.loader import Mission
 
 DEFAULT_RUNS_DIR = Path(".hybrid") / "runs"
 STATE_DB = "state.db"

@@ -3,6 +3,6 @@
 It writes nothing but control commands (``Store.enqueue_control``); see ``app.py``.
 """
 
-from .app import HybridApp, run_console
+from hybrid_tui.tui.app import HybridApp, run_console
 
 __all__ = ["HybridApp", "run_console"]

@@ -23,15 +23,15 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
-from ..store.db import Store
-from .data import ACTIVE_RUN_STATUSES, CostSummary, Delta, RunInfo, StoreView, inert
-from .panes.style import is_compact
-from .panes import AgentPool, CostBurn, EventLog, FileLocks, ResourceGauges, RunHeader, TaskQueue
-from .screens import AttentionScreen, ConfirmScreen, HelpScreen, ScaleScreen, TaskDetailScreen
-from .themes import load_themes
+from hybrid_tui.store.db import Store
+from hybrid_tui.vocabulary import EXIT_STOPPED, LIVE_RUN_STATUSES
+from hybrid_tui.tui.data import CostSummary, Delta, RunInfo, StoreView, inert
+from hybrid_tui.tui.panes.style import is_compact
+from hybrid_tui.tui.panes import AgentPool, CostBurn, EventLog, FileLocks, ResourceGauges, RunHeader, TaskQueue
+from hybrid_tui.tui.screens import AttentionScreen, ConfirmScreen, HelpScreen, ScaleScreen, TaskDetailScreen
+from hybrid_tui.tui.themes import load_themes
 
 AGE_REFRESH_SECONDS = 5.0
-EXIT_STOPPED = 3
 
 # Actions that change the mission: not reachable while a dialog is open.
 OPERATOR_ACTIONS = {
@@ -281,7 +281,7 @@ class HybridApp(App[int]):
         run = self.run_info
         if run is None:
             return
-        if run.status not in ACTIVE_RUN_STATUSES:
+        if run.status not in LIVE_RUN_STATUSES:
             self.notify(f"mission is {run.status}; nothing to pause", severity="warning")
             return
         if run.status == "paused":
@@ -467,7 +467,7 @@ class HybridApp(App[int]):
             self.workers.cancel_group(self, "coordinator")
             self.exit(EXIT_STOPPED)
             return
-        if run is not None and run.status not in ACTIVE_RUN_STATUSES:
+        if run is not None and run.status not in LIVE_RUN_STATUSES:
             self._begin_stop()
             return
         body = Text(

@@ -18,12 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
-from ..store import models as m
-from ..store.db import Store
+from hybrid_tui.store import models as m
+from hybrid_tui.store.db import Store
+from hybrid_tui.vocabulary import LIVE_RUN_STATUSES, TERMINAL_STATUSES
 
-# Statuses a task can no longer leave on its own; everything else is "in flight".
-TERMINAL_STATUSES = {"done", "failed", "cancelled", "blocked", "rolled_back"}
-ACTIVE_RUN_STATUSES = {"created", "planning", "running", "paused"}
 BUDGET_LADDER = (0.5, 0.75, 0.9, 1.0)
 LOG_TAIL_BYTES = 4096
 DIFF_MAX_CHARS = 60_000
@@ -197,7 +195,7 @@ class RunInfo:
 
     @property
     def active(self) -> bool:
-        return self.status in ACTIVE_RUN_STATUSES
+        return self.status in LIVE_RUN_STATUSES
 
 
 @dataclass
@@ -522,7 +520,7 @@ class StoreView:
         """Spend, retry spend, by-model and projection from the costs layer (its pricing and
         its SIS-estimate projection); False when it is unavailable, so the simple numbers stand."""
         try:
-            from ..costs.accounting import cost_totals
+            from hybrid_tui.costs.accounting import cost_totals
 
             totals = cost_totals(self.run_id)
         except Exception:  # an older or broken costs layer must not take the console down

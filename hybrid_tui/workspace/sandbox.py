@@ -16,8 +16,8 @@ import subprocess
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from ..spec.models import CreateOp, DeleteOp, EditOp, IntentOp, PatchOp
-from ..spec.paths import UnsafePath, normalize_repo_path
+from hybrid_tui.spec.models import CreateOp, DeleteOp, EditOp, IntentOp, PatchOp
+from hybrid_tui.spec.paths import UnsafePath, normalize_repo_path
 
 __all__ = ["Sandbox", "SandboxError", "FileLockedError", "EditError"]
 

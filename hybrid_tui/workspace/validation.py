@@ -20,11 +20,11 @@ from typing import IO, Callable, Mapping
 import anyio
 import psutil
 
-from ..spec.models import Validation
+from hybrid_tui.spec.models import Validation
+from hybrid_tui.vocabulary import SECRET_ENV_NAMES
 
-__all__ = ["ChecksResult", "CommandResult", "SECRET_ENV_NAMES", "child_environment", "kill_orphaned_checks", "run_checks"]
+__all__ = ["ChecksResult", "CommandResult", "child_environment", "kill_orphaned_checks", "run_checks"]
 
-SECRET_ENV_NAMES = frozenset({"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"})
 _MEMORY_POLL_SECONDS = 0.1
 _READ_CHUNK = 65536
 

@@ -6,7 +6,7 @@ import json
 
 from fakes.messages_server import message, tool_use
 
-from hybrid_tui.cli import main
+from hybrid_tui.app.main import main
 from hybrid_tui.costs.pricing import PricingTable
 from hybrid_tui.spec.loader import load_mission
 from hybrid_tui.spec.models import Usage

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from hybrid_tui.cli import main
+from hybrid_tui.app.main import main
 
 
 def _mission(root, *, mission_usd=25.0, retry_usd=2.0, planner="claude-haiku-4-5"):

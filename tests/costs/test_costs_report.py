@@ -7,7 +7,7 @@ import json
 import pytest
 from costs_run_fixture import RUN_ID
 
-from hybrid_tui.cli import main
+from hybrid_tui.app.main import main
 
 
 def _table_rows(markdown: str, heading: str) -> list[list[str]]:

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from hybrid_tui.cli import main
+from hybrid_tui.app.main import main
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "sample_missions" / "quickstart"
 

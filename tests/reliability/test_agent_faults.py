@@ -26,8 +26,8 @@ from hybrid_tui.agents.anthropic.client import make_client
 from hybrid_tui.agents.anthropic.implementer import AnthropicImplementer
 from hybrid_tui.agents.base import AttemptLimits, ImplementRequest
 from hybrid_tui.agents.replay import ReplayImplementer
-from hybrid_tui.runtime.coordinator import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
-from hybrid_tui.runtime.launch import start_run
+from hybrid_tui.vocabulary import EXIT_FAILED, EXIT_OK
+from hybrid_tui.app.launch import start_run
 from hybrid_tui.spec.models import RetryRule, SisTask
 from hybrid_tui.store import models as m
 from hybrid_tui.workspace.sandbox import Sandbox

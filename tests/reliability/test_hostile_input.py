@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import shlex
-import sys
 from pathlib import Path
 
 import anyio
@@ -23,9 +21,9 @@ from rich.console import Console
 
 from fakes.messages_server import MessagesServer, message, tool_use
 
-from hybrid_tui.cli import main as hybrid_main
-from hybrid_tui.runtime.coordinator import EXIT_FAILED, EXIT_OK
-from hybrid_tui.runtime.launch import start_run
+from hybrid_tui.app.main import main as hybrid_main
+from hybrid_tui.vocabulary import EXIT_FAILED, EXIT_OK
+from hybrid_tui.app.launch import start_run
 from hybrid_tui.spec.loader import validate_sis_document
 from hybrid_tui.spec.models import RetryRule
 from hybrid_tui.store import models as m

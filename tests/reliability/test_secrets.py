@@ -43,7 +43,7 @@ def assert_no_secret(run_dir: Path, *texts: str) -> None:
 
 def screenshots(run_dir: Path) -> str:
     """Every screen an operator opens on the run: main view, a task's detail, attention."""
-    from hybrid_tui.runtime.launch import open_run_store
+    from hybrid_tui.app.launch import open_run_store
     from hybrid_tui.tui import HybridApp
 
     store, run_id = open_run_store(run_dir)

@@ -80,7 +80,7 @@ def test_second_coordinator_on_a_live_run_refuses_and_changes_nothing(tmp_path: 
 def test_console_writing_controls_while_the_coordinator_writes_never_sees_database_is_locked(tmp_path: Path):
     """A sim run with the real console attached in this process, polling every 20 ms and writing
     a control row every 50 ms while the coordinator applies them and runs the mission."""
-    from hybrid_tui.runtime.launch import open_run_store
+    from hybrid_tui.app.launch import open_run_store
     from hybrid_tui.tui import HybridApp
 
     mission = write_mission(tmp_path / "m", [task(f"t{i:02d}") for i in range(20)])

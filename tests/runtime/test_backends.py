@@ -131,8 +131,8 @@ def attempts_of(task_id: str) -> list:
 
 
 def test_a_hanging_attempt_times_out_with_its_message_and_the_retry_succeeds(tmp_path: Path):
-    from hybrid_tui.runtime.coordinator import EXIT_OK
-    from hybrid_tui.runtime.launch import start_run
+    from hybrid_tui.vocabulary import EXIT_OK
+    from hybrid_tui.app.launch import start_run
     from hybrid_tui.runtime.record import read_ledger
 
     from .helpers import drive, task, write_mission
@@ -159,8 +159,8 @@ def test_a_hanging_attempt_times_out_with_its_message_and_the_retry_succeeds(tmp
 def test_a_cancel_while_the_agent_works_is_a_cancel_not_a_timeout(tmp_path: Path):
     """The attempt's one cancel scope carries the timeout too: the scheduler cancelling the
     attempt before its deadline ends it ``cancelled``, and nothing is recorded for it."""
-    from hybrid_tui.runtime.coordinator import EXIT_FAILED
-    from hybrid_tui.runtime.launch import start_run
+    from hybrid_tui.vocabulary import EXIT_FAILED
+    from hybrid_tui.app.launch import start_run
     from hybrid_tui.runtime.record import read_ledger
     from hybrid_tui.store import models as m
 

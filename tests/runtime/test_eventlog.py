@@ -15,15 +15,15 @@ from hypothesis import strategies as st
 
 from hybrid_tui.runtime.eventlog import (
     EventJsonlWriter,
-    Redactor,
     event_line,
     event_text,
     iso_time,
     line_from_event,
     read_events_jsonl,
 )
+from hybrid_tui.vocabulary import Redactor
 from hybrid_tui.runtime.events import EventLog
-from hybrid_tui.runtime.launch import start_run
+from hybrid_tui.app.launch import start_run
 from hybrid_tui.store import models as m
 from hybrid_tui.store.db import EVENT_DATA_ENCODER
 
@@ -206,7 +206,7 @@ SECRET = "L8r-0123456789-abcdef"  # no key-like word in it: only the search for 
 
 def reference_lines(events: list[tuple], redactor: Redactor) -> list[str]:
     """Each event's line through the general path: walked, redacted, then encoded."""
-    values = redactor._values()
+    values = redactor.values()
     return [redactor.redacted_text(line_from_event(*event), values) for event in events]
 
 

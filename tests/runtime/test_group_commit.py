@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 
 from hybrid_tui.runtime import persist
-from hybrid_tui.runtime.launch import open_run, start_run
+from hybrid_tui.app.launch import open_run, start_run
 from hybrid_tui.store import models as m
 
 from .helpers import task, write_mission

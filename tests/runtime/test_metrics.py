@@ -15,8 +15,8 @@ import anyio
 import prometheus_client
 import pytest
 
-from hybrid_tui.runtime.launch import start_run
-from hybrid_tui.runtime.metrics import MetricsServer, parse_metrics
+from hybrid_tui.app.launch import start_run
+from hybrid_tui.views.metrics import MetricsServer, parse_metrics
 from hybrid_tui.store import models as m
 from hybrid_tui.store.db import open_store
 

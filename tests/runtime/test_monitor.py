@@ -19,7 +19,7 @@ import peewee as pw
 import pytest
 
 from hybrid_tui.runtime.eventlog import read_events_jsonl
-from hybrid_tui.runtime.launch import open_run, start_run
+from hybrid_tui.app.launch import open_run, start_run
 from hybrid_tui.runtime.monitor import (
     Reading,
     ResourceGuard,

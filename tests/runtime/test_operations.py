@@ -9,8 +9,8 @@ from typing import Callable
 
 import anyio
 
-from hybrid_tui.runtime.coordinator import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
-from hybrid_tui.runtime.launch import start_run
+from hybrid_tui.vocabulary import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
+from hybrid_tui.app.launch import start_run
 from hybrid_tui.store import models as m
 
 from .helpers import branch_commits, drive, git, hybrid, py, task, write_mission

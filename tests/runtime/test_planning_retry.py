@@ -7,8 +7,8 @@ from pathlib import Path
 
 from hybrid_tui.agents.base import PlanResult
 from hybrid_tui.agents.replay import ReplayPlanner
-from hybrid_tui.runtime.coordinator import EXIT_OK
-from hybrid_tui.runtime.launch import start_run
+from hybrid_tui.vocabulary import EXIT_OK
+from hybrid_tui.app.launch import start_run
 from hybrid_tui.store import models as m
 
 from .helpers import drive, task, write_mission

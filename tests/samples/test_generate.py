@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_tui.cli import main
-from hybrid_tui.samples import generate_mission
+from hybrid_tui.app.main import main
+from hybrid_tui.app.sample_missions import generate_mission
 from hybrid_tui.spec.loader import load_mission
 
 from .mission_kit import (

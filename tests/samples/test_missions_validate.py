@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hybrid_tui.cli import main
+from hybrid_tui.app.main import main
 
 from .mission_kit import SAMPLES
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hybrid_tui.cli import main
+from hybrid_tui.app.main import main
 from hybrid_tui.spec.loader import MissionInvalid, load_mission, validate_sis_document
 from hybrid_tui.spec.models import EditOp, Priority
 

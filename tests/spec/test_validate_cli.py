@@ -12,7 +12,7 @@ from typing import Callable
 
 import pytest
 
-from hybrid_tui.cli import main
+from hybrid_tui.app.main import main
 
 SIS = "sis/001-sub.json"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_tui.cli import main
+from hybrid_tui.app.main import main
 from hybrid_tui.spec.loader import load_mission
 from hybrid_tui.store import StoreError, models as m, open_store
 from hybrid_tui.store.runs import (

@@ -2,7 +2,7 @@
 frozen virtual clock, pinned git dates), rendered from store copies and compared as SVG.
 
 Regenerate after checking by eye: ``pytest tests/tui/test_demo_snapshots.py --snapshot-update``
-and the README's copies with ``python -m hybrid_tui.runtime.demo --screenshots docs/screenshots``.
+and the README's copies with ``python -m hybrid_tui.app.demo --screenshots docs/screenshots``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlite3
 
 import pytest
 
-from hybrid_tui.runtime.demo_capture import MOMENTS, capture_moments, moment_app
+from hybrid_tui.app.demo_capture import MOMENTS, capture_moments, moment_app
 
 pytestmark = pytest.mark.slow
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...spec.models import MissionFile
-from .client import RateLimiters, classify_error, default_client_factory, make_client
-from .implementer import AnthropicImplementer
-from .planner import AnthropicPlanner
+from hybrid_tui.spec.models import MissionFile
+from hybrid_tui.agents.anthropic.client import RateLimiters, classify_error, default_client_factory, make_client
+from hybrid_tui.agents.anthropic.implementer import AnthropicImplementer
+from hybrid_tui.agents.anthropic.planner import AnthropicPlanner
 
 __all__ = [
     "AnthropicImplementer",

@@ -26,10 +26,10 @@ from typing import Any, Awaitable, Callable
 import anthropic
 import anyio
 
-from ...spec.models import ModelLimits, Usage
+from hybrid_tui.spec.models import ModelLimits, Usage
+from hybrid_tui.vocabulary import redact
 
 DEFAULT_TIMEOUT_SECONDS = 600.0
-_CREDENTIAL_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
 
 
 class MissingCredentials(RuntimeError):
@@ -57,15 +57,6 @@ def make_client(
 
 def default_client_factory(timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Callable[[], anthropic.AsyncAnthropic]:
     return lambda: make_client(timeout=timeout)
-
-
-def redact(text: str) -> str:
-    """Remove any credential value from ``text`` (defence in depth: the SDK never puts it there)."""
-    for name in _CREDENTIAL_ENV:
-        secret = os.environ.get(name)
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "[redacted]")
-    return text
 
 
 # ------------------------------------------------------------------------ error mapping

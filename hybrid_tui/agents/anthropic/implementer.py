@@ -19,10 +19,10 @@ from typing import Any
 
 import anyio
 
-from ...spec.models import Usage
-from ..base import ImplementRequest, ImplementResult
-from . import prompts
-from .client import (
+from hybrid_tui.spec.models import Usage
+from hybrid_tui.agents.base import ImplementRequest, ImplementResult
+from hybrid_tui.agents.anthropic import prompts
+from hybrid_tui.agents.anthropic.client import (
     API_ERRORS,
     EPHEMERAL,
     ClientFactory,
@@ -32,10 +32,10 @@ from .client import (
     content_to_params,
     create_message,
     default_client_factory,
-    redact,
     usage_from_response,
 )
-from .tools import TOOL_DEFINITIONS, ToolRunner
+from hybrid_tui.agents.anthropic.tools import TOOL_DEFINITIONS, ToolRunner
+from hybrid_tui.vocabulary import redact
 
 LOG_RESULT_CHARS = 2000
 MAX_DECLARED_EXCERPT_CHARS = 20_000

@@ -16,12 +16,12 @@ from typing import Any, Sequence
 
 import anyio
 
-from ...spec.loader import sis_json_schema, validate_sis_document
-from ...spec.models import Sis, Usage
-from ..base import PlanRequest, PlanResult
-from . import prompts
-from .context import file_tree, relevant_excerpts
-from .client import (
+from hybrid_tui.spec.loader import sis_json_schema, validate_sis_document
+from hybrid_tui.spec.models import Sis, Usage
+from hybrid_tui.agents.base import PlanRequest, PlanResult
+from hybrid_tui.agents.anthropic import prompts
+from hybrid_tui.agents.anthropic.context import file_tree, relevant_excerpts
+from hybrid_tui.agents.anthropic.client import (
     API_ERRORS,
     EPHEMERAL,
     ApiFailure,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from ...spec.models import SisTask
+from hybrid_tui.spec.models import SisTask
 
 MAX_TREE_ENTRIES = 2000
 MAX_EXCERPT_CHARS = 12_000

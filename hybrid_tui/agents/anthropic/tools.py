@@ -192,7 +192,7 @@ class ToolRunner:
 
     # -- checks
     async def _run_checks(self) -> ToolOutcome:
-        from ...workspace.validation import run_checks
+        from hybrid_tui.workspace.validation import run_checks
 
         validation = self.task.validation
         if not validation.commands:

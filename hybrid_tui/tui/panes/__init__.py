@@ -1,11 +1,11 @@
 """Dashboard panes of the console, one module each (room: tui; read-only views)."""
 
-from .agents import AgentPool
-from .costs import CostBurn
-from .events import EventLog
-from .header import RunHeader
-from .locks import FileLocks
-from .resources import ResourceGauges
-from .tasks import TaskQueue
+from hybrid_tui.tui.panes.agents import AgentPool
+from hybrid_tui.tui.panes.costs import CostBurn
+from hybrid_tui.tui.panes.events import EventLog
+from hybrid_tui.tui.panes.header import RunHeader
+from hybrid_tui.tui.panes.locks import FileLocks
+from hybrid_tui.tui.panes.resources import ResourceGauges
+from hybrid_tui.tui.panes.tasks import TaskQueue
 
 __all__ = ["AgentPool", "CostBurn", "EventLog", "FileLocks", "ResourceGauges", "RunHeader", "TaskQueue"]

@@ -9,8 +9,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
-from ..data import CostSummary, inert
-from .style import bar, theme_color
+from hybrid_tui.tui.data import CostSummary, inert
+from hybrid_tui.tui.panes.style import bar, theme_color
 
 
 class CostBurn(Vertical):

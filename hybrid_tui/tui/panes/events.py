@@ -8,9 +8,9 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import RichLog
 
-from ...store import models as m
-from ..data import inert
-from .style import theme_color
+from hybrid_tui.store import models as m
+from hybrid_tui.tui.data import inert
+from hybrid_tui.tui.panes.style import theme_color
 
 
 class EventLog(RichLog):

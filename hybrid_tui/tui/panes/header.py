@@ -7,8 +7,8 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from ..data import RunInfo, inert
-from .style import status_text, theme_color
+from hybrid_tui.tui.data import RunInfo, inert
+from hybrid_tui.tui.panes.style import status_text, theme_color
 
 
 class RunHeader(Static):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from ..data import LockRow, human_duration, inert
+from hybrid_tui.tui.data import LockRow, human_duration, inert
 
 COLUMNS = ("path", "task", "held", "expires")
 

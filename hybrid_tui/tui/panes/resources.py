@@ -6,8 +6,8 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
-from ..data import RunInfo, Sample, human_bytes, human_duration, inert
-from .style import bar, spark, theme_color
+from hybrid_tui.tui.data import RunInfo, Sample, human_bytes, human_duration, inert
+from hybrid_tui.tui.panes.style import bar, spark, theme_color
 
 
 class ResourceGauges(Static):

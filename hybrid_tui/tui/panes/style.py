@@ -10,7 +10,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.app import App
 
-from ..data import inert
+from hybrid_tui.tui.data import inert
 
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
 

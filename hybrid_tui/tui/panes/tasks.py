@@ -21,12 +21,14 @@ from textual.containers import Vertical
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowDoesNotExist, RowKey
 
-from ..data import TaskRow, coarse_age, inert
-from .style import is_compact, status_text
+from hybrid_tui.tui.data import TaskRow, coarse_age, inert
+from hybrid_tui.tui.panes.style import is_compact, status_text
+from hybrid_tui.vocabulary import IN_FLIGHT_STATUSES
 
 COLUMNS = ("id", "title", "status", "score", "agent", "att", "cost", "age")
 FILTERS = ("all", "active", "pending", "ready", "running", "retry_wait", "failed", "blocked", "done")
-ACTIVE = {"ready", "running", "validating", "integrating", "retry_wait"}
+# The "active" filter: what is started or could start now (not pending, not terminal).
+ACTIVE_FILTER = IN_FLIGHT_STATUSES | {"ready", "retry_wait"}
 SORTS = ("queue", "score", "status", "cost", "age", "attempts", "id")
 # The TaskRow field a sort reads: a changed value there means the order may change.
 SORT_FIELD = {"score": "score", "status": "status", "cost": "cost_usd", "attempts": "attempts"}
@@ -37,9 +39,9 @@ def _matches(status: str, attention: str, filter_name: str) -> bool:
     if filter_name == "all":
         return True
     if filter_name == "active":
-        return status in ACTIVE
+        return status in ACTIVE_FILTER
     if filter_name == "running":
-        return status in ("running", "validating", "integrating")
+        return status in IN_FLIGHT_STATUSES
     return status == filter_name
 
 

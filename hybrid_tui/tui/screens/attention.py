@@ -14,8 +14,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.widgets.data_table import CellDoesNotExist
 
-from ..data import TaskRow, inert
-from ..panes.style import status_text
+from hybrid_tui.tui.data import TaskRow, inert
+from hybrid_tui.tui.panes.style import status_text
 
 
 class AttentionScreen(Screen[None]):

@@ -16,7 +16,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from ..data import StoreView, commit_diff, human_duration, inert
+from hybrid_tui.tui.data import StoreView, commit_diff, human_duration, inert
 
 
 def _section(title: str) -> Text:

@@ -1,6 +1,6 @@
 """``export-replay``: turn a recorded run into a mission folder that replays it offline.
 
-Room: runtime. Reads a run folder (store, ``record/``, the run's repository) and writes a
+Room: app. Reads a run folder (store, ``record/``, the run's repository) and writes a
 new mission folder; never changes the run. The mission it writes:
 
 - ``mission.toml`` -- the configuration the run used, with ``[agents] backend = "replay"``;
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..spec.models import MissionFile, RecordedTask, Sis, SisIssue, SisTask
-from ..store import models as m
-from .record import read_record
+from hybrid_tui.spec.models import MissionFile, RecordedTask, Sis, SisIssue, SisTask
+from hybrid_tui.store import models as m
+from hybrid_tui.runtime.record import read_record
 
 REAL_OUTCOMES = ("succeeded", "failed")
 
@@ -50,7 +50,7 @@ class ExportSummary:
 
 def export_replay(run: str | Path, dest: str | Path, *, pace: float = 1.0, runs_dir: str | Path | None = None) -> ExportSummary:
     """Write the mission folder ``dest`` (absent or empty) that replays ``run``."""
-    from .launch import LaunchError, open_run_store
+    from hybrid_tui.app.launch import LaunchError, open_run_store
 
     if not (pace >= 0 and math.isfinite(pace)):
         raise ExportError(f"--pace must be a non-negative number (got {pace})")

@@ -1,6 +1,6 @@
 """``hybrid-tui report`` and ``hybrid-tui estimate``.
 
-Room: costs. Reads a run's store or a mission folder and prints; writes nothing.
+Room: app. Reads a run's store or a mission folder and prints; writes nothing.
 """
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import argparse
 import json
 import sys
 
-from hybrid_tui.cli import UserError
+from hybrid_tui.vocabulary import UserError
 from hybrid_tui.store import StoreError
-from hybrid_tui.store.cli import add_runs_dir_argument, resolve_runs_dir
+from hybrid_tui.app.runs_commands import add_runs_dir_argument, resolve_runs_dir
 
-from .pricing import PricingError
-from .report import RunNotFound, render_markdown, report_for
+from hybrid_tui.costs.pricing import PricingError
+from hybrid_tui.costs.report import RunNotFound, render_markdown, report_for
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,6 +68,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from .estimate import cmd_estimate as run_estimate  # the simulator pulls in the core
+    from hybrid_tui.costs.estimate import cmd_estimate as run_estimate  # the simulator pulls in the core
 
     return run_estimate(args)

@@ -1,6 +1,6 @@
 """Starting and reopening runs: mission -> run folder -> repository -> store -> coordinator.
 
-Room: runtime. ``start_run`` validates first and creates nothing when the mission is
+Room: app. ``start_run`` validates first and creates nothing when the mission is
 invalid; the user's checkout is never touched (work happens on the mission branch and in
 worktrees under the run folder).
 """
@@ -11,10 +11,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from ..store import models as m
-from ..store.db import Store, StoreError, open_store
-from ..store.runs import default_runs_dir, init_run_dir, new_run_id, run_dir_for, state_db_path
-from .coordinator import Coordinator
+from hybrid_tui.store import models as m
+from hybrid_tui.store.db import Store, StoreError, open_store
+from hybrid_tui.store.runs import default_runs_dir, init_run_dir, new_run_id, run_dir_for, state_db_path
+from hybrid_tui.runtime.coordinator import Coordinator
 
 
 class LaunchError(Exception):
@@ -32,9 +32,9 @@ def _current_branch(repo: Path) -> str:
 
 
 def load_valid_mission(mission_path: str | Path):
-    from ..spec.loader import MissionInvalid, load_mission
+    from hybrid_tui.spec.loader import MissionInvalid, load_mission
 
-    from ..costs.pricing import mission_pricing_problems
+    from hybrid_tui.costs.pricing import mission_pricing_problems
 
     try:
         mission = load_mission(Path(mission_path))
@@ -81,7 +81,7 @@ def start_run(
     repo_path: Path = mission.repo_path
     base_commit = ""
     if git:
-        from ..workspace.git import MissionError, MissionRepo, prepare_repository
+        from hybrid_tui.workspace.git import MissionError, MissionRepo, prepare_repository
 
         try:
             repo_path = Path(prepare_repository(mission.repo_path, run_dir))
@@ -90,7 +90,7 @@ def start_run(
         except MissionError as exc:
             raise LaunchError(str(exc)) from None
     store = open_store(state_db_path(run_dir))
-    from ..store.runs import create_run
+    from hybrid_tui.store.runs import create_run
 
     create_run(
         store, mission, run_id=run_id, run_dir=run_dir, repo_path=repo_path, mission_branch=mission_branch,
@@ -132,7 +132,7 @@ def open_run(
     row = m.Run.get_by_id(run_id)
     mission = load_valid_mission(row.mission_path)
     # The run keeps the configuration it was created with (mission.toml may have changed since).
-    from ..spec.models import MissionFile
+    from hybrid_tui.spec.models import MissionFile
 
     mission.config = MissionFile.model_validate_json(row.config_json)
     if git is None:

@@ -1,6 +1,6 @@
 """Headless mode: drive a run without the console and show its progress from the store.
 
-Room: runtime (a thin view; it reads the store like the console does and renders text only).
+Room: views (a thin view; it reads the store like the console does and renders text only).
 
 - ``--json``: exactly one JSON object per line on stdout (every event, then a summary), nothing else.
 - not a TTY: plain lines, one per event.
@@ -17,12 +17,12 @@ from typing import Any, TextIO
 
 import anyio
 
-from ..store import models as m
-from ..store.db import Store
+from hybrid_tui.store import models as m
+from hybrid_tui.store.db import Store
+from hybrid_tui.vocabulary import TASK_STATUSES
 
 POLL_SECONDS = 0.2
-STATUSES = ("pending", "ready", "running", "validating", "integrating", "retry_wait",
-            "done", "failed", "blocked", "cancelled", "rolled_back")
+STATUSES = TASK_STATUSES
 
 
 def status_counts(run_id: str) -> dict[str, int]:

@@ -1,6 +1,6 @@
 """``hybrid-tui generate``: write a synthetic mission for the sim backend and benchmarks.
 
-Room: samples. Writes only the destination folder.
+Room: app. Writes only the destination folder.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hybrid_tui.cli import UserError
+from hybrid_tui.vocabulary import UserError
 
 
 def _positive(text: str) -> int:
@@ -32,7 +32,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .generate import generate_mission
+    from hybrid_tui.app.sample_missions import generate_mission
 
     try:
         generate_mission(args.dest, tasks=args.tasks, seed=args.seed, name=args.name)

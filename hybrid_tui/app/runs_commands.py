@@ -1,6 +1,6 @@
 """``hybrid-tui runs``: list the runs in a runs folder.
 
-Room: store. Reads each run's state.db read-only; writes nothing.
+Room: app. Reads each run's state.db read-only; writes nothing.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import argparse
 import time
 from pathlib import Path
 
-from .runs import DEFAULT_RUNS_DIR, RunSummary, list_runs, summary_as_json
+from hybrid_tui.store.runs import DEFAULT_RUNS_DIR, RunSummary, list_runs, summary_as_json
 
 
 def add_runs_dir_argument(parser: argparse.ArgumentParser) -> None:

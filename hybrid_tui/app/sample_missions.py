@@ -1,6 +1,6 @@
 """Synthetic missions of any size for the ``sim`` backend, load tests and benchmarks.
 
-Room: samples. Builds the SIS documents with the spec models (so they are valid by
+Room: app. Builds the SIS documents with the spec models (so they are valid by
 construction) and writes a mission folder; no other I/O.
 
 Shape of a generated mission (all of it deterministic for a seed):

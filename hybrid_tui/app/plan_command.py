@@ -1,9 +1,8 @@
 """``hybrid-tui plan``: run L2 planning alone with the Claude planner and write ``sis/*.json`` for review.
 
-Room: agents. Reads the mission folder and the repository, calls the Anthropic API (or its
+Room: app. Reads the mission folder and the repository, calls the Anthropic API (or its
 Message Batches API with ``--batch``), writes one SIS file per planned issue into the
-output folder and nothing else (no run, no store). Also builds the ``cli`` backend's
-implementer from ``[agents] cli`` for the runtime (:func:`make_implementer`).
+output folder and nothing else (no run, no store).
 """
 
 from __future__ import annotations
@@ -16,9 +15,9 @@ from typing import Any
 
 import anyio
 
-from ..cli import EXIT_FAILED, EXIT_OK, UserError
-from ..spec.models import Usage
-from .base import PlanRequest
+from hybrid_tui.vocabulary import EXIT_FAILED, EXIT_OK, UserError
+from hybrid_tui.spec.models import Usage
+from hybrid_tui.agents.base import PlanRequest
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _cost_function(mission: Any, model: str, batch: bool):
     try:
-        from ..costs.pricing import PricingTable
+        from hybrid_tui.costs.pricing import PricingTable
     except ImportError:  # pragma: no cover - the costs layer ships with the package
         return lambda _model, _usage: 0.0
     try:
@@ -62,9 +61,9 @@ def _cost_function(mission: Any, model: str, batch: bool):
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from ..spec.loader import MissionInvalid, load_mission
-    from .anthropic import make_planner
-    from .anthropic.context import file_tree, relevant_excerpts
+    from hybrid_tui.spec.loader import MissionInvalid, load_mission
+    from hybrid_tui.agents.anthropic import make_planner
+    from hybrid_tui.agents.anthropic.context import file_tree, relevant_excerpts
 
     try:
         mission = load_mission(args.mission)
@@ -139,14 +138,3 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"planned {len(results) - failed}/{len(results)} issue(s), cost ${total:.4f}"
           f"{' (batch price)' if args.batch else ''}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
-
-
-def make_implementer(config: Any = None):
-    """The ``cli`` backend's implementer from ``[agents] cli`` (a Mission or its MissionFile)."""
-    from .cli_agent import CliImplementer
-
-    mission_file = getattr(config, "config", config)
-    template = getattr(getattr(mission_file, "agents", None), "cli", None)
-    if not template:
-        raise ValueError('the cli backend needs [agents] cli = "<command template>" in mission.toml')
-    return CliImplementer(template)

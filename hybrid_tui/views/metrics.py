@@ -1,6 +1,6 @@
 """Prometheus metrics of a run, served on 127.0.0.1 by ``--metrics-port``.
 
-Room: runtime (a read-only view over the store, like the console). A custom collector reads
+Room: views (a read-only view over the store, like the console). A custom collector reads
 the store at scrape time, so every value equals what the store holds at that moment: tasks
 by state, attempts by outcome and failure type, spend and budgets, agents and utilisation,
 queue depth, pool target, the latest resource sample, and a histogram of scheduling latency
@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..store import models as m
+from hybrid_tui.store import models as m
 
 TASK_STATES = ("pending", "ready", "running", "validating", "integrating", "retry_wait",
                "done", "failed", "blocked", "cancelled", "rolled_back")

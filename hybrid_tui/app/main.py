@@ -12,26 +12,23 @@ import argparse
 import importlib
 import sys
 
+from hybrid_tui.vocabulary import EXIT_BAD_INPUT, EXIT_STOPPED, UserError
+
 # Modules that register subcommands, in the order they appear in --help.
 COMMAND_MODULES = [
-    "hybrid_tui.spec.cli",
-    "hybrid_tui.store.cli",
-    "hybrid_tui.runtime.cli",
-    "hybrid_tui.runtime.replay_cli",
-    "hybrid_tui.costs.cli",
-    "hybrid_tui.agents.cli",
-    "hybrid_tui.samples.cli",
+    "hybrid_tui.app.mission_commands",
+    "hybrid_tui.app.runs_commands",
+    "hybrid_tui.app.run_commands",
+    "hybrid_tui.app.replay_commands",
+    "hybrid_tui.app.cost_commands",
+    "hybrid_tui.app.plan_command",
+    "hybrid_tui.app.generate_command",
 ]
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
-
-
-class UserError(Exception):
-    """Bad input from the operator: printed as one line, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from hybrid_tui import __version__
 
     parser = argparse.ArgumentParser(
         prog="hybrid-tui",

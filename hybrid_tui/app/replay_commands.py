@@ -1,6 +1,6 @@
 """``hybrid-tui export-replay RUN DEST`` and ``hybrid-tui demo``.
 
-Room: runtime. Argument parsing only; the work is in ``runtime.export`` and ``runtime.demo``.
+Room: app. Argument parsing only; the work is in ``app.export`` and ``app.demo``.
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import UserError
-from ..store.cli import add_runs_dir_argument
+from hybrid_tui.vocabulary import UserError
+from hybrid_tui.app.runs_commands import add_runs_dir_argument
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export_replay(args: argparse.Namespace) -> int:
-    from .export import ExportError, export_replay
+    from hybrid_tui.app.export import ExportError, export_replay
 
     try:
         summary = export_replay(args.run, args.dest, pace=args.pace, runs_dir=args.runs_dir)
@@ -54,7 +54,7 @@ def cmd_export_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import DemoError, run_demo
+    from hybrid_tui.app.demo import DemoError, run_demo
 
     try:
         return run_demo(pace=args.pace, headless=args.headless, runs_dir=args.runs_dir, mission=args.mission,

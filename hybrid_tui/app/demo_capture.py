@@ -1,6 +1,6 @@
 """Capturing the demo's key moments deterministically, and rendering them as SVG.
 
-Room: runtime (drives a real Coordinator on a real repository; the rendering step only
+Room: app (drives a real Coordinator on a real repository; the rendering step only
 opens the console on *copies* of the store). Nothing here races a live worker:
 
 - the implementer is the replay backend behind a gate: every attempt parks before doing
@@ -28,9 +28,9 @@ from typing import Any, Iterator
 
 import anyio
 
-from ..agents.base import ImplementRequest, ImplementResult
-from ..agents.replay import ReplayImplementer
-from ..store import models as m
+from hybrid_tui.agents.base import ImplementRequest, ImplementResult
+from hybrid_tui.agents.replay import ReplayImplementer
+from hybrid_tui.store import models as m
 
 RUN_ID = "demo-web-18"
 START = 1_760_000_000.0  # the virtual clock's first reading
@@ -150,8 +150,8 @@ def capture_moments(workdir: str | Path, mission: str | Path | None = None) -> l
 
 
 async def _capture(workdir: Path, mission: str | Path | None) -> list[Moment]:
-    from .demo import demo_mission_path
-    from .launch import start_run
+    from hybrid_tui.app.demo import demo_mission_path
+    from hybrid_tui.app.launch import start_run
 
     workdir.mkdir(parents=True, exist_ok=True)
     gate, clock = GatedImplementer(), VirtualClock()
@@ -249,8 +249,8 @@ def moment_app(moment: Moment, theme: str = "dark") -> Any:
     """The console on a moment's store copy with the clock frozen there (no coordinator).
 
     Opens the store copy: call only when no other store is open in this process."""
-    from ..store.db import open_store
-    from ..tui.app import HybridApp
+    from hybrid_tui.store.db import open_store
+    from hybrid_tui.tui.app import HybridApp
 
     store = open_store(moment.db_path, create=False)
     app = HybridApp(store, moment.run_id, theme=theme, clock=lambda: moment.now, poll_interval=3600)

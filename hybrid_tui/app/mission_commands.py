@@ -1,6 +1,6 @@
 """``hybrid-tui schema`` and ``hybrid-tui validate``.
 
-Room: spec. Reads the mission folder and prints; creates nothing on disk.
+Room: app. Reads the mission folder and prints; creates nothing on disk.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from .loader import MissionInvalid, load_mission, mission_json_schema, sis_json_schema
+from hybrid_tui.spec.loader import MissionInvalid, load_mission, mission_json_schema, sis_json_schema
 
 SCHEMAS = {"sis": sis_json_schema, "mission": mission_json_schema}
 
@@ -41,7 +41,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from ..costs.pricing import mission_pricing_problems
+    from hybrid_tui.costs.pricing import mission_pricing_problems
 
     try:
         mission = load_mission(args.mission)

@@ -1,6 +1,6 @@
 """``hybrid-tui run | resume | attach | stop | pause | resume-dispatch | retry | rollback | scale | budget``.
 
-Room: runtime. Parses arguments, opens or creates the run, then hands over to the console
+Room: app. Parses arguments, opens or creates the run, then hands over to the console
 (``hybrid_tui.tui.app.run_console``) or to headless mode. Control commands only enqueue a
 row in the Control table: the coordinator driving the run applies it.
 """
@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import EXIT_BAD_INPUT, UserError
-from ..store.cli import add_runs_dir_argument
+from hybrid_tui.vocabulary import EXIT_BAD_INPUT, UserError
+from hybrid_tui.app.runs_commands import add_runs_dir_argument
 
 BACKENDS = ("replay", "sim", "anthropic", "cli")
 
@@ -85,13 +85,13 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _is_run_dir(target: str) -> bool:
-    from ..store.runs import state_db_path
+    from hybrid_tui.store.runs import state_db_path
 
     return state_db_path(Path(target)).is_file()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .launch import LaunchError, open_run, start_run
+    from hybrid_tui.app.launch import LaunchError, open_run, start_run
 
     try:
         if _is_run_dir(args.target):
@@ -106,7 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from .launch import LaunchError, open_run
+    from hybrid_tui.app.launch import LaunchError, open_run
 
     try:
         store, run_id, coordinator = open_run(args.target, args.runs_dir, backend=args.backend, pace=args.pace,
@@ -117,7 +117,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _drive(args: argparse.Namespace, store, run_id: str, coordinator, resumed: bool = False) -> int:
-    from .metrics import MetricsError, start_metrics
+    from hybrid_tui.views.metrics import MetricsError, start_metrics
 
     try:
         metrics = start_metrics(run_id, args.metrics_port)
@@ -133,8 +133,8 @@ def _drive(args: argparse.Namespace, store, run_id: str, coordinator, resumed: b
 
 
 def _drive_run(args: argparse.Namespace, store, run_id: str, coordinator, resumed: bool = False) -> int:
-    from .headless import last_event_seq, run_headless
-    from .runlock import RunLocked
+    from hybrid_tui.views.headless import last_event_seq, run_headless
+    from hybrid_tui.runtime.runlock import RunLocked
 
     try:
         coordinator.lock.acquire()
@@ -144,7 +144,7 @@ def _drive_run(args: argparse.Namespace, store, run_id: str, coordinator, resume
     headless = args.headless or args.json
     if not headless:
         try:
-            from ..tui.app import run_console  # type: ignore[import-not-found]
+            from hybrid_tui.tui.app import run_console  # type: ignore[import-not-found]
         except ImportError:
             print("hybrid-tui: note: the console is not available in this build; running headless", file=sys.stderr)
             headless = True
@@ -162,11 +162,11 @@ def _drive_run(args: argparse.Namespace, store, run_id: str, coordinator, resume
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from .launch import LaunchError, open_run_store
+    from hybrid_tui.app.launch import LaunchError, open_run_store
 
     try:
         store, run_id = open_run_store(args.target, args.runs_dir)
-        from ..tui.app import run_console  # type: ignore[import-not-found]
+        from hybrid_tui.tui.app import run_console  # type: ignore[import-not-found]
     except LaunchError as exc:
         raise UserError(str(exc)) from None
     except ImportError:
@@ -175,7 +175,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
 
 def cmd_control(args: argparse.Namespace) -> int:
-    from .launch import LaunchError, open_run_store
+    from hybrid_tui.app.launch import LaunchError, open_run_store
 
     try:
         store, run_id = open_run_store(args.target, args.runs_dir)
@@ -192,7 +192,7 @@ def cmd_control(args: argparse.Namespace) -> int:
 
 
 def cmd_budget(args: argparse.Namespace) -> int:
-    from .launch import LaunchError, open_run_store
+    from hybrid_tui.app.launch import LaunchError, open_run_store
 
     fields = {}
     for flag, key, value in (("--mission-usd", "mission_usd", args.mission_usd), ("--retry-usd", "retry_usd", args.retry_usd)):

@@ -1,10 +1,10 @@
 """The ``demo`` walkthrough: the web-18 sample mission, offline, at a watchable pace; and the
 README's screenshots of its key moments.
 
-Room: runtime. Starts a run of a sample mission (replay backend) into a temporary or given
+Room: app. Starts a run of a sample mission (replay backend) into a temporary or given
 runs folder and hands it to the console or headless mode. ``python -m
-hybrid_tui.runtime.demo --screenshots DIR`` drives the same mission step by step (a gated
-implementer and a frozen clock, see :mod:`hybrid_tui.runtime.demo_capture`) and saves an SVG
+hybrid_tui.app.demo --screenshots DIR`` drives the same mission step by step (a gated
+implementer and a frozen clock, see :mod:`hybrid_tui.app.demo_capture`) and saves an SVG
 of the console at each key moment: start, lock contention, a retry, the conflict in the
 attention view, completion.
 """
@@ -59,8 +59,8 @@ def watchable_pace(mission, target_seconds: float = TARGET_SECONDS) -> float:
 
 def run_demo(*, pace: float | None = None, headless: bool = False, runs_dir: str | Path | None = None,
              mission: str | Path | None = None, theme: str = "dark") -> int:
-    from .cli import _drive_run
-    from .launch import LaunchError, load_valid_mission, start_run
+    from hybrid_tui.app.run_commands import _drive_run
+    from hybrid_tui.app.launch import LaunchError, load_valid_mission, start_run
 
     path = demo_mission_path(mission)
     try:
@@ -84,13 +84,13 @@ def run_demo(*, pace: float | None = None, headless: bool = False, runs_dir: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hybrid_tui.runtime.demo")
+    parser = argparse.ArgumentParser(prog="python -m hybrid_tui.app.demo")
     parser.add_argument("--screenshots", type=Path, metavar="DIR", help="save SVGs of the key moments to DIR")
     parser.add_argument("--mission", type=Path, help="mission folder (default: web-18)")
     args = parser.parse_args(argv)
     if args.screenshots is None:
         return run_demo(mission=args.mission)
-    from .demo_capture import save_screenshots
+    from hybrid_tui.app.demo_capture import save_screenshots
 
     for path in save_screenshots(args.screenshots, mission=args.mission):
         print(path)

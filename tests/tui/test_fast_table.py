@@ -1,0 +1,72 @@
+"""The contract between ``tui/fast_table.py`` and the pinned Textual version: the batched
+update path writes exactly what DataTable's public ``update_cell`` writes, visible rows are
+the ones DataTable itself reports, and the private names it relies on exist. A Textual
+upgrade that breaks any of this fails here, not in a console on someone's screen."""
+
+from __future__ import annotations
+
+import pytest
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
+
+from hybrid_tui.tui.fast_table import TaskTable
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+class _Tables(App):
+    def compose(self) -> ComposeResult:
+        yield TaskTable(id="fast")
+        yield DataTable(id="public")
+
+
+def _fill(table: DataTable) -> tuple[list[RowKey], list[ColumnKey]]:
+    columns = [table.add_column(name, key=name) for name in ("id", "status")]
+    rows = [table.add_row(Text(f"t{i}"), Text("ready"), key=f"t{i}") for i in range(30)]
+    return rows, columns
+
+
+def test_the_private_datatable_names_the_fast_path_uses_exist():
+    table = DataTable()
+    for name in ("_row_locations", "_data", "_update_count"):
+        assert hasattr(table, name), f"Textual's DataTable no longer has {name}: update tui/fast_table.py"
+
+
+@pytest.mark.anyio
+async def test_batched_updates_equal_the_public_update_cell():
+    app = _Tables()
+    async with app.run_test(size=(60, 20)) as pilot:
+        fast, public = app.query_one("#fast", TaskTable), app.query_one("#public", DataTable)
+        fast_rows, fast_columns = _fill(fast)
+        public_rows, public_columns = _fill(public)
+        await pilot.pause()
+        changes = [(3, 1, "running"), (7, 1, "done"), (3, 0, "t3!"), (29, 1, "failed")]
+        before = fast._update_count
+        fast.update_cells((fast_rows[r], fast_columns[c], Text(v)) for r, c, v in changes)
+        for r, c, v in changes:
+            public.update_cell(public_rows[r], public_columns[c], Text(v))
+        assert fast._update_count == before + 1  # one refresh for the whole batch
+        for index in range(30):
+            assert [str(cell) for cell in fast.get_row_at(index)] == [str(cell) for cell in public.get_row_at(index)]
+        with pytest.raises(CellDoesNotExist):
+            fast.update_cells([(RowKey("missing"), fast_columns[0], Text("x"))])
+
+
+@pytest.mark.anyio
+async def test_visible_row_keys_are_the_rows_on_screen():
+    app = _Tables()
+    async with app.run_test(size=(60, 20)) as pilot:
+        fast = app.query_one("#fast", TaskTable)
+        _fill(fast)
+        await pilot.pause()
+        keys = fast.visible_row_keys()
+        assert keys[0] == "t0" and 0 < len(keys) <= fast.size.height
+        fast.scroll_to(y=5, animate=False)
+        await pilot.pause()
+        assert fast.visible_row_keys()[0] == "t5"
+        assert fast.visible_row_keys(margin=2)[0] == "t3"

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import Callable, Protocol
 
 from hybrid_tui.spec.models import RecordedAttempt, Sis, SisTask, Usage
-
-if TYPE_CHECKING:  # pragma: no cover
-    from hybrid_tui.workspace.sandbox import Sandbox
+from hybrid_tui.workspace.sandbox import Sandbox
 
 # The failure types the core's policies know (spec.models.default_retry_rules keys).
 FAILURE_TYPES = (
@@ -60,7 +58,7 @@ class ImplementRequest:
     attempt: int  # 1-based
     agent_id: str
     model: str
-    sandbox: "Sandbox"
+    sandbox: Sandbox | None  # None with git off (--no-git): backends that need files refuse
     log_path: Path
     cost_of: CostFn
     limits: AttemptLimits = field(default_factory=AttemptLimits)

@@ -1,9 +1,9 @@
 """The ``cli`` L3 backend: an external coding agent command run in the task's worktree.
 
 Room: agents. Writes the task prompt into the attempt's log folder, runs the operator's
-command template (``[agents] cli``) with the worktree as its working directory, and reads
-``git status`` of the worktree (read-only) to report the files it touched. It never
-commits: the runtime validates and integrates as for any backend.
+command template (``[agents] cli``) with the worktree as its working directory, and asks
+the sandbox for the worktree's changed files to report the files it touched (it runs no
+git itself). It never commits: the runtime validates and integrates as for any backend.
 
 Template placeholders: ``{prompt_file}`` (path of the prompt), ``{prompt}`` (its text, as
 one argument), ``{worktree}``, ``{task_id}``, ``{model}``. The template is split with
@@ -114,35 +114,6 @@ def reported_cost(report: dict[str, Any]) -> float | None:
     return None
 
 
-def changed_files(worktree: Path) -> list[str]:
-    """Paths changed in the worktree (tracked and untracked), from ``git status`` (read-only)."""
-    try:
-        out = subprocess.run(
-            ["git", "status", "--porcelain", "-z", "--untracked-files=all"],
-            cwd=worktree,
-            capture_output=True,
-            check=True,
-            timeout=60,
-        ).stdout.decode("utf-8", errors="surrogateescape")
-    except (OSError, subprocess.SubprocessError):
-        return []
-    paths: set[str] = set()
-    fields = out.split("\0")
-    index = 0
-    while index < len(fields):
-        entry = fields[index]
-        index += 1
-        if len(entry) < 4:
-            continue
-        status, path = entry[:2], entry[3:]
-        paths.add(path)
-        if "R" in status or "C" in status:  # a rename carries its source in the next field
-            if index < len(fields) and fields[index]:
-                paths.add(fields[index])
-            index += 1
-    return sorted(paths)
-
-
 def _kill_tree(pid: int) -> None:
     """Kill the command and everything it started (it runs in its own process group)."""
     try:
@@ -208,7 +179,8 @@ class CliImplementer:
         if request.sandbox is None:
             return ImplementResult(ok=False, model=request.model, failure_type="agent_error",
                                    message="the cli backend needs a git worktree (not available with --no-git)")
-        worktree = Path(request.sandbox.root)
+        sandbox = request.sandbox
+        worktree = Path(sandbox.root)
         log_path = Path(request.log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         prompt_file = log_path.with_name(f"{log_path.stem}.prompt.md")
@@ -234,7 +206,7 @@ class CliImplementer:
                 cost_usd=cost,
                 failure_type=failure_type,
                 message=message,
-                files_touched=changed_files(worktree),
+                files_touched=sandbox.changed_files(),
             )
 
         stdout = bytearray()
@@ -308,7 +280,7 @@ class CliImplementer:
             usage=usage,
             cost_usd=cost,
             summary=str(summary)[:2000],
-            files_touched=changed_files(worktree),
+            files_touched=sandbox.changed_files(),
         )
 
 

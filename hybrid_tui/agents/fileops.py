@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from hybrid_tui.spec.models import IntentOp
+from hybrid_tui.workspace.sandbox import EditTargetMissing, FileLockedError
 
 
 class FileOperationError(Exception):
@@ -25,8 +26,6 @@ def apply_file_operations(sandbox: Any, operations: Iterable[Any]) -> list[str]:
 
     ``intent`` operations need an LLM implementer: offline backends skip them.
     """
-    from hybrid_tui.workspace.sandbox import EditTargetMissing, FileLockedError
-
     touched: dict[str, None] = {}
     for index, op in enumerate(operations):
         if isinstance(op, IntentOp):

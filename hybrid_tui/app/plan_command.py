@@ -18,6 +18,7 @@ import anyio
 from hybrid_tui.vocabulary import EXIT_FAILED, EXIT_OK, UserError
 from hybrid_tui.spec.models import Usage
 from hybrid_tui.agents.base import PlanRequest
+from hybrid_tui.workspace.tree import repository_files
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,9 +62,10 @@ def _cost_function(mission: Any, model: str, batch: bool):
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    # Loaded when planning, not when the CLI starts: the agents pull in the Anthropic SDK.
     from hybrid_tui.spec.loader import MissionInvalid, load_mission
     from hybrid_tui.agents.anthropic import make_planner
-    from hybrid_tui.agents.anthropic.context import file_tree, relevant_excerpts
+    from hybrid_tui.agents.anthropic.context import relevant_excerpts
 
     try:
         mission = load_mission(args.mission)
@@ -96,7 +98,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     model = args.model or mission.config.models.planner
     cost_of = _cost_function(mission, model, args.batch)
-    files = file_tree(mission.repo_path)
+    files = repository_files(mission.repo_path)
     requests = [
         PlanRequest(
             run_id="plan",

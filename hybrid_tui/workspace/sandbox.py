@@ -3,7 +3,8 @@
 Room: workspace. Touches only files under one root (an agent's worktree). Paths are checked
 lexically (``spec.paths.normalize_repo_path``: ``..``, absolute, NUL, ``.git/``, long names)
 and then on the file system: symlinks are resolved and anything that lands outside the root
-(or inside its ``.git``) is refused, also for files that do not exist yet.
+(or inside its ``.git``) is refused, also for files that do not exist yet. The worktree's
+tracked and changed files come from :mod:`hybrid_tui.workspace.tree`, so agents never run git.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Callable, Iterable, Iterator
 
 from hybrid_tui.spec.models import CreateOp, DeleteOp, EditOp, IntentOp, PatchOp
 from hybrid_tui.spec.paths import UnsafePath, normalize_repo_path
+from hybrid_tui.workspace import tree
 
 __all__ = ["Sandbox", "SandboxError", "FileLockedError", "EditError"]
 
@@ -181,6 +183,16 @@ class Sandbox:
                 break
             found.append(self._relative(path))
         return found
+
+    def tracked_files(self) -> list[str]:
+        """The files git tracks in the worktree (sorted, repository-relative); ``[]`` outside git."""
+        return tree.tracked_files(self.root)
+
+    def changed_files(self) -> list[str]:
+        """The files changed in the worktree so far, by anyone (sorted): modified, added,
+        deleted, untracked, both sides of a rename. Unlike :attr:`touched`, this also sees
+        what an external agent command changed without going through the sandbox."""
+        return tree.changed_files(self.root)
 
     def search(self, pattern: str, rel: str = ".", limit: int = 200) -> list[tuple[str, int, str]]:
         """``(path, line number, line)`` for lines matching the regex ``pattern``, at most ``limit``."""

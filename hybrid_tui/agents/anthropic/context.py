@@ -1,49 +1,25 @@
-"""Repository context for the planner: the file tree and the excerpts most relevant to an issue.
+"""Repository context for the planner: the excerpts most relevant to an issue.
 
-Room: agents. Reads the repository at the mission base (read-only); writes nothing.
+Room: agents. Reads files of the repository at the mission base (read-only); writes
+nothing and runs no git: the file list it ranks comes from the caller
+(``workspace.tree.repository_files``).
 Relevance is lexical and cheap: a file scores for being named in the issue, for path words
 the issue uses, and for identifiers of the issue found in its text.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from pathlib import Path
 
-MAX_FILES = 5000
 MAX_EXCERPTS = 6
 MAX_EXCERPT_LINES = 200
 MAX_SCANNED_BYTES = 200_000
-_SKIP_DIRS = {".git", "node_modules", "__pycache__", ".venv", "venv", "dist", "build", ".mypy_cache", ".pytest_cache"}
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 _STOP = {
     "the", "and", "for", "with", "that", "this", "from", "should", "must", "when", "into", "add", "all",
     "are", "not", "but", "can", "has", "have", "use", "new", "its", "our", "was", "will", "also", "each",
 }
-
-
-def file_tree(repo_root: Path, limit: int = MAX_FILES) -> list[str]:
-    """Tracked files (``git ls-files``) or, outside git, a walk that skips build and VCS folders."""
-    root = Path(repo_root)
-    try:
-        done = subprocess.run(
-            ["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True, timeout=60
-        )
-        files = [f for f in done.stdout.decode("utf-8", "surrogateescape").split("\0") if f]
-        if files:
-            return sorted(files)[:limit]
-    except (OSError, subprocess.SubprocessError):
-        pass
-    found: list[str] = []
-    for current, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
-        for name in sorted(names):
-            found.append((Path(current) / name).relative_to(root).as_posix())
-            if len(found) >= limit:
-                return found
-    return found
 
 
 def relevant_excerpts(repo_root: Path, files: list[str], issue_text: str, limit: int = MAX_EXCERPTS) -> dict[str, str]:

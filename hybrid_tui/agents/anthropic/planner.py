@@ -1,7 +1,9 @@
 """The ``anthropic`` L2 planner: Claude writes a SIS through a forced ``submit_sis`` tool.
 
 Room: agents. Talks to the Messages API (or the Message Batches API with ``batch=True``)
-through the SDK; reads nothing but the request. The submitted SIS is validated with the
+through the SDK; reads nothing but the request (and, when the caller gave no file tree, the
+repository's file list from ``workspace.tree`` and the excerpts of ``context``: no git of
+its own). The submitted SIS is validated with the
 same rules as ``hybrid-tui validate``; an invalid one gets exactly one repair turn with
 the exact problems (an ``is_error`` tool result); still invalid is an ``agent_error``
 whose message lists every problem, one per line.
@@ -18,9 +20,10 @@ import anyio
 
 from hybrid_tui.spec.loader import sis_json_schema, validate_sis_document
 from hybrid_tui.spec.models import Sis, Usage
+from hybrid_tui.workspace.tree import repository_files
 from hybrid_tui.agents.base import PlanRequest, PlanResult
 from hybrid_tui.agents.anthropic import prompts
-from hybrid_tui.agents.anthropic.context import file_tree, relevant_excerpts
+from hybrid_tui.agents.anthropic.context import relevant_excerpts
 from hybrid_tui.agents.anthropic.client import (
     API_ERRORS,
     EPHEMERAL,
@@ -278,7 +281,7 @@ async def with_context(request: PlanRequest) -> PlanRequest:
         return request
 
     def gather() -> PlanRequest:
-        files = file_tree(request.repo_root)
+        files = repository_files(request.repo_root)
         excerpts = request.excerpts or relevant_excerpts(request.repo_root, files, f"{request.title}\n{request.body}")
         return dataclasses.replace(request, file_tree=files, excerpts=excerpts)
 

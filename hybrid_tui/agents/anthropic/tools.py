@@ -15,6 +15,8 @@ from typing import Any
 
 import anyio
 
+from hybrid_tui.workspace.validation import run_checks
+
 MAX_READ_CHARS = 60_000
 MAX_CHECK_OUTPUT = 10_000
 MAX_LIST = 2000
@@ -192,8 +194,6 @@ class ToolRunner:
 
     # -- checks
     async def _run_checks(self) -> ToolOutcome:
-        from hybrid_tui.workspace.validation import run_checks
-
         validation = self.task.validation
         if not validation.commands:
             return ToolOutcome("this task has no validation commands; review your change and finish")

@@ -5,6 +5,7 @@ See :mod:`hybrid_tui.core.scheduler` for the driving loop.
 """
 
 from hybrid_tui.core.changes import (
+    CHANGE_TYPES,
     AgentChanged,
     Alert,
     BreakerChanged,
@@ -33,7 +34,7 @@ from hybrid_tui.core.tasks import AgentView, Dispatch, LockView, SavedTask, Spen
 from hybrid_tui.core.tiering import select_model
 
 __all__ = [
-    "ACTIVE", "BACKEND_FAILURES", "DEAD", "QUEUED", "TERMINAL", "TRANSITIONS",
+    "ACTIVE", "BACKEND_FAILURES", "CHANGE_TYPES", "DEAD", "QUEUED", "TERMINAL", "TRANSITIONS",
     "AgentChanged", "AgentView", "Alert", "BreakerChanged", "CancelRunning", "Change", "CoreError",
     "DagError", "Dispatch", "IllegalTransition", "LockAcquired", "LockReleased", "LockView",
     "PauseChanged", "PoolTarget", "SavedTask", "Scheduler", "Spend", "TaskInfo", "TaskStatus",

@@ -2,13 +2,18 @@
 
 Every mutating :class:`~hybrid_tui.core.scheduler.Scheduler` call returns ``list[Change]``.
 The shell (runtime or simulator) applies them in order (store rows, events, agent
-cancellation) and may show them. They are small frozen values; ``match`` on the class.
+cancellation) and may show them. They are small frozen values.
+
+The set is closed: :data:`Change` is the union of every record class and
+:data:`CHANGE_TYPES` the same classes as a tuple. A shell handles each of them (an
+exhaustive ``match`` on the class) and raises on anything else; adding a record class
+here means adding its case to every shell.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, TypeAlias, get_args
 
 from hybrid_tui.core.states import TaskStatus
 
@@ -99,14 +104,18 @@ class BreakerChanged:
     reason: str = ""
 
 
-Change = Union[
-    TaskTransition,
-    LockAcquired,
-    LockReleased,
-    AgentChanged,
-    Alert,
-    CancelRunning,
-    PoolTarget,
-    PauseChanged,
-    BreakerChanged,
-]
+#: Every record a core call returns: the closed set a shell must handle.
+Change: TypeAlias = (
+    TaskTransition
+    | LockAcquired
+    | LockReleased
+    | AgentChanged
+    | Alert
+    | CancelRunning
+    | PoolTarget
+    | PauseChanged
+    | BreakerChanged
+)
+
+#: The classes of :data:`Change`, for ``isinstance`` checks.
+CHANGE_TYPES: tuple[type, ...] = get_args(Change)

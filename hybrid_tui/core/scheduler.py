@@ -41,8 +41,7 @@ from hybrid_tui.core.changes import (
     PoolTarget,
     TaskTransition,
 )
-from hybrid_tui.core.fastnew import fast_constructor
-from hybrid_tui.core.policies import alert_level, priority_weight, retry_delay, scaling_target
+from hybrid_tui.core.policies import alert_level, priority_score, priority_weight, retry_delay, scaling_target
 from hybrid_tui.core.states import (
     ACTIVE,
     DEAD,
@@ -56,21 +55,7 @@ from hybrid_tui.core.states import (
 from hybrid_tui.core.tasks import AgentView, Dispatch, LockView, SavedTask, Spend, TaskInfo, TaskView
 from hybrid_tui.spec.models import PoliciesSection
 
-S = TaskStatus
-_READY, _PENDING, _RUNNING, _DONE = S.READY, S.PENDING, S.RUNNING, S.DONE
-_VALIDATING, _INTEGRATING = S.VALIDATING, S.INTEGRATING
-#: ``TaskStatus(value)`` as a dict lookup (a member is a str equal to its value, so members hit too).
-_STATUS_BY_VALUE: dict[str, TaskStatus] = {s.value: s for s in TaskStatus}
-_heappush, _heappop = heapq.heappush, heapq.heappop
-
-# Records built several times per task lifecycle: see hybrid_tui.core.fastnew.
-_new_transition = fast_constructor(TaskTransition)
-_new_lock_acquired = fast_constructor(LockAcquired)
-_new_lock_released = fast_constructor(LockReleased)
-_new_agent_changed = fast_constructor(AgentChanged)
-_new_dispatch = fast_constructor(Dispatch)
-_new_spend = fast_constructor(Spend)
-_new_task_view = fast_constructor(TaskView)
+S = TaskStatus  # short name for the many status literals below
 
 #: Failure types that say something about the backend (they count for its circuit breaker).
 BACKEND_FAILURES = frozenset({"network_error", "rate_limited", "agent_error", "timeout"})
@@ -80,7 +65,6 @@ NEUTRAL_FAILURES = frozenset({"interrupted"})
 RECENT_TASKS = 3
 #: Review 4.4: "30+ queued -> warn: queue backup" once the pool is at its maximum.
 QUEUE_BACKUP_DEPTH = 30
-_NO_LOAD = 1 << 62  # above any agent's load: "no candidate yet"
 
 
 class DagError(CoreError, ValueError):
@@ -109,7 +93,7 @@ class _Task:
         self.info = info
         self.tid = info.task_id
         self.files = info.files
-        self.status = _PENDING
+        self.status = S.PENDING
         self.attempts = 0
         self.agent_id: str | None = None
         self.retry_at: float | None = None
@@ -228,53 +212,41 @@ class Scheduler:
         :meth:`status` for their first row (no transition is emitted for a creation).
         Existing tasks gaining dependents are rescored.
         """
-        new = list(tasks)
         existing = self._tasks
         ids: dict[str, TaskInfo] = {}
-        weights: dict[str, float] = {}
-        for info in new:
+        for info in tasks:
             if info.task_id in existing or info.task_id in ids:
                 raise DagError(f"duplicate task id {info.task_id!r}")
-            if info.priority not in weights:
-                weights[info.priority] = priority_weight(self._weights, info.priority)  # unknown raises
+            priority_weight(self._weights, info.priority)  # raises for an unknown priority
             ids[info.task_id] = info
         order = _topological_order(ids, existing)  # also raises for an unknown dependency
-        base = len(existing)
+        # Everything is valid from here on: the tasks go in.
         touched: dict[_Task, None] = {}  # existing tasks gaining dependents, in first-seen order
         added: list[_Task] = []
-        for index, tid in enumerate(order):
+        for tid in order:
             info = ids[tid]
-            t = _Task(info, base + index)
+            t = _Task(info, topo=len(existing))
             existing[tid] = t
             added.append(t)
-            deps = info.dependencies
-            if deps:
-                unmet = 0
-                for dep in (deps if len(deps) < 2 else dict.fromkeys(deps)):
-                    d = existing[dep]
-                    d.dependents.append(t)
-                    if d.status is not _DONE:
-                        unmet += 1
-                    if dep not in ids:
-                        touched[d] = None
-                t.unmet = unmet
-        self._counts[_PENDING] += len(added)
+            for dep in dict.fromkeys(info.dependencies):  # a dependency listed twice counts once
+                d = existing[dep]
+                d.dependents.append(t)
+                if d.status is not S.DONE:
+                    t.unmet += 1
+                if dep not in ids:
+                    touched[d] = None
+        self._counts[S.PENDING] += len(added)
         for d in touched:
             self._rescore_static(d)
-            if d.status is _READY:
+            if d.status is S.READY:
                 self._push_ready(d)
-        static_score = self._static_score
         for t in added:  # in topological order: a dependency is blocked before its dependents look
-            info = t.info
-            t.static_score = static_score(info, len(t.dependents), weights[info.priority])
+            self._rescore_static(t)
             if t.unmet == 0:  # every dependency done, so none is dead
-                self._force(t, _READY)
-                continue
-            for dep in info.dependencies:
-                if existing[dep].status in DEAD:
-                    self._force(t, S.BLOCKED)
-                    t.reason = "a dependency failed"
-                    break
+                self._set_status(t, S.READY)
+            elif any(existing[dep].status in DEAD for dep in t.info.dependencies):
+                self._set_status(t, S.BLOCKED)
+                t.reason = "a dependency failed"
         return []
 
     @classmethod
@@ -312,25 +284,24 @@ class Scheduler:
             status = TaskStatus(st.status)
             t.attempts, t.failures = st.attempts, dict(st.failures)
             t.last_agent, t.last_failure, t.last_message = st.last_agent, st.last_failure, st.last_message
-            sched._force(t, _RUNNING if status in ACTIVE else status)
+            sched._set_status(t, S.RUNNING if status in ACTIVE else status)
             if status is S.RETRY_WAIT:
                 t.retry_at = st.retry_at if st.retry_at is not None else now
         for t in sched._tasks.values():
-            t.unmet = sum(1 for dep in dict.fromkeys(t.info.dependencies) if sched._tasks[dep].status is not _DONE)
+            t.unmet = sum(1 for dep in dict.fromkeys(t.info.dependencies) if sched._tasks[dep].status is not S.DONE)
         changes: list[Change] = []
         for t in sorted(sched._tasks.values(), key=lambda x: x.topo):
-            if t.status is _RUNNING:
+            if t.status is S.RUNNING:
                 sched._fail_active(t, "interrupted", now, 0.0, "the coordinator restarted", None, changes)
             elif t.status is S.RETRY_WAIT:
-                t.version += 1
-                heapq.heappush(sched._retry_heap, (t.retry_at, t.tid, t.version))
-            elif t.status in (_PENDING, _READY):
+                sched._push_retry(t)
+            elif t.status in (S.PENDING, S.READY):
                 if any(sched._tasks[d].status in DEAD for d in t.info.dependencies):
-                    sched._transition(t, S.BLOCKED, "a dependency failed", changes, check=False)
-                elif t.unmet == 0 and t.status is _PENDING:
-                    sched._transition(t, _READY, "dependencies done", changes)
-                elif t.unmet and t.status is _READY:
-                    sched._transition(t, _PENDING, "dependencies not done", changes)
+                    sched._transition(t, S.BLOCKED, "a dependency failed", changes)
+                elif t.unmet == 0 and t.status is S.PENDING:
+                    sched._transition(t, S.READY, "dependencies done", changes)
+                elif t.unmet and t.status is S.READY:
+                    sched._transition(t, S.PENDING, "dependencies not done", changes)
         return sched, changes
 
     # ------------------------------------------------------------------ agents
@@ -383,9 +354,9 @@ class Scheduler:
         # the penalty only once it is parked; an unparked entry of a locked task sorts too
         # early, so popping it just re-keys it (parks it) and it comes back at its place.
         while heap and idle and remaining != 0:
-            entry = _heappop(heap)
+            entry = heapq.heappop(heap)
             t = tasks[entry[1]]
-            if t.status is not _READY or t.version != entry[2]:
+            if t.status is not S.READY or t.version != entry[2]:
                 continue  # stale entry (rescored or no longer ready)
             files = t.files
             locked = files and not locks.keys().isdisjoint(files)
@@ -413,7 +384,7 @@ class Scheduler:
             dispatches.append(self._start(t, agent, now, changes))
             remaining -= 1
         for entry in skipped:
-            _heappush(heap, entry)
+            heapq.heappush(heap, entry)
         if exhausted:
             changes.append(Alert("budget_exhausted", "critical",
                                  f"mission budget cannot cover {len(exhausted)} task(s): {', '.join(exhausted[:5])}",
@@ -422,18 +393,9 @@ class Scheduler:
         return dispatches, changes
 
     def _start(self, t: _Task, agent: _Agent, now: float, changes: list[Change]) -> Dispatch:
-        action = t.next_action
         tid, agent_id = t.tid, agent.agent_id
-        # _transition(t, _RUNNING, ...), inlined: dispatch starts only ready tasks.
         reason = "dispatched" if t.attempts == 0 else f"retry after {t.last_failure}"
-        if t.parked:  # not expected: a task is unparked when its last locked file is freed
-            self._unpark(t)
-        t.status = _RUNNING
-        counts = self._counts
-        counts[_READY] -= 1
-        counts[_RUNNING] += 1
-        t.reason = reason
-        changes.append(_new_transition(tid, _READY, _RUNNING, reason, None))
+        self._transition(t, S.RUNNING, reason, changes)
         t.attempts = attempt = t.attempts + 1
         t.agent_id = agent_id
         agent.state = "busy"
@@ -441,16 +403,10 @@ class Scheduler:
         agent.load += 1
         del self._idle[agent_id]
         self._remember(agent, t)
-        changes.append(_new_agent_changed(agent_id, "busy", tid))
-        if t.files:  # _acquire, inlined
-            expires = now + self.policies.lock_ttl_seconds
-            locks, lock_heap = self._locks, self._lock_heap
-            lock = (tid, now, expires)
-            t.held.extend(t.files)
-            for path in t.files:
-                locks[path] = lock
-                _heappush(lock_heap, (expires, path, tid))
-                changes.append(_new_lock_acquired(path, tid, now, expires))
+        changes.append(AgentChanged(agent_id, "busy", tid))
+        expires = now + self.policies.lock_ttl_seconds
+        for path in t.files:
+            self._acquire(t, path, now, expires, changes)
         is_retry = attempt > 1
         amount = self.attempt_cost_cap if self.attempt_cost_cap is not None else t.info.expected_cost_usd
         self._reservations[(tid, attempt)] = (amount, is_retry)
@@ -460,8 +416,9 @@ class Scheduler:
         breaker = self._breakers[agent.backend]
         if breaker.state == "half_open":
             breaker.trial = True
-        return _new_dispatch(tid, agent_id, attempt, agent.backend, t.last_failure if is_retry else None,
-                             t.last_message if action == "with_feedback" else None)
+        return Dispatch(tid, agent_id, attempt, agent.backend,
+                        previous_failure=t.last_failure if is_retry else None,
+                        feedback=t.last_message if t.next_action == "with_feedback" else None)
 
     def _choose_agent(self, t: _Task) -> _Agent | None:
         """Review 4.3 hybrid assignment among idle agents whose breaker admits work:
@@ -469,123 +426,82 @@ class Scheduler:
         (load, agent id). ``different_agent`` retries avoid the previous agent when another
         is idle; ``same_agent`` retries prefer it."""
         idle = self._idle
-        breakers = self._breakers
         action = t.next_action
-        avoid = t.last_agent if action == "different_agent" else None
         if action == "same_agent" and t.last_agent in idle:
             agent = idle[t.last_agent]
-            if _admits(breakers[agent.backend]):
+            if self._admits(agent):
                 return agent
-        # A breaker that is not closed is rare: skip the per-agent check while none is.
-        all_closed = True
-        for breaker in breakers.values():
-            if breaker.state != "closed":
-                all_closed = False
-                break
+        avoid = t.last_agent if action == "different_agent" else None
+        # Most of the task's files among an agent's recent tasks.
+        overlap: dict[str, int] = {}
+        for path in t.files:
+            for aid in self._file_agents.get(path, ()):
+                if aid in idle and aid != avoid:
+                    overlap[aid] = overlap.get(aid, 0) + 1
         best: _Agent | None = None
-        if t.files:
-            overlap: dict[str, int] = {}
-            file_agents = self._file_agents
-            for path in t.files:
-                aids = file_agents.get(path)
-                if aids:
-                    for aid in aids:
-                        if aid in idle and aid != avoid:
-                            overlap[aid] = overlap.get(aid, 0) + 1
-            if overlap:
-                best_key = None
-                for aid, n in overlap.items():
-                    agent = idle[aid]
-                    if all_closed or _admits(breakers[agent.backend]):
-                        key = (-n, agent.load, aid)
-                        if best_key is None or key < best_key:
-                            best_key, best = key, agent
-                if best is not None:
-                    return best
+        best_key: tuple[int, int, str] | None = None
+        for aid, n in overlap.items():
+            agent = idle[aid]
+            key = (-n, agent.load, aid)
+            if (best_key is None or key < best_key) and self._admits(agent):
+                best, best_key = agent, key
+        if best is not None:
+            return best
+        # Else the task's domain among an agent's recent tasks, else anyone.
         domain_agents = self._domain_agents.get(t.info.domain)
         if domain_agents:
-            best = self._least_loaded(domain_agents.keys() & idle.keys(), avoid, all_closed)
+            best = self._least_loaded(domain_agents.keys() & idle.keys(), avoid)
             if best is not None:
                 return best
-        best = self._least_loaded(idle, avoid, all_closed)
-        if best is None and avoid is not None and avoid in idle and _admits(breakers[idle[avoid].backend]):
+        best = self._least_loaded(idle, avoid)
+        if best is None and avoid is not None and avoid in idle and self._admits(idle[avoid]):
             return idle[avoid]  # nobody else is idle: the same agent beats waiting forever
         return best
 
-    def _least_loaded(self, agent_ids: Iterable[str], avoid: str | None, all_closed: bool) -> _Agent | None:
+    def _least_loaded(self, agent_ids: Iterable[str], avoid: str | None) -> _Agent | None:
         """The idle agent of ``agent_ids`` (all idle) with the least (load, agent id) whose
         breaker admits work, other than ``avoid``."""
-        idle, breakers = self._idle, self._breakers
         best: _Agent | None = None
-        best_load, best_aid = _NO_LOAD, ""
         for aid in agent_ids:
-            agent = idle[aid]
-            load = agent.load
-            if load > best_load or (load == best_load and aid > best_aid) or aid == avoid:
+            if aid == avoid:
                 continue
-            if all_closed or _admits(breakers[agent.backend]):
-                best, best_load, best_aid = agent, load, aid
+            agent = self._idle[aid]
+            if best is not None and (agent.load > best.load or (agent.load == best.load and aid > best.agent_id)):
+                continue  # not better than the best so far: skip the breaker check
+            if self._admits(agent):
+                best = agent
         return best
+
+    def _admits(self, agent: _Agent) -> bool:
+        """The agent's backend breaker lets an attempt through: closed, or half-open with
+        its one trial attempt not started yet."""
+        breaker = self._breakers[agent.backend]
+        return breaker.state == "closed" or (breaker.state == "half_open" and not breaker.trial)
 
     def _remember(self, agent: _Agent, t: _Task) -> None:
         """Keep the agent's last RECENT_TASKS tasks' files and domains (affinity indexes)."""
         agent_id = agent.agent_id
-        files, domain = t.files, t.info.domain
-        recent = agent.recent
-        recent.append((files, domain))
-        file_agents = self._file_agents
-        for path in files:
-            holders = file_agents.get(path)
-            if holders is None:
-                file_agents[path] = {agent_id: 1}
-            else:
-                holders[agent_id] = holders.get(agent_id, 0) + 1
-        domain_agents = self._domain_agents
-        holders = domain_agents.get(domain)
-        if holders is None:
-            domain_agents[domain] = {agent_id: 1}
-        else:
-            holders[agent_id] = holders.get(agent_id, 0) + 1
-        if len(recent) > RECENT_TASKS:
-            old_files, old_domain = recent.popleft()
+        agent.recent.append((t.files, t.info.domain))
+        for path in t.files:
+            _count_in(self._file_agents, path, agent_id)
+        _count_in(self._domain_agents, t.info.domain, agent_id)
+        if len(agent.recent) > RECENT_TASKS:
+            old_files, old_domain = agent.recent.popleft()
             for path in old_files:
-                holders = file_agents[path]
-                n = holders[agent_id] - 1
-                if n:
-                    holders[agent_id] = n
-                else:
-                    del holders[agent_id]
-            holders = domain_agents[old_domain]
-            n = holders[agent_id] - 1
-            if n:
-                holders[agent_id] = n
-            else:
-                del holders[agent_id]
+                _count_out(self._file_agents, path, agent_id)
+            _count_out(self._domain_agents, old_domain, agent_id)
 
     # ------------------------------------------------------------------ results
 
     def advance(self, task_id: str, to_status: TaskStatus, now: float) -> list[Change]:
         """Move a task between active phases: running -> validating -> integrating."""
-        try:
-            t = self._tasks[task_id]
-        except KeyError:
-            raise UnknownTask(task_id) from None
-        try:
-            to_status = _STATUS_BY_VALUE[to_status]
-        except (KeyError, TypeError):
-            to_status = TaskStatus(to_status)  # raises ValueError for a value that is no status
-        old = t.status
-        if (to_status is not _VALIDATING and to_status is not _INTEGRATING) or old not in ACTIVE:
-            raise IllegalTransition(task_id, old, to_status, "advance moves only between active phases")
-        if to_status not in TRANSITIONS[old]:
-            raise IllegalTransition(task_id, old, to_status)
-        # _transition, inlined: between active phases the ready queue is not involved.
-        t.status = to_status
-        counts = self._counts
-        counts[old] -= 1
-        counts[to_status] += 1
-        t.reason = ""
-        return [_new_transition(t.tid, old, to_status, "", None)]
+        t = self._task(task_id)
+        to_status = TaskStatus(to_status)  # raises ValueError for a value that is no status
+        if to_status not in (S.VALIDATING, S.INTEGRATING) or t.status not in ACTIVE:
+            raise IllegalTransition(task_id, t.status, to_status, "advance moves only between active phases")
+        changes: list[Change] = []
+        self._transition(t, to_status, "", changes)
+        return changes
 
     def succeed(self, task_id: str, now: float, cost_usd: float = 0.0) -> list[Change]:
         """The current attempt finished and the task is integrated: ``done``.
@@ -593,12 +509,9 @@ class Scheduler:
         Releases its locks and agent, records spend (budget alerts), closes a half-open
         breaker, and makes dependents whose dependencies are now all done ``ready``.
         """
-        try:
-            t = self._tasks[task_id]
-        except KeyError:
-            raise UnknownTask(task_id) from None
+        t = self._task(task_id)
         if t.status not in ACTIVE:
-            raise IllegalTransition(task_id, t.status, _DONE, "no attempt is running")
+            raise IllegalTransition(task_id, t.status, S.DONE, "no attempt is running")
         changes: list[Change] = []
         released: list[Change] = []
         backend = self._end_attempt(t, cost_usd, now, released)
@@ -610,35 +523,13 @@ class Scheduler:
             if breaker.state != "closed":
                 breaker.state = "closed"
                 changes.append(BreakerChanged(backend, "closed", f"{task_id} succeeded"))
-        # _transition(t, _DONE, ...), inlined: every active phase may end done.
-        old = t.status
-        t.status = _DONE
-        counts = self._counts
-        counts[old] -= 1
-        counts[_DONE] += 1
-        t.reason = "succeeded"
-        changes.append(_new_transition(t.tid, old, _DONE, "succeeded", None))
+        self._transition(t, S.DONE, "succeeded", changes)
         changes.extend(released)
-        reason = None
         for d in t.dependents:
             d.unmet -= 1
-            if d.unmet == 0 and d.status is _PENDING:
-                if reason is None:
-                    reason = f"dependencies done ({task_id} last)"
-                    heap = self._ready_heap
-                # _transition(d, _READY, reason, changes), inlined: pending -> ready.
-                d.status = _READY
-                counts[_PENDING] -= 1
-                counts[_READY] += 1
-                d.version += 1
-                _heappush(heap, (-d.static_score, d.tid, d.version))
-                d.reason = reason
-                changes.append(_new_transition(d.tid, _PENDING, _READY, reason, None))
-        finished = self._finished_attempts
-        policies = self.policies
-        if (not self.paused and finished >= policies.failure_rate_min_attempts
-                and self._failed_attempts / finished > policies.failure_rate_pause):
-            self._check_failure_rate(changes)
+            if d.unmet == 0 and d.status is S.PENDING:
+                self._transition(d, S.READY, f"dependencies done ({task_id} last)", changes)
+        self._check_failure_rate(changes)
         return changes
 
     def fail(
@@ -670,11 +561,11 @@ class Scheduler:
         return changes
 
     def _fail_active(self, t: _Task, failure_type: str, now: float, cost_usd: float, message: str,
-                     retry_after: float | None, changes: list[Change], *, ended: bool = False) -> None:
+                     retry_after: float | None, changes: list[Change]) -> None:
         released: list[Change] = []
-        backend = None if ended else self._end_attempt(t, cost_usd, now, released)
+        backend = self._end_attempt(t, cost_usd, now, released)
         start = len(changes)
-        if failure_type not in NEUTRAL_FAILURES and not ended:
+        if failure_type not in NEUTRAL_FAILURES:
             self._finished_attempts += 1
             self._failed_attempts += 1
         if backend is not None:
@@ -703,8 +594,7 @@ class Scheduler:
             if delay <= 0:
                 self._wake(t, changes)
             else:
-                t.version += 1
-                heapq.heappush(self._retry_heap, (t.retry_at, t.tid, t.version))
+                self._push_retry(t)
         # Show the task's own transition first, then what its attempt released.
         at = next(i for i in range(start, len(changes))
                   if isinstance(changes[i], TaskTransition) and changes[i].task_id == t.tid)
@@ -741,11 +631,11 @@ class Scheduler:
                 agent.task_id = None
                 if agent.state == "draining":
                     self._drop_agent(agent)
-                    changes.append(_new_agent_changed(agent_id, "removed", None))
+                    changes.append(AgentChanged(agent_id, "removed", None))
                 else:
                     agent.state = "idle"
                     self._idle[agent_id] = agent
-                    changes.append(_new_agent_changed(agent_id, "idle", None))
+                    changes.append(AgentChanged(agent_id, "idle", None))
         return backend
 
     def settle_cancelled(self, task_id: str, attempt: int, cost_usd: float, now: float) -> list[Change]:
@@ -798,8 +688,8 @@ class Scheduler:
         tid = t.tid
         self._locks[path] = (tid, now, expires)
         t.held.append(path)
-        _heappush(self._lock_heap, (expires, path, tid))
-        changes.append(_new_lock_acquired(path, tid, now, expires))
+        heapq.heappush(self._lock_heap, (expires, path, tid))
+        changes.append(LockAcquired(path, tid, now, expires))
 
     def _release_all(self, t: _Task, reason: str, changes: list[Change]) -> None:
         if not t.held:
@@ -810,7 +700,7 @@ class Scheduler:
             lock = locks.get(path)
             if lock is not None and lock[0] == tid:
                 del locks[path]
-                changes.append(_new_lock_released(path, tid, reason))
+                changes.append(LockReleased(path, tid, reason))
                 if path in self._parked_by_path:
                     self._unpark_freed(path)
         t.held = []
@@ -873,7 +763,7 @@ class Scheduler:
                 breaker.state = "half_open"
                 breaker.trial = False
                 changes.append(BreakerChanged(backend, "half_open", "reset timeout elapsed: one trial attempt"))
-        depth = self._counts[_READY]
+        depth = self._counts[S.READY]
         target = self._manual_target
         if target is None:
             target = scaling_target(self.policies.scaling, depth, self.pool_min, self.pool_max)
@@ -913,9 +803,9 @@ class Scheduler:
     def _wake(self, t: _Task, changes: list[Change]) -> None:
         t.retry_at = None
         if t.unmet:
-            self._transition(t, _PENDING, "backoff elapsed; dependencies not done", changes)
+            self._transition(t, S.PENDING, "backoff elapsed; dependencies not done", changes)
         else:
-            self._transition(t, _READY, "backoff elapsed", changes)
+            self._transition(t, S.READY, "backoff elapsed", changes)
 
     # ------------------------------------------------------------------ operator
 
@@ -947,10 +837,10 @@ class Scheduler:
         changes: list[Change] = []
         t.failures = {}
         t.next_action = None
-        self._transition(t, _PENDING if t.unmet else _READY, "operator retry", changes)
+        self._transition(t, S.PENDING if t.unmet else S.READY, "operator retry", changes)
         for d in self._transitive(t):
             if d.status is S.BLOCKED and not any(self._tasks[x].status in DEAD for x in d.info.dependencies):
-                self._transition(d, _PENDING if d.unmet else _READY, f"{task_id} retried", changes)
+                self._transition(d, S.PENDING if d.unmet else S.READY, f"{task_id} retried", changes)
         return changes
 
     def cancel_dependents(self, task_id: str, now: float) -> list[Change]:
@@ -997,7 +887,7 @@ class Scheduler:
         self._transition(t, S.ROLLED_BACK, "operator rollback", changes)
         for d in t.dependents:
             d.unmet += 1
-        affected = [d.tid for d in self._transitive(t) if d.status is _DONE]
+        affected = [d.tid for d in self._transitive(t) if d.status is S.DONE]
         self._propagate(t, f"dependency {task_id} rolled back", changes)
         return affected, changes
 
@@ -1008,20 +898,14 @@ class Scheduler:
 
     def score(self, task_id: str) -> float:
         """Current priority score (the locked-file penalty as of now)."""
-        try:
-            t = self._tasks[task_id]
-        except KeyError:
-            raise UnknownTask(task_id) from None
-        locks = self._locks
-        if locks:
-            for path in t.files:
-                if path in locks:
-                    return t.static_score - self._weights.locked_file_penalty
-        return t.static_score - 0.0
+        t = self._task(task_id)
+        if self._locks.keys().isdisjoint(t.files):
+            return t.static_score
+        return t.static_score - self._weights.locked_file_penalty
 
     def ready_ids(self) -> list[str]:
         """Ready tasks in dispatch order: score descending, then task id."""
-        ready = [tid for tid, t in self._tasks.items() if t.status is _READY]
+        ready = [tid for tid, t in self._tasks.items() if t.status is S.READY]
         return sorted(ready, key=lambda tid: (-self.score(tid), tid))
 
     def dependents(self, task_id: str) -> list[str]:
@@ -1040,7 +924,7 @@ class Scheduler:
         return dict(self._counts)  # every status, in TaskStatus order
 
     def spend(self) -> Spend:
-        return _new_spend(self._spent, self._retry_spent, self.mission_budget_usd, self.retry_budget_usd,
+        return Spend(self._spent, self._retry_spent, self.mission_budget_usd, self.retry_budget_usd,
                           self._reserved)
 
     def budget_for_attempt(self, task_id: str) -> float:
@@ -1050,11 +934,8 @@ class Scheduler:
         return max(self.mission_budget_usd - self._spent - self._reserved + own, 0.0)
 
     def task(self, task_id: str) -> TaskView:
-        try:
-            t = self._tasks[task_id]
-        except KeyError:
-            raise UnknownTask(task_id) from None
-        return _new_task_view(t.info, t.status, t.attempts, t.agent_id, t.retry_at, dict(t.failures),
+        t = self._task(task_id)
+        return TaskView(t.info, t.status, t.attempts, t.agent_id, t.retry_at, dict(t.failures),
                               t.last_failure, t.reason)
 
     def task_ids(self) -> list[str]:
@@ -1062,8 +943,12 @@ class Scheduler:
         return list(self._tasks)
 
     def agents(self) -> list[AgentView]:
-        return [AgentView(a.agent_id, a.backend, a.state, a.task_id, a.load,
-                          frozenset(p for files, _ in a.recent for p in files), tuple(d for _, d in a.recent)) for a in sorted(self._agents.values(), key=lambda a: a.agent_id)]
+        return [
+            AgentView(a.agent_id, a.backend, a.state, a.task_id, a.load,
+                      recent_files=frozenset(path for files, _ in a.recent for path in files),
+                      recent_domains=tuple(domain for _, domain in a.recent))
+            for a in sorted(self._agents.values(), key=lambda a: a.agent_id)
+        ]
 
     def idle_agents(self) -> list[str]:
         return sorted(self._idle)
@@ -1087,38 +972,35 @@ class Scheduler:
         except KeyError:
             raise UnknownTask(task_id) from None
 
-    def _static_score(self, info: TaskInfo, dependents: int, priority_points: float) -> float:
-        """:func:`~hybrid_tui.core.policies.priority_score` without a locked file, the same
-        float operations in the same order (``priority_points`` = ``priority_weight``)."""
-        weights = self._weights
-        score = priority_points
-        if not info.dependencies:
-            score += weights.no_dependencies_bonus
-        score += dependents * weights.per_dependent_bonus
-        score -= min(info.estimated_duration_minutes / weights.duration_divisor, weights.duration_penalty_cap)
-        return score
-
     def _rescore_static(self, t: _Task) -> None:
+        """Its priority score without the locked-file penalty (that one changes with the locks)."""
         info = t.info
-        t.static_score = self._static_score(info, len(t.dependents), priority_weight(self._weights, info.priority))
+        t.static_score = priority_score(
+            self._weights,
+            priority=info.priority,
+            has_dependencies=bool(info.dependencies),
+            dependents=len(t.dependents),
+            duration_minutes=info.estimated_duration_minutes,
+            file_locked=False,
+        )
 
     def _push_ready(self, t: _Task) -> None:
         """Give a ready task a new live heap entry (penalised while it is parked)."""
         t.version += 1
         score = t.static_score - (self._weights.locked_file_penalty if t.parked else 0.0)
-        _heappush(self._ready_heap, (-score, t.tid, t.version))
+        heapq.heappush(self._ready_heap, (-score, t.tid, t.version))
+
+    def _push_retry(self, t: _Task) -> None:
+        """Give a task in ``retry_wait`` its live entry in the deadline heap (older ones are stale)."""
+        t.version += 1
+        heapq.heappush(self._retry_heap, (t.retry_at, t.tid, t.version))
 
     def _park(self, t: _Task) -> None:
         """Dispatch popped ``t`` by its unpenalised score while one of its files is locked:
         re-key it with the penalty, and index it so the release of its last lock re-keys it back."""
         t.parked = True
-        parked = self._parked_by_path
         for path in t.files:
-            waiting = parked.get(path)
-            if waiting is None:
-                parked[path] = {t.tid}
-            else:
-                waiting.add(t.tid)
+            self._parked_by_path.setdefault(path, set()).add(t.tid)
         self._push_ready(t)
 
     def _unpark(self, t: _Task) -> None:
@@ -1132,26 +1014,32 @@ class Scheduler:
                     del parked[path]
 
     def _transition(self, t: _Task, new: TaskStatus, reason: str, changes: list[Change],
-                    retry_at: float | None = None, check: bool = True) -> None:
+                    retry_at: float | None = None) -> None:
+        """Move ``t`` along the edge ``t.status -> new`` and record it: the one place a task's
+        status changes during a run. Raises :class:`IllegalTransition` for an edge that is
+        not in :data:`~hybrid_tui.core.states.TRANSITIONS`."""
         old = t.status
-        if check and new not in TRANSITIONS[old]:
+        if new not in TRANSITIONS[old]:
             raise IllegalTransition(t.tid, old, new)
-        self._force(t, new)
+        self._set_status(t, new)
         t.reason = reason
-        changes.append(_new_transition(t.tid, old, new, reason, retry_at))
+        changes.append(TaskTransition(t.tid, old, new, reason, retry_at))
 
-    def _force(self, t: _Task, new: TaskStatus) -> None:
-        """Set the status and keep the ready heap, parked index and counts in step."""
+    def _set_status(self, t: _Task, new: TaskStatus) -> None:
+        """Write ``t.status`` and keep the ready heap, parked index and counts in step.
+
+        During a run only :meth:`_transition` calls it. :meth:`add_tasks` and :meth:`restore`
+        also use it to place a task in its first status: a creation, not a change, so no
+        record and no edge check.
+        """
         old = t.status
-        if old is _READY and t.parked:
+        if old is S.READY and t.parked:
             self._unpark(t)
         t.status = new
-        counts = self._counts
-        counts[old] -= 1
-        counts[new] += 1
-        if new is _READY:
-            t.version += 1
-            _heappush(self._ready_heap, (-t.static_score, t.tid, t.version))
+        self._counts[old] -= 1
+        self._counts[new] += 1
+        if new is S.READY:
+            self._push_ready(t)  # not parked: leaving ready unparks
 
     def _transitive(self, t: _Task) -> list[_Task]:
         seen: set[str] = set()
@@ -1180,12 +1068,8 @@ class Scheduler:
             raise ValueError(f"negative cost {cost}")
         if not cost:
             return
-        self._spent = spent = self._spent + cost
-        budget = self.mission_budget_usd
-        for thr in self.policies.budget_alerts:
-            if spent >= thr * budget:  # else no alert is due: skip the call
-                self._budget_alerts("budget", spent, budget, changes)
-                break
+        self._spent += cost
+        self._budget_alerts("budget", self._spent, self.mission_budget_usd, changes)
         if is_retry:
             self._retry_spent += cost
             self._budget_alerts("retry_budget", self._retry_spent, self.retry_budget_usd, changes)
@@ -1236,8 +1120,19 @@ class Scheduler:
             self._domain_agents[domain].pop(agent.agent_id, None)
 
 
-def _admits(breaker: _Breaker) -> bool:
-    return breaker.state == "closed" or (breaker.state == "half_open" and not breaker.trial)
+def _count_in(index: dict[str, dict[str, int]], key: str, agent_id: str) -> None:
+    """One more of ``agent_id``'s recent tasks has ``key`` (a path or a domain)."""
+    holders = index.setdefault(key, {})
+    holders[agent_id] = holders.get(agent_id, 0) + 1
+
+
+def _count_out(index: dict[str, dict[str, int]], key: str, agent_id: str) -> None:
+    """One fewer of ``agent_id``'s recent tasks has ``key``; at zero the agent is no holder."""
+    holders = index[key]
+    if holders[agent_id] == 1:
+        del holders[agent_id]
+    else:
+        holders[agent_id] -= 1
 
 
 def _topological_order(infos: Mapping[str, TaskInfo], existing: Mapping[str, Any]) -> list[str]:
@@ -1245,33 +1140,23 @@ def _topological_order(infos: Mapping[str, TaskInfo], existing: Mapping[str, Any
     ``existing``). Raises :class:`DagError` naming the first unknown dependency (in input
     order) or one cycle."""
     indegree = dict.fromkeys(infos, 0)
-    children: dict[str, list[str]] = {}
+    children: dict[str, list[str]] = {}  # new task -> new tasks depending on it
     for tid, info in infos.items():
-        deps = info.dependencies
-        if not deps:
-            continue
-        n = 0
-        for dep in (deps if len(deps) < 2 else dict.fromkeys(deps)):
+        for dep in dict.fromkeys(info.dependencies):  # a dependency listed twice counts once
             if dep in infos:  # an edge among the new tasks (existing ones are placed already)
-                n += 1
-                kids = children.get(dep)
-                if kids is None:
-                    children[dep] = [tid]
-                else:
-                    kids.append(tid)
+                indegree[tid] += 1
+                children.setdefault(dep, []).append(tid)
             elif dep not in existing:
                 raise DagError(f"task {tid!r} depends on unknown task {dep!r}")
-        indegree[tid] = n
-    # ``order`` is also the FIFO queue: iterating a list sees what is appended meanwhile.
-    order = [tid for tid, n in indegree.items() if n == 0]
-    for tid in order:
-        kids = children.get(tid)
-        if kids:
-            for child in kids:
-                n = indegree[child] - 1
-                indegree[child] = n
-                if n == 0:
-                    order.append(child)
+    queue = deque(tid for tid, n in indegree.items() if n == 0)
+    order: list[str] = []
+    while queue:
+        tid = queue.popleft()
+        order.append(tid)
+        for child in children.get(tid, ()):
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                queue.append(child)
     if len(order) < len(infos):
         cycle = " -> ".join(_find_cycle(infos, indegree))
         raise DagError(f"dependency cycle: {cycle} (each task depends on the next)")

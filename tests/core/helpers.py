@@ -8,6 +8,14 @@ from hybrid_tui.core import Change, Scheduler, TaskInfo, TaskTransition
 from hybrid_tui.spec.models import PoliciesSection
 
 
+#: The Scheduler calls that return change records: a list, or a tuple ending with one
+#: (conftest.py checks every record they return).
+CALLS_RETURNING_CHANGES = (
+    "add_tasks", "restore", "add_agent", "remove_agent", "dispatch", "advance", "succeed", "fail",
+    "settle_cancelled", "request_lock", "tick", "pause", "resume", "retry", "cancel_dependents",
+    "scale", "set_budget", "mark_rolled_back",
+)
+
 #: Default policies without the failure-rate auto-pause (for tests that fail on purpose).
 NO_PAUSE = PoliciesSection(failure_rate_pause=1.0)
 

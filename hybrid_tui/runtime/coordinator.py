@@ -52,7 +52,7 @@ from anyio.abc import TaskGroup
 from hybrid_tui.agents.base import AttemptLimits, ImplementResult, Implementer, Planner
 from hybrid_tui.core.changes import CancelRunning, LockAcquired
 from hybrid_tui.costs.pricing import PricingTable
-from hybrid_tui.spec.models import SisTask, Usage
+from hybrid_tui.spec.models import SisTask
 from hybrid_tui.store import engine_reads, writes
 from hybrid_tui.store.db import Store
 from hybrid_tui.runtime import settle, startup
@@ -65,13 +65,13 @@ from hybrid_tui.runtime.dispatch import dispatch_round
 from hybrid_tui.runtime.integration import integrate_job
 from hybrid_tui.runtime.monitor import ResourceMonitor
 from hybrid_tui.runtime.planning import plan_issues
-from hybrid_tui.runtime.record import Recorder, recorded_attempt
+from hybrid_tui.runtime.record import Recorder
 from hybrid_tui.runtime.recovery import interrupt_running, pause_for_disk_full, pause_stopped_run, recover
 from hybrid_tui.runtime.runlock import RunLock
 from hybrid_tui.runtime.task_state import apply_changes
 from hybrid_tui.vocabulary import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
 
-__all__ = ["Coordinator", "IntegrationJob", "RunningAttempt", "SettleError", "Transaction", "make_backend"]
+__all__ = ["Coordinator", "SettleError", "make_backend"]
 
 
 def make_backend(name: str, *, pace: float = 0.0, seed: int = 0, git: bool = True, failure_rate: float = 0.0, config: Any = None):
@@ -207,9 +207,6 @@ class Coordinator:
         self._stop = True
         self._stop_reason = reason
         self._wake.set()
-
-    def cost_of(self, model: str, usage: Usage) -> float:
-        return self.pricing.cost(model, usage)
 
     # ------------------------------------------------------------------ main
     async def run(self) -> int:
@@ -572,10 +569,6 @@ class Coordinator:
             max_cost_usd=max_cost,
             timeout_seconds=a.attempt_timeout_seconds,
         )
-
-    def recorded_attempt(self, task_id: str, number: int):
-        """The recording replayed by attempt ``number`` (see ``record.recorded_attempt``)."""
-        return recorded_attempt(self.mission, self.run_id, task_id, number)
 
     # ------------------------------------------------------------------ integration
     async def _integration_worker(self, receive: Any) -> None:

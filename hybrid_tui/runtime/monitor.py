@@ -1,4 +1,4 @@
-"""Resource monitor: psutil samples to the store, threshold pauses, and disk-full handling.
+"""Resource monitor: psutil samples to the store, and pauses when memory or disk run short.
 
 Room: runtime. Reads the machine through psutil (or injected readings), writes
 ResourceSample rows and events to the store, and pauses/resumes dispatching through the
@@ -17,7 +17,7 @@ decision itself (:class:`ResourceGuard`) is pure: values and time in, a decision
   (the operator has seen it).
 - :class:`ResourceMonitor` is the loop's step: it samples, stores the sample and pauses or
   resumes dispatching in the loop's transaction. A full disk is recognised in
-  ``runtime/disk.py`` (``disk_full_reason``, re-exported here).
+  ``runtime/disk.py``; a run stopped by one is left paused by ``recovery.pause_for_disk_full``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import psutil
 
 from hybrid_tui.store import writes
 from hybrid_tui.runtime.context import RunContext
-from hybrid_tui.runtime.disk import DISK_FULL_PREFIX, disk_full_reason  # noqa: F401  (disk_full_reason: re-exported)
+from hybrid_tui.runtime.disk import DISK_FULL_PREFIX
 from hybrid_tui.runtime.task_state import apply_changes
 
 KEEP_ALL_SECONDS = 15 * 60  # every sample of the last 15 minutes is kept

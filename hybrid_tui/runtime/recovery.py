@@ -26,7 +26,7 @@ from typing import Any
 import anyio
 
 from hybrid_tui.store import engine_reads, writes
-from hybrid_tui.workspace.changes import remove_stale_index_lock  # noqa: F401  (also used by tests from here)
+from hybrid_tui.workspace.changes import remove_stale_index_lock
 from hybrid_tui.workspace.validation import kill_orphaned_checks
 from hybrid_tui.runtime import task_state
 from hybrid_tui.runtime.context import RunContext

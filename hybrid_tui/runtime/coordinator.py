@@ -343,9 +343,9 @@ class Coordinator:
         startup.load_specs(self)
 
     def _build_scheduler(self) -> None:
-        scheduler, changes = startup.restore_scheduler(self)
-        self.scheduler = scheduler
-        self._persist(changes, self.clock())
+        now = self.clock()
+        self.scheduler, changes = startup.restore_scheduler(self, now)
+        self._persist(changes, now)
         startup.store_scores(self)
 
     # ------------------------------------------------------------------ the one transaction API

@@ -364,7 +364,8 @@ class ResourceMonitor:
             with ctx.transaction() as txn:
                 ctx.events.add("pause.resource", decision.reason, level="warning", metric=decision.metric,
                                value=round(decision.value, 1), threshold=decision.threshold)
-                apply_changes(ctx, scheduler.pause(decision.reason, now), now)
+                paused_at = ctx.clock()  # as any pause the runtime decides (not the sample's time)
+                apply_changes(ctx, scheduler.pause(decision.reason, paused_at), paused_at)
                 if self.guard.auto_resume:
                     # The run waits for the resource instead of ending (headless exits on a policy pause).
                     txn.effects.policy_paused = False

@@ -32,9 +32,8 @@ def load_specs(ctx: RunContext) -> None:
     ctx.feedback.update(engine_reads.last_failure_messages(ctx.run_id))
 
 
-def restore_scheduler(ctx: RunContext) -> tuple[Scheduler, list[Any]]:
+def restore_scheduler(ctx: RunContext, now: float) -> tuple[Scheduler, list[Any]]:
     """The scheduler as the store left it, and the change records its start-up produced."""
-    now = ctx.clock()
     run = ctx.store.get_run(ctx.run_id)
     rows = engine_reads.saved_task_rows(ctx.run_id)
     infos = []

@@ -1,10 +1,10 @@
 """Benchmark of the scheduling core alone (room: bench; drives hybrid_tui.core, no I/O).
 
 A seeded random 10,000-task DAG, 64 agents that finish instantly. The main row follows the
-runtime's calls per task (coordinator + persist): each loop turn ``tick``, ``is_finished``,
+runtime's calls per task (coordinator + task_state): each loop turn ``tick``, ``is_finished``,
 ``dispatch(limit=dispatch_batch)``; per dispatch ``spend()`` and ``task(id).info`` (attempt
 limits), ``advance`` to ``validating`` then ``integrating``, ``succeed``; and ``score(id)``
-for every transition into pending/ready/retry_wait/running (persist stores the score).
+for every transition into pending/ready/retry_wait/running (task_state stores the score).
 Attempts finish one loop turn after their dispatch, so locks are held across a dispatch.
 The second row is the bare lifecycle (dispatch + succeed, unlimited batch).
 Reported in CPU time (process_time: the machine is shared) per task lifecycle next to a plain Python loop walking the same DAG in
@@ -61,7 +61,7 @@ def run_core(tasks: list[TaskInfo], agents: int, seed: int, *, batch: int | None
     def persist(records: list) -> None:
         nonlocal changes
         changes += len(records)
-        for ch in records:  # persist.py: the score of each task moving into a queued/running state
+        for ch in records:  # task_state.py: the score of each task moving into a queued/running state
             if type(ch) is TaskTransition and ch.new in SCORED_STATUSES:
                 sched.score(ch.task_id)
 

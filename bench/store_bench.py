@@ -1,7 +1,7 @@
 """Store write throughput for the runtime's write pattern (room: bench; runtime persistence + store).
 
 One task transition the way the coordinator writes it: ``Store.write(run)`` (BEGIN
-IMMEDIATE, bump the run version) around the runtime's own ``persist.persist_changes`` with
+IMMEDIATE, bump the run version) around the runtime's own ``task_state.write_changes`` with
 one ``TaskTransition`` (the task UPDATE and the event INSERT are staged and written at the
 commit), then COMMIT. One transition per transaction is the worst case: the runtime's
 loop commits all the transitions of a turn together. Measured on a SQLite file
@@ -86,14 +86,15 @@ def _transitions(task_ids: list[str], count: int, seed: int):
 def _write_pattern(db_path: Path, run_dir: Path, transitions, *, capture: StatementCapture | None = None) -> Timer:
     """The runtime's write pattern, one transaction per transition; returns its timer."""
     from hybrid_tui.runtime.events import EventLog
-    from hybrid_tui.runtime.persist import persist_changes
+    from hybrid_tui.runtime.context import Transaction
+    from hybrid_tui.runtime.task_state import write_changes
     from hybrid_tui.store.db import open_store
 
     store = open_store(db_path, create=False)
     events = EventLog(store, RUN_ID, run_dir / "events.jsonl", time.time)
-    # The parts of a coordinator persist_changes reads for a TaskTransition.
-    coordinator = SimpleNamespace(run_id=RUN_ID, store=store, events=events, agents={}, _draining=set(), policy_paused=False,
-                                  _in_operator_control=False, scheduler=SimpleNamespace(score=lambda task_id: 0.0))
+    # The parts of the run context write_changes reads for a TaskTransition.
+    context = SimpleNamespace(run_id=RUN_ID, store=store, events=events,
+                              scheduler=SimpleNamespace(score=lambda task_id: 0.0))
     if capture is not None:
         capture.install(store)
     try:
@@ -102,7 +103,7 @@ def _write_pattern(db_path: Path, run_dir: Path, transitions, *, capture: Statem
             for change in transitions:
                 now = time.time()
                 with store.write(RUN_ID) as version:
-                    persist_changes(coordinator, [change], now, version)
+                    write_changes(context, Transaction(version), [change], now)
                 events.discard()  # the JSONL mirror is not the store: keep it out of both sides
     finally:
         store.close()

@@ -1,66 +1,69 @@
-"""Operator commands from the Control table: pause, resume, retry, cancel_dependents,
-rollback, scale, budget, stop. Each returns ``(applied, result text)``; the coordinator marks the
-row applied or rejected with that text.
+"""Where a control command is applied: the operator's pause, resume, retry,
+cancel_dependents, rollback, scale, budget, stop (rows of the Control table). Each returns
+``(applied, result text)``; the coordinator marks the row applied or rejected with that text.
 
-Room: runtime. Decisions stay in the scheduler; rollback's git work runs in a thread.
+Room: runtime. Decisions stay in the scheduler (its change records stored by
+``task_state``); rollback's git work runs in a thread. Stopping the run is an effect the
+loop applies after the commit.
 """
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
-from hybrid_tui.store import models as m
-
-if TYPE_CHECKING:  # pragma: no cover
-    from hybrid_tui.runtime.coordinator import Coordinator
+from hybrid_tui.core.changes import TaskTransition
+from hybrid_tui.store import engine_reads, writes
+from hybrid_tui.runtime.context import RunContext
+from hybrid_tui.runtime.faults import crash_point
+from hybrid_tui.runtime.task_state import apply_changes, write_changes
 
 COMMANDS = ("pause", "resume", "retry", "cancel_dependents", "rollback", "scale", "budget", "stop")
 
 
-def _task_arg(c: "Coordinator", args: dict[str, Any]) -> str:
+def _task_arg(ctx: RunContext, args: dict[str, Any]) -> str:
     task_id = args.get("task_id") or args.get("task")
-    if not task_id or task_id not in c.specs:
+    if not task_id or task_id not in ctx.specs:
         raise LookupError(f"unknown task {task_id!r}")
     return str(task_id)
 
 
-async def apply_control(c: "Coordinator", command: str, args: dict[str, Any], now: float) -> tuple[bool, str]:
-    s = c.scheduler
+async def apply_control(ctx: RunContext, command: str, args: dict[str, Any], now: float) -> tuple[bool, str]:
+    s = ctx.scheduler
     if command == "pause":
         reason = args.get("reason") or "paused by operator"
-        c._persist(s.pause(reason, now), now)
+        apply_changes(ctx, s.pause(reason, now), now)
         return True, reason
     if command == "resume":
-        c._persist(s.resume(now), now)
+        apply_changes(ctx, s.resume(now), now)
         return True, "dispatching resumed"
     if command == "stop":
-        c.request_stop(args.get("reason") or "stopped by operator")
+        with ctx.transaction() as txn:
+            txn.effects.stop = args.get("reason") or "stopped by operator"
         return True, "stopping"
     if command == "scale":
         size = args.get("size", args.get("n"))
         size = None if size in (None, "auto") else int(size)
-        c._persist(s.scale(size, now), now)
+        apply_changes(ctx, s.scale(size, now), now)
         return True, f"pool target {size}" if size is not None else "pool back to autoscaling"
     if command == "retry":
-        task_id = _task_arg(c, args)
+        task_id = _task_arg(ctx, args)
         changes = s.retry(task_id, now)
         if not changes:
             return False, f"task {task_id} is not failed, blocked, cancelled or rolled back"
-        c._persist(changes, now)
+        apply_changes(ctx, changes, now)
         return True, f"task {task_id} queued again"
     if command == "cancel_dependents":
-        task_id = _task_arg(c, args)
+        task_id = _task_arg(ctx, args)
         changes = s.cancel_dependents(task_id, now)
-        c._persist(changes, now)
-        cancelled = [ch.task_id for ch in changes if type(ch).__name__ == "TaskTransition" and str(ch.new) == "cancelled"]
+        apply_changes(ctx, changes, now)
+        cancelled = [ch.task_id for ch in changes if isinstance(ch, TaskTransition) and str(ch.new) == "cancelled"]
         return True, f"cancelled {len(cancelled)} dependent(s) of {task_id}" + (f": {', '.join(cancelled)}" if cancelled else "")
     if command == "rollback":
-        return await rollback(c, _task_arg(c, args), now)
+        return await rollback(ctx, _task_arg(ctx, args), now)
     if command == "budget":
-        return set_budget(c, args, now)
+        return set_budget(ctx, args, now)
     return False, f"unknown command {command!r} (expected one of {', '.join(COMMANDS)})"
 
 
@@ -84,79 +87,57 @@ def budget_amounts(args: dict[str, Any]) -> dict[str, float]:
     return amounts
 
 
-def set_budget(c: "Coordinator", args: dict[str, Any], now: float) -> tuple[bool, str]:
+def set_budget(ctx: RunContext, args: dict[str, Any], now: float) -> tuple[bool, str]:
     """Raise (or lower) the mission and retry budgets. Tasks the old budget refused stay failed
     until the operator retries them: a raise alone does not start new spending."""
     amounts = budget_amounts(args)
-    s = c.scheduler
+    s = ctx.scheduler
     s.set_budget(now, mission_usd=amounts.get("mission_usd"), retry_usd=amounts.get("retry_usd"))
     spend = s.spend()
     text = f"mission budget ${spend.mission_budget_usd:.2f}, retry budget ${spend.retry_budget_usd:.2f}"
-    with c.store.write(c.run_id):
-        m.Run.update(mission_budget_usd=spend.mission_budget_usd, retry_budget_usd=spend.retry_budget_usd).where(
-            m.Run.id == c.run_id
-        ).execute()
-        c.events.add("budget.changed", f"{text} (spent ${spend.total_usd:.2f})",
-                     mission_usd=spend.mission_budget_usd, retry_usd=spend.retry_budget_usd)
-    c.events.flush()
+    with ctx.transaction():
+        writes.set_run_budgets(ctx.run_id, spend.mission_budget_usd, spend.retry_budget_usd)
+        ctx.events.add("budget.changed", f"{text} (spent ${spend.total_usd:.2f})",
+                       mission_usd=spend.mission_budget_usd, retry_usd=spend.retry_budget_usd)
     return True, text
 
 
-async def rollback(c: "Coordinator", task_id: str, now: float) -> tuple[bool, str]:
+async def rollback(ctx: RunContext, task_id: str, now: float) -> tuple[bool, str]:
     """Revert one task's commit, refused when a later integrated task touched the same files."""
-    if c.repo is None:
+    if ctx.repo is None:
         return False, "rollback needs git (this run has --no-git)"
-    row = m.IntegrationCommit.get_or_none((m.IntegrationCommit.run == c.run_id) & (m.IntegrationCommit.task_id == task_id))
+    row = engine_reads.integration_commit(ctx.run_id, task_id)
     if row is None or row.reverted_by:
         what = "was already rolled back" if row is not None else "has no integrated commit"
-        return _refuse(c, task_id, f"task {task_id} {what}")
-    files = set(json.loads(row.files_json or "[]"))
-    later_rows = list(
-        m.IntegrationCommit.select()
-        .where(
-            (m.IntegrationCommit.run == c.run_id)
-            & (m.IntegrationCommit.id != row.id)
-            & (m.IntegrationCommit.committed_at >= row.committed_at)
-            & (m.IntegrationCommit.reverted_by.is_null())
-        )
-        .order_by(m.IntegrationCommit.committed_at)
-    )
-    blockers = sorted(
-        {(r.task_id, p) for r in later_rows for p in json.loads(r.files_json or "[]") if p in files}
-    )
+        return _refuse(ctx, task_id, f"task {task_id} {what}")
+    files = set(row.files)
+    later_rows = engine_reads.live_commits_since(ctx.run_id, row)
+    blockers = sorted({(r.task_id, p) for r in later_rows for p in r.files if p in files})
     if blockers:
         names = sorted({t for t, _ in blockers})
         paths = sorted({p for _, p in blockers})
         return _refuse(
-            c, task_id,
+            ctx, task_id,
             f"rollback of {task_id} refused: later task(s) {', '.join(names)} touched the same file(s) {', '.join(paths)}",
         )
     later = [(r.task_id, r.sha) for r in later_rows]
-    result = await anyio.to_thread.run_sync(c.repo.rollback, task_id, row.sha, later)
-    from hybrid_tui.runtime.faults import crash_point
-
+    result = await anyio.to_thread.run_sync(ctx.repo.rollback, task_id, row.sha, later)
     crash_point("rollback", task_id)  # the revert is on the branch, the store not yet told
     if not result.ok:
-        return _refuse(c, task_id, f"rollback of {task_id} refused: {result.reason}")
-    with c.store.write(c.run_id) as version:
-        m.IntegrationCommit.update(reverted_by=result.sha).where(m.IntegrationCommit.id == row.id).execute()
-        c.events.add("task.rollback", f"reverted {row.sha[:10]} as {result.sha[:10]}", task_id=task_id, sha=result.sha)
-        from hybrid_tui.runtime.persist import persist_changes
-
-        affected, changes = c.scheduler.mark_rolled_back(task_id, now)
-        cancels = persist_changes(c, changes, now, version)
-    c.events.flush()
-    c.act_on_cancels(cancels)
+        return _refuse(ctx, task_id, f"rollback of {task_id} refused: {result.reason}")
+    with ctx.transaction() as txn:
+        writes.mark_commit_reverted(row.id, result.sha)
+        ctx.events.add("task.rollback", f"reverted {row.sha[:10]} as {result.sha[:10]}", task_id=task_id, sha=result.sha)
+        affected, changes = ctx.scheduler.mark_rolled_back(task_id, now)
+        write_changes(ctx, txn, changes, now)
     text = f"task {task_id} rolled back by {result.sha[:10]}"
     if affected:
         text += f"; done tasks built on it: {', '.join(affected)}"
     return True, text
 
 
-def _refuse(c: "Coordinator", task_id: str, reason: str) -> tuple[bool, str]:
-    with c.store.write(c.run_id) as version:
-        c.store.staged.update(m.Task, {"attention_reason": reason, "version": version},
-                              where={"run": c.run_id, "task_id": task_id})
-        c.events.add("task.rollback_refused", reason, level="warning", task_id=task_id)
-    c.events.flush()
+def _refuse(ctx: RunContext, task_id: str, reason: str) -> tuple[bool, str]:
+    with ctx.transaction() as txn:
+        writes.stage_task_fields(ctx.store, ctx.run_id, task_id, {"attention_reason": reason, "version": txn.version})
+        ctx.events.add("task.rollback_refused", reason, level="warning", task_id=task_id)
     return False, reason

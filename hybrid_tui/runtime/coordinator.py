@@ -1,10 +1,22 @@
-"""The coordinator loop: feeds the pure scheduler, runs agents, persists every change.
+"""The coordinator loop: feeds the pure scheduler, runs agents, stores every change.
 
-Room: runtime. Drives ``core`` (decisions), ``agents`` (work), ``workspace`` (git,
-validation) and writes the ``store`` — the single source of truth: every change the
-scheduler returns is written in a store transaction before the coordinator acts on the next
-one, so a console (in this process or attached from another) sees exactly what happened,
-and a crash loses at most the attempt that was running.
+Room: runtime, the top of the engine: only ``app/`` builds a Coordinator (``app/launch.py``)
+or drives one (``app/demo_capture.py``); no runtime module imports this one. The steps the
+loop calls live in modules of their own and see the run through
+:class:`~hybrid_tui.runtime.context.RunContext` (which this class provides):
+
+- ``dispatch`` starts attempts, ``attempt`` runs one, ``settle`` stores an attempt's end,
+  ``integration`` commits onto the mission branch, ``controls`` applies operator commands,
+  ``recovery`` repairs the store at start-up, ``monitor`` samples the machine, ``planning``
+  plans issues, ``startup`` loads specs and the scheduler;
+- ``task_state`` is the one place a task's status is written (the scheduler's change records).
+
+The loop owns the only way to write: :meth:`Coordinator.transaction` (a nested call joins
+the open one). Steps put what must happen after the commit on the transaction's
+:class:`~hybrid_tui.runtime.context.Effects`; :meth:`Coordinator._apply_effects` applies
+them, once the transaction committed and its events reached ``events.jsonl``. The store is
+the single source of truth: a console (in this process or attached from another) sees
+exactly what happened, and a crash loses at most the attempt that was running.
 
 Concurrency (anyio): one loop task (controls, tick, dispatch, heartbeat), one child task per
 running attempt (own cancel scope and timeout), and ONE integration worker consuming a
@@ -31,7 +43,6 @@ import os
 import random
 import socket
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -39,21 +50,34 @@ import anyio
 from anyio.abc import TaskGroup
 
 from hybrid_tui.agents.base import AttemptLimits, ImplementResult, Implementer, Planner
-from hybrid_tui.core.tiering import select_model
-from hybrid_tui.spec.models import SisTask, Usage
-from hybrid_tui.store import models as m
+from hybrid_tui.core.changes import CancelRunning, LockAcquired
+from hybrid_tui.costs.pricing import PricingTable
+from hybrid_tui.spec.models import SisTask
+from hybrid_tui.store import engine_reads, writes
 from hybrid_tui.store.db import Store
-from hybrid_tui.runtime import attempt as attempts
+from hybrid_tui.runtime import settle, startup
 from hybrid_tui.runtime import events as ev
-from hybrid_tui.runtime import persist, record
-from hybrid_tui.runtime.monitor import disk_full_reason
+from hybrid_tui.runtime.attempt import run_attempt
+from hybrid_tui.runtime.context import Effects, IntegrationJob, Launch, RunningAttempt, Transaction
+from hybrid_tui.runtime.controls import apply_control
+from hybrid_tui.runtime.disk import disk_full_reason, exception_leaves
+from hybrid_tui.runtime.dispatch import dispatch_round
+from hybrid_tui.runtime.integration import integrate_job
+from hybrid_tui.runtime.monitor import ResourceMonitor
+from hybrid_tui.runtime.planning import plan_issues
+from hybrid_tui.runtime.record import Recorder
+from hybrid_tui.runtime.recovery import interrupt_running, pause_for_disk_full, pause_stopped_run, recover
 from hybrid_tui.runtime.runlock import RunLock
+from hybrid_tui.runtime.task_state import apply_changes
 from hybrid_tui.vocabulary import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
 
+__all__ = ["Coordinator", "SettleError", "make_backend"]
 
 
 def make_backend(name: str, *, pace: float = 0.0, seed: int = 0, git: bool = True, failure_rate: float = 0.0, config: Any = None):
     """(planner, implementer) for a backend name."""
+    # Imported on demand: each backend pulls in its own dependencies (the Anthropic SDK,
+    # subprocess agents), which a run of another backend never needs.
     if name == "replay":
         from hybrid_tui.agents.replay import ReplayImplementer, ReplayPlanner
 
@@ -80,43 +104,6 @@ class SettleError(Exception):
     """Storing an attempt's end failed (a hybrid-tui bug): the run pauses, the store consistent."""
 
 
-@dataclass
-class RunningAttempt:
-    task_id: str
-    agent_id: str
-    number: int
-    dispatch_seq: int  # the order attempts were started in (this process)
-    started: float
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    cost_usd: float = 0.0
-    cancelled_reason: str = ""
-    finishing: bool = False  # its end is queued for the loop's next settle
-
-
-@dataclass
-class Transaction:
-    """The coordinator's open store transaction: its change version, and the side effects
-    (cancelling attempts, starting them) that may only happen once it committed."""
-
-    version: int = 0
-    after_commit: list[Callable[[], None]] = field(default_factory=list)
-
-    # Joining the open transaction (a nested ``Coordinator.transaction()``) is ``with`` on
-    # the transaction itself: several times a task, so no context manager is built for it.
-    def __enter__(self) -> "Transaction":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-@dataclass
-class IntegrationJob:
-    attempt: RunningAttempt
-    title: str
-    result: ImplementResult
-
-
 @contextlib.contextmanager
 def _long_lived_objects() -> Iterator[None]:
     """Loading the specs and building the scheduler makes every task's objects at once, and
@@ -135,7 +122,11 @@ def _long_lived_objects() -> Iterator[None]:
 
 
 class Coordinator:
-    """Runs one run to completion. ``await run()`` returns the exit code."""
+    """Runs one run to completion. ``await run()`` returns the exit code.
+
+    It is the run's :class:`~hybrid_tui.runtime.context.RunContext` for the steps (the
+    public attributes below) and the :class:`~hybrid_tui.runtime.context.AttemptLoop` of
+    its attempts."""
 
     def __init__(
         self,
@@ -179,26 +170,21 @@ class Coordinator:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.lock = RunLock(self.run_dir)
         self.events = ev.EventLog(store, run_id, self.run_dir / "events.jsonl", clock)
-        from hybrid_tui.runtime.monitor import ResourceMonitor
-
-        self.monitor = ResourceMonitor(self)  # psutil samples, resource pauses (tests may swap it)
-        from hybrid_tui.runtime.record import Recorder
-
-        self.recorder = Recorder(self.run_dir)  # what each attempt did, for export-replay
         self.pool_override = agents
         self.repo = None
         if git:
+            # Lazy: workspace.git loads GitPython, which a run with git off never needs.
             from hybrid_tui.workspace.git import MissionRepo
 
             self.repo = MissionRepo(Path(run.repo_path), run.mission_branch, self.run_dir, run_id)
-        from hybrid_tui.costs.pricing import PricingTable
-
         self.pricing = PricingTable.load(self.config.pricing or None)
         self.scheduler: Any = None
         self.specs: dict[str, SisTask] = {}
         self.running: dict[str, RunningAttempt] = {}
         self.feedback: dict[str, str] = {}
         self.agents: dict[str, str] = {}  # agent id -> worktree path ("" without git)
+        self.recorder = Recorder(self.run_dir)  # what each attempt did, for export-replay
+        self.monitor = ResourceMonitor(self)  # psutil samples, resource pauses (tests may swap it)
         self._stop = False
         self._stop_reason = ""
         self._wake = anyio.Event()
@@ -222,17 +208,12 @@ class Coordinator:
         self._stop_reason = reason
         self._wake.set()
 
-    def cost_of(self, model: str, usage: Usage) -> float:
-        return self.pricing.cost(model, usage)
-
     # ------------------------------------------------------------------ main
     async def run(self) -> int:
         self.lock.acquire()  # raises RunLocked: the caller prints one line and exits 2
         try:
             return await self._run_locked()
         except Exception as exc:  # a full disk (store, logs, git) leaves the run paused, not crashed
-            from hybrid_tui.runtime.monitor import exception_leaves, pause_for_disk_full, pause_stopped_run
-
             settle_error = next((e for e in exception_leaves(exc) if isinstance(e, SettleError)), None)
             if settle_error is not None:
                 return pause_stopped_run(
@@ -251,12 +232,8 @@ class Coordinator:
             self.lock.release()
 
     async def _run_locked(self) -> int:
-        from hybrid_tui.runtime.recovery import recover
-
-        with self.store.write(self.run_id):
-            m.Run.update(
-                coordinator_pid=os.getpid(), coordinator_host=socket.gethostname(), heartbeat_at=self.clock()
-            ).where(m.Run.id == self.run_id).execute()
+        with self.transaction():
+            writes.set_run_coordinator(self.run_id, os.getpid(), socket.gethostname(), self.clock())
         await recover(self)
         run = self.store.get_run(self.run_id)
         if run.status in ("created", "planning"):
@@ -282,8 +259,6 @@ class Coordinator:
         self._tg = None
         self._settle_finished()  # ends handed over while the loop was stopping
         if self._stop or code == EXIT_STOPPED:
-            from hybrid_tui.runtime.recovery import interrupt_running
-
             interrupt_running(self, reason=f"stopped: {self._stop_reason or 'operator'}")
             if self._stop:
                 self._set_run_status("stopped", reason=self._stop_reason)
@@ -336,11 +311,7 @@ class Coordinator:
             self._dispatch(now)
 
     def _final_code(self) -> int:
-        bad = (
-            m.Task.select()
-            .where((m.Task.run == self.run_id) & (m.Task.status.in_(["failed", "blocked", "cancelled"])))
-            .count()
-        )
+        bad = engine_reads.count_tasks_in(self.run_id, ["failed", "blocked", "cancelled"])
         return EXIT_FAILED if bad else EXIT_OK
 
     def _paused(self) -> bool:
@@ -350,24 +321,17 @@ class Coordinator:
         if now - self._last_heartbeat < self.heartbeat_interval:
             return
         self._last_heartbeat = now
-        # A plain update (no version bump): the console need not redraw for a heartbeat.
-        m.Run.update(heartbeat_at=now).where(m.Run.id == self.run_id).execute()
+        writes.set_run_heartbeat(self.run_id, now)
 
     def _set_run_status(self, status: str, *, reason: str = "", finished: bool = False) -> None:
         now = self.clock()
-        with self.store.write(self.run_id):
-            fields: dict[str, Any] = {"status": status, "pause_reason": reason}
-            if finished:
-                fields["finished_at"] = now
-            m.Run.update(**fields).where(m.Run.id == self.run_id).execute()
+        with self.transaction():
+            writes.set_run_status(self.run_id, status, reason, finished_at=now if finished else None)
             self.events.add(f"run.{status}", reason or status)
-        self.events.flush()
 
     # ------------------------------------------------------------------ planning
     async def _plan(self) -> bool:
         """Plan every issue that has no tasks yet (L2). Returns False when planning failed."""
-        from hybrid_tui.runtime.planning import plan_issues
-
         self._set_run_status("planning")
         ok = await plan_issues(self)
         if ok:
@@ -376,46 +340,21 @@ class Coordinator:
 
     # ------------------------------------------------------------------ scheduler
     def _load_specs(self) -> None:
-        # The store's spec is the truth, but where the loaded mission holds the very same task
-        # (same JSON, as create_run wrote it) its object is reused: a second parsed copy of
-        # every spec costs ~4 kB a task (~44 MB at 10,000 tasks).
-        loaded = {t.task_id: t for t in getattr(self.mission, "tasks", None) or () if isinstance(t, SisTask)}
-        for task_id, spec_json in (
-            m.Task.select(m.Task.task_id, m.Task.spec_json).where(m.Task.run == self.run_id).tuples().iterator()
-        ):
-            same = loaded.get(task_id)
-            if same is None or same.model_dump_json() != spec_json:
-                same = SisTask.model_validate_json(spec_json)
-            self.specs[task_id] = same
-        # Feedback for the next attempt survives a restart: the last failed attempt's output.
-        for att in (
-            m.Attempt.select()
-            .where((m.Attempt.run == self.run_id) & (m.Attempt.phase != "planning") & (m.Attempt.outcome == "failed"))
-            .order_by(m.Attempt.number)
-        ):
-            self.feedback[att.task_id] = att.failure_message
+        startup.load_specs(self)
 
     def _build_scheduler(self) -> None:
-        from hybrid_tui.runtime.schedule import build_scheduler
+        now = self.clock()
+        self.scheduler, changes = startup.restore_scheduler(self, now)
+        self._persist(changes, now)
+        startup.store_scores(self)
 
-        self.scheduler = build_scheduler(self)
-        self._store_scores()
-
-    def _store_scores(self) -> None:
-        """Write every queued task's priority score once, so the console shows it from the start."""
-        queued = [tid for tid in self.scheduler.task_ids() if self.scheduler.status(tid).value in ("pending", "ready")]
-        if not queued:
-            return
-        with self.store.write(self.run_id) as version:
-            self.store.update_many(m.Task, ("score", "version"), ("run", "task_id"),
-                                   [(self.scheduler.score(tid), version, self.run_id, tid) for tid in queued])
-
-    # ------------------------------------------------------------------ persistence
+    # ------------------------------------------------------------------ the one transaction API
     def transaction(self) -> contextlib.AbstractContextManager[Transaction]:
-        """One store write transaction for several steps that have no side effect between
-        them (a dispatch round; an attempt's last steps). A nested call joins the open one.
-        Side effects go to ``after_commit`` and run, like the events.jsonl lines, only once
-        the whole transaction committed; on a rollback they are dropped with the lines."""
+        """The only way the engine writes: one store write transaction for several steps that
+        have no side effect between them (a loop turn's ends, tick and dispatch; an attempt's
+        last steps). A nested call joins the open one. The steps' effects (and the
+        events.jsonl lines) are applied only once the whole transaction committed; on a
+        rollback they are dropped."""
         return self._txn if self._txn is not None else self._outermost_transaction()
 
     @contextlib.contextmanager
@@ -432,25 +371,37 @@ class Coordinator:
         finally:
             self._txn = None
         self.events.flush()
-        for effect in txn.after_commit:
-            effect()
+        self._apply_effects(txn.effects)
+
+    def _apply_effects(self, effects: Effects) -> None:
+        """What the committed transaction's steps asked for: the one place the loop acts on
+        stored changes."""
+        for task_id in effects.ended:
+            self.running.pop(task_id, None)
+        for change in effects.cancels:
+            self._cancel(change)
+        for launch in effects.launches:
+            self._launch(launch)
+        for agent_id in effects.removed_agents:
+            self.agents.pop(agent_id, None)
+            self._draining.discard(agent_id)
+        if effects.policy_paused is not None:
+            # A pause the headless run may exit on: not one the operator asked for.
+            self.policy_paused = effects.policy_paused and not self._in_operator_control
+        if effects.stop is not None:
+            self.request_stop(effects.stop)
+        if effects.wake:
+            self._wake.set()
 
     def _persist(self, changes: Any, now: float) -> None:
-        """Write ``changes`` (in order) in one transaction, then act on side effects."""
-        if not changes:
-            return
-        with self.transaction() as txn:
-            cancels = persist.persist_changes(self, changes, now, txn.version)
-            if cancels:
-                txn.after_commit.append(functools.partial(self.act_on_cancels, cancels))
-        self._wake.set()
+        """Store the scheduler's ``changes`` (in order); effects after the commit."""
+        apply_changes(self, changes, now)
 
-    def act_on_cancels(self, cancels: list[Any]) -> None:
-        for change in cancels:
-            attempt = self.running.get(change.task_id)
-            if attempt is not None:
-                attempt.cancelled_reason = change.reason or "cancelled"
-                attempt.scope.cancel()
+    def _cancel(self, change: CancelRunning) -> None:
+        attempt = self.running.get(change.task_id)
+        if attempt is not None:
+            attempt.cancelled_reason = change.reason or "cancelled"
+            attempt.scope.cancel()
 
     # ------------------------------------------------------------------ agents and dispatch
     async def _ensure_agents(self, now: float) -> bool:
@@ -476,87 +427,34 @@ class Coordinator:
                 worktree = str(path)
             added[agent_id] = worktree
         with self.transaction() as txn:  # the new agents' rows and the scheduler's changes together
-            known = {
-                agent_id: row_id for agent_id, row_id in m.Agent.select(m.Agent.agent_id, m.Agent.id).where(
-                    (m.Agent.run == self.run_id) & m.Agent.agent_id.in_(list(added))
-                ).tuples()
-            }
+            writes.register_agents(self.store, self.run_id, added, backend=self.backend_name,
+                                   model=self.config.models.implementer, now=now, version=txn.version)
             for agent_id, worktree in added.items():
                 self.agents[agent_id] = worktree
-                if agent_id in known:
-                    self.store.update_rows(m.Agent, {"state": "idle", "task_id": None, "worktree": worktree,
-                                                     "updated_at": now, "version": txn.version},
-                                           where={"id": known[agent_id]})
-                else:
-                    self.store.insert_row(m.Agent, {
-                        "run": self.run_id, "agent_id": agent_id, "role": "implementer", "backend": self.backend_name,
-                        "model": self.config.models.implementer, "worktree": worktree, "created_at": now,
-                        "updated_at": now, "version": txn.version,
-                    })
                 self._persist(self.scheduler.add_agent(agent_id, now, self.backend_name), now)
         return True
 
     def _pool_target(self) -> int:
         target = self.scheduler.pool_target
         if target is None:
-            target = m.Run.get_by_id(self.run_id).pool_target
+            target = engine_reads.run_pool_target(self.run_id)
         return max(1, int(target))
 
     def _dispatch(self, now: float) -> None:
-        """One dispatch round in ONE transaction: the scheduler's changes and every attempt
-        row it starts; the attempts run only once that committed."""
-        dispatches, changes = self.scheduler.dispatch(now, limit=self.config.policies.dispatch_batch)
-        if not dispatches:
-            self._persist(changes, now)
-            return
-        with self.transaction():
-            self._persist(changes, now)
-            for d in dispatches:
-                self._start_attempt(d, now)
+        dispatch_round(self, now, self.config.policies.dispatch_batch)
 
-    def _start_attempt(self, d: Any, now: float) -> None:
-        task_id, agent_id, number = d.task_id, d.agent_id, d.attempt
-        spec = self.specs[task_id]
-        feedback = d.feedback or ""
-        with self.transaction() as txn:
-            model = getattr(d, "model", None) or self._select_model(spec)
-            log_path = self.logs_dir / f"{task_id}.{number}.log"
-            self._dispatch_seq += 1
-            self.store.staged.insert(m.Attempt, {
-                "run": self.run_id,
-                "task_id": task_id,
-                "number": number,
-                "phase": "implementing" if number == 1 else "retry",
-                "agent_id": agent_id,
-                "backend": self.backend_name,
-                "model": model,
-                "started_at": now,
-                "feedback": feedback,
-                "log_path": str(log_path),
-                "version": txn.version,
-            })
-            self.store.staged.update(
-                m.Task, {"attempts": number, "agent_id": agent_id, "started_at": now, "version": txn.version},
-                where={"run": self.run_id, "task_id": task_id},
-            )
-            self.events.add(
-                "attempt.started", f"attempt {number} on {agent_id} ({model})", task_id=task_id, attempt=number, agent_id=agent_id
-            )
-            attempt = RunningAttempt(task_id, agent_id, number, self._dispatch_seq, now)
-            txn.after_commit.append(functools.partial(self._launch, attempt, spec, model, log_path, feedback))
-
-    def _launch(self, attempt: RunningAttempt, spec: SisTask, model: str, log_path: Path, feedback: str) -> None:
+    def _launch(self, launch: Launch) -> None:
+        attempt = launch.attempt
+        self._dispatch_seq += 1
+        attempt.dispatch_seq = self._dispatch_seq
         self.running[attempt.task_id] = attempt
         assert self._tg is not None
-        self._tg.start_soon(self._run_attempt, attempt, spec, model, log_path, feedback)
-
-    def _select_model(self, spec: SisTask) -> str:
-        return select_model(spec, self.config.models)
+        self._tg.start_soon(self._run_attempt, attempt, launch.spec, launch.model, launch.log_path, launch.feedback)
 
     # ------------------------------------------------------------------ one attempt
     async def _run_attempt(self, attempt: RunningAttempt, spec: SisTask, model: str, log_path: Path, feedback: str) -> None:
         try:
-            await attempts.run_attempt(self, attempt, spec, model, log_path, feedback)
+            await run_attempt(self, self, attempt, spec, model, log_path, feedback)
         except Exception as exc:  # a bug in one attempt must not take the whole run down
             if disk_full_reason(exc):
                 raise  # a full disk is not this attempt's fault: run() pauses the run
@@ -567,13 +465,7 @@ class Coordinator:
                 self.finish_attempt(attempt, outcome="failed", failure_type="agent_error",
                                     message=f"coordinator error: {type(exc).__name__}: {exc}")
 
-    async def run_checks(self, validation: Any, cwd: Path, log_path: Path) -> Any:
-        from hybrid_tui.workspace.validation import run_checks
-
-        return await run_checks(
-            validation, cwd, log_path=log_path, memory_cap_mb=self.config.policies.task_memory_cap_mb
-        )
-
+    # ------------------------------------------------------------------ AttemptLoop
     def finish_attempt(
         self,
         attempt: RunningAttempt,
@@ -587,35 +479,28 @@ class Coordinator:
     ) -> None:
         """Hand the attempt's end to the loop: stored (and told to the scheduler) in the next
         settle transaction, with every other end that arrived meanwhile."""
-        self.settle_later(attempt, functools.partial(
-            self.settle_attempt, attempt, outcome=outcome, failure_type=failure_type, message=message, result=result,
-            retry_after=retry_after, commit=commit,
+        self._settle_later(attempt, functools.partial(
+            settle.settle_attempt, self, attempt, outcome=outcome, failure_type=failure_type, message=message,
+            result=result, retry_after=retry_after, commit=commit,
         ))
 
-    def settle_later(self, attempt: RunningAttempt, step: Callable[[], None]) -> None:
-        """Queue ``step`` (which ends ``attempt``: it must call :meth:`settle_attempt`) for
-        the loop's next settle transaction."""
+    def finish_unchecked(self, attempt: RunningAttempt, result: ImplementResult) -> None:
+        """Git off, no checks: validating -> integrating -> the attempt's end, in the next
+        settle transaction (a cancel that arrived meanwhile makes it a cancelled end)."""
+        self._settle_later(attempt, functools.partial(self._end_unchecked, attempt, result))
+
+    def _end_unchecked(self, attempt: RunningAttempt, result: ImplementResult) -> None:
+        if self.advance(attempt.task_id, "validating", "integrating"):
+            settle.settle_attempt(self, attempt, outcome="succeeded", result=result)
+        else:
+            settle.settle_attempt(self, attempt, outcome="cancelled", result=result)
+
+    def _settle_later(self, attempt: RunningAttempt, step: Callable[[], None]) -> None:
+        """Queue ``step`` (which ends ``attempt``: it must call ``settle.settle_attempt``)
+        for the loop's next settle transaction."""
         attempt.finishing = True
         self._settle_queue.append((attempt, step))
         self._wake.set()
-
-    def settle_attempt(
-        self,
-        attempt: RunningAttempt,
-        *,
-        outcome: str,
-        failure_type: str | None = None,
-        message: str = "",
-        result: ImplementResult | None = None,
-        retry_after: float | None = None,
-        commit: Any = None,
-    ) -> None:
-        """Record the attempt's end and tell the scheduler, in the open (or a new) transaction."""
-        # What the attempt did, for export-replay: before the store update frees the agent's worktree.
-        record.record_attempt(self, attempt, outcome=outcome, failure_type=failure_type, message=message, result=result,
-                              commit=commit)
-        persist.record_attempt_end(self, attempt, outcome=outcome, failure_type=failure_type, message=message,
-                                   result=result, retry_after=retry_after, commit=commit)
 
     def _settle_finished(self) -> None:
         """Store every queued attempt end in one transaction (group commit)."""
@@ -642,13 +527,16 @@ class Coordinator:
         now = self.clock()
         self._persist(self.scheduler.pause(reason, now), now)
 
-    def advance(self, task_id: str, status: str) -> bool:
-        """Move a running attempt's task to the next phase; False when it was cancelled meanwhile."""
+    def advance(self, task_id: str, *phases: str) -> bool:
+        """Move a running attempt's task through ``phases`` (stored in one transaction);
+        False when it was cancelled meanwhile."""
         attempt = self.running.get(task_id)
         if attempt is not None and attempt.cancelled_reason:
             return False
         now = self.clock()
-        self._persist(self.scheduler.advance(task_id, status, now), now)
+        with self.transaction():
+            for phase in phases:
+                self._persist(self.scheduler.advance(task_id, phase, now), now)
         return True
 
     def claim_file(self, task_id: str, path: str) -> bool:
@@ -659,52 +547,14 @@ class Coordinator:
             granted, changes = result
         else:  # a list of changes: granted when a LockAcquired for this path is among them
             changes = result
-            granted = any(type(c).__name__ == "LockAcquired" and getattr(c, "path", None) == path for c in changes)
+            granted = any(isinstance(c, LockAcquired) and c.path == path for c in changes)
         self._persist(changes, now)
         return bool(granted)
 
-    # ------------------------------------------------------------------ integration
     async def enqueue_integration(self, attempt: RunningAttempt, title: str, result: ImplementResult) -> None:
         self._integrating += 1
         await self._integrate_tx.send(IntegrationJob(attempt, title, result))
 
-    async def _integration_worker(self, receive: Any) -> None:
-        async with receive:
-            async for job in receive:
-                try:
-                    await attempts.integrate_job(self, job)
-                finally:
-                    self._integrating -= 1
-                    if not job.attempt.finishing:  # its end is not queued: it failed before
-                        self.running.pop(job.attempt.task_id, None)
-                    self._wake.set()
-
-    # ------------------------------------------------------------------ controls
-    async def _apply_controls(self, now: float) -> None:
-        from hybrid_tui.runtime.controls import apply_control
-
-        for control in self.store.pending_controls(self.run_id):
-            self._in_operator_control = True
-            try:
-                applied, result = await apply_control(self, control.command, json.loads(control.args_json or "{}"), now)
-            except Exception as exc:  # a bad command must not take the coordinator down
-                applied, result = False, str(exc) or type(exc).__name__
-            finally:
-                self._in_operator_control = False
-            with self.store.write(self.run_id):
-                m.Control.update(
-                    status="applied" if applied else "rejected", result=result, applied_at=self.clock()
-                ).where(m.Control.id == control.id).execute()
-                self.events.add(
-                    "control." + ("applied" if applied else "rejected"),
-                    f"{control.command}: {result}",
-                    level="info" if applied else "warning",
-                    command=control.command,
-                    control_id=control.id,
-                )
-            self.events.flush()
-
-    # ------------------------------------------------------------------ helpers
     def limits(self, task_id: str | None = None) -> AttemptLimits:
         """The attempt limits; for a dispatched ``task_id`` the dollar cap is also held to what
         the mission budget has left for it: its own reservation plus what no other attempt
@@ -720,18 +570,34 @@ class Coordinator:
             timeout_seconds=a.attempt_timeout_seconds,
         )
 
-    def recorded_attempt(self, task_id: str, number: int):
-        """The recording replayed by attempt ``number``: attempts that were interrupted or
-        cancelled did not really happen, so they do not use up a recording."""
-        rec = getattr(self.mission, "recorded", {}).get(task_id)
-        if rec is None:
-            return None
-        real = (
-            m.Attempt.select()
-            .where(
-                (m.Attempt.run == self.run_id) & (m.Attempt.task_id == task_id) & (m.Attempt.number < number)
-                & (m.Attempt.phase != "planning") & m.Attempt.outcome.not_in(["interrupted", "cancelled"])
-            )
-            .count()
-        )
-        return rec.attempts[real] if real < len(rec.attempts) else None
+    # ------------------------------------------------------------------ integration
+    async def _integration_worker(self, receive: Any) -> None:
+        async with receive:
+            async for job in receive:
+                try:
+                    await integrate_job(self, self, job)
+                finally:
+                    self._integrating -= 1
+                    if not job.attempt.finishing:  # its end is not queued: it failed before
+                        self.running.pop(job.attempt.task_id, None)
+                    self._wake.set()
+
+    # ------------------------------------------------------------------ controls
+    async def _apply_controls(self, now: float) -> None:
+        for control in self.store.pending_controls(self.run_id):
+            self._in_operator_control = True
+            try:
+                applied, result = await apply_control(self, control.command, json.loads(control.args_json or "{}"), now)
+            except Exception as exc:  # a bad command must not take the coordinator down
+                applied, result = False, str(exc) or type(exc).__name__
+            finally:
+                self._in_operator_control = False
+            with self.transaction():
+                writes.settle_control(control.id, "applied" if applied else "rejected", result, self.clock())
+                self.events.add(
+                    "control." + ("applied" if applied else "rejected"),
+                    f"{control.command}: {result}",
+                    level="info" if applied else "warning",
+                    command=control.command,
+                    control_id=control.id,
+                )

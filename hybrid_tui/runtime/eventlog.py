@@ -22,7 +22,7 @@ from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable
 
-from hybrid_tui.store import models as m
+from hybrid_tui.store import engine_reads
 from hybrid_tui.store.db import EVENT_DATA_ENCODER
 from hybrid_tui.vocabulary import Redactor, escaped_secrets, may_hold_secret_name, may_hold_secret_value
 
@@ -72,7 +72,8 @@ def event_line(
     return line
 
 
-def line_from_row(row: m.Event) -> dict[str, Any]:
+def line_from_row(row: Any) -> dict[str, Any]:
+    """The line of a stored Event row."""
     try:
         fields = json.loads(row.data_json or "{}")
     except ValueError:
@@ -291,22 +292,14 @@ class EventJsonlWriter:
         if not seqs:
             return {}
         try:
-            rows = m.Event.select(m.Event.seq, m.Event.kind).where(
-                (m.Event.run == self.run_id) & (m.Event.seq.in_(seqs))
-            ).tuples()
-            return {seq: kind for seq, kind in rows}
+            return engine_reads.event_kinds(self.run_id, seqs)
         except Exception:  # no store bound (a writer used on its own)
             return None
 
     def _catch_up(self) -> None:
         """Events of this run the file does not have yet (committed in the store)."""
-        query = (
-            m.Event.select()
-            .where((m.Event.run == self.run_id) & (m.Event.seq > self.last_seq))
-            .order_by(m.Event.seq)
-        )
         try:
-            rows = list(query)
+            rows = engine_reads.events_after(self.run_id, self.last_seq)
         except Exception:  # no store bound (a writer used on its own): nothing to catch up
             return
         for row in rows:

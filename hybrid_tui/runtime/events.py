@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hybrid_tui.store.db import EVENT_DATA_ENCODER, Store
+from hybrid_tui.runtime.eventlog import EventJsonlWriter
 
 _encode_data = EVENT_DATA_ENCODER.encode
 
@@ -30,8 +31,6 @@ class EventLog:
         # Committed events for the next flush: (seq, row, field values); the line is built
         # from the row, whose data_json is the line's "fields" text.
         self._pending: list[tuple[int, tuple, dict[str, Any]]] = []
-        from hybrid_tui.runtime.eventlog import EventJsonlWriter
-
         # Rotation by size, secrets redacted, lines the file lacks filled in from the store.
         self._writer = EventJsonlWriter(jsonl_path, run_id)
         self._transaction_depth = store.db.transaction_depth

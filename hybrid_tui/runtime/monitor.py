@@ -1,8 +1,8 @@
-"""Resource monitor: psutil samples to the store, threshold pauses, and disk-full handling.
+"""Resource monitor: psutil samples to the store, and pauses when memory or disk run short.
 
 Room: runtime. Reads the machine through psutil (or injected readings), writes
 ResourceSample rows and events to the store, and pauses/resumes dispatching through the
-pure scheduler (``Coordinator.policy_pause`` / ``scheduler.resume``). The threshold
+pure scheduler (``scheduler.pause`` / ``scheduler.resume``, stored by ``task_state``). The threshold
 decision itself (:class:`ResourceGuard`) is pure: values and time in, a decision out.
 
 - :class:`ResourceSampler` reads system CPU and memory, disk usage of the volumes holding
@@ -15,32 +15,29 @@ decision itself (:class:`ResourceGuard`) is pure: values and time in, a decision
   ``resume_after_seconds``. Otherwise only the operator resumes; after an operator resume
   the guard waits for the value to drop below the pause threshold before it can pause again
   (the operator has seen it).
-- :func:`disk_full_reason` recognises ENOSPC from the store (SQLite "database or disk is
-  full"), log and event files, and git; :func:`pause_for_disk_full` leaves the run paused
-  with that reason after the coordinator stopped (every store write is one transaction and
-  the mission branch moves only by compare-and-swap, so both stay consistent; ``resume``
-  reconciles and carries on).
+- :class:`ResourceMonitor` is the loop's step: it samples, stores the sample and pauses or
+  resumes dispatching in the loop's transaction. A full disk is recognised in
+  ``runtime/disk.py``; a run stopped by one is left paused by ``recovery.pause_for_disk_full``.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
+import anyio
 import psutil
 
-from hybrid_tui.store import models as m
-
-if TYPE_CHECKING:  # pragma: no cover
-    from hybrid_tui.runtime.coordinator import Coordinator
+from hybrid_tui.store import writes
+from hybrid_tui.runtime.context import RunContext
+from hybrid_tui.runtime.disk import DISK_FULL_PREFIX
+from hybrid_tui.runtime.task_state import apply_changes
 
 KEEP_ALL_SECONDS = 15 * 60  # every sample of the last 15 minutes is kept
 DOWNSAMPLE_SECONDS = 60  # older ones: one per minute
-DISK_FULL_PREFIX = "disk full"
 
 
 # ---------------------------------------------------------------------------- readings
@@ -209,40 +206,29 @@ class ResourceSampler:
         return reading
 
     def write(self, store: Any, run_id: str, reading: Reading, now: float) -> None:
-        """One ResourceSample row (the console's gauges redraw: the run version is bumped)."""
-        self.last_sample_at = now
+        """Store one sample in a transaction of its own (a sampler used without a coordinator;
+        the coordinator's monitor stores it in the loop's transaction: :meth:`store_sample`)."""
         with store.write(run_id):
-            m.ResourceSample.create(
-                run=run_id, ts=now, cpu_percent=reading.cpu_percent, memory_percent=reading.memory_percent,
-                disk_percent=reading.disk_percent, disk_free_bytes=int(reading.disk_free_bytes),
-                repo_disk_percent=reading.repo_disk_percent, coordinator_rss_bytes=int(reading.coordinator_rss_bytes),
-                open_files=int(reading.open_files), tasks_json=json.dumps(reading.tasks, sort_keys=True),
-            )
-            if now - self._last_compaction >= self.downsample_seconds:
-                self._last_compaction = now
-                self.compact(run_id, now)
+            self.store_sample(run_id, reading, now)
+
+    def store_sample(self, run_id: str, reading: Reading, now: float) -> None:
+        """One ResourceSample row, in the open transaction (the console's gauges redraw: the
+        run version is bumped); older samples downsampled once a minute."""
+        self.last_sample_at = now
+        writes.add_resource_sample(run_id, now, dict(
+            cpu_percent=reading.cpu_percent, memory_percent=reading.memory_percent,
+            disk_percent=reading.disk_percent, disk_free_bytes=int(reading.disk_free_bytes),
+            repo_disk_percent=reading.repo_disk_percent, coordinator_rss_bytes=int(reading.coordinator_rss_bytes),
+            open_files=int(reading.open_files), tasks_json=json.dumps(reading.tasks, sort_keys=True),
+        ))
+        if now - self._last_compaction >= self.downsample_seconds:
+            self._last_compaction = now
+            self.compact(run_id, now)
 
     def compact(self, run_id: str, now: float) -> int:
         """Keep every sample of the last ``keep_all_seconds``; before that, the first of each
         ``downsample_seconds`` bucket. Returns how many rows were deleted."""
-        cutoff = now - self.keep_all_seconds
-        old = list(
-            m.ResourceSample.select(m.ResourceSample.id, m.ResourceSample.ts)
-            .where((m.ResourceSample.run == run_id) & (m.ResourceSample.ts < cutoff))
-            .order_by(m.ResourceSample.ts, m.ResourceSample.id)
-            .tuples()
-        )
-        seen: set[int] = set()
-        doomed: list[int] = []
-        for row_id, ts in old:
-            key = int(ts // self.downsample_seconds)
-            if key in seen:
-                doomed.append(row_id)
-            else:
-                seen.add(key)
-        for start in range(0, len(doomed), 500):
-            m.ResourceSample.delete().where(m.ResourceSample.id.in_(doomed[start:start + 500])).execute()
-        return len(doomed)
+        return writes.downsample_resource_samples(run_id, now - self.keep_all_seconds, self.downsample_seconds)
 
 
 # ---------------------------------------------------------------------------- guard
@@ -336,156 +322,81 @@ class ResourceGuard:
 class ResourceMonitor:
     """What the coordinator calls: ``await tick(now)`` once per loop, ``close()`` at the end."""
 
-    def __init__(self, coordinator: "Coordinator", *, readings: ReadingsSource | None = None,
+    def __init__(self, ctx: RunContext, *, readings: ReadingsSource | None = None,
                  sampler: ResourceSampler | None = None):
-        self.c = coordinator
-        policies = coordinator.config.policies
-        run = m.Run.get_by_id(coordinator.run_id)
+        self.ctx = ctx
+        policies = ctx.config.policies
+        run = ctx.store.get_run(ctx.run_id)
         self.sampler = sampler or ResourceSampler(
-            coordinator.run_dir, run.repo_path, readings=readings, interval=float(policies.sample_interval_seconds)
+            ctx.run_dir, run.repo_path, readings=readings, interval=float(policies.sample_interval_seconds)
         )
         self.guard = ResourceGuard(policies)
         self._startup_checked = False
 
     async def tick(self, now: float) -> None:
-        c = self.c
-        if c.scheduler is None:
+        ctx = self.ctx
+        if ctx.scheduler is None:
             return
         if not self._startup_checked:
             self._startup_checked = True
             self._clear_disk_full_pause(now)
         if not self.sampler.due(now):
             return
-        import anyio
-
-        worktrees = {task: Path(c.agents.get(att.agent_id, "")) for task, att in c.running.items()
-                     if c.agents.get(att.agent_id)}
+        worktrees = {task: Path(ctx.agents.get(att.agent_id, "")) for task, att in ctx.running.items()
+                     if ctx.agents.get(att.agent_id)}
         for task in list(self.sampler.task_pids):
-            if task not in c.running:
+            if task not in ctx.running:
                 self.sampler.unregister(task)
         reading = await anyio.to_thread.run_sync(self.sampler.read, worktrees)
-        self.sampler.write(c.store, c.run_id, reading, now)
+        with ctx.transaction():
+            self.sampler.store_sample(ctx.run_id, reading, now)
         self.apply(reading, now)
 
     def apply(self, reading: Reading, now: float) -> GuardDecision:
         """Feed one reading to the guard and act on its decision."""
-        c = self.c
-        scheduler = c.scheduler
+        ctx = self.ctx
+        scheduler = ctx.scheduler
         disk = max(reading.disk_percent, reading.repo_disk_percent)
         if self.guard.paused and not getattr(scheduler, "paused", False):
             self.guard.resumed_by_operator(reading.memory_percent, disk)
         decision = self.guard.evaluate(reading.memory_percent, disk, now)
         if decision.action == "pause":
-            with c.store.write(c.run_id):
-                c.events.add("pause.resource", decision.reason, level="warning", metric=decision.metric,
-                             value=round(decision.value, 1), threshold=decision.threshold)
-            c.events.flush()
-            c.policy_pause(decision.reason)
-            if self.guard.auto_resume:
-                # The run waits for the resource instead of ending (headless exits on a policy pause).
-                c.policy_paused = False
+            with ctx.transaction() as txn:
+                ctx.events.add("pause.resource", decision.reason, level="warning", metric=decision.metric,
+                               value=round(decision.value, 1), threshold=decision.threshold)
+                paused_at = ctx.clock()  # as any pause the runtime decides (not the sample's time)
+                apply_changes(ctx, scheduler.pause(decision.reason, paused_at), paused_at)
+                if self.guard.auto_resume:
+                    # The run waits for the resource instead of ending (headless exits on a policy pause).
+                    txn.effects.policy_paused = False
         elif decision.action == "resume":
             if getattr(scheduler, "paused", False) and getattr(scheduler, "pause_reason", "").startswith("resources:"):
-                with c.store.write(c.run_id):
-                    c.events.add("resume.resource", decision.reason, metric=decision.metric,
-                                 value=round(decision.value, 1), threshold=decision.threshold)
-                c.events.flush()
-                c._persist(scheduler.resume(now), now)
+                with ctx.transaction():
+                    ctx.events.add("resume.resource", decision.reason, metric=decision.metric,
+                                   value=round(decision.value, 1), threshold=decision.threshold)
+                    apply_changes(ctx, scheduler.resume(now), now)
         return decision
 
     def _clear_disk_full_pause(self, now: float) -> None:
         """``resume`` of a run that stopped on a full disk: carry on once the run folder is
         writable again (the operator asked for it by resuming)."""
-        c = self.c
-        scheduler = c.scheduler
+        ctx = self.ctx
+        scheduler = ctx.scheduler
         reason = getattr(scheduler, "pause_reason", "") or ""
         if not (getattr(scheduler, "paused", False) and reason.startswith(DISK_FULL_PREFIX)):
             return
-        probe = c.run_dir / ".disk-probe"
+        probe = ctx.run_dir / ".disk-probe"
         try:
             probe.write_bytes(b"\0" * 65536)
             probe.unlink()
         except OSError as exc:
-            with c.store.write(c.run_id):
-                c.events.add("pause.resource", f"{DISK_FULL_PREFIX}: still cannot write {c.run_dir}: {exc}",
-                             level="error")
-            c.events.flush()
+            with ctx.transaction():
+                ctx.events.add("pause.resource", f"{DISK_FULL_PREFIX}: still cannot write {ctx.run_dir}: {exc}",
+                               level="error")
             return
-        with c.store.write(c.run_id):
-            c.events.add("resume.resource", "disk space available again; dispatching resumed")
-        c.events.flush()
-        c._persist(scheduler.resume(now), now)
+        with ctx.transaction():
+            ctx.events.add("resume.resource", "disk space available again; dispatching resumed")
+            apply_changes(ctx, scheduler.resume(now), now)
 
     def close(self) -> None:
         self.sampler.task_pids.clear()
-
-
-# ---------------------------------------------------------------------------- disk full
-_DISK_FULL_TEXT = ("no space left on device", "database or disk is full", "disk quota exceeded")
-
-
-def exception_leaves(exc: BaseException) -> list[BaseException]:
-    """``exc``'s causes and, through exception groups (a task group's), every exception inside."""
-    if isinstance(exc, BaseExceptionGroup):
-        out: list[BaseException] = []
-        for inner in exc.exceptions:
-            out.extend(exception_leaves(inner))
-        return out
-    chain = [exc]
-    seen = {id(exc)}
-    cause = exc.__cause__ or exc.__context__
-    while cause is not None and id(cause) not in seen:
-        chain.append(cause)
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return chain
-
-
-def disk_full_reason(exc: BaseException) -> str | None:
-    """A clear one-line reason when ``exc`` (or an exception inside it) is a full disk."""
-    for leaf in exception_leaves(exc):
-        if isinstance(leaf, OSError) and leaf.errno in (errno.ENOSPC, errno.EDQUOT):
-            where = f" writing {leaf.filename}" if getattr(leaf, "filename", None) else ""
-            return f"{DISK_FULL_PREFIX}{where}: {os.strerror(leaf.errno)}"
-        text = str(leaf)
-        if any(marker in text.lower() for marker in _DISK_FULL_TEXT):
-            first = text.strip().splitlines()[0] if text.strip() else type(leaf).__name__
-            return f"{DISK_FULL_PREFIX}: {type(leaf).__name__}: {first[:300]}"
-    return None
-
-
-def pause_for_disk_full(c: "Coordinator", reason: str) -> int:
-    """After the coordinator stopped on a full disk: interrupt what ran, mark the run paused."""
-    return pause_stopped_run(c, f"{reason} - free some space, then `hybrid-tui resume {c.run_id}`",
-                             event_kind="pause.resource", cause="disk_full")
-
-
-def pause_stopped_run(c: "Coordinator", text: str, *, event_kind: str, cause: str) -> int:
-    """After the coordinator stopped on an error: interrupt what ran, mark the run paused with
-    ``text`` (also one line on stderr); exit code 3.
-
-    Best effort: if the store cannot take even that write, it stays as its last committed
-    transaction left it (``resume`` recovers from there the same way)."""
-    from hybrid_tui.vocabulary import EXIT_STOPPED
-    from hybrid_tui.runtime.recovery import interrupt_running
-
-    c.events.discard()
-    try:
-        interrupt_running(c, reason=f"interrupted: {text}")
-    except Exception:
-        c.events.discard()
-    try:
-        with c.store.write(c.run_id):
-            m.Run.update(status="paused", pause_reason=text).where(m.Run.id == c.run_id).execute()
-            c.events.add(event_kind, text, level="error", cause=cause)
-            c.events.add("run.paused", text, level="warning")
-    except Exception:
-        c.events.discard()
-    try:
-        c.events.flush()
-    except OSError:
-        c.events.discard()  # the store has them; events.jsonl catches up on the next start
-    import sys
-
-    print(f"hybrid-tui: run {c.run_id} paused: {text}", file=sys.stderr)
-    return EXIT_STOPPED

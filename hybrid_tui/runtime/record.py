@@ -1,10 +1,10 @@
 """Recording what each implementer attempt did, so a run can be replayed offline later.
 
-Room: runtime. Writes only under ``run_dir/record/``; reads the agent's worktree with git
-(never changes it: the diff goes through a throw-away index). Called once per finished
-attempt from :meth:`Coordinator.finish_attempt`, *before* the outcome is stored (the store
-update releases the agent, whose worktree is reset for its next task), through the
-coordinator's :class:`Recorder`, which keeps the ledger open for the coordinator's lifetime.
+Room: runtime. The recording's file format: its :class:`Recorder` (writes only under
+``run_dir/record/``, the ledger held open for the coordinator's lifetime), its readers, and
+:func:`recorded_attempt` (what the ``replay`` backend replays for an attempt). What each
+attempt did is recorded by ``runtime/settle.py`` as the attempt's end is stored, *before*
+the store update (which releases the agent, whose worktree is reset for its next task).
 
 Layout of ``run_dir/record/``:
 
@@ -38,17 +38,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic_core import to_json
 
 from hybrid_tui.spec.models import CreateOp, DeleteOp, EditOp, IntentOp, PatchOp, RecordedAttempt, RecordedTask, Usage
-
-if TYPE_CHECKING:  # pragma: no cover
-    from hybrid_tui.runtime.coordinator import Coordinator, RunningAttempt
+from hybrid_tui.store import engine_reads
 
 RECORD_DIR = "record"
 LEDGER = "attempts.jsonl"
@@ -58,68 +54,8 @@ REPLAYED_FOR_REAL = {"validation_failed"}
 KNOWN_OPS_BACKENDS = {"replay", "sim"}
 
 
-class RecordError(Exception):
-    """The worktree's changes could not be read."""
-
-
 def record_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / RECORD_DIR
-
-
-def record_attempt(
-    c: "Coordinator",
-    attempt: "RunningAttempt",
-    *,
-    outcome: str,
-    failure_type: str | None,
-    message: str,
-    result: Any,
-    commit: Any = None,
-) -> bool:
-    """Record one finished attempt (succeeded or failed; cancelled ones did not happen).
-    True when it was recorded.
-
-    Never raises: a recording problem is logged as an event, the run goes on."""
-    if outcome not in ("succeeded", "failed") or attempt.cancelled_reason:
-        return False
-    try:
-        recording = _recording_json(c, attempt, outcome, failure_type, message, result)
-        _append(c, attempt, recording, outcome, failure_type, message, result, commit)
-        return True
-    except Exception as exc:  # the recording is a by-product: it must never fail the run
-        try:
-            with c.transaction():  # joins the attempt's end when that is one transaction
-                c.events.add("record.failed", f"could not record attempt {attempt.number}: {exc}", level="warning",
-                             task_id=attempt.task_id, attempt=attempt.number)
-        except Exception:
-            pass
-        return False
-
-
-def _recording_json(
-    c: "Coordinator", attempt: "RunningAttempt", outcome: str, failure_type: str | None, message: str, result: Any
-) -> str:
-    """The attempt's :class:`RecordedAttempt` as JSON (``model_dump_json(exclude_none=True)``)."""
-    agent_side = result is None or not getattr(result, "ok", False)
-    replay_failure = outcome == "failed" and (agent_side or failure_type not in REPLAYED_FOR_REAL)
-    operations = _operations(c, attempt, result, agent_side)
-    usage = getattr(result, "usage", None) or Usage()
-    duration = float(getattr(result, "duration_seconds", 0.0) or 0.0)
-    if duration <= 0:
-        duration = max(0.0, c.clock() - attempt.started)
-    summary = getattr(result, "summary", "") or ""
-    if replay_failure:
-        # Replayed as this failure without touching files: keep the message the run showed.
-        summary = (message or getattr(result, "message", "") or summary)[-OUTPUT_TAIL_CHARS:]
-    return recording_json(
-        operations,
-        getattr(result, "model", None) or None,
-        usage,
-        float(getattr(result, "cost_usd", 0.0) or 0.0),
-        duration,
-        summary,
-        (failure_type or "agent_error") if replay_failure else None,
-    )
 
 
 def recording_json(
@@ -159,60 +95,6 @@ def recording_json(
 
 # The file operation models a recording holds (FileOperation's members).
 _RECORDED_OP_TYPES = frozenset({CreateOp, EditOp, DeleteOp, PatchOp, IntentOp})
-
-
-def _operations(c: "Coordinator", attempt: "RunningAttempt", result: Any, agent_side: bool) -> list[Any]:
-    backend = getattr(c.implementer, "name", c.backend_name)
-    spec = c.specs.get(attempt.task_id)
-    if backend in KNOWN_OPS_BACKENDS:
-        if backend == "sim" and agent_side:
-            return []  # a synthetic failure touches nothing
-        recorded = c.recorded_attempt(attempt.task_id, attempt.number) if backend == "replay" else None
-        operations = recorded.file_operations if recorded is not None else (spec.file_operations if spec else [])
-        return [op for op in operations if not isinstance(op, IntentOp)]
-    worktree = c.agents.get(attempt.agent_id, "")
-    if c.repo is None or not worktree:
-        return []
-    return worktree_operations(Path(worktree))
-
-
-# ---------------------------------------------------------------------- worktree diff
-
-
-def _git(cwd: Path, *args: str, env: dict[str, str] | None = None, text: bool = True) -> Any:
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=text, env=env)
-    if done.returncode != 0:
-        err = done.stderr if text else done.stderr.decode(errors="replace")
-        raise RecordError(f"git {' '.join(args[:2])} in {cwd}: {err.strip()}")
-    return done.stdout
-
-
-def worktree_operations(worktree: Path, base: str = "HEAD") -> list[CreateOp | DeleteOp | PatchOp]:
-    """The worktree's changes against ``base`` (untracked files included, ignored ones not)
-    as file operations. The worktree's own index is left alone."""
-    with tempfile.TemporaryDirectory(prefix="hybrid-record-") as tmp:
-        env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
-        _git(worktree, "read-tree", base, env=env)
-        _git(worktree, "add", "-A", env=env)
-        status = _git(worktree, "diff", "--cached", "--name-status", "--no-renames", "-z", base, env=env)
-        fields = [f for f in status.split("\0") if f]
-        operations: list[CreateOp | DeleteOp | PatchOp] = []
-        for kind, path in zip(fields[0::2], fields[1::2]):
-            if kind == "D":
-                operations.append(DeleteOp(op="delete", path=path))
-                continue
-            if kind == "A":
-                data = _git(worktree, "show", f":{path}", env=env, text=False)
-                try:
-                    operations.append(CreateOp(op="create", path=path, content=data.decode("utf-8")))
-                    continue
-                except UnicodeDecodeError:
-                    pass  # binary: a git patch carries it
-            diff = _git(worktree, "diff", "--cached", "--binary", "--no-renames", "--no-color", "--full-index",
-                        base, "--", path, env=env)
-            if diff.strip():
-                operations.append(PatchOp(op="patch", path=path, diff=diff))
-        return operations
 
 
 # ---------------------------------------------------------------------- files
@@ -282,26 +164,15 @@ class Recorder:
         self._fd = fd
 
 
-def _append(
-    c: "Coordinator", attempt: "RunningAttempt", recording: str, outcome: str, failure_type: str | None,
-    message: str, result: Any, commit: Any,
-) -> None:
-    if outcome == "succeeded":
-        validation = "passed"
-    elif failure_type == "validation_failed" and result is not None and getattr(result, "ok", False):
-        validation = "failed"
-    else:
-        validation = "not_run" if result is None or not getattr(result, "ok", False) else "passed"
-    c.recorder.record({  # made in Coordinator.__init__, closed when its run() ends
-        "task_id": attempt.task_id,
-        "number": attempt.number,
-        "agent_id": attempt.agent_id,
-        "outcome": outcome,
-        "failure_type": failure_type,
-        "validation": validation,
-        "output": (message or "")[-OUTPUT_TAIL_CHARS:],
-        "commit": getattr(commit, "sha", None),
-    }, recording)
+def recorded_attempt(mission: Any, run_id: str, task_id: str, number: int) -> Any:
+    """The recording (a ``RecordedAttempt``) replayed by attempt ``number`` of ``task_id``,
+    None when the mission has none left: attempts that were interrupted or cancelled did
+    not really happen, so they do not use up a recording."""
+    rec = getattr(mission, "recorded", {}).get(task_id)
+    if rec is None:
+        return None
+    real = engine_reads.count_real_attempts_before(run_id, task_id, number)
+    return rec.attempts[real] if real < len(rec.attempts) else None
 
 
 def read_record(run_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, RecordedTask]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import anyio
 
-from hybrid_tui.runtime import persist
+from hybrid_tui.runtime import settle
 from hybrid_tui.app.launch import open_run, start_run
 from hybrid_tui.store import models as m
 
@@ -20,14 +20,14 @@ def test_a_bug_storing_one_end_pauses_the_run_consistently_and_resume_finishes_i
     names = ["a", "b", "c", "d", "e", "f"]
     root = write_mission(tmp_path / "mission", [task(name) for name in names])
     store, run_id, c = start_run(root, tmp_path / "runs", "sim", agents=4, git=False)
-    real = persist.record_attempt_end
+    real = settle.record_attempt_end
 
     def record_attempt_end(coordinator, attempt, **outcome):
         real(coordinator, attempt, **outcome)  # the scheduler and the staged rows have it...
         if attempt.task_id == "c":
             raise KeyError("bug while storing c")  # ...then the bug strikes
 
-    monkeypatch.setattr(persist, "record_attempt_end", record_attempt_end)
+    monkeypatch.setattr(settle, "record_attempt_end", record_attempt_end)
     try:
         assert anyio.run(c.run) == 3
         run = m.Run.get_by_id(run_id)
@@ -45,7 +45,7 @@ def test_a_bug_storing_one_end_pauses_the_run_consistently_and_resume_finishes_i
         run_dir = Path(run.run_dir)
     finally:
         store.close()
-    monkeypatch.setattr(persist, "record_attempt_end", real)  # the bug is fixed
+    monkeypatch.setattr(settle, "record_attempt_end", real)  # the bug is fixed
     store, run_id, c = open_run(run_dir, backend="sim")
     try:
         assert anyio.run(c.run) == 0

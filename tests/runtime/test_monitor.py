@@ -20,12 +20,12 @@ import pytest
 
 from hybrid_tui.runtime.eventlog import read_events_jsonl
 from hybrid_tui.app.launch import open_run, start_run
+from hybrid_tui.runtime.disk import disk_full_reason
 from hybrid_tui.runtime.monitor import (
     Reading,
     ResourceGuard,
     ResourceMonitor,
     ResourceSampler,
-    disk_full_reason,
 )
 from hybrid_tui.spec.models import PoliciesSection
 from hybrid_tui.store import models as m

@@ -1,0 +1,58 @@
+"""Where attempts start: one dispatch round of the scheduler, stored.
+
+Room: runtime. In the loop's transaction: the scheduler's dispatch changes (through
+``task_state``), each new attempt's row, its task's attempt count, its event. The attempts
+are launched by the loop only once that committed (``Effects.launches``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hybrid_tui.core.tiering import select_model
+from hybrid_tui.store import writes
+from hybrid_tui.runtime.context import Launch, RunContext, RunningAttempt, Transaction
+from hybrid_tui.runtime.task_state import apply_changes
+
+
+def dispatch_round(ctx: RunContext, now: float, limit: int) -> None:
+    """One dispatch round in ONE transaction: the scheduler's changes and every attempt row
+    it starts; the attempts run only once that committed."""
+    dispatches, changes = ctx.scheduler.dispatch(now, limit=limit)
+    if not dispatches:
+        apply_changes(ctx, changes, now)
+        return
+    with ctx.transaction() as txn:
+        apply_changes(ctx, changes, now)
+        for d in dispatches:
+            start_attempt(ctx, txn, d, now)
+
+
+def start_attempt(ctx: RunContext, txn: Transaction, d: Any, now: float) -> None:
+    """Store the start of attempt ``d.attempt`` of ``d.task_id`` on ``d.agent_id``; the loop
+    launches it after the commit."""
+    task_id, agent_id, number = d.task_id, d.agent_id, d.attempt
+    spec = ctx.specs[task_id]
+    feedback = d.feedback or ""
+    model = getattr(d, "model", None) or select_model(spec, ctx.config.models)
+    log_path = ctx.logs_dir / f"{task_id}.{number}.log"
+    writes.stage_attempt_start(ctx.store, ctx.run_id, {
+        "task_id": task_id,
+        "number": number,
+        "phase": "implementing" if number == 1 else "retry",
+        "agent_id": agent_id,
+        "backend": ctx.backend_name,
+        "model": model,
+        "started_at": now,
+        "feedback": feedback,
+        "log_path": str(log_path),
+        "version": txn.version,
+    })
+    writes.stage_task_fields(ctx.store, ctx.run_id, task_id,
+                             {"attempts": number, "agent_id": agent_id, "started_at": now, "version": txn.version})
+    ctx.events.add(
+        "attempt.started", f"attempt {number} on {agent_id} ({model})", task_id=task_id, attempt=number, agent_id=agent_id
+    )
+    # dispatch_seq: numbered by the loop as it launches the attempt (launch order).
+    attempt = RunningAttempt(task_id, agent_id, number, 0, now)
+    txn.effects.launches.append(Launch(attempt, spec, model, log_path, feedback))

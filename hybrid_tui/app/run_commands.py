@@ -11,7 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from hybrid_tui.vocabulary import EXIT_BAD_INPUT, UserError
+from hybrid_tui.vocabulary import UserError
+from hybrid_tui.app.drive import drive_run
 from hybrid_tui.app.runs_commands import add_runs_dir_argument
 
 BACKENDS = ("replay", "sim", "anthropic", "cli")
@@ -126,39 +127,11 @@ def _drive(args: argparse.Namespace, store, run_id: str, coordinator, resumed: b
     if metrics is not None:
         print(f"hybrid-tui: metrics on {metrics.url}", file=sys.stderr)
     try:
-        return _drive_run(args, store, run_id, coordinator, resumed)
+        return drive_run(store, run_id, coordinator, headless=args.headless, json_mode=args.json, theme=args.theme,
+                         resumed=resumed)
     finally:
         if metrics is not None:
             metrics.close()
-
-
-def _drive_run(args: argparse.Namespace, store, run_id: str, coordinator, resumed: bool = False) -> int:
-    from hybrid_tui.views.headless import last_event_seq, run_headless
-    from hybrid_tui.runtime.runlock import RunLocked
-
-    try:
-        coordinator.lock.acquire()
-    except RunLocked as exc:
-        print(f"hybrid-tui: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    headless = args.headless or args.json
-    if not headless:
-        try:
-            from hybrid_tui.tui.app import run_console  # type: ignore[import-not-found]
-        except ImportError:
-            print("hybrid-tui: note: the console is not available in this build; running headless", file=sys.stderr)
-            headless = True
-        else:
-            if not sys.stdout.isatty():
-                print("hybrid-tui: note: stdout is not a terminal; running headless", file=sys.stderr)
-                headless = True
-    if headless:
-        print(f"hybrid-tui: run {run_id} in {coordinator.run_dir}", file=sys.stderr)
-        since = last_event_seq(run_id) if resumed else 0
-        return run_headless(store, run_id, coordinator, json_mode=args.json, since_seq=since)
-    coordinator.exit_when_finished = False  # the operator may still retry or roll back from the console
-    coordinator.exit_on_policy_pause = False
-    return int(run_console(store, run_id, coordinator=coordinator, theme=args.theme) or 0)
 
 
 def cmd_attach(args: argparse.Namespace) -> int:

@@ -3,6 +3,10 @@
 Room: app. Parses arguments, opens or creates the run, then hands over to the console
 (``hybrid_tui.tui.app.run_console``) or to headless mode. Control commands only enqueue a
 row in the Control table: the coordinator driving the run applies it.
+
+Each command imports the layers it drives when it runs: ``hybrid-tui`` imports every
+command module to build its help, and the coordinator and the console take about a second
+to import.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 from hybrid_tui.vocabulary import UserError
 from hybrid_tui.app.drive import drive_run
 from hybrid_tui.app.runs_commands import add_runs_dir_argument
+from hybrid_tui.store.runs import state_db_path
 
 BACKENDS = ("replay", "sim", "anthropic", "cli")
 
@@ -86,8 +91,6 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _is_run_dir(target: str) -> bool:
-    from hybrid_tui.store.runs import state_db_path
-
     return state_db_path(Path(target)).is_file()
 
 

@@ -10,7 +10,8 @@ isolated in :func:`_security_checks_present`.
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
 import peewee as pw
 

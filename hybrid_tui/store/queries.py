@@ -12,7 +12,8 @@ named tuples (no peewee row object and no per-value conversion: a console tick m
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterable, Iterator, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 import peewee as pw
 

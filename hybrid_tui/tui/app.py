@@ -529,7 +529,7 @@ def _commit_subject(repo_path: str, sha: str) -> str:
     if not repo_path:
         return ""
     try:
-        import git
+        import git  # GitPython; imported late so the dashboard does not pay for it
 
         return git.Repo(repo_path).git.log("-1", "--format=%s", sha)
     except Exception:

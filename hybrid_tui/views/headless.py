@@ -16,6 +16,9 @@ import time
 from typing import Any, TextIO
 
 import anyio
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from hybrid_tui.store import queries
 from hybrid_tui.store.db import Store
@@ -99,9 +102,6 @@ class PlainDisplay:
 
 class RichDisplay:
     def __init__(self, out: TextIO):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         self.console = Console(file=out)
         self.progress = Progress(
             TextColumn("[bold]tasks"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
@@ -111,8 +111,6 @@ class RichDisplay:
         self.progress.start()
 
     def events(self, rows: list[EventRecord], counts: dict[str, int]) -> None:
-        from rich.text import Text
-
         for row in rows:
             if row.level in ("warning", "error") or row.kind.startswith(("run.", "attempt.succeeded")):
                 style = {"warning": "yellow", "error": "red"}.get(row.level, "")

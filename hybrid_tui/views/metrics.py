@@ -17,8 +17,9 @@ import json
 import threading
 from typing import Iterator
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from hybrid_tui.store import queries
@@ -201,8 +202,6 @@ class MetricsServer:
     """``/metrics`` of one run on ``host:port`` (a daemon thread); ``close()`` stops it."""
 
     def __init__(self, run_id: str, port: int, host: str = "127.0.0.1"):
-        from prometheus_client import start_http_server
-
         self.run_id = run_id
         self.registry = make_registry(run_id)
         try:
@@ -237,8 +236,6 @@ def start_metrics(run_id: str, port: int | None, host: str = "127.0.0.1") -> Met
 
 def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Exposition text -> {(sample name, sorted labels): value} (for tests and tools)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

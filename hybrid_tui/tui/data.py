@@ -231,13 +231,14 @@ class StoreView:
         changed = False
         stands, seen, totals = self._stands, self._seen, self._status_totals
         attention = self._attention_total
+        attention_statuses = queries.ATTENTION_STATUSES
         for row in tasks:
             task_id, status = row.task_id, row.status
             stand = cost_stand(status, row.failure_type)
             if stands.get(task_id) != stand:
                 stands[task_id] = stand
                 changed = True
-            state = (status, bool(row.attention_reason) or status in ("failed", "blocked"))
+            state = (status, bool(row.attention_reason) or status in attention_statuses)
             before = seen.get(task_id)
             if before != state:
                 if before is not None:

@@ -23,9 +23,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from hybrid_tui.store import queries
+from hybrid_tui.vocabulary import TASK_STATUSES
 
-TASK_STATES = ("pending", "ready", "running", "validating", "integrating", "retry_wait",
-               "done", "failed", "blocked", "cancelled", "rolled_back")
+TASK_STATES = TASK_STATUSES
 AGENT_STATES = ("idle", "busy", "draining", "retired")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 

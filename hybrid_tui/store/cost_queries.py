@@ -199,7 +199,8 @@ def first_booked_at(run_id: str) -> float | None:
 def spend_by_bucket(run_id: str, start: float, bucket_seconds: float) -> list[tuple[int, float]]:
     """(bucket index, dollars booked in it) for buckets of ``bucket_seconds`` from ``start``
     (buckets without spend are absent)."""
-    # CAST truncates; every booking is at or after ``start`` (its minimum), so it floors.
+    # SQLite's CAST truncates, and every booking is at or after ``start`` (their minimum), so
+    # it floors. (PostgreSQL's CAST rounds: a PostgreSQL store would take FLOOR first.)
     index = pw.Cast((_BOOKED_AT - start) / bucket_seconds, "INTEGER")
     query = (
         m.Attempt.select(index, pw.fn.SUM(pw.fn.COALESCE(m.Attempt.cost_usd, 0)))

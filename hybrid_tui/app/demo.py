@@ -16,21 +16,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_MISSIONS = REPO_ROOT / "sample_missions"
-DEMO_MISSION = "web-18"
+from hybrid_tui.app.demo_capture import save_screenshots
+from hybrid_tui.app.demo_mission import DemoError, demo_mission_path
+from hybrid_tui.app.drive import drive_run
+from hybrid_tui.app.launch import LaunchError, load_valid_mission, start_run
+
 TARGET_SECONDS = 70.0  # the pace estimate; locks and validation add about a third on top
-
-
-class DemoError(Exception):
-    """The demo cannot start (mission missing or invalid): one line."""
-
-
-def demo_mission_path(mission: str | Path | None = None) -> Path:
-    path = Path(mission) if mission is not None else SAMPLE_MISSIONS / DEMO_MISSION
-    if not (path / "mission.toml").is_file():
-        raise DemoError(f"{path}: no mission.toml (the demo needs the sample_missions folder of a source checkout)")
-    return path
 
 
 def watchable_pace(mission, target_seconds: float = TARGET_SECONDS) -> float:
@@ -59,9 +50,6 @@ def watchable_pace(mission, target_seconds: float = TARGET_SECONDS) -> float:
 
 def run_demo(*, pace: float | None = None, headless: bool = False, runs_dir: str | Path | None = None,
              mission: str | Path | None = None, theme: str = "dark") -> int:
-    from hybrid_tui.app.run_commands import _drive_run
-    from hybrid_tui.app.launch import LaunchError, load_valid_mission, start_run
-
     path = demo_mission_path(mission)
     try:
         loaded = load_valid_mission(path)
@@ -79,8 +67,7 @@ def run_demo(*, pace: float | None = None, headless: bool = False, runs_dir: str
         raise DemoError(str(exc)) from None
     print(f"hybrid-tui demo: {loaded.name} ({len(loaded.tasks)} tasks) at pace {pace:.3g}, run folder "
           f"{coordinator.run_dir}", file=sys.stderr)
-    args = argparse.Namespace(headless=headless, json=False, theme=theme)
-    return _drive_run(args, store, run_id, coordinator)
+    return drive_run(store, run_id, coordinator, headless=headless, theme=theme)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,8 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.screenshots is None:
         return run_demo(mission=args.mission)
-    from hybrid_tui.app.demo_capture import save_screenshots
-
     for path in save_screenshots(args.screenshots, mission=args.mission):
         print(path)
     return 0

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -30,7 +31,13 @@ import anyio
 
 from hybrid_tui.agents.base import ImplementRequest, ImplementResult
 from hybrid_tui.agents.replay import ReplayImplementer
-from hybrid_tui.store import models as m
+from hybrid_tui.app.demo_mission import demo_mission_path
+from hybrid_tui.app.launch import start_run
+from hybrid_tui.store import queries
+from hybrid_tui.store.db import open_store
+from hybrid_tui.store.records import TaskRecord
+from hybrid_tui.store.runs import add_resource_sample, copy_sqlite_store, move_run_start
+from hybrid_tui.tui.app import HybridApp
 
 RUN_ID = "demo-web-18"
 START = 1_760_000_000.0  # the virtual clock's first reading
@@ -106,12 +113,11 @@ class FixedGauges:
             return
         self._last = now
         k = int((now - START) // STEP_SECONDS)
-        with self.c.store.write(self.c.run_id):
-            m.ResourceSample.create(
-                run=self.c.run_id, ts=now, cpu_percent=35 + (k * 7) % 40, memory_percent=48 + (k * 3) % 12,
-                disk_percent=61.0, disk_free_bytes=84 * 1024**3, repo_disk_percent=61.0,
-                coordinator_rss_bytes=(88 + k % 9) * 1024**2, open_files=40 + k % 5, tasks_json="{}",
-            )
+        add_resource_sample(
+            self.c.store, self.c.run_id, ts=now, cpu_percent=35 + (k * 7) % 40, memory_percent=48 + (k * 3) % 12,
+            disk_percent=61.0, disk_free_bytes=84 * 1024**3, repo_disk_percent=61.0,
+            coordinator_rss_bytes=(88 + k % 9) * 1024**2, open_files=40 + k % 5, tasks_json="{}",
+        )
 
     def close(self) -> None:
         pass
@@ -131,16 +137,6 @@ def pinned_git_env() -> Iterator[None]:
                 os.environ[key] = value
 
 
-def copy_store(source: Path, target: Path) -> None:
-    src = sqlite3.connect(source)
-    dst = sqlite3.connect(target)
-    try:
-        src.backup(dst)
-    finally:
-        dst.close()
-        src.close()
-
-
 # ---------------------------------------------------------------------- driving
 
 
@@ -150,19 +146,13 @@ def capture_moments(workdir: str | Path, mission: str | Path | None = None) -> l
 
 
 async def _capture(workdir: Path, mission: str | Path | None) -> list[Moment]:
-    from hybrid_tui.app.demo import demo_mission_path
-    from hybrid_tui.app.launch import start_run
-
     workdir.mkdir(parents=True, exist_ok=True)
     gate, clock = GatedImplementer(), VirtualClock()
     with pinned_git_env():
         store, run_id, c = start_run(demo_mission_path(mission), workdir / "runs", "replay", run_id=RUN_ID, clock=clock)
         c.implementer = gate
         c.monitor = FixedGauges(c)
-        with store.write(run_id):  # creation used the wall clock: move it onto the virtual one
-            m.Run.update(created_at=START, updated_at=START).where(m.Run.id == run_id).execute()
-            m.Task.update(created_at=START, updated_at=START).where(m.Task.run == run_id).execute()
-            m.Event.update(ts=START).where(m.Event.run == run_id).execute()
+        move_run_start(store, run_id, START)  # creation used the wall clock: move it onto the virtual one
         db_path = Path(c.run_dir) / "state.db"
         moments: list[Moment] = []
         try:
@@ -197,7 +187,7 @@ async def _settle(c: Any, gate: GatedImplementer, finished: anyio.Event) -> None
     version, turns = None, c.monitor.turns
     while not finished.is_set():
         await anyio.sleep(0.02)
-        current = m.Run.select(m.Run.version).where(m.Run.id == c.run_id).scalar()
+        current = queries.run_version(c.run_id)
         if current != version:
             version, turns = current, c.monitor.turns
         quiet = (
@@ -214,7 +204,7 @@ async def _settle(c: Any, gate: GatedImplementer, finished: anyio.Event) -> None
 def _check_moments(c: Any, clock: VirtualClock, db_path: Path, workdir: Path, moments: list[Moment], done: bool) -> None:
     seen = {mo.name for mo in moments}
     reached: list[str] = []
-    tasks = list(m.Task.select().where(m.Task.run == c.run_id))
+    tasks = queries.task_records(c.run_id)
     if "start" not in seen and any(t.status == "running" for t in tasks):
         reached.append("start")
     if "locks" not in seen and "start" in seen and _lock_contention(c.run_id, tasks):
@@ -229,16 +219,16 @@ def _check_moments(c: Any, clock: VirtualClock, db_path: Path, workdir: Path, mo
         if name == "locks" and len(reached) > 1:
             continue  # contention gets a screen of its own, not one another moment already shows
         target = workdir / f"moment-{len(moments) + 1:02d}-{name}.db"
-        copy_store(db_path, target)
+        copy_sqlite_store(db_path, target)
         moments.append(Moment(name, target, clock.now, c.run_id))
 
 
-def _lock_contention(run_id: str, tasks: list[Any]) -> bool:
-    held = {lock.path: lock.task_id for lock in m.FileLock.select().where(m.FileLock.run == run_id)}
+def _lock_contention(run_id: str, tasks: list[TaskRecord]) -> bool:
+    held = queries.lock_holders(run_id)
     waiting = {t.task_id for t in tasks if t.status == "ready"}
     return any(
-        op.path in held and held[op.path] != op.task_id
-        for op in m.FileOperation.select().where((m.FileOperation.run == run_id) & m.FileOperation.task_id.in_(list(waiting)))
+        path in held and held[path] != task_id
+        for task_id, path in queries.file_operation_paths(run_id, waiting)
     ) if waiting and held else False
 
 
@@ -249,9 +239,6 @@ def moment_app(moment: Moment, theme: str = "dark") -> Any:
     """The console on a moment's store copy with the clock frozen there (no coordinator).
 
     Opens the store copy: call only when no other store is open in this process."""
-    from hybrid_tui.store.db import open_store
-    from hybrid_tui.tui.app import HybridApp
-
     store = open_store(moment.db_path, create=False)
     app = HybridApp(store, moment.run_id, theme=theme, clock=lambda: moment.now, poll_interval=3600)
     app.animation_level = "none"
@@ -274,8 +261,6 @@ async def render_svg(moment: Moment, size: tuple[int, int] | None = None) -> str
 
 def save_screenshots(dest: str | Path, mission: str | Path | None = None, workdir: str | Path | None = None) -> list[Path]:
     """Capture the moments and write ``dest/demo-<n>-<moment>.svg``; returns the paths."""
-    import tempfile
-
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hybrid-demo-capture-") as tmp:
@@ -293,8 +278,6 @@ def save_screenshots(dest: str | Path, mission: str | Path | None = None, workdi
 @contextlib.contextmanager
 def utc_clock_display() -> Iterator[None]:
     """Event times rendered in UTC, so a screenshot does not depend on the machine's zone."""
-    import time
-
     saved = os.environ.get("TZ")
     os.environ["TZ"] = "UTC"
     time.tzset()

@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from hybrid_tui.spec.models import MissionFile, RecordedTask, Sis, SisIssue, SisTask
-from hybrid_tui.store import models as m
+from hybrid_tui.app.launch import LaunchError, open_run_store
 from hybrid_tui.runtime.record import read_record
+from hybrid_tui.store import queries
+from hybrid_tui.store.records import RunRecord
 
 REAL_OUTCOMES = ("succeeded", "failed")
 
@@ -50,8 +52,6 @@ class ExportSummary:
 
 def export_replay(run: str | Path, dest: str | Path, *, pace: float = 1.0, runs_dir: str | Path | None = None) -> ExportSummary:
     """Write the mission folder ``dest`` (absent or empty) that replays ``run``."""
-    from hybrid_tui.app.launch import LaunchError, open_run_store
-
     if not (pace >= 0 and math.isfinite(pace)):
         raise ExportError(f"--pace must be a non-negative number (got {pace})")
     dest = Path(dest)
@@ -69,10 +69,10 @@ def export_replay(run: str | Path, dest: str | Path, *, pace: float = 1.0, runs_
 
 
 def _export(store: Any, run_id: str, dest: Path, pace: float) -> ExportSummary:
-    row = m.Run.get_by_id(run_id)
+    row = queries.run_record(run_id)
     run_dir = Path(row.run_dir)
-    issues = list(m.Issue.select().where(m.Issue.run == run_id).order_by(m.Issue.id))
-    tasks = list(m.Task.select().where(m.Task.run == run_id).order_by(m.Task.id))
+    issues = queries.issue_records(run_id)
+    tasks = queries.task_records(run_id)
     replays, missing = _replays(run_id, run_dir, pace)
     created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
@@ -116,12 +116,8 @@ def _replays(run_id: str, run_dir: Path, pace: float) -> tuple[dict[str, Recorde
     for line in ledger:
         index_of[(line["task_id"], int(line["number"]))] = int(line["index"])
     real: dict[str, list[int]] = {}
-    for att in (
-        m.Attempt.select(m.Attempt.task_id, m.Attempt.number)
-        .where((m.Attempt.run == run_id) & (m.Attempt.phase != "planning") & m.Attempt.outcome.in_(REAL_OUTCOMES))
-        .order_by(m.Attempt.task_id, m.Attempt.number)
-    ):
-        real.setdefault(att.task_id, []).append(att.number)
+    for task_id, number in queries.real_attempt_numbers(run_id, REAL_OUTCOMES):
+        real.setdefault(task_id, []).append(number)
     out: dict[str, RecordedTask] = {}
     missing: list[str] = []
     for task_id, numbers in real.items():
@@ -140,7 +136,7 @@ def _replays(run_id: str, run_dir: Path, pace: float) -> tuple[dict[str, Recorde
     return out, missing
 
 
-def _write_repo(row: m.Run, target: Path) -> None:
+def _write_repo(row: RunRecord, target: Path) -> None:
     """The run's base commit as a plain folder (or the source folder of a --no-git run)."""
     if not row.base_commit:
         source = Path(row.source_repo)
@@ -159,7 +155,7 @@ def _write_repo(row: m.Run, target: Path) -> None:
         archive.extractall(target, filter="tar")
 
 
-def _mission_toml(row: m.Run) -> str:
+def _mission_toml(row: RunRecord) -> str:
     config = MissionFile.model_validate_json(row.config_json)
     section = config.mission
     # The exported folder's own layout, the replay backend, and no base branch (repo/ gets one commit on main).

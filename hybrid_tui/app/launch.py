@@ -11,10 +11,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from hybrid_tui.store import models as m
-from hybrid_tui.store.db import Store, StoreError, open_store
-from hybrid_tui.store.runs import default_runs_dir, init_run_dir, new_run_id, run_dir_for, state_db_path
+from hybrid_tui.costs.pricing import mission_pricing_problems
 from hybrid_tui.runtime.coordinator import Coordinator
+from hybrid_tui.spec.loader import MissionInvalid, load_mission
+from hybrid_tui.spec.models import MissionFile
+from hybrid_tui.store import queries
+from hybrid_tui.store.db import Store, StoreError, open_store
+from hybrid_tui.store.runs import create_run, default_runs_dir, init_run_dir, new_run_id, run_dir_for, state_db_path
+from hybrid_tui.workspace.git import MissionError, MissionRepo, prepare_repository
 
 
 class LaunchError(Exception):
@@ -32,10 +36,6 @@ def _current_branch(repo: Path) -> str:
 
 
 def load_valid_mission(mission_path: str | Path):
-    from hybrid_tui.spec.loader import MissionInvalid, load_mission
-
-    from hybrid_tui.costs.pricing import mission_pricing_problems
-
     try:
         mission = load_mission(Path(mission_path))
         if pricing_problems := mission_pricing_problems(mission):
@@ -81,8 +81,6 @@ def start_run(
     repo_path: Path = mission.repo_path
     base_commit = ""
     if git:
-        from hybrid_tui.workspace.git import MissionError, MissionRepo, prepare_repository
-
         try:
             repo_path = Path(prepare_repository(mission.repo_path, run_dir))
             base_branch = base_branch or _current_branch(repo_path)
@@ -90,8 +88,6 @@ def start_run(
         except MissionError as exc:
             raise LaunchError(str(exc)) from None
     store = open_store(state_db_path(run_dir))
-    from hybrid_tui.store.runs import create_run
-
     create_run(
         store, mission, run_id=run_id, run_dir=run_dir, repo_path=repo_path, mission_branch=mission_branch,
         base_branch=base_branch or "", base_commit=base_commit, backend=backend,
@@ -129,11 +125,9 @@ def open_run(
 ) -> tuple[Store, str, Coordinator]:
     """Reopen an existing run (``resume``); recovery runs when the coordinator starts."""
     store, run_id = open_run_store(run, runs_dir)
-    row = m.Run.get_by_id(run_id)
+    row = queries.run_record(run_id)
     mission = load_valid_mission(row.mission_path)
     # The run keeps the configuration it was created with (mission.toml may have changed since).
-    from hybrid_tui.spec.models import MissionFile
-
     mission.config = MissionFile.model_validate_json(row.config_json)
     if git is None:
         git = bool(row.mission_branch)
@@ -149,7 +143,7 @@ def open_run_store(run: str | Path, runs_dir: str | Path | None = None) -> tuple
         store = open_store(state_db_path(run_dir), create=False)
     except StoreError as exc:
         raise LaunchError(str(exc)) from None
-    row = m.Run.select().order_by(m.Run.created_at).first()
-    if row is None:
+    run_id = queries.first_run_id()
+    if run_id is None:
         raise LaunchError(f"{run_dir}: the store holds no run")
-    return store, row.id
+    return store, run_id

@@ -1,6 +1,10 @@
 """``hybrid-tui export-replay RUN DEST`` and ``hybrid-tui demo``.
 
 Room: app. Argument parsing only; the work is in ``app.export`` and ``app.demo``.
+
+Each command imports the layers it drives when it runs: ``hybrid-tui`` imports every
+command module to build its help, and the coordinator and the console take about a second
+to import.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 Room: app. Parses arguments, opens or creates the run, then hands over to the console
 (``hybrid_tui.tui.app.run_console``) or to headless mode. Control commands only enqueue a
 row in the Control table: the coordinator driving the run applies it.
+
+Each command imports the layers it drives when it runs: ``hybrid-tui`` imports every
+command module to build its help, and the coordinator and the console take about a second
+to import.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from hybrid_tui.vocabulary import EXIT_BAD_INPUT, UserError
+from hybrid_tui.vocabulary import UserError
+from hybrid_tui.app.drive import drive_run
 from hybrid_tui.app.runs_commands import add_runs_dir_argument
+from hybrid_tui.store.runs import state_db_path
 
 BACKENDS = ("replay", "sim", "anthropic", "cli")
 
@@ -85,8 +91,6 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _is_run_dir(target: str) -> bool:
-    from hybrid_tui.store.runs import state_db_path
-
     return state_db_path(Path(target)).is_file()
 
 
@@ -126,39 +130,11 @@ def _drive(args: argparse.Namespace, store, run_id: str, coordinator, resumed: b
     if metrics is not None:
         print(f"hybrid-tui: metrics on {metrics.url}", file=sys.stderr)
     try:
-        return _drive_run(args, store, run_id, coordinator, resumed)
+        return drive_run(store, run_id, coordinator, headless=args.headless, json_mode=args.json, theme=args.theme,
+                         resumed=resumed)
     finally:
         if metrics is not None:
             metrics.close()
-
-
-def _drive_run(args: argparse.Namespace, store, run_id: str, coordinator, resumed: bool = False) -> int:
-    from hybrid_tui.views.headless import last_event_seq, run_headless
-    from hybrid_tui.runtime.runlock import RunLocked
-
-    try:
-        coordinator.lock.acquire()
-    except RunLocked as exc:
-        print(f"hybrid-tui: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    headless = args.headless or args.json
-    if not headless:
-        try:
-            from hybrid_tui.tui.app import run_console  # type: ignore[import-not-found]
-        except ImportError:
-            print("hybrid-tui: note: the console is not available in this build; running headless", file=sys.stderr)
-            headless = True
-        else:
-            if not sys.stdout.isatty():
-                print("hybrid-tui: note: stdout is not a terminal; running headless", file=sys.stderr)
-                headless = True
-    if headless:
-        print(f"hybrid-tui: run {run_id} in {coordinator.run_dir}", file=sys.stderr)
-        since = last_event_seq(run_id) if resumed else 0
-        return run_headless(store, run_id, coordinator, json_mode=args.json, since_seq=since)
-    coordinator.exit_when_finished = False  # the operator may still retry or roll back from the console
-    coordinator.exit_on_policy_pause = False
-    return int(run_console(store, run_id, coordinator=coordinator, theme=args.theme) or 0)
 
 
 def cmd_attach(args: argparse.Namespace) -> int:

@@ -1,9 +1,10 @@
 """Live accounting: spend by phase/model/task, budgets and alert levels, burn rate, projection.
 
-Room: costs. Reads the store (never writes it). The arithmetic is in pure functions over
-plain records (anything with the attributes of ``store.models.Attempt`` / ``Task``: peewee
-rows, dataclasses, the TUI's cached rows), so the console, the report and the tests all use
-the same code; the functions named after the brief (``spend_summary(run_id)``, ...) are thin
+Room: costs. Reads the store (never writes it) through ``store.queries`` and
+``store.cost_queries``. The arithmetic is in pure functions over plain records (anything
+with the attributes of ``store.records.AttemptRecord`` / ``TaskRecord``: those records,
+dataclasses, the TUI's cached rows), so the console, the report and the tests all use the
+same code; the functions named after the brief (``spend_summary(run_id)``, ...) are thin
 wrappers that read the store opened with ``hybrid_tui.store.open_store``.
 """
 
@@ -20,6 +21,8 @@ from hybrid_tui.core.tiering import LONG_TASK_MINUTES, select_model
 from hybrid_tui.spec.models import ModelsSection, Usage
 
 from hybrid_tui.costs.pricing import PricingTable
+from hybrid_tui.store import cost_queries, queries
+from hybrid_tui.store.records import AttemptRecord, RunRecord, TaskRecord
 from hybrid_tui.vocabulary import FINISHED_STATUSES, TERMINAL_STATUSES
 
 PHASES = ("planning", "implementing", "retry")
@@ -375,17 +378,8 @@ def table_for_run(run: Any) -> PricingTable:
     return PricingTable.load(run_config(run).get("pricing") or None)
 
 
-def _store_rows(run_id: str):
-    from hybrid_tui.store import models as m
-
-    run = m.Run.get_or_none(m.Run.id == run_id)
-    if run is None:
-        from hybrid_tui.store import StoreError
-
-        raise StoreError(f"unknown run {run_id!r}")
-    attempts = list(m.Attempt.select().where(m.Attempt.run == run_id).order_by(m.Attempt.started_at))
-    tasks = list(m.Task.select().where(m.Task.run == run_id).order_by(m.Task.id))
-    return run, tasks, attempts
+def _store_rows(run_id: str) -> tuple[RunRecord, list[TaskRecord], list[AttemptRecord]]:
+    return queries.run_record(run_id), queries.task_records(run_id), queries.attempt_records(run_id)
 
 
 def spend_summary(run_id: str, table: PricingTable | None = None) -> SpendSummary:
@@ -442,24 +436,6 @@ class CostTotals:
     projection: Projection
 
 
-_FINISHED_SQL = ", ".join(f"'{s}'" for s in sorted(FINISHED_STATUSES))
-_SETTLED_SQL = ", ".join(f"'{s}'" for s in sorted(SETTLED_STATUSES))
-# Truthiness of ``validation.security_checks`` as task_model reads it from spec_json
-# (unparseable JSON counts as no checks there, so it does here).
-_SECURITY_SQL = """CASE WHEN json_valid(t.spec_json) THEN
-      CASE json_type(t.spec_json, '$.validation.security_checks')
-        WHEN 'array' THEN json_array_length(t.spec_json, '$.validation.security_checks') > 0
-        WHEN 'text' THEN length(json_extract(t.spec_json, '$.validation.security_checks')) > 0
-        WHEN 'true' THEN 1
-        WHEN 'integer' THEN json_extract(t.spec_json, '$.validation.security_checks') != 0
-        WHEN 'real' THEN json_extract(t.spec_json, '$.validation.security_checks') != 0
-        ELSE 0 END
-    ELSE 0 END"""
-_PLANNING_SQL = "COALESCE(a.phase, '') = 'planning'"
-# attempt_phase(): an implementing attempt (empty phase counts as one) after the first is a retry.
-_RETRY_SQL = "(a.phase = 'retry' OR (COALESCE(NULLIF(a.phase, ''), 'implementing') = 'implementing' AND a.number > 1))"
-
-
 def _estimate_model(hint: str | None, priority: str, long: bool, security: bool, models: ModelsSection) -> str:
     shape = SimpleNamespace(
         model_hint=hint or None, priority=priority,
@@ -482,92 +458,57 @@ def _priced(table: PricingTable, model: str, recorded: float, tokens: tuple[int,
 def cost_totals(run_id: str, table: PricingTable | None = None) -> CostTotals:
     """Spend (recorded), retry spend, spend by model and the projection of ``run_id`` in a
     handful of aggregate queries; ``table`` prices the projection (default: the run's)."""
-    from hybrid_tui.store import StoreError
-    from hybrid_tui.store import models as m
-
-    run = m.Run.get_or_none(m.Run.id == run_id)
-    if run is None:
-        raise StoreError(f"unknown run {run_id!r}")
+    run = queries.run_record(run_id)
     table = table or table_for_run(run)
     models = run_models(run)
-    db = m.Attempt._meta.database
 
     # Attempts, grouped by what decides how their dollars count.
-    attempt_groups = db.execute_sql(
-        f"""SELECT a.model, {_PLANNING_SQL}, {_RETRY_SQL}, COALESCE(t.status IN ({_FINISHED_SQL}), 0),
-                   (a.cost_usd IS NULL OR a.cost_usd = 0), SUM(a.cost_usd),
-                   SUM(a.input_tokens), SUM(a.output_tokens), SUM(a.cache_read_tokens), SUM(a.cache_write_tokens),
-                   MIN(a.started_at)
-            FROM attempt a LEFT JOIN task t ON t.run_id = a.run_id AND t.task_id = a.task_id
-            WHERE a.run_id = ?
-            GROUP BY 1, 2, 3, 4, 5
-            ORDER BY MIN(a.started_at)""",
-        (run_id,),
-    ).fetchall()
     spent = retry_spent = priced_spent = finished_actual = 0.0
     by_model: dict[str, float] = {}
-    for model, planning, retry, finished, unrecorded, recorded, *rest in attempt_groups:
-        tokens = tuple(int(v or 0) for v in rest[:4])
-        recorded = recorded or 0.0
+    for group in cost_queries.attempt_cost_groups(run_id):
+        tokens = (int(group.input_tokens or 0), int(group.output_tokens or 0),
+                  int(group.cache_read_tokens or 0), int(group.cache_write_tokens or 0))
+        recorded = group.recorded_usd or 0.0
         spent += recorded
-        if retry and not planning:
+        if group.retry and not group.planning:
             retry_spent += recorded
-        key = model or "(none)"
+        key = group.model or "(none)"
         by_model[key] = by_model.get(key, 0.0) + recorded
-        cost = _priced(table, model, recorded, tokens, bool(unrecorded))
+        cost = _priced(table, group.model, recorded, tokens, bool(group.unrecorded))
         priced_spent += cost
-        if finished and not planning:
+        if group.task_finished and not group.planning:
             finished_actual += cost
 
     # What running attempts have spent so far, per task (a handful of rows: one per busy agent).
     running_by_task: dict[str, float] = defaultdict(float)
-    for task_id, model, recorded, *tokens in db.execute_sql(
-        f"""SELECT a.task_id, a.model, a.cost_usd, a.input_tokens, a.output_tokens, a.cache_read_tokens,
-                   a.cache_write_tokens
-            FROM attempt a WHERE a.run_id = ? AND a.outcome = 'running' AND NOT {_PLANNING_SQL}""",
-        (run_id,),
-    ):
-        running_by_task[task_id] += _priced(table, model, recorded or 0.0, tuple(int(v or 0) for v in tokens),
-                                            not recorded)
+    for attempt in cost_queries.running_attempt_costs(run_id):
+        tokens = (int(attempt.input_tokens or 0), int(attempt.output_tokens or 0),
+                  int(attempt.cache_read_tokens or 0), int(attempt.cache_write_tokens or 0))
+        running_by_task[attempt.task_id] += _priced(table, attempt.model, attempt.cost_usd or 0.0, tokens,
+                                                    not attempt.cost_usd)
 
     # Task estimates, grouped by what picks the model and by where the task stands.
-    task_shape = f"""t.model_hint, t.priority, COALESCE(t.estimated_duration_minutes, 0) > {LONG_TASK_MINUTES},
-                     CASE WHEN COALESCE(t.model_hint, '') = '' AND t.priority != 'CRITICAL'
-                               AND COALESCE(t.estimated_duration_minutes, 0) <= {LONG_TASK_MINUTES}
-                          THEN {_SECURITY_SQL} ELSE 0 END"""
-    stand = f"CASE WHEN t.status IN ({_FINISHED_SQL}) THEN 'finished' WHEN t.status IN ({_SETTLED_SQL}) THEN 'settled' ELSE 'remaining' END"
     finished = remaining_tasks = 0
     finished_estimate = remaining_total = 0.0
-    for hint, priority, long, security, where, count, est_in, est_out in db.execute_sql(
-        f"""SELECT {task_shape}, {stand}, COUNT(*), SUM(t.estimated_input_tokens), SUM(t.estimated_output_tokens)
-            FROM task t WHERE t.run_id = ? GROUP BY 1, 2, 3, 4, 5""",
-        (run_id,),
-    ):
-        model = _estimate_model(hint, priority, bool(long), bool(security), models)
-        estimate = table.cost(model, Usage(input_tokens=int(est_in or 0), output_tokens=int(est_out or 0)))
-        if where == "finished":
-            finished += count
+    for group in cost_queries.task_estimate_groups(run_id, LONG_TASK_MINUTES):
+        model = _estimate_model(group.model_hint, group.priority, bool(group.long), bool(group.security), models)
+        estimate = table.cost(model, Usage(input_tokens=int(group.estimated_input_tokens or 0),
+                                           output_tokens=int(group.estimated_output_tokens or 0)))
+        if group.stand == "finished":
+            finished += group.tasks
             finished_estimate += estimate
-        elif where == "remaining":
-            remaining_tasks += count
+        elif group.stand == "remaining":
+            remaining_tasks += group.tasks
             remaining_total += estimate
     ratio = finished_actual / finished_estimate if finished and finished_estimate > 0 else 1.0
     remaining_estimate = remaining_total * ratio
     if running_by_task:
         # A task still running owes its estimate less what it has spent (never below zero).
-        ids = list(running_by_task)
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            marks = ", ".join("?" * len(chunk))
-            for task_id, hint, priority, long, security, est_in, est_out in db.execute_sql(
-                f"""SELECT t.task_id, {task_shape}, t.estimated_input_tokens, t.estimated_output_tokens
-                    FROM task t WHERE t.run_id = ? AND t.task_id IN ({marks})
-                    AND t.status NOT IN ({_SETTLED_SQL})""",
-                (run_id, *chunk),
-            ):
-                model = _estimate_model(hint, priority, bool(long), bool(security), models)
-                owed = table.cost(model, Usage(input_tokens=int(est_in or 0), output_tokens=int(est_out or 0))) * ratio
-                remaining_estimate += max(owed - running_by_task[task_id], 0.0) - owed
+        for task in cost_queries.unsettled_task_estimates(run_id, running_by_task, LONG_TASK_MINUTES):
+            model = _estimate_model(task.model_hint, task.priority, bool(task.long), bool(task.security), models)
+            owed = table.cost(model, Usage(input_tokens=int(task.estimated_input_tokens or 0),
+                                           output_tokens=int(task.estimated_output_tokens or 0))) * ratio
+            remaining_estimate += max(owed - running_by_task[task.task_id], 0.0) - owed
         remaining_estimate = max(remaining_estimate, 0.0)
     return CostTotals(
         spent=spent,

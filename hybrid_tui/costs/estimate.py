@@ -27,9 +27,14 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hybrid_tui.core import AgentChanged, Alert, CancelRunning, PauseChanged, PoolTarget, Scheduler, TaskInfo, TaskStatus
+from hybrid_tui.core.tiering import select_model
+from hybrid_tui.spec.loader import MissionInvalid, load_mission
 from hybrid_tui.spec.models import ModelsSection, SisTask, Usage
+from hybrid_tui.vocabulary import UserError
 
 from hybrid_tui.costs.pricing import PricingError, PricingTable, UnknownModel
+from hybrid_tui.costs.report import md_table
 
 PLANNER_USAGE = Usage(input_tokens=2_000, output_tokens=3_000)  # review 2.1, per planner call
 COORDINATOR_USAGE = Usage(input_tokens=50_000, output_tokens=20_000)  # review 2.1, whole mission
@@ -67,8 +72,6 @@ class LayerCosts:
 
 def task_model(task: SisTask, models: ModelsSection) -> str:
     """The model a real run uses for ``task`` (the core's tiering, as the coordinator does)."""
-    from hybrid_tui.core.tiering import select_model
-
     return select_model(task, models)
 
 
@@ -145,17 +148,6 @@ def simulate(
     "2 retries per failed task"; the core decides what that means (retry, budget stop,
     auto-pause). A failure-rate auto-pause is resumed at once and counted.
     """
-    from hybrid_tui.core import (
-        AgentChanged,
-        Alert,
-        CancelRunning,
-        PauseChanged,
-        PoolTarget,
-        Scheduler,
-        TaskInfo,
-        TaskStatus,
-    )
-
     config = mission.config
     costs = layer_costs(mission, table)
     rng = random.Random(seed)
@@ -392,8 +384,6 @@ def _pool(f: Forecast) -> str:
 
 
 def render_text(main: Forecast, swept: list[Forecast] | None = None) -> str:
-    from hybrid_tui.costs.report import md_table
-
     layers, sim = main.layers, main.simulation
     out = [
         f"# Forecast: {main.mission}",
@@ -447,9 +437,6 @@ def render_text(main: Forecast, swept: list[Forecast] | None = None) -> str:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from hybrid_tui.vocabulary import UserError
-    from hybrid_tui.spec.loader import MissionInvalid, load_mission
-
     if not 0.0 <= args.failure_rate <= 1.0:
         raise UserError(f"--failure-rate {args.failure_rate}: must be between 0 and 1")
     if args.backend_latency < 0:

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hybrid_tui.spec.loader import Problem
 from hybrid_tui.spec.models import SisTask, Usage
 
 PER_MILLION = 1_000_000
@@ -240,8 +241,6 @@ def check_mission_pricing(config: Any, tasks: Iterable[SisTask] = (), user_confi
 def mission_pricing_problems(mission: Any, user_config: Path | None = None) -> list[Any]:
     """Every unpriced model of a loaded mission as a located ``Problem`` (``validate`` and
     ``run`` refuse them: a missing price must never become a silent $0)."""
-    from hybrid_tui.spec.loader import Problem
-
     config = mission.config
     try:
         table = PricingTable.load(config.pricing or None, user_config=user_config)

@@ -1,6 +1,6 @@
 """The run report: one document (dict for --json, Markdown for people) of a finished or running run.
 
-Room: costs. Reads the store through ``accounting`` and the peewee models; writes nothing.
+Room: costs. Reads the store through ``accounting`` and ``store.queries``; writes nothing.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from hybrid_tui.store import StoreError, open_store
-from hybrid_tui.store import models as m
+from hybrid_tui.store import open_store, queries
+from hybrid_tui.store.records import AttemptRecord
 from hybrid_tui.store.runs import DEFAULT_RUNS_DIR
 
 from hybrid_tui.costs import accounting as acc
@@ -45,14 +45,10 @@ def _iso(ts: float | None) -> str | None:
 
 def build_report(run_id: str, *, now: float | None = None, table: PricingTable | None = None) -> dict[str, Any]:
     """Everything the report shows, as plain JSON-ready data (the store must be open)."""
-    run = m.Run.get_or_none(m.Run.id == run_id)
-    if run is None:
-        raise StoreError(f"unknown run {run_id!r}")
-    tasks = list(m.Task.select().where(m.Task.run == run_id).order_by(m.Task.id))
-    attempts = list(
-        m.Attempt.select().where(m.Attempt.run == run_id).order_by(m.Attempt.started_at, m.Attempt.id)
-    )
-    events = list(m.Event.select().where(m.Event.run == run_id).order_by(m.Event.seq))
+    run = queries.run_record(run_id)
+    tasks = queries.task_records(run_id)
+    attempts = queries.attempt_records(run_id)
+    events = queries.event_records(run_id)
     table = table or acc.table_for_run(run)
     end = run.finished_at or now or max(
         [run.updated_at] + [a.finished_at or a.started_at for a in attempts] + [e.ts for e in events]
@@ -87,7 +83,7 @@ def build_report(run_id: str, *, now: float | None = None, table: PricingTable |
         row["cache_write_tokens"] += a.cache_write_tokens or 0
 
     # Per task, with its estimate against what it actually cost.
-    by_task_attempts: dict[str, list[m.Attempt]] = defaultdict(list)
+    by_task_attempts: dict[str, list[AttemptRecord]] = defaultdict(list)
     for a in attempts:
         by_task_attempts[a.task_id].append(a)
     task_rows = []
@@ -344,9 +340,9 @@ def report_for(run: str, runs_dir: Path = DEFAULT_RUNS_DIR, *, now: float | None
     store = open_store(store_path, create=False)
     try:
         run_id = folder_name
-        if m.Run.get_or_none(m.Run.id == run_id) is None:
+        if queries.find_run(run_id) is None:
             # A folder not named after its run: take the store's only run.
-            ids = [r.id for r in m.Run.select(m.Run.id)]
+            ids = queries.run_ids()
             if len(ids) != 1:
                 raise RunNotFound(f"{store_path}: holds runs {ids}, none named {run_id!r}")
             run_id = ids[0]

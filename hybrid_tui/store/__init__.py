@@ -1,6 +1,11 @@
-"""State store (peewee): the single source of truth for a run."""
+"""State store (peewee): the single source of truth for a run.
 
-from hybrid_tui.store import models
+Room: store. The only room that imports peewee and the models (``store.models``). Others
+open a store (``open_store``) and call its functions: ``store.queries`` and
+``store.cost_queries`` for reads (plain records from ``store.records`` back),
+``store.runs`` to create and list runs, ``Store.enqueue_control`` for operator commands.
+"""
+
 from hybrid_tui.store.db import Store, StoreError, open_store, sqlite_url
 
-__all__ = ["Store", "StoreError", "open_store", "sqlite_url", "models"]
+__all__ = ["Store", "StoreError", "open_store", "sqlite_url"]

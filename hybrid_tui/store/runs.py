@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import peewee as pw
 
 from hybrid_tui.spec.models import SisTask
 from hybrid_tui.store import models as m
@@ -245,32 +246,35 @@ class RunSummary:
 
 
 def read_run_summary(run_dir: str | Path) -> RunSummary:
-    """Summarise the run in ``run_dir`` from its state.db, opened read-only (plain sqlite3,
-    so it neither rebinds the process's open store nor takes a write lock)."""
+    """Summarise the run in ``run_dir`` from its state.db, opened read-only through a
+    connection of its own (so it neither rebinds the process's open store nor takes a
+    write lock); a store that cannot be read gives a summary saying why."""
     run_dir = Path(run_dir)
-    db_path = state_db_path(run_dir)
+    db = pw.SqliteDatabase(f"{state_db_path(run_dir).resolve().as_uri()}?mode=ro", uri=True, timeout=5)
     try:
-        conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
-    except sqlite3.Error as exc:
+        db.connect()
+    except pw.DatabaseError as exc:
         return RunSummary(run_dir.name, run_dir, error=str(exc))
     try:
-        row = conn.execute(
-            "SELECT id, mission_name, status, created_at FROM run ORDER BY created_at LIMIT 1"
+        # db.execute compiles each query for this connection: the models stay bound to the open store.
+        row = db.execute(
+            m.Run.select(m.Run.id, m.Run.mission_name, m.Run.status, m.Run.created_at).order_by(m.Run.created_at).limit(1)
         ).fetchone()
         if row is None:
             return RunSummary(run_dir.name, run_dir, error="no run in this store")
         run_id, mission, status, created_at = row
-        total, done = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(status = 'done'), 0) FROM task WHERE run_id = ?", (run_id,)
+        done = pw.fn.SUM(pw.Case(None, [(m.Task.status == "done", 1)], 0))
+        total, done = db.execute(
+            m.Task.select(pw.fn.COUNT(m.Task.id), pw.fn.COALESCE(done, 0)).where(m.Task.run == run_id)
         ).fetchone()
-        (spend,) = conn.execute(
-            "SELECT COALESCE(SUM(cost_usd), 0) FROM attempt WHERE run_id = ?", (run_id,)
+        (spend,) = db.execute(
+            m.Attempt.select(pw.fn.COALESCE(pw.fn.SUM(m.Attempt.cost_usd), 0)).where(m.Attempt.run == run_id)
         ).fetchone()
         return RunSummary(run_id, run_dir, mission, status, int(done), int(total), float(spend), created_at)
-    except sqlite3.Error as exc:
+    except pw.DatabaseError as exc:
         return RunSummary(run_dir.name, run_dir, error=f"unreadable store: {exc}")
     finally:
-        conn.close()
+        db.close()
 
 
 def list_runs(runs_dir: str | Path) -> list[RunSummary]:
@@ -288,3 +292,38 @@ def list_runs(runs_dir: str | Path) -> list[RunSummary]:
 def summary_as_json(summary: RunSummary) -> str:
     data = summary.__dict__ | {"run_dir": str(summary.run_dir)}
     return json.dumps(data, sort_keys=True)
+
+
+# -------------------------------------------------------------------------- the demo's captures
+
+
+def move_run_start(store: Store, run_id: str, ts: float) -> None:
+    """Date the run's creation (its row, its tasks, its events so far) at ``ts``: the demo
+    capture moves a run created on the wall clock onto its virtual clock."""
+    with store.write(run_id):
+        m.Run.update(created_at=ts, updated_at=ts).where(m.Run.id == run_id).execute()
+        m.Task.update(created_at=ts, updated_at=ts).where(m.Task.run == run_id).execute()
+        m.Event.update(ts=ts).where(m.Event.run == run_id).execute()
+
+
+def add_resource_sample(store: Store, run_id: str, *, ts: float, cpu_percent: float, memory_percent: float,
+                        disk_percent: float, disk_free_bytes: int, repo_disk_percent: float,
+                        coordinator_rss_bytes: int, open_files: int, tasks_json: str = "{}") -> None:
+    """One resource sample of the run, in a write transaction of its own."""
+    with store.write(run_id):
+        m.ResourceSample.create(
+            run=run_id, ts=ts, cpu_percent=cpu_percent, memory_percent=memory_percent, disk_percent=disk_percent,
+            disk_free_bytes=disk_free_bytes, repo_disk_percent=repo_disk_percent,
+            coordinator_rss_bytes=coordinator_rss_bytes, open_files=open_files, tasks_json=tasks_json,
+        )
+
+
+def copy_sqlite_store(source: str | Path, target: str | Path) -> None:
+    """A consistent copy of the SQLite store ``source`` at ``target`` (SQLite's online
+    backup, safe while a coordinator writes ``source``)."""
+    src, dst = pw.SqliteDatabase(str(source)), pw.SqliteDatabase(str(target))
+    try:
+        src.connection().backup(dst.connection())  # peewee's connection is the sqlite3 one
+    finally:
+        dst.close()
+        src.close()

@@ -10,6 +10,7 @@ worker; without one it attaches to a run driven by another process.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Callable, Iterable
 
@@ -23,6 +24,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
+from hybrid_tui.store import queries
 from hybrid_tui.store.db import Store
 from hybrid_tui.vocabulary import EXIT_STOPPED, LIVE_RUN_STATUSES
 from hybrid_tui.tui.data import CostSummary, Delta, RunInfo, StoreView, inert
@@ -329,8 +331,6 @@ class HybridApp(App[int]):
         subject = _commit_subject(self.run_info.repo_path if self.run_info else "", commit.sha)
         if subject:
             body.append(f"  {inert(subject)}\n")
-        import json
-
         files = json.loads(commit.files_json or "[]")
         if files:
             body.append("files: " + ", ".join(inert(f) for f in files) + "\n")
@@ -529,7 +529,7 @@ def _commit_subject(repo_path: str, sha: str) -> str:
     if not repo_path:
         return ""
     try:
-        import git
+        import git  # GitPython; imported late so the dashboard does not pay for it
 
         return git.Repo(repo_path).git.log("-1", "--format=%s", sha)
     except Exception:
@@ -541,7 +541,7 @@ def run_console(store: Store, run_id: str, *, coordinator: object | None = None,
 
     Returns the exit code: the coordinator's when it ran here, else 0.
     """
-    store.get_run(run_id)  # an unknown run is a StoreError before the screen is taken over
+    queries.run_record(run_id)  # an unknown run is a StoreError before the screen is taken over
     app = HybridApp(store, run_id, coordinator=coordinator, theme=theme)
     result = app.run()
     if result is None:

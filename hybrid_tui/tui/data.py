@@ -1,8 +1,10 @@
-"""Store queries behind the console's views (room: tui).
+"""What the console shows of a run, read incrementally through ``store.queries`` (room: tui).
 
-Read-only: everything here SELECTs from the store (and reads logs / ``git show`` for the
-detail screen). The only write a view may cause is a control command, and that goes
-through ``Store.enqueue_control`` in ``app.py``, never from here.
+Read-only: the queries are the store's (``hybrid_tui.store.queries`` and ``cost_queries``,
+plain records back); here is what the console keeps between ticks (the last versions seen,
+where each task stands) and the formatting helpers the panes share, plus reading logs /
+``git show`` for the detail screen. The only write a view may cause is a control command,
+and that goes through ``Store.enqueue_control`` in ``app.py``, never from here.
 
 Change tracking: :class:`StoreView.poll` returns only rows whose ``version`` is above the
 last one it saw (and events above the last ``seq``), so one tick with 10,000 tasks costs
@@ -16,10 +18,21 @@ import os
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable
 
-from hybrid_tui.store import models as m
+from hybrid_tui.costs.accounting import cost_totals
+from hybrid_tui.store import cost_queries, queries
 from hybrid_tui.store.db import Store
+from hybrid_tui.store.records import (
+    AgentRow,
+    AttemptRecord,
+    EventRecord,
+    IntegrationCommitRecord,
+    LockRow,
+    ResourceSampleRecord,
+    TaskRecord,
+    TaskRow,
+)
 from hybrid_tui.vocabulary import LIVE_RUN_STATUSES, TERMINAL_STATUSES
 
 BUDGET_LADDER = (0.5, 0.75, 0.9, 1.0)
@@ -94,58 +107,6 @@ def money(v: float | None) -> str:
 # ------------------------------------------------------------------ rows the views use
 
 
-class TaskRow(NamedTuple):
-    """One task as the console shows it. A named tuple: a tick may build 10,000 of them."""
-
-    task_id: str
-    title: str
-    status: str
-    score: float
-    agent_id: str
-    attempts: int
-    cost_usd: float
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    failure_type: str
-    attention_reason: str
-    commit_sha: str
-
-    @classmethod
-    def from_model(cls, t: m.Task) -> "TaskRow":
-        return cls(
-            task_id=t.task_id,
-            title=t.title,
-            status=t.status,
-            score=t.score,
-            agent_id=t.agent_id or "",
-            attempts=t.attempts,
-            cost_usd=t.cost_usd,
-            created_at=t.created_at,
-            started_at=t.started_at,
-            finished_at=t.finished_at,
-            failure_type=t.failure_type or "",
-            attention_reason=t.attention_reason or "",
-            commit_sha=t.commit_sha or "",
-        )
-
-    def age(self, now: float) -> float:
-        """Time in the current phase: since start while running, else since creation."""
-        if self.finished_at is not None:
-            return (self.finished_at - (self.started_at or self.created_at))
-        return now - (self.started_at or self.created_at)
-
-
-# The TaskRow columns straight from SQL (no row objects, no spec_json): the tick's main read.
-TASK_ROW_SQL = """SELECT task_id, title, status, score, COALESCE(agent_id, ''), attempts, cost_usd, created_at,
-       started_at, finished_at, COALESCE(failure_type, ''), COALESCE(attention_reason, ''),
-       COALESCE(commit_sha, '')
-FROM task INDEXED BY task_version WHERE run_id = ? AND version > ? ORDER BY id"""
-# INDEXED BY: left alone SQLite picks the run_id index, which reads every task of the run
-# (stepping over spec_json) to test its version; the version index reads only the rows that
-# changed. (task_version is the index peewee makes for Task.version's ``index=True``.)
-
-
 def cost_stand(status: str, failure_type: str) -> tuple[str, bool]:
     """What of a task's state the cost summary depends on (projection class, counts)."""
     if status in ("done", "rolled_back"):
@@ -153,25 +114,6 @@ def cost_stand(status: str, failure_type: str) -> tuple[str, bool]:
     if status in TERMINAL_STATUSES:
         return (status, status == "failed" and failure_type == "budget_exhausted")
     return ("open", False)
-
-
-@dataclass(frozen=True)
-class AgentRow:
-    agent_id: str
-    role: str
-    backend: str
-    model: str
-    state: str
-    task_id: str
-    tasks_done: int
-
-
-@dataclass(frozen=True)
-class LockRow:
-    path: str
-    task_id: str
-    acquired_at: float
-    expires_at: float
 
 
 @dataclass
@@ -228,16 +170,6 @@ class CostSummary:
 
 
 @dataclass
-class Sample:
-    ts: float
-    cpu_percent: float
-    memory_percent: float
-    disk_percent: float
-    disk_free_bytes: int
-    coordinator_rss_bytes: int
-
-
-@dataclass
 class ControlOutcome:
     control_id: int
     command: str
@@ -254,9 +186,9 @@ class Delta:
     run_changed: bool
     tasks: list[TaskRow]
     agents: list[AgentRow]
-    events: list[m.Event]
+    events: list[EventRecord]
     locks: list[LockRow] | None  # None: unchanged
-    samples: list[Sample] | None
+    samples: list[ResourceSampleRecord] | None
     costs: CostSummary | None
     utilisation: dict[str, list[float]] | None  # agent id -> busy fraction per bucket
     pool_utilisation: list[float] | None
@@ -299,13 +231,14 @@ class StoreView:
         changed = False
         stands, seen, totals = self._stands, self._seen, self._status_totals
         attention = self._attention_total
+        attention_statuses = queries.ATTENTION_STATUSES
         for row in tasks:
             task_id, status = row.task_id, row.status
             stand = cost_stand(status, row.failure_type)
             if stands.get(task_id) != stand:
                 stands[task_id] = stand
                 changed = True
-            state = (status, bool(row.attention_reason) or status in ("failed", "blocked"))
+            state = (status, bool(row.attention_reason) or status in attention_statuses)
             before = seen.get(task_id)
             if before != state:
                 if before is not None:
@@ -331,20 +264,9 @@ class StoreView:
             costs = locks = samples = util = pool_util = None
             attention = status_counts = None
             if run_changed:
-                tasks = list(map(TaskRow._make, self.store.db.execute_sql(
-                    TASK_ROW_SQL, (self.run_id, self.last_task_version)
-                )))
-                agents = [
-                    AgentRow(a.agent_id, a.role, a.backend, a.model, a.state, a.task_id or "", a.tasks_done)
-                    for a in m.Agent.select()
-                    .where((m.Agent.run == self.run_id) & (m.Agent.version > self.last_agent_version))
-                    .order_by(m.Agent.id)
-                ]
-                attempts_changed = (
-                    m.Attempt.select(m.Attempt.id)
-                    .where((m.Attempt.run == self.run_id) & (m.Attempt.version > self.last_attempt_version))
-                    .exists()
-                )
+                tasks = queries.changed_task_rows(self.run_id, self.last_task_version)
+                agents = queries.changed_agent_rows(self.run_id, self.last_agent_version)
+                attempts_changed = queries.attempts_changed_since(self.run_id, self.last_attempt_version)
                 # Costs depend on attempts and on where tasks stand (finished / settled / open),
                 # not on every status step; the burn chart's time axis moves on its own clock.
                 stands_changed = self._note_stands(tasks)
@@ -381,7 +303,7 @@ class StoreView:
 
     # -- single queries ---------------------------------------------------------------
     def run_info(self) -> RunInfo:
-        r = self.store.get_run(self.run_id)
+        r = queries.run_record(self.run_id)
         return RunInfo(
             run_id=r.id,
             mission_name=r.mission_name,
@@ -401,64 +323,29 @@ class StoreView:
             coordinator_pid=r.coordinator_pid,
         )
 
-    def new_events(self) -> list[m.Event]:
-        query = m.Event.select().where((m.Event.run == self.run_id) & (m.Event.seq > self.last_event_seq))
+    def new_events(self) -> list[EventRecord]:
         if self.last_event_seq == 0:
-            # First look: only the tail, oldest first.
-            rows = list(query.order_by(m.Event.seq.desc()).limit(self.initial_events))[::-1]
+            rows = queries.latest_events(self.run_id, self.initial_events)  # first look: only the tail
         else:
-            rows = list(query.order_by(m.Event.seq).limit(2000))
+            rows = queries.events_after(self.run_id, self.last_event_seq, 2000)
         if rows:
             self.last_event_seq = rows[-1].seq
         return rows
 
     def locks(self) -> list[LockRow]:
-        return [
-            LockRow(lk.path, lk.task_id, lk.acquired_at, lk.expires_at)
-            for lk in m.FileLock.select().where(m.FileLock.run == self.run_id).order_by(m.FileLock.path)
-        ]
+        return queries.file_locks(self.run_id)
 
-    def samples(self, limit: int = 60) -> list[Sample]:
-        rows = (
-            m.ResourceSample.select()
-            .where(m.ResourceSample.run == self.run_id)
-            .order_by(m.ResourceSample.ts.desc())
-            .limit(limit)
-        )
-        return [
-            Sample(r.ts, r.cpu_percent, r.memory_percent, r.disk_percent, r.disk_free_bytes, r.coordinator_rss_bytes)
-            for r in rows
-        ][::-1]
+    def samples(self, limit: int = 60) -> list[ResourceSampleRecord]:
+        return queries.resource_samples(self.run_id, limit)
 
     def attention_count(self) -> int:
-        return (
-            m.Task.select()
-            .where(
-                (m.Task.run == self.run_id)
-                & ((m.Task.attention_reason != "") | (m.Task.status.in_(["failed", "blocked"])))
-            )
-            .count()
-        )
+        return queries.attention_count(self.run_id)
 
     def status_counts(self) -> dict[str, int]:
-        rows = (
-            m.Task.select(m.Task.status, pw_count())
-            .where(m.Task.run == self.run_id)
-            .group_by(m.Task.status)
-            .tuples()
-        )
-        return {status: n for status, n in rows}
+        return queries.task_status_counts(self.run_id)
 
     def attention_tasks(self) -> list[TaskRow]:
-        rows = (
-            m.Task.select()
-            .where(
-                (m.Task.run == self.run_id)
-                & ((m.Task.attention_reason != "") | (m.Task.status.in_(["failed", "blocked"])))
-            )
-            .order_by(m.Task.updated_at.desc(), m.Task.id)
-        )
-        return [TaskRow.from_model(t) for t in rows]
+        return queries.attention_task_rows(self.run_id)
 
     def cost_summary(self, now: float, run: RunInfo | None = None) -> CostSummary:
         """Spend, retry spend, spend by model, burn per bucket and a projected total.
@@ -472,38 +359,24 @@ class StoreView:
         """
         run = run or self.run_info()
         summary = CostSummary(mission_budget_usd=run.mission_budget_usd, retry_budget_usd=run.retry_budget_usd)
-        db = self.store.db
         # An attempt's dollars are booked when it finished (a running one's when it started).
-        booked = "COALESCE(finished_at, started_at)"
-        (start,) = db.execute_sql(f"SELECT MIN({booked}) FROM attempt WHERE run_id = ?", (self.run_id,)).fetchone()
+        start = cost_queries.first_booked_at(self.run_id)
         # Burn chart: spend per bucket over the run so far, at most BURN_BUCKETS buckets.
         if start is not None:
             span = max(now - start, 1.0)
             bucket = max(span / self.BURN_BUCKETS, 1.0)
             burn = [0.0] * self.BURN_BUCKETS
-            for index, cost in db.execute_sql(
-                f"""SELECT CAST(({booked} - ?) / ? AS INTEGER), SUM(COALESCE(cost_usd, 0)) FROM attempt
-                    WHERE run_id = ? GROUP BY 1""",
-                (start, bucket, self.run_id),
-            ):
+            for index, cost in cost_queries.spend_by_bucket(self.run_id, start, bucket):
                 burn[max(min(index, self.BURN_BUCKETS - 1), 0)] += cost
             summary.burn, summary.bucket_seconds = burn, bucket
         counts = self.status_counts()
-        summary.budget_stopped = (
-            m.Task.select()
-            .where((m.Task.run == self.run_id) & (m.Task.status == "failed") & (m.Task.failure_type == "budget_exhausted"))
-            .count()
-        )
+        summary.budget_stopped = cost_queries.budget_stopped_count(self.run_id)
         summary.tasks_total = sum(n for s, n in counts.items() if s != "cancelled")
         summary.tasks_done = counts.get("done", 0) + counts.get("rolled_back", 0)
         if self._from_accounting(summary):
             return summary
         by_model: dict[str, float] = {}
-        for model, cost, retry_cost in db.execute_sql(
-            """SELECT model, SUM(COALESCE(cost_usd, 0)), SUM(CASE WHEN number > 1 THEN COALESCE(cost_usd, 0) ELSE 0 END)
-               FROM attempt WHERE run_id = ? GROUP BY model ORDER BY MIN(id)""",
-            (self.run_id,),
-        ):
+        for model, cost, retry_cost in cost_queries.spend_by_model(self.run_id):
             summary.spent_usd += cost
             summary.retry_spent_usd += retry_cost
             by_model[model or "?"] = by_model.get(model or "?", 0.0) + cost
@@ -520,8 +393,6 @@ class StoreView:
         """Spend, retry spend, by-model and projection from the costs layer (its pricing and
         its SIS-estimate projection); False when it is unavailable, so the simple numbers stand."""
         try:
-            from hybrid_tui.costs.accounting import cost_totals
-
             totals = cost_totals(self.run_id)
         except Exception:  # an older or broken costs layer must not take the console down
             return False
@@ -535,16 +406,7 @@ class StoreView:
         """Busy fraction of each agent per time bucket over the last few minutes."""
         n, width = self.UTIL_BUCKETS, self.UTIL_BUCKET_SECONDS
         window_start = now - n * width
-        rows = (
-            m.Attempt.select(m.Attempt.agent_id, m.Attempt.started_at, m.Attempt.finished_at)
-            .where(
-                (m.Attempt.run == self.run_id)
-                & (m.Attempt.agent_id != "")
-                & (m.Attempt.finished_at.is_null() | (m.Attempt.finished_at > window_start))
-                & (m.Attempt.started_at < now)
-            )
-            .tuples()
-        )
+        rows = queries.agent_busy_spans(self.run_id, window_start, now)
         per_agent: dict[str, list[float]] = defaultdict(lambda: [0.0] * n)
         for agent_id, started, finished in rows:
             end = now if finished is None else min(finished, now)
@@ -557,20 +419,16 @@ class StoreView:
                 lo, hi = window_start + i * width, window_start + (i + 1) * width
                 buckets[i] += max(0.0, min(end, hi) - max(begin, lo)) / width
         result = {a: [min(v, 1.0) for v in b] for a, b in per_agent.items()}
-        slots = max(
-            m.Agent.select().where((m.Agent.run == self.run_id) & (m.Agent.state != "retired") & (m.Agent.role == "implementer")).count(),
-            1,
-        )
+        slots = max(queries.live_implementer_count(self.run_id), 1)
         pool = [min(sum(b[i] for b in result.values()) / slots, 1.0) for i in range(n)]
         return result, pool
 
     # -- for the screens --------------------------------------------------------------
-    def task(self, task_id: str) -> m.Task | None:
-        return m.Task.get_or_none((m.Task.run == self.run_id) & (m.Task.task_id == task_id))
+    def task(self, task_id: str) -> TaskRecord | None:
+        return queries.task_record(self.run_id, task_id)
 
     def dependencies(self, task_id: str) -> list[tuple[str, str]]:
-        deps = [d.depends_on for d in m.Dependency.select().where((m.Dependency.run == self.run_id) & (m.Dependency.task_id == task_id))]
-        return self._with_status(deps)
+        return self._with_status(queries.dependencies_of(self.run_id, task_id))
 
     def dependents(self, task_id: str, *, transitive: bool = False) -> list[tuple[str, str]]:
         """Tasks depending on ``task_id`` (directly, or all downstream), with their status."""
@@ -579,36 +437,24 @@ class StoreView:
         frontier = deque([task_id])
         while frontier:
             current = frontier.popleft()
-            for d in m.Dependency.select(m.Dependency.task_id).where(
-                (m.Dependency.run == self.run_id) & (m.Dependency.depends_on == current)
-            ).order_by(m.Dependency.task_id):
-                if d.task_id not in seen:
-                    seen.add(d.task_id)
-                    found.append(d.task_id)
+            for dependent in queries.direct_dependents(self.run_id, current):
+                if dependent not in seen:
+                    seen.add(dependent)
+                    found.append(dependent)
                     if transitive:
-                        frontier.append(d.task_id)
+                        frontier.append(dependent)
         return self._with_status(found)
 
     def _with_status(self, ids: Iterable[str]) -> list[tuple[str, str]]:
         ids = list(ids)
-        if not ids:
-            return []
-        status = dict(
-            m.Task.select(m.Task.task_id, m.Task.status)
-            .where((m.Task.run == self.run_id) & (m.Task.task_id.in_(ids)))
-            .tuples()
-        )
+        status = queries.task_statuses(self.run_id, ids)
         return [(i, status.get(i, "?")) for i in ids]
 
-    def attempts(self, task_id: str) -> list[m.Attempt]:
-        return list(
-            m.Attempt.select().where((m.Attempt.run == self.run_id) & (m.Attempt.task_id == task_id)).order_by(m.Attempt.number)
-        )
+    def attempts(self, task_id: str) -> list[AttemptRecord]:
+        return queries.task_attempts(self.run_id, task_id)
 
-    def integration_commit(self, task_id: str) -> m.IntegrationCommit | None:
-        return m.IntegrationCommit.get_or_none(
-            (m.IntegrationCommit.run == self.run_id) & (m.IntegrationCommit.task_id == task_id)
-        )
+    def integration_commit(self, task_id: str) -> IntegrationCommitRecord | None:
+        return queries.integration_commit(self.run_id, task_id)
 
     def rollback_conflicts(self, task_id: str) -> list[tuple[str, list[str]]]:
         """Later integrated (not reverted) tasks that touched the same files as ``task_id``."""
@@ -616,17 +462,8 @@ class StoreView:
         if mine is None:
             return []
         my_files = set(json.loads(mine.files_json or "[]"))
-        later = (
-            m.IntegrationCommit.select()
-            .where(
-                (m.IntegrationCommit.run == self.run_id)
-                & (m.IntegrationCommit.committed_at > mine.committed_at)
-                & m.IntegrationCommit.reverted_by.is_null()
-            )
-            .order_by(m.IntegrationCommit.committed_at)
-        )
         conflicts = []
-        for c in later:
+        for c in queries.live_integration_commits_after(self.run_id, mine.committed_at):
             shared = sorted(my_files & set(json.loads(c.files_json or "[]")))
             if shared:
                 conflicts.append((c.task_id, shared))
@@ -634,26 +471,18 @@ class StoreView:
 
     def last_control_result(self, task_id: str, command: str) -> str:
         """The result text of the latest rejected ``command`` about ``task_id``, if any."""
-        for c in (
-            m.Control.select()
-            .where((m.Control.run == self.run_id) & (m.Control.command == command) & (m.Control.status == "rejected"))
-            .order_by(m.Control.id.desc())
-            .limit(50)
-        ):
+        for c in queries.rejected_controls(self.run_id, command, limit=50):
             if json.loads(c.args_json or "{}").get("task_id") == task_id:
                 return c.result
         return ""
 
     def control_outcomes(self, control_ids: Iterable[int]) -> list[ControlOutcome]:
-        ids = list(control_ids)
-        if not ids:
-            return []
         return [
             ControlOutcome(c.id, c.command, json.loads(c.args_json or "{}"), c.status, c.result)
-            for c in m.Control.select().where(m.Control.id.in_(ids) & (m.Control.status != "pending"))
+            for c in queries.settled_controls(control_ids)
         ]
 
-    def log_tail(self, attempt: m.Attempt, run: RunInfo, limit: int = LOG_TAIL_BYTES) -> str:
+    def log_tail(self, attempt: AttemptRecord, run: RunInfo, limit: int = LOG_TAIL_BYTES) -> str:
         if not attempt.log_path:
             return ""
         path = Path(attempt.log_path)
@@ -685,8 +514,3 @@ def commit_diff(repo_path: str, sha: str, limit: int = DIFF_MAX_CHARS) -> str:
         text = text[:limit] + f"\n… (truncated, {len(text) - limit} more characters)"
     return text
 
-
-def pw_count():
-    import peewee as pw
-
-    return pw.fn.COUNT(m.Task.id)

@@ -16,9 +16,13 @@ import time
 from typing import Any, TextIO
 
 import anyio
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
-from hybrid_tui.store import models as m
+from hybrid_tui.store import queries
 from hybrid_tui.store.db import Store
+from hybrid_tui.store.records import EventRecord
 from hybrid_tui.vocabulary import TASK_STATUSES
 
 POLL_SECONDS = 0.2
@@ -26,12 +30,8 @@ STATUSES = TASK_STATUSES
 
 
 def status_counts(run_id: str) -> dict[str, int]:
-    import peewee as pw
-
     counts = {s: 0 for s in STATUSES}
-    query = m.Task.select(m.Task.status, pw.fn.COUNT(m.Task.id).alias("n")).where(m.Task.run == run_id).group_by(m.Task.status)
-    for row in query:
-        counts[row.status] = row.n
+    counts.update(queries.task_status_counts(run_id))
     return counts
 
 
@@ -42,19 +42,14 @@ class EventFeed:
         self.run_id = run_id
         self.last_seq = since_seq
 
-    def poll(self, limit: int = 1000) -> list[m.Event]:
-        rows = list(
-            m.Event.select()
-            .where((m.Event.run == self.run_id) & (m.Event.seq > self.last_seq))
-            .order_by(m.Event.seq)
-            .limit(limit)
-        )
+    def poll(self, limit: int = 1000) -> list[EventRecord]:
+        rows = queries.events_after(self.run_id, self.last_seq, limit)
         if rows:
             self.last_seq = rows[-1].seq
         return rows
 
 
-def event_dict(row: m.Event) -> dict[str, Any]:
+def event_dict(row: EventRecord) -> dict[str, Any]:
     out: dict[str, Any] = {"seq": row.seq, "ts": row.ts, "run": row.run_id, "kind": row.kind, "level": row.level}
     if row.task_id is not None:
         out["task"] = row.task_id
@@ -76,7 +71,7 @@ class JsonDisplay:
     def __init__(self, out: TextIO):
         self.out = out
 
-    def events(self, rows: list[m.Event], counts: dict[str, int]) -> None:
+    def events(self, rows: list[EventRecord], counts: dict[str, int]) -> None:
         for row in rows:
             self.out.write(json.dumps(event_dict(row), default=str, sort_keys=True) + "\n")
         self.out.flush()
@@ -91,7 +86,7 @@ class PlainDisplay:
     def __init__(self, out: TextIO):
         self.out = out
 
-    def events(self, rows: list[m.Event], counts: dict[str, int]) -> None:
+    def events(self, rows: list[EventRecord], counts: dict[str, int]) -> None:
         for row in rows:
             stamp = time.strftime("%H:%M:%S", time.localtime(row.ts))
             who = f" [{row.task_id}]" if row.task_id else ""
@@ -107,9 +102,6 @@ class PlainDisplay:
 
 class RichDisplay:
     def __init__(self, out: TextIO):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         self.console = Console(file=out)
         self.progress = Progress(
             TextColumn("[bold]tasks"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
@@ -118,9 +110,7 @@ class RichDisplay:
         self.bar = self.progress.add_task("", total=None)
         self.progress.start()
 
-    def events(self, rows: list[m.Event], counts: dict[str, int]) -> None:
-        from rich.text import Text
-
+    def events(self, rows: list[EventRecord], counts: dict[str, int]) -> None:
         for row in rows:
             if row.level in ("warning", "error") or row.kind.startswith(("run.", "attempt.succeeded")):
                 style = {"warning": "yellow", "error": "red"}.get(row.level, "")
@@ -155,9 +145,7 @@ def make_display(json_mode: bool, out: TextIO | None = None):
 
 
 def last_event_seq(run_id: str) -> int:
-    import peewee as pw
-
-    return int(m.Event.select(pw.fn.COALESCE(pw.fn.MAX(m.Event.seq), 0)).where(m.Event.run == run_id).scalar() or 0)
+    return queries.last_event_seq(run_id)
 
 
 async def drive_headless(store: Store, run_id: str, coordinator: Any, display: Any, since_seq: int = 0) -> int:

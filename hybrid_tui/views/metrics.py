@@ -17,15 +17,15 @@ import json
 import threading
 from typing import Iterator
 
-import peewee as pw
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from hybrid_tui.store import models as m
+from hybrid_tui.store import queries
+from hybrid_tui.vocabulary import TASK_STATUSES
 
-TASK_STATES = ("pending", "ready", "running", "validating", "integrating", "retry_wait",
-               "done", "failed", "blocked", "cancelled", "rolled_back")
+TASK_STATES = TASK_STATUSES
 AGENT_STATES = ("idle", "busy", "draining", "retired")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -49,32 +49,27 @@ class _LatencyTracker:
 
     def _load_deps(self) -> None:
         self.deps = {}
-        for row in m.Dependency.select(m.Dependency.task_id, m.Dependency.depends_on).where(m.Dependency.run == self.run_id):
-            self.deps.setdefault(row.task_id, []).append(row.depends_on)
+        for task_id, depends_on in queries.dependency_pairs(self.run_id):
+            self.deps.setdefault(task_id, []).append(depends_on)
 
     def update(self) -> None:
-        rows = list(
-            m.Event.select(m.Event.seq, m.Event.ts, m.Event.task_id, m.Event.data_json)
-            .where((m.Event.run == self.run_id) & (m.Event.seq > self.last_seq) & (m.Event.kind == "task.status"))
-            .order_by(m.Event.seq)
-        )
+        rows = queries.status_events_after(self.run_id, self.last_seq)
         if not rows:
             return
-        self.last_seq = rows[-1].seq
+        self.last_seq = rows[-1][0]
         self._load_deps()
-        for row in rows:
+        for _seq, ts, task, data_json in rows:
             try:
-                new = json.loads(row.data_json or "{}").get("new")
+                new = json.loads(data_json or "{}").get("new")
             except ValueError:
                 continue
-            task = row.task_id
             if new == "done":
-                self.done_at[task] = row.ts
+                self.done_at[task] = ts
             elif new == "running" and task not in self.dispatched:
                 self.dispatched.add(task)
                 deps = self.deps.get(task, [])
                 if deps and all(d in self.done_at for d in deps):
-                    self.child.observe(max(0.0, row.ts - max(self.done_at[d] for d in deps)))
+                    self.child.observe(max(0.0, ts - max(self.done_at[d] for d in deps)))
                     self.observed += 1
 
 
@@ -87,21 +82,15 @@ class StoreCollector(Collector):
         self._lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
-        db = m.database_proxy.obj
-        opened = db.is_closed()  # per thread: the HTTP server's threads open their own connection
-        if opened:
-            db.connect()
-        try:
-            with self._lock, db.atomic():  # one read snapshot for every value of this scrape
-                families = list(self._families())
-        finally:
-            if opened:
-                db.close()
+        # One read snapshot for every value of this scrape (the HTTP server's threads open
+        # their own connection).
+        with self._lock, queries.read_snapshot_on_this_thread():
+            families = list(self._families())
         yield from families
 
     def _families(self) -> Iterator[Metric]:
         run_id = self.run_id
-        run = m.Run.get_or_none(m.Run.id == run_id)
+        run = queries.find_run(run_id)
         if run is None:
             return
         info = GaugeMetricFamily("hybrid_run_info", "The run (value 1), with its mission, status and backend.",
@@ -114,9 +103,7 @@ class StoreCollector(Collector):
         yield paused
 
         counts = dict.fromkeys(TASK_STATES, 0)
-        for status, n in (m.Task.select(m.Task.status, pw.fn.COUNT(m.Task.id)).where(m.Task.run == run_id)
-                          .group_by(m.Task.status).tuples()):
-            counts[status] = n
+        counts.update(queries.task_status_counts(run_id))
         tasks = GaugeMetricFamily("hybrid_tasks", "Tasks by state.", labels=["run", "state"])
         for state, n in counts.items():
             tasks.add_metric([run_id, state], n)
@@ -128,13 +115,7 @@ class StoreCollector(Collector):
         attempts = CounterMetricFamily("hybrid_attempts", "Attempts by phase, outcome and failure type.",
                                        labels=["run", "phase", "outcome", "failure_type"])
         spend_by_phase: dict[str, float] = {}
-        for phase, outcome, failure, n, cost in (
-            m.Attempt.select(m.Attempt.phase, m.Attempt.outcome, m.Attempt.failure_type, pw.fn.COUNT(m.Attempt.id),
-                             pw.fn.COALESCE(pw.fn.SUM(m.Attempt.cost_usd), 0))
-            .where(m.Attempt.run == run_id)
-            .group_by(m.Attempt.phase, m.Attempt.outcome, m.Attempt.failure_type)
-            .tuples()
-        ):
+        for phase, outcome, failure, n, cost in queries.attempt_outcome_groups(run_id):
             attempts.add_metric([run_id, phase, outcome, failure or ""], n)
             spend_by_phase[phase] = spend_by_phase.get(phase, 0.0) + float(cost or 0.0)
         yield attempts
@@ -152,7 +133,7 @@ class StoreCollector(Collector):
         busy = GaugeMetricFamily("hybrid_agent_busy", "1 while an agent works on a task.", labels=["run", "agent", "role"])
         busy_seconds = CounterMetricFamily("hybrid_agent_busy_seconds", "Seconds an agent spent on tasks.",
                                            labels=["run", "agent"])
-        for agent in m.Agent.select().where(m.Agent.run == run_id).order_by(m.Agent.agent_id):
+        for agent in queries.agent_records(run_id):
             agent_counts[agent.state] = agent_counts.get(agent.state, 0) + 1
             if agent.state != "retired":
                 busy.add_metric([run_id, agent.agent_id, agent.role], 1 if agent.state == "busy" else 0)
@@ -177,8 +158,7 @@ class StoreCollector(Collector):
         yield from self._resources(run_id)
 
     def _resources(self, run_id: str) -> Iterator[Metric]:
-        sample = (m.ResourceSample.select().where(m.ResourceSample.run == run_id)
-                  .order_by(m.ResourceSample.ts.desc(), m.ResourceSample.id.desc()).first())
+        sample = queries.latest_resource_sample(run_id)
         if sample is None:
             return
         for name, text, value in (
@@ -222,8 +202,6 @@ class MetricsServer:
     """``/metrics`` of one run on ``host:port`` (a daemon thread); ``close()`` stops it."""
 
     def __init__(self, run_id: str, port: int, host: str = "127.0.0.1"):
-        from prometheus_client import start_http_server
-
         self.run_id = run_id
         self.registry = make_registry(run_id)
         try:
@@ -258,8 +236,6 @@ def start_metrics(run_id: str, port: int | None, host: str = "127.0.0.1") -> Met
 
 def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Exposition text -> {(sample name, sorted labels): value} (for tests and tools)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

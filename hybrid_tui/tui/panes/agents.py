@@ -7,7 +7,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Sparkline, Static
 
-from hybrid_tui.tui.data import AgentRow, RunInfo, inert
+from hybrid_tui.store.records import AgentRow
+from hybrid_tui.tui.data import RunInfo, inert
 from hybrid_tui.tui.panes.style import spark, status_text
 
 COLUMNS = ("agent", "state", "task", "done", "util")

@@ -8,7 +8,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import RichLog
 
-from hybrid_tui.store import models as m
+from hybrid_tui.store.records import EventRecord
 from hybrid_tui.tui.data import inert
 from hybrid_tui.tui.panes.style import theme_color
 
@@ -23,7 +23,7 @@ class EventLog(RichLog):
         self.border_title = "Events"
         self.count = 0
 
-    def add(self, events: list[m.Event]) -> None:
+    def add(self, events: list[EventRecord]) -> None:
         app = self.app
         for e in events:
             line = Text(no_wrap=True, overflow="ellipsis")

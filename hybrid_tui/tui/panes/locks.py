@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from hybrid_tui.tui.data import LockRow, human_duration, inert
+from hybrid_tui.store.records import LockRow
+from hybrid_tui.tui.data import human_duration, inert
 
 COLUMNS = ("path", "task", "held", "expires")
 

@@ -6,7 +6,8 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
-from hybrid_tui.tui.data import RunInfo, Sample, human_bytes, human_duration, inert
+from hybrid_tui.store.records import ResourceSampleRecord
+from hybrid_tui.tui.data import RunInfo, human_bytes, human_duration, inert
 from hybrid_tui.tui.panes.style import bar, spark, theme_color
 
 
@@ -18,11 +19,11 @@ class ResourceGauges(Static):
     def __init__(self, clock, **kwargs):
         super().__init__("", **kwargs)
         self.clock = clock
-        self.samples: list[Sample] = []
+        self.samples: list[ResourceSampleRecord] = []
         self.run: RunInfo | None = None
         self.border_title = "Resources"
 
-    def show(self, run: RunInfo, samples: list[Sample] | None) -> None:
+    def show(self, run: RunInfo, samples: list[ResourceSampleRecord] | None) -> None:
         self.run = run
         if samples is not None:
             self.samples = samples

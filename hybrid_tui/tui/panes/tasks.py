@@ -20,7 +20,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowDoesNotExist, RowKey
 
-from hybrid_tui.tui.data import TaskRow, coarse_age, inert
+from hybrid_tui.store.records import TaskRow
+from hybrid_tui.tui.data import coarse_age, inert
 from hybrid_tui.tui.fast_table import TaskTable
 from hybrid_tui.tui.panes.style import is_compact, status_text
 from hybrid_tui.vocabulary import IN_FLIGHT_STATUSES

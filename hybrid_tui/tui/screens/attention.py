@@ -14,7 +14,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.widgets.data_table import CellDoesNotExist
 
-from hybrid_tui.tui.data import TaskRow, inert
+from hybrid_tui.store.records import TaskRow
+from hybrid_tui.tui.data import inert
 from hybrid_tui.tui.panes.style import status_text
 
 

@@ -192,9 +192,8 @@ async def _settle(c: Any, gate: GatedImplementer, finished: anyio.Event) -> None
             version, turns = current, c.monitor.turns
         quiet = (
             c.monitor.turns >= turns + 2
-            and c._integrating == 0
+            and c.is_quiet()
             and all(task_id in gate.waiting for task_id in c.running)
-            and (c.scheduler is None or len([a for a in c.agents if a not in c._draining]) == c._pool_target())
         )
         stable = stable + 1 if quiet else 0
         if stable >= 3:

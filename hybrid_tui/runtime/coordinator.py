@@ -434,6 +434,14 @@ class Coordinator:
                 self._persist(self.scheduler.add_agent(agent_id, now, self.backend_name), now)
         return True
 
+    def is_quiet(self) -> bool:
+        """Nothing queued for integration and the pool at its target (no agent being added or
+        draining): what a driver stepping the run by hand (the demo capture) waits for."""
+        if self._integrating:
+            return False
+        live = [a for a in self.agents if a not in self._draining]
+        return self.scheduler is None or len(live) == self._pool_target()
+
     def _pool_target(self) -> int:
         target = self.scheduler.pool_target
         if target is None:

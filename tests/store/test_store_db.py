@@ -46,6 +46,12 @@ def test_sqlite_store_uses_wal_normal_sync_busy_timeout_and_foreign_keys(db_path
     store.close()
 
 
+def test_sqlite_page_cache_is_64_mb_so_a_large_runs_task_pages_stay_cached(db_path: Path) -> None:
+    # 16 MB let a 50,000-task run re-read task-table pages from the OS at nearly every update.
+    store = open_store(db_path)
+    assert store.db.pragma("cache_size") == -64_000  # negative: KiB
+    store.close()
+
 def test_write_bumps_the_run_version_once_per_transaction(db_path: Path) -> None:
     store = open_store(db_path)
     add_run(store)

@@ -69,7 +69,7 @@ from hybrid_tui.runtime.record import Recorder
 from hybrid_tui.runtime.recovery import interrupt_running, pause_for_disk_full, pause_stopped_run, recover
 from hybrid_tui.runtime.runlock import RunLock
 from hybrid_tui.runtime.task_state import apply_changes
-from hybrid_tui.vocabulary import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
+from hybrid_tui.vocabulary import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, UNSUCCESSFUL_STATUSES
 
 __all__ = ["Coordinator", "SettleError", "make_backend"]
 
@@ -311,7 +311,7 @@ class Coordinator:
             self._dispatch(now)
 
     def _final_code(self) -> int:
-        bad = engine_reads.count_tasks_in(self.run_id, ["failed", "blocked", "cancelled"])
+        bad = engine_reads.count_tasks_in(self.run_id, UNSUCCESSFUL_STATUSES)
         return EXIT_FAILED if bad else EXIT_OK
 
     def _paused(self) -> bool:

@@ -28,12 +28,12 @@ from hybrid_tui.core.changes import (
 )
 from hybrid_tui.store import writes
 from hybrid_tui.runtime.context import RunContext, Transaction
-from hybrid_tui.vocabulary import IN_FLIGHT_STATUSES, TERMINAL_STATUSES
+from hybrid_tui.vocabulary import IN_FLIGHT_STATUSES, QUEUED_STATUSES, TERMINAL_STATUSES, UNSUCCESSFUL_STATUSES
 
-ATTENTION = {"failed", "blocked", "cancelled"}
-_QUEUED_OR_RUNNING = frozenset(("pending", "ready", "retry_wait", "running"))
+ATTENTION = UNSUCCESSFUL_STATUSES  # a task that ends in one of these needs the operator
+_QUEUED_OR_RUNNING = QUEUED_STATUSES | {"running"}  # the score the queue ordered it by is shown
 _CLEARS_ATTENTION = frozenset(("ready", "pending", "running", "done"))
-_FREES_AGENT = frozenset(("ready", "pending", "retry_wait"))
+_FREES_AGENT = QUEUED_STATUSES
 
 
 class UnknownChange(TypeError):

@@ -367,7 +367,7 @@ def _check_graph(entries: list[_SisEntry], known_task_ids: Iterable[str] = ()) -
             if task.task_id not in position:
                 position[task.task_id] = (entry.source, i)
                 graph[task.task_id] = [d for d in task.dependencies if d in all_ids]
-    for cycle in _find_cycles(graph):
+    for cycle in find_cycles(graph):
         start = cycle[0]
         source, index = position[start]
         task = _task_at(entries, source, index)
@@ -384,7 +384,7 @@ def _task_at(entries: list[_SisEntry], source: str, index: int) -> SisTask:
     raise KeyError(source)  # pragma: no cover - positions come from entries
 
 
-def _find_cycles(graph: dict[str, list[str]]) -> list[list[str]]:
+def find_cycles(graph: dict[str, list[str]]) -> list[list[str]]:
     """One cycle per strongly connected component that has one, each starting at its
     member that comes first in ``graph`` order (file order), following dependency edges."""
     order = {node: n for n, node in enumerate(graph)}

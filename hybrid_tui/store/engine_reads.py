@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import peewee as pw
 
@@ -22,8 +22,8 @@ def run_pool_target(run_id: str) -> int:
     return m.Run.get_by_id(run_id).pool_target
 
 
-def count_tasks_in(run_id: str, statuses: list[str]) -> int:
-    return m.Task.select().where((m.Task.run == run_id) & m.Task.status.in_(statuses)).count()
+def count_tasks_in(run_id: str, statuses: Iterable[str]) -> int:
+    return m.Task.select().where((m.Task.run == run_id) & m.Task.status.in_(list(statuses))).count()
 
 
 # ---------------------------------------------------------------------------- start-up load

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 
 from hybrid_tui.core.changes import TaskTransition
-from hybrid_tui.store import engine_reads, writes
+from hybrid_tui.store import queries, writes
 from hybrid_tui.runtime.context import RunContext
 from hybrid_tui.runtime.faults import crash_point
 from hybrid_tui.runtime.task_state import apply_changes, write_changes
@@ -106,12 +106,12 @@ async def rollback(ctx: RunContext, task_id: str, now: float) -> tuple[bool, str
     """Revert one task's commit, refused when a later integrated task touched the same files."""
     if ctx.repo is None:
         return False, "rollback needs git (this run has --no-git)"
-    row = engine_reads.integration_commit(ctx.run_id, task_id)
+    row = queries.integration_commit(ctx.run_id, task_id)
     if row is None or row.reverted_by:
         what = "was already rolled back" if row is not None else "has no integrated commit"
         return _refuse(ctx, task_id, f"task {task_id} {what}")
     files = set(row.files)
-    later_rows = engine_reads.live_commits_since(ctx.run_id, row)
+    later_rows = queries.live_commits_since(ctx.run_id, row)
     blockers = sorted({(r.task_id, p) for r in later_rows for p in r.files if p in files})
     if blockers:
         names = sorted({t for t, _ in blockers})

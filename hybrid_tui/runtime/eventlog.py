@@ -22,7 +22,8 @@ from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable
 
-from hybrid_tui.store import engine_reads
+from hybrid_tui.store import engine_reads, queries
+from hybrid_tui.store.records import EventRecord
 from hybrid_tui.store.db import EVENT_DATA_ENCODER
 from hybrid_tui.vocabulary import Redactor, escaped_secrets, may_hold_secret_name, may_hold_secret_value
 
@@ -72,8 +73,8 @@ def event_line(
     return line
 
 
-def line_from_row(row: Any) -> dict[str, Any]:
-    """The line of a stored Event row."""
+def line_from_row(row: EventRecord) -> dict[str, Any]:
+    """The line of a stored event."""
     try:
         fields = json.loads(row.data_json or "{}")
     except ValueError:
@@ -304,7 +305,7 @@ class EventJsonlWriter:
     def _catch_up(self) -> None:
         """Events of this run the file does not have yet (committed in the store)."""
         try:
-            rows = engine_reads.events_after(self.run_id, self.last_seq)
+            rows = queries.events_after(self.run_id, self.last_seq)
         except Exception:  # no store bound (a writer used on its own): nothing to catch up
             return
         for row in rows:

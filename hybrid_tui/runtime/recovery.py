@@ -25,7 +25,7 @@ from typing import Any
 
 import anyio
 
-from hybrid_tui.store import engine_reads, writes
+from hybrid_tui.store import engine_reads, queries, writes
 from hybrid_tui.workspace.changes import remove_stale_index_lock
 from hybrid_tui.workspace.validation import kill_orphaned_checks
 from hybrid_tui.runtime import task_state
@@ -91,7 +91,7 @@ def reconcile(ctx: RunContext, integrated: Any) -> list[str]:
             status = engine_reads.task_status(ctx.run_id, task_id)
             if status is None:
                 continue
-            row = engine_reads.integration_commit(ctx.run_id, task_id)
+            row = queries.integration_commit(ctx.run_id, task_id)
             if row is None:
                 if files is None and ctx.repo is not None:
                     files = ctx.repo.changed_files(sha)
@@ -112,7 +112,7 @@ def reconcile_rollbacks(ctx: RunContext, reverted: dict[str, str]) -> list[str]:
     changed: list[str] = []
     with ctx.transaction() as txn:
         for task_id, revert_sha in reverted.items():
-            row = engine_reads.integration_commit(ctx.run_id, task_id)
+            row = queries.integration_commit(ctx.run_id, task_id)
             if row is None or row.reverted_by:
                 continue
             writes.mark_commit_reverted(row.id, revert_sha)

@@ -3,7 +3,8 @@ the start-up load of a run (specs, the scheduler's saved state), crash recovery,
 rollback checks and the counts the loop needs.
 
 Room: store. Written with peewee's query builder (the same code runs on PostgreSQL).
-The console's and the commands' reads live in ``store/queries.py``; these are the engine's.
+Reads the engine shares with the console (a commit and the commits after it, events after a
+number) live in ``store/queries.py``; these are the engine's own.
 """
 
 from __future__ import annotations
@@ -95,41 +96,6 @@ def task_status(run_id: str, task_id: str) -> str | None:
     return m.Task.select(m.Task.status).where((m.Task.run == run_id) & (m.Task.task_id == task_id)).scalar()
 
 
-class IntegrationCommitRow(NamedTuple):
-    id: int
-    task_id: str
-    sha: str
-    files: list[str]
-    committed_at: float
-    reverted_by: str | None
-
-
-def _commit_row(row: Any) -> IntegrationCommitRow:
-    return IntegrationCommitRow(row.id, row.task_id, row.sha, json.loads(row.files_json or "[]"), row.committed_at,
-                                row.reverted_by)
-
-
-def integration_commit(run_id: str, task_id: str) -> IntegrationCommitRow | None:
-    """The commit a task landed on the mission branch, if any."""
-    row = m.IntegrationCommit.get_or_none((m.IntegrationCommit.run == run_id) & (m.IntegrationCommit.task_id == task_id))
-    return _commit_row(row) if row is not None else None
-
-
-def live_commits_since(run_id: str, commit: IntegrationCommitRow) -> list[IntegrationCommitRow]:
-    """The other commits, not reverted, landed at or after ``commit``, oldest first."""
-    rows = (
-        m.IntegrationCommit.select()
-        .where(
-            (m.IntegrationCommit.run == run_id)
-            & (m.IntegrationCommit.id != commit.id)
-            & (m.IntegrationCommit.committed_at >= commit.committed_at)
-            & (m.IntegrationCommit.reverted_by.is_null())
-        )
-        .order_by(m.IntegrationCommit.committed_at)
-    )
-    return [_commit_row(row) for row in rows]
-
-
 def pending_rollback_controls(run_id: str) -> list[tuple[int, dict[str, Any]]]:
     """(control id, arguments) of the run's rollback commands not applied yet."""
     rows = (m.Control.select(m.Control.id, m.Control.args_json)
@@ -162,11 +128,6 @@ def task_ids(run_id: str) -> set[str]:
 
 
 # ---------------------------------------------------------------------------- events
-def events_after(run_id: str, seq: int) -> list[Any]:
-    """The run's Event rows after ``seq``, in order (``events.jsonl`` catching up)."""
-    return list(m.Event.select().where((m.Event.run == run_id) & (m.Event.seq > seq)).order_by(m.Event.seq))
-
-
 def event_kinds(run_id: str, seqs: list[int]) -> dict[int, str]:
     """seq -> kind of those of the run's events that exist."""
     rows = m.Event.select(m.Event.seq, m.Event.kind).where((m.Event.run == run_id) & (m.Event.seq.in_(seqs))).tuples()

@@ -349,13 +349,16 @@ def integration_commit(run_id: str, task_id: str) -> IntegrationCommitRecord | N
     return _first(IntegrationCommitRecord, query)
 
 
-def live_integration_commits_after(run_id: str, committed_at: float) -> list[IntegrationCommitRecord]:
-    """Integration commits made after ``committed_at`` and not reverted, oldest first."""
+def live_commits_since(run_id: str, commit: IntegrationCommitRecord) -> list[IntegrationCommitRecord]:
+    """The other commits, not reverted, landed at or after ``commit``, oldest first: what a
+    rollback of ``commit`` reverts around (the coordinator's check and the console's preview
+    of it read the same rows)."""
     query = (
         _select(IntegrationCommitRecord, m.IntegrationCommit)
         .where(
             (m.IntegrationCommit.run == run_id)
-            & (m.IntegrationCommit.committed_at > committed_at)
+            & (m.IntegrationCommit.id != commit.id)
+            & (m.IntegrationCommit.committed_at >= commit.committed_at)
             & m.IntegrationCommit.reverted_by.is_null()
         )
         .order_by(m.IntegrationCommit.committed_at)
@@ -366,15 +369,14 @@ def live_integration_commits_after(run_id: str, committed_at: float) -> list[Int
 # ------------------------------------------------------------------ events
 
 
-def events_after(run_id: str, after_seq: int, limit: int) -> list[EventRecord]:
-    """Up to ``limit`` events after ``after_seq``, in order."""
+def events_after(run_id: str, after_seq: int, limit: int | None = None) -> list[EventRecord]:
+    """The events after ``after_seq`` (at most ``limit``), in order."""
     query = (
         _select(EventRecord, m.Event)
         .where((m.Event.run == run_id) & (m.Event.seq > after_seq))
         .order_by(m.Event.seq)
-        .limit(limit)
     )
-    return _records(EventRecord, query)
+    return _records(EventRecord, query if limit is None else query.limit(limit))
 
 
 def latest_events(run_id: str, limit: int) -> list[EventRecord]:

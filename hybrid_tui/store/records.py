@@ -8,6 +8,7 @@ Named tuples because a console tick may build 10,000 of them.
 
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
 
 
@@ -158,11 +159,17 @@ class LockRow(NamedTuple):
 
 
 class IntegrationCommitRecord(NamedTuple):
+    id: int
     task_id: str
     sha: str
     files_json: str
     committed_at: float
     reverted_by: str | None
+
+    @property
+    def files(self) -> list[str]:
+        """The repository paths the commit changed."""
+        return json.loads(self.files_json or "[]")
 
 
 class EventRecord(NamedTuple):

@@ -10,7 +10,6 @@ worker; without one it attaches to a run driven by another process.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Callable, Iterable
 
@@ -331,7 +330,7 @@ class HybridApp(App[int]):
         subject = _commit_subject(self.run_info.repo_path if self.run_info else "", commit.sha)
         if subject:
             body.append(f"  {inert(subject)}\n")
-        files = json.loads(commit.files_json or "[]")
+        files = commit.files
         if files:
             body.append("files: " + ", ".join(inert(f) for f in files) + "\n")
         if commit.reverted_by:

@@ -461,10 +461,10 @@ class StoreView:
         mine = self.integration_commit(task_id)
         if mine is None:
             return []
-        my_files = set(json.loads(mine.files_json or "[]"))
+        my_files = set(mine.files)
         conflicts = []
-        for c in queries.live_integration_commits_after(self.run_id, mine.committed_at):
-            shared = sorted(my_files & set(json.loads(c.files_json or "[]")))
+        for c in queries.live_commits_since(self.run_id, mine):
+            shared = sorted(my_files & set(c.files))
             if shared:
                 conflicts.append((c.task_id, shared))
         return conflicts

@@ -26,7 +26,7 @@ from typing import Any
 import anyio
 
 from hybrid_tui.store import engine_reads, queries, writes
-from hybrid_tui.workspace.changes import remove_stale_index_lock
+from hybrid_tui.workspace.tree import remove_stale_index_lock
 from hybrid_tui.workspace.validation import kill_orphaned_checks
 from hybrid_tui.runtime import task_state
 from hybrid_tui.runtime.context import RunContext
@@ -95,7 +95,7 @@ def reconcile(ctx: RunContext, integrated: Any) -> list[str]:
             if row is None:
                 if files is None and ctx.repo is not None:
                     files = ctx.repo.changed_files(sha)
-                writes.add_integration_commit(ctx.run_id, task_id, sha, files or [], now)
+                writes.record_integration_commit(ctx.run_id, task_id, sha, files or [], now)
             if row is not None and row.reverted_by:
                 continue  # rolled back: its trailer stays on the branch, under the revert
             if status not in ("done", "rolled_back"):

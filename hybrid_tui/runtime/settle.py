@@ -15,7 +15,7 @@ from typing import Any
 
 from hybrid_tui.spec.models import IntentOp, Usage
 from hybrid_tui.store import writes
-from hybrid_tui.workspace.changes import worktree_operations
+from hybrid_tui.workspace.tree import worktree_operations
 from hybrid_tui.runtime import record
 from hybrid_tui.runtime.context import RunContext, RunningAttempt
 from hybrid_tui.runtime.task_state import write_changes

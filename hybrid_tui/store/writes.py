@@ -158,15 +158,10 @@ def register_agents(store: Store, run_id: str, worktrees: dict[str, str], *, bac
 
 # ---------------------------------------------------------------------------- integration
 def record_integration_commit(run_id: str, task_id: str, sha: str, files: list[str], now: float) -> None:
-    """The commit a task landed on the mission branch (replaces an earlier row of the task)."""
+    """The commit a task landed on the mission branch (replaces an earlier row of the task);
+    also what recovery writes for an integration it found on the branch."""
     m.IntegrationCommit.insert(run=run_id, task_id=task_id, sha=sha, files_json=json.dumps(files),
                                committed_at=now).on_conflict_replace().execute()
-
-
-def add_integration_commit(run_id: str, task_id: str, sha: str, files: list[str], now: float) -> None:
-    """An integration found on the branch the store did not know (recovery)."""
-    m.IntegrationCommit.create(run=run_id, task_id=task_id, sha=sha, files_json=json.dumps(files),
-                               committed_at=now)
 
 
 def mark_commit_reverted(commit_row_id: int, revert_sha: str) -> None:

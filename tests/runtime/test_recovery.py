@@ -112,7 +112,7 @@ def test_crash_between_commit_and_store_update_is_reconciled(tmp_path: Path):
 
 
 def test_stale_index_lock_in_a_worktree_is_cleared_on_resume(tmp_path: Path):
-    from hybrid_tui.workspace.changes import remove_stale_index_lock
+    from hybrid_tui.workspace.tree import remove_stale_index_lock
 
     repo = tmp_path / "repo"
     repo.mkdir()

@@ -11,7 +11,8 @@ import sys
 
 from hybrid_tui.runtime.runlock import RunLocked
 from hybrid_tui.store.db import Store
-from hybrid_tui.views.headless import last_event_seq, run_headless
+from hybrid_tui.store.queries import last_event_seq
+from hybrid_tui.views.headless import run_headless
 from hybrid_tui.vocabulary import EXIT_BAD_INPUT
 
 

@@ -27,9 +27,9 @@ from hybrid_tui.vocabulary import FINISHED_STATUSES, TERMINAL_STATUSES
 
 PHASES = ("planning", "implementing", "retry")
 DEFAULT_ALERTS = (0.5, 0.75, 0.9, 1.0)
-# Tasks that will not cost anything more (unless an operator retries them).
+# Tasks that will not cost anything more (unless an operator retries them). The tasks whose
+# spend tells how far the SIS estimates are off are FINISHED_STATUSES.
 SETTLED_STATUSES = TERMINAL_STATUSES
-# Tasks whose spend tells how far the SIS estimates are off: FINISHED_STATUSES.
 
 
 class AttemptLike(Protocol):

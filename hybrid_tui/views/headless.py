@@ -144,10 +144,6 @@ def make_display(json_mode: bool, out: TextIO | None = None):
     return PlainDisplay(out)
 
 
-def last_event_seq(run_id: str) -> int:
-    return queries.last_event_seq(run_id)
-
-
 async def drive_headless(store: Store, run_id: str, coordinator: Any, display: Any, since_seq: int = 0) -> int:
     """Run the coordinator and the display until the run ends; SIGINT/SIGTERM stop it (exit 3).
 

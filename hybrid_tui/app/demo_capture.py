@@ -33,10 +33,10 @@ from hybrid_tui.agents.base import ImplementRequest, ImplementResult
 from hybrid_tui.agents.replay import ReplayImplementer
 from hybrid_tui.app.demo_mission import demo_mission_path
 from hybrid_tui.app.launch import start_run
-from hybrid_tui.store import queries
+from hybrid_tui.store import queries, writes
 from hybrid_tui.store.db import open_store
 from hybrid_tui.store.records import TaskRecord
-from hybrid_tui.store.runs import add_resource_sample, copy_sqlite_store, move_run_start
+from hybrid_tui.store.runs import copy_sqlite_store, move_run_start
 from hybrid_tui.tui.app import HybridApp
 
 RUN_ID = "demo-web-18"
@@ -113,11 +113,12 @@ class FixedGauges:
             return
         self._last = now
         k = int((now - START) // STEP_SECONDS)
-        add_resource_sample(
-            self.c.store, self.c.run_id, ts=now, cpu_percent=35 + (k * 7) % 40, memory_percent=48 + (k * 3) % 12,
-            disk_percent=61.0, disk_free_bytes=84 * 1024**3, repo_disk_percent=61.0,
-            coordinator_rss_bytes=(88 + k % 9) * 1024**2, open_files=40 + k % 5, tasks_json="{}",
-        )
+        with self.c.store.write(self.c.run_id):
+            writes.add_resource_sample(self.c.run_id, now, dict(
+                cpu_percent=35 + (k * 7) % 40, memory_percent=48 + (k * 3) % 12, disk_percent=61.0,
+                disk_free_bytes=84 * 1024**3, repo_disk_percent=61.0, coordinator_rss_bytes=(88 + k % 9) * 1024**2,
+                open_files=40 + k % 5, tasks_json="{}",
+            ))
 
     def close(self) -> None:
         pass

@@ -5,9 +5,10 @@ The shell (runtime or simulator) applies them in order (store rows, events, agen
 cancellation) and may show them. They are small frozen values.
 
 The set is closed: :data:`Change` is the union of every record class and
-:data:`CHANGE_TYPES` the same classes as a tuple. A shell handles each of them (an
-exhaustive ``match`` on the class) and raises on anything else; adding a record class
-here means adding its case to every shell.
+:data:`CHANGE_TYPES` the same classes as a tuple. The runtime stores each of them (an
+exhaustive ``match`` in ``runtime/task_state.py``) and raises on anything else, so adding
+a record class here means adding its case there; the ``estimate`` simulator reads only the
+records that change its virtual run.
 """
 
 from __future__ import annotations

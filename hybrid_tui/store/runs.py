@@ -306,18 +306,6 @@ def move_run_start(store: Store, run_id: str, ts: float) -> None:
         m.Event.update(ts=ts).where(m.Event.run == run_id).execute()
 
 
-def add_resource_sample(store: Store, run_id: str, *, ts: float, cpu_percent: float, memory_percent: float,
-                        disk_percent: float, disk_free_bytes: int, repo_disk_percent: float,
-                        coordinator_rss_bytes: int, open_files: int, tasks_json: str = "{}") -> None:
-    """One resource sample of the run, in a write transaction of its own."""
-    with store.write(run_id):
-        m.ResourceSample.create(
-            run=run_id, ts=ts, cpu_percent=cpu_percent, memory_percent=memory_percent, disk_percent=disk_percent,
-            disk_free_bytes=disk_free_bytes, repo_disk_percent=repo_disk_percent,
-            coordinator_rss_bytes=coordinator_rss_bytes, open_files=open_files, tasks_json=tasks_json,
-        )
-
-
 def copy_sqlite_store(source: str | Path, target: str | Path) -> None:
     """A consistent copy of the SQLite store ``source`` at ``target`` (SQLite's online
     backup, safe while a coordinator writes ``source``)."""

@@ -18,6 +18,7 @@ from hybrid_tui.core import CHANGE_TYPES, Change, Scheduler
 
 from .helpers import CALLS_RETURNING_CHANGES
 
+
 def _checking(name: str, call: Callable[..., Any], emitted: list[Change]) -> Callable[..., Any]:
     @functools.wraps(call)
     def checked(*args: Any, **kwargs: Any) -> Any:

@@ -223,6 +223,8 @@ def default_retry_rules() -> dict[str, RetryRule]:
         "budget_exhausted": RetryRule(max_retries=0, backoff="immediate", action="attention"),
         "resource_exhausted": RetryRule(max_retries=1, backoff="exponential", base_seconds=5, action="requeue"),
         "interrupted": RetryRule(max_retries=3, backoff="immediate", action="requeue"),
+        # Refused credentials fail every attempt the same way: ask the operator, do not retry.
+        "auth_error": RetryRule(max_retries=0, backoff="immediate", action="attention"),
     }
 
 

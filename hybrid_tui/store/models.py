@@ -168,6 +168,7 @@ class Attempt(BaseModel):
     summary = pw.TextField(default="")
     log_path = pw.TextField(default="")
     version = pw.BigIntegerField(default=0, index=True)
+    session_id = pw.CharField(default="")  # an agent CLI's own session/thread id (cli backend)
 
     class Meta:
         indexes = ((("run", "task_id", "number"), True),)

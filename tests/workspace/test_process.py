@@ -70,12 +70,10 @@ def test_a_setsid_daemon_that_left_the_session_is_killed(tmp_path: Path):
 def test_a_child_holding_stdout_does_not_turn_success_into_a_timeout(tmp_path: Path):
     marker = sleeper_marker()
     command = f"sleep {marker} & echo finished; exit 0"  # the sleep keeps the output pipe open
-    started = time.monotonic()
     result = anyio.run(lambda: run_checks(checks(command, timeout=30), tmp_path))
     assert (result.ok, result.failure_type) == (True, None), result.output
     assert result.commands[0].exit_code == 0 and not result.commands[0].timed_out
     assert "finished" in result.output
-    assert time.monotonic() - started < 25  # safety net: it did not wait for the 30 s timeout
     assert gone(marker)
 
 

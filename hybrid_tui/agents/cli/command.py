@@ -23,6 +23,7 @@ command's stdin), ``{worktree}``, ``{task_id}``, ``{attempt}``, ``{model}``, ``{
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import shlex
 from dataclasses import dataclass
@@ -45,6 +46,14 @@ AGENT_SCRATCH_GLOBS = (
     ".claude/",  # Claude Code's per-project settings and todos
     ".codex/",
 )
+
+def is_agent_scratch(path: str) -> bool:
+    """True for a repository path an agent CLI writes for itself (see AGENT_SCRATCH_GLOBS)."""
+    return any(
+        path.startswith(pattern) if pattern.endswith("/") else fnmatch.fnmatchcase(path.split("/", 1)[0], pattern)
+        for pattern in AGENT_SCRATCH_GLOBS
+    )
+
 
 # Claude Code's file tools. Edits are accepted (acceptEdits) inside the working directory only.
 CLAUDE_EDIT_TOOLS = ("Read", "Edit", "MultiEdit", "Write", "Glob", "Grep", "LS", "TodoWrite")

@@ -27,7 +27,7 @@ import anyio
 
 from hybrid_tui.agents.anthropic import prompts
 from hybrid_tui.agents.base import ImplementRequest, ImplementResult
-from hybrid_tui.agents.cli.command import CommandValues, TemplateError, build_command, check_template
+from hybrid_tui.agents.cli.command import CommandValues, TemplateError, build_command, check_template, is_agent_scratch
 from hybrid_tui.agents.cli.reports import AUTH, BUDGET, PERMISSION, RATE_LIMITED, TURNS, OutputReader, price
 from hybrid_tui.spec.models import Usage
 from hybrid_tui.vocabulary import REDACTED, redact, secret_values
@@ -153,7 +153,7 @@ class CliImplementer:
                  cost: float = 0.0, session_id: str = "", retry_after: float | None = None) -> ImplementResult:
             return ImplementResult(
                 ok=False, model=model, usage=usage, cost_usd=cost, failure_type=failure_type,
-                message=redact(message), files_touched=sandbox.changed_files(), session_id=session_id,
+                message=redact(message), files_touched=_task_files(request), session_id=session_id,
                 retry_after=retry_after,
             )
 
@@ -261,7 +261,7 @@ class CliImplementer:
                           + (f": {detail}" if detail else " (see the attempt log)"))
         return ImplementResult(
             ok=True, model=model, usage=report.usage, cost_usd=cost, summary=redact(report.summary)[:2000],
-            files_touched=sandbox.changed_files(), session_id=report.session_id,
+            files_touched=_task_files(request), session_id=report.session_id,
         )
 
     @staticmethod
@@ -272,6 +272,15 @@ class CliImplementer:
         for root in request.protected_roots:
             found += files_written_since(Path(root), since_ns, skip=skip)
         return found
+
+
+def _task_files(request: ImplementRequest) -> list[str]:
+    """The worktree's changed files without the CLI's own scratch files (aider's history and
+    tag cache, Claude's .claude/): the integration takes the files an attempt reports, and
+    these must never land. A scratch-looking file the task declares is kept."""
+    assert request.sandbox is not None
+    declared = set(request.task.declared_files)
+    return [path for path in request.sandbox.changed_files() if path in declared or not is_agent_scratch(path)]
 
 
 def _last_line(data: bytearray) -> str:

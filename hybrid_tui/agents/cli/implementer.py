@@ -149,10 +149,10 @@ class CliImplementer:
             scratch_dir=str(scratch_dir), validation_commands=[*validation.commands, *validation.security_checks],
         )
 
-        def fail(failure_type: str, message: str, model: str = request.model, usage: Usage = Usage(),
+        def fail(failure_type: str, message: str, model: str = request.model, usage: Usage | None = None,
                  cost: float = 0.0, session_id: str = "", retry_after: float | None = None) -> ImplementResult:
             return ImplementResult(
-                ok=False, model=model, usage=usage, cost_usd=cost, failure_type=failure_type,
+                ok=False, model=model, usage=usage or Usage(), cost_usd=cost, failure_type=failure_type,
                 message=redact(message), files_touched=_task_files(request), session_id=session_id,
                 retry_after=retry_after,
             )

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from reliability.helpers import cli, explain, task, write_mission
 
 from hybrid_tui.store import models as m
 from hybrid_tui.store.db import open_store
@@ -24,9 +25,6 @@ from hybrid_tui.tui import HybridApp
 
 from .conftest import FIXED, RUN_ID
 from .test_pilot import controls, screen_text
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reliability.helpers import cli, explain, task, write_mission  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 VISIBLE_TASK = "served-task-alpha"

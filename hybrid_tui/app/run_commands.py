@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("target", metavar="RUN")
     add_runs_dir_argument(p)
     p.add_argument("--theme", default="dark")
+    p.add_argument("--read-only", action="store_true", help="watch only: the console queues no controls")
     p.set_defaults(func=cmd_attach)
 
     for name, command, text in (
@@ -147,7 +148,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     except ImportError:
         raise UserError("the console is not available in this build") from None
-    return int(run_console(store, run_id, coordinator=None, theme=args.theme) or 0)
+    return int(run_console(store, run_id, coordinator=None, theme=args.theme, read_only=args.read_only) or 0)
 
 
 def cmd_control(args: argparse.Namespace) -> int:

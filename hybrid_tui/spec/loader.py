@@ -26,6 +26,7 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ValidationError
 
+from hybrid_tui.spec.agent_cli import cli_template_problem
 from hybrid_tui.spec.models import EditOp, MissionFile, MissionSection, RecordedTask, Sis, SisTask
 from hybrid_tui.spec.paths import UnsafePath, normalize_repo_path
 
@@ -567,6 +568,8 @@ def load_mission(path: str | Path) -> Mission:
             problems.append(
                 Problem(mission_source, "agents.cli", "the cli backend needs a command template (agents.cli)")
             )
+        elif agents.cli and (cli_problem := cli_template_problem(agents.cli)):
+            problems.append(Problem(mission_source, "agents.cli", cli_problem))
         steps = config.policies.scaling
         if [s[0] for s in steps] != sorted(s[0] for s in steps):
             problems.append(Problem(mission_source, "policies.scaling", "steps must be in ascending queue depth"))

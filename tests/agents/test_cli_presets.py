@@ -349,3 +349,33 @@ def test_readers_take_the_documented_shapes():
     assert aider.report.cost_usd == 0.12 and aider.report.model == "claude-sonnet-4-5"
     assert aider.report.usage == Usage(input_tokens=12000, output_tokens=150, cache_read_tokens=3400,
                                        cache_write_tokens=1200)
+
+
+def test_a_running_cli_is_found_and_killed_by_crash_recovery(worktree, tmp_path, clis, monkeypatch):
+    """A coordinator killed mid-attempt leaves the CLI running; the next one kills its group
+    from the ``.pgid`` file next to the attempt log (as for validation commands)."""
+    from hybrid_tui.workspace.validation import kill_orphaned_checks
+
+    monkeypatch.setenv("FAKE_CLI_TURNS", "3")
+    monkeypatch.setenv("FAKE_CLI_TURN_SECONDS", "600")
+    request = request_for(worktree, tmp_path, checks=())
+    group_file = request.log_path.with_name("sub.1.log.pgid")
+    killed: list[int] = []
+
+    async def main():
+        async with anyio.create_task_group() as group:
+            outcome = {}
+
+            async def attempt():
+                outcome["result"] = await CliImplementer("claude-code").implement(request)
+
+            group.start_soon(attempt)
+            with anyio.fail_after(60):  # safety net
+                while not group_file.exists():
+                    await anyio.sleep(0.05)
+            killed.extend(kill_orphaned_checks(request.log_path.parent))
+        return outcome["result"]
+
+    result = anyio.run(main)
+    assert killed and result.failure_type == "agent_error" and "exit status -9" in request.log_path.read_text()
+    assert not group_file.exists()

@@ -94,3 +94,18 @@ def test_an_auth_error_is_not_retried_and_asks_for_attention(tmp_path: Path, cli
         assert "authentication" in rows[0].failure_message and KEY not in rows[0].failure_message
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("template, why", [
+    ("claude -p {max_cost} {prompt_stdin}", "unknown placeholder {max_cost}"),
+    ("agent --in={prompt_stdin}", "{prompt_stdin} must be a whole argument"),
+    ("claude -p 'unclosed", "cannot split the command template"),
+])
+def test_a_bad_cli_template_is_refused_by_validate_and_run_with_one_line(tmp_path: Path, cli_env, template, why):
+    mission = mission_with(tmp_path / "m", template, task_ids=("p",))
+    proc = cli("validate", str(mission), cwd=tmp_path, env=cli_env)
+    assert proc.returncode == 2 and f"agents.cli: {why}" in proc.stdout + proc.stderr, explain(proc)
+    runs = tmp_path / "runs"
+    proc = cli("run", str(mission), "--headless", "--backend", "cli", "--runs-dir", str(runs), cwd=tmp_path, env=cli_env)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and why in proc.stderr, explain(proc)
+    assert not runs.exists() or not any(runs.iterdir())

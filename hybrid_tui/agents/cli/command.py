@@ -30,13 +30,9 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from hybrid_tui.agents.cli.reports import AiderReader, AutoReader, ClaudeCodeReader, CodexReader, OutputReader
+from hybrid_tui.spec.agent_cli import PLACEHOLDERS, PRESET_NAMES, PROMPT_STDIN, cli_template_problem
 
-PLACEHOLDERS = (
-    "prompt_file", "prompt", "prompt_stdin", "worktree", "task_id", "attempt", "model",
-    "max_turns", "max_cost_usd", "max_tokens", "timeout_seconds", "scratch_dir",
-)
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
-PROMPT_STDIN = "{prompt_stdin}"
 MAX_ARGUMENT_BYTES = 131072  # Linux MAX_ARG_STRLEN: one argument longer fails with E2BIG
 
 # Files the agent CLIs write into the repository they work in, that must never land in a
@@ -132,27 +128,14 @@ PRESETS: dict[str, Callable[[CommandValues], AgentCommand]] = {
     "aider": _aider,
     "codex": _codex,
 }
+assert tuple(PRESETS) == PRESET_NAMES
 
 
 def check_template(template: str) -> None:
     """Raise :class:`TemplateError` for a template that cannot be split or names an unknown placeholder."""
-    if template.strip() in PRESETS:
-        return
-    try:
-        parts = shlex.split(template)
-    except ValueError as exc:
-        raise TemplateError(f"[agents] cli: cannot split the command template: {exc}") from None
-    if not parts:
-        raise TemplateError("[agents] cli: the command template is empty")
-    for part in parts:
-        for unknown in re.findall(r"\{([a-z_]+)\}", part):
-            if unknown not in PLACEHOLDERS:
-                raise TemplateError(
-                    f"[agents] cli: unknown placeholder {{{unknown}}} (known: "
-                    + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS) + f"; or a preset: {', '.join(PRESETS)})"
-                )
-        if "{prompt_stdin}" in part and part != PROMPT_STDIN:
-            raise TemplateError("[agents] cli: {prompt_stdin} must be a whole argument (it is removed; the prompt goes to stdin)")
+    problem = cli_template_problem(template)
+    if problem:
+        raise TemplateError(f"[agents] cli: {problem}")
 
 
 def build_command(template: str, values: CommandValues) -> AgentCommand:

@@ -32,6 +32,7 @@ from hybrid_tui.agents.cli.reports import AUTH, BUDGET, PERMISSION, RATE_LIMITED
 from hybrid_tui.spec.models import Usage
 from hybrid_tui.vocabulary import REDACTED, redact, secret_values
 from hybrid_tui.workspace.process import HeadTailLog, ProcessOutcome, run_process
+from hybrid_tui.workspace.validation import GROUP_FILE_SUFFIX
 from hybrid_tui.workspace.watch import files_written_since
 
 LOG_CAP_BYTES = 20_000_000  # the attempt log keeps its first and last 10 MB of agent output
@@ -201,10 +202,13 @@ class CliImplementer:
 
         since_ns = time.time_ns()
         outcome: ProcessOutcome | None = None
+        # The CLI's process group sits next to the log while it runs, as a validation
+        # command's does: a coordinator restarted after a crash kills what was left running.
+        group_file = log_path.with_name(log_path.name + GROUP_FILE_SUFFIX)
         try:
             outcome = await run_process(
                 command.argv, cwd=worktree, env=dict(os.environ), timeout=limits.timeout_seconds,
-                on_stdout=on_stdout, on_stderr=on_stderr,
+                on_stdout=on_stdout, on_stderr=on_stderr, on_spawn=lambda pgid: group_file.write_text(str(pgid)),
                 stdin_data=prompt.encode() if command.prompt_on_stdin else None, should_stop=should_stop,
             )
         except FileNotFoundError:
@@ -212,6 +216,7 @@ class CliImplementer:
         except OSError as exc:
             return fail("agent_error", f"agent command {command.argv[0]} cannot start: {exc.strerror or exc}")
         finally:
+            group_file.unlink(missing_ok=True)
             errors.flush()
             log.flush()
             status = "killed" if outcome is None or outcome.exit_code is None else outcome.exit_code

@@ -268,6 +268,7 @@ async def run_process(
                 return
             await anyio.sleep(_POLL_SECONDS)
 
+    swept = False  # the tree was killed once the command was done: nothing of it can be left
     try:
         with anyio.move_on_after(timeout) as timer:
             async with anyio.create_task_group() as group:
@@ -297,13 +298,15 @@ async def run_process(
                 # The command is done (or stopped): anything it left running in the background
                 # goes with it, which also closes the pipes those leftovers held.
                 await anyio.to_thread.run_sync(tree.kill)
+                swept = True
                 with anyio.move_on_after(drain_seconds):
                     await readers_done.wait()
                 group.cancel_scope.cancel()
     finally:
         # Timeout, memory kill, or the caller's scope cancelled: no process may outlive us.
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(tree.kill)
+            if not swept:
+                await anyio.to_thread.run_sync(tree.kill)
             await process.aclose()
     duration = time.monotonic() - started
     if stopped is not None:

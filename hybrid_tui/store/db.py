@@ -482,8 +482,9 @@ def _add_later_columns(db: pw.Database) -> None:
         field = model._meta.fields[name]
         try:
             with db.atomic():
+                column_type = db.field_types.get(field.field_type, field.field_type)
                 db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{field.column_name}" '
-                               f"{field.get_column_type()} NOT NULL DEFAULT ''")
+                               f"{column_type}({field.max_length}) NOT NULL DEFAULT ''")
         except pw.DatabaseError as exc:
             raise StoreError(f"cannot add the column {table}.{name} it lacks: {exc}") from None
 

@@ -41,6 +41,8 @@ __all__ = ["PROCESS_TAG_ENV", "HeadTailBuffer", "HeadTailLog", "ProcessOutcome",
 PROCESS_TAG_ENV = "HYBRID_TUI_PROCESS_TAG"
 _POLL_SECONDS = 0.1
 _READ_CHUNK = 65536
+_SWEEP_PASSES = 5
+_SWEEP_PAUSE_SECONDS = 0.02
 DRAIN_SECONDS = 2.0  # output still buffered in the pipe when the command exits
 
 
@@ -87,14 +89,16 @@ class ProcessTree:
                 pass
         return total
 
-    def tagged(self) -> list[psutil.Process]:
-        """Processes started since this command began that carry its tag (orphans included)."""
+    def tagged(self) -> tuple[list[psutil.Process], int]:
+        """Processes started since this command began that carry its tag (orphans included),
+        and how many young processes could not be read (one caught mid-``exec``: look again)."""
         if self.tag is None:
-            return []
+            return [], 0
         found = []
+        unreadable = 0
         me = os.getpid()
         for proc in psutil.process_iter():
-            if proc.pid in self.seen or proc.pid == me:
+            if proc.pid == me:
                 continue
             try:
                 # Only processes younger than the command can be its descendants; reading
@@ -103,9 +107,15 @@ class ProcessTree:
                     continue
                 if proc.environ().get(PROCESS_TAG_ENV) == self.tag:
                     found.append(proc)
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
                 continue
-        return found
+            except (psutil.AccessDenied, OSError):
+                try:  # another user's process cannot be one of ours
+                    if proc.uids().real == os.getuid():
+                        unreadable += 1
+                except (psutil.Error, OSError):
+                    pass
+        return found, unreadable
 
     def kill(self) -> None:
         """SIGKILL the session's process group, every descendant ever seen and every tagged process."""
@@ -114,11 +124,23 @@ class ProcessTree:
             os.killpg(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        for proc in [*self.seen.values(), *self.tagged()]:
+        for proc in self.seen.values():
             try:
                 proc.kill()  # psutil refuses a pid that was reused by another process
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
+        # A daemon that just left the session may be between fork and exec, its environment
+        # unreadable for an instant: sweep again until a pass finds nothing of the command.
+        for _ in range(_SWEEP_PASSES):
+            found, unreadable = self.tagged()
+            for proc in found:
+                try:
+                    proc.kill()
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    pass
+            if not found and not unreadable:
+                return
+            time.sleep(_SWEEP_PAUSE_SECONDS)
 
 
 class HeadTailBuffer:

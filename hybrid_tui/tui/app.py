@@ -348,19 +348,27 @@ class HybridApp(App[int]):
         if commit.reverted_by:
             body.append(f"\nAlready reverted by {commit.reverted_by[:12]}.\n", style="bold")
         conflicts = self.view.rollback_conflicts(task_id)
+        scope = [c.task_id for c in self.view.rollback_scope(task_id)] if conflicts else []
         if conflicts:
-            body.append("\nConflict: later tasks touched the same files; the coordinator will refuse:\n", style="bold")
+            body.append("\nLater tasks touched the same files, so it alone cannot be reverted:\n", style="bold")
             for other, shared in conflicts:
                 body.append(f"  {inert(other)}: {', '.join(inert(s) for s in shared)}\n")
+            body.append(f"\nA cascade reverts these {len(scope)} tasks together, newest first:\n", style="bold")
+            for other in scope:
+                body.append(f"  {inert(other)}\n")
         refused = self.view.last_control_result(task_id, "rollback")
         if refused:
             body.append(f"\nLast rollback refused: {inert(refused)}\n", style="bold")
 
         def confirmed(yes: bool | None) -> None:
-            if yes:
+            if yes and scope:
+                self.send("rollback", f"cascade rollback of {task_id} ({len(scope)} tasks)", task_id=task_id,
+                          cascade=True, scope=scope)
+            elif yes:
                 self.send("rollback", f"rollback {task_id}", task_id=task_id)
 
-        self.push_screen(ConfirmScreen(f"Roll back {task_id}?", body, yes="Roll back", no="Keep"), confirmed)
+        yes = f"Roll back {len(scope)} tasks" if scope else "Roll back"
+        self.push_screen(ConfirmScreen(f"Roll back {task_id}?", body, yes=yes, no="Keep"), confirmed)
 
     def _pool_base(self) -> int | None:
         run = self.run_info

@@ -65,7 +65,7 @@ from hybrid_tui.spec.models import PoliciesSection
 S = TaskStatus  # short name for the many status literals below
 
 #: Failure types that say something about the backend (they count for its circuit breaker).
-BACKEND_FAILURES = frozenset({"network_error", "rate_limited", "agent_error", "timeout"})
+BACKEND_FAILURES = frozenset({"network_error", "rate_limited", "agent_error", "timeout", "auth_error"})
 #: Failure types that are not the attempt's fault (not counted in the failure rate).
 NEUTRAL_FAILURES = frozenset({"interrupted"})
 #: How many recent tasks an agent remembers for file/domain affinity.

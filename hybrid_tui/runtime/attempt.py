@@ -16,7 +16,7 @@ import anyio
 import anyio.from_thread
 
 from hybrid_tui.agents.base import ImplementRequest, ImplementResult
-from hybrid_tui.spec.models import SisTask
+from hybrid_tui.spec.models import SisTask, Usage
 from hybrid_tui.workspace.sandbox import Sandbox
 from hybrid_tui.workspace.validation import run_checks
 from hybrid_tui.runtime.context import AttemptLoop, RunContext, RunningAttempt
@@ -45,6 +45,15 @@ async def run_attempt(
     timeout = ctx.config.agents.attempt_timeout_seconds
     crash_point("dispatch", task_id)
     result: ImplementResult | None = None
+    # What the backend reported as billed so far: stored when the deadline or a cancel ends
+    # the attempt before the backend returned its result (the API billed those turns).
+    spent: ImplementResult | None = None
+
+    def report_spend(usage: Usage, cost_usd: float) -> None:
+        nonlocal spent
+        spent = ImplementResult(ok=False, model=model, usage=usage, cost_usd=cost_usd)
+        attempt.cost_usd = cost_usd
+
     validated = False
     stepped_to_integrating = False  # validating -> integrating (-> end) stored in one go
     # One cancel scope per attempt carries both the scheduler's cancel and the timeout (a
@@ -74,6 +83,7 @@ async def run_attempt(
                 feedback=feedback,
                 recorded=recorded_attempt(ctx.mission, ctx.run_id, task_id, attempt.number),
                 memory_cap_mb=ctx.config.policies.task_memory_cap_mb,
+                report_spend=report_spend,
             )
             try:
                 result = await ctx.implementer.implement(request)
@@ -138,11 +148,11 @@ async def run_attempt(
             outcome="failed",
             failure_type="timeout",
             message=f"attempt exceeded agents.attempt_timeout_seconds={timeout:g}",
-            result=result,
+            result=result or spent,
         )
         return
     if attempt.cancelled_reason or not validated:
-        loop.finish_attempt(attempt, outcome="cancelled", result=result)
+        loop.finish_attempt(attempt, outcome="cancelled", result=result or spent)
         return
     if not loop.advance(task_id, "integrating"):
         loop.finish_attempt(attempt, outcome="cancelled", result=result)

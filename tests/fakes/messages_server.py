@@ -217,7 +217,7 @@ def check_messages_request(body: Any) -> None:
         if not content and not final_assistant:
             raise Refused(400, f"messages.{index}: all messages must have non-empty content except for "
                                "the optional final assistant message")
-        blocks = _blocks(content)
+        blocks = _blocks(content) if content else []
         answered: set[str] = set()
         tool_uses: set[str] = set()
         for position, block in enumerate(blocks):

@@ -151,6 +151,7 @@ class _Conversation:
 
 class AnthropicPlanner:
     name = "anthropic"
+    uses_recorded_sis = False  # it writes its own SIS: an issue with a reviewed one is not given to it
 
     def __init__(
         self,

@@ -35,10 +35,10 @@ def _current_branch(repo: Path) -> str:
     return branch
 
 
-def load_valid_mission(mission_path: str | Path):
+def load_valid_mission(mission_path: str | Path, backend: str | None = None):
     try:
         mission = load_mission(Path(mission_path))
-        if pricing_problems := mission_pricing_problems(mission):
+        if pricing_problems := mission_pricing_problems(mission, backend=backend):
             raise MissionInvalid(pricing_problems)
         return mission
     except MissionInvalid as exc:
@@ -59,7 +59,7 @@ def start_run(
     **coordinator_options: Any,
 ) -> tuple[Store, str, Coordinator]:
     """Create a run of the mission and its coordinator (not yet running)."""
-    mission = load_valid_mission(mission_path)
+    mission = load_valid_mission(mission_path, backend)
     backend = backend or mission.config.agents.backend
     if agents is not None:
         if agents < 1:

@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     validate.add_argument("mission", metavar="MISSION", help="mission folder or its mission.toml")
+    validate.add_argument("--backend", choices=("replay", "sim", "anthropic", "cli"),
+                          help="check for this backend (default: [agents] backend); anthropic also checks "
+                               "that every model is an API id and every max_tokens within its limits")
     validate.set_defaults(func=cmd_validate)
 
 
@@ -45,7 +48,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     try:
         mission = load_mission(args.mission)
-        if pricing_problems := mission_pricing_problems(mission):
+        if pricing_problems := mission_pricing_problems(mission, backend=getattr(args, "backend", None)):
             raise MissionInvalid(pricing_problems)
     except MissionInvalid as exc:
         for problem in exc.problems:

@@ -184,6 +184,10 @@ class ModelsSection(Strict):
     implementer: str = "claude-haiku-4-5"
     strong: str = "claude-sonnet-4-5"
     coordinator: str = "claude-sonnet-4-5"
+    # max_tokens of each planner / implementer request: within every model's output limit
+    # and the default output-tokens-per-minute limit (`validate` checks both).
+    planner_max_tokens: PositiveInt = 8000
+    implementer_max_tokens: PositiveInt = 8000
     limits: dict[str, ModelLimits] = Field(default_factory=dict)
 
 

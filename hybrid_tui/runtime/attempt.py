@@ -52,7 +52,7 @@ async def run_attempt(
     def report_spend(usage: Usage, cost_usd: float) -> None:
         nonlocal spent
         spent = ImplementResult(ok=False, model=model, usage=usage, cost_usd=cost_usd)
-        attempt.cost_usd = cost_usd
+        attempt.cost_usd, attempt.usage = cost_usd, usage  # for a stop that interrupts the attempt
 
     validated = False
     stepped_to_integrating = False  # validating -> integrating (-> end) stored in one go

@@ -83,16 +83,25 @@ def stage_attempt_end(store: Store, run_id: str, task_id: str, number: int, fiel
     store.staged.update(m.Attempt, fields, where={"run": run_id, "task_id": task_id, "number": number})
 
 
-def interrupt_running_attempts(run_id: str, reason: str, now: float, version: int) -> list[tuple[str, int, str]]:
+def interrupt_running_attempts(run_id: str, reason: str, now: float, version: int,
+                               spend: dict[tuple[str, int], tuple[Any, float]] | None = None) -> list[tuple[str, int, str]]:
     """Attempts still ``running`` become ``interrupted``; returns their (task id, number,
-    agent id), in id order."""
+    agent id), in id order. ``spend`` ((task id, number) -> (usage, dollars)): what the API
+    billed an attempt so far, recorded on its row and its task."""
     rows = list(m.Attempt.select(m.Attempt.id, m.Attempt.task_id, m.Attempt.number, m.Attempt.agent_id,
                                  m.Attempt.started_at)
                 .where((m.Attempt.run == run_id) & (m.Attempt.outcome == "running")).order_by(m.Attempt.id).tuples())
-    for row_id, _, _, _, started_at in rows:
-        m.Attempt.update(outcome="interrupted", failure_type="interrupted", failure_message=reason, finished_at=now,
-                         duration_seconds=max(0.0, now - started_at), version=version).where(
-            m.Attempt.id == row_id).execute()
+    for row_id, task_id, number, _, started_at in rows:
+        fields: dict[str, Any] = dict(outcome="interrupted", failure_type="interrupted", failure_message=reason,
+                                      finished_at=now, duration_seconds=max(0.0, now - started_at), version=version)
+        billed = (spend or {}).get((task_id, number))
+        if billed is not None:
+            usage, cost = billed
+            fields.update(cost_usd=cost, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                          cache_read_tokens=usage.cache_read_tokens, cache_write_tokens=usage.cache_write_tokens)
+            m.Task.update(cost_usd=m.Task.cost_usd + cost).where(
+                (m.Task.run == run_id) & (m.Task.task_id == task_id)).execute()
+        m.Attempt.update(**fields).where(m.Attempt.id == row_id).execute()
     return [(task_id, number, agent_id) for _, task_id, number, agent_id, _ in rows]
 
 

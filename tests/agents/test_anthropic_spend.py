@@ -1,6 +1,6 @@
 """Every dollar the API billed for a turn the client received is on an attempt, whatever ends
 it (issue 18, item 4): a real run with the anthropic backend against the strict stand-in, where
-each attempt's second turn never answers before ``agents.attempt_timeout_seconds``."""
+each attempt's second turn never answers before the attempt's deadline or the operator's stop."""
 
 from __future__ import annotations
 
@@ -16,14 +16,15 @@ from hybrid_tui.app.launch import start_run
 from hybrid_tui.costs.pricing import PricingTable
 from hybrid_tui.spec.models import Usage
 from hybrid_tui.store import models as m
-from hybrid_tui.vocabulary import EXIT_FAILED
+import anyio
+
+from hybrid_tui.vocabulary import EXIT_FAILED, EXIT_STOPPED
 
 MODEL = "claude-haiku-4-5"
 FIRST_TURN = Usage(input_tokens=1200, output_tokens=80, cache_write_tokens=900)
 
 
-def test_a_timed_out_attempt_records_the_turns_the_api_billed(tmp_path: Path, monkeypatch):
-    billed: list[Usage] = []
+def slow_second_turn(billed: list[Usage]):
     lock = threading.Lock()
 
     def respond(body: dict) -> dict | Reply:
@@ -34,6 +35,12 @@ def test_a_timed_out_attempt_records_the_turns_the_api_billed(tmp_path: Path, mo
                            output_tokens=FIRST_TURN.output_tokens, cache_write=FIRST_TURN.cache_write_tokens)
         return Reply(body=message(tool_use("finish", {"summary": "late"})), delay=30)  # past the deadline
 
+    return respond
+
+
+def test_a_timed_out_attempt_records_the_turns_the_api_billed(tmp_path: Path, monkeypatch):
+    billed: list[Usage] = []
+    respond = slow_second_turn(billed)
     mission = write_mission(
         tmp_path / "m", [task("a")],
         mission=(f'\n[models]\nimplementer = "{MODEL}"\nstrong = "{MODEL}"\n'
@@ -60,5 +67,34 @@ def test_a_timed_out_attempt_records_the_turns_the_api_billed(tmp_path: Path, mo
             assert len(billed) == 2 and recorded == pytest.approx(expected, abs=1e-6) and recorded > 0
             assert m.Task.get(m.Task.task_id == "a").cost_usd == pytest.approx(expected, abs=1e-6)
             assert server.rejected == []
+        finally:
+            store.close()
+
+
+def test_an_attempt_interrupted_by_a_stop_records_the_turns_the_api_billed(tmp_path: Path, monkeypatch):
+    billed: list[Usage] = []
+    mission = write_mission(tmp_path / "m", [task("a")],
+                            mission=f'\n[models]\nimplementer = "{MODEL}"\nstrong = "{MODEL}"\n')
+    with MessagesServer(responder=slow_second_turn(billed)) as server:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+        monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+        store, run_id, coordinator = start_run(mission, tmp_path / "runs", backend="anthropic")
+
+        async def stop_after_the_first_turn() -> None:
+            while len(server.message_requests) < 2:  # turn 1 answered, turn 2 sent
+                await anyio.sleep(0.05)
+            coordinator.request_stop("test")
+
+        try:
+            assert drive(coordinator, stop_after_the_first_turn) == EXIT_STOPPED
+            (attempt,) = m.Attempt.select().where(m.Attempt.phase != "planning")
+            assert attempt.outcome == "interrupted"
+            stored = Usage(input_tokens=attempt.input_tokens, output_tokens=attempt.output_tokens,
+                           cache_read_tokens=attempt.cache_read_tokens, cache_write_tokens=attempt.cache_write_tokens)
+            assert billed == [FIRST_TURN] and stored == FIRST_TURN
+            expected = PricingTable.load().cost(MODEL, FIRST_TURN)
+            assert attempt.cost_usd == pytest.approx(expected, abs=1e-6)
+            assert m.Task.get(m.Task.task_id == "a").cost_usd == pytest.approx(expected, abs=1e-6)
         finally:
             store.close()

@@ -17,6 +17,7 @@ import anyio.from_thread
 
 from hybrid_tui.agents.base import ImplementRequest, ImplementResult
 from hybrid_tui.spec.models import SisTask, Usage
+from hybrid_tui.store import writes
 from hybrid_tui.workspace.sandbox import Sandbox
 from hybrid_tui.workspace.validation import run_checks
 from hybrid_tui.runtime.context import AttemptLoop, RunContext, RunningAttempt
@@ -53,6 +54,10 @@ async def run_attempt(
         nonlocal spent
         spent = ImplementResult(ok=False, model=model, usage=usage, cost_usd=cost_usd)
         attempt.cost_usd, attempt.usage = cost_usd, usage  # for a stop that interrupts the attempt
+        # Stored as it is billed (once per API turn, seconds apart): a coordinator killed
+        # mid-attempt leaves it on the row that recovery marks interrupted.
+        with ctx.transaction():
+            writes.record_attempt_spend(ctx.store, ctx.run_id, attempt.task_id, attempt.number, usage, cost_usd)
 
     validated = False
     stepped_to_integrating = False  # validating -> integrating (-> end) stored in one go

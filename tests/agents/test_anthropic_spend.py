@@ -98,3 +98,63 @@ def test_an_attempt_interrupted_by_a_stop_records_the_turns_the_api_billed(tmp_p
             assert m.Task.get(m.Task.task_id == "a").cost_usd == pytest.approx(expected, abs=1e-6)
         finally:
             store.close()
+
+
+def test_an_attempt_whose_coordinator_was_killed_keeps_the_turns_the_api_billed(tmp_path: Path):
+    """SIGKILL of the coordinator while turn 2 is in flight; ``resume`` marks the attempt
+    interrupted with turn 1's spend on it, runs the task again, and the run's recorded spend
+    equals every answered turn x the pricing table."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    billed: list[Usage] = []
+    lock = threading.Lock()
+    coordinator_process: list[subprocess.Popen] = []
+
+    def respond(body: dict) -> dict | Reply:
+        turn = sum(1 for msg in body["messages"] if msg["role"] == "assistant")
+        if turn == 1 and len(billed) == 1:  # the first attempt's turn 2: kill the coordinator now
+            os.kill(coordinator_process[0].pid, signal.SIGKILL)
+            return Reply(drop=True)
+        usage = FIRST_TURN if turn == 0 else Usage(input_tokens=2000, output_tokens=40, cache_read_tokens=900)
+        with lock:
+            billed.append(usage)
+        call = tool_use("list_files", {}) if turn == 0 else tool_use("finish", {"summary": "done"})
+        return message(call, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                       cache_read=usage.cache_read_tokens, cache_write=usage.cache_write_tokens)
+
+    mission = write_mission(tmp_path / "m", [task("a", ops=[{"op": "intent", "path": "a.txt", "intent": "nothing"}])],
+                            mission=f'\n[models]\nimplementer = "{MODEL}"\nstrong = "{MODEL}"\n')
+    runs = tmp_path / "runs"
+    with MessagesServer(responder=respond) as server:
+        env = {**os.environ, "ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": server.base_url}
+        env.pop("ANTHROPIC_AUTH_TOKEN", None)
+        command = [sys.executable, "-m", "hybrid_tui", "run", str(mission), "--headless", "--json",
+                   "--backend", "anthropic", "--runs-dir", str(runs)]
+        coordinator_process.append(subprocess.Popen(command, cwd=tmp_path, env=env,
+                                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        assert coordinator_process[0].wait(timeout=240) == -signal.SIGKILL
+        (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
+        resumed = subprocess.run([sys.executable, "-m", "hybrid_tui", "resume", str(run_dir), "--headless", "--json",
+                                  "--backend", "anthropic"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                 timeout=240)
+        assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+        assert server.rejected == []
+
+    from hybrid_tui.store.db import open_store
+
+    store = open_store(run_dir / "state.db", create=False)
+    try:
+        attempts = list(m.Attempt.select().where(m.Attempt.phase != "planning").order_by(m.Attempt.id))
+        assert [a.outcome for a in attempts] == ["interrupted", "succeeded"]
+        pricing = PricingTable.load()
+        first = attempts[0]
+        assert (first.input_tokens, first.cache_write_tokens) == (FIRST_TURN.input_tokens, FIRST_TURN.cache_write_tokens)
+        assert first.cost_usd == pytest.approx(pricing.cost(MODEL, FIRST_TURN), abs=1e-6)
+        expected = sum(pricing.cost(MODEL, usage) for usage in billed)
+        assert sum(a.cost_usd for a in m.Attempt.select()) == pytest.approx(expected, abs=1e-6)
+        assert m.Task.get(m.Task.task_id == "a").cost_usd == pytest.approx(expected, abs=1e-6)
+    finally:
+        store.close()

@@ -85,9 +85,9 @@ def stage_attempt_end(store: Store, run_id: str, task_id: str, number: int, fiel
 
 def record_attempt_spend(store: Store, run_id: str, task_id: str, number: int, usage: Any, cost_usd: float) -> None:
     """What the API billed a running attempt so far (cumulative), on its row."""
-    stage_attempt_end(store, run_id, task_id, number, dict(
-        cost_usd=cost_usd, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-        cache_read_tokens=usage.cache_read_tokens, cache_write_tokens=usage.cache_write_tokens))
+    stage_attempt_end(store, run_id, task_id, number, {
+        "cost_usd": cost_usd, "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+        "cache_read_tokens": usage.cache_read_tokens, "cache_write_tokens": usage.cache_write_tokens})
 
 
 def interrupt_running_attempts(run_id: str, reason: str, now: float, version: int,
@@ -99,8 +99,8 @@ def interrupt_running_attempts(run_id: str, reason: str, now: float, version: in
                                  m.Attempt.started_at, m.Attempt.cost_usd)
                 .where((m.Attempt.run == run_id) & (m.Attempt.outcome == "running")).order_by(m.Attempt.id).tuples())
     for row_id, task_id, number, _, started_at, stored_cost in rows:
-        fields: dict[str, Any] = dict(outcome="interrupted", failure_type="interrupted", failure_message=reason,
-                                      finished_at=now, duration_seconds=max(0.0, now - started_at), version=version)
+        fields: dict[str, Any] = {"outcome": "interrupted", "failure_type": "interrupted", "failure_message": reason,
+                                  "finished_at": now, "duration_seconds": max(0.0, now - started_at), "version": version}
         cost = float(stored_cost or 0.0)  # recorded turn by turn (record_attempt_spend)
         billed = (spend or {}).get((task_id, number))
         if billed is not None:

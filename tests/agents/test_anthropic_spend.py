@@ -1,6 +1,8 @@
-"""Every dollar the API billed for a turn the client received is on an attempt, whatever ends
-it (issue 18, item 4): a real run with the anthropic backend against the strict stand-in, where
-each attempt's second turn never answers before the attempt's deadline or the operator's stop."""
+"""Real runs with the anthropic backend against the strict stand-in (issue 18).
+
+Every dollar the API billed for a turn the client received is on an attempt, whatever ends
+it (item 4): the attempt's deadline, the operator's stop, a SIGKILLed coordinator. And a
+planning step Claude refuses pauses the run, which ``resume`` plans again (item 2)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fakes.messages_server import MessagesServer, Reply, message, tool_use
+from fakes.messages_server import text as text_block
 from runtime.helpers import drive, task, write_mission
 
 from hybrid_tui.app.launch import start_run
@@ -18,7 +21,7 @@ from hybrid_tui.spec.models import Usage
 from hybrid_tui.store import models as m
 import anyio
 
-from hybrid_tui.vocabulary import EXIT_FAILED, EXIT_STOPPED
+from hybrid_tui.vocabulary import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
 
 MODEL = "claude-haiku-4-5"
 FIRST_TURN = Usage(input_tokens=1200, output_tokens=80, cache_write_tokens=900)
@@ -158,3 +161,54 @@ def test_an_attempt_whose_coordinator_was_killed_keeps_the_turns_the_api_billed(
         assert m.Task.get(m.Task.task_id == "a").cost_usd == pytest.approx(expected, abs=1e-6)
     finally:
         store.close()
+
+
+def test_a_refused_planning_step_pauses_the_run_and_resume_plans_it_again(tmp_path: Path, monkeypatch):
+    """Item 2 against the stand-in: Claude refuses to plan the issue without a reviewed SIS;
+    the run pauses (exit 3) naming it and runs nothing; once Claude plans it, ``resume``
+    plans it again and finishes both issues."""
+    from hybrid_tui.app.launch import open_run
+
+    refuse = [True]
+    planned_sis = {"sis_version": "1.0", "issue": {"id": "002-more", "title": "More"},
+                   "tasks": [task("b")]}
+
+    def respond(body: dict) -> dict | Reply:
+        if (body.get("tool_choice") or {}).get("name") == "submit_sis":
+            if refuse[0]:
+                return message(text_block("I won't plan this."), stop_reason="refusal", input_tokens=500, output_tokens=5)
+            return message(tool_use("submit_sis", planned_sis), input_tokens=800, output_tokens=300)
+        turn = sum(1 for msg in body["messages"] if msg["role"] == "assistant")
+        task_id = "a" if '"task_id": "a"' in body["messages"][0]["content"][0]["text"] else "b"
+        if turn == 0:
+            return message(tool_use("write_file", {"path": f"{task_id}.txt", "content": f"{task_id}\n"}))
+        return message(tool_use("finish", {"summary": f"wrote {task_id}.txt"}))
+
+    mission = write_mission(tmp_path / "m", [task("a")], mission=f'\n[models]\nimplementer = "{MODEL}"\nstrong = "{MODEL}"\n')
+    (mission / "issues" / "002-more.md").write_text("# More\n\nWrite b.txt.\n")
+    with MessagesServer(responder=respond) as server:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+        monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+        store, run_id, coordinator = start_run(mission, tmp_path / "runs", backend="anthropic")
+        try:
+            assert drive(coordinator) == EXIT_STOPPED
+            run = m.Run.get_by_id(run_id)
+            assert run.status == "paused" and "002-more (agent_error: the model refused" in run.pause_reason
+            assert m.Attempt.select().where(m.Attempt.phase != "planning").count() == 0
+            (refused,) = m.Attempt.select().where(m.Attempt.phase == "planning")
+            assert refused.cost_usd == pytest.approx(PricingTable.load().cost("claude-haiku-4-5", Usage(
+                input_tokens=500, output_tokens=5)), abs=1e-6)
+        finally:
+            store.close()
+
+        refuse[0] = False
+        store, run_id, coordinator = open_run(run_id, tmp_path / "runs", backend="anthropic")
+        try:
+            assert drive(coordinator) == EXIT_OK
+            assert {t.task_id: t.status for t in m.Task.select()} == {"a": "done", "b": "done"}
+            outcomes = [(a.task_id, a.outcome) for a in m.Attempt.select().where(m.Attempt.phase == "planning")]
+            assert outcomes == [("plan:002-more", "failed"), ("plan:002-more", "succeeded")]
+        finally:
+            store.close()
+        assert server.rejected == []

@@ -65,6 +65,9 @@ class ImplementRequest:
     feedback: str = ""  # the previous attempt's failure (validation output), "" on the first
     recorded: RecordedAttempt | None = None  # replay backend: what this attempt did when recorded
     memory_cap_mb: int = 2048  # for run_checks
+    # [workspace] env and PATH for the commands the agent runs (its CLI, run_checks): laid
+    # over the user's environment.
+    environment: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -567,6 +567,12 @@ def load_mission(path: str | Path) -> Mission:
             problems.append(
                 Problem(mission_source, "agents.cli", "the cli backend needs a command template (agents.cli)")
             )
+        for index, folder in enumerate(config.workspace.path):
+            # The worktree is the only place these folders may be: never the user's own tree.
+            try:
+                normalize_repo_path(folder)
+            except UnsafePath as exc:
+                problems.append(Problem(mission_source, f"workspace.path[{index}]", f"{folder!r}: {exc}"))
         steps = config.policies.scaling
         if [s[0] for s in steps] != sorted(s[0] for s in steps):
             problems.append(Problem(mission_source, "policies.scaling", "steps must be in ascending queue depth"))

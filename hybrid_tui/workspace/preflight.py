@@ -44,7 +44,8 @@ class PreflightProblem:
 
     def __str__(self) -> str:
         where = f"{self.source}: task {self.task_id}" if self.task_id else self.source
-        return f"{where}: {self.message}"
+        # One line, no control characters: commands and setup output come from the mission.
+        return "".join(ch if ch.isprintable() else " " for ch in f"{where}: {self.message}")
 
 
 def preflight(mission: Any, base_branch: str | None = None) -> list[PreflightProblem]:
@@ -61,8 +62,10 @@ def preflight(mission: Any, base_branch: str | None = None) -> list[PreflightPro
             try:
                 run_setup(workspace, root, Path(scratch) / "setup.log", what="preflight")
             except SetupFailed as exc:
-                log = (Path(scratch) / "setup.log").read_text(errors="replace").strip().splitlines()[-3:]
-                tail = f" (last output: {' | '.join(line.strip() for line in log)})" if log else ""
+                lines = (Path(scratch) / "setup.log").read_text(errors="replace").strip().splitlines()
+                starts = [i for i, line in enumerate(lines) if line.startswith("$ ")]
+                log = [line.strip() for line in lines[starts[-1] + 1 if starts else 0:][-3:] if line.strip()]
+                tail = f" (last output: {' | '.join(log)})" if log else ""
                 message = str(exc).split(" (log: ")[0]
                 return [PreflightProblem("mission.toml", "", "", f"workspace.setup: {message}{tail}")]
         env = child_environment(workspace_environment(root, workspace.path, workspace.env))

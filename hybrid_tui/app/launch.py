@@ -66,9 +66,7 @@ def start_run(
     ``preflight``) when the project's environment cannot run the mission's commands."""
     mission = load_valid_mission(mission_path)
     backend = backend or mission.config.agents.backend
-    if backend == "anthropic" and not any(os.environ.get(name) for name in SECRET_ENV_NAMES):
-        raise LaunchError("the anthropic backend needs ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN for a gateway); "
-                          "nothing was started")
+    _refuse_missing_credential(backend)
     if preflight and git:
         from hybrid_tui.workspace.preflight import preflight as check_environment
 
@@ -111,6 +109,14 @@ def start_run(
     return store, run_id, coordinator
 
 
+def _refuse_missing_credential(backend: str) -> None:
+    """Refuse a backend that needs a credential the environment does not hold, before
+    anything is created or spent (``plan`` refuses the same way)."""
+    if backend == "anthropic" and not any(os.environ.get(name) for name in SECRET_ENV_NAMES):
+        raise LaunchError("the anthropic backend needs ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN for a gateway); "
+                          "nothing was started")
+
+
 def _slug(name: str) -> str:
     out = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in name.strip())
     return out.strip("-.") or "mission"
@@ -146,6 +152,11 @@ def open_run(
     mission.config = MissionFile.model_validate_json(row.config_json)
     if git is None:
         git = bool(row.mission_branch)
+    try:
+        _refuse_missing_credential(backend or row.backend)
+    except LaunchError:
+        store.close()
+        raise
     coordinator = Coordinator(
         store, run_id, mission, backend=backend or row.backend, pace=pace, git=git, agents=agents, **coordinator_options
     )

@@ -291,3 +291,17 @@ def test_run_with_the_anthropic_backend_and_no_key_is_refused_before_anything_ex
     assert "ANTHROPIC_API_KEY" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not runs.exists() or not any(runs.iterdir())
     assert user_repo_state(mission / "repo") == before
+
+
+def test_resume_with_the_anthropic_backend_and_no_key_is_refused_and_changes_nothing(tmp_path: Path):
+    mission = write_mission(tmp_path / "m", [task("a", checks=["true"])])
+    runs = tmp_path / "runs"
+    proc = cli("run", str(mission), "--headless", "--runs-dir", str(runs), cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    run_dir = only_run_dir(runs)
+    before = rows(run_dir, "select status, pause_reason from run"), rows(run_dir, "select count(*) from event")
+    proc = cli("resume", str(run_dir), "--headless", "--backend", "anthropic", cwd=tmp_path,
+               drop=("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"))
+    assert proc.returncode == 2, explain(proc)
+    assert "ANTHROPIC_API_KEY" in proc.stderr
+    assert (rows(run_dir, "select status, pause_reason from run"), rows(run_dir, "select count(*) from event")) == before

@@ -93,7 +93,8 @@ def _display(path: Path, root: Path) -> str:
 
 
 def _git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=_CHECK_TIMEOUT_SECONDS)
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=_CHECK_TIMEOUT_SECONDS,
+                          check=False)
     if done.returncode != 0:
         raise _ScratchError(f"git {args[0]}: {done.stderr.strip() or 'failed'}")
     return done.stdout

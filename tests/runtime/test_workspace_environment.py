@@ -305,3 +305,20 @@ def test_resume_with_the_anthropic_backend_and_no_key_is_refused_and_changes_not
     assert proc.returncode == 2, explain(proc)
     assert "ANTHROPIC_API_KEY" in proc.stderr
     assert (rows(run_dir, "select status, pause_reason from run"), rows(run_dir, "select count(*) from event")) == before
+
+
+def test_the_quickstart_runs_in_its_own_declared_environment_not_hybrid_tuis(tmp_path: Path):
+    """hybrid-tui's interpreter (with its test extra) is not on PATH here: the quickstart's
+    `python -m pytest` runs on the venv its [workspace] setup made in each agent slot."""
+    from runtime.helpers import copy_quickstart
+
+    mission = copy_quickstart(tmp_path / "quickstart")
+    runs = tmp_path / "runs"
+    proc = cli("run", str(mission), "--headless", "--agents", "2", "--runs-dir", str(runs), cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    run_dir = only_run_dir(runs)
+    slots = sorted(p for p in (run_dir / "worktrees").iterdir() if p.is_dir())
+    assert len(slots) == 2 and all((slot / ".venv" / "bin" / "python").exists() for slot in slots)
+    branch = rows(run_dir, "select mission_branch from run")[0][0]
+    landed = git(mission / "repo", "ls-tree", "-r", "--name-only", branch).split()
+    assert not [f for f in landed if f.startswith(".venv/")]

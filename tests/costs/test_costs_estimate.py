@@ -152,3 +152,26 @@ def test_estimate_applies_the_attempt_timeout_as_a_run_does(tmp_path, capsys):
     # Each stopped attempt paid for the 30 minutes it ran, not for 71.
     assert sim["implementation_usd"] == pytest.approx(17 * 0.165 + 3 * 0.165 * 1800 / (71 * 60))
     assert "i1-t1" in sim["stopped_by"] or sim["stopped_by"].startswith("attention")
+
+
+def test_the_forecast_models_the_approval_gate(tmp_path, capsys):
+    """web-18 with its CRITICAL task held for approval: approved at once it forecasts the same
+    wall clock as without the gate; approved after 30 minutes, later (it is on a long path)."""
+    import shutil
+    from pathlib import Path
+
+    mission = tmp_path / "web-18"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "sample_missions" / "web-18", mission)
+
+    def wall_clock(*extra: str) -> float:
+        assert main(["estimate", str(mission), "--json", *extra]) == 0
+        simulation = json.loads(capsys.readouterr().out)["simulation"]
+        assert simulation["tasks_not_done"] == 0
+        return simulation["wall_clock_seconds"]
+
+    ungated = wall_clock()
+    with (mission / "mission.toml").open("a") as toml:
+        toml.write('approve = ["CRITICAL"]\n')
+    assert wall_clock() == ungated
+    assert wall_clock("--approval-minutes", "30") > ungated
+    assert main(["estimate", str(mission), "--approval-minutes", "-1"]) == 2

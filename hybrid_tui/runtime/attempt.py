@@ -18,6 +18,7 @@ import anyio.from_thread
 from hybrid_tui.agents.base import ImplementRequest, ImplementResult
 from hybrid_tui.spec.models import SisTask, Usage
 from hybrid_tui.store import writes
+from hybrid_tui.workspace.setup import SetupFailed
 from hybrid_tui.workspace.sandbox import Sandbox
 from hybrid_tui.workspace.validation import run_checks
 from hybrid_tui.runtime.context import AttemptLoop, RunContext, RunningAttempt
@@ -70,8 +71,16 @@ async def run_attempt(
         with scope:
             sandbox = None
             worktree = ctx.agents.get(agent_id, "")
+            environment: dict[str, str] = {}
             if ctx.repo is not None:
-                await anyio.to_thread.run_sync(ctx.repo.reset, agent_id)
+                try:
+                    # Runs the slot's [workspace] setup the first time: a failure is the
+                    # project's environment, not the agent's (no retry; the run pauses).
+                    await anyio.to_thread.run_sync(ctx.repo.reset, agent_id)
+                except SetupFailed as exc:
+                    loop.finish_attempt(attempt, outcome="failed", failure_type="environment_error", message=str(exc))
+                    return
+                environment = ctx.repo.environment(agent_id)
                 sandbox = Sandbox(
                     Path(worktree), declared=spec.declared_files, claim=functools.partial(_claim, loop, task_id)
                 )
@@ -89,6 +98,7 @@ async def run_attempt(
                 recorded=recorded_attempt(ctx.mission, ctx.run_id, task_id, attempt.number),
                 memory_cap_mb=ctx.config.policies.task_memory_cap_mb,
                 report_spend=report_spend,
+                environment=environment,
             )
             try:
                 result = await ctx.implementer.implement(request)
@@ -110,6 +120,11 @@ async def run_attempt(
                     retry_after=result.retry_after,
                 )
                 return
+            if ctx.repo is not None:
+                # What lands is fixed now, before validation runs: only the files the agent
+                # changed, never what a validation command writes.
+                touched = sorted(set(result.files_touched) | (sandbox.touched if sandbox is not None else set()))
+                await anyio.to_thread.run_sync(ctx.repo.stage_work, agent_id, touched or None)
             if not (ctx.repo is not None and spec.validation.commands):
                 # No checks to run: validating, integrating and (git off) the attempt's end
                 # follow each other with no side effect between them, so they are stored
@@ -128,7 +143,7 @@ async def run_attempt(
                     raise _Cancelled
                 crash_point("validation", task_id)
                 checks = await run_checks(spec.validation, Path(worktree), log_path=log_path,
-                                          memory_cap_mb=ctx.config.policies.task_memory_cap_mb)
+                                          memory_cap_mb=ctx.config.policies.task_memory_cap_mb, env=environment)
                 if not checks.ok:
                     loop.finish_attempt(
                         attempt,

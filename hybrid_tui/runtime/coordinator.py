@@ -176,7 +176,8 @@ class Coordinator:
             # Lazy: workspace.git loads GitPython, which a run with git off never needs.
             from hybrid_tui.workspace.git import MissionRepo
 
-            self.repo = MissionRepo(Path(run.repo_path), run.mission_branch, self.run_dir, run_id)
+            self.repo = MissionRepo(Path(run.repo_path), run.mission_branch, self.run_dir, run_id,
+                                    workspace=self.config.workspace)
         self.pricing = PricingTable.load(self.config.pricing or None)
         self.scheduler: Any = None
         self.specs: dict[str, SisTask] = {}

@@ -135,7 +135,8 @@ class AnthropicImplementer:
             return self._failure(request, progress, failure.failure_type, failure.message)
         limiter = self.limiters.for_model(request.model) if self.limiters else None
         runner = ToolRunner(
-            request.sandbox, request.task, check_log=request.log_path, memory_cap_mb=request.memory_cap_mb
+            request.sandbox, request.task, check_log=request.log_path, memory_cap_mb=request.memory_cap_mb,
+            environment=request.environment
         )
         system = [{"type": "text", "text": prompts.IMPLEMENTER_SYSTEM, "cache_control": EPHEMERAL}]
         tools = copy.deepcopy(TOOL_DEFINITIONS)

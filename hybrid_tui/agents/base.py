@@ -71,6 +71,12 @@ class ImplementRequest:
     # of that check (the run folder when it sits inside the checkout).
     protected_roots: tuple[Path, ...] = ()
     unwatched_roots: tuple[Path, ...] = ()
+    # Called by a backend that pays per turn with its usage and dollars so far (cumulative),
+    # so a timeout or cancel from outside the backend still records what was billed.
+    report_spend: Callable[[Usage, float], None] | None = None
+    # [workspace] env and PATH for the commands the agent runs (its CLI, run_checks): laid
+    # over the user's environment.
+    environment: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

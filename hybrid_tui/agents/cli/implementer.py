@@ -207,7 +207,7 @@ class CliImplementer:
         group_file = log_path.with_name(log_path.name + GROUP_FILE_SUFFIX)
         try:
             outcome = await run_process(
-                command.argv, cwd=worktree, env=dict(os.environ), timeout=limits.timeout_seconds,
+                command.argv, cwd=worktree, env={**os.environ, **request.environment}, timeout=limits.timeout_seconds,
                 on_stdout=on_stdout, on_stderr=on_stderr, on_spawn=lambda pgid: group_file.write_text(str(pgid)),
                 stdin_data=prompt.encode() if command.prompt_on_stdin else None, should_stop=should_stop,
             )

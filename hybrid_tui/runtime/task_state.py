@@ -25,6 +25,7 @@ from hybrid_tui.core.changes import (
     PauseChanged,
     PoolTarget,
     TaskTransition,
+    TaskWaiting,
 )
 from hybrid_tui.store import writes
 from hybrid_tui.runtime.context import RunContext, Transaction
@@ -100,6 +101,9 @@ def write_changes(ctx: RunContext, txn: Transaction, changes: Iterable[Any], now
             case BreakerChanged():
                 ctx.events.add("breaker." + change.state, change.reason or f"{change.backend} breaker {change.state}",
                                level="warning", backend=change.backend)
+            case TaskWaiting():
+                ctx.events.add("task.waiting", change.message, task_id=change.task_id, kind=change.kind,
+                               **{"holder": change.holder} if change.holder else {})
             case _:
                 raise UnknownChange(f"no store write for the core change record {type(change).__name__}: {change!r}")
 

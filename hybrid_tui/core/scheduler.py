@@ -24,6 +24,7 @@ Driving loop of a shell, roughly::
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -186,6 +187,8 @@ class Scheduler:
         self._lock_penalty = self._weights.locked_file_penalty if self._review_mode else 0.0
         # backend -> [actual seconds, estimated seconds] over its succeeded attempts.
         self._speed: dict[str, list[float]] = {}
+        # log(actual / estimate) of succeeded attempts: count, sum, sum of squares (spread).
+        self._log_ratios = [0, 0.0, 0.0]
         self._budget_held = 0  # ready tasks the last dispatch held back for the budget
         self.mission_budget_usd = float(mission_budget_usd)
         self.retry_budget_usd = float(retry_budget_usd)
@@ -987,6 +990,15 @@ class Scheduler:
         estimated = sum(r[1] for r in rows)
         return actual / estimated if estimated > 0 and actual > 0 else 1.0
 
+    def duration_spread(self) -> float | None:
+        """Standard deviation of log(actual / estimate) over succeeded attempts (how far
+        durations stray from their estimates, as a lognormal sigma); None before three."""
+        n, total, squares = self._log_ratios
+        if n < 3:
+            return None
+        mean = total / n
+        return math.sqrt(max(squares / n - mean * mean, 0.0))
+
     def estimate_seconds(self, task_id: str, backend: str | None = None) -> float:
         """What one attempt of the task is expected to take: its estimate scaled by the
         backend's observed speed."""
@@ -1124,6 +1136,12 @@ class Scheduler:
                 observed = self._speed.setdefault(backend, [0.0, 0.0])
                 observed[0] += actual
                 observed[1] += t.estimate * 60.0
+                if actual > 0:
+                    log_ratio = math.log(actual / (t.estimate * 60.0))
+                    stats = self._log_ratios
+                    stats[0] += 1
+                    stats[1] += log_ratio
+                    stats[2] += log_ratio * log_ratio
             return
         ran_minutes = actual / 60.0 / self.speed(backend)
         if ran_minutes > t.estimate:

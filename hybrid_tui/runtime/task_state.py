@@ -102,7 +102,7 @@ def write_changes(ctx: RunContext, txn: Transaction, changes: Iterable[Any], now
                 ctx.events.add("breaker." + change.state, change.reason or f"{change.backend} breaker {change.state}",
                                level="warning", backend=change.backend)
             case TaskWaiting():
-                ctx.events.add("task.waiting", change.message, task_id=change.task_id, kind=change.kind,
+                ctx.events.add("task.waiting", change.message, task_id=change.task_id, wait=change.kind,
                                **{"holder": change.holder} if change.holder else {})
             case _:
                 raise UnknownChange(f"no store write for the core change record {type(change).__name__}: {change!r}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from prometheus_client import generate_latest
 
 from hybrid_tui.app.launch import start_run
 from hybrid_tui.costs.report import build_report, render_markdown
@@ -16,7 +17,6 @@ from hybrid_tui.views.metrics import make_registry, parse_metrics
 from hybrid_tui.vocabulary import EXIT_OK
 
 from .helpers import drive, py, task, write_mission
-from prometheus_client import generate_latest
 
 
 def edit(path: str, old: str, new: str) -> dict:

@@ -60,9 +60,11 @@ class RunForecaster:
     def maybe_refresh(self, now: float, task_group: Any, agents: int) -> None:
         """Start a refresh in ``task_group`` when one is due (see the module docstring)."""
         scheduler = self.ctx.scheduler
-        if self._running or scheduler is None or not scheduler.task_ids():
+        if self._running or scheduler is None:
             return
-        counts = scheduler.counts()
+        counts = scheduler.counts()  # a copy of a dozen counters: cheap on every turn
+        if not any(counts.values()):
+            return
         ended = sum(counts[s] for s in TERMINAL)
         if ended == self._ended_seen and self._has_start:
             return

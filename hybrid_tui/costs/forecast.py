@@ -95,6 +95,11 @@ def snapshot(scheduler: Scheduler, now: float, *, agents: int, backend: str) -> 
                        DEFAULT_SPREAD if spread is None else spread, speed)
 
 
+def sample_count(tasks_left: int) -> int:
+    """How many sampled runs a forecast of ``tasks_left`` tasks makes for its range."""
+    return min(MAX_SAMPLES, max(MIN_SAMPLES, SAMPLED_TASKS // max(tasks_left, 1)))
+
+
 def _simulate(snap: RunSnapshot, durations: dict[str, float]) -> float:
     """Seconds from ``snap.now`` until every task left is done (or nothing more can run)."""
     # Leases are renewed while attempts live; budgets are the operator's to raise: neither
@@ -117,7 +122,7 @@ def forecast_time(snap: RunSnapshot, *, seed: int = 0, samples: int | None = Non
     expected = {t.info.task_id: t.seconds + t.wait_seconds for t in snap.tasks}
     remaining = _simulate(snap, expected) if left else 0.0
     if samples is None:
-        samples = min(MAX_SAMPLES, max(MIN_SAMPLES, SAMPLED_TASKS // max(left, 1)))
+        samples = sample_count(left)
     rng = random.Random(seed)
     outcomes = [remaining]
     for _ in range(samples if left else 0):

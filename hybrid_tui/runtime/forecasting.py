@@ -11,8 +11,12 @@ Room: runtime. Called by the coordinator loop:
   forecast (or none was made yet), it snapshots the scheduler (loop thread) and runs the
   ``estimate`` simulator from that state (:mod:`hybrid_tui.costs.forecast`) in a worker
   thread, then stores the forecast (the run's first is ``kind = start``, which ``report``
-  compares with the actual duration) and a ``run.forecast`` event. Refreshes are spaced so
-  forecasting takes at most ``1 / COST_FACTOR`` of the loop's wall time.
+  compares with the actual duration) and a ``run.forecast`` event. Forecasting is held to
+  :data:`TIME_SHARE` of the coordinator's time: a refresh starts only when the time spent
+  forecasting so far plus what this one should cost (the tasks left times the simulated
+  runs times the last measured cost of one simulated task) fits in that share of the time
+  since the coordinator started. A mission of real agents gets its first forecast within
+  its first seconds; a benchmark of instant agents finishes before a forecast would pay.
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ from typing import Any
 import anyio
 
 from hybrid_tui.core import TERMINAL, WaitReason
-from hybrid_tui.costs.forecast import TimeForecast, forecast_time, snapshot
+from hybrid_tui.costs.forecast import TimeForecast, forecast_time, sample_count, snapshot
 from hybrid_tui.store import queries, writes
 from hybrid_tui.runtime.context import RunContext
 
 MIN_INTERVAL_SECONDS = 2.0  # at most one refresh this often
-COST_FACTOR = 20.0  # ... and never more often than 20x what the last one cost
+TIME_SHARE = 0.05  # forecasting may take this fraction of the coordinator's wall time
+FIRST_GUESS_SECONDS_PER_TASK = 1e-4  # one task through one simulated run, until measured
 QUIET_EVENT_KINDS = frozenset({"", "agent"})  # "waiting for an agent" is the normal state: no event
 
 
@@ -39,6 +44,9 @@ class RunForecaster:
         self._wait: tuple[str, str] | None = None
         self._ended_seen = -1
         self._next_at = 0.0
+        self._began: float | None = None
+        self._spent = 0.0  # seconds spent forecasting
+        self._per_task = FIRST_GUESS_SECONDS_PER_TASK
         self._running = False
         self._has_start = queries.start_forecast(ctx.run_id) is not None
         self.refreshes = 0
@@ -63,15 +71,18 @@ class RunForecaster:
         if self._running or scheduler is None:
             return
         counts = scheduler.counts()  # a copy of a dozen counters: cheap on every turn
-        if not any(counts.values()):
+        total = sum(counts.values())
+        if not total:
             return
         ended = sum(counts[s] for s in TERMINAL)
-        if ended == self._ended_seen and self._has_start:
-            return
-        if self._has_start and self._perf() < self._next_at:
-            return
-        if scheduler.is_finished() and self._has_start:
-            self._ended_seen = ended
+        if ended == total or (ended == self._ended_seen and self._has_start):
+            return  # finished, or nothing ended since the last forecast
+        perf = self._perf()
+        if self._began is None:
+            self._began = perf
+        left = total - ended
+        expected = left * (1 + sample_count(left)) * self._per_task
+        if perf < self._next_at or self._spent + expected > TIME_SHARE * (perf - self._began):
             return
         self._ended_seen = ended
         self._running = True
@@ -83,9 +94,10 @@ class RunForecaster:
         try:
             result: TimeForecast = await anyio.to_thread.run_sync(forecast_time, snap)
             self.store(result)
+            self._per_task = (self._perf() - started) / max(result.tasks_left * (1 + result.samples), 1)
         finally:
-            cost = self._perf() - started
-            self._next_at = self._perf() + max(MIN_INTERVAL_SECONDS, COST_FACTOR * cost)
+            self._spent += self._perf() - started
+            self._next_at = self._perf() + MIN_INTERVAL_SECONDS
             self._running = False
 
     def store(self, result: TimeForecast) -> None:

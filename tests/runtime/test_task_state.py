@@ -64,6 +64,8 @@ def test_every_change_record_class_of_the_core_is_handled(store_with_run, tmp_pa
         "PoolTarget": core_changes.PoolTarget(size=3),
         "PauseChanged": core_changes.PauseChanged(paused=True, reason="why"),
         "BreakerChanged": core_changes.BreakerChanged(backend="sim", state="open"),
+        "TaskWaiting": core_changes.TaskWaiting(task_id="t1", kind="lock", message="a.py held by task t2",
+                                                holder="t2"),
     }
     defined = {name for name, obj in vars(core_changes).items()
                if inspect.isclass(obj) and obj.__module__ == core_changes.__name__ and dataclasses.is_dataclass(obj)}

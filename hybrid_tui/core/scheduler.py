@@ -940,6 +940,14 @@ class Scheduler:
             return t.static_score
         return t.static_score - self._lock_penalty
 
+    def shown_score(self, task_id: str) -> float:
+        """The score an operator reads: the review's score in ``review`` mode; in the default
+        mode the task's remaining critical path in minutes (its class is shown beside it, and
+        orders first: :meth:`score` is the ordering key that combines both)."""
+        if self._review_mode:
+            return self.score(task_id)
+        return self._task(task_id).path
+
     def ready_ids(self) -> list[str]:
         """Ready tasks in dispatch order: score descending, then task id."""
         ready = [tid for tid, t in self._tasks.items() if t.status is S.READY]

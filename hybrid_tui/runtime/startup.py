@@ -85,4 +85,4 @@ def store_scores(ctx: RunContext) -> None:
     if not queued:
         return
     with ctx.transaction() as txn:
-        writes.store_task_scores(ctx.store, ctx.run_id, [(tid, scheduler.score(tid)) for tid in queued], txn.version)
+        writes.store_task_scores(ctx.store, ctx.run_id, [(tid, scheduler.shown_score(tid)) for tid in queued], txn.version)

@@ -113,7 +113,7 @@ def _write_transition(ctx: RunContext, ch: TaskTransition, now: float, version: 
     fields: dict[str, Any] = {"status": new, "updated_at": now, "version": version, "retry_at": ch.retry_at}
     if new in _QUEUED_OR_RUNNING:
         # The console shows the score the queue was ordered by when the task last moved.
-        fields["score"] = ctx.scheduler.score(ch.task_id)
+        fields["score"] = ctx.scheduler.shown_score(ch.task_id)
     if new in ATTENTION or new == "retry_wait":
         fields["attention_reason"] = ch.reason if new in ATTENTION else ""
     elif new in _CLEARS_ATTENTION:

@@ -140,3 +140,9 @@ def test_review_mode_keeps_its_locked_file_penalty_and_the_default_has_none():
         s.dispatch(0)
     assert review.score("b") == 40 + 50 - 1 - 40
     assert default.score("b") == default.score("a")
+
+
+def test_the_score_an_operator_reads_is_the_remaining_path_or_the_review_score():
+    tasks = [task("a", minutes=5), task("b", "a", minutes=20)]
+    assert sched(tasks).shown_score("a") == 25
+    assert sched(tasks, policies=REVIEW).shown_score("a") == 40 + 50 + 10 - 0.5

@@ -22,7 +22,7 @@ from hybrid_tui.store import models as m
 
 def _context(store, tmp_path: Path) -> SimpleNamespace:
     ctx = SimpleNamespace(run_id="r1", store=store, events=EventLog(store, "r1", tmp_path / "events.jsonl", lambda: 1.0),
-                          scheduler=SimpleNamespace(score=lambda task_id: 0.5), txn=None)
+                          scheduler=SimpleNamespace(shown_score=lambda task_id: 0.5), txn=None)
 
     @contextlib.contextmanager
     def transaction():

@@ -27,7 +27,7 @@ from typing import Any
 import anyio
 
 from hybrid_tui.core import TERMINAL, WaitReason
-from hybrid_tui.costs.forecast import TimeForecast, forecast_time, sample_count, snapshot
+from hybrid_tui.costs.forecast import RunSnapshot, TimeForecast, forecast_time, sample_count, snapshot
 from hybrid_tui.store import queries, writes
 from hybrid_tui.runtime.context import RunContext
 
@@ -38,9 +38,14 @@ QUIET_EVENT_KINDS = frozenset({"", "agent"})  # "waiting for an agent" is the no
 
 
 class RunForecaster:
-    def __init__(self, ctx: RunContext, clock: Any = time.perf_counter) -> None:
+    """``clock`` measures what forecasting costs (``time.perf_counter``); ``threaded=False``
+    computes each forecast on the loop, at once (the demo capture: a virtual clock and
+    repeatable screens)."""
+
+    def __init__(self, ctx: RunContext, clock: Any = time.perf_counter, *, threaded: bool = True) -> None:
         self.ctx = ctx
         self._perf = clock
+        self._threaded = threaded
         self._wait: tuple[str, str] | None = None
         self._ended_seen = -1
         self._next_at = 0.0
@@ -87,18 +92,34 @@ class RunForecaster:
         self._ended_seen = ended
         self._running = True
         snap = snapshot(scheduler, now, agents=agents, backend=self.ctx.backend_name)
-        task_group.start_soon(self._refresh, snap)
+        if self._threaded:
+            task_group.start_soon(self._refresh, snap)
+        else:
+            self._refresh_now(snap)
 
-    async def _refresh(self, snap: Any) -> None:
-        started = self._perf()
+    async def _refresh(self, snap: RunSnapshot) -> None:
+        started, result = self._perf(), None
         try:
-            result: TimeForecast = await anyio.to_thread.run_sync(forecast_time, snap)
+            result = await anyio.to_thread.run_sync(forecast_time, snap)
             self.store(result)
-            self._per_task = (self._perf() - started) / max(result.tasks_left * (1 + result.samples), 1)
         finally:
-            self._spent += self._perf() - started
-            self._next_at = self._perf() + MIN_INTERVAL_SECONDS
-            self._running = False
+            self._account(started, result)
+
+    def _refresh_now(self, snap: RunSnapshot) -> None:
+        started, result = self._perf(), None
+        try:
+            result = forecast_time(snap)
+            self.store(result)
+        finally:
+            self._account(started, result)
+
+    def _account(self, started: float, result: TimeForecast | None) -> None:
+        cost = self._perf() - started
+        if result is not None:
+            self._per_task = cost / max(result.tasks_left * (1 + result.samples), 1)
+        self._spent += cost
+        self._next_at = self._perf() + MIN_INTERVAL_SECONDS
+        self._running = False
 
     def store(self, result: TimeForecast) -> None:
         kind = "update" if self._has_start else "start"

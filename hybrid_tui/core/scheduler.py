@@ -1132,12 +1132,18 @@ class Scheduler:
                     heapq.heappush(heap, (-tasks[dep].topo, dep))
         return list(out)
 
+    def learn_attempt(self, task_id: str, backend: str, seconds: float, succeeded: bool) -> None:
+        """Learn from an attempt that ended before this scheduler existed (a resumed run):
+        the same as :meth:`succeed` / :meth:`fail` learn from the attempts they end."""
+        self._learn(self._task(task_id), backend, max(float(seconds), 0.0), succeeded)
+
     def _learn_duration(self, t: _Task, backend: str, now: float, succeeded: bool) -> None:
         started = t.started_at
         t.started_at = None
-        if started is None:
-            return
-        actual = max(now - started, 0.0)
+        if started is not None:
+            self._learn(t, backend, max(now - started, 0.0), succeeded)
+
+    def _learn(self, t: _Task, backend: str, actual: float, succeeded: bool) -> None:
         t.actual_seconds += actual
         if succeeded:
             if t.estimate > 0:

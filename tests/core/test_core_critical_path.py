@@ -146,3 +146,17 @@ def test_the_score_an_operator_reads_is_the_remaining_path_or_the_review_score()
     tasks = [task("a", minutes=5), task("b", "a", minutes=20)]
     assert sched(tasks).shown_score("a") == 25
     assert sched(tasks, policies=REVIEW).shown_score("a") == 40 + 50 + 10 - 0.5
+
+
+def test_a_resumed_scheduler_learns_the_same_from_the_stored_attempts():
+    tasks = [task("a"), task("b"), task("c", "b", minutes=5)]
+    live = sched(tasks, agents=2)
+    live.dispatch(0)
+    live.succeed("a", 1200)
+    live.fail("b", "validation_failed", 4800)
+    resumed = sched(tasks, agents=0)
+    resumed.learn_attempt("a", "replay", 1200, True)
+    resumed.learn_attempt("b", "replay", 4800, False)
+    for s in (live, resumed):
+        assert s.speed("replay") == 2.0
+        assert (s.task("b").estimate_minutes, s.critical_path_minutes("b")) == (40, 45)

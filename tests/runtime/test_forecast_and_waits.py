@@ -4,6 +4,10 @@ the report (forecast at the start vs actual), Prometheus' ``hybrid_eta_seconds``
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import anyio
@@ -87,3 +91,52 @@ def test_a_task_held_by_a_lock_says_which_task_holds_it_and_the_run_keeps_a_fore
         assert [e.kind for e in queries.event_records(run_id)].count("run.forecast") >= 1
     finally:
         store.close()
+
+
+def _held_mission(root: Path, flag: Path) -> Path:
+    """One task that runs until ``flag`` exists, and one after it."""
+    wait_for_flag = py(f"import pathlib, time\nwhile not pathlib.Path({str(flag)!r}).exists(): time.sleep(0.05)")
+    return write_mission(root, [task("slow", checks=[wait_for_flag]), task("after", deps=["slow"])])
+
+
+def _run_until_forecast(tmp_path: Path, *extra: str) -> tuple[list[str], int]:
+    """``hybrid-tui run --headless`` as a real subprocess; the held task is released once the
+    output shows a forecast. Returns every output line and the exit code."""
+    flag = tmp_path / "release"
+    mission = _held_mission(tmp_path / "m", flag)
+    proc = subprocess.Popen([sys.executable, "-m", "hybrid_tui", "run", str(mission), "--headless", *extra,
+                             "--runs-dir", str(tmp_path / "runs")], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    lines: list[str] = []
+    try:
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if "forecast" in line and not flag.exists():
+                flag.write_text("go")
+        return lines, proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+
+
+def test_headless_progress_lines_show_the_forecast_finish(tmp_path: Path):
+    lines, code = _run_until_forecast(tmp_path)
+    assert code == EXIT_OK
+    shown = [line for line in lines if " forecast: finish ~" in line]
+    assert shown and re.search(r"forecast: finish ~\d\d:\d\d:\d\d \(\d\d:\d\d:\d\d-\d\d:\d\d:\d\d\), 2 tasks left$",
+                               shown[0])
+
+
+def test_json_events_carry_the_forecast_and_the_summary_compares_it_with_the_actual(tmp_path: Path):
+    lines, code = _run_until_forecast(tmp_path, "--json")
+    assert code == EXIT_OK
+    objects = [json.loads(line) for line in lines]
+    forecasts = [o for o in objects if o["kind"] == "run.forecast"]
+    assert forecasts[0]["fields"]["forecast"] == "start" and forecasts[0]["fields"]["tasks_left"] == 2
+    first = forecasts[0]["fields"]
+    assert first["low_seconds"] <= first["remaining_seconds"] <= first["high_seconds"]
+    summary = objects[-1]
+    assert summary["kind"] == "run.summary" and summary["forecast_at_start"]["finished"] is True
+    assert summary["forecast_at_start"]["forecast_seconds"] == pytest.approx(first["remaining_seconds"], abs=1e-3)
+    assert summary["forecast_at_start"]["actual_seconds"] > 0

@@ -34,7 +34,7 @@ from hybrid_tui.runtime.context import RunContext
 MIN_INTERVAL_SECONDS = 2.0  # at most one refresh this often
 TIME_SHARE = 0.05  # forecasting may take this fraction of the coordinator's wall time
 FIRST_GUESS_SECONDS_PER_TASK = 1e-4  # one task through one simulated run, until measured
-QUIET_EVENT_KINDS = frozenset({"", "agent"})  # "waiting for an agent" is the normal state: no event
+QUIET_EVENT_KINDS = frozenset({"", "agent", "paused"})  # the normal state, or told by run.paused already
 
 
 class RunForecaster:

@@ -59,6 +59,7 @@ def write_changes(ctx: RunContext, txn: Transaction, changes: Iterable[Any], now
     """Write each change record in ``txn``; raises :class:`UnknownChange` on a record type
     this module does not handle (nothing is silently dropped)."""
     store, run, version, effects = ctx.store, ctx.run_id, txn.version, txn.effects
+    waits: list[TaskWaiting] = []
     for change in changes:
         match change:
             case TaskTransition():
@@ -102,10 +103,25 @@ def write_changes(ctx: RunContext, txn: Transaction, changes: Iterable[Any], now
                 ctx.events.add("breaker." + change.state, change.reason or f"{change.backend} breaker {change.state}",
                                level="warning", backend=change.backend)
             case TaskWaiting():
-                ctx.events.add("task.waiting", change.message, task_id=change.task_id, wait=change.kind,
-                               **{"holder": change.holder} if change.holder else {})
+                waits.append(change)  # one event for the lot, below
             case _:
                 raise UnknownChange(f"no store write for the core change record {type(change).__name__}: {change!r}")
+    if waits:
+        _write_waits(ctx, waits)
+
+
+def _write_waits(ctx: RunContext, waits: list[TaskWaiting]) -> None:
+    """ONE ``task.waiting`` event for the ready tasks a dispatch round found held back (an
+    event per task would add a row to most tasks of a run whose files contend): its fields
+    map each task to why (``holder``: the task holding its file)."""
+    fields = {"waits": {w.task_id: {"kind": w.kind, "message": w.message, "holder": w.holder} for w in waits}}
+    if len(waits) == 1:
+        w = waits[0]
+        ctx.events.add("task.waiting", w.message, task_id=w.task_id, **fields)
+        return
+    shown = "; ".join(f"{w.task_id}: {w.message}" for w in waits[:5])
+    more = f"; and {len(waits) - 5} more" if len(waits) > 5 else ""
+    ctx.events.add("task.waiting", f"{len(waits)} ready tasks held back: {shown}{more}", **fields)
 
 
 def _write_transition(ctx: RunContext, ch: TaskTransition, now: float, version: int) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -78,3 +79,18 @@ def test_every_change_record_class_of_the_core_is_handled(store_with_run, tmp_pa
     assert effects.policy_paused is True
     assert m.Run.get_by_id("r1").pool_target == 3
     ctx.events.close()
+
+
+def test_the_tasks_a_dispatch_round_holds_back_are_one_event(store_with_run, tmp_path: Path):
+    ctx = _context(store_with_run, tmp_path)
+    waits = [core_changes.TaskWaiting(task_id=f"t{i}", kind="lock", message=f"f{i}.py held by task h{i}",
+                                      holder=f"h{i}") for i in range(7)]
+    with ctx.transaction() as txn:
+        write_changes(ctx, txn, waits, 1.0)
+    ctx.events.close()
+    rows = list(m.Event.select().where(m.Event.kind == "task.waiting"))
+    assert len(rows) == 1 and rows[0].task_id is None
+    assert rows[0].message.startswith("7 ready tasks held back: t0: f0.py held by task h0; ")
+    assert rows[0].message.endswith("; and 2 more")
+    data = json.loads(rows[0].data_json)["waits"]
+    assert data["t6"] == {"kind": "lock", "message": "f6.py held by task h6", "holder": "h6"}

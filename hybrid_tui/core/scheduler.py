@@ -46,6 +46,7 @@ from hybrid_tui.core.changes import (
 from hybrid_tui.core.policies import (
     alert_level,
     critical_path_score,
+    needs_approval,
     priority_score,
     priority_weight,
     retry_delay,
@@ -69,7 +70,9 @@ S = TaskStatus  # short name for the many status literals below
 #: Failure types that say something about the backend (they count for its circuit breaker).
 BACKEND_FAILURES = frozenset({"network_error", "rate_limited", "agent_error", "timeout"})
 #: Failure types that are not the attempt's fault (not counted in the failure rate).
-NEUTRAL_FAILURES = frozenset({"interrupted"})
+NEUTRAL_FAILURES = frozenset({"interrupted", "environment_error"})
+#: Failure types of the project's toolchain: the run pauses until the operator fixes it.
+ENVIRONMENT_FAILURES = frozenset({"environment_error"})
 #: How many recent tasks an agent remembers for file/domain affinity.
 RECENT_TASKS = 3
 #: Review 4.4: "30+ queued -> warn: queue backup" once the pool is at its maximum.
@@ -190,6 +193,7 @@ class Scheduler:
         # log(actual / estimate) of succeeded attempts: count, sum, sum of squares (spread).
         self._log_ratios = [0, 0.0, 0.0]
         self._budget_held = 0  # ready tasks the last dispatch held back for the budget
+        self._approval_gate = frozenset(self.policies.approve)
         self.mission_budget_usd = float(mission_budget_usd)
         self.retry_budget_usd = float(retry_budget_usd)
         self.pool_min, self.pool_max = pool_min, pool_max
@@ -270,7 +274,7 @@ class Scheduler:
         for t in added:  # in topological order: a dependency is blocked before its dependents look
             self._rescore_static(t)
             if t.unmet == 0:  # every dependency done, so none is dead
-                self._set_status(t, S.READY)
+                self._set_status(t, self._ready_status(t))
             elif any(existing[dep].status in DEAD for dep in t.info.dependencies):
                 self._set_status(t, S.BLOCKED)
                 t.reason = "a dependency failed"
@@ -322,12 +326,12 @@ class Scheduler:
                 sched._fail_active(t, "interrupted", now, 0.0, "the coordinator restarted", None, changes)
             elif t.status is S.RETRY_WAIT:
                 sched._push_retry(t)
-            elif t.status in (S.PENDING, S.READY):
+            elif t.status in (S.PENDING, S.READY, S.AWAITING_APPROVAL):
                 if any(sched._tasks[d].status in DEAD for d in t.info.dependencies):
                     sched._transition(t, S.BLOCKED, "a dependency failed", changes)
                 elif t.unmet == 0 and t.status is S.PENDING:
-                    sched._transition(t, S.READY, "dependencies done", changes)
-                elif t.unmet and t.status is S.READY:
+                    sched._become_ready(t, "dependencies done", changes)
+                elif t.unmet and t.status is not S.PENDING:
                     sched._transition(t, S.PENDING, "dependencies not done", changes)
         return sched, changes
 
@@ -561,7 +565,7 @@ class Scheduler:
         for d in t.dependents:
             d.unmet -= 1
             if d.unmet == 0 and d.status is S.PENDING:
-                self._transition(d, S.READY, f"dependencies done ({task_id} last)", changes)
+                self._become_ready(d, f"dependencies done ({task_id} last)", changes)
         self._check_failure_rate(changes)
         return changes
 
@@ -632,6 +636,10 @@ class Scheduler:
         at = next(i for i in range(start, len(changes))
                   if isinstance(changes[i], TaskTransition) and changes[i].task_id == t.tid)
         changes[at + 1:at + 1] = released
+        if failure_type in ENVIRONMENT_FAILURES:
+            # Every other task would hit the same broken toolchain: stop spending until it is fixed.
+            first = (message.strip().splitlines() or [""])[0][:300]
+            changes.extend(self.pause(f"{failure_type} in task {t.tid}: {first}", now))
         self._check_failure_rate(changes)
 
     def _fail_terminal(self, t: _Task, reason: str, changes: list[Change]) -> None:
@@ -757,8 +765,8 @@ class Scheduler:
 
     def tick(self, now: float) -> list[Change]:
         """Apply everything due at ``now``: retry deadlines (``retry_wait`` -> ``ready``),
-        expired locks (released with an alert; the holding attempt is cancelled and counts
-        as a ``timeout``), breakers half-open after ``breaker_reset_seconds``, the pool
+        lock leases (renewed while their attempt runs: an attempt is bounded by its own
+        timeout, not by ``lock_ttl_seconds``), breakers half-open after ``breaker_reset_seconds``, the pool
         target by queue depth (``policies.scaling``) and the queue-backup warning."""
         changes: list[Change] = []
         heap = self._retry_heap
@@ -774,22 +782,13 @@ class Scheduler:
             if lock is None or lock[0] != tid or lock[2] != expires:
                 continue
             t = self._tasks[tid]
-            changes.append(Alert("lock_expired", "warning", f"lock on {path} held by {tid} expired",
-                                 {"path": path, "task_id": tid}))
             if t.status in ACTIVE:
-                attempt = t.attempts
-                changes.append(CancelRunning(tid, t.agent_id, attempt, f"lock on {path} expired"))
-                held = self._reservations.pop((tid, attempt), None)
-                if held is not None:
-                    self._reserved -= held[0]
-                    if held[1]:
-                        self._retry_reserved -= held[0]
-                self._fail_active(t, "timeout", now, 0.0, f"lock on {path} expired", None, changes)
-                if held is not None:  # the stopped attempt still owes its cost: keep it held
-                    self._reservations[(tid, attempt)] = held
-                    self._reserved += held[0]
-                    if held[1]:
-                        self._retry_reserved += held[0]
+                # A lease: its attempt is alive (the shell settles every attempt that ends,
+                # and recovery releases a crashed run's locks), so it is renewed, never taken.
+                renewed = now + self.policies.lock_ttl_seconds
+                self._locks[path] = (tid, lock[1], renewed)
+                heapq.heappush(lheap, (renewed, path, tid))
+                changes.append(LockAcquired(path, tid, lock[1], renewed))
             else:  # cannot happen (locks are released with the attempt); keep the table honest
                 del self._locks[path]
                 changes.append(LockReleased(path, tid, "expired"))
@@ -877,8 +876,39 @@ class Scheduler:
         self._transition(t, S.PENDING if t.unmet else S.READY, "operator retry", changes)
         for d in self._transitive(t):
             if d.status is S.BLOCKED and not any(self._tasks[x].status in DEAD for x in d.info.dependencies):
-                self._transition(d, S.PENDING if d.unmet else S.READY, f"{task_id} retried", changes)
+                if d.unmet:
+                    self._transition(d, S.PENDING, f"{task_id} retried", changes)
+                else:
+                    self._become_ready(d, f"{task_id} retried", changes)
         return changes
+
+    def approve(self, task_id: str, now: float) -> list[Change]:
+        """Operator approval of a task ``[policies] approve`` holds: ``awaiting_approval`` ->
+        ``ready``. Empty when the task is not awaiting approval."""
+        t = self._task(task_id)
+        if t.status is not S.AWAITING_APPROVAL:
+            return []
+        changes: list[Change] = []
+        self._transition(t, S.READY, "approved by operator", changes)
+        return changes
+
+    def reject(self, task_id: str, reason: str, now: float) -> list[Change]:
+        """Operator rejection of a task awaiting approval: ``failed`` (failure type
+        ``rejected``, the reason shown in the attention view); its dependents are blocked.
+        Empty when the task is not awaiting approval."""
+        t = self._task(task_id)
+        if t.status is not S.AWAITING_APPROVAL:
+            return []
+        changes: list[Change] = []
+        t.last_failure, t.last_message = "rejected", reason
+        self._transition(t, S.FAILED, f"rejected by operator: {reason}" if reason else "rejected by operator", changes)
+        self._propagate(t, f"dependency {task_id} was rejected", changes)
+        return changes
+
+    def needs_approval(self, task_id: str) -> bool:
+        """``[policies] approve`` names the task's priority class, its id or its domain."""
+        info = self._task(task_id).info
+        return needs_approval(self._approval_gate, info.priority, info.task_id, info.domain)
 
     def cancel_dependents(self, task_id: str, now: float) -> list[Change]:
         """Cancel every queued or blocked transitive dependent of ``task_id``; running ones
@@ -1044,6 +1074,8 @@ class Scheduler:
                                               + (f" and {len(waiting) - 3} more" if len(waiting) > 3 else ""))
         if t.status is S.RETRY_WAIT:
             return WaitReason("backoff", f"backoff after {t.last_failure}", until=t.retry_at)
+        if t.status is S.AWAITING_APPROVAL:
+            return WaitReason("approval", "awaiting an operator's approval")
         if t.status is not S.READY:
             return None
         if self.paused:
@@ -1193,6 +1225,15 @@ class Scheduler:
                 waiting.discard(t.tid)
                 if not waiting:
                     del parked[path]
+
+    def _ready_status(self, t: _Task) -> TaskStatus:
+        """Where a task whose dependencies are all done goes: ``ready``, or
+        ``awaiting_approval`` when the approval policy holds it."""
+        return S.AWAITING_APPROVAL if self._approval_gate and self.needs_approval(t.tid) else S.READY
+
+    def _become_ready(self, t: _Task, reason: str, changes: list[Change]) -> None:
+        status = self._ready_status(t)
+        self._transition(t, status, reason if status is S.READY else f"{reason}; awaiting approval", changes)
 
     def _transition(self, t: _Task, new: TaskStatus, reason: str, changes: list[Change],
                     retry_at: float | None = None) -> None:

@@ -27,7 +27,17 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hybrid_tui.core import AgentChanged, Alert, CancelRunning, PauseChanged, PoolTarget, Scheduler, TaskInfo, TaskStatus
+from hybrid_tui.core import (
+    AgentChanged,
+    Alert,
+    CancelRunning,
+    PauseChanged,
+    PoolTarget,
+    Scheduler,
+    TaskInfo,
+    TaskStatus,
+    TaskTransition,
+)
 from hybrid_tui.core.tiering import select_model
 from hybrid_tui.spec.loader import MissionInvalid, load_mission
 from hybrid_tui.spec.models import ModelsSection, SisTask, Usage
@@ -138,15 +148,19 @@ def simulate(
     failure_rate: float,
     backend_latency: float,
     seed: int = 0,
+    approval_seconds: float = 0.0,
 ) -> SimResult:
     """One run of ``mission`` through the scheduling core in virtual time.
 
     ``agents``: a fixed pool; None autoscales between the mission's min and max
     implementers as the core's ``PoolTarget`` says. Each attempt takes its task's SIS
-    duration plus ``backend_latency`` and costs its SIS token estimate. ``round(R x tasks)``
+    duration plus ``backend_latency`` and costs its SIS token estimate; one longer than
+    ``agents.attempt_timeout_seconds`` is stopped there as a ``timeout``, as a run stops it
+    (paying for the part it ran). ``round(R x tasks)``
     tasks (drawn with ``seed``) fail validation twice before succeeding, the review's
     "2 retries per failed task"; the core decides what that means (retry, budget stop,
-    auto-pause). A failure-rate auto-pause is resumed at once and counted.
+    auto-pause). A failure-rate auto-pause is resumed at once and counted. A task the
+    approval gate holds is approved ``approval_seconds`` after it starts to wait.
     """
     config = mission.config
     costs = layer_costs(mission, table)
@@ -172,7 +186,8 @@ def simulate(
         rng=random.Random(seed + 1),
     )
     run = VirtualRun(scheduler, durations, backend=config.agents.backend, now=planning_seconds,
-                     task_costs=costs.task_costs, failing=failing)
+                     task_costs=costs.task_costs, failing=failing, approval_seconds=approval_seconds,
+                     attempt_timeout=config.agents.attempt_timeout_seconds)
     run.start_agents(pool_min)
     run.drive()
     stats = run.stats
@@ -210,18 +225,27 @@ class VirtualRun:
 
     ``durations``: seconds per attempt of each task; ``task_costs``: dollars per attempt;
     ``failing``: tasks whose first ``RETRIES_PER_FAILED_TASK`` attempts fail validation.
-    A ``PoolTarget`` resizes the pool; a failure-rate auto-pause is resumed at once.
+    An attempt longer than ``attempt_timeout`` is stopped there as a ``timeout`` (paying for
+    the part it ran). A task the approval gate holds is approved ``approval_seconds`` after
+    it starts to wait. A ``PoolTarget`` resizes the pool; a failure-rate auto-pause is
+    resumed at once.
     """
 
     def __init__(self, scheduler: Scheduler, durations: dict[str, float], *, backend: str, now: float = 0.0,
-                 task_costs: dict[str, float] | None = None, failing: set[str] | frozenset[str] = frozenset()):
+                 task_costs: dict[str, float] | None = None, failing: set[str] | frozenset[str] = frozenset(),
+                 approval_seconds: float = 0.0, attempt_timeout: float = math.inf):
         self.scheduler = scheduler
         self.durations = durations
         self.backend = backend
         self.now = now
         self.task_costs = task_costs or {}
         self.failing = failing
+        self.approval_seconds = approval_seconds
+        self.attempt_timeout = attempt_timeout
         self.events: list[tuple[float, int, str, int]] = []  # (finish time, seq, task id, attempt)
+        self.approvals: list[tuple[float, str]] = [  # (when the simulated operator approves, task id)
+            (now + approval_seconds, tid) for tid in scheduler.task_ids()
+            if scheduler.status(tid) is TaskStatus.AWAITING_APPROVAL]
         self._seq = itertools.count()
         self._names = itertools.count(1)
         self.running: dict[str, tuple[int, float]] = {}  # task -> (attempt, started)
@@ -276,6 +300,8 @@ class VirtualRun:
             elif isinstance(change, PauseChanged) and change.paused:
                 self.stats["pauses"] += 1
                 self.handle(self.scheduler.resume(now))
+            elif isinstance(change, TaskTransition) and change.new is TaskStatus.AWAITING_APPROVAL:
+                heapq.heappush(self.approvals, (now + self.approval_seconds, change.task_id))
 
     def _spend(self, cost: float, attempt: int) -> None:
         self.stats["impl"] += cost
@@ -287,13 +313,16 @@ class VirtualRun:
         lengths of these dispatches (a forecast's attempts already running). Returns the
         dispatched task ids."""
         scheduler, now = self.scheduler, self.now
+        while self.approvals and self.approvals[0][0] <= now:
+            self.handle(scheduler.approve(heapq.heappop(self.approvals)[1], now))
         self.handle(scheduler.tick(now))
         dispatches, changes = scheduler.dispatch(now)
         self.handle(changes)
         for d in dispatches:
             self.attempts += 1
             self.running[d.task_id] = (d.attempt, now)
-            length = (durations or self.durations)[d.task_id]
+            # A real attempt is stopped at agents.attempt_timeout_seconds: so is this one.
+            length = min((durations or self.durations)[d.task_id], self.attempt_timeout)
             heapq.heappush(self.events, (now + length, next(self._seq), d.task_id, d.attempt))
         return [d.task_id for d in dispatches]
 
@@ -306,6 +335,8 @@ class VirtualRun:
             if scheduler.is_finished() and not self.running:
                 break
             upcoming = [events[0][0]] if events else []
+            if self.approvals:
+                upcoming.append(self.approvals[0][0])
             deadline = scheduler.next_deadline()
             if deadline is not None:
                 upcoming.append(deadline)
@@ -319,8 +350,16 @@ class VirtualRun:
                 _, started = self.running.pop(task_id)
                 self.stats["busy"] += now - started
                 cost = self.task_costs.get(task_id, 0.0)
+                full = self.durations[task_id]
+                timed_out = full > self.attempt_timeout
+                if timed_out:  # it paid for the part it ran
+                    cost *= self.attempt_timeout / full
                 self._spend(cost, attempt)
-                if task_id in self.failing and self.failures_so_far.get(task_id, 0) < RETRIES_PER_FAILED_TASK:
+                if timed_out:
+                    self.failed_attempts += 1
+                    self.handle(scheduler.fail(task_id, "timeout", now, cost, message=(
+                        f"attempt exceeded agents.attempt_timeout_seconds={self.attempt_timeout:g}")))
+                elif task_id in self.failing and self.failures_so_far.get(task_id, 0) < RETRIES_PER_FAILED_TASK:
                     self.failures_so_far[task_id] = self.failures_so_far.get(task_id, 0) + 1
                     self.failed_attempts += 1
                     self.handle(scheduler.fail(task_id, SIM_FAILURE_TYPE, now, cost, message="simulated failure"))
@@ -378,11 +417,13 @@ class Forecast:
 
 
 def forecast(
-    mission: Any, table: PricingTable, *, agents: int | None, failure_rate: float, backend_latency: float, seed: int = 0
+    mission: Any, table: PricingTable, *, agents: int | None, failure_rate: float, backend_latency: float, seed: int = 0,
+    approval_seconds: float = 0.0,
 ) -> Forecast:
     layers = layer_costs(mission, table)
     sim = simulate(
-        mission, table, agents=agents, failure_rate=failure_rate, backend_latency=backend_latency, seed=seed
+        mission, table, agents=agents, failure_rate=failure_rate, backend_latency=backend_latency, seed=seed,
+        approval_seconds=approval_seconds,
     )
     return Forecast(
         mission=mission.name,
@@ -484,6 +525,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         raise UserError(f"--failure-rate {args.failure_rate}: must be between 0 and 1")
     if args.backend_latency < 0:
         raise UserError(f"--backend-latency {args.backend_latency}: must not be negative")
+    if not 0 <= args.approval_minutes < float("inf"):
+        raise UserError(f"--approval-minutes {args.approval_minutes}: must be a non-negative number")
     if args.agents is not None and args.agents < 1:
         raise UserError(f"--agents {args.agents}: need at least one agent")
     try:
@@ -502,7 +545,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     agents = args.agents  # None: autoscale like a real run
     try:
         main = forecast(mission, table, agents=agents, failure_rate=args.failure_rate,
-                        backend_latency=args.backend_latency, seed=args.seed)
+                        backend_latency=args.backend_latency, seed=args.seed,
+                        approval_seconds=args.approval_minutes * 60.0)
         swept = sweep(mission, table, backend_latency=args.backend_latency, seed=args.seed) if args.sweep else None
     except UnknownModel as exc:
         raise UserError(str(exc)) from None

@@ -102,9 +102,9 @@ def sample_count(tasks_left: int) -> int:
 
 def _simulate(snap: RunSnapshot, durations: dict[str, float]) -> float:
     """Seconds from ``snap.now`` until every task left is done (or nothing more can run)."""
-    # Leases are renewed while attempts live; budgets are the operator's to raise: neither
-    # is what the forecast is about.
-    policies = snap.policies.model_copy(update={"lock_ttl_seconds": 1e12})
+    # Budgets are the operator's to raise, approvals theirs to give: the forecast assumes
+    # both come (it forecasts the work, not the operator).
+    policies = snap.policies.model_copy(update={"approve": []})
     running = [t for t in snap.tasks if t.running]
     pool = max(snap.agents, len(running))
     scheduler = Scheduler([t.info for t in running], policies=policies, mission_budget_usd=1e18,

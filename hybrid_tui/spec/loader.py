@@ -26,10 +26,11 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ValidationError
 
-from hybrid_tui.spec.models import EditOp, MissionFile, MissionSection, RecordedTask, Sis, SisTask
+from hybrid_tui.spec.models import EditOp, MissionFile, MissionSection, Priority, RecordedTask, Sis, SisTask
 from hybrid_tui.spec.paths import UnsafePath, normalize_repo_path
 
 MISSION_FILE_NAME = "mission.toml"
+PRIORITY_CLASSES = tuple(p.value for p in Priority)
 
 
 @dataclass(frozen=True, order=True)
@@ -522,6 +523,22 @@ def _section_defaults(raw: dict | None) -> MissionSection:
     return MissionSection(name="?", **values)
 
 
+def attempt_timeout_warnings(mission: Mission) -> list[str]:
+    """One line per task whose estimate exceeds ``agents.attempt_timeout_seconds``: such an
+    attempt is stopped as a ``timeout`` before it can finish (a warning, not an error)."""
+    timeout = mission.config.agents.attempt_timeout_seconds
+    sources = {t.task_id: _display(path, mission.root) for path, sis in mission.sis for t in sis.tasks}
+    warnings = []
+    for task in mission.tasks:
+        if task.estimated_duration_minutes * 60 > timeout:
+            warnings.append(
+                f"warning: {sources.get(task.task_id, 'sis')}: task {task.task_id}: estimated "
+                f"{task.estimated_duration_minutes:g} min is over agents.attempt_timeout_seconds = {timeout:g} s "
+                f"({timeout / 60:g} min): its attempts will time out"
+            )
+    return warnings
+
+
 def load_mission(path: str | Path) -> Mission:
     """Load the mission at ``path`` (its folder or its mission.toml) and validate all of it."""
     path = Path(path)
@@ -567,6 +584,12 @@ def load_mission(path: str | Path) -> Mission:
             problems.append(
                 Problem(mission_source, "agents.cli", "the cli backend needs a command template (agents.cli)")
             )
+        for index, folder in enumerate(config.workspace.path):
+            # The worktree is the only place these folders may be: never the user's own tree.
+            try:
+                normalize_repo_path(folder)
+            except UnsafePath as exc:
+                problems.append(Problem(mission_source, f"workspace.path[{index}]", f"{folder!r}: {exc}"))
         steps = config.policies.scaling
         if [s[0] for s in steps] != sorted(s[0] for s in steps):
             problems.append(Problem(mission_source, "policies.scaling", "steps must be in ascending queue depth"))
@@ -625,6 +648,15 @@ def load_mission(path: str | Path) -> Mission:
     problems += _check_graph(entries)
     tasks = [t for _, sis in sis_docs for t in sis.tasks]
     task_ids = {t.task_id for t in tasks} | {tid for e in entries for tid in e.raw_task_ids}
+    if config is not None and config.policies.approve and set(planned_by) >= {i.id for i in issues}:
+        # Every issue is planned, so every task is known: an entry naming nothing is a typo
+        # that would let the work it meant to hold run unapproved.
+        domains = {t.domain for t in tasks}
+        for k, entry in enumerate(config.policies.approve):
+            if entry not in PRIORITY_CLASSES and entry not in task_ids and entry not in domains:
+                problems.append(Problem(mission_source, f"policies.approve[{k}]",
+                                        f"{entry!r} is no priority class ({', '.join(PRIORITY_CLASSES)}), "
+                                        "task id or domain of this mission"))
 
     # replay/*.json
     recorded: dict[str, RecordedTask] = {}

@@ -325,12 +325,12 @@ def lock_holders(run_id: str) -> dict[str, str]:
 # ------------------------------------------------------------------ waits and forecasts
 
 #: Queued statuses a task waits in for something other than its dependencies.
-WAITING_STATUSES = ("ready", "retry_wait")
+WAITING_STATUSES = ("ready", "retry_wait", "awaiting_approval")
 
 
 def wait_reasons(run_id: str, task_ids: Iterable[str] | None = None) -> dict[str, WaitRecord]:
-    """Why each ``ready`` or ``retry_wait`` task (of ``task_ids``, default all) is not
-    running: its backoff deadline; the run paused; a declared file whose lock another task
+    """Why each ``ready``, ``retry_wait`` or ``awaiting_approval`` task (of ``task_ids``,
+    default all) is not running: its backoff deadline; an operator's approval; the run paused; a declared file whose lock another task
     holds (``holder``); else what the scheduler said holds every ready task back (no free
     agent, the budget, an open circuit), stored on the run. Derived from stored rows at
     read time, so it is never stale and costs the engine nothing."""
@@ -354,6 +354,8 @@ def wait_reasons(run_id: str, task_ids: Iterable[str] | None = None) -> dict[str
     for tid, status, retry_at in rows:
         if status == "retry_wait":
             out[tid] = WaitRecord(tid, "backoff", "backoff before its retry", until=retry_at)
+        elif status == "awaiting_approval":
+            out[tid] = WaitRecord(tid, "approval", "awaiting an operator's approval")
         elif run.status == "paused":
             out[tid] = WaitRecord(tid, "paused", f"paused: {run.pause_reason}" if run.pause_reason else "paused")
         elif tid in held:

@@ -13,7 +13,7 @@ from hybrid_tui.spec.models import PoliciesSection, PriorityWeights
 CALLS_RETURNING_CHANGES = (
     "add_tasks", "restore", "add_agent", "remove_agent", "dispatch", "advance", "succeed", "fail",
     "settle_cancelled", "request_lock", "tick", "pause", "resume", "retry", "cancel_dependents",
-    "scale", "set_budget", "mark_rolled_back",
+    "scale", "set_budget", "mark_rolled_back", "approve", "reject",
 )
 
 #: The review's additive priority formula (``[policies.priority] mode = "review"``), for the

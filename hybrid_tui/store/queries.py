@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import peewee as pw
 
 from hybrid_tui.store import models as m
-from hybrid_tui.store.db import StoreError
+from hybrid_tui.store.db import StoreError, snapshot
 from hybrid_tui.store.records import (
     AgentRecord,
     AgentRow,
@@ -81,7 +81,7 @@ def read_snapshot_on_this_thread() -> Iterator[None]:
     if opened:
         db.connect()
     try:
-        with db.atomic():
+        with snapshot(db):
             yield
     finally:
         if opened:

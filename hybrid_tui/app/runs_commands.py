@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from hybrid_tui.store import StoreError
-from hybrid_tui.store.db import redact_url
+from hybrid_tui.store.db import redact_url, store_backend_of
 from hybrid_tui.store.runs import DEFAULT_RUNS_DIR, RunSummary, list_runs, list_store_runs, summary_as_json
 from hybrid_tui.vocabulary import UserError
 
@@ -43,8 +43,11 @@ def store_url_of(args: argparse.Namespace, *, new_run: bool = False) -> str | No
     """``--store``; for a new run also ``$HYBRID_TUI_STORE``; else None (the run folder's
     state.db, or the store its store.url names)."""
     url = getattr(args, "store", None) or (os.environ.get(STORE_ENV) if new_run else None) or None
-    if url is not None and "://" not in url:
-        raise UserError(f"--store {url}: not a URL (postgresql://USER@HOST:PORT/DB or sqlite:///PATH)")
+    if url is not None:
+        try:
+            store_backend_of(url)
+        except StoreError:
+            raise UserError(f"--store {redact_url(url)}: not a URL (postgresql://USER@HOST:PORT/DB or sqlite:///PATH)") from None
     return url
 
 
@@ -80,7 +83,7 @@ def format_runs_table(summaries: list[RunSummary]) -> str:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     runs_dir = resolve_runs_dir(args)
-    url = getattr(args, "store", None)  # only an explicit --store lists a shared store
+    url = store_url_of(args)  # only an explicit --store lists a shared store
     try:
         summaries = list_store_runs(url) if url else list_runs(runs_dir)
     except StoreError as exc:

@@ -724,6 +724,16 @@ class ChangeFeed:
                 self._session = None
 
 
+def store_backend_of(url: str) -> str:
+    """``sqlite`` or ``postgresql`` for a store URL; StoreError for anything else."""
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        return "sqlite"
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql"
+    raise StoreError(f"{redact_url(url)}: not a store URL (sqlite:///PATH or postgresql://USER@HOST:PORT/DB)")
+
+
 def redact_url(url: str) -> str:
     """A store URL without its password (for messages and the run folder's store.url)."""
     parts = urlsplit(url)
@@ -805,14 +815,12 @@ def open_store(url: str | Path, *, create: bool = True) -> Store:
         if not create and not path.exists():
             raise StoreError(f"{path}: no such store")
         text = sqlite_url(path)
-    if text.startswith("sqlite"):
+    if store_backend_of(text) == "sqlite":
         db = connect(text, pragmas=SQLITE_PRAGMAS)
-    elif text.startswith(("postgresql://", "postgres://")):
+    else:
         # peewee hands the URL's parts to psycopg (v3); a password may also come from
         # PGPASSWORD or ~/.pgpass, as for psql.
         db = connect(text)
-    else:
-        raise StoreError(f"{shown}: not a store URL (sqlite:///PATH, postgresql://USER@HOST:PORT/DB or a file path)")
     m.database_proxy.initialize(db)
     try:
         db.connect(reuse_if_open=True)

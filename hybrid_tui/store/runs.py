@@ -24,7 +24,7 @@ import peewee as pw
 
 from hybrid_tui.spec.models import SisTask
 from hybrid_tui.store import models as m
-from hybrid_tui.store.db import Store, StoreError, redact_url, snapshot
+from hybrid_tui.store.db import Store, StoreError, redact_url, snapshot, store_backend_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybrid_tui.spec.loader import Mission
@@ -324,9 +324,9 @@ def _postgresql_reader(url: str) -> pw.Database:
 def list_store_runs(url: str) -> list[RunSummary]:
     """One summary per run in the store at ``url`` (a PostgreSQL store may hold many),
     oldest first. StoreError when it cannot be read."""
-    db = _postgresql_reader(url) if "://" in url and not url.startswith("sqlite") else None
-    if db is None:
+    if store_backend_of(url) != "postgresql":
         raise StoreError(f"{url}: runs --store takes a postgresql:// URL (a SQLite store is a run folder)")
+    db = _postgresql_reader(url)
     try:
         db.connect()
         return _summaries(db, None)

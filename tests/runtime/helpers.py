@@ -122,9 +122,10 @@ def read_store(run_dir: Path):
     """(store, run row) of a finished run, opened in this process."""
     from hybrid_tui.store import models as m
     from hybrid_tui.store.db import open_store
+    from hybrid_tui.store.runs import run_store_location
 
-    store = open_store(run_dir / "state.db", create=False)
-    return store, m.Run.select().first()
+    store = open_store(run_store_location(run_dir), create=False)  # its state.db, or the store its store.url names
+    return store, m.Run.get_by_id(run_dir.name)
 
 
 def drive(coordinator, script: Callable[[], Awaitable[None]] | None = None) -> int:

@@ -7,10 +7,12 @@ worktrees under the run folder).
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from hybrid_tui.app.runs_commands import STORE_ENV
 from hybrid_tui.costs.pricing import mission_pricing_problems
 from hybrid_tui.runtime.coordinator import Coordinator
 from hybrid_tui.spec.loader import MissionInvalid, load_mission
@@ -69,7 +71,9 @@ def start_run(
     **coordinator_options: Any,
 ) -> tuple[Store, str, Coordinator]:
     """Create a run of the mission and its coordinator (not yet running). ``store_url``:
-    the store to create it in (default: ``state.db`` in the new run folder)."""
+    the store to create it in (default: ``$HYBRID_TUI_STORE``, else ``state.db`` in the new
+    run folder)."""
+    store_url = store_url or os.environ.get(STORE_ENV) or None
     mission = load_valid_mission(mission_path)
     backend = backend or mission.config.agents.backend
     if agents is not None:

@@ -104,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             store, run_id, coordinator = start_run(args.target, args.runs_dir, args.backend, agents=args.agents,
                                                    pace=args.pace, git=not args.no_git, seed=args.seed,
-                                                   store_url=store_url_of(args, new_run=True))
+                                                   store_url=store_url_of(args))
     except LaunchError as exc:
         raise UserError(str(exc)) from None
     return _drive(args, store, run_id, coordinator, resumed=_is_run_dir(args.target))

@@ -7,7 +7,6 @@ Room: app. Reads each run's store read-only; writes nothing. Also the ``--runs-d
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -39,10 +38,10 @@ def add_runs_dir_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def store_url_of(args: argparse.Namespace, *, new_run: bool = False) -> str | None:
-    """``--store``; for a new run also ``$HYBRID_TUI_STORE``; else None (the run folder's
-    state.db, or the store its store.url names)."""
-    url = getattr(args, "store", None) or (os.environ.get(STORE_ENV) if new_run else None) or None
+def store_url_of(args: argparse.Namespace) -> str | None:
+    """``--store``, checked; else None (a new run: ``$HYBRID_TUI_STORE`` or the run folder's
+    state.db; an existing run: its folder's state.db or the store its store.url names)."""
+    url = getattr(args, "store", None) or None
     if url is not None:
         try:
             store_backend_of(url)

@@ -339,23 +339,23 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 def report_for(run: str, runs_dir: Path = DEFAULT_RUNS_DIR, *, now: float | None = None,
                store_url: str | None = None) -> dict[str, Any]:
-    """Open the run's store read-only-in-spirit, build the report, close the store. With
-    ``store_url`` the run is looked up in that store by id."""
+    """Open the run's store read-only-in-spirit, build the report in one read snapshot,
+    close the store. With ``store_url`` the run is looked up in that store by id."""
     if store_url:
-        store_path, folder_name = store_url, Path(run).name
+        store_path, run_id = store_url, Path(run).name
     else:
-        store_path, folder_name = locate_run(run, runs_dir)
+        store_path, run_id = locate_run(run, runs_dir)
     store = open_store(store_path, create=False)
     try:
-        run_id = folder_name
-        if queries.find_run(run_id) is None:
-            # A folder not named after its run: take the store's only run.
-            if store_url:
-                raise RunNotFound(f"{redact_url(store_url)}: no run {run_id!r} in this store")
-            ids = queries.run_ids()
-            if len(ids) != 1:
-                raise RunNotFound(f"{redact_url(str(store_path))}: holds runs {ids}, none named {run_id!r}")
-            run_id = ids[0]
-        return build_report(run_id, now=now)
+        with store.read():  # one committed state, even while the coordinator writes
+            if queries.find_run(run_id) is None:
+                if store_url:
+                    raise RunNotFound(f"{redact_url(store_url)}: no run {run_id!r} in this store")
+                # A folder not named after its run: take the store's only run.
+                ids = queries.run_ids()
+                if len(ids) != 1:
+                    raise RunNotFound(f"{redact_url(str(store_path))}: holds runs {ids}, none named {run_id!r}")
+                run_id = ids[0]
+            return build_report(run_id, now=now)
     finally:
         store.close()

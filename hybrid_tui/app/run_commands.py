@@ -186,7 +186,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from hybrid_tui.tui.data import inert  # paths come from missions and agents: shown, never executed
 
     try:
-        store, run_id = open_run_store(args.target, args.runs_dir)
+        store, run_id = open_run_store(args.target, args.runs_dir, store_url_of(args))
     except LaunchError as exc:
         raise UserError(str(exc)) from None
     if queries.task_record(run_id, args.task_id) is None:

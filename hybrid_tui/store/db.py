@@ -168,6 +168,10 @@ def _unique_key(model: type[pw.Model]) -> tuple[str, ...]:
 
 def _update_sql(model: type[pw.Model], names: tuple[str, ...], increments: tuple[str, ...], keys: tuple[str, ...],
                 param: str = "?") -> str:
+    found = _STATEMENT_CACHE.get((model, names, increments, keys, param))
+    if found is not None:  # the hot path: no closure built
+        return found
+
     def build() -> str:
         sets = ([f"{_column(model, n)} = {param}" for n in names]
                 + [f"{_column(model, n)} = {_column(model, n)} + {param}" for n in increments])
@@ -182,6 +186,10 @@ def _insert_sql(model: type[pw.Model], names: tuple[str, ...], upsert: bool = Fa
     fills those in; the tables have no SQL defaults), ``rows`` rows in one statement.
     ``upsert``: a row with the same unique key gets the new values (``ON CONFLICT ... DO
     UPDATE``, the same text on SQLite and PostgreSQL)."""
+    found = _STATEMENT_CACHE.get((model, names, upsert, param, rows, returning))
+    if found is not None:  # the hot path: no closure built
+        return found
+
     def build() -> tuple[str, tuple[str, ...]]:
         given = set(names)
         defaulted = tuple(f.name for f in model._meta.sorted_fields

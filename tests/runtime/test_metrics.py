@@ -127,6 +127,9 @@ def test_scrape_during_a_headless_run_matches_the_store(tmp_path: Path):
             time.sleep(0.05)
         store = open_store(run_store_location(run_dir), create=False)
         try:
+            while m.Run.select().first() is None:  # the store is there before the run's row is committed
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                time.sleep(0.05)
             run_id = m.Run.select().first().id
             # b validates (waiting for the flag) and its validation tree shows up in a sample.
             while True:

@@ -29,6 +29,7 @@ from hybrid_tui.store.runs import (
     run_store_location,
     state_db_path,
 )
+from hybrid_tui.vocabulary import SECRET_ENV_NAMES
 from hybrid_tui.workspace.git import MissionError, MissionRepo, prepare_repository
 
 
@@ -46,10 +47,10 @@ def _current_branch(repo: Path) -> str:
     return branch
 
 
-def load_valid_mission(mission_path: str | Path):
+def load_valid_mission(mission_path: str | Path, backend: str | None = None):
     try:
         mission = load_mission(Path(mission_path))
-        if pricing_problems := mission_pricing_problems(mission):
+        if pricing_problems := mission_pricing_problems(mission, backend=backend):
             raise MissionInvalid(pricing_problems)
         return mission
     except MissionInvalid as exc:
@@ -67,15 +68,26 @@ def start_run(
     pace: float = 0.0,
     git: bool = True,
     run_id: str | None = None,
+    preflight: bool = False,
     store_url: str | None = None,
     **coordinator_options: Any,
 ) -> tuple[Store, str, Coordinator]:
-    """Create a run of the mission and its coordinator (not yet running). ``store_url``:
-    the store to create it in (default: ``$HYBRID_TUI_STORE``, else ``state.db`` in the new
-    run folder)."""
+    """Create a run of the mission and its coordinator (not yet running). Refused before
+    anything is created when the backend needs a credential that is not set, or (with
+    ``preflight``) when the project's environment cannot run the mission's commands.
+    ``store_url``: the store to create it in (default: ``$HYBRID_TUI_STORE``, else
+    ``state.db`` in the new run folder)."""
     store_url = store_url or os.environ.get(STORE_ENV) or None
-    mission = load_valid_mission(mission_path)
+    mission = load_valid_mission(mission_path, backend)
     backend = backend or mission.config.agents.backend
+    _refuse_missing_credential(backend)
+    if preflight and git:
+        from hybrid_tui.workspace.preflight import preflight as check_environment
+
+        if problems := check_environment(mission):
+            raise LaunchError("\n".join(str(p) for p in problems)
+                              + f"\npreflight: {len(problems)} environment problem(s); nothing was started "
+                                "(hybrid-tui validate MISSION --preflight checks again)")
     if agents is not None:
         if agents < 1:
             raise LaunchError(f"--agents must be at least 1 (got {agents})")
@@ -116,6 +128,14 @@ def start_run(
     return store, run_id, coordinator
 
 
+def _refuse_missing_credential(backend: str) -> None:
+    """Refuse a backend that needs a credential the environment does not hold, before
+    anything is created or spent (``plan`` refuses the same way)."""
+    if backend == "anthropic" and not any(os.environ.get(name) for name in SECRET_ENV_NAMES):
+        raise LaunchError("the anthropic backend needs ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN for a gateway); "
+                          "nothing was started")
+
+
 def _slug(name: str) -> str:
     out = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in name.strip())
     return out.strip("-.") or "mission"
@@ -152,6 +172,11 @@ def open_run(
     mission.config = MissionFile.model_validate_json(row.config_json)
     if git is None:
         git = bool(row.mission_branch)
+    try:
+        _refuse_missing_credential(backend or row.backend)
+    except LaunchError:
+        store.close()
+        raise
     coordinator = Coordinator(
         store, run_id, mission, backend=backend or row.backend, pace=pace, git=git, agents=agents, **coordinator_options
     )

@@ -48,7 +48,7 @@ def rows(run_dir: Path, sql: str, *params) -> list[tuple]:
         import psycopg
 
         with psycopg.connect(location) as db:
-            return [tuple(row) for row in db.execute(sql.replace("?", "%s"), params).fetchall()]
+            return [tuple(row) for row in db.execute(sql.replace("%", "%%").replace("?", "%s"), params).fetchall()]
     with sqlite3.connect(run_dir / "state.db") as db:
         return db.execute(sql, params).fetchall()
 

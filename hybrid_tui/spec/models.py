@@ -197,6 +197,12 @@ class BudgetSection(Strict):
 
 
 class PriorityWeights(Strict):
+    """``[policies.priority]``. ``mode``: ``critical_path`` (default) orders ready tasks by
+    priority class, then by their remaining critical path (own estimate plus the longest
+    chain of dependents after it); ``review`` is the review's additive formula (the weights
+    below it; ``critical``..``low`` are the class order in both modes)."""
+
+    mode: Literal["critical_path", "review"] = "critical_path"
     critical: float = 100
     high: float = 70
     medium: float = 40

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from hybrid_tui.store import open_store, queries
+from hybrid_tui.store.db import redact_url
 from hybrid_tui.store.records import AttemptRecord
-from hybrid_tui.store.runs import DEFAULT_RUNS_DIR
+from hybrid_tui.store.runs import DEFAULT_RUNS_DIR, run_store_location
 
 from hybrid_tui.costs import accounting as acc
 from hybrid_tui.costs.pricing import PricingTable, UnknownModel
@@ -28,12 +29,14 @@ class RunNotFound(LookupError):
         return self.args[0]
 
 
-def locate_run(run: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> tuple[Path, str]:
-    """(store file, run id) for a run id under ``runs_dir`` or a run folder path."""
+def locate_run(run: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> tuple[str, str]:
+    """(store location, run id) for a run id under ``runs_dir`` or a run folder path: its
+    state.db, or the store its store.url names."""
     candidates = [Path(run), runs_dir / run]
     for folder in candidates:
-        if (folder / STORE_FILE).is_file():
-            return folder / STORE_FILE, folder.resolve().name
+        location = run_store_location(folder)
+        if location is not None:
+            return location, folder.resolve().name
     raise RunNotFound(f"no run {run!r} (looked for {' and '.join(str(c / STORE_FILE) for c in candidates)})")
 
 
@@ -392,18 +395,25 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def report_for(run: str, runs_dir: Path = DEFAULT_RUNS_DIR, *, now: float | None = None) -> dict[str, Any]:
-    """Open the run's store read-only-in-spirit, build the report, close the store."""
-    store_path, folder_name = locate_run(run, runs_dir)
+def report_for(run: str, runs_dir: Path = DEFAULT_RUNS_DIR, *, now: float | None = None,
+               store_url: str | None = None) -> dict[str, Any]:
+    """Open the run's store read-only-in-spirit, build the report in one read snapshot,
+    close the store. With ``store_url`` the run is looked up in that store by id."""
+    if store_url:
+        store_path, run_id = store_url, Path(run).name
+    else:
+        store_path, run_id = locate_run(run, runs_dir)
     store = open_store(store_path, create=False)
     try:
-        run_id = folder_name
-        if queries.find_run(run_id) is None:
-            # A folder not named after its run: take the store's only run.
-            ids = queries.run_ids()
-            if len(ids) != 1:
-                raise RunNotFound(f"{store_path}: holds runs {ids}, none named {run_id!r}")
-            run_id = ids[0]
-        return build_report(run_id, now=now)
+        with store.read():  # one committed state, even while the coordinator writes
+            if queries.find_run(run_id) is None:
+                if store_url:
+                    raise RunNotFound(f"{redact_url(store_url)}: no run {run_id!r} in this store")
+                # A folder not named after its run: take the store's only run.
+                ids = queries.run_ids()
+                if len(ids) != 1:
+                    raise RunNotFound(f"{redact_url(str(store_path))}: holds runs {ids}, none named {run_id!r}")
+                run_id = ids[0]
+            return build_report(run_id, now=now)
     finally:
         store.close()

@@ -169,7 +169,8 @@ class Coordinator:
         self.run_dir = Path(run.run_dir)
         self.logs_dir = self.run_dir / "logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.lock = RunLock(self.run_dir)
+        self.lock = RunLock(self.run_dir, store, run_id)
+        self.control_feed = store.change_feed(run_id, slow_poll_seconds=2.0)
         self.events = ev.EventLog(store, run_id, self.run_dir / "events.jsonl", clock)
         self.pool_override = agents
         self.repo = None
@@ -232,6 +233,7 @@ class Coordinator:
             self.monitor.close()
             self.events.close()
             self.recorder.close()
+            self.control_feed.close()
             self.lock.release()
 
     async def _run_locked(self) -> int:
@@ -606,6 +608,10 @@ class Coordinator:
 
     # ------------------------------------------------------------------ controls
     async def _apply_controls(self, now: float) -> None:
+        # On PostgreSQL the control queue is read when a NOTIFY (or the slow poll) says the
+        # run changed, not every loop turn; on SQLite the feed always says so.
+        if not self.control_feed.changed():
+            return
         for control in self.store.pending_controls(self.run_id):
             self._in_operator_control = True
             try:

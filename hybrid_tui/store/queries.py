@@ -19,7 +19,7 @@ import peewee as pw
 
 from hybrid_tui.core.rollback_scope import rollback_scope as scope_of_rollback
 from hybrid_tui.store import models as m
-from hybrid_tui.store.db import StoreError
+from hybrid_tui.store.db import StoreError, snapshot
 from hybrid_tui.store.records import (
     AgentRecord,
     AgentRow,
@@ -84,7 +84,7 @@ def read_snapshot_on_this_thread() -> Iterator[None]:
     if opened:
         db.connect()
     try:
-        with db.atomic():
+        with snapshot(db):
             yield
     finally:
         if opened:

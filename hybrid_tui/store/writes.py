@@ -179,8 +179,13 @@ def register_agents(store: Store, run_id: str, worktrees: dict[str, str], *, bac
 def record_integration_commit(run_id: str, task_id: str, sha: str, files: list[str], now: float) -> None:
     """The commit a task landed on the mission branch (replaces an earlier row of the task);
     also what recovery writes for an integration it found on the branch."""
+    # ON CONFLICT ... DO UPDATE: the same upsert on SQLite and PostgreSQL (REPLACE is SQLite's own).
     m.IntegrationCommit.insert(run=run_id, task_id=task_id, sha=sha, files_json=json.dumps(files),
-                               committed_at=now).on_conflict_replace().execute()
+                               committed_at=now, reverted_by=None).on_conflict(
+        conflict_target=[m.IntegrationCommit.run, m.IntegrationCommit.task_id],
+        preserve=[m.IntegrationCommit.sha, m.IntegrationCommit.files_json, m.IntegrationCommit.committed_at,
+                  m.IntegrationCommit.reverted_by],
+    ).execute()
 
 
 def mark_commit_reverted(commit_row_id: int, revert_sha: str) -> None:

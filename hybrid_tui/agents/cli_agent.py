@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hybrid_tui.vocabulary import REDACTED, redact, secret_values
+from hybrid_tui.vocabulary import RedactingWriter, redact
 
 import anyio
 import psutil
@@ -131,37 +131,6 @@ def _kill_tree(pid: int) -> None:
             pass
 
 
-class _RedactingLog:
-    """Writes an agent's output to the attempt log with credential values replaced. Holds back
-    a partial line (up to a bound) so a key split across two reads is still caught."""
-
-    def __init__(self, file: Any, hold_max: int = 65536):
-        self.file = file
-        self.hold_max = hold_max
-        self.secrets = [s.encode() for s in secret_values()]
-        self.pending = bytearray()
-
-    def write(self, data: bytes) -> None:
-        self.pending += data
-        cut = self.pending.rfind(b"\n") + 1
-        if not cut and len(self.pending) > self.hold_max:
-            cut = len(self.pending) - max((len(s) for s in self.secrets), default=0)
-        if cut > 0:
-            self._emit(bytes(self.pending[:cut]))
-            del self.pending[:cut]
-
-    def flush(self) -> None:
-        if self.pending:
-            self._emit(bytes(self.pending))
-            self.pending.clear()
-        self.file.flush()
-
-    def _emit(self, data: bytes) -> None:
-        for secret in self.secrets:
-            data = data.replace(secret, REDACTED.encode())
-        self.file.write(data)
-
-
 class CliImplementer:
     name = "cli"
 
@@ -213,7 +182,7 @@ class CliImplementer:
         with log_path.open("ab") as log_file:
             # The agent needs the API key in its environment; whatever it prints goes through
             # a redactor so the key never reaches the log (stdout and stderr alike).
-            log, errors = _RedactingLog(log_file), _RedactingLog(log_file)
+            log, errors = RedactingWriter(log_file), RedactingWriter(log_file)
             shown = " ".join(shlex.quote(a) if a != prompt else "{prompt}" for a in argv)
             log.write(f"== cli agent · task {request.task.task_id} · attempt {request.attempt}\n$ {shown}\n".encode())
             log.flush()

@@ -13,11 +13,13 @@ from typing import Any
 
 from hybrid_tui.costs.pricing import mission_pricing_problems
 from hybrid_tui.runtime.coordinator import Coordinator
+from hybrid_tui.runtime.secrecy import hide_secrets_from_children
 from hybrid_tui.spec.loader import MissionInvalid, load_mission
 from hybrid_tui.spec.models import MissionFile
 from hybrid_tui.store import queries
 from hybrid_tui.store.db import Store, StoreError, open_store
 from hybrid_tui.store.runs import create_run, default_runs_dir, init_run_dir, new_run_id, run_dir_for, state_db_path
+from hybrid_tui.vocabulary import declare_secret_env
 from hybrid_tui.workspace.git import MissionError, MissionRepo, prepare_repository
 
 
@@ -40,11 +42,19 @@ def load_valid_mission(mission_path: str | Path):
         mission = load_mission(Path(mission_path))
         if pricing_problems := mission_pricing_problems(mission):
             raise MissionInvalid(pricing_problems)
+        _keep_secrets(mission.config)
         return mission
     except MissionInvalid as exc:
         raise LaunchError("\n".join(str(p) for p in exc.problems) or str(exc)) from None
     except FileNotFoundError as exc:
         raise LaunchError(f"{mission_path}: {exc.strerror or exc}") from None
+
+
+def _keep_secrets(config: MissionFile) -> None:
+    """The mission's own secret variables join the built-in ones before anything runs."""
+    if config.policies.secret_env:
+        declare_secret_env(config.policies.secret_env)
+        hide_secrets_from_children()
 
 
 def start_run(
@@ -129,6 +139,7 @@ def open_run(
     mission = load_valid_mission(row.mission_path)
     # The run keeps the configuration it was created with (mission.toml may have changed since).
     mission.config = MissionFile.model_validate_json(row.config_json)
+    _keep_secrets(mission.config)
     if git is None:
         git = bool(row.mission_branch)
     coordinator = Coordinator(

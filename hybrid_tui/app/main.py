@@ -12,7 +12,8 @@ import argparse
 import importlib
 import sys
 
-from hybrid_tui.vocabulary import EXIT_BAD_INPUT, EXIT_STOPPED, UserError
+from hybrid_tui.runtime.secrecy import hide_secrets_from_children
+from hybrid_tui.vocabulary import EXIT_BAD_INPUT, EXIT_STOPPED, UserError, inert, redact
 
 # Modules that register subcommands, in the order they appear in --help.
 COMMAND_MODULES = [
@@ -42,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # First of all: the commands a run starts must not find the API key in our /proc files.
+    hide_secrets_from_children()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -50,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
-        print(f"hybrid-tui: error: {exc}", file=sys.stderr)
+        # One line per problem, whatever they quote (a mission's text, a path, a command's output).
+        print(f"hybrid-tui: error: {inert(redact(str(exc)), keep_newlines=True)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return EXIT_STOPPED

@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 
-from hybrid_tui.vocabulary import EXIT_FAILED, EXIT_OK, UserError
+from hybrid_tui.vocabulary import EXIT_FAILED, EXIT_OK, UserError, inert, redact
 from hybrid_tui.spec.models import Usage
 from hybrid_tui.agents.base import PlanRequest
 from hybrid_tui.workspace.tree import repository_files
@@ -133,7 +133,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"{request.issue_id}: {len(result.sis.tasks)} task(s) -> {path}  ${result.cost_usd:.4f}")
         else:
             failed += 1
-            lines = (result.message or "").splitlines() or [""]
+            lines = [inert(line) for line in redact(result.message or "").splitlines()] or [""]  # the model's words
             print(f"{request.issue_id}: FAILED {result.failure_type}: {lines[0]}  ${result.cost_usd:.4f}")
             for line in lines[1:]:
                 print(f"    {line}")

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from hybrid_tui.store.runs import DEFAULT_RUNS_DIR, RunSummary, list_runs, summary_as_json
+from hybrid_tui.vocabulary import inert
 
 
 def add_runs_dir_argument(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +51,7 @@ def format_runs_table(summaries: list[RunSummary]) -> str:
         rows.append(
             (s.run_id, s.mission, s.status, f"{s.tasks_done}/{s.tasks_total}", f"${s.spend_usd:.2f}", started)
         )
+    rows = [tuple(inert(cell) for cell in row) for row in rows]  # a mission's name is the user's text
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
 

@@ -9,6 +9,7 @@ import contextlib
 import itertools
 import json
 import operator
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Iterator, Protocol
@@ -17,6 +18,7 @@ import peewee as pw
 from playhouse.db_url import connect
 
 from hybrid_tui.store import models as m
+from hybrid_tui.vocabulary import Redactor
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
@@ -30,6 +32,27 @@ SQLITE_PRAGMAS = {
     # (2.2 with 64 MB), system time 0.055 -> 0.04 ms a task (bench/scaling.py).
     "cache_size": -64_000,
 }
+
+
+_REDACTOR = Redactor()
+
+
+class _RedactingCursor(sqlite3.Cursor):
+    """Every statement's parameters pass the one redactor: whichever query writes a text (an
+    event, a failure message, a validation's output as feedback, an attention reason), a
+    secret in it never reaches the database or its WAL."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        return super().execute(sql, _REDACTOR.params(parameters, _REDACTOR.needles()))
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> sqlite3.Cursor:
+        needles = _REDACTOR.needles()
+        return super().executemany(sql, (_REDACTOR.params(row, needles) for row in seq_of_parameters))
+
+
+class _RedactingConnection(sqlite3.Connection):
+    def cursor(self, factory: Any = _RedactingCursor) -> sqlite3.Cursor:  # Connection.execute() comes here too
+        return super().cursor(factory)
 
 
 class StoreError(Exception):
@@ -182,7 +205,7 @@ class StagedWrites:
     ``executemany``) and are written before the merged updates: merge the rows of a table,
     or keep them in order, not both. Outside a transaction each write happens at once."""
 
-    def __init__(self, store: "Store"):
+    def __init__(self, store: Store):
         self.store = store
         self._updates: list[tuple[type[pw.Model], tuple, tuple, dict[str, Any], dict[str, Any] | None]] = []
         self._statements: list[tuple[str, tuple]] = []
@@ -488,7 +511,7 @@ def open_store(url: str | Path, *, create: bool = True) -> Store:
             raise StoreError(f"{path}: no such store")
         text = sqlite_url(path)
     if text.startswith("sqlite"):
-        db = connect(text, pragmas=SQLITE_PRAGMAS)
+        db = connect(text, pragmas=SQLITE_PRAGMAS, factory=_RedactingConnection)
     else:
         db = connect(text)
     m.database_proxy.initialize(db)

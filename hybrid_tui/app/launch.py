@@ -7,12 +7,13 @@ worktrees under the run folder).
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from hybrid_tui.costs.pricing import mission_pricing_problems
-from hybrid_tui.runtime.coordinator import Coordinator
+from hybrid_tui.runtime.coordinator import BackendUnavailable, Coordinator
 from hybrid_tui.runtime.secrecy import hide_secrets_from_children
 from hybrid_tui.spec.loader import MissionInvalid, load_mission
 from hybrid_tui.spec.models import MissionFile
@@ -80,30 +81,61 @@ def start_run(
     run_id = run_id or new_run_id()
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     run_dir = run_dir_for(runs_dir, run_id).absolute()
+    made = _first_missing(run_dir)  # the run folder, or the runs folder above it when new
     try:
         init_run_dir(run_dir)
     except StoreError as exc:
         raise LaunchError(str(exc)) from None
-    base_branch = mission.config.mission.base_branch
-    mission_branch = mission.config.mission.mission_branch or f"hybrid/{_slug(mission.name)}-{run_id}"
-    if not git:
-        mission_branch = ""  # marks a --no-git run for resume
-    repo_path: Path = mission.repo_path
-    base_commit = ""
-    if git:
+    except OSError as exc:  # --runs-dir is a file, read-only, under /proc...
+        raise LaunchError(f"--runs-dir {runs_dir}: cannot create the run folder: {exc.strerror or exc}") from None
+    # A start refused past this point takes back what it made: the run folder, the branch.
+    new_branch: MissionRepo | None = None
+    try:
+        base_branch = mission.config.mission.base_branch
+        mission_branch = mission.config.mission.mission_branch or f"hybrid/{_slug(mission.name)}-{run_id}"
+        if not git:
+            mission_branch = ""  # marks a --no-git run for resume
+        repo_path: Path = mission.repo_path
+        base_commit = ""
+        if git:
+            try:
+                repo_path = Path(prepare_repository(mission.repo_path, run_dir))
+                base_branch = base_branch or _current_branch(repo_path)
+                mission_repo = MissionRepo(repo_path, mission_branch, run_dir, run_id)
+                base_commit = mission_repo.prepare(base_branch)
+                new_branch = mission_repo
+            except MissionError as exc:
+                raise LaunchError(str(exc)) from None
+        store = open_store(state_db_path(run_dir))
         try:
-            repo_path = Path(prepare_repository(mission.repo_path, run_dir))
-            base_branch = base_branch or _current_branch(repo_path)
-            base_commit = MissionRepo(repo_path, mission_branch, run_dir, run_id).prepare(base_branch)
-        except MissionError as exc:
-            raise LaunchError(str(exc)) from None
-    store = open_store(state_db_path(run_dir))
-    create_run(
-        store, mission, run_id=run_id, run_dir=run_dir, repo_path=repo_path, mission_branch=mission_branch,
-        base_branch=base_branch or "", base_commit=base_commit, backend=backend,
-    )
-    coordinator = Coordinator(store, run_id, mission, backend=backend, pace=pace, git=git, agents=agents, **coordinator_options)
+            create_run(
+                store, mission, run_id=run_id, run_dir=run_dir, repo_path=repo_path, mission_branch=mission_branch,
+                base_branch=base_branch or "", base_commit=base_commit, backend=backend,
+            )
+            coordinator = _coordinator(store, run_id, mission, backend=backend, pace=pace, git=git, agents=agents,
+                                       **coordinator_options)
+        except BaseException:
+            store.close()
+            raise
+    except BaseException:
+        if new_branch is not None:
+            new_branch.delete_new_branch()
+        shutil.rmtree(made, ignore_errors=True)
+        raise
     return store, run_id, coordinator
+
+
+def _first_missing(path: Path) -> Path:
+    while not path.parent.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _coordinator(store: Store, run_id: str, mission: Any, *, backend: str, **options: Any) -> Coordinator:
+    try:
+        return Coordinator(store, run_id, mission, backend=backend, **options)
+    except BackendUnavailable as exc:  # e.g. the cli backend without a command template
+        raise LaunchError(f"--backend {backend}: {exc}") from None
 
 
 def _slug(name: str) -> str:
@@ -142,9 +174,12 @@ def open_run(
     _keep_secrets(mission.config)
     if git is None:
         git = bool(row.mission_branch)
-    coordinator = Coordinator(
-        store, run_id, mission, backend=backend or row.backend, pace=pace, git=git, agents=agents, **coordinator_options
-    )
+    try:
+        coordinator = _coordinator(store, run_id, mission, backend=backend or row.backend, pace=pace, git=git,
+                                   agents=agents, **coordinator_options)
+    except BaseException:
+        store.close()
+        raise
     return store, run_id, coordinator
 
 

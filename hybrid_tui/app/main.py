@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from hybrid_tui.runtime.secrecy import hide_secrets_from_children
 from hybrid_tui.vocabulary import EXIT_BAD_INPUT, EXIT_STOPPED, UserError, inert, redact
@@ -28,10 +29,19 @@ COMMAND_MODULES = [
 
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """Usage errors as one line (the command and what is wrong), exit 2; ``--help`` has the rest."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("hybrid-tui").strip()
+        where = f"{command}: " if command else ""
+        self.exit(EXIT_BAD_INPUT, f"hybrid-tui: error: {where}{inert(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from hybrid_tui import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog="hybrid-tui",
         description="Run many AI coding agents on one git repository, and keep them under control.",
     )

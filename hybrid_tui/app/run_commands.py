@@ -94,41 +94,69 @@ def _is_run_dir(target: str) -> bool:
     return state_db_path(Path(target)).is_file()
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from hybrid_tui.app.launch import LaunchError, open_run, start_run
+def _check_run_options(args: argparse.Namespace) -> None:
+    """Option values refused before anything is opened or created."""
+    if not 0 <= args.pace < float("inf"):  # also refuses nan
+        raise UserError(f"--pace {args.pace:g}: give a finite number of seconds per recorded second, 0 or more")
+    if args.agents is not None and args.agents < 1:
+        raise UserError(f"--agents must be at least 1 (got {args.agents})")
+
+
+def _start_metrics(run_id: str, port: int | None):
+    from hybrid_tui.views.metrics import MetricsError, start_metrics
 
     try:
-        if _is_run_dir(args.target):
-            store, run_id, coordinator = open_run(args.target, args.runs_dir, backend=args.backend, pace=args.pace,
-                                                  agents=args.agents, seed=args.seed)
-        else:
-            store, run_id, coordinator = start_run(args.target, args.runs_dir, args.backend, agents=args.agents,
-                                                   pace=args.pace, git=not args.no_git, seed=args.seed)
-    except LaunchError as exc:
+        metrics = start_metrics(run_id, port)
+    except MetricsError as exc:
         raise UserError(str(exc)) from None
-    return _drive(args, store, run_id, coordinator, resumed=_is_run_dir(args.target))
+    if metrics is not None:
+        print(f"hybrid-tui: metrics on {metrics.url}", file=sys.stderr)
+    return metrics
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hybrid_tui.app.launch import LaunchError, start_run
+    from hybrid_tui.store.runs import new_run_id
+
+    _check_run_options(args)
+    if _is_run_dir(args.target):
+        return cmd_resume(args)
+    # The metrics port is taken before the run exists: a busy port refuses the start with
+    # nothing created.
+    run_id = new_run_id()
+    metrics = _start_metrics(run_id, args.metrics_port)
+    try:
+        store, run_id, coordinator = start_run(args.target, args.runs_dir, args.backend, agents=args.agents,
+                                               pace=args.pace, git=not args.no_git, seed=args.seed, run_id=run_id)
+    except LaunchError as exc:
+        if metrics is not None:
+            metrics.close()
+        raise UserError(str(exc)) from None
+    except BaseException:
+        if metrics is not None:
+            metrics.close()
+        raise
+    return _drive(args, store, run_id, coordinator, metrics)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from hybrid_tui.app.launch import LaunchError, open_run
 
+    _check_run_options(args)
     try:
         store, run_id, coordinator = open_run(args.target, args.runs_dir, backend=args.backend, pace=args.pace,
                                               agents=args.agents, seed=args.seed)
     except LaunchError as exc:
         raise UserError(str(exc)) from None
-    return _drive(args, store, run_id, coordinator, resumed=True)
-
-
-def _drive(args: argparse.Namespace, store, run_id: str, coordinator, resumed: bool = False) -> int:
-    from hybrid_tui.views.metrics import MetricsError, start_metrics
-
     try:
-        metrics = start_metrics(run_id, args.metrics_port)
-    except MetricsError as exc:
-        raise UserError(str(exc)) from None
-    if metrics is not None:
-        print(f"hybrid-tui: metrics on {metrics.url}", file=sys.stderr)
+        metrics = _start_metrics(run_id, args.metrics_port)
+    except BaseException:
+        store.close()
+        raise
+    return _drive(args, store, run_id, coordinator, metrics, resumed=True)
+
+
+def _drive(args: argparse.Namespace, store, run_id: str, coordinator, metrics, resumed: bool = False) -> int:
     try:
         return drive_run(store, run_id, coordinator, headless=args.headless, json_mode=args.json, theme=args.theme,
                          resumed=resumed)

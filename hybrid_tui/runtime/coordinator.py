@@ -74,6 +74,10 @@ from hybrid_tui.vocabulary import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, UNSUCCESSF
 __all__ = ["Coordinator", "SettleError", "make_backend"]
 
 
+class BackendUnavailable(ValueError):
+    """A backend that cannot run this mission (unknown, or missing its configuration)."""
+
+
 def make_backend(name: str, *, pace: float = 0.0, seed: int = 0, git: bool = True, failure_rate: float = 0.0, config: Any = None):
     """(planner, implementer) for a backend name."""
     # Imported on demand: each backend pulls in its own dependencies (the Anthropic SDK,
@@ -93,8 +97,11 @@ def make_backend(name: str, *, pace: float = 0.0, seed: int = 0, git: bool = Tru
     if name == "cli":
         from hybrid_tui.agents.cli_agent import make_implementer
 
-        return None, make_implementer(config)
-    raise ValueError(f"unknown backend {name!r} (replay, sim, anthropic, cli)")
+        try:
+            return None, make_implementer(config)
+        except ValueError as exc:  # no command template, or one that does not parse
+            raise BackendUnavailable(str(exc)) from None
+    raise BackendUnavailable(f"unknown backend {name!r} (replay, sim, anthropic, cli)")
 
 
 SETTLE_ERROR_PREFIX = "coordinator error storing the end of"

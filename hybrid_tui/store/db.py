@@ -509,6 +509,9 @@ def open_store(url: str | Path, *, create: bool = True) -> Store:
         path = Path(text)
         if not create and not path.exists():
             raise StoreError(f"{path}: no such store")
+        if not create and path.is_file() and path.stat().st_size == 0:
+            # Checked before connecting: switching an empty file to WAL would write a header.
+            raise StoreError(f"{path}: cannot open the store: it is empty, not a hybrid-tui store")
         text = sqlite_url(path)
     if text.startswith("sqlite"):
         db = connect(text, pragmas=SQLITE_PRAGMAS, factory=_RedactingConnection)

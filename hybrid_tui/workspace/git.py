@@ -120,7 +120,14 @@ def prepare_repository(source: Path, run_dir: Path) -> Path:
     status, top, _ = _run(_git(source), "rev-parse", "--show-toplevel")
     if status == 0 and Path(top.strip()).resolve() == source:
         return source
+    status, bare, _ = _run(_git(source), "rev-parse", "--is-bare-repository")
+    if status == 0 and bare.strip() == "true":
+        raise MissionError(f"{source}: is a bare git repository (no work tree); clone it and name the clone as repo")
     target = Path(run_dir).resolve() / "repo"
+    if target.parent.is_relative_to(source):
+        # The copy would hold the run folder that holds the copy, again and again.
+        raise MissionError(f"{source}: the repository folder holds the runs folder {target.parent.parent}; "
+                           "make the repository a git repository, or give --runs-dir outside it")
     if (target / ".git").exists():  # resumed run: already initialised
         return target
     if target.exists():
@@ -152,6 +159,7 @@ class MissionRepo:
         self.run_id = run_id
         self.worktrees_dir = self.run_dir / "worktrees"
         self.base_sha: str | None = None
+        self._created_branch = False  # by prepare(), so a refused start can take it back
         self._lock = threading.RLock()
         self._known_head: str | None = None  # the mission head as this run last left it
         self._integrated: dict[str, str] | None = None  # cache, valid for _known_head
@@ -191,20 +199,42 @@ class MissionRepo:
         base = out.strip()
         self._refuse_if_checked_out(runner)
         status, out, _ = _run(runner, "rev-parse", "--verify", "-q", f"{self.mission_ref}^{{commit}}")
-        if status == 0:  # resume: keep the branch as it is
+        if status == 0:  # the same run started again: keep the branch as it is
             head = out.strip()
             status, fork, _ = _run(runner, "merge-base", base, head)
             base = fork.strip() if status == 0 else head
+            self._refuse_if_not_ours(runner, base, head)
         else:
             # Empty old value: create only if it still does not exist.
             _ok(runner, "update-ref", "-m", f"hybrid-tui run {self.run_id}", self.mission_ref, base, "",
                 what=f"cannot create mission branch {self.mission_branch!r}")
+            self._created_branch = True
             head = base
         with self._lock:
             self._known_head = head
             self._integrated = None
             self.base_sha = base
         return base
+
+    def _refuse_if_not_ours(self, runner: gitpython.Git, base: str, head: str) -> None:
+        """An existing branch is this run's only if it holds commits since the base and each
+        carries this run's ``Hybrid-Run`` trailer: anything else (the user's `user-feature`,
+        a branch at the base, another run's) would get this run's commits on top."""
+        runs = _ok(runner, "log", "--format=%(trailers:key=Hybrid-Run,valueonly)%x00", f"{base}..{head}",
+                   what=f"git log {self.mission_branch}").split("\0")
+        runs = [r.strip() for r in runs[:-1]]
+        if not runs or any(r != self.run_id for r in runs):
+            raise MissionError(
+                f"mission branch {self.mission_branch!r} already exists and is not this run's; "
+                "name another [mission] mission_branch in mission.toml (or delete the branch)"
+            )
+
+    def delete_new_branch(self) -> None:
+        """Take back the mission branch :meth:`prepare` created, if it still points where it
+        was created (a refused start leaves nothing behind; a moved branch is not ours to delete)."""
+        if self._created_branch and self.base_sha is not None:
+            _run(self._repo(), "update-ref", "-d", self.mission_ref, self.base_sha)
+            self._created_branch = False
 
     def _refuse_if_checked_out(self, runner: gitpython.Git) -> None:
         listing = _ok(runner, "worktree", "list", "--porcelain", what="git worktree list")

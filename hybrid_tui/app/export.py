@@ -75,7 +75,10 @@ def _export(store: Any, run_id: str, dest: Path, pace: float) -> ExportSummary:
     tasks = queries.task_records(run_id)
     replays, missing = _replays(run_id, run_dir, pace)
     created = not dest.exists()
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"{dest}: cannot create the destination folder: {exc.strerror or exc}") from None
     try:
         _write_repo(row, dest / "repo")
         (dest / "issues").mkdir()

@@ -75,6 +75,10 @@ def start_run(
     if agents is not None:
         if agents < 1:
             raise LaunchError(f"--agents must be at least 1 (got {agents})")
+        planned = {sis.issue.id for _, sis in mission.sis}
+        if mission.tasks and all(issue.id in planned for issue in mission.issues):
+            # Every task is known: more agents than tasks would only be idle worktrees.
+            agents = min(agents, len(mission.tasks))
         # --agents N pins the L3 pool at N (the run row keeps it for a resume).
         mission.config.agents.min_implementers = agents
         mission.config.agents.max_implementers = agents
@@ -102,7 +106,7 @@ def start_run(
                 repo_path = Path(prepare_repository(mission.repo_path, run_dir))
                 base_branch = base_branch or _current_branch(repo_path)
                 mission_repo = MissionRepo(repo_path, mission_branch, run_dir, run_id)
-                base_commit = mission_repo.prepare(base_branch)
+                base_commit = mission_repo.prepare(base_branch, new_run=True)
                 new_branch = mission_repo
             except MissionError as exc:
                 raise LaunchError(str(exc)) from None

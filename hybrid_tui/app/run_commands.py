@@ -18,9 +18,11 @@ from pathlib import Path
 from hybrid_tui.vocabulary import UserError
 from hybrid_tui.app.drive import drive_run
 from hybrid_tui.app.runs_commands import add_runs_dir_argument
+from hybrid_tui.store import queries
 from hybrid_tui.store.runs import state_db_path
 
 BACKENDS = ("replay", "sim", "anthropic", "cli")
+MAX_POOL_SIZE = 256  # agents of one run (each holds a worktree)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -186,10 +188,19 @@ def cmd_control(args: argparse.Namespace) -> int:
     except LaunchError as exc:
         raise UserError(str(exc)) from None
     fields = {}
-    if getattr(args, "task_id", None):
-        fields["task_id"] = args.task_id
-    if getattr(args, "size", None) is not None:
-        fields["size"] = args.size
+    try:
+        # Refused now, not later by the coordinator with the command answered "queued".
+        if getattr(args, "task_id", None):
+            if queries.task_record(run_id, args.task_id) is None:
+                raise UserError(f"{args.control}: run {run_id} has no task {args.task_id!r}")
+            fields["task_id"] = args.task_id
+        if getattr(args, "size", None) is not None:
+            if not 1 <= args.size <= MAX_POOL_SIZE:
+                raise UserError(f"scale: pool size {args.size} is not between 1 and {MAX_POOL_SIZE}")
+            fields["size"] = args.size
+    except UserError:
+        store.close()
+        raise
     control_id = store.enqueue_control(run_id, args.control, source="cli", **fields)
     print(f"queued {args.control} for run {run_id} (control {control_id})")
     return 0

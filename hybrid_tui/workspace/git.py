@@ -183,9 +183,10 @@ class MissionRepo:
             self._known_head = self.head()
         return self._known_head
 
-    def prepare(self, base_branch: str | None) -> str:
+    def prepare(self, base_branch: str | None, *, new_run: bool = False) -> str:
         """Create the mission branch from ``base_branch`` (default: the checked-out branch),
-        or keep it when it exists (resume). Returns the base commit. Touches no checkout."""
+        or keep it when it exists (resume; a ``new_run`` refuses an existing branch). Returns
+        the base commit. Touches no checkout."""
         runner = self._repo()
         status, _, _ = _run(runner, "check-ref-format", self.mission_ref)
         if status != 0:
@@ -199,11 +200,17 @@ class MissionRepo:
         base = out.strip()
         self._refuse_if_checked_out(runner)
         status, out, _ = _run(runner, "rev-parse", "--verify", "-q", f"{self.mission_ref}^{{commit}}")
-        if status == 0:  # the same run started again: keep the branch as it is
+        if status == 0 and new_run:
+            # Not this run's (a new run has no commits yet): the user's `user-feature`, another
+            # run's branch, or one at the base would get this run's commits on top.
+            raise MissionError(
+                f"mission branch {self.mission_branch!r} already exists; name another [mission] mission_branch "
+                "in mission.toml (or delete the branch)"
+            )
+        if status == 0:  # resume: keep the branch as it is
             head = out.strip()
             status, fork, _ = _run(runner, "merge-base", base, head)
             base = fork.strip() if status == 0 else head
-            self._refuse_if_not_ours(runner, base, head)
         else:
             # Empty old value: create only if it still does not exist.
             _ok(runner, "update-ref", "-m", f"hybrid-tui run {self.run_id}", self.mission_ref, base, "",
@@ -215,19 +222,6 @@ class MissionRepo:
             self._integrated = None
             self.base_sha = base
         return base
-
-    def _refuse_if_not_ours(self, runner: gitpython.Git, base: str, head: str) -> None:
-        """An existing branch is this run's only if it holds commits since the base and each
-        carries this run's ``Hybrid-Run`` trailer: anything else (the user's `user-feature`,
-        a branch at the base, another run's) would get this run's commits on top."""
-        runs = _ok(runner, "log", "--format=%(trailers:key=Hybrid-Run,valueonly)%x00", f"{base}..{head}",
-                   what=f"git log {self.mission_branch}").split("\0")
-        runs = [r.strip() for r in runs[:-1]]
-        if not runs or any(r != self.run_id for r in runs):
-            raise MissionError(
-                f"mission branch {self.mission_branch!r} already exists and is not this run's; "
-                "name another [mission] mission_branch in mission.toml (or delete the branch)"
-            )
 
     def delete_new_branch(self) -> None:
         """Take back the mission branch :meth:`prepare` created, if it still points where it

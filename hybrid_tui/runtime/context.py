@@ -47,6 +47,7 @@ class RunningAttempt:
     cost_usd: float = 0.0
     cancelled_reason: str = ""
     finishing: bool = False  # its end is queued for the loop's next settle
+    active_started: float = 0.0  # on the AttemptClock: its age leaves out a suspended coordinator
 
 
 @dataclass

@@ -58,6 +58,7 @@ from hybrid_tui.store.db import Store
 from hybrid_tui.runtime import settle, startup
 from hybrid_tui.runtime import events as ev
 from hybrid_tui.runtime.attempt import run_attempt
+from hybrid_tui.runtime.attempt_clock import AttemptClock
 from hybrid_tui.runtime.context import Effects, IntegrationJob, Launch, RunningAttempt, Transaction
 from hybrid_tui.runtime.controls import apply_control
 from hybrid_tui.runtime.disk import disk_full_reason, exception_leaves
@@ -188,6 +189,8 @@ class Coordinator:
         self.scheduler: Any = None
         self.specs: dict[str, SisTask] = {}
         self.running: dict[str, RunningAttempt] = {}
+        self.attempt_clock = AttemptClock(lambda: self.config.agents.attempt_timeout_seconds, self.running,
+                                          on_suspended=self._note_suspension)
         self.feedback: dict[str, str] = {}
         self.agents: dict[str, str] = {}  # agent id -> worktree path ("" without git)
         self.recorder = Recorder(self.run_dir)  # what each attempt did, for export-replay
@@ -259,6 +262,7 @@ class Coordinator:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._integration_worker, receive)
+            tg.start_soon(self.attempt_clock.run)
             try:
                 code = await self._loop()
             finally:
@@ -455,6 +459,11 @@ class Coordinator:
             target = engine_reads.run_pool_target(self.run_id)
         return max(1, int(target))
 
+    def _note_suspension(self, seconds: float) -> None:
+        with self.transaction():
+            self.events.add("run.suspended", f"the coordinator did not run for {seconds:.1f} s (stopped or starved); "
+                            "running attempts' time limits leave it out", level="warning", seconds=round(seconds, 3))
+
     def _dispatch(self, now: float) -> None:
         dispatch_round(self, now, self.config.policies.dispatch_batch)
 
@@ -463,6 +472,7 @@ class Coordinator:
         self._dispatch_seq += 1
         attempt.dispatch_seq = self._dispatch_seq
         self.running[attempt.task_id] = attempt
+        self.attempt_clock.start(attempt)
         assert self._tg is not None
         self._tg.start_soon(self._run_attempt, attempt, launch.spec, launch.model, launch.log_path, launch.feedback)
 

@@ -7,6 +7,9 @@ worktrees under the run folder).
 
 from __future__ import annotations
 
+import array
+import fcntl
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -129,6 +132,37 @@ def start_run(
     return store, run_id, coordinator
 
 
+def _check_writable(run_dir: Path) -> None:
+    """Refuse, before anything is opened, a run folder whose files the coordinator must write
+    but cannot (read-only mount, no permission, immutable): a one-line error, not a traceback
+    half way in. Only looks: nothing is written to find out."""
+    for path in (run_dir, run_dir / "logs", run_dir / "record", run_dir / "state.db", run_dir / "events.jsonl",
+                 run_dir / "coordinator.lock"):
+        if path.exists() and not _writable(path):
+            raise LaunchError(f"{path}: the run folder cannot be written (read-only or immutable)")
+
+
+_FS_IOC_GETFLAGS = 0x80086601  # linux/fs.h, 64-bit
+_FS_IMMUTABLE_FL = 0x10
+
+
+def _writable(path: Path) -> bool:
+    if not os.access(path, os.W_OK) or os.statvfs(path).f_flag & os.ST_RDONLY:
+        return False
+    try:  # chattr +i refuses writes even to root, whom os.access lets by
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return True
+    try:
+        flags = array.array("l", [0])
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
+        return not flags[0] & _FS_IMMUTABLE_FL
+    except OSError:  # a file system without these flags
+        return True
+    finally:
+        os.close(fd)
+
+
 def _first_missing(path: Path) -> Path:
     while not path.parent.exists() and path.parent != path:
         path = path.parent
@@ -170,6 +204,7 @@ def open_run(
     **coordinator_options: Any,
 ) -> tuple[Store, str, Coordinator]:
     """Reopen an existing run (``resume``); recovery runs when the coordinator starts."""
+    _check_writable(find_run_dir(run, runs_dir))
     store, run_id = open_run_store(run, runs_dir)
     row = queries.run_record(run_id)
     mission = load_valid_mission(row.mission_path)

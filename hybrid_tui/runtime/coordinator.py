@@ -61,7 +61,7 @@ from hybrid_tui.runtime.attempt import run_attempt
 from hybrid_tui.runtime.attempt_clock import AttemptClock
 from hybrid_tui.runtime.context import Effects, IntegrationJob, Launch, RunningAttempt, Transaction
 from hybrid_tui.runtime.controls import apply_control
-from hybrid_tui.runtime.disk import disk_full_reason, exception_leaves
+from hybrid_tui.runtime.disk import disk_full_reason, exception_leaves, unwritable_reason
 from hybrid_tui.runtime.dispatch import dispatch_round
 from hybrid_tui.runtime.integration import integrate_job
 from hybrid_tui.runtime.monitor import ResourceMonitor
@@ -70,7 +70,7 @@ from hybrid_tui.runtime.record import Recorder
 from hybrid_tui.runtime.recovery import interrupt_running, pause_for_disk_full, pause_stopped_run, recover
 from hybrid_tui.runtime.runlock import RunLock
 from hybrid_tui.runtime.task_state import apply_changes
-from hybrid_tui.vocabulary import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, UNSUCCESSFUL_STATUSES
+from hybrid_tui.vocabulary import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_STOPPED, UNSUCCESSFUL_STATUSES
 
 __all__ = ["Coordinator", "SettleError", "make_backend"]
 
@@ -231,9 +231,16 @@ class Coordinator:
                           "continues from the last stored state", event_kind="coordinator.error",
                     cause="coordinator_error")
             reason = disk_full_reason(exc)
+            if reason is not None:
+                return pause_for_disk_full(self, reason)
+            reason = unwritable_reason(exc)
             if reason is None:
                 raise
-            return pause_for_disk_full(self, reason)
+            # The run folder stopped taking writes: the same clean stop, and the operator's
+            # one line (exit 2: their file system, not the mission, needs fixing).
+            pause_stopped_run(self, f"{reason} - make it writable, then `hybrid-tui resume {self.run_id}`",
+                              event_kind="pause.resource", cause="unwritable")
+            return EXIT_BAD_INPUT
         finally:
             gc.unfreeze()  # what _long_lived_objects froze is the cyclic collector's again
             self.monitor.close()

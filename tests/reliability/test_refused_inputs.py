@@ -5,14 +5,19 @@ count."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from hybrid_tui.store import models as m
 
-from .helpers import attempts_of, cli, explain, git, py, read_store, task, write_mission
+from .helpers import NO_AUTO_PAUSE, attempts_of, cli, explain, git, py, read_store, task, write_mission
 
 
 def repo_state(repo: Path) -> tuple[str, str, str]:
@@ -156,3 +161,58 @@ def test_a_partial_retries_table_keeps_the_default_rules_for_the_other_failure_t
         assert [a.outcome for a in attempts_of("flaky")] == ["failed", "succeeded"]
     finally:
         store.close()
+
+
+def _chattr(flag: str, *paths: Path) -> None:
+    subprocess.run(["chattr", flag, *map(str, paths)], check=True, capture_output=True)
+
+
+needs_chattr = pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr (e2fsprogs) on an ext4-like fs")
+
+
+@needs_chattr
+@pytest.mark.parametrize("frozen", [".", "events.jsonl", "coordinator.lock", "logs", "record"])
+def test_resume_of_a_run_folder_that_cannot_be_written_is_one_line(tmp_path: Path, frozen: str):
+    run_dir = _finished_run(tmp_path)
+    target = run_dir / frozen
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
+    _chattr("+i", target)
+    try:
+        assert_refused(cli("resume", str(run_dir), "--headless", cwd=tmp_path), mentions="cannot be written")
+    finally:
+        _chattr("-i", target)
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
+
+
+@needs_chattr
+def test_events_file_made_immutable_mid_run_stops_the_run_with_one_line(tmp_path: Path):
+    mission = write_mission(tmp_path / "m", [task(f"t{i}", checks=["sleep 1"]) for i in range(6)], mission=NO_AUTO_PAUSE)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "hybrid_tui", "run", str(mission), "--headless", "--agents", "2",
+                             "--runs-dir", str(runs)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={k: v for k, v in os.environ.items() if k != "HYBRID_TUI_CRASH_AT"})
+    events = None
+    try:
+        deadline = time.monotonic() + 120  # a safety net
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = list(runs.glob("*/events.jsonl"))
+            if found and "-> validating" in found[0].read_text():
+                events = found[0]
+                break
+            time.sleep(0.05)
+        assert events is not None, "the run never got to validating"
+        _chattr("+i", events)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if events is not None:
+            _chattr("-i", events)
+    assert proc.returncode == 2, f"{out[-2000:]}\n{err[-2000:]}"
+    assert "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if "cannot write" in x]
+    assert str(events) in line and "hybrid-tui resume" in line
+    # Writable again: the run carries on from where it stopped.
+    resumed = cli("resume", str(events.parent), "--headless", cwd=tmp_path)
+    assert resumed.returncode == 0, explain(resumed)

@@ -18,8 +18,8 @@ from typing import Any
 from hybrid_tui.costs.pricing import mission_pricing_problems
 from hybrid_tui.runtime.coordinator import BackendUnavailable, Coordinator
 from hybrid_tui.runtime.secrecy import hide_secrets_from_children
-from hybrid_tui.spec.loader import MissionInvalid, load_mission
-from hybrid_tui.spec.models import MissionFile
+from hybrid_tui.spec.loader import Issue, Mission, MissionInvalid, load_mission
+from hybrid_tui.spec.models import MissionFile, Sis, SisIssue, SisTask
 from hybrid_tui.store import queries
 from hybrid_tui.store.db import Store, StoreError, open_store
 from hybrid_tui.store.runs import create_run, default_runs_dir, init_run_dir, new_run_id, run_dir_for, state_db_path
@@ -207,7 +207,15 @@ def open_run(
     _check_writable(find_run_dir(run, runs_dir))
     store, run_id = open_run_store(run, runs_dir)
     row = queries.run_record(run_id)
-    mission = load_valid_mission(row.mission_path)
+    try:
+        mission_path = Path(row.mission_path)
+        if (mission_path / "mission.toml").is_file() or (mission_path.is_file() and mission_path.suffix == ".toml"):
+            mission = load_valid_mission(row.mission_path)
+        else:  # moved or deleted since: the store holds the run's issues, specs and configuration
+            mission = stored_mission(row)
+    except BaseException:
+        store.close()
+        raise
     # The run keeps the configuration it was created with (mission.toml may have changed since).
     mission.config = MissionFile.model_validate_json(row.config_json)
     _keep_secrets(mission.config)
@@ -220,6 +228,28 @@ def open_run(
         store.close()
         raise
     return store, run_id, coordinator
+
+
+def stored_sis(run_id: str) -> list[Sis]:
+    """The SIS of each issue of the run that has tasks, as the store holds them (issue order)."""
+    tasks_of: dict[str, list[SisTask]] = {}
+    for task in queries.task_records(run_id):
+        tasks_of.setdefault(task.issue_id, []).append(SisTask.model_validate_json(task.spec_json))
+    return [Sis(issue=SisIssue(id=issue.issue_id, title=issue.title, body=issue.body), tasks=tasks_of[issue.issue_id])
+            for issue in queries.issue_records(run_id) if tasks_of.get(issue.issue_id)]
+
+
+def stored_mission(row: Any) -> Mission:
+    """The run's mission rebuilt from its store (``row``: its run record), for a ``resume``
+    whose mission folder is gone. Recorded attempts of a replay mission were in that folder:
+    the tasks left replay their specs' file operations."""
+    root = Path(row.mission_path)
+    issues = [Issue(id=i.issue_id, title=i.title, body=i.body, path=root / "issues" / f"{i.issue_id}.md")
+              for i in queries.issue_records(row.id)]
+    sis = [(root / "sis" / f"{doc.issue.id}.json", doc) for doc in stored_sis(row.id)]
+    return Mission(root=root, mission_file=root / "mission.toml", config=MissionFile.model_validate_json(row.config_json),
+                   repo_path=Path(row.repo_path), issues=issues, sis=sis,
+                   tasks=[t for _, doc in sis for t in doc.tasks])
 
 
 def open_run_store(run: str | Path, runs_dir: str | Path | None = None) -> tuple[Store, str]:

@@ -216,3 +216,22 @@ def test_events_file_made_immutable_mid_run_stops_the_run_with_one_line(tmp_path
     # Writable again: the run carries on from where it stopped.
     resumed = cli("resume", str(events.parent), "--headless", cwd=tmp_path)
     assert resumed.returncode == 0, explain(resumed)
+
+
+def test_resume_carries_on_from_the_store_when_the_mission_folder_is_gone(tmp_path: Path):
+    mission = write_mission(tmp_path / "m", [task("a"), task("b", deps=["a"]), task("c", deps=["b"])])
+    runs = tmp_path / "runs"
+    crashed = cli("run", str(mission), "--headless", "--runs-dir", str(runs), cwd=tmp_path,
+                  env={"HYBRID_TUI_CRASH_AT": "dispatch:b"})
+    assert crashed.returncode == -9, explain(crashed)
+    for name in ("mission.toml", "issues", "sis", "replay"):  # the mission's files go; its repository stays
+        path = mission / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    run_dir = next(runs.iterdir())
+    resumed = cli("resume", str(run_dir), "--headless", cwd=tmp_path)
+    assert resumed.returncode == 0, explain(resumed)
+    store, _ = read_store(run_dir)
+    try:
+        assert {t.task_id: t.status for t in m.Task.select()} == {"a": "done", "b": "done", "c": "done"}
+    finally:
+        store.close()

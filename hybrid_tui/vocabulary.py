@@ -94,6 +94,9 @@ class Redactor:
 
     def __init__(self, extra_values: Iterable[str] = ()):
         self.extra_values = [v for v in extra_values if v]
+        self._needles_key: tuple | None = None
+        self._needles: tuple[str, ...] = ()
+        self._pattern = _pattern_of(())
 
     def values(self) -> list[str]:
         return secret_values(self.extra_values)
@@ -133,28 +136,61 @@ class Redactor:
         return json.dumps(self.any(value, values), sort_keys=True, default=lambda obj: self.text(str(obj), values))
 
     def needles(self) -> tuple[str, ...]:
-        """What a text holding a secret contains: a secret value, its JSON-escaped form (text
-        already encoded as JSON) or the ``sk-ant-`` prefix. Pass it to :meth:`params`."""
-        values = self.values()
-        return tuple(dict.fromkeys([*values, *escaped_secrets(values)]))
-
-    def json_text(self, text: str) -> str:
-        """JSON text (or any text) with every secret, raw or JSON-escaped, replaced."""
-        needles = self.needles()
-        if "sk-ant-" in text or any(n in text for n in needles):
-            return self.text(text, list(needles))
-        return text
+        """What a text holding a secret contains: a secret value or its JSON-escaped form (text
+        already encoded as JSON); pass it to :meth:`params`, which also looks for ``sk-ant-``.
+        Cached while the secret variables keep their values (every store statement asks)."""
+        names = _NAMES_CACHE.get(os.environ.get(SECRET_ENV_LIST_VARIABLE, ""), len(_declared_secret_names))
+        key = tuple(os.environ.get(name) for name in names)
+        if key != self._needles_key:
+            values = self.values()
+            self._needles = tuple(dict.fromkeys([*values, *escaped_secrets(values)]))
+            self._pattern = _pattern_of(self._needles)
+            self._needles_key = key
+        return self._needles
 
     def params(self, params: Any, needles: tuple[str, ...]) -> Any:
         """The parameters of one SQL statement (a sequence or a mapping) with every string that
         holds a secret redacted; ``params`` itself when none does (the usual case: no copy)."""
-        items = params.values() if isinstance(params, dict) else params
-        if not any(type(p) is str and ("sk-ant-" in p or any(n in p for n in needles)) for p in items):
+        search = self._pattern.search if needles is self._needles else _pattern_of(needles).search
+        for p in params.values() if type(params) is dict else params:
+            if type(p) is str and len(p) >= _SHORTEST_NEEDLE and search(p):
+                break
+        else:
             return params
         values = list(needles)
         if isinstance(params, dict):
             return {k: self.text(v, values) if type(v) is str else v for k, v in params.items()}
         return tuple(self.text(p, values) if type(p) is str else p for p in params)
+
+    def json_text(self, text: str) -> str:
+        """JSON text (or any text) with every secret, raw or JSON-escaped, replaced."""
+        needles = self.needles()
+        if self._pattern.search(text):
+            return self.text(text, list(needles))
+        return text
+
+
+_SHORTEST_NEEDLE = min(MIN_SECRET_LENGTH, len("sk-ant-"))
+
+
+def _pattern_of(needles: tuple[str, ...]) -> "re.Pattern[str]":
+    return re.compile("|".join(re.escape(n) for n in ("sk-ant-", *needles)))
+
+
+class _SecretNamesCache:
+    """:func:`secret_env_names` for the current ``$HYBRID_TUI_SECRET_ENV`` and declared names."""
+
+    def __init__(self) -> None:
+        self._key: tuple[str, int] | None = None
+        self._names: tuple[str, ...] = ()
+
+    def get(self, listed: str, declared: int) -> tuple[str, ...]:
+        if (listed, declared) != self._key:
+            self._names, self._key = secret_env_names(), (listed, declared)
+        return self._names
+
+
+_NAMES_CACHE = _SecretNamesCache()
 
 
 class RedactingWriter:

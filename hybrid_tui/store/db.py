@@ -35,6 +35,7 @@ SQLITE_PRAGMAS = {
 
 
 _REDACTOR = Redactor()
+_WRITES = frozenset("IURiur")  # INSERT, UPDATE, REPLACE (what peewee and this room's SQL start with)
 
 
 class _RedactingCursor(sqlite3.Cursor):
@@ -43,7 +44,9 @@ class _RedactingCursor(sqlite3.Cursor):
     secret in it never reaches the database or its WAL."""
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        return super().execute(sql, _REDACTOR.params(parameters, _REDACTOR.needles()))
+        if parameters and sql.lstrip()[:1] in _WRITES:  # a read's parameters are keys: no text enters
+            parameters = _REDACTOR.params(parameters, _REDACTOR.needles())
+        return super().execute(sql, parameters)
 
     def executemany(self, sql: str, seq_of_parameters: Any, /) -> sqlite3.Cursor:
         needles = _REDACTOR.needles()

@@ -89,7 +89,8 @@ async def plan_issues(ctx: RunContext) -> bool:
                     ))
                     if result.ok and result.sis is not None:
                         writes.insert_planned_tasks(ctx.run_id, result.sis.issue.id, result.sis.tasks,
-                                                    stored_ids, end, txn.version)
+                                                    stored_ids, end, txn.version,
+                                                    approval_gate=ctx.config.policies.approve)
                         stored_ids.update(t.task_id for t in result.sis.tasks)
                         ctx.events.add("planning.done", f"issue {issue.issue_id}: {len(result.sis.tasks)} task(s)", issue=issue.issue_id)
                     elif delay is not None:

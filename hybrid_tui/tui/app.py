@@ -37,8 +37,11 @@ AGE_REFRESH_SECONDS = 5.0
 # Actions that change the mission: not reachable while a dialog is open.
 OPERATOR_ACTIONS = {
     "toggle_pause", "retry", "cancel_dependents", "rollback", "scale_up", "scale_down",
-    "scale_exact", "detail", "attention", "stop_mission",
+    "scale_exact", "detail", "attention", "stop_mission", "approve", "reject",
 }
+# Of those, the ones that queue a control: a read-only console (``serve`` without
+# ``--control``, ``attach --read-only``) offers none of them.
+CONTROL_ACTIONS = OPERATOR_ACTIONS - {"detail", "attention"}
 
 
 class HybridApp(App[int]):
@@ -63,6 +66,8 @@ class HybridApp(App[int]):
         Binding("f", "filter", "Filter", show=False),
         Binding("w", "toggle_side", "Side panes", show=False),
         Binding("equals_sign", "scale_exact", "Pool size", show=False),
+        Binding("A", "approve", "Approve", show=False),
+        Binding("X", "reject", "Reject", show=False),
     ]
 
     # (key, description) for the help screen; the same actions are in the command palette.
@@ -71,6 +76,7 @@ class HybridApp(App[int]):
         ("r", "retry the selected task"),
         ("c", "cancel the selected task's dependents (asks first)"),
         ("b", "roll back the selected task's commit (asks first)"),
+        ("A / X", "approve / reject the selected task awaiting approval (X asks first)"),
         ("enter", "task detail: spec, attempts, logs, diff"),
         ("a", "tasks that need attention"),
         ("+ / -", "grow / shrink the agent pool by one"),
@@ -88,8 +94,10 @@ class HybridApp(App[int]):
         theme: str = "dark",
         clock: Callable[[], float] = time.time,
         poll_interval: float = 0.5,
+        read_only: bool = False,
     ):
         super().__init__()
+        self.read_only = read_only
         self.store = store
         self.run_id = run_id
         self.coordinator = coordinator
@@ -146,6 +154,8 @@ class HybridApp(App[int]):
         self._apply_size(self.size.width, self.size.height)
         self.query_one("#task-table").focus()
         self.call_later(self._tick)
+        if self.read_only:
+            self.notify("read-only console: watch only, no control is sent", timeout=30, markup=False)
         if self.coordinator is not None:
             self.run_worker(
                 self.coordinator.run(), exclusive=True, group="coordinator", name="coordinator", exit_on_error=False
@@ -261,6 +271,9 @@ class HybridApp(App[int]):
 
     def send(self, command: str, label: str, **args: Any) -> int:
         """The one way the console changes anything: a row in the control table."""
+        if self.read_only:
+            self.notify(f"{label}: not sent, this console is read-only", severity="warning", markup=False)
+            return -1
         control_id = self.store.enqueue_control(self.run_id, command, source="tui", **args)
         self.sent_controls[control_id] = label
         self.notify(f"{label}: sent", timeout=2, markup=False)
@@ -269,6 +282,8 @@ class HybridApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in OPERATOR_ACTIONS and isinstance(self.screen, ModalScreen):
             return False
+        if self.read_only and action in CONTROL_ACTIONS:
+            return None  # shown dimmed in the footer, and the key does nothing
         return True
 
     def _need_task(self) -> str | None:
@@ -294,6 +309,24 @@ class HybridApp(App[int]):
         task_id = self._need_task()
         if task_id:
             self.send("retry", f"retry {task_id}", task_id=task_id)
+
+    def action_approve(self) -> None:
+        task_id = self._need_task()
+        if task_id:
+            self.send("approve", f"approve {task_id}", task_id=task_id)
+
+    def action_reject(self) -> None:
+        task_id = self._need_task()
+        if not task_id:
+            return
+        body = Text(f"{inert(task_id)} fails with failure type 'rejected' and waits in the attention view; "
+                    "its dependents are blocked. Retrying it later runs it.")
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.send("reject", f"reject {task_id}", task_id=task_id, reason="rejected in the console")
+
+        self.push_screen(ConfirmScreen(f"Reject {task_id}?", body, yes="Reject", no="Keep"), confirmed)
 
     def action_cancel_dependents(self) -> None:
         task_id = self._need_task()
@@ -336,19 +369,27 @@ class HybridApp(App[int]):
         if commit.reverted_by:
             body.append(f"\nAlready reverted by {commit.reverted_by[:12]}.\n", style="bold")
         conflicts = self.view.rollback_conflicts(task_id)
+        scope = [c.task_id for c in self.view.rollback_scope(task_id)] if conflicts else []
         if conflicts:
-            body.append("\nConflict: later tasks touched the same files; the coordinator will refuse:\n", style="bold")
+            body.append("\nLater tasks touched the same files, so it alone cannot be reverted:\n", style="bold")
             for other, shared in conflicts:
                 body.append(f"  {inert(other)}: {', '.join(inert(s) for s in shared)}\n")
+            body.append(f"\nA cascade reverts these {len(scope)} tasks together, newest first:\n", style="bold")
+            for other in scope:
+                body.append(f"  {inert(other)}\n")
         refused = self.view.last_control_result(task_id, "rollback")
         if refused:
             body.append(f"\nLast rollback refused: {inert(refused)}\n", style="bold")
 
         def confirmed(yes: bool | None) -> None:
-            if yes:
+            if yes and scope:
+                self.send("rollback", f"cascade rollback of {task_id} ({len(scope)} tasks)", task_id=task_id,
+                          cascade=True, scope=scope)
+            elif yes:
                 self.send("rollback", f"rollback {task_id}", task_id=task_id)
 
-        self.push_screen(ConfirmScreen(f"Roll back {task_id}?", body, yes="Roll back", no="Keep"), confirmed)
+        yes = f"Roll back {len(scope)} tasks" if scope else "Roll back"
+        self.push_screen(ConfirmScreen(f"Roll back {task_id}?", body, yes=yes, no="Keep"), confirmed)
 
     def _pool_base(self) -> int | None:
         run = self.run_info
@@ -505,9 +546,17 @@ class HybridApp(App[int]):
     # -- command palette ------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
+        for command in self._console_commands():
+            if self.read_only and command.callback.__name__.removeprefix("action_") in CONTROL_ACTIONS:
+                continue
+            yield command
+
+    def _console_commands(self) -> Iterable[SystemCommand]:
         paused = self.run_info is not None and self.run_info.status == "paused"
         yield SystemCommand("Resume mission" if paused else "Pause mission", "p: pause / resume dispatching", self.action_toggle_pause)
         yield SystemCommand("Retry selected task", "r: queue the selected task again", self.action_retry)
+        yield SystemCommand("Approve selected task", "A: let a task awaiting approval run", self.action_approve)
+        yield SystemCommand("Reject selected task", "X: fail a task awaiting approval (asks)", self.action_reject)
         yield SystemCommand("Cancel dependents", "c: cancel every task depending on the selected one", self.action_cancel_dependents)
         yield SystemCommand("Roll back selected task", "b: git revert its integration commit", self.action_rollback)
         yield SystemCommand("Task detail", "enter: spec, attempts, logs, diff", self.action_detail)
@@ -535,13 +584,14 @@ def _commit_subject(repo_path: str, sha: str) -> str:
         return ""
 
 
-def run_console(store: Store, run_id: str, *, coordinator: object | None = None, theme: str = "dark") -> int:
+def run_console(store: Store, run_id: str, *, coordinator: object | None = None, theme: str = "dark",
+                read_only: bool = False) -> int:
     """Open the console on ``run_id`` (running ``coordinator`` in-process when given).
 
     Returns the exit code: the coordinator's when it ran here, else 0.
     """
     queries.run_record(run_id)  # an unknown run is a StoreError before the screen is taken over
-    app = HybridApp(store, run_id, coordinator=coordinator, theme=theme)
+    app = HybridApp(store, run_id, coordinator=coordinator, theme=theme, read_only=read_only)
     result = app.run()
     if result is None:
         result = app.coordinator_exit if app.coordinator_exit is not None else 0

@@ -17,6 +17,7 @@ from typing import Any
 
 from hybrid_tui.costs.pricing import mission_pricing_problems
 from hybrid_tui.runtime.coordinator import BackendUnavailable, Coordinator
+from hybrid_tui.runtime.runlock import shared_store_broken
 from hybrid_tui.runtime.secrecy import hide_secrets_from_children
 from hybrid_tui.spec.loader import Issue, Mission, MissionInvalid, load_mission
 from hybrid_tui.spec.models import MissionFile, Sis, SisIssue, SisTask
@@ -254,6 +255,11 @@ def stored_mission(row: Any) -> Mission:
 
 def open_run_store(run: str | Path, runs_dir: str | Path | None = None) -> tuple[Store, str]:
     run_dir = find_run_dir(run, runs_dir)
+    if shared_store_broken(run_dir):
+        # A live coordinator's WAL index was deleted: a second process would build its own and
+        # the two would no longer see each other's writes (a control "queued" and then lost).
+        raise LaunchError(f"{run_dir}: state.db-shm was deleted or replaced while the coordinator runs; "
+                          "the store cannot be shared safely: stop the coordinator (or wait for it), then resume")
     try:
         store = open_store(state_db_path(run_dir), create=False)
     except StoreError as exc:

@@ -42,6 +42,7 @@ import math
 import os
 import random
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -339,6 +340,11 @@ class Coordinator:
         if now - self._last_heartbeat < self.heartbeat_interval:
             return
         self._last_heartbeat = now
+        if self.lock.shm_replaced() and not self._stop:
+            # Someone deleted the store's WAL index: processes (and threads) opening the store
+            # now would not see each other's writes. Stop cleanly; `resume` starts afresh.
+            self._stop, self._stop_reason = True, "state.db-shm was deleted or replaced while the run went"
+            print(f"hybrid-tui: run {self.run_id}: {self._stop_reason}; stopping (resume carries on)", file=sys.stderr)
         writes.set_run_heartbeat(self.run_id, now)
 
     def _set_run_status(self, status: str, *, reason: str = "", finished: bool = False) -> None:

@@ -235,3 +235,63 @@ def test_resume_carries_on_from_the_store_when_the_mission_folder_is_gone(tmp_pa
         assert {t.task_id: t.status for t in m.Task.select()} == {"a": "done", "b": "done", "c": "done"}
     finally:
         store.close()
+
+
+def test_a_deleted_shm_stops_the_coordinator_and_controls_meanwhile_are_refused_not_lost(tmp_path: Path):
+    mission = write_mission(tmp_path / "m", [task(f"t{i}", checks=["sleep 1"]) for i in range(4)], mission=NO_AUTO_PAUSE)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "hybrid_tui", "run", str(mission), "--headless", "--agents", "1",
+                             "--runs-dir", str(runs)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={k: v for k, v in os.environ.items() if k != "HYBRID_TUI_CRASH_AT"})
+    try:
+        deadline = time.monotonic() + 120  # a safety net
+        shm = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = list(runs.glob("*/events.jsonl"))
+            if found and "-> validating" in found[0].read_text():
+                shm = found[0].parent / "state.db-shm"
+                break
+            time.sleep(0.05)
+        assert shm is not None and shm.exists(), "the run never got to validating"
+        shm.unlink()
+        # While the coordinator still runs, a control is refused (never "queued", then lost).
+        while proc.poll() is None:
+            scale = cli("scale", str(shm.parent), "1", cwd=tmp_path)
+            if proc.poll() is None:
+                assert_refused(scale, mentions="state.db-shm was deleted")
+            time.sleep(0.2)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 3, f"{out[-2000:]}\n{err[-2000:]}"  # it stopped itself, cleanly
+    assert "state.db-shm was deleted or replaced" in err and "Traceback" not in err
+    resumed = cli("resume", str(shm.parent), "--headless", cwd=tmp_path)
+    assert resumed.returncode == 0, explain(resumed)
+    store, _ = read_store(shm.parent)
+    try:
+        for control in m.Control.select():
+            assert control.status != "pending", control.command  # every queued control was applied
+    finally:
+        store.close()
+
+
+def test_a_store_whose_shm_was_replaced_under_a_live_coordinator_is_refused(tmp_path: Path):
+    from hybrid_tui.app.launch import LaunchError, open_run_store
+    from hybrid_tui.runtime.runlock import RunLock
+
+    run_dir = _finished_run(tmp_path)
+    store, _ = open_run_store(run_dir)  # opened: its state.db-shm exists, as a live coordinator's does
+    lock = RunLock(run_dir)
+    lock.acquire()
+    try:
+        other, _ = open_run_store(run_dir)  # the same index: fine
+        other.close()
+        (run_dir / "state.db-shm").unlink()
+        with pytest.raises(LaunchError, match="state.db-shm was deleted or replaced"):
+            open_run_store(run_dir)
+        assert not (run_dir / "state.db-shm").exists()
+    finally:
+        lock.release()
+        store.close()

@@ -173,7 +173,7 @@ class Redactor:
 _SHORTEST_NEEDLE = min(MIN_SECRET_LENGTH, len("sk-ant-"))
 
 
-def _pattern_of(needles: tuple[str, ...]) -> "re.Pattern[str]":
+def _pattern_of(needles: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(re.escape(n) for n in ("sk-ant-", *needles)))
 
 

@@ -58,6 +58,24 @@ class _RedactingConnection(sqlite3.Connection):
         return super().cursor(factory)
 
 
+_CREATION_WAIT_SECONDS = 5.0
+
+
+def _being_created(path: Path) -> bool:
+    """False for a store file that is empty and stays so: a run being created makes its file
+    (empty) a moment before it writes the header, so an empty file is given a few seconds."""
+    deadline = time.monotonic() + _CREATION_WAIT_SECONDS
+    while True:
+        try:
+            if path.stat().st_size > 0 or path.with_name(path.name + "-wal").exists():
+                return True
+        except OSError:
+            return True  # gone: the open below says so
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
 class StoreError(Exception):
     """A store that cannot be used: corrupt, from a newer version, or unreachable."""
 
@@ -512,7 +530,7 @@ def open_store(url: str | Path, *, create: bool = True) -> Store:
         path = Path(text)
         if not create and not path.exists():
             raise StoreError(f"{path}: no such store")
-        if not create and path.is_file() and path.stat().st_size == 0:
+        if not create and path.is_file() and not _being_created(path):
             # Checked before connecting: switching an empty file to WAL would write a header.
             raise StoreError(f"{path}: cannot open the store: it is empty, not a hybrid-tui store")
         text = sqlite_url(path)

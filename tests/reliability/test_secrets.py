@@ -153,7 +153,9 @@ def test_validation_reading_every_ancestors_environment_finds_no_secret_and_foun
         ],
         mission='\n[policies]\nfailure_rate_pause = 1.0\nsecret_env = ["MISSION_DB_TOKEN"]\n',
     )
-    run_dir, proc = _run(tmp_path, mission, code=1, env={
+    # --no-preflight: the preflight's reading of shell text takes the `done > file` of a loop
+    # for a program named '>' (the commands are plain bash and run fine).
+    run_dir, proc = _run(tmp_path, mission, "--no-preflight", code=1, env={
         "HYBRID_TUI_SECRET_ENV": "USER_DB_PASSWORD", "USER_DB_PASSWORD": USER_SECRET,
         "MISSION_DB_TOKEN": MISSION_SECRET,
     })

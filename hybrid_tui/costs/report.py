@@ -150,6 +150,10 @@ def build_report(run_id: str, *, now: float | None = None, table: PricingTable |
         e for e in timeline
         if e["kind"].startswith(BUDGET_EVENT_PREFIXES) or "budget" in (e["message"] or "").lower()
     ]
+    waits = queries.wait_reasons(run_id)
+    for row in task_rows:
+        wait = waits.get(row["task_id"])
+        row["wait_reason"] = wait.message if wait is not None else None
 
     return {
         "run": {
@@ -176,8 +180,35 @@ def build_report(run_id: str, *, now: float | None = None, table: PricingTable |
         "budget_stopped_tasks": [
             r["task_id"] for r in task_rows if r["status"] == "failed" and r["failure_type"] == "budget_exhausted"
         ],
+        "time_forecast": _time_forecast(run_id, run.finished_at, end),
+        "waiting": [{"task_id": w.task_id, "kind": w.kind, "message": w.message, "holder": w.holder,
+                     "until": _iso(w.until)} for w in waits.values()],
         "timeline": timeline,
         "warnings": warnings,
+    }
+
+
+def _time_forecast(run_id: str, finished_at: float | None, end: float) -> dict[str, Any] | None:
+    """The forecast made at the start against the actual duration (so far, while running),
+    and the latest forecast."""
+    first = queries.start_forecast(run_id)
+    if first is None:
+        return None
+    latest = queries.latest_forecast(run_id)
+    actual = max((finished_at or end) - first.ts, 0.0)
+    return {
+        "at_start": {"made_at": _iso(first.ts), "remaining_seconds": first.remaining_seconds,
+                     "low_seconds": first.low_seconds, "high_seconds": first.high_seconds,
+                     "finish_at": _iso(first.finish_at), "tasks_left": first.tasks_left},
+        "actual_seconds": actual,
+        "finished": finished_at is not None,
+        "actual_to_forecast": actual / first.remaining_seconds if first.remaining_seconds > 0 else None,
+        "within_range": first.low_seconds <= actual <= first.high_seconds if finished_at is not None else None,
+        "latest": None if latest is None else {
+            "made_at": _iso(latest.ts), "remaining_seconds": latest.remaining_seconds,
+            "low_seconds": latest.low_seconds, "high_seconds": latest.high_seconds,
+            "finish_at": _iso(latest.finish_at), "tasks_left": latest.tasks_left, "speed": latest.speed},
+        "forecasts": len(queries.forecast_records(run_id)),
     }
 
 
@@ -308,6 +339,33 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
     else:
         out.append("No finished tasks yet.")
+
+    out += ["", "## Time", ""]
+    tf = report.get("time_forecast")
+    if tf is None:
+        out.append("No time forecast was made (the run never dispatched).")
+    else:
+        start = tf["at_start"]
+        ratio = "" if tf["actual_to_forecast"] is None else f" ({tf['actual_to_forecast']:.2f} x the forecast)"
+        out += [
+            f"- Forecast at the start ({start['made_at']}, {start['tasks_left']} tasks): "
+            f"{_hms(start['remaining_seconds'])} (range {_hms(start['low_seconds'])} to {_hms(start['high_seconds'])}), "
+            f"finish {start['finish_at']}",
+            f"- Actual: {_hms(tf['actual_seconds'])}{ratio}" + ("" if tf["finished"] else " so far (still running)")
+            + ("" if tf["within_range"] is None else "; within the range" if tf["within_range"] else "; outside the range"),
+        ]
+        latest = tf["latest"]
+        if latest is not None and not tf["finished"]:
+            out.append(f"- Latest forecast ({latest['made_at']}, {latest['tasks_left']} tasks left): finish "
+                       f"{latest['finish_at']}, {_hms(latest['remaining_seconds'])} after it was made")
+    waiting = report.get("waiting") or []
+    out += ["", "## Waiting tasks", ""]
+    if waiting:
+        out.append(md_table(["task", "waits for", "why"],
+                            [[w["task_id"], w["holder"] or w["kind"], w["message"]
+                              + (f" (until {w['until']})" if w["until"] else "")] for w in waiting], "lll"))
+    else:
+        out.append("No task is waiting to run.")
 
     out += ["", "## Budget events", ""]
     if report["budget_events"]:

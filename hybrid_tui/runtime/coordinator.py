@@ -64,6 +64,7 @@ from hybrid_tui.runtime.context import Effects, IntegrationJob, Launch, RunningA
 from hybrid_tui.runtime.controls import apply_control
 from hybrid_tui.runtime.disk import disk_full_reason, exception_leaves, unwritable_reason
 from hybrid_tui.runtime.dispatch import dispatch_round
+from hybrid_tui.runtime.forecasting import RunForecaster
 from hybrid_tui.runtime.integration import integrate_job
 from hybrid_tui.runtime.monitor import ResourceMonitor
 from hybrid_tui.runtime.planning import PLANNING_FAILED_PREFIX, plan_issues
@@ -97,7 +98,7 @@ def make_backend(name: str, *, pace: float = 0.0, seed: int = 0, git: bool = Tru
 
         return backend.make_planner(config), backend.make_implementer(config)  # type: ignore[attr-defined]
     if name == "cli":
-        from hybrid_tui.agents.cli_agent import make_implementer
+        from hybrid_tui.agents.cli import make_implementer
 
         try:
             return None, make_implementer(config)
@@ -197,6 +198,7 @@ class Coordinator:
         self.agents: dict[str, str] = {}  # agent id -> worktree path ("" without git)
         self.recorder = Recorder(self.run_dir)  # what each attempt did, for export-replay
         self.monitor = ResourceMonitor(self)  # psutil samples, resource pauses (tests may swap it)
+        self.forecaster = RunForecaster(self)  # the time forecast and why ready tasks wait, in the store
         self._stop = False
         self._stop_reason = ""
         self._wake = anyio.Event()
@@ -301,6 +303,7 @@ class Coordinator:
             self._step(now)
             if not self._paused() and await self._ensure_agents(now):
                 self._dispatch(now)  # the agents just added
+            self._forecast(now)
             self._heartbeat(now)
             idle = not self.running and self._integrating == 0 and not self._settle_queue
             if idle and self.scheduler.is_finished():
@@ -333,6 +336,12 @@ class Coordinator:
         self._persist(self.scheduler.tick(now), now)
         if not self._paused():
             self._dispatch(now)
+        self.forecaster.note_wait(now)
+
+    def _forecast(self, now: float) -> None:
+        if self._tg is not None:
+            live = len(self.agents) - len(self._draining)
+            self.forecaster.maybe_refresh(now, self._tg, max(live, self._pool_target()))
 
     def _final_code(self) -> int:
         bad = engine_reads.count_tasks_in(self.run_id, UNSUCCESSFUL_STATUSES)

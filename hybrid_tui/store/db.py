@@ -511,6 +511,26 @@ def _check_schema(db: pw.Database, *, create: bool) -> None:
         )
     if found < m.SCHEMA_VERSION:
         raise StoreError(f"its schema version {found} is older than {m.SCHEMA_VERSION} and no migration exists")
+    _add_later_columns(db)
+
+
+# Columns added to schema version 1 after stores were made with it: added (empty) at open.
+_LATER_COLUMNS = ((m.Attempt, "session_id"),)
+
+
+def _add_later_columns(db: pw.Database) -> None:
+    for model, name in _LATER_COLUMNS:
+        table = model._meta.table_name
+        if name in {column.name for column in db.get_columns(table)}:
+            continue
+        field = model._meta.fields[name]
+        try:
+            with db.atomic():
+                column_type = db.field_types.get(field.field_type, field.field_type)
+                db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{field.column_name}" '
+                               f"{column_type}({field.max_length}) NOT NULL DEFAULT ''")
+        except pw.DatabaseError as exc:
+            raise StoreError(f"cannot add the column {table}.{name} it lacks: {exc}") from None
 
 
 def open_store(url: str | Path, *, create: bool = True) -> Store:

@@ -195,6 +195,16 @@ def set_run_status(run_id: str, status: str, pause_reason: str, finished_at: flo
     m.Run.update(**fields).where(m.Run.id == run_id).execute()
 
 
+def set_run_wait_reason(run_id: str, kind: str, reason: str) -> None:
+    """Why ready tasks without a locked file wait (the scheduler's dispatch blocker)."""
+    m.Run.update(wait_kind=kind, wait_reason=reason).where(m.Run.id == run_id).execute()
+
+
+def add_forecast(run_id: str, kind: str, fields: dict[str, Any]) -> None:
+    """One refresh of the run's time forecast (see ``models.Forecast``)."""
+    m.Forecast.insert(run=run_id, kind=kind, **fields).execute()
+
+
 def set_run_pool_target(run_id: str, size: int) -> None:
     m.Run.update(pool_target=size).where(m.Run.id == run_id).execute()
 

@@ -51,8 +51,10 @@ def unwritable_reason(exc: BaseException) -> str | None:
     """A clear one-line reason when ``exc`` is a file the run must write that refuses writes
     (made immutable or read-only while the run went, a read-only mount)."""
     for leaf in exception_leaves(exc):
-        if isinstance(leaf, OSError) and leaf.errno in _UNWRITABLE_ERRNOS and getattr(leaf, "filename", None):
-            return f"{UNWRITABLE_PREFIX} {leaf.filename}: {os.strerror(leaf.errno)}"
+        if isinstance(leaf, OSError) and leaf.errno in _UNWRITABLE_ERRNOS:
+            # A write on an open file descriptor names no file: the run folder's files it is.
+            where = leaf.filename or "a file of the run folder"
+            return f"{UNWRITABLE_PREFIX} {where}: {os.strerror(leaf.errno)}"
         text = str(leaf).lower()
         if any(marker in text for marker in _UNWRITABLE_TEXT):
             return f"{UNWRITABLE_PREFIX} the store: {type(leaf).__name__}: {str(leaf).strip()[:300]}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Iterable
+from typing import IO, Any, Iterable
 
 # ------------------------------------------------------------------ exit codes and errors
 EXIT_OK = 0  # the mission finished and every task is done
@@ -33,19 +33,58 @@ UNSUCCESSFUL_STATUSES = frozenset({"failed", "blocked", "cancelled"})  # a run e
 RUN_STATUSES = ("created", "planning", "running", "paused", "stopped", "finished")
 LIVE_RUN_STATUSES = frozenset({"created", "planning", "running", "paused"})  # a coordinator may drive it
 
+# ------------------------------------------------------------------ terminal text
+# C0 controls, DEL and the C1 controls (U+0080-U+009F: a lone U+009B is a CSI on some
+# terminals) become visible "control pictures" (ESC -> ␛), so an escape sequence in a task
+# title, a mission name, a model's words or a validation's output is shown, never executed.
+_CONTROL_PICTURES = {c: 0x2400 + c for c in range(0x20) if c != 0x0A}
+_CONTROL_PICTURES[0x7F] = 0x2421
+_CONTROL_PICTURES[0x09] = 0x20  # tab: a plain space keeps columns intact
+_CONTROL_PICTURES.update({c: 0xFFFD for c in range(0x80, 0xA0)})
+_WITH_NEWLINE_PICTURE = {**_CONTROL_PICTURES, 0x0A: 0x2424}  # ␤
+
+
+def inert(text: str | None, *, keep_newlines: bool = False) -> str:
+    """``text`` with every control character made visible and harmless: what every terminal
+    sink (console, headless output, ``runs``, ``report``, error lines) shows of text that
+    came from missions, models or validation output."""
+    if not text:
+        return ""
+    return text.translate(_CONTROL_PICTURES if keep_newlines else _WITH_NEWLINE_PICTURE)
+
+
 # ------------------------------------------------------------------ secrets
 SECRET_ENV_NAMES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+# More secret variables, named by the user: this variable (names separated by commas or
+# spaces), or a mission's `[policies] secret_env` (declared when the mission is loaded).
+SECRET_ENV_LIST_VARIABLE = "HYBRID_TUI_SECRET_ENV"
+_declared_secret_names: list[str] = []
 REDACTED = "[redacted]"
 MIN_SECRET_LENGTH = 8  # shorter values (a test's "k") would redact ordinary words
 KEY_PATTERN = re.compile(r"sk-ant-[A-Za-z0-9_\-]{4,}")
+_KEY_PATTERN_BYTES = re.compile(KEY_PATTERN.pattern.encode())
 _SECRET_FIELD = re.compile(r"(api[_-]?key|auth[_-]?token|authorization|password|secret)", re.IGNORECASE)
 _SECRET_FIELD_WORDS = ("key", "token", "authoriz", "password", "secret")  # in every _SECRET_FIELD match
+
+
+def secret_env_names() -> tuple[str, ...]:
+    """Every variable whose value is a secret: the built-in names, the ones listed in
+    ``$HYBRID_TUI_SECRET_ENV`` and the ones a mission declared."""
+    listed = re.split(r"[\s,]+", os.environ.get(SECRET_ENV_LIST_VARIABLE, ""))
+    return tuple(dict.fromkeys([*SECRET_ENV_NAMES, *(n for n in listed if n), *_declared_secret_names]))
+
+
+def declare_secret_env(names: Iterable[str]) -> None:
+    """Add ``names`` (a mission's ``secret_env``) to the secret variables of this process."""
+    for name in names:
+        if name and name not in _declared_secret_names:
+            _declared_secret_names.append(name)
 
 
 def secret_values(extra: Iterable[str] = ()) -> list[str]:
     """The credential values to hide, longest first. Read from the environment at every call:
     a key set after the run started is still hidden."""
-    found = {os.environ.get(name, "") for name in SECRET_ENV_NAMES} | set(extra)
+    found = {os.environ.get(name, "") for name in secret_env_names()} | set(extra)
     return sorted((v for v in found if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True)
 
 
@@ -55,6 +94,9 @@ class Redactor:
 
     def __init__(self, extra_values: Iterable[str] = ()):
         self.extra_values = [v for v in extra_values if v]
+        self._needles_key: tuple | None = None
+        self._needles: tuple[str, ...] = ()
+        self._pattern = _pattern_of(())
 
     def values(self) -> list[str]:
         return secret_values(self.extra_values)
@@ -92,6 +134,107 @@ class Redactor:
     def redacted_text(self, value: Any, values: list[str]) -> str:
         """``value`` walked and redacted, then encoded (the slow path of :meth:`serialise`)."""
         return json.dumps(self.any(value, values), sort_keys=True, default=lambda obj: self.text(str(obj), values))
+
+    def needles(self) -> tuple[str, ...]:
+        """What a text holding a secret contains: a secret value or its JSON-escaped form (text
+        already encoded as JSON); pass it to :meth:`params`, which also looks for ``sk-ant-``.
+        Cached while the secret variables keep their values (every store statement asks)."""
+        names = _NAMES_CACHE.get(os.environ.get(SECRET_ENV_LIST_VARIABLE, ""), len(_declared_secret_names))
+        key = tuple(os.environ.get(name) for name in names)
+        if key != self._needles_key:
+            values = self.values()
+            self._needles = tuple(dict.fromkeys([*values, *escaped_secrets(values)]))
+            self._pattern = _pattern_of(self._needles)
+            self._needles_key = key
+        return self._needles
+
+    def params(self, params: Any, needles: tuple[str, ...]) -> Any:
+        """The parameters of one SQL statement (a sequence or a mapping) with every string that
+        holds a secret redacted; ``params`` itself when none does (the usual case: no copy)."""
+        search = self._pattern.search if needles is self._needles else _pattern_of(needles).search
+        for p in params.values() if type(params) is dict else params:
+            if type(p) is str and len(p) >= _SHORTEST_NEEDLE and search(p):
+                break
+        else:
+            return params
+        values = list(needles)
+        if isinstance(params, dict):
+            return {k: self.text(v, values) if type(v) is str else v for k, v in params.items()}
+        return tuple(self.text(p, values) if type(p) is str else p for p in params)
+
+    def json_text(self, text: str) -> str:
+        """JSON text (or any text) with every secret, raw or JSON-escaped, replaced."""
+        needles = self.needles()
+        if self._pattern.search(text):
+            return self.text(text, list(needles))
+        return text
+
+
+_SHORTEST_NEEDLE = min(MIN_SECRET_LENGTH, len("sk-ant-"))
+
+
+def _pattern_of(needles: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(n) for n in ("sk-ant-", *needles)))
+
+
+class _SecretNamesCache:
+    """:func:`secret_env_names` for the current ``$HYBRID_TUI_SECRET_ENV`` and declared names."""
+
+    def __init__(self) -> None:
+        self._key: tuple[str, int] | None = None
+        self._names: tuple[str, ...] = ()
+
+    def get(self, listed: str, declared: int) -> tuple[str, ...]:
+        if (listed, declared) != self._key:
+            self._names, self._key = secret_env_names(), (listed, declared)
+        return self._names
+
+
+_NAMES_CACHE = _SecretNamesCache()
+
+
+class RedactingWriter:
+    """A binary file whose writes have every secret replaced. Holds back a partial line (up to
+    a bound) so a secret split across two writes is still caught. For subprocess output going
+    to a log: validation commands, agent CLIs."""
+
+    def __init__(self, file: IO[bytes], hold_max: int = 65536):
+        self.file = file
+        self.hold_max = hold_max
+        self.secrets = [s.encode() for s in secret_values()]
+        self.pending = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.pending += data
+        cut = self.pending.rfind(b"\n") + 1
+        if not cut and len(self.pending) > self.hold_max:
+            cut = len(self.pending) - max((len(s) for s in self.secrets), default=len("sk-ant-") + 64)
+        if cut > 0:
+            self._emit(bytes(self.pending[:cut]))
+            del self.pending[:cut]
+        return len(data)
+
+    def flush(self) -> None:
+        """Everything written so far reaches the file (a held-back partial line too)."""
+        if self.pending:
+            self._emit(bytes(self.pending))
+            self.pending.clear()
+        self.file.flush()
+
+    def flush_lines(self) -> None:
+        """The complete lines written so far reach the file (for a log read while it grows)."""
+        self.file.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self.file.close()
+
+    def _emit(self, data: bytes) -> None:
+        for secret in self.secrets:
+            data = data.replace(secret, REDACTED.encode())
+        if b"sk-ant-" in data:
+            data = _KEY_PATTERN_BYTES.sub(b"sk-ant-" + REDACTED.encode(), data)
+        self.file.write(data)
 
 
 def escaped_secrets(values: list[str]) -> tuple[str, ...]:

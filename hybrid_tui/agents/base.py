@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import AbstractSet, Callable, Protocol
 
 from hybrid_tui.spec.models import RecordedAttempt, Sis, SisTask, Usage
 from hybrid_tui.workspace.sandbox import Sandbox
@@ -112,8 +112,9 @@ class PlanRequest:
     file_tree: list[str] = field(default_factory=list)
     excerpts: dict[str, str] = field(default_factory=dict)
     recorded_sis: Sis | None = None  # replay backend
-    # Task ids of the mission's other issues: a planned task may depend on them.
-    known_task_ids: frozenset[str] = frozenset()
+    # Task ids of the mission's other issues: a planned task may depend on them. A set view,
+    # built once per run: a planner that reads it pays for it (a replay planner does not).
+    known_task_ids: AbstractSet[str] = frozenset()
 
 
 @dataclass

@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from hybrid_tui.vocabulary import UserError
+from hybrid_tui.vocabulary import UserError, inert
 from hybrid_tui.store import StoreError
 from hybrid_tui.app.runs_commands import add_runs_dir_argument, resolve_runs_dir, store_url_of
 
@@ -65,7 +65,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         json.dump(report, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(render_markdown(report))
+        # Titles, messages and validation output are the user's and the models' text.
+        sys.stdout.write(inert(render_markdown(report), keep_newlines=True))
     return 0
 
 

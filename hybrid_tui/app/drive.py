@@ -13,7 +13,7 @@ from hybrid_tui.runtime.runlock import RunLocked
 from hybrid_tui.store.db import Store
 from hybrid_tui.store.queries import last_event_seq
 from hybrid_tui.views.headless import run_headless
-from hybrid_tui.vocabulary import EXIT_BAD_INPUT
+from hybrid_tui.vocabulary import EXIT_BAD_INPUT, inert
 
 
 def drive_run(store: Store, run_id: str, coordinator, *, headless: bool = False, json_mode: bool = False,
@@ -24,7 +24,7 @@ def drive_run(store: Store, run_id: str, coordinator, *, headless: bool = False,
     try:
         coordinator.lock.acquire()
     except RunLocked as exc:
-        print(f"hybrid-tui: error: {exc}", file=sys.stderr)
+        print(f"hybrid-tui: error: {inert(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     headless = headless or json_mode
     if not headless:

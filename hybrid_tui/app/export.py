@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hybrid_tui.spec.models import MissionFile, RecordedTask, Sis, SisIssue, SisTask
-from hybrid_tui.app.launch import LaunchError, open_run_store
+from hybrid_tui.spec.models import MissionFile, RecordedTask
+from hybrid_tui.app.launch import LaunchError, open_run_store, stored_sis
 from hybrid_tui.runtime.record import read_record
 from hybrid_tui.store import queries
 from hybrid_tui.store.records import RunRecord
@@ -76,23 +76,22 @@ def _export(store: Any, run_id: str, dest: Path, pace: float) -> ExportSummary:
     tasks = queries.task_records(run_id)
     replays, missing = _replays(run_id, run_dir, pace)
     created = not dest.exists()
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"{dest}: cannot create the destination folder: {exc.strerror or exc}") from None
     try:
         _write_repo(row, dest / "repo")
         (dest / "issues").mkdir()
         (dest / "sis").mkdir()
         (dest / "replay").mkdir()
-        tasks_of: dict[str, list[SisTask]] = {}
-        for task in tasks:
-            tasks_of.setdefault(task.issue_id, []).append(SisTask.model_validate_json(task.spec_json))
+        sis_of = {doc.issue.id: doc for doc in stored_sis(run_id)}
         for issue in issues:
             body = issue.body.strip()
             (dest / "issues" / f"{issue.issue_id}.md").write_text(f"# {issue.title}\n" + (f"\n{body}\n" if body else ""))
-            if tasks_of.get(issue.issue_id):
-                sis = Sis(issue=SisIssue(id=issue.issue_id, title=issue.title, body=issue.body),
-                          tasks=tasks_of[issue.issue_id])
+            if issue.issue_id in sis_of:
                 (dest / "sis" / f"{issue.issue_id}.json").write_text(
-                    sis.model_dump_json(indent=2, exclude_none=True) + "\n")
+                    sis_of[issue.issue_id].model_dump_json(indent=2, exclude_none=True) + "\n")
         for task_id, recorded in replays.items():
             (dest / "replay" / f"{task_id}.json").write_text(recorded.model_dump_json(indent=2, exclude_none=True) + "\n")
         (dest / "mission.toml").write_text(_mission_toml(row))

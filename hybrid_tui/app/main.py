@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
-from hybrid_tui.vocabulary import EXIT_BAD_INPUT, EXIT_STOPPED, UserError
+from hybrid_tui.runtime.secrecy import hide_secrets_from_children
+from hybrid_tui.vocabulary import EXIT_BAD_INPUT, EXIT_STOPPED, UserError, inert, redact
 
 # Modules that register subcommands, in the order they appear in --help.
 COMMAND_MODULES = [
@@ -28,10 +30,19 @@ COMMAND_MODULES = [
 
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """Usage errors as one line (the command and what is wrong), exit 2; ``--help`` has the rest."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("hybrid-tui").strip()
+        where = f"{command}: " if command else ""
+        self.exit(EXIT_BAD_INPUT, f"hybrid-tui: error: {where}{inert(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from hybrid_tui import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog="hybrid-tui",
         description="Run many AI coding agents on one git repository, and keep them under control.",
     )
@@ -43,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # First of all: the commands a run starts must not find the API key in our /proc files.
+    hide_secrets_from_children()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -51,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
-        print(f"hybrid-tui: error: {exc}", file=sys.stderr)
+        # One line per problem, whatever they quote (a mission's text, a path, a command's output).
+        print(f"hybrid-tui: error: {inert(redact(str(exc)), keep_newlines=True)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return EXIT_STOPPED

@@ -22,7 +22,7 @@ from typing import Any
 
 import anyio
 
-from hybrid_tui.vocabulary import EXIT_FAILED, EXIT_OK, UserError
+from hybrid_tui.vocabulary import EXIT_FAILED, EXIT_OK, UserError, inert, redact
 from hybrid_tui.spec.models import Usage
 from hybrid_tui.agents.base import PlanRequest, PlanResult
 from hybrid_tui.core.policies import retry_delay
@@ -169,7 +169,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"{request.issue_id}: {len(result.sis.tasks)} task(s) -> {path}  ${result.cost_usd:.4f}")
         else:
             failed += 1
-            lines = (result.message or "").splitlines() or [""]
+            lines = [inert(line) for line in redact(result.message or "").splitlines()] or [""]  # the model's words
             print(f"{request.issue_id}: FAILED {result.failure_type}: {lines[0]}  ${result.cost_usd:.4f}")
             for line in lines[1:]:
                 print(f"    {line}")

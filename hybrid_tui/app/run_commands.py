@@ -18,9 +18,11 @@ from pathlib import Path
 from hybrid_tui.vocabulary import UserError
 from hybrid_tui.app.drive import drive_run
 from hybrid_tui.app.runs_commands import add_runs_dir_argument, store_url_of
+from hybrid_tui.store import queries
 from hybrid_tui.store.runs import run_store_location
 
 BACKENDS = ("replay", "sim", "anthropic", "cli")
+MAX_POOL_SIZE = 256  # agents of one run (each holds a worktree)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -119,42 +121,70 @@ def _is_run_dir(target: str) -> bool:
     return run_store_location(Path(target)) is not None
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from hybrid_tui.app.launch import LaunchError, open_run, start_run
+def _check_run_options(args: argparse.Namespace) -> None:
+    """Option values refused before anything is opened or created."""
+    if not 0 <= args.pace < float("inf"):  # also refuses nan
+        raise UserError(f"--pace {args.pace:g}: give a finite number of seconds per recorded second, 0 or more")
+    if args.agents is not None and args.agents < 1:
+        raise UserError(f"--agents must be at least 1 (got {args.agents})")
+
+
+def _start_metrics(run_id: str, port: int | None):
+    from hybrid_tui.views.metrics import MetricsError, start_metrics
 
     try:
-        if _is_run_dir(args.target):
-            store, run_id, coordinator = open_run(args.target, args.runs_dir, backend=args.backend, pace=args.pace,
-                                                  agents=args.agents, seed=args.seed, store_url=store_url_of(args))
-        else:
-            store, run_id, coordinator = start_run(args.target, args.runs_dir, args.backend, agents=args.agents,
-                                                   pace=args.pace, git=not args.no_git, seed=args.seed,
-                                                   preflight=not args.no_preflight, store_url=store_url_of(args))
-    except LaunchError as exc:
+        metrics = start_metrics(run_id, port)
+    except MetricsError as exc:
         raise UserError(str(exc)) from None
-    return _drive(args, store, run_id, coordinator, resumed=_is_run_dir(args.target))
+    if metrics is not None:
+        print(f"hybrid-tui: metrics on {metrics.url}", file=sys.stderr)
+    return metrics
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hybrid_tui.app.launch import LaunchError, start_run
+    from hybrid_tui.store.runs import new_run_id
+
+    _check_run_options(args)
+    if _is_run_dir(args.target):
+        return cmd_resume(args)
+    # The metrics port is taken before the run exists: a busy port refuses the start with
+    # nothing created.
+    run_id = new_run_id()
+    metrics = _start_metrics(run_id, args.metrics_port)
+    try:
+        store, run_id, coordinator = start_run(args.target, args.runs_dir, args.backend, agents=args.agents,
+                                               pace=args.pace, git=not args.no_git, seed=args.seed, run_id=run_id,
+                                               preflight=not args.no_preflight, store_url=store_url_of(args))
+    except LaunchError as exc:
+        if metrics is not None:
+            metrics.close()
+        raise UserError(str(exc)) from None
+    except BaseException:
+        if metrics is not None:
+            metrics.close()
+        raise
+    return _drive(args, store, run_id, coordinator, metrics)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from hybrid_tui.app.launch import LaunchError, open_run
 
+    _check_run_options(args)
     try:
         store, run_id, coordinator = open_run(args.target, args.runs_dir, backend=args.backend, pace=args.pace,
                                               agents=args.agents, seed=args.seed, store_url=store_url_of(args))
     except LaunchError as exc:
         raise UserError(str(exc)) from None
-    return _drive(args, store, run_id, coordinator, resumed=True)
-
-
-def _drive(args: argparse.Namespace, store, run_id: str, coordinator, resumed: bool = False) -> int:
-    from hybrid_tui.views.metrics import MetricsError, start_metrics
-
     try:
-        metrics = start_metrics(run_id, args.metrics_port)
-    except MetricsError as exc:
-        raise UserError(str(exc)) from None
-    if metrics is not None:
-        print(f"hybrid-tui: metrics on {metrics.url}", file=sys.stderr)
+        metrics = _start_metrics(run_id, args.metrics_port)
+    except BaseException:
+        store.close()
+        raise
+    return _drive(args, store, run_id, coordinator, metrics, resumed=True)
+
+
+def _drive(args: argparse.Namespace, store, run_id: str, coordinator, metrics, resumed: bool = False) -> int:
     try:
         return drive_run(store, run_id, coordinator, headless=args.headless, json_mode=args.json, theme=args.theme,
                          resumed=resumed)
@@ -184,10 +214,19 @@ def cmd_control(args: argparse.Namespace) -> int:
     except LaunchError as exc:
         raise UserError(str(exc)) from None
     fields = {}
-    if getattr(args, "task_id", None):
-        fields["task_id"] = args.task_id
-    if getattr(args, "size", None) is not None:
-        fields["size"] = args.size
+    try:
+        # Refused now, not later by the coordinator with the command answered "queued".
+        if getattr(args, "task_id", None):
+            if queries.task_record(run_id, args.task_id) is None:
+                raise UserError(f"{args.control}: run {run_id} has no task {args.task_id!r}")
+            fields["task_id"] = args.task_id
+        if getattr(args, "size", None) is not None:
+            if not 1 <= args.size <= MAX_POOL_SIZE:
+                raise UserError(f"scale: pool size {args.size} is not between 1 and {MAX_POOL_SIZE}")
+            fields["size"] = args.size
+    except UserError:
+        store.close()
+        raise
     control_id = store.enqueue_control(run_id, args.control, source="cli", **fields)
     print(f"queued {args.control} for run {run_id} (control {control_id})")
     return 0

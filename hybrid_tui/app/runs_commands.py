@@ -13,7 +13,7 @@ from pathlib import Path
 from hybrid_tui.store import StoreError
 from hybrid_tui.store.db import redact_url, store_backend_of
 from hybrid_tui.store.runs import DEFAULT_RUNS_DIR, RunSummary, list_runs, list_store_runs, summary_as_json
-from hybrid_tui.vocabulary import UserError
+from hybrid_tui.vocabulary import UserError, inert
 
 # The store of runs created without --store (the test suite's PostgreSQL leg sets it).
 STORE_ENV = "HYBRID_TUI_STORE"
@@ -76,6 +76,7 @@ def format_runs_table(summaries: list[RunSummary]) -> str:
         rows.append(
             (s.run_id, s.mission, s.status, f"{s.tasks_done}/{s.tasks_total}", f"${s.spend_usd:.2f}", started)
         )
+    rows = [tuple(inert(cell) for cell in row) for row in rows]  # a mission's name is the user's text
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
 

@@ -577,8 +577,12 @@ class Scheduler:
         cost_usd: float = 0.0,
         message: str = "",
         retry_after: float | None = None,
+        *,
+        backend_fault: bool = True,
     ) -> list[Change]:
         """The current attempt failed with ``failure_type`` (a key of ``policies.retries``).
+        ``backend_fault`` False: the backend did its part and the task's own work failed (its
+        validation timed out, say), which says nothing of the backend's health.
 
         Applies the type's rule: within ``max_retries`` (counted per type) the task goes to
         ``retry_wait`` until ``now + backoff`` (``immediate``: straight back to ready),
@@ -594,11 +598,11 @@ class Scheduler:
         if t.status not in ACTIVE:
             raise IllegalTransition(task_id, t.status, S.RETRY_WAIT, "no attempt is running")
         changes: list[Change] = []
-        self._fail_active(t, failure_type, now, cost_usd, message, retry_after, changes)
+        self._fail_active(t, failure_type, now, cost_usd, message, retry_after, changes, backend_fault=backend_fault)
         return changes
 
     def _fail_active(self, t: _Task, failure_type: str, now: float, cost_usd: float, message: str,
-                     retry_after: float | None, changes: list[Change]) -> None:
+                     retry_after: float | None, changes: list[Change], *, backend_fault: bool = True) -> None:
         released: list[Change] = []
         backend = self._end_attempt(t, cost_usd, now, released)
         start = len(changes)
@@ -606,7 +610,7 @@ class Scheduler:
             self._finished_attempts += 1
             self._failed_attempts += 1
         if backend is not None:
-            self._breaker_failure(backend, failure_type, now, changes)
+            self._breaker_failure(backend, failure_type if backend_fault else None, now, changes)
         rule = self.policies.retries[failure_type]
         count = t.failures.get(failure_type, 0) + 1
         t.failures[failure_type] = count
@@ -1305,7 +1309,8 @@ class Scheduler:
                                      f"({thr:.0%} reached)", {"threshold": thr, "spent_usd": spent,
                                                              "budget_usd": budget}))
 
-    def _breaker_failure(self, backend: str, failure_type: str, now: float, changes: list[Change]) -> None:
+    def _breaker_failure(self, backend: str, failure_type: str | None, now: float, changes: list[Change]) -> None:
+        """``failure_type`` None: the task's own failure (the backend answered)."""
         breaker = self._breakers[backend]
         breaker.trial = False
         if failure_type not in BACKEND_FAILURES:

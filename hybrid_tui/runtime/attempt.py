@@ -62,11 +62,10 @@ async def run_attempt(
 
     validated = False
     stepped_to_integrating = False  # validating -> integrating (-> end) stored in one go
-    # One cancel scope per attempt carries both the scheduler's cancel and the timeout (a
-    # second scope from fail_after cost as much as the rest of a git-off attempt): a cancel
-    # the scope caught with no cancelled_reason set came from the deadline.
+    # One cancel scope per attempt carries both the scheduler's cancel and the timeout (the
+    # coordinator's AttemptClock cancels it past the limit, counted in time the coordinator
+    # ran): a cancel the scope caught with no cancelled_reason set came from the time limit.
     scope = attempt.scope
-    scope.deadline = anyio.current_time() + timeout
     try:
         with scope:
             sandbox = None

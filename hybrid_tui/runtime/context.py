@@ -48,6 +48,7 @@ class RunningAttempt:
     usage: Any = None  # spec.models.Usage the backend reported billed so far (with cost_usd)
     cancelled_reason: str = ""
     finishing: bool = False  # its end is queued for the loop's next settle
+    active_started: float = 0.0  # on the AttemptClock: its age leaves out a suspended coordinator
 
 
 @dataclass

@@ -42,6 +42,7 @@ import math
 import os
 import random
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -58,9 +59,10 @@ from hybrid_tui.store.db import Store
 from hybrid_tui.runtime import settle, startup
 from hybrid_tui.runtime import events as ev
 from hybrid_tui.runtime.attempt import run_attempt
+from hybrid_tui.runtime.attempt_clock import AttemptClock
 from hybrid_tui.runtime.context import Effects, IntegrationJob, Launch, RunningAttempt, Transaction
 from hybrid_tui.runtime.controls import apply_control
-from hybrid_tui.runtime.disk import disk_full_reason, exception_leaves
+from hybrid_tui.runtime.disk import disk_full_reason, exception_leaves, unwritable_reason
 from hybrid_tui.runtime.dispatch import dispatch_round
 from hybrid_tui.runtime.forecasting import RunForecaster
 from hybrid_tui.runtime.integration import integrate_job
@@ -70,9 +72,13 @@ from hybrid_tui.runtime.record import Recorder
 from hybrid_tui.runtime.recovery import interrupt_running, pause_for_disk_full, pause_stopped_run, recover
 from hybrid_tui.runtime.runlock import RunLock
 from hybrid_tui.runtime.task_state import apply_changes
-from hybrid_tui.vocabulary import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, UNSUCCESSFUL_STATUSES
+from hybrid_tui.vocabulary import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_STOPPED, UNSUCCESSFUL_STATUSES
 
 __all__ = ["Coordinator", "SettleError", "make_backend"]
+
+
+class BackendUnavailable(ValueError):
+    """A backend that cannot run this mission (unknown, or missing its configuration)."""
 
 
 def make_backend(name: str, *, pace: float = 0.0, seed: int = 0, git: bool = True, failure_rate: float = 0.0, config: Any = None):
@@ -94,8 +100,11 @@ def make_backend(name: str, *, pace: float = 0.0, seed: int = 0, git: bool = Tru
     if name == "cli":
         from hybrid_tui.agents.cli import make_implementer
 
-        return None, make_implementer(config)
-    raise ValueError(f"unknown backend {name!r} (replay, sim, anthropic, cli)")
+        try:
+            return None, make_implementer(config)
+        except ValueError as exc:  # no command template, or one that does not parse
+            raise BackendUnavailable(str(exc)) from None
+    raise BackendUnavailable(f"unknown backend {name!r} (replay, sim, anthropic, cli)")
 
 
 SETTLE_ERROR_PREFIX = "coordinator error storing the end of"
@@ -184,6 +193,8 @@ class Coordinator:
         self.scheduler: Any = None
         self.specs: dict[str, SisTask] = {}
         self.running: dict[str, RunningAttempt] = {}
+        self.attempt_clock = AttemptClock(lambda: self.config.agents.attempt_timeout_seconds, self.running,
+                                          on_suspended=self._note_suspension)
         self.feedback: dict[str, str] = {}
         self.agents: dict[str, str] = {}  # agent id -> worktree path ("" without git)
         self.recorder = Recorder(self.run_dir)  # what each attempt did, for export-replay
@@ -225,9 +236,16 @@ class Coordinator:
                           "continues from the last stored state", event_kind="coordinator.error",
                     cause="coordinator_error")
             reason = disk_full_reason(exc)
+            if reason is not None:
+                return pause_for_disk_full(self, reason)
+            reason = unwritable_reason(exc)
             if reason is None:
                 raise
-            return pause_for_disk_full(self, reason)
+            # The run folder stopped taking writes: the same clean stop, and the operator's
+            # one line (exit 2: their file system, not the mission, needs fixing).
+            pause_stopped_run(self, f"{reason} - make it writable, then `hybrid-tui resume {self.run_id}`",
+                              event_kind="pause.resource", cause="unwritable")
+            return EXIT_BAD_INPUT
         finally:
             gc.unfreeze()  # what _long_lived_objects froze is the cyclic collector's again
             self.monitor.close()
@@ -261,6 +279,7 @@ class Coordinator:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._integration_worker, receive)
+            tg.start_soon(self.attempt_clock.run)
             try:
                 code = await self._loop()
             finally:
@@ -337,6 +356,11 @@ class Coordinator:
         if now - self._last_heartbeat < self.heartbeat_interval:
             return
         self._last_heartbeat = now
+        if self.lock.shm_replaced() and not self._stop:
+            # Someone deleted the store's WAL index: processes (and threads) opening the store
+            # now would not see each other's writes. Stop cleanly; `resume` starts afresh.
+            self._stop, self._stop_reason = True, "state.db-shm was deleted or replaced while the run went"
+            print(f"hybrid-tui: run {self.run_id}: {self._stop_reason}; stopping (resume carries on)", file=sys.stderr)
         writes.set_run_heartbeat(self.run_id, now)
 
     def _set_run_status(self, status: str, *, reason: str = "", finished: bool = False) -> None:
@@ -464,6 +488,11 @@ class Coordinator:
             target = engine_reads.run_pool_target(self.run_id)
         return max(1, int(target))
 
+    def _note_suspension(self, seconds: float) -> None:
+        with self.transaction():
+            self.events.add("run.suspended", f"the coordinator did not run for {seconds:.1f} s (stopped or starved); "
+                            "running attempts' time limits leave it out", level="warning", seconds=round(seconds, 3))
+
     def _dispatch(self, now: float) -> None:
         dispatch_round(self, now, self.config.policies.dispatch_batch)
 
@@ -472,6 +501,7 @@ class Coordinator:
         self._dispatch_seq += 1
         attempt.dispatch_seq = self._dispatch_seq
         self.running[attempt.task_id] = attempt
+        self.attempt_clock.start(attempt)
         assert self._tg is not None
         self._tg.start_soon(self._run_attempt, attempt, launch.spec, launch.model, launch.log_path, launch.feedback)
 

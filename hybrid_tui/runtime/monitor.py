@@ -33,7 +33,7 @@ import psutil
 
 from hybrid_tui.store import writes
 from hybrid_tui.runtime.context import RunContext
-from hybrid_tui.runtime.disk import DISK_FULL_PREFIX
+from hybrid_tui.runtime.disk import DISK_FULL_PREFIX, UNWRITABLE_PREFIX
 from hybrid_tui.runtime.task_state import apply_changes
 
 KEEP_ALL_SECONDS = 15 * 60  # every sample of the last 15 minutes is kept
@@ -383,8 +383,8 @@ class ResourceMonitor:
         ctx = self.ctx
         scheduler = ctx.scheduler
         reason = getattr(scheduler, "pause_reason", "") or ""
-        if not (getattr(scheduler, "paused", False) and reason.startswith(DISK_FULL_PREFIX)):
-            return
+        if not (getattr(scheduler, "paused", False) and reason.startswith((DISK_FULL_PREFIX, UNWRITABLE_PREFIX))):
+            return  # (a run folder made unwritable mid-run stops the same way, and resumes the same way)
         probe = ctx.run_dir / ".disk-probe"
         try:
             probe.write_bytes(b"\0" * 65536)
@@ -395,7 +395,7 @@ class ResourceMonitor:
                                level="error")
             return
         with ctx.transaction():
-            ctx.events.add("resume.resource", "disk space available again; dispatching resumed")
+            ctx.events.add("resume.resource", "the run folder takes writes again; dispatching resumed")
             apply_changes(ctx, scheduler.resume(now), now)
 
     def close(self) -> None:

@@ -12,6 +12,8 @@ pauses it with the issues named (exit 3), and ``resume`` plans those issues agai
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Set
+
 import anyio
 
 from hybrid_tui.agents.base import PlanRequest, PlanResult
@@ -26,6 +28,23 @@ def planning_key(issue_id: str) -> str:
     return f"plan:{issue_id}"
 
 
+class TasksOfOtherIssues(Set):
+    """The task ids of every issue but one, as a view over the mission's ids: made in O(1)
+    per issue (a 10,000-task mission planned issue by issue stays linear)."""
+
+    def __init__(self, every_id: frozenset[str], own_ids: frozenset[str]):
+        self._every, self._own = every_id, own_ids
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._every and task_id not in self._own
+
+    def __iter__(self) -> Iterator[str]:
+        return (t for t in self._every if t not in self._own)
+
+    def __len__(self) -> int:
+        return len(self._every) - len(self._own & self._every)
+
+
 PLANNING_FAILED_PREFIX = "planning failed"
 
 
@@ -34,7 +53,10 @@ async def plan_issues(ctx: RunContext) -> list[str]:
     if ctx.planner is None:  # a backend without a planner (cli): the mission's SIS are the plan
         return []
     recorded = {sis.issue.id: sis for _, sis in ctx.mission.sis}
+    ids_of_issue = {issue_id: frozenset(t.task_id for t in sis.tasks) for issue_id, sis in recorded.items()}
+    every_recorded_id = frozenset(t.task_id for _, sis in ctx.mission.sis for t in sis.tasks)
     issues = engine_reads.run_issues(ctx.run_id)
+    stored_ids = engine_reads.task_ids(ctx.run_id)  # read once, kept up to date as issues are planned
     if not getattr(ctx.planner, "uses_recorded_sis", True):
         reviewed = [issue.issue_id for issue in issues if issue.issue_id in recorded]
         issues = [issue for issue in issues if issue.issue_id not in recorded]
@@ -63,9 +85,7 @@ async def plan_issues(ctx: RunContext) -> list[str]:
                     run_id=ctx.run_id, issue_id=issue.issue_id, title=issue.title, body=issue.body,
                     repo_root=ctx.mission.repo_path, model=ctx.config.models.planner, cost_of=ctx.pricing.cost,
                     recorded_sis=recorded.get(issue.issue_id),
-                    known_task_ids=frozenset(
-                        t.task_id for _, sis in ctx.mission.sis if sis.issue.id != issue.issue_id for t in sis.tasks
-                    ),
+                    known_task_ids=TasksOfOtherIssues(every_recorded_id, ids_of_issue.get(issue.issue_id, frozenset())),
                 )
                 try:
                     result = await ctx.planner.plan(request)
@@ -85,8 +105,9 @@ async def plan_issues(ctx: RunContext) -> list[str]:
                     ))
                     if result.ok and result.sis is not None:
                         writes.insert_planned_tasks(ctx.run_id, result.sis.issue.id, result.sis.tasks,
-                                                    engine_reads.task_ids(ctx.run_id), end, txn.version,
+                                                    stored_ids, end, txn.version,
                                                     approval_gate=ctx.config.policies.approve)
+                        stored_ids.update(t.task_id for t in result.sis.tasks)
                         ctx.events.add("planning.done", f"issue {issue.issue_id}: {len(result.sis.tasks)} task(s)", issue=issue.issue_id)
                     elif delay is not None:
                         ctx.events.add(

@@ -45,6 +45,7 @@ from pydantic_core import to_json
 
 from hybrid_tui.spec.models import CreateOp, DeleteOp, EditOp, IntentOp, PatchOp, RecordedAttempt, RecordedTask, Usage
 from hybrid_tui.store import engine_reads
+from hybrid_tui.vocabulary import Redactor
 
 RECORD_DIR = "record"
 LEDGER = "attempts.jsonl"
@@ -95,6 +96,7 @@ def recording_json(
 
 # The file operation models a recording holds (FileOperation's members).
 _RECORDED_OP_TYPES = frozenset({CreateOp, EditOp, DeleteOp, PatchOp, IntentOp})
+_REDACTOR = Redactor()
 
 
 # ---------------------------------------------------------------------- files
@@ -125,11 +127,11 @@ class Recorder:
         what it did (a RecordedAttempt, or its ``model_dump_json(exclude_none=True)``)."""
         if not isinstance(recorded, str):
             recorded = recorded.model_dump_json(exclude_none=True)
-        self._append(f'{json.dumps(line)[:-1]}, "recorded": {recorded}}}\n'.encode("utf-8"))
+        self._append(_REDACTOR.json_text(f'{json.dumps(line)[:-1]}, "recorded": {recorded}}}\n').encode("utf-8"))
 
     def ledger(self, line: dict[str, Any]) -> None:
         """Append a ledger line without a recording."""
-        self._append((json.dumps(line) + "\n").encode("utf-8"))
+        self._append(_REDACTOR.json_text(json.dumps(line) + "\n").encode("utf-8"))
 
     def close(self) -> None:
         if self._fd is not None:

@@ -26,6 +26,7 @@ class RunLock:
         self.path = Path(run_dir) / "coordinator.lock"
         self._fd: int | None = None
         self._advisory = store.run_lock(run_id or self.path.parent.name) if store is not None and not store.is_sqlite else None
+        self.shm_inode: int | None = None
 
     def acquire(self) -> None:
         if self._advisory is not None:
@@ -42,15 +43,22 @@ class RunLock:
         except BlockingIOError:
             holder = ""
             try:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip().split("\n")[0]
             except OSError:
                 pass
             os.close(fd)
             who = f" (pid {holder})" if holder else ""
             raise RunLocked(f"run {self.path.parent.name} is already driven by another coordinator{who}") from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        # The pid, and which WAL index (state.db-shm) the store was opened with: a control
+        # command refuses a store whose index was since deleted or replaced (see below).
+        self.shm_inode = shm_inode(self.path.parent)
+        os.pwrite(fd, f"{os.getpid()}\n{self.shm_inode or ''}\n".encode(), 0)
         self._fd = fd
+
+    def shm_replaced(self) -> bool:
+        """Whether the store's WAL index is no longer the one this coordinator opened."""
+        return self.shm_inode is not None and shm_inode(self.path.parent) != self.shm_inode
 
     def release(self) -> None:
         if self._advisory is not None:
@@ -69,3 +77,41 @@ class RunLock:
         if self._advisory is not None:
             return self._advisory.held
         return self._fd is not None
+
+
+def shm_inode(run_dir: str | Path) -> int | None:
+    try:
+        return os.stat(Path(run_dir) / "state.db-shm").st_ino
+    except OSError:
+        return None
+
+
+def shared_store_broken(run_dir: str | Path) -> bool:
+    """A live coordinator drives the run and the store's WAL index is not the one it opened
+    (deleted, or re-created by someone else): another process opening the store would not see
+    its writes, nor it theirs."""
+    if not driven_by_another(run_dir):
+        return False
+    try:
+        recorded = (Path(run_dir) / "coordinator.lock").read_text().split("\n")[1].strip()
+    except (OSError, IndexError):
+        return False
+    current = shm_inode(run_dir)
+    return current is None or (recorded.isdigit() and int(recorded) != current)
+
+
+def driven_by_another(run_dir: str | Path) -> bool:
+    """Whether a live coordinator holds the run's lock (checked without taking it, nothing created)."""
+    try:
+        fd = os.open(Path(run_dir) / "coordinator.lock", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)

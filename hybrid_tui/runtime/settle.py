@@ -118,7 +118,10 @@ def record_attempt_end(
             task_fields["failure_type"] = failure_type
             ctx.feedback[task_id] = stored_message
             # The tail: a failing command ends with its error (the head of a flood is noise).
-            changes = scheduler.fail(task_id, failure_type, now, cost, stored_message[-2000:], retry_after)
+            # Only the backend's failures feed its circuit breaker: when the agent returned a
+            # result, what failed after it (validation, its time limit) was the task's own.
+            changes = scheduler.fail(task_id, failure_type, now, cost, stored_message[-2000:], retry_after,
+                                     backend_fault=not getattr(result, "ok", False))
             first_line = (message or "").strip().splitlines()[-1:] or [""]
             ctx.events.add(
                 "attempt.failed",

@@ -233,7 +233,8 @@ def _read_text(path: Path, source: str) -> tuple[str | None, list[Problem]]:
 
 def symlink_escape(repo_root: Path, rel_path: str) -> str | None:
     """The first component of ``rel_path`` (normalised) that is a symlink leading outside
-    ``repo_root``, or None. Components that do not exist yet are fine (a create)."""
+    ``repo_root`` or into its ``.git``, or None. Components that do not exist yet are fine (a
+    create). The run's sandbox refuses both; refusing them here keeps them out of a run."""
     root = repo_root.resolve()
     current = repo_root
     walked: list[str] = []
@@ -245,9 +246,15 @@ def symlink_escape(repo_root: Path, rel_path: str) -> str | None:
                 return None
             continue
         target = current.resolve()
-        if target != root and root not in target.parents:
+        if (target != root and root not in target.parents) or _inside_git_dir(repo_root, "/".join(walked)):
             return "/".join(walked)
     return None
+
+
+def _inside_git_dir(repo_root: Path, link: str) -> bool:
+    git_dir = repo_root.resolve() / ".git"
+    target = (repo_root / link).resolve()
+    return target == git_dir or git_dir in target.parents
 
 
 def _check_ops(
@@ -269,7 +276,8 @@ def _check_ops(
                     Problem(
                         source,
                         f"{here}.path",
-                        f"path {op.path!r} goes through the symlink {link!r}, which leads outside the repository",
+                        f"path {op.path!r} goes through the symlink {link!r}, which leads "
+                        + ("into .git/" if _inside_git_dir(repo_root, link) else "outside the repository"),
                     )
                 )
                 continue

@@ -6,10 +6,18 @@ planner uses as its ``submit_sis`` tool schema is generated from these same clas
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+)
 
 SIS_VERSION = "1.0"
 
@@ -273,6 +281,26 @@ class PoliciesSection(Strict):
         description="New attempts (and new agents) per coordinator loop turn; each turn is one store transaction.",
     )
     sample_interval_seconds: PositiveFloat = 2.0
+    secret_env: list[str] = Field(
+        default_factory=list,
+        description="More environment variables whose values are secrets: kept out of validation and agent "
+        "environments and redacted from every output, like ANTHROPIC_API_KEY.",
+    )
+
+    @field_validator("retries", mode="after")
+    @classmethod
+    def _retries_over_defaults(cls, given: dict[str, RetryRule]) -> dict[str, RetryRule]:
+        # A partial table (only `timeout`, say) changes those rules and keeps the others: a
+        # failure type without a rule would otherwise stop the run at its first occurrence.
+        return {**default_retry_rules(), **given}
+
+    @field_validator("secret_env", mode="after")
+    @classmethod
+    def _secret_env_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"not an environment variable name: {name!r}")
+        return names
 
 
 class WorkspaceSection(Strict):

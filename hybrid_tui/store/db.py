@@ -9,6 +9,7 @@ import contextlib
 import itertools
 import json
 import operator
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Iterator, Protocol
@@ -18,6 +19,7 @@ import peewee as pw
 from playhouse.db_url import connect
 
 from hybrid_tui.store import models as m
+from hybrid_tui.vocabulary import Redactor
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
@@ -31,6 +33,66 @@ SQLITE_PRAGMAS = {
     # (2.2 with 64 MB), system time 0.055 -> 0.04 ms a task (bench/scaling.py).
     "cache_size": -64_000,
 }
+
+
+_REDACTOR = Redactor()
+_WRITES = frozenset("IURiur")  # INSERT, UPDATE, REPLACE (what peewee and this room's SQL start with)
+
+
+class _RedactingCursor(sqlite3.Cursor):
+    """Every statement's parameters pass the one redactor: whichever query writes a text (an
+    event, a failure message, a validation's output as feedback, an attention reason), a
+    secret in it never reaches the database or its WAL."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        if parameters and sql.lstrip()[:1] in _WRITES:  # a read's parameters are keys: no text enters
+            parameters = _REDACTOR.params(parameters, _REDACTOR.needles())
+        return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> sqlite3.Cursor:
+        needles = _REDACTOR.needles()
+        return super().executemany(sql, (_REDACTOR.params(row, needles) for row in seq_of_parameters))
+
+
+def _redacting_pg_cursor() -> type:
+    """The PostgreSQL twin of :class:`_RedactingCursor` (psycopg is imported only when a
+    PostgreSQL store is opened)."""
+    import psycopg
+
+    class RedactingPgCursor(psycopg.Cursor):
+        def execute(self, query: Any, params: Any = None, **options: Any) -> Any:
+            if params and (not isinstance(query, str) or query.lstrip()[:1] in _WRITES):
+                params = _REDACTOR.params(params, _REDACTOR.needles())
+            return super().execute(query, params, **options)
+
+        def executemany(self, query: Any, params_seq: Any, **options: Any) -> Any:
+            needles = _REDACTOR.needles()
+            return super().executemany(query, [_REDACTOR.params(row, needles) for row in params_seq], **options)
+
+    return RedactingPgCursor
+
+
+class _RedactingConnection(sqlite3.Connection):
+    def cursor(self, factory: Any = _RedactingCursor) -> sqlite3.Cursor:  # Connection.execute() comes here too
+        return super().cursor(factory)
+
+
+_CREATION_WAIT_SECONDS = 5.0
+
+
+def _being_created(path: Path) -> bool:
+    """False for a store file that is empty and stays so: a run being created makes its file
+    (empty) a moment before it writes the header, so an empty file is given a few seconds."""
+    deadline = time.monotonic() + _CREATION_WAIT_SECONDS
+    while True:
+        try:
+            if path.stat().st_size > 0 or path.with_name(path.name + "-wal").exists():
+                return True
+        except OSError:
+            return True  # gone: the open below says so
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 class StoreError(Exception):
@@ -295,7 +357,7 @@ class StagedWrites:
     A batch is one ``executemany`` of a prepared statement on SQLite (in-process: no round
     trip to save) and one multi-row statement on PostgreSQL (one round trip a batch)."""
 
-    def __init__(self, store: "Store"):
+    def __init__(self, store: Store):
         self.store = store
         self._updates: list[tuple[type[pw.Model], tuple, tuple, dict[str, Any], dict[str, Any] | None]] = []
         # (kind, model, names, upsert, params): kind "insert" or "delete"
@@ -842,13 +904,16 @@ def open_store(url: str | Path, *, create: bool = True) -> Store:
         path = Path(text)
         if not create and not path.exists():
             raise StoreError(f"{path}: no such store")
+        if not create and path.is_file() and not _being_created(path):
+            # Checked before connecting: switching an empty file to WAL would write a header.
+            raise StoreError(f"{path}: cannot open the store: it is empty, not a hybrid-tui store")
         text = sqlite_url(path)
     if store_backend_of(text) == "sqlite":
-        db = connect(text, pragmas=SQLITE_PRAGMAS)
+        db = connect(text, pragmas=SQLITE_PRAGMAS, factory=_RedactingConnection)
     else:
         # peewee hands the URL's parts to psycopg (v3); a password may also come from
         # PGPASSWORD or ~/.pgpass, as for psql.
-        db = connect(text)
+        db = connect(text, cursor_factory=_redacting_pg_cursor())
     m.database_proxy.initialize(db)
     try:
         db.connect(reuse_if_open=True)

@@ -35,30 +35,11 @@ from hybrid_tui.store.records import (
     TaskRecord,
     TaskRow,
 )
-from hybrid_tui.vocabulary import LIVE_RUN_STATUSES, TERMINAL_STATUSES
+from hybrid_tui.vocabulary import LIVE_RUN_STATUSES, TERMINAL_STATUSES, inert  # noqa: F401  (the panes import it from here)
 
 BUDGET_LADDER = (0.5, 0.75, 0.9, 1.0)
 LOG_TAIL_BYTES = 4096
 DIFF_MAX_CHARS = 60_000
-
-
-# ------------------------------------------------------------------ text hygiene
-
-# C0 controls and DEL become their visible "control picture" (ESC -> ␛) so escape
-# sequences from task titles or agent output are shown, never executed.
-_CONTROL_PICTURES = {c: 0x2400 + c for c in range(0x20) if c not in (0x0A,)}
-_CONTROL_PICTURES[0x7F] = 0x2421
-_CONTROL_PICTURES[0x09] = 0x20  # tab: a plain space keeps columns intact
-
-
-def inert(text: str | None, *, keep_newlines: bool = False) -> str:
-    """``text`` with every control character made visible and harmless."""
-    if not text:
-        return ""
-    table = dict(_CONTROL_PICTURES)
-    if not keep_newlines:
-        table[0x0A] = 0x2424  # ␤
-    return text.translate(table)
 
 
 # ------------------------------------------------------------------ formatting

@@ -27,7 +27,7 @@ from rich.text import Text
 from hybrid_tui.store import queries
 from hybrid_tui.store.db import Store
 from hybrid_tui.store.records import EventRecord
-from hybrid_tui.vocabulary import TASK_STATUSES
+from hybrid_tui.vocabulary import TASK_STATUSES, inert
 
 POLL_SECONDS = 0.2
 STATUSES = TASK_STATUSES
@@ -127,7 +127,7 @@ class PlainDisplay:
                                      fields["high_seconds"], fields["tasks_left"])
                 self.out.write(f"{stamp} forecast: {text}\n")
                 continue
-            self.out.write(f"{stamp}{level} {row.kind}{who} {_inert(row.message)}\n")
+            self.out.write(f"{stamp}{level} {row.kind}{who} {inert(row.message)}\n")
         self.out.flush()
 
     def finish(self, code: int, counts: dict[str, int], run_id: str) -> None:
@@ -152,7 +152,7 @@ class RichDisplay:
             if row.level in ("warning", "error") or row.kind.startswith(("run.", "attempt.succeeded")):
                 style = {"warning": "yellow", "error": "red"}.get(row.level, "")
                 who = f"[{row.task_id}] " if row.task_id else ""
-                self.progress.console.print(Text(f"{row.kind} {who}{row.message}", style=style))
+                self.progress.console.print(Text(inert(f"{row.kind} {who}{row.message}"), style=style))
         total = sum(counts.values())
         active = counts["running"] + counts["validating"] + counts["integrating"]
         problems = counts["failed"] + counts["blocked"] + counts["cancelled"]
@@ -169,12 +169,7 @@ class RichDisplay:
     def finish(self, code: int, counts: dict[str, int], run_id: str) -> None:
         self.progress.stop()
         shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
-        self.console.print(f"run {run_id} finished (exit {code}): {shown}")
-
-
-def _inert(text: str) -> str:
-    """Control characters (terminal escapes) shown, never interpreted."""
-    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+        self.console.print(Text(f"run {run_id} finished (exit {code}): {shown}"))
 
 
 def make_display(json_mode: bool, out: TextIO | None = None, run_id: str | None = None):

@@ -147,7 +147,14 @@ def prepare_repository(source: Path, run_dir: Path) -> Path:
     status, top, _ = _run(_git(source), "rev-parse", "--show-toplevel")
     if status == 0 and Path(top.strip()).resolve() == source:
         return source
+    status, bare, _ = _run(_git(source), "rev-parse", "--is-bare-repository")
+    if status == 0 and bare.strip() == "true":
+        raise MissionError(f"{source}: is a bare git repository (no work tree); clone it and name the clone as repo")
     target = Path(run_dir).resolve() / "repo"
+    if target.parent.is_relative_to(source):
+        # The copy would hold the run folder that holds the copy, again and again.
+        raise MissionError(f"{source}: the repository folder holds the runs folder {target.parent.parent}; "
+                           "make the repository a git repository, or give --runs-dir outside it")
     if (target / ".git").exists():  # resumed run: already initialised
         return target
     if target.exists():
@@ -183,6 +190,7 @@ class MissionRepo:
         self.run_id = run_id
         self.worktrees_dir = self.run_dir / "worktrees"
         self.base_sha: str | None = None
+        self._created_branch = False  # by prepare(), so a refused start can take it back
         self._lock = threading.RLock()
         self._known_head: str | None = None  # the mission head as this run last left it
         self._integrated: dict[str, str] | None = None  # cache, valid for _known_head
@@ -209,9 +217,10 @@ class MissionRepo:
             self._known_head = self.head()
         return self._known_head
 
-    def prepare(self, base_branch: str | None) -> str:
+    def prepare(self, base_branch: str | None, *, new_run: bool = False) -> str:
         """Create the mission branch from ``base_branch`` (default: the checked-out branch),
-        or keep it when it exists (resume). Returns the base commit. Touches no checkout."""
+        or keep it when it exists (resume; a ``new_run`` refuses an existing branch). Returns
+        the base commit. Touches no checkout."""
         runner = self._repo()
         status, _, _ = _run(runner, "check-ref-format", self.mission_ref)
         if status != 0:
@@ -225,6 +234,13 @@ class MissionRepo:
         base = out.strip()
         self._refuse_if_checked_out(runner)
         status, out, _ = _run(runner, "rev-parse", "--verify", "-q", f"{self.mission_ref}^{{commit}}")
+        if status == 0 and new_run:
+            # Not this run's (a new run has no commits yet): the user's `user-feature`, another
+            # run's branch, or one at the base would get this run's commits on top.
+            raise MissionError(
+                f"mission branch {self.mission_branch!r} already exists; name another [mission] mission_branch "
+                "in mission.toml (or delete the branch)"
+            )
         if status == 0:  # resume: keep the branch as it is
             head = out.strip()
             status, fork, _ = _run(runner, "merge-base", base, head)
@@ -233,12 +249,20 @@ class MissionRepo:
             # Empty old value: create only if it still does not exist.
             _ok(runner, "update-ref", "-m", f"hybrid-tui run {self.run_id}", self.mission_ref, base, "",
                 what=f"cannot create mission branch {self.mission_branch!r}")
+            self._created_branch = True
             head = base
         with self._lock:
             self._known_head = head
             self._integrated = None
             self.base_sha = base
         return base
+
+    def delete_new_branch(self) -> None:
+        """Take back the mission branch :meth:`prepare` created, if it still points where it
+        was created (a refused start leaves nothing behind; a moved branch is not ours to delete)."""
+        if self._created_branch and self.base_sha is not None:
+            _run(self._repo(), "update-ref", "-d", self.mission_ref, self.base_sha)
+            self._created_branch = False
 
     def _refuse_if_checked_out(self, runner: gitpython.Git) -> None:
         listing = _ok(runner, "worktree", "list", "--porcelain", what="git worktree list")

@@ -117,8 +117,11 @@ class Sandbox:
 
     # ------------------------------------------------------------------ reads
 
-    def read_text(self, rel: str, start_line: int | None = None, end_line: int | None = None) -> str:
-        """The text of ``rel``; with ``start_line``/``end_line`` (1-based, inclusive) only those lines."""
+    def read_text(self, rel: str, start_line: int | None = None, end_line: int | None = None, *,
+                  whole: bool = False) -> str:
+        """The text of ``rel``; with ``start_line``/``end_line`` (1-based, inclusive) only those lines.
+        ``whole``: no read limit (the limit keeps a model's context small; an edit reads the
+        file it rewrites, whatever its size)."""
         real = self.resolve(rel)
         name = self._relative(real)
         if not real.exists():
@@ -133,7 +136,7 @@ class Sandbox:
             raise SandboxError(f"{name}: end_line {end_line} is before start_line {start_line}")
         ranged = start_line is not None or end_line is not None
         size = real.stat().st_size
-        if not ranged and size > self.max_read_bytes:
+        if not ranged and not whole and size > self.max_read_bytes:
             raise SandboxError(
                 f"{name}: file is {size} bytes, over the read limit of {self.max_read_bytes}; "
                 "read a line range with start_line/end_line"
@@ -259,7 +262,7 @@ class Sandbox:
         name = self._relative(real)
         if not old:
             raise EditError(f"{name}: old text is empty; give the exact text to replace")
-        text = self.read_text(name)
+        text = self.read_text(name, whole=True)
         count = text.count(old)
         if count == 0:
             raise EditTargetMissing(f"{name}: old text not found (it must match exactly, whitespace included)")

@@ -15,13 +15,13 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import psutil
 
 from hybrid_tui.spec.models import Validation
 from hybrid_tui.workspace.process import HeadTailBuffer, run_process
-from hybrid_tui.vocabulary import SECRET_ENV_NAMES
+from hybrid_tui.vocabulary import RedactingWriter, redact, secret_env_names
 
 __all__ = [
     "ChecksResult", "CommandResult", "child_environment", "environment_problem", "kill_orphaned_checks",
@@ -48,14 +48,15 @@ class ChecksResult:
 
 
 def child_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``os.environ`` overlaid with ``env``, without the secrets in :data:`SECRET_ENV_NAMES`.
+    """``os.environ`` overlaid with ``env``, without the secret variables
+    (:func:`~hybrid_tui.vocabulary.secret_env_names`).
 
     The user's environment as it is: hybrid-tui's own interpreter is not put on ``PATH``
     (a project's commands must find the project's tools, declared in ``[workspace]``)."""
     merged = dict(os.environ)
     if env:
         merged.update(env)
-    for name in SECRET_ENV_NAMES:
+    for name in secret_env_names():
         merged.pop(name, None)
     return merged
 
@@ -158,10 +159,11 @@ async def run_checks(
     results: list[CommandResult] = []
     child_env = child_environment(env)
     deadline = time.monotonic() + validation.timeout_seconds
-    log: IO[bytes] | None = None
+    log: RedactingWriter | None = None
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(log_path, "ab")
+        # A command may print a secret it found (a .env file, its parent's environment).
+        log = RedactingWriter(open(log_path, "ab"))
 
     log_room = log_cap_bytes
 
@@ -174,7 +176,7 @@ async def run_checks(
         log_room -= len(data)
         if log_room <= 0:
             log.write(f"\n[log capped at {log_cap_bytes} bytes; further output dropped]\n".encode())
-        log.flush()
+        log.flush_lines()
 
     failure: str | None = None
     try:
@@ -207,7 +209,7 @@ async def run_checks(
             log.close()
         if group_file is not None:
             group_file.unlink(missing_ok=True)
-    return ChecksResult(ok=failure is None, failure_type=failure, output=output.text(), commands=results)
+    return ChecksResult(ok=failure is None, failure_type=failure, output=redact(output.text()), commands=results)
 
 
 async def _run_one(

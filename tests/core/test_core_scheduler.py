@@ -396,6 +396,16 @@ def test_breaker_half_open_failure_reopens_and_validation_failures_do_not_count(
     assert s.breaker_state("sim") == "half_open"
 
 
+def test_a_tasks_own_timeouts_do_not_count_for_the_breaker():
+    s = sched([task(f"t{i}") for i in range(12)], agents=1, backend="sim", retry_budget_usd=100, policies=NO_PAUSE)
+    for _ in range(6):  # validation timeouts: the backend returned its result, the task's checks hung
+        s.fail(run_one(s).task_id, "timeout", 0, 0, backend_fault=False)
+    assert s.breaker_state("sim") == "closed"
+    for _ in range(5):  # the backend itself timing out does count
+        s.fail(run_one(s).task_id, "timeout", 0, 0)
+    assert s.breaker_state("sim") == "open"
+
+
 def test_breaker_is_per_backend():
     s = sched([task(f"t{i}") for i in range(8)], agents=1, backend="sim", retry_budget_usd=100, policies=NO_PAUSE)
     s.add_agent("other", 0, backend="replay")

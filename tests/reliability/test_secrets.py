@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from rich.console import Console
 
 from fakes.messages_server import MessagesServer, error, message, tool_use
 
-from .helpers import SECRET, attempts_of, cli, explain, py, read_store, task, write_mission
+from .helpers import SECRET, attempts_of, cli, explain, git, py, read_store, task, write_mission
 
 PRINT_ENV = "env; " + py("import os; print(dict(os.environ))")
 LEAKY_AGENT = r'''
@@ -128,3 +130,75 @@ def test_anthropic_run_against_the_fake_server_with_an_api_error_echoing_the_key
     finally:
         store.close()
     assert_no_secret(run_dir, proc.stdout, proc.stderr, screenshots(run_dir))
+
+
+# Every ancestor's initial environment, as a validation command can read it: its parent (the
+# coordinator) and up. Removing the key from the command's own environment is not enough.
+DUMP_ANCESTORS = ("p=$$; while [ \"$p\" -gt 1 ]; do echo \"== environ of $p\"; tr '\\0' '\\n' </proc/$p/environ; "
+                  "p=$(sed 's/.*) //' /proc/$p/stat | cut -d' ' -f2); done")
+USER_SECRET = "user-listed-password-7310"  # named in $HYBRID_TUI_SECRET_ENV
+MISSION_SECRET = "mission-listed-token-9921"  # named in the mission's [policies] secret_env
+
+
+def test_validation_reading_every_ancestors_environment_finds_no_secret_and_found_secrets_are_redacted(tmp_path: Path):
+    secrets_file = tmp_path / "outside" / "secrets.txt"  # a file a command may find (a .env elsewhere)
+    secrets_file.parent.mkdir()
+    secrets_file.write_text(f"key={SECRET}\nuser={USER_SECRET}\nmission={MISSION_SECRET}\n")
+    mission = write_mission(
+        tmp_path / "m",
+        [
+            task("dumps", checks=[DUMP_ANCESTORS + "; exit 1"]),  # fails: its output becomes feedback, reasons
+            task("writes", checks=[DUMP_ANCESTORS + " > env-dump.txt"]),  # leaves the dump in its worktree
+            task("finds", checks=[f"cat {shlex.quote(str(secrets_file))}; exit 1"]),
+        ],
+        mission='\n[policies]\nfailure_rate_pause = 1.0\nsecret_env = ["MISSION_DB_TOKEN"]\n',
+    )
+    # --no-preflight: the preflight's reading of shell text takes the `done > file` of a loop
+    # for a program named '>' (the commands are plain bash and run fine).
+    run_dir, proc = _run(tmp_path, mission, "--no-preflight", code=1, env={
+        "HYBRID_TUI_SECRET_ENV": "USER_DB_PASSWORD", "USER_DB_PASSWORD": USER_SECRET,
+        "MISSION_DB_TOKEN": MISSION_SECRET,
+    })
+    dump = (run_dir / "logs" / "dumps.1.log").read_text()
+    # The coordinator's environment really was read: the names are there, the values masked.
+    assert "ANTHROPIC_API_KEY=***" in dump and "USER_DB_PASSWORD=***" in dump and "MISSION_DB_TOKEN=***" in dump
+    assert "key=[redacted]" in (run_dir / "logs" / "finds.1.log").read_text()  # found, printed, redacted
+    report = cli("report", str(run_dir), cwd=tmp_path)
+    report_json = cli("report", str(run_dir), "--json", cwd=tmp_path)
+    runs = cli("runs", "--runs-dir", str(run_dir.parent), cwd=tmp_path)
+    assert report.returncode == report_json.returncode == runs.returncode == 0, explain(report)
+    store, run = read_store(run_dir)
+    try:
+        repo, branch = Path(run.repo_path), run.mission_branch
+        assert [a.outcome for a in attempts_of("writes")] == ["succeeded"]
+        assert "[redacted]" in attempts_of("finds")[0].failure_message
+    finally:
+        store.close()
+    branch_bytes = git(repo, "log", "-p", "--binary", f"main..{branch}")
+    outputs = (proc.stdout, proc.stderr, report.stdout, report_json.stdout, runs.stdout, branch_bytes,
+               screenshots(run_dir))
+    for secret in (SECRET, USER_SECRET, MISSION_SECRET):
+        leaks = [str(p) for p, data in _everything_under(run_dir) if secret.encode() in data]
+        assert leaks == [], f"{secret} is in {leaks}"
+        assert [i for i, text in enumerate(outputs) if secret in text] == [], secret
+
+
+SCRUB_PROBE = """
+import os, subprocess, sys
+from hybrid_tui.runtime.secrecy import hide_secrets_from_children
+secret = sys.argv[1]
+assert hide_secrets_from_children()
+own_block = open("/proc/self/environ", "rb").read()
+child = subprocess.run(["sh", "-c", 'echo "$ANTHROPIC_API_KEY"; cat /proc/$PPID/environ'], capture_output=True).stdout
+print(os.environ["ANTHROPIC_API_KEY"] == secret, secret.encode() in own_block,
+      child.startswith(secret.encode()), child.count(secret.encode()))
+"""
+
+
+def test_the_environment_block_of_the_coordinator_is_scrubbed_and_the_key_kept_in_memory():
+    out = subprocess.run([sys.executable, "-c", SCRUB_PROBE, SECRET], check=False, env={**os.environ, "ANTHROPIC_API_KEY": SECRET},
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=60)
+    # The process still has the key (os.environ, and libc's environment for an agent CLI it
+    # starts with the inherited environment), while its /proc environ block holds it no more:
+    # the child prints it once (its own inherited variable), never from its parent's block.
+    assert out.stdout.split() == ["True", "False", "True", "1"], out.stderr

@@ -253,8 +253,10 @@ def test_a_batch_with_secrets_non_ascii_and_odd_values_reads_as_the_general_path
         data_json = json.dumps(data, sort_keys=True, default=str)
         items.append((seq, (RUN, ts, *args[:1], "info", kwargs.get("task_id"), kwargs.get("attempt"),
                             kwargs.get("agent_id"), args[1], data_json), data))
-    # The store holds each event's fields as the standard encoder writes them...
-    assert [e[9] for e in events[1:]] == [row[8] for _, row, _ in items]
+    # The store holds each event's fields as the standard encoder writes them, every secret
+    # value replaced (no secret enters the store)...
+    assert [e[9] for e in events[1:]] == [Redactor().json_text(row[8]) for _, row, _ in items]
+    assert not any(SECRET in e[8] or SECRET in e[9] for e in events)
     # ... and each line reads exactly as the general path writes it.
     expected = reference_lines(items, Redactor())
     assert text.splitlines()[1:] == expected

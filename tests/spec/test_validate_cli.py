@@ -83,6 +83,12 @@ def symlink_out(root: Path) -> None:
     edit_sis(lambda d: d["tasks"][0].update(file_operations=[create_op("vendor/evil.py")]))(root)
 
 
+def symlink_into_git(root: Path) -> None:
+    # Inside the repository's folder, but into .git/: the run's sandbox refuses it, so must validate.
+    (root / "repo" / "hooks").symlink_to(root / "repo" / ".git" / "hooks", target_is_directory=True)
+    edit_sis(lambda d: d["tasks"][0].update(file_operations=[create_op("hooks/post-commit")]))(root)
+
+
 def symlink_inside(root: Path) -> None:
     # A symlink that stays in the repository is fine: the mission must stay valid.
     (root / "repo" / "pkg").mkdir()
@@ -201,6 +207,14 @@ CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
         [
             f"{SIS}:tasks[0].file_operations[0].path: path 'vendor/evil.py' goes through the symlink "
             "'vendor', which leads outside the repository"
+        ],
+    ),
+    (
+        "symlink-into-git",
+        symlink_into_git,
+        [
+            f"{SIS}:tasks[0].file_operations[0].path: path 'hooks/post-commit' goes through the symlink "
+            "'hooks', which leads into .git/"
         ],
     ),
     (

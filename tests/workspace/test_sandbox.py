@@ -155,6 +155,16 @@ def test_edit_missing_and_not_unique(root: Path) -> None:
     assert sandbox.touched == {"README.md"}
 
 
+def test_an_edit_of_a_file_over_the_read_limit_applies(root: Path) -> None:
+    big = "x = 1\n" * 400_000 + "TARGET = 'old'\n"  # 2.4 MB: over the 1 MB a model may read at once
+    (root / "big.py").write_text(big)
+    sandbox = Sandbox(root)
+    with pytest.raises(SandboxError, match="over the read limit"):
+        sandbox.read_text("big.py")
+    sandbox.edit("big.py", "TARGET = 'old'", "TARGET = 'new'")
+    assert (root / "big.py").read_text() == big.replace("'old'", "'new'")
+
+
 def test_undeclared_write_claims_the_lock_once(root: Path) -> None:
     claims: list[str] = []
 

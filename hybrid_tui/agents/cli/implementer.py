@@ -30,7 +30,7 @@ from hybrid_tui.agents.base import ImplementRequest, ImplementResult
 from hybrid_tui.agents.cli.command import CommandValues, TemplateError, build_command, check_template, is_agent_scratch
 from hybrid_tui.agents.cli.reports import AUTH, BUDGET, PERMISSION, RATE_LIMITED, TURNS, OutputReader, price
 from hybrid_tui.spec.models import Usage
-from hybrid_tui.vocabulary import REDACTED, redact, secret_values
+from hybrid_tui.vocabulary import RedactingWriter, redact
 from hybrid_tui.workspace.process import HeadTailLog, ProcessOutcome, run_process
 from hybrid_tui.workspace.validation import GROUP_FILE_SUFFIX
 from hybrid_tui.workspace.watch import files_written_since
@@ -52,37 +52,6 @@ def task_prompt(request: ImplementRequest) -> str:
     if request.feedback:
         parts.append(prompts.feedback_block(request.feedback, request.attempt))
     return "\n\n".join(parts) + "\n"
-
-
-class _RedactingLog:
-    """Writes an agent's output to the attempt log with credential values replaced. Holds back
-    a partial line (up to a bound) so a key split across two reads is still caught."""
-
-    def __init__(self, file: Any, hold_max: int = 65536):
-        self.file = file
-        self.hold_max = hold_max
-        self.secrets = [s.encode() for s in secret_values()]
-        self.pending = bytearray()
-
-    def write(self, data: bytes) -> None:
-        self.pending += data
-        cut = self.pending.rfind(b"\n") + 1
-        if not cut and len(self.pending) > self.hold_max:
-            cut = len(self.pending) - max((len(s) for s in self.secrets), default=0)
-        if cut > 0:
-            self._emit(bytes(self.pending[:cut]))
-            del self.pending[:cut]
-
-    def flush(self) -> None:
-        if self.pending:
-            self._emit(bytes(self.pending))
-            self.pending.clear()
-        self.file.flush()
-
-    def _emit(self, data: bytes) -> None:
-        for secret in self.secrets:
-            data = data.replace(secret, REDACTED.encode())
-        self.file.write(data)
 
 
 class _Lines:
@@ -171,7 +140,7 @@ class CliImplementer:
         log_file = HeadTailLog(log_path, cap=LOG_CAP_BYTES)
         # The agent needs the API key in its environment; whatever it prints goes through
         # a redactor so the key never reaches the log (stdout and stderr alike).
-        log, errors = _RedactingLog(log_file), _RedactingLog(log_file)
+        log, errors = RedactingWriter(log_file), RedactingWriter(log_file)
         log.write(f"== cli agent · task {request.task.task_id} · attempt {request.attempt}\n$ {command.shown}\n".encode())
         log.flush()
 

@@ -90,6 +90,19 @@ def _run_options(p: argparse.ArgumentParser) -> None:
                    help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics while the run goes")
 
 
+def require_theme(name: str) -> None:
+    """UserError (exit 2) when ``--theme`` names no theme the console offers: checked before
+    a run is created or opened, so a bad value changes nothing."""
+    try:
+        from hybrid_tui.tui.themes import check_theme_name  # late: a build without the console still runs
+    except ImportError:
+        return
+    try:
+        check_theme_name(name)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
 def _is_run_dir(target: str) -> bool:
     return state_db_path(Path(target)).is_file()
 
@@ -97,6 +110,7 @@ def _is_run_dir(target: str) -> bool:
 def cmd_run(args: argparse.Namespace) -> int:
     from hybrid_tui.app.launch import LaunchError, open_run, start_run
 
+    require_theme(args.theme)
     try:
         if _is_run_dir(args.target):
             store, run_id, coordinator = open_run(args.target, args.runs_dir, backend=args.backend, pace=args.pace,
@@ -112,6 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from hybrid_tui.app.launch import LaunchError, open_run
 
+    require_theme(args.theme)
     try:
         store, run_id, coordinator = open_run(args.target, args.runs_dir, backend=args.backend, pace=args.pace,
                                               agents=args.agents, seed=args.seed)
@@ -140,6 +155,7 @@ def _drive(args: argparse.Namespace, store, run_id: str, coordinator, resumed: b
 def cmd_attach(args: argparse.Namespace) -> int:
     from hybrid_tui.app.launch import LaunchError, open_run_store
 
+    require_theme(args.theme)
     try:
         store, run_id = open_run_store(args.target, args.runs_dir)
         from hybrid_tui.tui.app import run_console  # type: ignore[import-not-found]

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from hybrid_tui.store.runs import DEFAULT_RUNS_DIR, RunSummary, list_runs, summary_as_json
+from hybrid_tui.vocabulary import shown_run_status
 
 
 def add_runs_dir_argument(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     runs.set_defaults(func=cmd_runs)
 
 
-def format_runs_table(summaries: list[RunSummary]) -> str:
+def format_runs_table(summaries: list[RunSummary], now: float | None = None) -> str:
+    """The runs as a table; a live run whose coordinator stopped beating reads "running
+    (coordinator lost)", not "running"."""
+    now = time.time() if now is None else now
     header = ("RUN", "MISSION", "STATUS", "TASKS", "SPEND", "STARTED")
     rows = [header]
     for s in summaries:
@@ -48,7 +52,7 @@ def format_runs_table(summaries: list[RunSummary]) -> str:
             continue
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created_at)) if s.created_at else ""
         rows.append(
-            (s.run_id, s.mission, s.status, f"{s.tasks_done}/{s.tasks_total}", f"${s.spend_usd:.2f}", started)
+            (s.run_id, s.mission, shown_run_status(s.status, s.heartbeat_at, now), f"{s.tasks_done}/{s.tasks_total}", f"${s.spend_usd:.2f}", started)
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)

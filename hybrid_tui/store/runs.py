@@ -243,6 +243,7 @@ class RunSummary:
     spend_usd: float = 0.0
     created_at: float | None = None
     error: str = ""  # why the store could not be read; empty when it was
+    heartbeat_at: float | None = None  # the coordinator's last heartbeat (vocabulary.coordinator_alive)
 
 
 def read_run_summary(run_dir: str | Path) -> RunSummary:
@@ -258,11 +259,12 @@ def read_run_summary(run_dir: str | Path) -> RunSummary:
     try:
         # db.execute compiles each query for this connection: the models stay bound to the open store.
         row = db.execute(
-            m.Run.select(m.Run.id, m.Run.mission_name, m.Run.status, m.Run.created_at).order_by(m.Run.created_at).limit(1)
+            m.Run.select(m.Run.id, m.Run.mission_name, m.Run.status, m.Run.created_at, m.Run.heartbeat_at)
+            .order_by(m.Run.created_at).limit(1)
         ).fetchone()
         if row is None:
             return RunSummary(run_dir.name, run_dir, error="no run in this store")
-        run_id, mission, status, created_at = row
+        run_id, mission, status, created_at, heartbeat_at = row
         done = pw.fn.SUM(pw.Case(None, [(m.Task.status == "done", 1)], 0))
         total, done = db.execute(
             m.Task.select(pw.fn.COUNT(m.Task.id), pw.fn.COALESCE(done, 0)).where(m.Task.run == run_id)
@@ -270,7 +272,8 @@ def read_run_summary(run_dir: str | Path) -> RunSummary:
         (spend,) = db.execute(
             m.Attempt.select(pw.fn.COALESCE(pw.fn.SUM(m.Attempt.cost_usd), 0)).where(m.Attempt.run == run_id)
         ).fetchone()
-        return RunSummary(run_id, run_dir, mission, status, int(done), int(total), float(spend), created_at)
+        return RunSummary(run_id, run_dir, mission, status, int(done), int(total), float(spend), created_at,
+                          heartbeat_at=heartbeat_at)
     except pw.DatabaseError as exc:
         return RunSummary(run_dir.name, run_dir, error=f"unreadable store: {exc}")
     finally:

@@ -25,8 +25,8 @@ from textual.worker import Worker, WorkerState
 
 from hybrid_tui.store import queries
 from hybrid_tui.store.db import Store
-from hybrid_tui.vocabulary import EXIT_STOPPED, LIVE_RUN_STATUSES
-from hybrid_tui.tui.data import CostSummary, Delta, RunInfo, StoreView, inert
+from hybrid_tui.vocabulary import EXIT_STOPPED, LIVE_RUN_STATUSES, coordinator_alive
+from hybrid_tui.tui.data import CostSummary, Delta, RunInfo, StoreView, human_duration, inert
 from hybrid_tui.tui.panes.style import is_compact
 from hybrid_tui.tui.panes import AgentPool, CostBurn, EventLog, FileLocks, ResourceGauges, RunHeader, TaskQueue
 from hybrid_tui.tui.screens import AttentionScreen, ConfirmScreen, HelpScreen, ScaleScreen, TaskDetailScreen
@@ -37,7 +37,8 @@ AGE_REFRESH_SECONDS = 5.0
 # Actions that change the mission: not reachable while a dialog is open.
 OPERATOR_ACTIONS = {
     "toggle_pause", "retry", "cancel_dependents", "rollback", "scale_up", "scale_down",
-    "scale_exact", "detail", "attention", "stop_mission",
+    "scale_exact", "detail", "attention", "stop_mission", "retry_bulk", "set_budget", "toggle_mark",
+    "dependency_tree", "search",
 }
 
 
@@ -46,37 +47,58 @@ class HybridApp(App[int]):
     CSS_PATH = "app.tcss"
     ENABLE_COMMAND_PALETTE = True
 
+    # The footer shows the few keys an operator needs first (it must fit 80 columns whole);
+    # `?` lists every key.
     BINDINGS = [
-        Binding("p", "toggle_pause", "Pause/resume"),
+        Binding("p", "toggle_pause", "Pause"),
         Binding("r", "retry", "Retry"),
-        Binding("c", "cancel_dependents", "Cancel deps"),
-        Binding("b", "rollback", "Rollback"),
         Binding("enter", "detail", "Detail"),
-        Binding("a", "attention", "Attention"),
-        Binding("plus", "scale_up", "Pool+"),
-        Binding("minus", "scale_down", "Pool-"),
-        Binding("t", "cycle_theme", "Theme"),
-        Binding("question_mark", "help", "Help"),
+        Binding("slash", "search", "Search"),
+        Binding("w", "toggle_side", "Panes"),
+        Binding("question_mark", "help", "Keys"),
         Binding("q", "quit_console", "Quit"),
+        # ctrl+q is Textual's "quit now": here it takes the same path as q (never a silent exit mid-run).
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        Binding("c", "cancel_dependents", "Cancel deps", show=False),
+        Binding("b", "rollback", "Rollback", show=False),
+        Binding("a", "attention", "Attention", show=False),
+        Binding("plus", "scale_up", "Pool+", show=False),
+        Binding("minus", "scale_down", "Pool-", show=False),
+        Binding("t", "cycle_theme", "Theme", show=False),
         Binding("s", "sort", "Sort", show=False),
         Binding("S", "reverse_sort", "Reverse sort", show=False),
         Binding("f", "filter", "Filter", show=False),
-        Binding("w", "toggle_side", "Side panes", show=False),
+        Binding("F", "filter_back", "Filter back", show=False),
         Binding("equals_sign", "scale_exact", "Pool size", show=False),
+        Binding("space", "toggle_mark", "Mark", show=False),
+        Binding("u", "clear_marks", "Unmark all", show=False),
+        Binding("R", "retry_bulk", "Retry marked / all failed like this", show=False),
+        Binding("dollar_sign", "set_budget", "Budget", show=False),
+        Binding("d", "dependency_tree", "Dependency tree", show=False),
     ]
 
     # (key, description) for the help screen; the same actions are in the command palette.
     KEY_HELP = [
         ("p", "pause the mission / resume it"),
         ("r", "retry the selected task"),
+        ("space", "mark / unmark the selected task (u: unmark all)"),
+        ("R", "retry the marked tasks, or every failed task of the selected one's failure type (asks first)"),
+        ("$", "raise (or lower) the mission budget"),
+        ("d", "dependency tree of the selected task: ancestors and dependents, with states"),
+        ("/", "search tasks by id or title (escape clears)"),
+        ("j / k", "down / up (arrows too)"),
+        ("g / G", "first / last task"),
+        ("f / F", "next / previous status filter"),
+        ("s / S", "next sort column / reverse it"),
+        ("w", "side panes: agents, resources, cost, locks (full screen when small)"),
         ("c", "cancel the selected task's dependents (asks first)"),
         ("b", "roll back the selected task's commit (asks first)"),
-        ("enter", "task detail: spec, attempts, logs, diff"),
+        ("enter", "task detail: spec, attempts, estimate vs actual, diff (l: full log, follow)"),
         ("a", "tasks that need attention"),
         ("+ / -", "grow / shrink the agent pool by one"),
         ("t", "next theme"),
         ("?", "this help"),
-        ("q", "quit (asks while the mission runs; it stays resumable)"),
+        ("q / ctrl+q", "quit (asks while the mission runs; it stays resumable)"),
     ]
 
     def __init__(
@@ -105,6 +127,8 @@ class HybridApp(App[int]):
         self.sent_controls: dict[int, str] = {}  # control id -> what the operator asked, for feedback
         self.requested_pool: int | None = None
         self.poll_error = ""
+        self.coordinator_lost = False
+        self._asking_quit = False  # shown in the header; set from the run's heartbeat each tick
         self.notices: list[str] = []
         self._last_age_refresh = 0.0
         self._hybrid_themes = load_themes()
@@ -113,6 +137,11 @@ class HybridApp(App[int]):
         if theme not in self._hybrid_themes:
             raise ValueError(f"unknown theme {theme!r}; available: {', '.join(self._hybrid_themes)}")
         self.theme = theme
+        # The palette's Theme list offers what is registered: only ours, which load_themes
+        # checked render (Textual's ansi-* themes crashed the panes' colour styles).
+        for name in list(self.available_themes):
+            if name not in self._hybrid_themes:
+                self.unregister_theme(name)
         self.sub_title = run_id
 
     # -- layout ---------------------------------------------------------------------
@@ -209,8 +238,17 @@ class HybridApp(App[int]):
         if now - self._last_age_refresh >= AGE_REFRESH_SECONDS or delta.run_changed:
             tasks.refresh_ages(now)
             self._last_age_refresh = now
-        if delta.run_changed:
-            self.header_pane.show(run, delta.attention_count, delta.status_counts)
+        lost = not self.coordinator_present(now)
+        if lost != self.coordinator_lost:
+            self.coordinator_lost = lost
+            self.header_pane.coordinator_lost = lost
+            self.header_pane.repaint()
+            if lost:
+                self.notify(f"coordinator lost: {self.why_no_coordinator(now)}", severity="error", timeout=10, markup=False)
+        if delta.run_changed or (delta.costs is not None):
+            self.header_pane.show(run, delta.attention_count, delta.status_counts, self.costs, now)
+        else:
+            self.header_pane.tick(now)
             self.resources_pane.show(run, delta.samples)
             self.costs_pane.show(delta.costs)
         self.agents_pane.show(run, delta.agents, delta.utilisation, delta.pool_utilisation)
@@ -259,8 +297,29 @@ class HybridApp(App[int]):
             return screen.selected_task_id
         return self.tasks_pane.selected_task_id
 
-    def send(self, command: str, label: str, **args: Any) -> int:
-        """The one way the console changes anything: a row in the control table."""
+    def coordinator_present(self, now: float | None = None) -> bool:
+        """A coordinator will apply what is queued: ours is running, or the run's heartbeat is fresh."""
+        if self.coordinator is not None and not self.coordinator_done:
+            return True
+        run = self.run_info
+        return run is not None and coordinator_alive(run.heartbeat_at, self.clock() if now is None else now)
+
+    def why_no_coordinator(self, now: float | None = None) -> str:
+        run = self.run_info
+        if run is None:
+            return "the run is not read yet"
+        now = self.clock() if now is None else now
+        silent = f"no heartbeat for {human_duration(now - run.heartbeat_at)}" if run.heartbeat_at else "never started"
+        if run.status in LIVE_RUN_STATUSES:
+            return f"the run is {run.status} but its coordinator is gone ({silent}); `hybrid-tui resume {run.run_id}` drives it again"
+        return f"the run is {run.status} and no coordinator drives it; `hybrid-tui resume {run.run_id}` to act on it"
+
+    def send(self, command: str, label: str, **args: Any) -> int | None:
+        """The one way the console changes anything: a row in the control table. Refused (None)
+        when no coordinator would apply it: a queued command nobody applies is a lie."""
+        if not self.coordinator_present():
+            self.notify(f"{label}: not sent, {self.why_no_coordinator()}", severity="error", timeout=10, markup=False)
+            return None
         control_id = self.store.enqueue_control(self.run_id, command, source="tui", **args)
         self.sent_controls[control_id] = label
         self.notify(f"{label}: sent", timeout=2, markup=False)
@@ -364,8 +423,8 @@ class HybridApp(App[int]):
         if size == self._pool_base():
             self.notify(f"pool already at {size} (min {run.pool_min}, max {run.pool_max})", severity="warning")
             return
-        self.requested_pool = size
-        self.send("scale", f"scale pool to {size}", size=size)
+        if self.send("scale", f"scale pool to {size}", size=size) is not None:
+            self.requested_pool = size
 
     def action_scale_up(self) -> None:
         base = self._pool_base()
@@ -454,6 +513,16 @@ class HybridApp(App[int]):
             pane.repaint()
 
     # -- quitting -------------------------------------------------------------------
+    async def action_quit(self) -> None:
+        """Textual's quit (the palette's "Quit", ctrl+q): the same stop path as q, never an
+        exit that leaves the run "running" with no coordinator. A dialog open is closed first
+        (a quit question already asked stays)."""
+        if isinstance(self.screen, ConfirmScreen) and self._asking_quit:
+            return
+        while isinstance(self.screen, ModalScreen) and len(self.screen_stack) > 1:
+            self.pop_screen()
+        self.action_quit_console()
+
     def action_quit_console(self) -> None:
         if isinstance(self.screen, ModalScreen):
             return
@@ -475,9 +544,11 @@ class HybridApp(App[int]):
         )
 
         def confirmed(yes: bool | None) -> None:
+            self._asking_quit = False
             if yes:
                 self._begin_stop()
 
+        self._asking_quit = True
         self.push_screen(ConfirmScreen("Quit and stop the mission?", body, yes="Quit", no="Stay"), confirmed)
 
     def _begin_stop(self) -> None:

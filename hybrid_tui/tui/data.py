@@ -134,6 +134,8 @@ class RunInfo:
     version: int
     heartbeat_at: float | None
     coordinator_pid: int | None
+    created_at: float = 0.0
+    finished_at: float | None = None
 
     @property
     def active(self) -> bool:
@@ -321,6 +323,8 @@ class StoreView:
             version=r.version,
             heartbeat_at=r.heartbeat_at,
             coordinator_pid=r.coordinator_pid,
+            created_at=r.created_at,
+            finished_at=r.finished_at,
         )
 
     def new_events(self) -> list[EventRecord]:

@@ -1,4 +1,10 @@
-"""Header pane (room: tui): run name, status, pause reason, task counts, needs-attention count."""
+"""Header pane (room: tui): what the run is doing and what it costs, in two lines.
+
+Line 1: mission, run id, status (with the pause reason; "finished" says how many tasks did
+not succeed; "COORDINATOR LOST" when its heartbeat stopped), task counts, needs-attention.
+Line 2: elapsed time, spend and its rate ($/h), the ETA (the forecast's slot, see
+:func:`eta_text`), and the live pool.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,29 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from hybrid_tui.tui.data import RunInfo, inert
+from hybrid_tui.tui.data import CostSummary, RunInfo, human_duration, inert, money
 from hybrid_tui.tui.panes.style import status_text, theme_color
+from hybrid_tui.vocabulary import UNSUCCESSFUL_STATUSES
+
+NO_VALUE = "—"
+
+
+def eta_text(run: RunInfo, now: float) -> str:
+    """The ETA slot. The forecast (the estimate simulator started from the run's state) is
+    the scheduling issue's (i20) store query; until it is on main this shows NO_VALUE."""
+    return NO_VALUE
+
+
+def spend_rate(spent_usd: float, elapsed_seconds: float) -> float | None:
+    """Dollars per hour over the run so far (None in its first minute: too noisy to show)."""
+    if elapsed_seconds < 60:
+        return None
+    return spent_usd / (elapsed_seconds / 3600.0)
 
 
 class RunHeader(Static):
     DEFAULT_CSS = """
-    RunHeader { height: 1; background: $panel; color: $foreground; padding: 0 1; }
+    RunHeader { height: 2; background: $panel; color: $foreground; padding: 0 1; }
     """
 
     def __init__(self, **kwargs):
@@ -21,24 +43,53 @@ class RunHeader(Static):
         self.run: RunInfo | None = None
         self.attention = 0
         self.counts: dict[str, int] = {}
+        self.costs = CostSummary()
+        self.now = 0.0
+        self.coordinator_lost = False
+        self._shown_second = -1
 
-    def show(self, run: RunInfo, attention: int | None, counts: dict[str, int] | None) -> None:
+    def show(self, run: RunInfo, attention: int | None, counts: dict[str, int] | None,
+             costs: CostSummary | None = None, now: float | None = None) -> None:
         self.run = run
         if attention is not None:
             self.attention = attention
         if counts is not None:
             self.counts = counts
+        if costs is not None:
+            self.costs = costs
+        if now is not None:
+            self.now = now
         self.repaint()
+
+    def tick(self, now: float) -> None:
+        """The elapsed time moves with the clock: repaint once a second at most."""
+        self.now = now
+        if int(now) != self._shown_second and self.run is not None and self.run.finished_at is None:
+            self.repaint()
+
+    def elapsed(self) -> float:
+        run = self.run
+        if run is None or not run.created_at:
+            return 0.0
+        return max(0.0, (run.finished_at or self.now) - run.created_at)
 
     def repaint(self) -> None:
         run = self.run
         if run is None:
             return
+        self._shown_second = int(self.now)
         app = self.app
         text = Text()
         text.append(inert(run.mission_name), style="bold")
         text.append(f" {inert(run.run_id)} ", style=Style(dim=True))
-        text.append_text(status_text(app, run.status))
+        unsuccessful = sum(self.counts.get(s, 0) for s in UNSUCCESSFUL_STATUSES)
+        if self.coordinator_lost and run.active:
+            text.append(f"{run.status}: COORDINATOR LOST", style=Style(color=theme_color(app, "error"), bold=True))
+        elif run.status == "finished" and unsuccessful:
+            # Not a green "finished": the run ended with work undone.
+            text.append(f"finished, {unsuccessful} not done", style=Style(color=theme_color(app, "error"), bold=True))
+        else:
+            text.append_text(status_text(app, run.status))
         if run.status == "paused" and run.pause_reason:
             text.append(f" ({inert(run.pause_reason)})", style=Style(color=theme_color(app, "warning")))
         total = sum(self.counts.values())
@@ -50,6 +101,19 @@ class RunHeader(Static):
             label.stylize(Style(bgcolor=theme_color(app, "error"), color="white", bold=True))
         else:
             label.stylize(Style(dim=True))
+
+        elapsed = self.elapsed()
+        costs = self.costs
+        rate = spend_rate(costs.spent_usd, elapsed)
+        second = Text(no_wrap=True, overflow="ellipsis")
+        second.append(f"elapsed {human_duration(elapsed)}")
+        second.append(f" · spent {money(costs.spent_usd)}")
+        if costs.mission_budget_usd:
+            second.append(f"/{money(costs.mission_budget_usd)}")
+        second.append(f" · {money(rate)}/h" if rate is not None else f" · {NO_VALUE}/h")
+        second.append(f" · ETA {eta_text(run, self.now)}")
+        if self.coordinator_lost and not run.active:
+            second.append(" · no coordinator: commands are not sent", style=Style(dim=True))
         # Two columns: the attention count is never the part that gets cut off.
         grid = Table.grid(expand=True)
         grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
@@ -57,4 +121,5 @@ class RunHeader(Static):
         text.no_wrap = True
         text.overflow = "ellipsis"
         grid.add_row(text, label)
+        grid.add_row(second, Text(""))
         self.update(grid)

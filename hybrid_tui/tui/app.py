@@ -29,7 +29,15 @@ from hybrid_tui.vocabulary import EXIT_STOPPED, LIVE_RUN_STATUSES, coordinator_a
 from hybrid_tui.tui.data import CostSummary, Delta, RunInfo, StoreView, human_duration, inert
 from hybrid_tui.tui.panes.style import is_compact
 from hybrid_tui.tui.panes import AgentPool, CostBurn, EventLog, FileLocks, ResourceGauges, RunHeader, TaskQueue
-from hybrid_tui.tui.screens import AttentionScreen, ConfirmScreen, HelpScreen, ScaleScreen, TaskDetailScreen
+from hybrid_tui.tui.screens import (
+    AttentionScreen,
+    BudgetScreen,
+    ConfirmScreen,
+    DependencyScreen,
+    HelpScreen,
+    ScaleScreen,
+    TaskDetailScreen,
+)
 from hybrid_tui.tui.themes import load_themes
 
 AGE_REFRESH_SECONDS = 5.0
@@ -117,7 +125,7 @@ class HybridApp(App[int]):
         self.coordinator = coordinator
         self.clock = clock
         self.poll_interval = poll_interval
-        self.view = StoreView(store, run_id)
+        self.view = StoreView(store, run_id, clock)
         self.run_info: RunInfo | None = None
         self.costs = CostSummary()
         self.attention = 0
@@ -293,7 +301,7 @@ class HybridApp(App[int]):
 
     def selected_task_id(self) -> str | None:
         screen = self.screen
-        if isinstance(screen, (TaskDetailScreen, AttentionScreen)):
+        if isinstance(screen, (TaskDetailScreen, AttentionScreen, DependencyScreen)):
             return screen.selected_task_id
         return self.tasks_pane.selected_task_id
 
@@ -314,7 +322,7 @@ class HybridApp(App[int]):
             return f"the run is {run.status} but its coordinator is gone ({silent}); `hybrid-tui resume {run.run_id}` drives it again"
         return f"the run is {run.status} and no coordinator drives it; `hybrid-tui resume {run.run_id}` to act on it"
 
-    def send(self, command: str, label: str, **args: Any) -> int | None:
+    def send(self, command: str, label: str, *, quiet: bool = False, **args: Any) -> int | None:
         """The one way the console changes anything: a row in the control table. Refused (None)
         when no coordinator would apply it: a queued command nobody applies is a lie."""
         if not self.coordinator_present():
@@ -322,7 +330,8 @@ class HybridApp(App[int]):
             return None
         control_id = self.store.enqueue_control(self.run_id, command, source="tui", **args)
         self.sent_controls[control_id] = label
-        self.notify(f"{label}: sent", timeout=2, markup=False)
+        if not quiet:
+            self.notify(f"{label}: sent", timeout=2, markup=False)
         return control_id
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -471,6 +480,90 @@ class HybridApp(App[int]):
             event.stop()
             self.open_detail(event.row_key.value)
 
+    def action_toggle_mark(self) -> None:
+        if self.screen is not self.screen_stack[0]:
+            return
+        task_id = self._need_task()
+        if task_id:
+            self.tasks_pane.toggle_mark(task_id)
+            self.tasks_pane.table.action_cursor_down()  # htop/lazygit: space marks and moves on
+
+    def action_clear_marks(self) -> None:
+        self.tasks_pane.clear_marks()
+
+    def bulk_retry_targets(self) -> tuple[list[str], str]:
+        """The tasks R retries, and how they were chosen: the marked ones, else every failed
+        task with the selected task's failure type (after a budget stop: all of them at once)."""
+        rows = self.tasks_pane.rows
+        marked = [t for t in sorted(self.tasks_pane.marked, key=self.tasks_pane.order.__getitem__) if t in rows]
+        if marked:
+            return marked, f"the {len(marked)} marked task(s)"
+        task_id = self.selected_task_id()
+        row = rows.get(task_id) if task_id else None
+        if row is None or row.status != "failed":
+            return [], ""
+        kind = row.failure_type
+        same = [t for t in sorted(rows, key=self.tasks_pane.order.__getitem__)
+                if rows[t].status == "failed" and rows[t].failure_type == kind]
+        return same, f"every failed task with failure {kind or 'unknown'} ({len(same)})"
+
+    def action_retry_bulk(self) -> None:
+        targets, how = self.bulk_retry_targets()
+        if not targets:
+            self.notify("mark tasks with space, or select a failed task to retry all failed like it",
+                        severity="warning")
+            return
+        rows = self.tasks_pane.rows
+        body = Text()
+        body.append(f"Retry {how}:\n\n")
+        for task_id in targets[:30]:
+            row = rows[task_id]
+            body.append(f"  {inert(task_id)}", style="bold")
+            body.append(f"  ({inert(row.status)}{', ' + inert(row.failure_type) if row.failure_type else ''})\n")
+        if len(targets) > 30:
+            body.append(f"  … and {len(targets) - 30} more\n")
+        conflicts = [t for t in targets if rows[t].failure_type == "git_conflict"]
+        if conflicts:
+            body.append(f"\n{len(conflicts)} of them failed on a git conflict: a retry meets the same conflict and "
+                        "spends money again unless the mission branch changed (see each task's detail).\n", style="bold")
+
+        def confirmed(yes: bool | None) -> None:
+            if not yes:
+                return
+            sent = 0
+            for task_id in targets:
+                if self.send("retry", f"retry {task_id}", quiet=True, task_id=task_id) is None:
+                    break
+                sent += 1
+            if sent:
+                self.notify(f"retry sent for {sent} task(s)", timeout=3)
+                self.tasks_pane.clear_marks()
+
+        self.push_screen(ConfirmScreen(f"Retry {len(targets)} task(s)?", body, yes="Retry", no="Keep"), confirmed)
+
+    def action_set_budget(self) -> None:
+        run = self.run_info
+        if run is None:
+            return
+
+        def chosen(value: float | None) -> None:
+            if value is not None:
+                self.send("budget", f"mission budget ${value:.2f}", mission_usd=value)
+
+        self.push_screen(BudgetScreen(self.costs.mission_budget_usd or run.mission_budget_usd, self.costs.spent_usd), chosen)
+
+    def action_dependency_tree(self) -> None:
+        if isinstance(self.screen, DependencyScreen):
+            self.pop_screen()
+            return
+        task_id = self._need_task()
+        if task_id:
+            self.push_screen(DependencyScreen(self.view, task_id))
+
+    def action_search(self) -> None:
+        if self.screen is self.screen_stack[0]:
+            self.tasks_pane.open_search()
+
     def action_attention(self) -> None:
         if isinstance(self.screen, AttentionScreen):
             self.pop_screen()
@@ -489,6 +582,9 @@ class HybridApp(App[int]):
 
     def action_filter(self) -> None:
         self.tasks_pane.cycle_filter()
+
+    def action_filter_back(self) -> None:
+        self.tasks_pane.cycle_filter(-1)
 
     def action_toggle_side(self) -> None:
         if self.screen is not self.screen_stack[0]:
@@ -586,9 +682,14 @@ class HybridApp(App[int]):
         yield SystemCommand("Grow pool", "+: one more agent", self.action_scale_up)
         yield SystemCommand("Shrink pool", "-: one agent less", self.action_scale_down)
         yield SystemCommand("Set pool size", "=: type an exact pool size", self.action_scale_exact)
-        yield SystemCommand("Next theme", "t: dark, light, high contrast", self.action_cycle_theme)
+        yield SystemCommand("Next theme", f"t: {', '.join(self._hybrid_themes)}", self.action_cycle_theme)
         yield SystemCommand("Sort tasks", "s: next sort column", self.action_sort)
         yield SystemCommand("Filter tasks", "f: next status filter", self.action_filter)
+        yield SystemCommand("Search tasks", "/: by id or title", self.action_search)
+        yield SystemCommand("Mark task", "space: mark / unmark the selected task", self.action_toggle_mark)
+        yield SystemCommand("Retry marked or all failed like this", "R: bulk retry (asks first)", self.action_retry_bulk)
+        yield SystemCommand("Set mission budget", "$: raise or lower the budget", self.action_set_budget)
+        yield SystemCommand("Dependency tree", "d: ancestors and dependents of the selected task", self.action_dependency_tree)
         yield SystemCommand("Toggle side panes", "w: agents, resources, cost, locks (compact layout)", self.action_toggle_side)
         yield SystemCommand("Stop mission", "stop the coordinator; the run stays resumable", self.action_stop_mission)
         yield SystemCommand("Keys", "?: every key", self.action_help)

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from hybrid_tui.costs.accounting import cost_totals
 from hybrid_tui.store import cost_queries, queries
@@ -36,6 +37,7 @@ from hybrid_tui.store.records import (
 from hybrid_tui.vocabulary import LIVE_RUN_STATUSES, TERMINAL_STATUSES
 
 BUDGET_LADDER = (0.5, 0.75, 0.9, 1.0)
+NO_VALUE = "—"  # a figure not known (yet): shown instead of a guess
 LOG_TAIL_BYTES = 4096
 DIFF_MAX_CHARS = 60_000
 
@@ -209,9 +211,10 @@ class StoreView:
     BURN_BUCKETS = 30
     COST_REFRESH_SECONDS = 5.0  # the burn chart's axis follows the clock at least this often
 
-    def __init__(self, store: Store, run_id: str):
+    def __init__(self, store: Store, run_id: str, clock: Callable[[], float] = time.time):
         self.store = store
         self.run_id = run_id
+        self.now = clock
         self.last_run_version = -1
         self.last_task_version = -1
         self.last_agent_version = -1
@@ -486,12 +489,20 @@ class StoreView:
             for c in queries.settled_controls(control_ids)
         ]
 
+    def wait_reason(self, task: TaskRecord) -> str:
+        """Why a ready task is not running. The slot for the scheduling issue's (i20) store
+        query of each ready task's wait reason; NO_VALUE until it is on main."""
+        return NO_VALUE
+
+    @staticmethod
+    def log_path(attempt: AttemptRecord, run: RunInfo) -> Path:
+        path = Path(attempt.log_path)
+        return path if path.is_absolute() else Path(run.run_dir) / path
+
     def log_tail(self, attempt: AttemptRecord, run: RunInfo, limit: int = LOG_TAIL_BYTES) -> str:
         if not attempt.log_path:
             return ""
-        path = Path(attempt.log_path)
-        if not path.is_absolute():
-            path = Path(run.run_dir) / path
+        path = self.log_path(attempt, run)
         try:
             with open(path, "rb") as fh:
                 size = fh.seek(0, os.SEEK_END)

@@ -13,11 +13,9 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from hybrid_tui.tui.data import CostSummary, RunInfo, human_duration, inert, money
+from hybrid_tui.tui.data import NO_VALUE, CostSummary, RunInfo, human_duration, inert, money
 from hybrid_tui.tui.panes.style import status_text, theme_color
 from hybrid_tui.vocabulary import UNSUCCESSFUL_STATUSES
-
-NO_VALUE = "—"
 
 
 def eta_text(run: RunInfo, now: float) -> str:

@@ -257,9 +257,10 @@ class HybridApp(App[int]):
             self.header_pane.show(run, delta.attention_count, delta.status_counts, self.costs, now)
         else:
             self.header_pane.tick(now)
+        if delta.run_changed:
             self.resources_pane.show(run, delta.samples)
             self.costs_pane.show(delta.costs)
-        self.agents_pane.show(run, delta.agents, delta.utilisation, delta.pool_utilisation)
+        self.agents_pane.show(run, delta.agents, delta.utilisation, delta.pool_utilisation, self.view.done_by_agent)
         if delta.locks is not None:
             self.locks_pane.show(delta.locks, now)
         if delta.events:
@@ -281,7 +282,7 @@ class HybridApp(App[int]):
         sample = gauges.samples[-1] if gauges.samples else None
         text = Text()
         live = sum(1 for a in self.agents_pane.agents.values() if a.role == "implementer" and a.state != "retired")
-        text.append(f"pool {live}/{run.pool_target} ")
+        text.append(f"pool {live} live/target {run.pool_target} ")
         if sample:
             text.append(f"· cpu {sample.cpu_percent:.0f}% mem {sample.memory_percent:.0f}% disk {sample.disk_percent:.0f}% ")
         text.append(f"· ${costs.spent_usd:.2f}/${costs.mission_budget_usd:.2f}")

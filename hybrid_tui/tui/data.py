@@ -34,7 +34,7 @@ from hybrid_tui.store.records import (
     TaskRecord,
     TaskRow,
 )
-from hybrid_tui.vocabulary import LIVE_RUN_STATUSES, TERMINAL_STATUSES
+from hybrid_tui.vocabulary import FINISHED_STATUSES, LIVE_RUN_STATUSES, TERMINAL_STATUSES
 
 BUDGET_LADDER = (0.5, 0.75, 0.9, 1.0)
 NO_VALUE = "—"  # a figure not known (yet): shown instead of a guess
@@ -229,6 +229,10 @@ class StoreView:
         self._status_totals: dict[str, int] = defaultdict(int)
         self._attention_total = 0
         self._costs_at = float("-inf")
+        # Tasks each agent finished, kept from the same changed rows (Agent.tasks_done is
+        # never written by the runtime, so the agents' "done" column read 0 forever).
+        self.done_by_agent: dict[str, int] = defaultdict(int)
+        self._done_agent: dict[str, str] = {}  # task id -> the agent credited with it
 
     def _note_stands(self, tasks: list[TaskRow]) -> bool:
         """Record each changed task's cost stand, status and attention; True when any cost
@@ -237,8 +241,18 @@ class StoreView:
         stands, seen, totals = self._stands, self._seen, self._status_totals
         attention = self._attention_total
         attention_statuses = queries.ATTENTION_STATUSES
+        done_by_agent, done_agent = self.done_by_agent, self._done_agent
         for row in tasks:
             task_id, status = row.task_id, row.status
+            credited = row.agent_id if status in FINISHED_STATUSES and row.agent_id else None
+            before_agent = done_agent.get(task_id)
+            if credited != before_agent:
+                if before_agent is not None:
+                    done_by_agent[before_agent] -= 1
+                    del done_agent[task_id]
+                if credited is not None:
+                    done_by_agent[credited] += 1
+                    done_agent[task_id] = credited
             stand = cost_stand(status, row.failure_type)
             if stands.get(task_id) != stand:
                 stands[task_id] = stand

@@ -141,22 +141,25 @@ class TaskQueue(Vertical):
         self._retitle()
 
     def _pane_width(self) -> int:
-        """The table's width: ours once laid out, else what the app's layout will give us."""
+        """Our content width (inside the border): ours once laid out, else what the app's
+        layout will give us."""
         if self.size.width > 0:
             return self.size.width
         width = self.app.size.width
         compact = is_compact(width, self.app.size.height)
-        return width if compact else width - min(62, int(width * 0.4))
+        return (width if compact else width - min(62, int(width * 0.4))) - 2
 
     def on_resize(self, event: Resize) -> None:
-        self.relayout(event.size.width)
+        # The event's size is the widget's outer size; the columns live inside the border.
+        self.relayout(event.size.width - self.styles.gutter.width)
 
     def relayout(self, width: int) -> None:
-        """Choose and size the columns for a pane ``width`` wide (mount, every resize)."""
+        """Choose and size the columns for a pane whose content is ``width`` wide (mount,
+        every resize)."""
         if width == self._layout_width or width <= 0:
             return
         self._layout_width = width
-        inner = width - 2 - 1  # border, vertical scrollbar
+        inner = width - 1  # the vertical scrollbar
         shown = next(columns for least, columns in TIERS if inner >= least)
         fixed = sum(WIDTHS[c] for c in shown if c in WIDTHS) + CELL_PADDING * len(shown)
         free = max(inner - fixed, MIN_ID + MIN_TITLE)

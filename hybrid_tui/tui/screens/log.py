@@ -37,7 +37,7 @@ class LogScreen(Screen[None]):
         self.path = path
         self.title_text = title
         self.follow = follow
-        self.offset = 0
+        self.read_offset = 0
         self._partial = ""  # a line not finished yet: shown once its newline is written
 
     def compose(self) -> ComposeResult:
@@ -64,18 +64,18 @@ class LogScreen(Screen[None]):
         try:
             with open(self.path, "rb") as fh:
                 size = fh.seek(0, 2)
-                if size < self.offset:  # truncated or replaced: start again
-                    self.offset, self._partial = 0, ""
+                if size < self.read_offset:  # truncated or replaced: start again
+                    self.read_offset, self._partial = 0, ""
                     self.log_view.clear()
-                fh.seek(self.offset)
+                fh.seek(self.read_offset)
                 data = fh.read(READ_CHUNK)
         except OSError as exc:
-            if self.offset == 0 and not self.log_view.line_count:
+            if self.read_offset == 0 and not self.log_view.line_count:
                 self.log_view.write_line(f"(log unavailable: {exc.strerror or exc})")
             return 0
         if not data:
             return 0
-        self.offset += len(data)
+        self.read_offset += len(data)
         text = self._partial + data.decode("utf-8", errors="replace")
         lines = text.split("\n")
         self._partial = lines.pop()

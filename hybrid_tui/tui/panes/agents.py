@@ -27,6 +27,7 @@ class AgentPool(Vertical):
         self.agents: dict[str, AgentRow] = {}
         self.cells: dict[str, tuple[str, ...]] = {}
         self.util: dict[str, list[float]] = {}
+        self._pool_line = ""
         self.border_title = "Agents"
 
     def compose(self) -> ComposeResult:
@@ -59,8 +60,9 @@ class AgentPool(Vertical):
                     if before != after:
                         table.update_cell(agent_id, column, self._cell(column, after))
             self.cells[agent_id] = new
-        if pool_util is not None:
-            self.query_one(Sparkline).data = pool_util
+        sparkline = self.query_one(Sparkline)
+        if pool_util is not None and pool_util != sparkline.data:
+            sparkline.data = pool_util
         live = sum(1 for a in self.agents.values() if a.role == "implementer" and a.state != "retired")
         busy = sum(1 for a in self.agents.values() if a.state == "busy")
         mean = (sum(pool_util) / len(pool_util) * 100) if pool_util else 0.0
@@ -68,8 +70,13 @@ class AgentPool(Vertical):
         line.append(f"pool {live} live (target {run.pool_target}, min {run.pool_min} / max {run.pool_max})")
         # busy is now; util is the pool's busy share over the sparkline's window (5 min).
         line.append(f" · busy now {busy} · util 5m {mean:.0f}%")
-        self.query_one("#pool-line", Static).update(line)
-        self.border_title = f"Agents {busy}/{live}"
+        # Only on a change: Static.update re-lays out the screen, and this runs every tick.
+        if line.plain != self._pool_line:
+            self._pool_line = line.plain
+            self.query_one("#pool-line", Static).update(line)
+        title = f"Agents {busy}/{live}"
+        if title != self.border_title:
+            self.border_title = title
 
     def _cell(self, column: str, value: str) -> Text:
         if column == "state":

@@ -11,7 +11,7 @@ from __future__ import annotations
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 
 from hybrid_tui.tui.data import NO_VALUE, CostSummary, RunInfo, human_duration, inert, money
 from hybrid_tui.tui.panes.style import status_text, theme_color
@@ -31,13 +31,18 @@ def spend_rate(spent_usd: float, elapsed_seconds: float) -> float | None:
     return spent_usd / (elapsed_seconds / 3600.0)
 
 
-class RunHeader(Static):
+class RunHeader(Widget):
+    """A Widget drawing its own lines (not a Static): ``Static.update`` re-lays out the
+    screen every call, and the elapsed time changes every second; a fixed-height widget's
+    repaint needs no layout (idle CPU, issue 21)."""
+
     DEFAULT_CSS = """
     RunHeader { height: 2; background: $panel; color: $foreground; padding: 0 1; }
     """
 
     def __init__(self, **kwargs):
-        super().__init__("", **kwargs)
+        super().__init__(**kwargs)
+        self._content: Table | Text = Text("")
         self.run: RunInfo | None = None
         self.attention = 0
         self.counts: dict[str, int] = {}
@@ -120,4 +125,8 @@ class RunHeader(Static):
         text.overflow = "ellipsis"
         grid.add_row(text, label)
         grid.add_row(second, Text(""))
-        self.update(grid)
+        self._content = grid
+        self.refresh()
+
+    def render(self) -> Table | Text:
+        return self._content

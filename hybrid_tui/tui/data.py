@@ -17,9 +17,10 @@ import json
 import os
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from hybrid_tui.costs.accounting import cost_totals
 from hybrid_tui.store import cost_queries, queries
@@ -34,7 +35,11 @@ from hybrid_tui.store.records import (
     TaskRecord,
     TaskRow,
 )
-from hybrid_tui.vocabulary import FINISHED_STATUSES, LIVE_RUN_STATUSES, TERMINAL_STATUSES
+from hybrid_tui.vocabulary import (
+    FINISHED_STATUSES,
+    LIVE_RUN_STATUSES,
+    TERMINAL_STATUSES,
+)
 
 BUDGET_LADDER = (0.5, 0.75, 0.9, 1.0)
 NO_VALUE = "—"  # a figure not known (yet): shown instead of a guess

@@ -7,7 +7,6 @@ coordinator on the quickstart sample.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,12 @@ from textual.widgets import Footer
 
 from hybrid_tui.store import models as m
 from hybrid_tui.tui.panes.tasks import TaskQueue, id_width, shorten_id
-from hybrid_tui.tui.screens import BudgetScreen, ConfirmScreen, DependencyScreen, LogScreen, TaskDetailScreen
+from hybrid_tui.tui.screens import (
+    BudgetScreen,
+    ConfirmScreen,
+    DependencyScreen,
+    LogScreen,
+)
 from hybrid_tui.tui.themes import load_themes, theme_problems
 
 from .conftest import FIXED, RUN_ID, make_app, select_task
@@ -79,7 +83,7 @@ async def test_a_theme_with_ansi_colours_paints_every_pane(demo_store, tmp_path,
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hybrid_tui", *args], cwd=cwd, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(cwd)}, timeout=120)
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(cwd)}, timeout=120, check=False)
 
 
 def test_run_with_a_theme_that_does_not_render_is_one_line_exit_2_and_no_run(tmp_path):
@@ -427,7 +431,8 @@ async def main():
 
 asyncio.run(main())
 ''')
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                            check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split()[-2:] == ["0", "finished"], result.stdout + result.stderr[-2000:]
 

@@ -13,7 +13,14 @@ from rich.table import Table
 from rich.text import Text
 from textual.widget import Widget
 
-from hybrid_tui.tui.data import NO_VALUE, CostSummary, RunInfo, human_duration, inert, money
+from hybrid_tui.tui.data import (
+    NO_VALUE,
+    CostSummary,
+    RunInfo,
+    human_duration,
+    inert,
+    money,
+)
 from hybrid_tui.tui.panes.style import status_text, theme_color
 from hybrid_tui.vocabulary import UNSUCCESSFUL_STATUSES
 

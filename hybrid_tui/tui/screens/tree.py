@@ -3,7 +3,7 @@ its dependents (what waits on it), each as a tree with every task's state."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from rich.text import Text
 from rich.tree import Tree

@@ -499,6 +499,17 @@ class StoreView:
         """What a cascading rollback of ``task_id`` would revert, oldest first."""
         return queries.rollback_scope(self.run_id, task_id)
 
+    def conflicting_tasks(self, task_id: str) -> list[tuple[str, list[str]]]:
+        """Integrated tasks whose live commits touched files ``task_id`` declares, with the
+        shared paths: what a git_conflict of ``task_id`` most likely met."""
+        mine = {path for _, path in queries.file_operation_paths(self.run_id, [task_id])}
+        found = []
+        for commit in queries.live_commits(self.run_id):
+            shared = sorted(mine & set(commit.files))
+            if commit.task_id != task_id and shared:
+                found.append((commit.task_id, shared))
+        return found
+
     def last_control_result(self, task_id: str, command: str) -> str:
         """The result text of the latest rejected ``command`` about ``task_id``, if any."""
         for c in queries.rejected_controls(self.run_id, command, limit=50):

@@ -323,6 +323,18 @@ async def test_retry_all_failed_of_a_type_warns_about_git_conflicts(demo_store):
         assert sorted(a["task_id"] for c, a, _ in controls()) == ["T4-ui", "T6-merge"]
 
 
+async def test_a_git_conflict_detail_names_the_task_it_conflicts_with(demo_store):
+    with demo_store.write(RUN_ID):
+        m.FileOperation.create(run=RUN_ID, task_id="T6-merge", seq=1, op="edit", path="util.py")
+    app = make_app(demo_store)
+    async with app.run_test(size=(120, 50)) as pilot:
+        await select_task(pilot, "T6-merge")
+        await pilot.press("enter")
+        await pilot.pause()
+        line = next(line for line in screen_text(app).splitlines() if "conflicts with" in line)
+        assert "T3-api (util.py)" in line
+
+
 async def test_dollar_raises_the_budget_through_a_control(demo_store):
     coordinator = FakeCoordinator(demo_store)
     app = make_app(demo_store, coordinator=coordinator, poll_interval=0.05)

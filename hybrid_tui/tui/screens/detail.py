@@ -57,7 +57,7 @@ class TaskDetailScreen(Screen[None]):
             yield Static("", id="detail-deps")
             yield Static("", id="detail-attempts")
             yield Static("", id="detail-diff")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.reload()
@@ -89,6 +89,7 @@ class TaskDetailScreen(Screen[None]):
             ("waits because", view.wait_reason(task) if task.status == "ready" else NO_VALUE),
             ("cost", f"${task.cost_usd:.4f}"),
             ("failure", task.failure_type or "-"),
+            *((("conflicts with", self._conflicts()),) if task.failure_type == "git_conflict" else ()),
             ("attention", task.attention_reason or "-"),
             ("commit", task.commit_sha or "-"),
         ):
@@ -99,6 +100,13 @@ class TaskDetailScreen(Screen[None]):
         self.query_one("#detail-deps", Static).update(self._deps())
         self.query_one("#detail-attempts", Static).update(self._attempts(run))
         self.query_one("#detail-diff", Static).update(self._diff(run))
+
+    def _conflicts(self) -> str:
+        """The integrated tasks that touched this task's files: a retry meets them again."""
+        found = self.view.conflicting_tasks(self.task_id)
+        if not found:
+            return "no integrated task touched its files (the base moved?)"
+        return "; ".join(f"{other} ({', '.join(paths)})" for other, paths in found)
 
     def _estimate_vs_actual(self, task) -> str:
         """The SIS estimate next to the time the task took (or has taken so far): a 40-minute

@@ -43,7 +43,7 @@ class LogScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static("", id="log-title")
         yield Log(id="log-view", auto_scroll=self.follow, highlight=False)
-        yield Footer()
+        yield Footer(compact=True)
 
     @property
     def log_view(self) -> Log:

@@ -43,7 +43,7 @@ class DependencyScreen(Screen[None]):
         with VerticalScroll():
             yield Static("", id="tree-ancestors")
             yield Static("", id="tree-dependents")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.reload()

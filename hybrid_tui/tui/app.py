@@ -10,6 +10,7 @@ worker; without one it attaches to a run driven by another process.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Callable, Iterable
 
@@ -19,6 +20,7 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.events import Resize
+from textual.filter import NoColor
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
@@ -150,6 +152,10 @@ class HybridApp(App[int]):
         if theme not in self._hybrid_themes:
             raise ValueError(f"unknown theme {theme!r}; available: {', '.join(self._hybrid_themes)}")
         self.theme = theme
+        if dumb_terminal():
+            # Textual writes 24-bit colour whatever the terminal says (its strips ignore the
+            # console's colour system); a TERM=dumb terminal gets none (bold, reverse stay).
+            self._filters.append(NoColor())
         # The palette's Theme list offers what is registered: only ours, which load_themes
         # checked render (Textual's ansi-* themes crashed the panes' colour styles).
         for name in list(self.available_themes):
@@ -721,6 +727,12 @@ class HybridApp(App[int]):
         yield SystemCommand("Stop mission", "stop the coordinator; the run stays resumable", self.action_stop_mission)
         yield SystemCommand("Keys", "?: every key", self.action_help)
         yield SystemCommand("Quit console", "q: quit (asks while the mission runs)", self.action_quit_console)
+
+
+def dumb_terminal(environ: dict[str, str] | None = None) -> bool:
+    """TERM says the terminal takes no colour (rich's test: ``dumb`` or ``unknown``)."""
+    term = (os.environ if environ is None else environ).get("TERM", "")
+    return term.strip().lower() in ("dumb", "unknown")
 
 
 def _commit_subject(repo_path: str, sha: str) -> str:

@@ -241,6 +241,19 @@ async def test_resize_recomputes_the_columns_both_ways(demo_store):
         assert sum(narrow.values()) + 2 * len(narrow) + 1 <= app.query_one(TaskQueue).size.width
 
 
+async def test_term_dumb_gets_no_colour(demo_store, monkeypatch):
+    from rich.segment import Segment
+
+    monkeypatch.setenv("TERM", "dumb")
+    app = make_app(demo_store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        coloured = [Segment("failed", app.query_one("#task-table").get_cell("T4-ui", "status").style)]
+        for line_filter in app._filters:  # what the driver writes goes through these
+            coloured = line_filter.apply(coloured, Color(0, 0, 0))
+        assert coloured[0].style.color is None or coloured[0].style.color.is_default
+
+
 # ------------------------------------------------------------------ 7. ids never cut to ambiguity
 def test_shortened_ids_stay_distinct():
     ids = [f"perf-agent-{i}" for i in range(1, 13)] + [f"storage-{i:04}" for i in range(60)]

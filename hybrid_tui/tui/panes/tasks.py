@@ -41,9 +41,12 @@ WIDTHS = {"mark": 1, "status": 11, "score": 5, "agent": 8, "att": 3, "cost": 6, 
 TIERS = ((100, COLUMNS), (0, ("mark", "id", "title", "status", "cost", "time")))
 MIN_TITLE, MIN_ID, CELL_PADDING = 8, 6, 2  # DataTable pads each cell one column each side
 MARK = "●"
-FILTERS = ("all", "active", "pending", "ready", "running", "retry_wait", "failed", "blocked", "done")
+FILTERS = ("all", "active", "pending", "awaiting_approval", "ready", "running", "retry_wait", "failed", "blocked",
+           "done")
 # The "active" filter: what is started or could start now (not pending, not terminal).
 ACTIVE_FILTER = IN_FLIGHT_STATUSES | {"ready", "retry_wait"}
+# The status column is as wide as "integrating"; a longer status gets a label that fits.
+NARROW_STATUS_LABELS = {"awaiting_approval": "approval?"}
 SORTS = ("queue", "score", "status", "cost", "age", "attempts", "id")
 # The TaskRow field a sort reads: a changed value there means the order may change.
 SORT_FIELD = {"score": "score", "status": "status", "cost": "cost_usd", "attempts": "attempts"}
@@ -263,7 +266,7 @@ class TaskQueue(Vertical):
 
     def _make_cell(self, column: str, value: str) -> Text:
         if column == "status":
-            return status_text(self.app, value)
+            return status_text(self.app, value, label=NARROW_STATUS_LABELS.get(value))
         justify = "right" if column in ("score", "att", "cost", "time") else "left"
         return Text(inert(value), justify=justify, no_wrap=True, overflow="ellipsis")
 

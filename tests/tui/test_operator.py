@@ -488,7 +488,8 @@ async def test_the_cursor_rows_status_is_readable(demo_store, theme):
 async def test_the_footer_fits_80_columns_whole(demo_store):
     app = make_app(demo_store)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: "Tasks 9/9" in screen_text(app), "the first poll is drawn")
+        # The footer fills itself in a few messages after the mount.
+        await until(pilot, lambda: "Tasks 9/9" in screen_text(app) and "palette" in screen_text(app), "a full frame")
         footer = screen_text(app).rstrip("\n").splitlines()[-1]
         assert footer.rstrip().endswith("palette")
         for binding in app.query_one(Footer).screen.active_bindings.values():

@@ -26,6 +26,8 @@ _HOMES = {
     "ChecksResult": "validation",
     "CommandResult": "validation",
     "run_checks": "validation",
+    "SetupFailed": "setup",
+    "run_setup": "setup",
 }
 
 __all__ = sorted(_HOMES)

@@ -53,6 +53,23 @@ def inert(text: str | None, *, keep_newlines: bool = False) -> str:
     return text.translate(_CONTROL_PICTURES if keep_newlines else _WITH_NEWLINE_PICTURE)
 
 
+# ------------------------------------------------------------------ the coordinator's heartbeat
+# The coordinator writes Run.heartbeat_at every second (runtime.coordinator); silent this long,
+# it is gone (killed, crashed, stopped): views say so and the console queues nothing for it.
+HEARTBEAT_LOST_SECONDS = 5.0
+
+
+def coordinator_alive(heartbeat_at: float | None, now: float) -> bool:
+    """True while a coordinator's heartbeat is fresh (a clock a little behind counts as fresh)."""
+    return heartbeat_at is not None and now - heartbeat_at <= HEARTBEAT_LOST_SECONDS
+
+
+def shown_run_status(status: str, heartbeat_at: float | None, now: float) -> str:
+    """A run's status as views show it: a live status whose coordinator is gone says so."""
+    if status in LIVE_RUN_STATUSES and status != "created" and not coordinator_alive(heartbeat_at, now):
+        return f"{status} (coordinator lost)"
+    return status
+
 # ------------------------------------------------------------------ secrets
 SECRET_ENV_NAMES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
 # More secret variables, named by the user: this variable (names separated by commas or

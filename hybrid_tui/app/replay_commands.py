@@ -60,7 +60,9 @@ def cmd_export_replay(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from hybrid_tui.app.demo import DemoError, run_demo
+    from hybrid_tui.app.run_commands import require_theme
 
+    require_theme(args.theme)
     try:
         return run_demo(pace=args.pace, headless=args.headless, runs_dir=args.runs_dir, mission=args.mission,
                         theme=args.theme, store_url=store_url_of(args))

@@ -117,6 +117,19 @@ def _run_options(p: argparse.ArgumentParser) -> None:
                    help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics while the run goes")
 
 
+def require_theme(name: str) -> None:
+    """UserError (exit 2) when ``--theme`` names no theme the console offers: checked before
+    a run is created or opened, so a bad value changes nothing."""
+    try:
+        from hybrid_tui.tui.themes import check_theme_name  # late: a build without the console still runs
+    except ImportError:
+        return
+    try:
+        check_theme_name(name)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
 def _is_run_dir(target: str) -> bool:
     return run_store_location(Path(target)) is not None
 
@@ -145,6 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hybrid_tui.app.launch import LaunchError, start_run
     from hybrid_tui.store.runs import new_run_id
 
+    require_theme(args.theme)
     _check_run_options(args)
     if _is_run_dir(args.target):
         return cmd_resume(args)
@@ -170,6 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from hybrid_tui.app.launch import LaunchError, open_run
 
+    require_theme(args.theme)
     _check_run_options(args)
     try:
         store, run_id, coordinator = open_run(args.target, args.runs_dir, backend=args.backend, pace=args.pace,
@@ -196,6 +211,7 @@ def _drive(args: argparse.Namespace, store, run_id: str, coordinator, metrics, r
 def cmd_attach(args: argparse.Namespace) -> int:
     from hybrid_tui.app.launch import LaunchError, open_run_store
 
+    require_theme(args.theme)
     try:
         store, run_id = open_run_store(args.target, args.runs_dir, store_url_of(args))
         from hybrid_tui.tui.app import run_console  # type: ignore[import-not-found]

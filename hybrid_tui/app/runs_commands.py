@@ -13,7 +13,7 @@ from pathlib import Path
 from hybrid_tui.store import StoreError
 from hybrid_tui.store.db import redact_url, store_backend_of
 from hybrid_tui.store.runs import DEFAULT_RUNS_DIR, RunSummary, list_runs, list_store_runs, summary_as_json
-from hybrid_tui.vocabulary import UserError, inert
+from hybrid_tui.vocabulary import UserError, inert, shown_run_status
 
 # The store of runs created without --store (the test suite's PostgreSQL leg sets it).
 STORE_ENV = "HYBRID_TUI_STORE"
@@ -65,7 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     runs.set_defaults(func=cmd_runs)
 
 
-def format_runs_table(summaries: list[RunSummary]) -> str:
+def format_runs_table(summaries: list[RunSummary], now: float | None = None) -> str:
+    """The runs as a table; a live run whose coordinator stopped beating reads "running
+    (coordinator lost)", not "running"."""
+    now = time.time() if now is None else now
     header = ("RUN", "MISSION", "STATUS", "TASKS", "SPEND", "STARTED")
     rows = [header]
     for s in summaries:
@@ -74,7 +77,7 @@ def format_runs_table(summaries: list[RunSummary]) -> str:
             continue
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created_at)) if s.created_at else ""
         rows.append(
-            (s.run_id, s.mission, s.status, f"{s.tasks_done}/{s.tasks_total}", f"${s.spend_usd:.2f}", started)
+            (s.run_id, s.mission, shown_run_status(s.status, s.heartbeat_at, now), f"{s.tasks_done}/{s.tasks_total}", f"${s.spend_usd:.2f}", started)
         )
     rows = [tuple(inert(cell) for cell in row) for row in rows]  # a mission's name is the user's text
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]

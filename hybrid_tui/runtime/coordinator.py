@@ -286,6 +286,10 @@ class Coordinator:
                 tg.cancel_scope.cancel()
         self._tg = None
         self._settle_finished()  # ends handed over while the loop was stopping
+        if self._stop and self._finished_marked and self.scheduler.is_finished() and not self.running:
+            # Quitting the console on a finished run: it stays finished, with the exit code a
+            # headless run gives (0, or 1 with failed tasks), not "stopped by the operator".
+            return self._final_code()
         if self._stop or code == EXIT_STOPPED:
             interrupt_running(self, reason=f"stopped: {self._stop_reason or 'operator'}")
             if self._stop:

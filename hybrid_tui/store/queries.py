@@ -447,6 +447,17 @@ def live_commits_since(run_id: str, commit: IntegrationCommitRecord) -> list[Int
     return _records(IntegrationCommitRecord, query)
 
 
+def live_commits(run_id: str) -> list[IntegrationCommitRecord]:
+    """Every integrated commit of the run not reverted, oldest first (what a task's
+    git_conflict may have met: the console names them in its detail)."""
+    query = (
+        _select(IntegrationCommitRecord, m.IntegrationCommit)
+        .where((m.IntegrationCommit.run == run_id) & m.IntegrationCommit.reverted_by.is_null())
+        .order_by(m.IntegrationCommit.committed_at, m.IntegrationCommit.id)
+    )
+    return _records(IntegrationCommitRecord, query)
+
+
 def rollback_scope(run_id: str, task_id: str) -> list[IntegrationCommitRecord]:
     """The live commits a cascading rollback of ``task_id`` reverts, oldest first: its own
     and every later one that depends on it or touched its files (``core.rollback_scope``).

@@ -270,18 +270,20 @@ class RunSummary:
     spend_usd: float = 0.0
     created_at: float | None = None
     error: str = ""  # why the store could not be read; empty when it was
+    heartbeat_at: float | None = None  # the coordinator's last heartbeat (vocabulary.coordinator_alive)
 
 
 def _summaries(db: pw.Database, run_ids: list[str] | None, run_dir: Path | None = None) -> list[RunSummary]:
     """Summaries of ``run_ids`` (None: every run in the store) read through ``db``, a
     connection of its own: ``db.execute`` compiles each query for it, so the models stay
     bound to the process's open store."""
-    query = m.Run.select(m.Run.id, m.Run.mission_name, m.Run.status, m.Run.created_at, m.Run.run_dir)
+    query = m.Run.select(m.Run.id, m.Run.mission_name, m.Run.status, m.Run.created_at, m.Run.run_dir, m.Run.heartbeat_at)
     if run_ids is not None:
         query = query.where(m.Run.id.in_(run_ids))
     out = []
     with snapshot(db):
-        for run_id, mission, status, created_at, stored_dir in db.execute(query.order_by(m.Run.created_at)).fetchall():
+        for run_id, mission, status, created_at, stored_dir, heartbeat_at in db.execute(
+                query.order_by(m.Run.created_at)).fetchall():
             done = pw.fn.SUM(pw.Case(None, [(m.Task.status == "done", 1)], 0))
             total, done = db.execute(
                 m.Task.select(pw.fn.COUNT(m.Task.id), pw.fn.COALESCE(done, 0)).where(m.Task.run == run_id)
@@ -290,7 +292,7 @@ def _summaries(db: pw.Database, run_ids: list[str] | None, run_dir: Path | None 
                 m.Attempt.select(pw.fn.COALESCE(pw.fn.SUM(m.Attempt.cost_usd), 0)).where(m.Attempt.run == run_id)
             ).fetchone()
             out.append(RunSummary(run_id, run_dir or Path(stored_dir), mission, status, int(done), int(total),
-                                  float(spend), created_at))
+                                  float(spend), created_at, heartbeat_at=heartbeat_at))
     return out
 
 

@@ -10,6 +10,7 @@ worker; without one it attaches to a run driven by another process.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Callable, Iterable
 
@@ -19,17 +20,26 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.events import Resize
+from textual.filter import NoColor
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
 from hybrid_tui.store import queries
 from hybrid_tui.store.db import Store
-from hybrid_tui.vocabulary import EXIT_STOPPED, LIVE_RUN_STATUSES
-from hybrid_tui.tui.data import CostSummary, Delta, RunInfo, StoreView, inert
+from hybrid_tui.vocabulary import EXIT_STOPPED, LIVE_RUN_STATUSES, coordinator_alive
+from hybrid_tui.tui.data import CostSummary, Delta, RunInfo, StoreView, human_duration, inert
 from hybrid_tui.tui.panes.style import is_compact
 from hybrid_tui.tui.panes import AgentPool, CostBurn, EventLog, FileLocks, ResourceGauges, RunHeader, TaskQueue
-from hybrid_tui.tui.screens import AttentionScreen, ConfirmScreen, HelpScreen, ScaleScreen, TaskDetailScreen
+from hybrid_tui.tui.screens import (
+    AttentionScreen,
+    BudgetScreen,
+    ConfirmScreen,
+    DependencyScreen,
+    HelpScreen,
+    ScaleScreen,
+    TaskDetailScreen,
+)
 from hybrid_tui.tui.themes import load_themes
 
 AGE_REFRESH_SECONDS = 5.0
@@ -37,11 +47,12 @@ AGE_REFRESH_SECONDS = 5.0
 # Actions that change the mission: not reachable while a dialog is open.
 OPERATOR_ACTIONS = {
     "toggle_pause", "retry", "cancel_dependents", "rollback", "scale_up", "scale_down",
-    "scale_exact", "detail", "attention", "stop_mission", "approve", "reject",
+    "scale_exact", "detail", "attention", "stop_mission", "retry_bulk", "set_budget", "toggle_mark",
+    "dependency_tree", "search", "approve", "reject",
 }
 # Of those, the ones that queue a control: a read-only console (``serve`` without
 # ``--control``, ``attach --read-only``) offers none of them.
-CONTROL_ACTIONS = OPERATOR_ACTIONS - {"detail", "attention"}
+CONTROL_ACTIONS = OPERATOR_ACTIONS - {"detail", "attention", "toggle_mark", "dependency_tree", "search"}
 
 
 class HybridApp(App[int]):
@@ -49,23 +60,34 @@ class HybridApp(App[int]):
     CSS_PATH = "app.tcss"
     ENABLE_COMMAND_PALETTE = True
 
+    # The footer shows the few keys an operator needs first (it must fit 80 columns whole);
+    # `?` lists every key.
     BINDINGS = [
-        Binding("p", "toggle_pause", "Pause/resume"),
+        Binding("p", "toggle_pause", "Pause"),
         Binding("r", "retry", "Retry"),
-        Binding("c", "cancel_dependents", "Cancel deps"),
-        Binding("b", "rollback", "Rollback"),
         Binding("enter", "detail", "Detail"),
-        Binding("a", "attention", "Attention"),
-        Binding("plus", "scale_up", "Pool+"),
-        Binding("minus", "scale_down", "Pool-"),
-        Binding("t", "cycle_theme", "Theme"),
-        Binding("question_mark", "help", "Help"),
+        Binding("slash", "search", "Search"),
+        Binding("w", "toggle_side", "Panes"),
+        Binding("question_mark", "help", "Keys"),
         Binding("q", "quit_console", "Quit"),
+        # ctrl+q is Textual's "quit now": here it takes the same path as q (never a silent exit mid-run).
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        Binding("c", "cancel_dependents", "Cancel deps", show=False),
+        Binding("b", "rollback", "Rollback", show=False),
+        Binding("a", "attention", "Attention", show=False),
+        Binding("plus", "scale_up", "Pool+", show=False),
+        Binding("minus", "scale_down", "Pool-", show=False),
+        Binding("t", "cycle_theme", "Theme", show=False),
         Binding("s", "sort", "Sort", show=False),
         Binding("S", "reverse_sort", "Reverse sort", show=False),
         Binding("f", "filter", "Filter", show=False),
-        Binding("w", "toggle_side", "Side panes", show=False),
+        Binding("F", "filter_back", "Filter back", show=False),
         Binding("equals_sign", "scale_exact", "Pool size", show=False),
+        Binding("space", "toggle_mark", "Mark", show=False),
+        Binding("u", "clear_marks", "Unmark all", show=False),
+        Binding("R", "retry_bulk", "Retry marked / all failed like this", show=False),
+        Binding("dollar_sign", "set_budget", "Budget", show=False),
+        Binding("d", "dependency_tree", "Dependency tree", show=False),
         Binding("A", "approve", "Approve", show=False),
         Binding("X", "reject", "Reject", show=False),
     ]
@@ -74,15 +96,25 @@ class HybridApp(App[int]):
     KEY_HELP = [
         ("p", "pause the mission / resume it"),
         ("r", "retry the selected task"),
+        ("space", "mark / unmark the selected task (u: unmark all)"),
+        ("R", "retry the marked tasks, or every failed task of the selected one's failure type (asks first)"),
+        ("$", "raise (or lower) the mission budget"),
+        ("d", "dependency tree of the selected task: ancestors and dependents, with states"),
+        ("/", "search tasks by id or title (escape clears)"),
+        ("j / k", "down / up (arrows too)"),
+        ("g / G", "first / last task"),
+        ("f / F", "next / previous status filter"),
+        ("s / S", "next sort column / reverse it"),
+        ("w", "side panes: agents, resources, cost, locks (full screen when small)"),
         ("c", "cancel the selected task's dependents (asks first)"),
         ("b", "roll back the selected task's commit (asks first)"),
         ("A / X", "approve / reject the selected task awaiting approval (X asks first)"),
-        ("enter", "task detail: spec, attempts, logs, diff"),
+        ("enter", "task detail: spec, attempts, estimate vs actual, diff (l: full log, follow)"),
         ("a", "tasks that need attention"),
         ("+ / -", "grow / shrink the agent pool by one"),
         ("t", "next theme"),
         ("?", "this help"),
-        ("q", "quit (asks while the mission runs; it stays resumable)"),
+        ("q / ctrl+q", "quit (asks while the mission runs; it stays resumable)"),
     ]
 
     def __init__(
@@ -103,7 +135,7 @@ class HybridApp(App[int]):
         self.coordinator = coordinator
         self.clock = clock
         self.poll_interval = poll_interval
-        self.view = StoreView(store, run_id)
+        self.view = StoreView(store, run_id, clock)
         self.run_info: RunInfo | None = None
         self.costs = CostSummary()
         self.attention = 0
@@ -115,6 +147,8 @@ class HybridApp(App[int]):
         self.poll_error = ""
         self.change_feed = None if store.is_sqlite else store.change_feed(run_id, slow_poll_seconds=3600)
         self._poll_timer = None
+        self.coordinator_lost = False
+        self._asking_quit = False  # shown in the header; set from the run's heartbeat each tick
         self.notices: list[str] = []
         self._last_age_refresh = 0.0
         self._hybrid_themes = load_themes()
@@ -123,6 +157,15 @@ class HybridApp(App[int]):
         if theme not in self._hybrid_themes:
             raise ValueError(f"unknown theme {theme!r}; available: {', '.join(self._hybrid_themes)}")
         self.theme = theme
+        if dumb_terminal():
+            # Textual writes 24-bit colour whatever the terminal says (its strips ignore the
+            # console's colour system); a TERM=dumb terminal gets none (bold, reverse stay).
+            self._filters.append(NoColor())
+        # The palette's Theme list offers what is registered: only ours, which load_themes
+        # checked render (Textual's ansi-* themes crashed the panes' colour styles).
+        for name in list(self.available_themes):
+            if name not in self._hybrid_themes:
+                self.unregister_theme(name)
         self.sub_title = run_id
 
     # -- layout ---------------------------------------------------------------------
@@ -240,11 +283,21 @@ class HybridApp(App[int]):
         if now - self._last_age_refresh >= AGE_REFRESH_SECONDS or delta.run_changed:
             tasks.refresh_ages(now)
             self._last_age_refresh = now
+        lost = not self.coordinator_present(now)
+        if lost != self.coordinator_lost:
+            self.coordinator_lost = lost
+            self.header_pane.coordinator_lost = lost
+            self.header_pane.repaint()
+            if lost:
+                self.notify(f"coordinator lost: {self.why_no_coordinator(now)}", severity="error", timeout=10, markup=False)
+        if delta.run_changed or (delta.costs is not None):
+            self.header_pane.show(run, delta.attention_count, delta.status_counts, self.costs, now)
+        else:
+            self.header_pane.tick(now)
         if delta.run_changed:
-            self.header_pane.show(run, delta.attention_count, delta.status_counts)
             self.resources_pane.show(run, delta.samples)
             self.costs_pane.show(delta.costs)
-        self.agents_pane.show(run, delta.agents, delta.utilisation, delta.pool_utilisation)
+        self.agents_pane.show(run, delta.agents, delta.utilisation, delta.pool_utilisation, self.view.done_by_agent)
         if delta.locks is not None:
             self.locks_pane.show(delta.locks, now)
         if delta.events:
@@ -266,7 +319,7 @@ class HybridApp(App[int]):
         sample = gauges.samples[-1] if gauges.samples else None
         text = Text()
         live = sum(1 for a in self.agents_pane.agents.values() if a.role == "implementer" and a.state != "retired")
-        text.append(f"pool {live}/{run.pool_target} ")
+        text.append(f"pool {live} live/target {run.pool_target} ")
         if sample:
             text.append(f"· cpu {sample.cpu_percent:.0f}% mem {sample.memory_percent:.0f}% disk {sample.disk_percent:.0f}% ")
         text.append(f"· ${costs.spent_usd:.2f}/${costs.mission_budget_usd:.2f}")
@@ -286,18 +339,40 @@ class HybridApp(App[int]):
 
     def selected_task_id(self) -> str | None:
         screen = self.screen
-        if isinstance(screen, (TaskDetailScreen, AttentionScreen)):
+        if isinstance(screen, (TaskDetailScreen, AttentionScreen, DependencyScreen)):
             return screen.selected_task_id
         return self.tasks_pane.selected_task_id
 
-    def send(self, command: str, label: str, **args: Any) -> int:
-        """The one way the console changes anything: a row in the control table."""
+    def coordinator_present(self, now: float | None = None) -> bool:
+        """A coordinator will apply what is queued: ours is running, or the run's heartbeat is fresh."""
+        if self.coordinator is not None and not self.coordinator_done:
+            return True
+        run = self.run_info
+        return run is not None and coordinator_alive(run.heartbeat_at, self.clock() if now is None else now)
+
+    def why_no_coordinator(self, now: float | None = None) -> str:
+        run = self.run_info
+        if run is None:
+            return "the run is not read yet"
+        now = self.clock() if now is None else now
+        silent = f"no heartbeat for {human_duration(now - run.heartbeat_at)}" if run.heartbeat_at else "never started"
+        if run.status in LIVE_RUN_STATUSES:
+            return f"the run is {run.status} but its coordinator is gone ({silent}); `hybrid-tui resume {run.run_id}` drives it again"
+        return f"the run is {run.status} and no coordinator drives it; `hybrid-tui resume {run.run_id}` to act on it"
+
+    def send(self, command: str, label: str, *, quiet: bool = False, **args: Any) -> int | None:
+        """The one way the console changes anything: a row in the control table. Refused (None)
+        when no coordinator would apply it: a queued command nobody applies is a lie."""
         if self.read_only:
             self.notify(f"{label}: not sent, this console is read-only", severity="warning", markup=False)
-            return -1
+            return None
+        if not self.coordinator_present():
+            self.notify(f"{label}: not sent, {self.why_no_coordinator()}", severity="error", timeout=10, markup=False)
+            return None
         control_id = self.store.enqueue_control(self.run_id, command, source="tui", **args)
         self.sent_controls[control_id] = label
-        self.notify(f"{label}: sent", timeout=2, markup=False)
+        if not quiet:
+            self.notify(f"{label}: sent", timeout=2, markup=False)
         return control_id
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -426,8 +501,8 @@ class HybridApp(App[int]):
         if size == self._pool_base():
             self.notify(f"pool already at {size} (min {run.pool_min}, max {run.pool_max})", severity="warning")
             return
-        self.requested_pool = size
-        self.send("scale", f"scale pool to {size}", size=size)
+        if self.send("scale", f"scale pool to {size}", size=size) is not None:
+            self.requested_pool = size
 
     def action_scale_up(self) -> None:
         base = self._pool_base()
@@ -474,6 +549,90 @@ class HybridApp(App[int]):
             event.stop()
             self.open_detail(event.row_key.value)
 
+    def action_toggle_mark(self) -> None:
+        if self.screen is not self.screen_stack[0]:
+            return
+        task_id = self._need_task()
+        if task_id:
+            self.tasks_pane.toggle_mark(task_id)
+            self.tasks_pane.table.action_cursor_down()  # htop/lazygit: space marks and moves on
+
+    def action_clear_marks(self) -> None:
+        self.tasks_pane.clear_marks()
+
+    def bulk_retry_targets(self) -> tuple[list[str], str]:
+        """The tasks R retries, and how they were chosen: the marked ones, else every failed
+        task with the selected task's failure type (after a budget stop: all of them at once)."""
+        rows = self.tasks_pane.rows
+        marked = [t for t in sorted(self.tasks_pane.marked, key=self.tasks_pane.order.__getitem__) if t in rows]
+        if marked:
+            return marked, f"the {len(marked)} marked task(s)"
+        task_id = self.selected_task_id()
+        row = rows.get(task_id) if task_id else None
+        if row is None or row.status != "failed":
+            return [], ""
+        kind = row.failure_type
+        same = [t for t in sorted(rows, key=self.tasks_pane.order.__getitem__)
+                if rows[t].status == "failed" and rows[t].failure_type == kind]
+        return same, f"every failed task with failure {kind or 'unknown'} ({len(same)})"
+
+    def action_retry_bulk(self) -> None:
+        targets, how = self.bulk_retry_targets()
+        if not targets:
+            self.notify("mark tasks with space, or select a failed task to retry all failed like it",
+                        severity="warning")
+            return
+        rows = self.tasks_pane.rows
+        body = Text()
+        body.append(f"Retry {how}:\n\n")
+        for task_id in targets[:30]:
+            row = rows[task_id]
+            body.append(f"  {inert(task_id)}", style="bold")
+            body.append(f"  ({inert(row.status)}{', ' + inert(row.failure_type) if row.failure_type else ''})\n")
+        if len(targets) > 30:
+            body.append(f"  … and {len(targets) - 30} more\n")
+        conflicts = [t for t in targets if rows[t].failure_type == "git_conflict"]
+        if conflicts:
+            body.append(f"\n{len(conflicts)} of them failed on a git conflict: a retry meets the same conflict and "
+                        "spends money again unless the mission branch changed (see each task's detail).\n", style="bold")
+
+        def confirmed(yes: bool | None) -> None:
+            if not yes:
+                return
+            sent = 0
+            for task_id in targets:
+                if self.send("retry", f"retry {task_id}", quiet=True, task_id=task_id) is None:
+                    break
+                sent += 1
+            if sent:
+                self.notify(f"retry sent for {sent} task(s)", timeout=3)
+                self.tasks_pane.clear_marks()
+
+        self.push_screen(ConfirmScreen(f"Retry {len(targets)} task(s)?", body, yes="Retry", no="Keep"), confirmed)
+
+    def action_set_budget(self) -> None:
+        run = self.run_info
+        if run is None:
+            return
+
+        def chosen(value: float | None) -> None:
+            if value is not None:
+                self.send("budget", f"mission budget ${value:.2f}", mission_usd=value)
+
+        self.push_screen(BudgetScreen(self.costs.mission_budget_usd or run.mission_budget_usd, self.costs.spent_usd), chosen)
+
+    def action_dependency_tree(self) -> None:
+        if isinstance(self.screen, DependencyScreen):
+            self.pop_screen()
+            return
+        task_id = self._need_task()
+        if task_id:
+            self.push_screen(DependencyScreen(self.view, task_id))
+
+    def action_search(self) -> None:
+        if self.screen is self.screen_stack[0]:
+            self.tasks_pane.open_search()
+
     def action_attention(self) -> None:
         if isinstance(self.screen, AttentionScreen):
             self.pop_screen()
@@ -492,6 +651,9 @@ class HybridApp(App[int]):
 
     def action_filter(self) -> None:
         self.tasks_pane.cycle_filter()
+
+    def action_filter_back(self) -> None:
+        self.tasks_pane.cycle_filter(-1)
 
     def action_toggle_side(self) -> None:
         if self.screen is not self.screen_stack[0]:
@@ -516,6 +678,16 @@ class HybridApp(App[int]):
             pane.repaint()
 
     # -- quitting -------------------------------------------------------------------
+    async def action_quit(self) -> None:
+        """Textual's quit (the palette's "Quit", ctrl+q): the same stop path as q, never an
+        exit that leaves the run "running" with no coordinator. A dialog open is closed first
+        (a quit question already asked stays)."""
+        if isinstance(self.screen, ConfirmScreen) and self._asking_quit:
+            return
+        while isinstance(self.screen, ModalScreen) and len(self.screen_stack) > 1:
+            self.pop_screen()
+        self.action_quit_console()
+
     def action_quit_console(self) -> None:
         if isinstance(self.screen, ModalScreen):
             return
@@ -537,9 +709,11 @@ class HybridApp(App[int]):
         )
 
         def confirmed(yes: bool | None) -> None:
+            self._asking_quit = False
             if yes:
                 self._begin_stop()
 
+        self._asking_quit = True
         self.push_screen(ConfirmScreen("Quit and stop the mission?", body, yes="Quit", no="Stay"), confirmed)
 
     def _begin_stop(self) -> None:
@@ -585,13 +759,24 @@ class HybridApp(App[int]):
         yield SystemCommand("Grow pool", "+: one more agent", self.action_scale_up)
         yield SystemCommand("Shrink pool", "-: one agent less", self.action_scale_down)
         yield SystemCommand("Set pool size", "=: type an exact pool size", self.action_scale_exact)
-        yield SystemCommand("Next theme", "t: dark, light, high contrast", self.action_cycle_theme)
+        yield SystemCommand("Next theme", f"t: {', '.join(self._hybrid_themes)}", self.action_cycle_theme)
         yield SystemCommand("Sort tasks", "s: next sort column", self.action_sort)
         yield SystemCommand("Filter tasks", "f: next status filter", self.action_filter)
+        yield SystemCommand("Search tasks", "/: by id or title", self.action_search)
+        yield SystemCommand("Mark task", "space: mark / unmark the selected task", self.action_toggle_mark)
+        yield SystemCommand("Retry marked or all failed like this", "R: bulk retry (asks first)", self.action_retry_bulk)
+        yield SystemCommand("Set mission budget", "$: raise or lower the budget", self.action_set_budget)
+        yield SystemCommand("Dependency tree", "d: ancestors and dependents of the selected task", self.action_dependency_tree)
         yield SystemCommand("Toggle side panes", "w: agents, resources, cost, locks (compact layout)", self.action_toggle_side)
         yield SystemCommand("Stop mission", "stop the coordinator; the run stays resumable", self.action_stop_mission)
         yield SystemCommand("Keys", "?: every key", self.action_help)
         yield SystemCommand("Quit console", "q: quit (asks while the mission runs)", self.action_quit_console)
+
+
+def dumb_terminal(environ: dict[str, str] | None = None) -> bool:
+    """TERM says the terminal takes no colour (rich's test: ``dumb`` or ``unknown``)."""
+    term = (os.environ if environ is None else environ).get("TERM", "")
+    return term.strip().lower() in ("dumb", "unknown")
 
 
 def _commit_subject(repo_path: str, sha: str) -> str:

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from hybrid_tui.costs.accounting import cost_totals
 from hybrid_tui.store import cost_queries, queries
@@ -35,9 +37,15 @@ from hybrid_tui.store.records import (
     TaskRecord,
     TaskRow,
 )
-from hybrid_tui.vocabulary import LIVE_RUN_STATUSES, TERMINAL_STATUSES, inert  # noqa: F401  (the panes import it from here)
+from hybrid_tui.vocabulary import (  # noqa: F401  (the panes import inert from here)
+    FINISHED_STATUSES,
+    LIVE_RUN_STATUSES,
+    TERMINAL_STATUSES,
+    inert,
+)
 
 BUDGET_LADDER = (0.5, 0.75, 0.9, 1.0)
+NO_VALUE = "—"  # a figure not known (yet): shown instead of a guess
 LOG_TAIL_BYTES = 4096
 DIFF_MAX_CHARS = 60_000
 
@@ -118,6 +126,8 @@ class RunInfo:
     heartbeat_at: float | None
     coordinator_pid: int | None
     forecast: ForecastRecord | None = None  # the latest time forecast (the header's ETA)
+    created_at: float = 0.0
+    finished_at: float | None = None
 
     @property
     def active(self) -> bool:
@@ -191,9 +201,10 @@ class StoreView:
     BURN_BUCKETS = 30
     COST_REFRESH_SECONDS = 5.0  # the burn chart's axis follows the clock at least this often
 
-    def __init__(self, store: Store, run_id: str):
+    def __init__(self, store: Store, run_id: str, clock: Callable[[], float] = time.time):
         self.store = store
         self.run_id = run_id
+        self.now = clock
         self.last_run_version = -1
         self.last_task_version = -1
         self.last_agent_version = -1
@@ -208,6 +219,10 @@ class StoreView:
         self._status_totals: dict[str, int] = defaultdict(int)
         self._attention_total = 0
         self._costs_at = float("-inf")
+        # Tasks each agent finished, kept from the same changed rows (Agent.tasks_done is
+        # never written by the runtime, so the agents' "done" column read 0 forever).
+        self.done_by_agent: dict[str, int] = defaultdict(int)
+        self._done_agent: dict[str, str] = {}  # task id -> the agent credited with it
 
     def _note_stands(self, tasks: list[TaskRow]) -> bool:
         """Record each changed task's cost stand, status and attention; True when any cost
@@ -216,8 +231,18 @@ class StoreView:
         stands, seen, totals = self._stands, self._seen, self._status_totals
         attention = self._attention_total
         attention_statuses = queries.ATTENTION_STATUSES
+        done_by_agent, done_agent = self.done_by_agent, self._done_agent
         for row in tasks:
             task_id, status = row.task_id, row.status
+            credited = row.agent_id if status in FINISHED_STATUSES and row.agent_id else None
+            before_agent = done_agent.get(task_id)
+            if credited != before_agent:
+                if before_agent is not None:
+                    done_by_agent[before_agent] -= 1
+                    del done_agent[task_id]
+                if credited is not None:
+                    done_by_agent[credited] += 1
+                    done_agent[task_id] = credited
             stand = cost_stand(status, row.failure_type)
             if stands.get(task_id) != stand:
                 stands[task_id] = stand
@@ -306,6 +331,8 @@ class StoreView:
             heartbeat_at=r.heartbeat_at,
             coordinator_pid=r.coordinator_pid,
             forecast=queries.latest_forecast(self.run_id),
+            created_at=r.created_at,
+            finished_at=r.finished_at,
         )
 
     def new_events(self) -> list[EventRecord]:
@@ -462,6 +489,17 @@ class StoreView:
         """What a cascading rollback of ``task_id`` would revert, oldest first."""
         return queries.rollback_scope(self.run_id, task_id)
 
+    def conflicting_tasks(self, task_id: str) -> list[tuple[str, list[str]]]:
+        """Integrated tasks whose live commits touched files ``task_id`` declares, with the
+        shared paths: what a git_conflict of ``task_id`` most likely met."""
+        mine = {path for _, path in queries.file_operation_paths(self.run_id, [task_id])}
+        found = []
+        for commit in queries.live_commits(self.run_id):
+            shared = sorted(mine & set(commit.files))
+            if commit.task_id != task_id and shared:
+                found.append((commit.task_id, shared))
+        return found
+
     def last_control_result(self, task_id: str, command: str) -> str:
         """The result text of the latest rejected ``command`` about ``task_id``, if any."""
         for c in queries.rejected_controls(self.run_id, command, limit=50):
@@ -475,12 +513,15 @@ class StoreView:
             for c in queries.settled_controls(control_ids)
         ]
 
+    @staticmethod
+    def log_path(attempt: AttemptRecord, run: RunInfo) -> Path:
+        path = Path(attempt.log_path)
+        return path if path.is_absolute() else Path(run.run_dir) / path
+
     def log_tail(self, attempt: AttemptRecord, run: RunInfo, limit: int = LOG_TAIL_BYTES) -> str:
         if not attempt.log_path:
             return ""
-        path = Path(attempt.log_path)
-        if not path.is_absolute():
-            path = Path(run.run_dir) / path
+        path = self.log_path(attempt, run)
         try:
             with open(path, "rb") as fh:
                 size = fh.seek(0, os.SEEK_END)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 
@@ -24,6 +25,14 @@ class TaskTable(DataTable):
     """
 
     freshen: Callable[[Iterable[str] | None], None] | None = None
+
+    # k9s / htop / lazygit keys next to the arrows: j/k down/up, g/G first/last row.
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("g", "scroll_top", "First", show=False),
+        Binding("G", "scroll_bottom", "Last", show=False),
+    ]
 
     def visible_row_keys(self, margin: int = 0) -> list[str]:
         """Keys of the rows on screen (every row is one line high here), plus ``margin``."""

@@ -151,7 +151,7 @@ def test_runs_command_lists_mission_status_progress_and_spend(tiny_mission: Path
     _, run_dir, store = make_run(tiny_mission, runs_dir, "20261125-150000-bbbb", now=time.mktime((2026, 11, 25, 15, 0, 0, 0, 0, -1)))
     with store.write("20261125-150000-bbbb"):
         m.Task.update(status="done").where(m.Task.task_id == "sub").execute()
-        m.Run.update(status="running").execute()
+        m.Run.update(status="running", heartbeat_at=time.time()).execute()  # its coordinator is alive
         for number, cost in ((1, 0.125), (2, 0.25)):
             m.Attempt.create(run="20261125-150000-bbbb", task_id="sub", number=number, started_at=0, cost_usd=cost)
     store.close()

@@ -85,6 +85,7 @@ def fill_store(store: Store, root: Path, *, run_status: str = "running", pause_r
             repo_path=str(repo_path), source_repo=str(repo_path), base_branch="main", mission_branch="hybrid/quickstart",
             status=run_status, pause_reason=pause_reason, config_json="{}", mission_budget_usd=1.5,
             retry_budget_usd=0.5, pool_min=2, pool_max=6, pool_target=3, created_at=now - 900, updated_at=now,
+            heartbeat_at=None if run_status in ("stopped", "finished") else now,  # a coordinator drives a live run
         )
     with store.write(RUN_ID) as v:
         for i, (tid, title, status, score, agent, attempts, cost, deps, files, attention, failure) in enumerate(TASKS):

@@ -185,9 +185,14 @@ def test_a_browser_on_a_control_console_queues_what_its_keys_ask(served: str, fi
                     break
                 page.wait_for_timeout(100)
             page.locator("textarea.xterm-helper-textarea").focus()
-            page.keyboard.press("r")  # retry the selected task
             store = open_store(finished_run / "state.db", create=False)
             try:
+                # A coordinator drives the run again (its heartbeat is fresh): without one the
+                # console refuses to queue what nobody would apply (issue 21).
+                with store.write():
+                    m.Run.update(heartbeat_at=time.time()).execute()
+                page.wait_for_timeout(1500)  # the console's next polls read it
+                page.keyboard.press("r")  # retry the selected task
                 for _ in range(100):
                     if m.Control.select().count():
                         break
@@ -195,6 +200,7 @@ def test_a_browser_on_a_control_console_queues_what_its_keys_ask(served: str, fi
                 assert [(c.command, c.source) for c in m.Control.select()] == [("retry", "tui")]
                 with store.write():
                     m.Control.delete().execute()  # the module's run stays as it was for the other tests
+                    m.Run.update(heartbeat_at=None).execute()
             finally:
                 store.close()
         finally:

@@ -27,6 +27,7 @@ class AgentPool(Vertical):
         self.agents: dict[str, AgentRow] = {}
         self.cells: dict[str, tuple[str, ...]] = {}
         self.util: dict[str, list[float]] = {}
+        self._pool_line = ""
         self.border_title = "Agents"
 
     def compose(self) -> ComposeResult:
@@ -40,7 +41,7 @@ class AgentPool(Vertical):
             table.add_column(key, key=key, width=width)
 
     def show(self, run: RunInfo, agents: list[AgentRow], util: dict[str, list[float]] | None,
-             pool_util: list[float] | None) -> None:
+             pool_util: list[float] | None, done_by_agent: dict[str, int] | None = None) -> None:
         table = self.query_one("#agent-table", DataTable)
         for a in agents:
             self.agents[a.agent_id] = a
@@ -49,7 +50,8 @@ class AgentPool(Vertical):
         for agent_id, a in self.agents.items():
             if a.role != "implementer" and a.state == "idle":
                 continue
-            new = (a.agent_id, a.state, a.task_id or "-", str(a.tasks_done), spark(self.util.get(agent_id, []), 10, 1.0))
+            done = done_by_agent.get(agent_id, 0) if done_by_agent is not None else a.tasks_done
+            new = (a.agent_id, a.state, a.task_id or "-", str(done), spark(self.util.get(agent_id, []), 10, 1.0))
             old = self.cells.get(agent_id)
             if old is None:
                 table.add_row(*(self._cell(c, v) for c, v in zip(COLUMNS, new)), key=agent_id)
@@ -58,16 +60,23 @@ class AgentPool(Vertical):
                     if before != after:
                         table.update_cell(agent_id, column, self._cell(column, after))
             self.cells[agent_id] = new
-        if pool_util is not None:
-            self.query_one(Sparkline).data = pool_util
+        sparkline = self.query_one(Sparkline)
+        if pool_util is not None and pool_util != sparkline.data:
+            sparkline.data = pool_util
         live = sum(1 for a in self.agents.values() if a.role == "implementer" and a.state != "retired")
         busy = sum(1 for a in self.agents.values() if a.state == "busy")
         mean = (sum(pool_util) / len(pool_util) * 100) if pool_util else 0.0
         line = Text()
-        line.append(f"pool {live} (target {run.pool_target}, min {run.pool_min} / max {run.pool_max})")
-        line.append(f" · busy {busy} · util {mean:.0f}%")
-        self.query_one("#pool-line", Static).update(line)
-        self.border_title = f"Agents {busy}/{live}"
+        line.append(f"pool {live} live (target {run.pool_target}, min {run.pool_min} / max {run.pool_max})")
+        # busy is now; util is the pool's busy share over the sparkline's window (5 min).
+        line.append(f" · busy now {busy} · util 5m {mean:.0f}%")
+        # Only on a change: Static.update re-lays out the screen, and this runs every tick.
+        if line.plain != self._pool_line:
+            self._pool_line = line.plain
+            self.query_one("#pool-line", Static).update(line)
+        title = f"Agents {busy}/{live}"
+        if title != self.border_title:
+            self.border_title = title
 
     def _cell(self, column: str, value: str) -> Text:
         if column == "state":

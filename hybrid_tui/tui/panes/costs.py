@@ -53,7 +53,7 @@ class CostBurn(Vertical):
             role = "error" if retry_level >= 0.9 else "warning"
             text.append(f" ▲{retry_level * 100:.0f}%", style=Style(color=theme_color(app, role), bold=True))
         if s.budget_stopped:  # dispatching stopped for lack of money: say so, and what to do
-            text.append(f"\nbudget exhausted: {s.budget_stopped} task(s) stopped · raise it, then retry",
+            text.append(f"\nbudget exhausted: {s.budget_stopped} task(s) stopped · $ raises it, R retries them",
                         style=Style(color=theme_color(app, "error"), bold=True))
         over = s.mission_budget_usd and s.projected_usd > s.mission_budget_usd
         text.append(f"\nprojected ${s.projected_usd:.2f}", style=Style(color=theme_color(app, "error"), bold=True) if over else "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual.events import Resize
 from textual.widgets import DataTable
 
 from hybrid_tui.store.records import LockRow
@@ -21,9 +22,21 @@ class FileLocks(DataTable):
         self.cells: dict[str, tuple[str, ...]] = {}
         self.border_title = "File locks 0"
 
+    FIXED = {"task": 12, "held": 7, "expires": 7}
+
     def on_mount(self) -> None:
         for key, width in zip(COLUMNS, (22, 12, 7, 7)):
             self.add_column(key, key=key, width=width)
+
+    def on_resize(self, event: Resize) -> None:
+        # The path takes what the pane has left (the timers were cut at 140 columns).
+        inner = event.size.width - self.styles.gutter.width - 1  # the scrollbar
+        path = max(10, inner - sum(self.FIXED.values()) - 2 * len(COLUMNS))
+        column = next(iter(self.columns.values()), None)  # the path column
+        if column is not None and column.width != path:
+            column.width = path
+            self._require_update_dimensions = True
+            self.refresh()
 
     def show(self, locks: list[LockRow], now: float) -> None:
         """Keyed diff by path: add new locks, drop released ones, update the timers."""

@@ -6,9 +6,13 @@ parsed as markup.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+from rich.color import Color as RichColor
 from rich.style import Style
 from rich.text import Text
 from textual.app import App
+from textual.color import Color, ColorParseError
 
 from hybrid_tui.tui.data import inert
 
@@ -37,9 +41,19 @@ _STATUS_ROLE = {
 }
 
 
-def theme_color(app: App, role: str) -> str | None:
+@lru_cache(maxsize=256)
+def _rich_color(value: str) -> RichColor | None:
+    """A theme colour as rich understands it. Textual's names ("ansi_green", "#rrggbbaa")
+    are not all rich's: parse with Textual's parser, then convert."""
+    try:
+        return Color.parse(value).rich_color
+    except (ColorParseError, ValueError):
+        return None
+
+
+def theme_color(app: App, role: str) -> RichColor | None:
     theme = app.current_theme
-    return getattr(theme, role, None) or theme.primary
+    return _rich_color(getattr(theme, role, None) or theme.primary)
 
 
 def status_text(app: App, status: str, label: str | None = None) -> Text:

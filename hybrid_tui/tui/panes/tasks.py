@@ -4,6 +4,11 @@ Rows are keyed by task id and changed with ``update_cell`` only where a cell's t
 changed, inside ``App.batch_update``: the cursor and the scroll position stay put while
 the coordinator rewrites rows underneath.
 
+Layout: the columns are chosen and sized for the pane's width on mount and on every resize
+(narrow panes drop score, agent and attempts; ids get the width that keeps them all
+distinct, cut in the middle when they must be, see :func:`shorten_ids`; the title takes
+what is left). Marks (space) and the ``/`` search live here too.
+
 Lazy cells: a tick stores every changed :class:`TaskRow` (sorting and filtering read those,
 never the rendered cells) but formats and pushes cells only for the rows on screen plus a
 margin. A row off screen keeps the text it last showed until it is rendered or read: the
@@ -17,7 +22,10 @@ from typing import Iterable
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
+from textual.events import Resize
+from textual.widgets import Input
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowDoesNotExist, RowKey
 
 from hybrid_tui.store.records import TaskRow
@@ -26,7 +34,13 @@ from hybrid_tui.tui.fast_table import TaskTable
 from hybrid_tui.tui.panes.style import is_compact, status_text
 from hybrid_tui.vocabulary import IN_FLIGHT_STATUSES
 
-COLUMNS = ("id", "title", "status", "score", "agent", "att", "cost", "age")
+COLUMNS = ("mark", "id", "title", "status", "score", "agent", "att", "cost", "time")
+HEADERS = {"mark": " "}
+WIDTHS = {"mark": 1, "status": 11, "score": 5, "agent": 8, "att": 3, "cost": 6, "time": 9}
+# Which columns a pane this wide shows (the narrowest first): identity and state always.
+TIERS = ((100, COLUMNS), (0, ("mark", "id", "title", "status", "cost", "time")))
+MIN_TITLE, MIN_ID, CELL_PADDING = 8, 6, 2  # DataTable pads each cell one column each side
+MARK = "●"
 FILTERS = ("all", "active", "pending", "awaiting_approval", "ready", "running", "retry_wait", "failed", "blocked",
            "done")
 # The "active" filter: what is started or could start now (not pending, not terminal).
@@ -37,6 +51,37 @@ SORTS = ("queue", "score", "status", "cost", "age", "attempts", "id")
 # The TaskRow field a sort reads: a changed value there means the order may change.
 SORT_FIELD = {"score": "score", "status": "status", "cost": "cost_usd", "attempts": "attempts"}
 WINDOW_MARGIN = 8  # rows above and below the screen kept up to date on every tick
+
+
+def shorten_id(task_id: str, width: int) -> str:
+    """``task_id`` in ``width`` columns: whole when it fits, else its head and tail around "…"
+    (the tail tells ``perf-agent-3`` from ``perf-agent-4``, where a cut end does not)."""
+    if len(task_id) <= width:
+        return task_id
+    tail = (width - 1) // 2
+    head = width - 1 - tail
+    return task_id[:head] + "…" + task_id[len(task_id) - tail:]
+
+
+def id_width(task_ids: Iterable[str], cap: int) -> int:
+    """The narrowest width up to the longest id (at most ``cap`` unless the ids need more)
+    at which :func:`shorten_id` keeps every id distinct."""
+    ids = list(task_ids)
+    longest = max((len(i) for i in ids), default=MIN_ID)
+    width = max(min(longest, cap), MIN_ID)
+    while width < longest and len({shorten_id(i, width) for i in ids}) < len(ids):
+        width += 1
+    return width
+
+
+def time_cell(row: TaskRow, now: float) -> str:
+    """One meaning per prefix (the old "age" meant three things): ``run`` time in the current
+    attempt, ``took`` for a finished one, ``wait`` since the task was created otherwise."""
+    if row.finished_at is not None:
+        return "took " + coarse_age(row.finished_at - (row.started_at or row.created_at))
+    if row.started_at is not None and row.status in IN_FLIGHT_STATUSES:
+        return "run " + coarse_age(now - row.started_at)
+    return "wait " + coarse_age(now - row.created_at)
 
 
 def _matches(status: str, attention: str, filter_name: str) -> bool:
@@ -56,6 +101,8 @@ class TaskQueue(Vertical):
     TaskQueue TaskTable { height: 1fr; scrollbar-size-vertical: 1; }
     """
 
+    BINDINGS = [Binding("escape", "close_search", "Clear search", show=False)]
+
     def __init__(self, clock, **kwargs):
         super().__init__(**kwargs)
         self.clock = clock
@@ -69,27 +116,102 @@ class TaskQueue(Vertical):
         self._cells_made: dict[tuple[str, str], Text] = {}  # (column, text) -> its cell, see _cell
         self.row_keys: dict[str, RowKey] = {}  # task id -> the table's key of its shown row
         self.column_keys: dict[str, ColumnKey] = {}
+        self.shown_columns: tuple[str, ...] = ()
+        self.id_cap = 14
+        self.id_width_now = 14
+        self.shown_id: dict[str, str] = {}  # the id as its cell shows it -> the task id (sorting reads cells)
+        self.marked: set[str] = set()
+        self.search = ""  # `/`: a case-insensitive substring of the id or the title
+        self._layout_width = -1
 
     def compose(self) -> ComposeResult:
         table = TaskTable(id="task-table", cursor_type="row", zebra_stripes=False)
-        table.cursor_foreground_priority = "renderable"
+        # The cursor row's colours win over the status colours: a coloured status on the
+        # cursor's background read at ~1.3:1.
+        table.cursor_foreground_priority = "css"
         table.freshen = self._freshen
         yield table
+        search = Input(placeholder="search id or title (enter: keep, escape: clear)", id="task-search")
+        search.display = False
+        yield search
 
     @property
     def table(self) -> TaskTable:
         return self.query_one(TaskTable)
 
     def on_mount(self) -> None:
-        # Fixed widths keep columns from jumping; the title takes what the pane has left.
+        self.relayout(self._pane_width())
+        self._retitle()
+
+    def _pane_width(self) -> int:
+        """Our content width (inside the border): ours once laid out, else what the app's
+        layout will give us."""
+        if self.size.width > 0:
+            return self.size.width
         width = self.app.size.width
         compact = is_compact(width, self.app.size.height)
-        main_width = width if compact else width - min(62, int(width * 0.4))
-        title_width = max(12, main_width - (66 if compact else 70))
-        widths = dict(id=10 if compact else 14, title=title_width, status=11, score=5, agent=8, att=3, cost=6, age=5)
-        for key in COLUMNS:
-            self.column_keys[key] = self.table.add_column(key, key=key, width=widths[key])
-        self._retitle()
+        return (width if compact else width - min(62, int(width * 0.4))) - 2
+
+    def on_resize(self, event: Resize) -> None:
+        # The event's size is the widget's outer size; the columns live inside the border.
+        self.relayout(event.size.width - self.styles.gutter.width)
+
+    def relayout(self, width: int) -> None:
+        """Choose and size the columns for a pane whose content is ``width`` wide (mount,
+        every resize)."""
+        if width == self._layout_width or width <= 0:
+            return
+        self._layout_width = width
+        inner = width - 1  # the vertical scrollbar
+        shown = next(columns for least, columns in TIERS if inner >= least)
+        fixed = sum(WIDTHS[c] for c in shown if c in WIDTHS) + CELL_PADDING * len(shown)
+        free = max(inner - fixed, MIN_ID + MIN_TITLE)
+        self.id_cap = max(MIN_ID, free - max(MIN_TITLE, free // 2))  # the title keeps at least half
+        id_w = id_width(self.rows, self.id_cap)
+        widths = dict(WIDTHS, id=id_w, title=max(MIN_TITLE, free - id_w))
+        table = self.table
+        if shown != self.shown_columns:
+            self._rebuild(shown, widths)
+        else:
+            self._resize_columns(widths)
+        table.refresh()
+
+    def _resize_columns(self, widths: dict[str, int]) -> None:
+        table = self.table
+        changed_id = table.columns[self.column_keys["id"]].width != widths["id"]
+        for key, column_key in self.column_keys.items():
+            column = table.columns[column_key]
+            column.width = widths[key]
+            column.auto_width = False
+        if changed_id:  # the ids' cells are cut to the new width
+            self._repush_ids(widths["id"])
+        table._require_update_dimensions = True  # column widths changed: Textual re-measures
+
+    def _rebuild(self, shown: tuple[str, ...], widths: dict[str, int]) -> None:
+        """New column set: the table is rebuilt (a resize across a tier, not a tick's work)."""
+        table = self.table
+        selected = self.selected_task_id
+        table.clear(columns=True)
+        self.shown_columns = shown
+        self.column_keys = {key: table.add_column(HEADERS.get(key, key), key=key, width=widths[key]) for key in shown}
+        self.id_width_now = widths["id"]
+        self.cells.clear()
+        self.row_keys.clear()
+        self.shown_id.clear()
+        now = self._now
+        for task_id in sorted(self.rows, key=self.order.__getitem__):
+            row = self.rows[task_id]
+            if self._shows(row):
+                self._add_row(table, row, now)
+        self._resort()
+        if selected in self.cells:
+            table.move_cursor(row=table.get_row_index(selected), animate=False)
+
+    def _repush_ids(self, width: int) -> None:
+        self.id_width_now = width
+        self.shown_id.clear()
+        id_key = self.column_keys["id"]
+        self.table.update_cells((self.row_keys[t], id_key, self._id_cell(t)) for t in self.cells)
 
     # -- data -----------------------------------------------------------------------
     @property
@@ -105,6 +227,7 @@ class TaskQueue(Vertical):
 
     def _row_cells(self, row: TaskRow, now: float) -> tuple[str, ...]:
         return (
+            MARK if row.task_id in self.marked else "",
             row.task_id,
             row.title,
             row.status,
@@ -112,13 +235,26 @@ class TaskQueue(Vertical):
             row.agent_id,
             str(row.attempts),
             f"{row.cost_usd:.2f}",
-            coarse_age(row.age(now)),
+            time_cell(row, now),
         )
+
+    def _id_cell(self, task_id: str) -> Text:
+        shown = inert(shorten_id(task_id, self.id_width_now))
+        self.shown_id[shown] = task_id
+        return Text(shown, no_wrap=True, overflow="crop")
+
+    def _shows(self, row: TaskRow) -> bool:
+        if not _matches(row.status, row.attention_reason, self.filter_name):
+            return False
+        needle = self.search
+        return not needle or needle in row.task_id.lower() or needle in row.title.lower()
 
     def _cell(self, column: str, value: str) -> Text:
         """The styled cell; shared between cells showing the same text (DataTable renders a
         Text without changing it), so a tick of 10,000 rows builds a few dozen, not 20,000."""
-        if column in ("id", "title"):
+        if column == "id":
+            return self._id_cell(value)
+        if column == "title":
             return self._make_cell(column, value)
         key = (column, value)
         cell = self._cells_made.get(key)
@@ -131,7 +267,7 @@ class TaskQueue(Vertical):
     def _make_cell(self, column: str, value: str) -> Text:
         if column == "status":
             return status_text(self.app, value, label=NARROW_STATUS_LABELS.get(value))
-        justify = "right" if column in ("score", "att", "cost", "age") else "left"
+        justify = "right" if column in ("score", "att", "cost", "time") else "left"
         return Text(inert(value), justify=justify, no_wrap=True, overflow="ellipsis")
 
     def apply(self, changed: list[TaskRow], now: float) -> None:
@@ -142,22 +278,24 @@ class TaskQueue(Vertical):
         table = self.table
         rows, order, cells, row_keys = self.rows, self.order, self.cells, self.row_keys
         filter_name = self.filter_name
+        unfiltered = filter_name == "all" and not self.search
         sort_field = SORT_FIELD.get(self.sort_name)
         age_sort = self.sort_name == "age"
-        added = sort_dirty = False
+        added = sort_dirty = new_ids = False
         for row in changed:
             task_id = row.task_id
             old = rows.get(task_id)
             rows[task_id] = row
             if old is None:
                 order[task_id] = len(order)
+                new_ids = True
             elif not sort_dirty and (age_sort or (sort_field is not None and getattr(old, sort_field) != getattr(row, sort_field))):
                 sort_dirty = True
-            if filter_name == "all":
+            if unfiltered:
                 if task_id not in cells:
                     self._add_row(table, row, now)
                     added = True
-            elif _matches(row.status, row.attention_reason, filter_name):
+            elif self._shows(row):
                 if task_id not in cells:
                     self._add_row(table, row, now)
                     added = True
@@ -165,6 +303,12 @@ class TaskQueue(Vertical):
                 table.remove_row(task_id)
                 del cells[task_id]
                 del row_keys[task_id]
+        if new_ids:
+            # New ids may need a wider id column to stay distinct (checked only when ids arrive).
+            width = id_width(rows, self.id_cap)
+            if width != self.id_width_now:
+                self._layout_width = -1
+                self.relayout(self._pane_width())
         self._freshen(None)
         if added or sort_dirty:
             self._resort()
@@ -172,7 +316,9 @@ class TaskQueue(Vertical):
 
     def _add_row(self, table: TaskTable, row: TaskRow, now: float) -> None:
         new = self._row_cells(row, now)
-        self.row_keys[row.task_id] = table.add_row(*(self._cell(c, v) for c, v in zip(COLUMNS, new)), key=row.task_id)
+        keys = self.column_keys
+        self.row_keys[row.task_id] = table.add_row(
+            *(self._cell(c, v) for c, v in zip(COLUMNS, new) if c in keys), key=row.task_id)
         self.cells[row.task_id] = new
 
     def _freshen(self, task_ids: Iterable[str] | None) -> None:
@@ -191,7 +337,7 @@ class TaskQueue(Vertical):
             if old != new:
                 row_key = row_keys[task_id]
                 for column, before, after in zip(COLUMNS, old, new):
-                    if before != after:
+                    if before != after and column in column_keys:
                         updates.append((row_key, column_keys[column], self._cell(column, after)))
                 cells[task_id] = new
         if updates:
@@ -206,8 +352,10 @@ class TaskQueue(Vertical):
         """Re-style every shown cell (after a theme change)."""
         self._cells_made.clear()  # styled with the previous theme
         status_key = self.column_keys["status"]
+        status_at = COLUMNS.index("status")
         self.table.update_cells(
-            (self.row_keys[task_id], status_key, self._cell("status", cells[2])) for task_id, cells in self.cells.items()
+            (self.row_keys[task_id], status_key, self._cell("status", cells[status_at]))
+            for task_id, cells in self.cells.items()
         )
 
     # -- sorting and filtering ------------------------------------------------------
@@ -231,7 +379,8 @@ class TaskQueue(Vertical):
     def _resort(self) -> None:
         table = self.table
         selected = self.selected_task_id
-        table.sort("id", key=lambda cell: self._sort_value(cell.plain), reverse=self.sort_reverse)
+        shown_id = self.shown_id
+        table.sort("id", key=lambda cell: self._sort_value(shown_id[cell.plain]), reverse=self.sort_reverse)
         if selected is not None and selected in self.cells:
             table.move_cursor(row=table.get_row_index(selected), animate=False, scroll=False)
 
@@ -246,9 +395,55 @@ class TaskQueue(Vertical):
         self._resort()
         self._retitle()
 
-    def cycle_filter(self) -> str:
-        self.set_filter(FILTERS[(FILTERS.index(self.filter_name) + 1) % len(FILTERS)])
+    def cycle_filter(self, step: int = 1) -> str:
+        self.set_filter(FILTERS[(FILTERS.index(self.filter_name) + step) % len(FILTERS)])
         return self.filter_name
+
+    # -- marks and search -------------------------------------------------------------
+    def toggle_mark(self, task_id: str) -> bool:
+        """Mark or unmark ``task_id``; True when it is marked now."""
+        if task_id in self.marked:
+            self.marked.discard(task_id)
+        else:
+            self.marked.add(task_id)
+        self._freshen((task_id,))
+        self._retitle()
+        return task_id in self.marked
+
+    def clear_marks(self) -> None:
+        marked, self.marked = self.marked, set()
+        self._freshen(marked)
+        self._retitle()
+
+    def open_search(self) -> None:
+        search = self.query_one("#task-search", Input)
+        search.display = True
+        search.focus()
+
+    def action_close_search(self) -> None:
+        search = self.query_one("#task-search", Input)
+        if not search.display:
+            return
+        search.value = ""
+        search.display = False
+        self.set_search("")
+        self.table.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "task-search":
+            event.stop()
+            self.set_search(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "task-search":
+            event.stop()
+            if not event.value:
+                event.input.display = False
+            self.table.focus()
+
+    def set_search(self, text: str) -> None:
+        self.search = text.strip().lower()
+        self.set_filter(self.filter_name)
 
     def set_filter(self, name: str) -> None:
         """A filter change is an operator action: rebuilding the shown rows is fine here."""
@@ -258,13 +453,13 @@ class TaskQueue(Vertical):
         now = self._now = self.clock()  # rows shown from here on show their age as of now
         for task_id in list(self.cells):
             row = self.rows[task_id]
-            if not _matches(row.status, row.attention_reason, name):
+            if not self._shows(row):
                 table.remove_row(task_id)
                 del self.cells[task_id]
                 del self.row_keys[task_id]
         for task_id in sorted(self.rows, key=self.order.__getitem__):
             row = self.rows[task_id]
-            if task_id not in self.cells and _matches(row.status, row.attention_reason, name):
+            if task_id not in self.cells and self._shows(row):
                 self._add_row(table, row, now)
         self._resort()
         if selected in self.cells:
@@ -276,5 +471,7 @@ class TaskQueue(Vertical):
 
     def _retitle(self) -> None:
         arrow = "↑" if self.sort_reverse else "↓"
-        self.border_title = f"Tasks {len(self.cells)}/{len(self.rows)}"
-        self.border_subtitle = f"f filter: {self.filter_name} · s sort: {self.sort_name}{arrow}"
+        marked = f" · {len(self.marked)} marked" if self.marked else ""
+        search = f" · /{inert(self.search)}" if self.search else ""
+        self.border_title = f"Tasks {len(self.cells)}/{len(self.rows)}{marked}{search}"
+        self.border_subtitle = f"f {self.filter_name} · s {self.sort_name}{arrow}"

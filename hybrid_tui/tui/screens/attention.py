@@ -39,7 +39,7 @@ class AttentionScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(Text(f"Needs attention: {len(self.rows)} task(s)"), id="attention-title")
         yield DataTable(id="attention-table", cursor_type="row")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.show(self.rows)

@@ -1,5 +1,7 @@
 """Task detail screen (room: tui): SIS, dependencies, dependents, every attempt with its log
-tail, and the diff of the integration commit (``git show``, read-only)."""
+tail, the estimate against the actual time, why a ready task waits, and the diff of the
+integration commit (``git show``, read-only). ``l`` opens the latest attempt's whole log in
+the pager (with follow), ``d`` the dependency tree."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from hybrid_tui.tui.data import StoreView, commit_diff, human_duration, inert
+from hybrid_tui.tui.data import NO_VALUE, StoreView, commit_diff, human_duration, inert
+from hybrid_tui.tui.screens.log import LogScreen
 
 
 def _section(title: str) -> Text:
@@ -33,6 +36,8 @@ class TaskDetailScreen(Screen[None]):
         Binding("r", "app.retry", "Retry"),
         Binding("c", "app.cancel_dependents", "Cancel deps"),
         Binding("b", "app.rollback", "Rollback"),
+        Binding("l", "open_log", "Full log"),
+        Binding("d", "app.dependency_tree", "Tree"),
     ]
 
     def __init__(self, view: StoreView, task_id: str):
@@ -52,7 +57,7 @@ class TaskDetailScreen(Screen[None]):
             yield Static("", id="detail-deps")
             yield Static("", id="detail-attempts")
             yield Static("", id="detail-diff")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.reload()
@@ -65,6 +70,7 @@ class TaskDetailScreen(Screen[None]):
             self.query_one("#detail-title", Static).update(Text(f"task {inert(self.task_id)}: not in this run"))
             return
         run = view.run_info()
+        self.run = run
         title = Text()
         title.append(inert(task.task_id), style="bold")
         title.append(f"  {inert(task.title)}")
@@ -74,18 +80,18 @@ class TaskDetailScreen(Screen[None]):
         summary.add_column(style="bold")
         summary.add_column()
         wait = view.wait_reason(self.task_id)
-        ran = sum(a.duration_seconds or 0 for a in view.attempts(self.task_id) if a.phase != "planning")
         for label, value in (
             ("status", task.status),
             ("priority", f"{task.priority} (score {task.score:.0f})"),
             ("issue", task.issue_id),
             ("agent", task.agent_id or "-"),
             ("attempts", str(task.attempts)),
+            ("estimate / actual", self._estimate_vs_actual(task)),
+            ("waits because", NO_VALUE if wait is None else wait.message),
             ("cost", f"${task.cost_usd:.4f}"),
             ("failure", task.failure_type or "-"),
+            *((("conflicts with", self._conflicts()),) if task.failure_type == "git_conflict" else ()),
             ("attention", task.attention_reason or "-"),
-            ("waiting", "-" if wait is None else wait.message),
-            ("estimate", f"{task.estimated_duration_minutes:g} min; ran {human_duration(ran)}"),
             ("commit", task.commit_sha or "-"),
         ):
             summary.add_row(Text(label), Text(inert(value)))
@@ -95,6 +101,41 @@ class TaskDetailScreen(Screen[None]):
         self.query_one("#detail-deps", Static).update(self._deps())
         self.query_one("#detail-attempts", Static).update(self._attempts(run))
         self.query_one("#detail-diff", Static).update(self._diff(run))
+
+    def _conflicts(self) -> str:
+        """The integrated tasks that touched this task's files: a retry meets them again."""
+        found = self.view.conflicting_tasks(self.task_id)
+        if not found:
+            return "no integrated task touched its files (the base moved?)"
+        return "; ".join(f"{other} ({', '.join(paths)})" for other, paths in found)
+
+    def _estimate_vs_actual(self, task) -> str:
+        """The SIS estimate next to the time the task took (or has taken so far): a 40-minute
+        attempt of a 5-minute task stands out."""
+        estimate = task.estimated_duration_minutes * 60 if task.estimated_duration_minutes else None
+        if task.started_at is None:
+            actual, word = None, "not started"
+        elif task.finished_at is not None:
+            actual, word = task.finished_at - task.started_at, "took"
+        else:
+            actual, word = self.view.now() - task.started_at, "running for"
+        text = f"estimated {human_duration(estimate) if estimate else NO_VALUE} · {word}"
+        if actual is not None:
+            text += f" {human_duration(actual)}"
+            if estimate:
+                text += f" ({actual / estimate:.1f}× the estimate)"
+        return text
+
+    def action_open_log(self) -> None:
+        attempts = self.view.attempts(self.task_id)
+        with_log = [a for a in attempts if a.log_path]
+        if not with_log:
+            self.notify(f"{self.task_id} has no attempt log yet", severity="warning", markup=False)
+            return
+        latest = with_log[-1]
+        running = latest.finished_at is None
+        self.app.push_screen(LogScreen(self.view.log_path(latest, self.run),
+                                       f"{self.task_id} attempt {latest.number} ({latest.outcome})", follow=running))
 
     def _sis(self, spec_json: str, fallback_description: str) -> Group:
         try:
@@ -147,7 +188,7 @@ class TaskDetailScreen(Screen[None]):
                 parts.append(Text(f"#{a.number} failure: ", style="bold").append(Text(inert(a.failure_message, keep_newlines=True))))
             tail = self.view.log_tail(a, run)
             if tail:
-                parts.append(Text(f"#{a.number} log (tail):", style="bold"))
+                parts.append(Text(f"#{a.number} log (tail; l: the whole log):", style="bold"))
                 parts.append(Text(inert(tail, keep_newlines=True), style=Style(dim=True)))
         return Group(*parts)
 

@@ -12,10 +12,11 @@ from textual.widgets import Static
 
 EXTRA_KEYS = [
     ("up/down, pgup/pgdn", "move in the task table"),
-    ("s / S", "cycle the sort column / reverse it"),
-    ("f", "cycle the status filter"),
-    ("w", "show the next side pane (compact layout)"),
     ("=", "type an exact pool size"),
+    ("a", "tasks that need attention"),
+    ("c / b", "cancel the selected task's dependents / roll back its commit (both ask first)"),
+    ("+ / -", "grow / shrink the agent pool by one"),
+    ("t", "next theme"),
     ("ctrl+p", "command palette: every action by name"),
     ("escape", "close a screen or dialog"),
 ]

@@ -35,5 +35,5 @@ async def test_header_shows_the_forecast_finish_and_detail_shows_the_lock_holder
         assert isinstance(app.screen, TaskDetailScreen)
         await pilot.pause()
         lines = screen_text(app).splitlines()
-        assert "cli.py held by task T2-model" in next(line for line in lines if " waiting " in line)
-        assert "10 min; ran 0s" in next(line for line in lines if " estimate " in line)
+        assert "cli.py held by task T2-model" in next(line for line in lines if " waits because " in line)
+        assert "estimated 10m" in next(line for line in lines if " estimate / actual " in line)

@@ -33,7 +33,7 @@ def eta_text(run: RunInfo, now: float) -> str:
     """The forecast finish (the estimate simulator started from the run's state, refreshed as
     tasks end) with its range; NO_VALUE while there is none or the run is not live."""
     forecast = run.forecast
-    if forecast is None or not run.active:
+    if forecast is None or not run.active or not forecast.tasks_left:
         return NO_VALUE
     start = forecast.ts
     return (f"{_clock(forecast.finish_at)} ({_clock(start + forecast.low_seconds)}–"
@@ -119,11 +119,6 @@ class RunHeader(Widget):
         done = self.counts.get("done", 0)
         running = sum(self.counts.get(s, 0) for s in ("running", "validating", "integrating"))
         text.append(f"  done {done}/{total} · running {running}")
-        forecast = run.forecast
-        if forecast is not None and run.active and done < total:
-            start = forecast.ts
-            text.append(f" · ETA {_clock(forecast.finish_at)} ({_clock(start + forecast.low_seconds)}–"
-                        f"{_clock(start + forecast.high_seconds)})")
         label = Text(f" needs attention: {self.attention} ", no_wrap=True)
         if self.attention:
             label.stylize(Style(bgcolor=theme_color(app, "error"), color="white", bold=True))

@@ -88,22 +88,48 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the sim backend and of retry jitter")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics while the run goes")
+    p.add_argument("--broker", metavar="URL",
+                   help="run attempts on workers through this Redis broker (redis://HOST:PORT/DB); "
+                        "default: in this process")
+    p.add_argument("--lease-seconds", type=float, default=None, metavar="S",
+                   help="with --broker: an attempt whose worker stops renewing its lease this long is interrupted "
+                        "and dispatched again (default 10)")
+    p.add_argument("--wait-workers", type=float, default=30.0, metavar="S",
+                   help="with --broker: how long to wait for a first worker before giving up (default 30)")
 
 
 def _is_run_dir(target: str) -> bool:
     return state_db_path(Path(target)).is_file()
 
 
+def _worker_options(args: argparse.Namespace) -> dict:
+    """``--broker``: checked (Redis reachable, a worker advertised) before any run is created."""
+    if not args.broker:
+        return {}
+    from hybrid_tui.runtime.remote import NoWorkers, probe_workers
+
+    if getattr(args, "no_git", False):
+        raise UserError("--broker: workers need git (they fetch the base and return a patch); drop --no-git")
+    if args.lease_seconds is not None and not 0.5 <= args.lease_seconds < float("inf"):
+        raise UserError(f"--lease-seconds: {args.lease_seconds:g} is not a number of seconds >= 0.5")
+    try:
+        probe_workers(args.broker, args.wait_workers)
+    except NoWorkers as exc:
+        raise UserError(str(exc)) from None
+    return {"broker": args.broker, "lease_seconds": args.lease_seconds}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from hybrid_tui.app.launch import LaunchError, open_run, start_run
 
+    workers = _worker_options(args)
     try:
         if _is_run_dir(args.target):
             store, run_id, coordinator = open_run(args.target, args.runs_dir, backend=args.backend, pace=args.pace,
-                                                  agents=args.agents, seed=args.seed)
+                                                  agents=args.agents, seed=args.seed, **workers)
         else:
             store, run_id, coordinator = start_run(args.target, args.runs_dir, args.backend, agents=args.agents,
-                                                   pace=args.pace, git=not args.no_git, seed=args.seed)
+                                                   pace=args.pace, git=not args.no_git, seed=args.seed, **workers)
     except LaunchError as exc:
         raise UserError(str(exc)) from None
     return _drive(args, store, run_id, coordinator, resumed=_is_run_dir(args.target))
@@ -112,9 +138,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from hybrid_tui.app.launch import LaunchError, open_run
 
+    workers = _worker_options(args)
     try:
         store, run_id, coordinator = open_run(args.target, args.runs_dir, backend=args.backend, pace=args.pace,
-                                              agents=args.agents, seed=args.seed)
+                                              agents=args.agents, seed=args.seed, **workers)
     except LaunchError as exc:
         raise UserError(str(exc)) from None
     return _drive(args, store, run_id, coordinator, resumed=True)

@@ -47,6 +47,7 @@ class RunningAttempt:
     cost_usd: float = 0.0
     cancelled_reason: str = ""
     finishing: bool = False  # its end is queued for the loop's next settle
+    worker: str = ""  # the worker process running it ("" in-process)
 
 
 @dataclass
@@ -121,6 +122,7 @@ class RunContext(Protocol):
     running: dict[str, RunningAttempt]
     agents: dict[str, str]  # agent id -> worktree path ("" without git)
     feedback: dict[str, str]  # task id -> what its next attempt is told about the last failure
+    workers: Any  # runtime.remote.WorkerPool with --broker, else None (attempts run in-process)
 
     def transaction(self) -> AbstractContextManager[Transaction]:
         """Join the open write transaction, or open one (its effects applied after commit)."""

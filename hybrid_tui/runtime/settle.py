@@ -119,7 +119,7 @@ def record_attempt_end(
             changes = scheduler.fail(task_id, failure_type, now, cost, stored_message[-2000:], retry_after)
             first_line = (message or "").strip().splitlines()[-1:] or [""]
             ctx.events.add(
-                "attempt.failed",
+                "attempt.interrupted" if outcome == "interrupted" else "attempt.failed",
                 f"attempt {attempt.number} failed: {failure_type}: {first_line[0][:300]}",
                 level="warning", task_id=task_id, attempt=attempt.number, agent_id=attempt.agent_id,
                 failure_type=failure_type, cost_usd=cost,

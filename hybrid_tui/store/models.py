@@ -168,6 +168,7 @@ class Attempt(BaseModel):
     summary = pw.TextField(default="")
     log_path = pw.TextField(default="")
     version = pw.BigIntegerField(default=0, index=True)
+    worker = pw.CharField(default="")  # the worker process that ran it ("" in-process)
 
     class Meta:
         indexes = ((("run", "task_id", "number"), True),)

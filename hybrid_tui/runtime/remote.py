@@ -262,6 +262,7 @@ class WorkerPool:
         self._waiting[token] = anyio.Event()
         celery_id = ""
         finished = False
+        outcome: AttemptOutcome | None = None
         try:
             celery_id = await anyio.to_thread.run_sync(self._send, msg)
             outcome = await self._await_outcome(token)
@@ -277,8 +278,8 @@ class WorkerPool:
             self._waiting.pop(token, None)
             self._outcomes.pop(token, None)
             self.release(worker)
-            if finished:
-                await anyio.to_thread.run_sync(self._drop_lease, token, celery_id, False)
+            if finished:  # a lapsed lease: the worker, should it come back, is told to stop
+                await anyio.to_thread.run_sync(self._drop_lease, token, celery_id, outcome is None)
         if outcome is None:
             state = "lost" if worker in self.lost else "alive but silent"
             return ImplementResult(ok=False, model=request.model, failure_type="interrupted",

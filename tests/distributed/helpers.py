@@ -68,8 +68,8 @@ class RedisServer:
         except redis.exceptions.ConnectionError:
             return False
 
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, socket_timeout=5)
+    def client(self, timeout: float | None = 5) -> redis.Redis:
+        return redis.Redis.from_url(self.url, socket_timeout=timeout)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

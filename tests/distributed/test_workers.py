@@ -4,7 +4,9 @@ the coordinator killed and resumed, and the API key nowhere in Redis."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import signal
 from collections import Counter
 from pathlib import Path
@@ -15,7 +17,9 @@ from distributed.helpers import (
     SECRET, Monitor, coordinator_log, finish, query, start_coordinator, wait_until,
 )
 from reliability.helpers import end_state
-from runtime.helpers import branch_commits, hybrid, only_run_dir
+from runtime.helpers import branch_commits, git, hybrid, only_run_dir
+
+from hybrid_tui.workspace.patches import checkout_base, make_patch
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -140,3 +144,66 @@ def test_coordinator_killed_and_resumed(redis_server, workers, quickstart_copy, 
     assert set(state["status"].values()) == {"done"}
     assert sorted(state["trailers"]) == sorted(state["status"])
     assert "interrupted" in {o for outcomes in state["outcomes"].values() for o in outcomes}
+
+
+def _take_message(client, queue: str, timeout: float = 120) -> dict:
+    """The next attempt message on a worker's queue, read as a worker's Celery would (kombu's
+    Redis transport: a JSON envelope, the body base64 JSON ``[args, kwargs, embed]``)."""
+    item = client.blpop([queue], timeout=timeout)
+    assert item is not None, f"no message on {queue}"
+    envelope = json.loads(item[1])
+    assert envelope["properties"]["body_encoding"] == "base64"
+    args, kwargs, _ = json.loads(base64.b64decode(envelope["body"]))
+    assert envelope["headers"]["task"] == "hybrid_tui.run_attempt" and not kwargs
+    return args[0]
+
+
+def test_hostile_patches_from_a_worker_are_rejected(redis_server, quickstart_copy, tmp_path):
+    """A hostile 'worker' (this test, on the real queue) answers with patches that a symlink
+    out, a path under .git/, and a tree the patch does not rebuild: each attempt fails with
+    the rejection, nothing lands on the mission branch."""
+    client = redis_server.client(timeout=None)  # BLPOP waits longer than a read timeout
+    advert = {"name": "evil", "host": "evil-host", "pid": 1, "slots": 1, "backends": ["replay"], "started_at": 0}
+    client.set("hybrid-tui:worker:evil", json.dumps(advert), ex=600)
+    runs = tmp_path / "runs"
+    coord = tmp_path / "coord"
+    proc = start_coordinator(*_run_args(quickstart_copy, runs, redis_server.url, "--lease-seconds", "30"), cwd=coord)
+    try:
+        hostile = ["symlink", "git-dir", "tree"]
+        seen = []
+        for kind in hostile:
+            msg = _take_message(client, "hybrid-tui.worker.evil")
+            assert msg["worker"] == "evil" and "ANTHROPIC" not in json.dumps(msg)
+            assert client.get(f"hybrid-tui:lease:{msg['token']}") == msg["token"].encode()  # the lease is live
+            wt = checkout_base(tmp_path / "evil-cache.git", msg["endpoint"], msg["base"], tmp_path / f"evil-{kind}")
+            if kind == "symlink":
+                os.symlink("/etc/passwd", wt / "passwd")
+                patch, tree = make_patch(wt, msg["base"])
+            elif kind == "tree":
+                (wt / "inventory.py").write_text("pwned = True\n")
+                patch, _ = make_patch(wt, msg["base"])
+                tree = git(wt, "rev-parse", f"{msg['base']}^{{tree}}").strip()
+            else:
+                patch = (b"diff --git a/.git/hooks/post-commit b/.git/hooks/post-commit\nnew file mode 100755\n"
+                         b"index 0000000..0000001\n--- /dev/null\n+++ b/.git/hooks/post-commit\n@@ -0,0 +1 @@\n+pwned\n")
+                tree = "0" * 40
+            outcome = {"token": msg["token"], "run_id": msg["run_id"], "task_id": msg["task_id"],
+                       "attempt": msg["attempt"], "worker": "evil", "ok": True, "model": msg["model"],
+                       "base": msg["base"], "tree": tree, "patch_b64": base64.b64encode(patch).decode()}
+            client.rpush(f"hybrid-tui:results:{msg['run_id']}", json.dumps(outcome))
+            wait_until(lambda: query(runs, "SELECT outcome, failure_message FROM attempt WHERE task_id = ? AND number = ? "
+                                           "AND outcome != 'running'", (msg["task_id"], msg["attempt"])),
+                       60, f"the {kind} patch to be judged")
+            seen.append((msg["task_id"], msg["attempt"]))
+        rows = [query(runs, "SELECT outcome, failure_type, failure_message FROM attempt WHERE task_id = ? AND number = ?",
+                      key)[0] for key in seen]
+        assert all(o == "failed" and f == "agent_error" and "rejected" in m for o, f, m in rows), rows
+        assert "symlink" in rows[0][2] and "rebuilds tree" in rows[2][2]
+        run_dir = only_run_dir(runs)
+        repo = Path(query(runs, "SELECT repo_path FROM run")[0][0])
+        branch = query(runs, "SELECT mission_branch FROM run")[0][0]
+        assert branch_commits(repo, branch) == []  # nothing integrated
+        assert not list((run_dir / "worktrees").glob("*/passwd"))
+    finally:
+        proc.kill()
+        proc.wait()

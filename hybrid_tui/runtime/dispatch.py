@@ -53,6 +53,7 @@ def start_attempt(ctx: RunContext, txn: Transaction, d: Any, now: float) -> None
     writes.stage_task_fields(ctx.store, ctx.run_id, task_id,
                              {"attempts": number, "agent_id": agent_id, "started_at": now, "version": txn.version})
     if worker:
+        writes.stage_agent_worker(ctx.store, ctx.run_id, agent_id, ctx.workers.label(worker), now, txn.version)
         ctx.events.add("attempt.started", f"attempt {number} on {agent_id} ({model}) on worker {worker}",
                        task_id=task_id, attempt=number, agent_id=agent_id, worker=worker)
     else:

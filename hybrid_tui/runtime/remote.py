@@ -31,6 +31,7 @@ import anyio
 
 from hybrid_tui.agents.base import ImplementRequest, ImplementResult
 from hybrid_tui.spec.models import Usage
+from hybrid_tui.store import writes
 from hybrid_tui.workspace.patches import PatchRejected, check_and_apply, head_of
 from hybrid_tui.runtime.broker import (
     TASK_NAME, AttemptMessage, AttemptOutcome, WorkerAdvert, WORKER_KEY_PATTERN, cancel_key, lease_key,
@@ -135,9 +136,13 @@ class WorkerPool:
         if self.busy.get(worker, 0) > 0:
             self.busy[worker] -= 1
 
-    def host_of(self, worker: str) -> str:
+    def label(self, worker: str) -> str:
+        """``name@host`` as the console shows an agent slot's worker."""
         advert = self.live.get(worker)
-        return advert.host if advert else ""
+        return f"{worker}@{advert.host}" if advert else worker
+
+    def agents_on(self, worker: str) -> list[str]:
+        return sorted(agent for agent, name in self._sticky.items() if name == worker)
 
     # ------------------------------------------------------------------ the loop's side
     async def serve(self, ctx: RunContext) -> None:
@@ -147,16 +152,22 @@ class WorkerPool:
             tg.start_soon(self._read_results, ctx)
 
     async def _watch_workers(self, ctx: RunContext) -> None:
+        hosts: dict[str, str] = {}
         while True:
+            hosts.update((a.name, a.host) for a in self.live.values())
             joined, lost = await anyio.to_thread.run_sync(self.refresh)
             if joined or lost:
-                with ctx.transaction():
+                with ctx.transaction() as txn:
                     for advert in joined:
                         ctx.events.add("worker.joined", f"worker {advert.name} on {advert.host}: {advert.slots} slots",
                                        worker=advert.name, host=advert.host, slots=advert.slots)
                     for name in lost:
                         ctx.events.add("worker.lost", f"worker {name} stopped advertising (lost)", level="warning",
                                        worker=name)
+                        label = f"{name}@{hosts[name]} lost" if name in hosts else f"{name} lost"
+                        now = ctx.clock()
+                        for agent_id in self.agents_on(name):  # the console shows the slot's worker lost
+                            writes.stage_agent_worker(ctx.store, ctx.run_id, agent_id, label, now, txn.version)
             await anyio.sleep(REFRESH_SECONDS)
 
     def _pop_result(self, run_id: str) -> bytes | None:

@@ -137,6 +137,7 @@ class Agent(BaseModel):
     tasks_done = pw.IntegerField(default=0)
     busy_seconds = pw.DoubleField(default=0)
     worktree = pw.TextField(default="")
+    worker = pw.CharField(default="")  # "name@host" of its worker with --broker, "name@host lost" once gone
     created_at = pw.DoubleField()
     updated_at = pw.DoubleField()
     version = pw.BigIntegerField(default=0)

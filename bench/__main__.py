@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .common import RESULTS_DIR, Figure, render_table, save_results
 
-BENCHMARKS = ("scheduling", "store", "integration", "console", "scaling")
+BENCHMARKS = ("scheduling", "store", "integration", "console", "scaling", "distributed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
                 from . import console
 
                 figs, data = console.run(args.quick, seed=args.seed)
+            elif name == "distributed":
+                from . import distributed
+
+                figs, data = distributed.run(args.quick, seed=args.seed)
             else:
                 from . import scaling
 

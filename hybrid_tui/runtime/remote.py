@@ -88,6 +88,7 @@ class WorkerPool:
         self._send_lock = threading.Lock()
         self._redis_run_id = ""
         self.grace_until = 0.0  # leases are not judged before this (monotonic): Redis was away
+        self.start_latencies: list[float] | None = None  # dispatch -> start on the worker, when a bench asks
 
     # ------------------------------------------------------------------ workers
     def refresh(self) -> tuple[list[WorkerAdvert], list[str]]:
@@ -291,6 +292,8 @@ class WorkerPool:
             self.release(worker)
             if finished:  # a lapsed lease: the worker, should it come back, is told to stop
                 await anyio.to_thread.run_sync(self._drop_lease, token, celery_id, outcome is None)
+        if outcome is not None and self.start_latencies is not None and attempt is not None:
+            self.start_latencies.append(outcome.started_at - attempt.started)
         if outcome is None:
             state = "lost" if worker in self.lost else "alive but silent"
             return ImplementResult(ok=False, model=request.model, failure_type="interrupted",

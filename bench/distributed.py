@@ -95,7 +95,7 @@ async def _no_monitor(now: float) -> None:
 def run(quick: bool = False, *, seed: int = 1) -> tuple[list[Figure], dict]:
     if shutil.which("redis-server") is None:
         raise RuntimeError("redis-server is not installed (Debian package redis-server)")
-    tasks = 24 if quick else 200
+    tasks = 12 if quick else 200
     with tempfile.TemporaryDirectory(prefix="hybrid-bench-dist-") as tmp:
         root = Path(tmp)
         mission = _generate(root / "mission", tasks, seed)

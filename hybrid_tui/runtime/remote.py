@@ -38,8 +38,15 @@ from hybrid_tui.runtime.broker import (
     make_celery, redis_client, results_key, worker_queue,
 )
 from hybrid_tui.runtime.context import RunContext
+from hybrid_tui.vocabulary import escaped_secrets, may_hold_secret_value, secret_values
 
 REFRESH_SECONDS = 1.0
+
+
+def carries_secret(msg: AttemptMessage) -> bool:
+    """Whether the message's text holds a credential (this process's API key, or any
+    key-shaped string): such a message is never sent (each worker reads its own)."""
+    return may_hold_secret_value(msg.model_dump_json(), escaped_secrets(secret_values()))
 START_LEASES = 3  # a message not yet picked up holds its lease this many lease periods
 
 
@@ -271,6 +278,11 @@ class WorkerPool:
             feedback=request.feedback, pace=self.pace, seed=self.seed, lease_seconds=self.lease_seconds,
             limits=dataclasses.asdict(request.limits), memory_cap_mb=request.memory_cap_mb,
         )
+        if carries_secret(msg):
+            self.release(worker)
+            return ImplementResult(ok=False, model=request.model, failure_type="environment_error",
+                                   message=f"{request.task.task_id}: not sent to worker {worker}: the task or the "
+                                           "mission configuration holds a credential (workers read their own)")
         self._waiting[token] = anyio.Event()
         celery_id = ""
         finished = False

@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("target", metavar="RUN")
     add_runs_dir_argument(p)
     p.add_argument("--theme", default="dark")
+    p.add_argument("--read-only", action="store_true", help="watch only: the console queues no controls")
     p.set_defaults(func=cmd_attach)
 
     for name, command, text in (
@@ -55,7 +56,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=cmd_control, control=command)
     for name, command, text in (
         ("retry", "retry", "queue a failed/blocked/cancelled task again"),
-        ("rollback", "rollback", "revert one task's commit on the mission branch"),
         ("cancel-dependents", "cancel_dependents", "cancel the tasks that depend on a task"),
     ):
         p = sub.add_parser(name, help=text)
@@ -63,6 +63,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("task_id", metavar="TASK")
         add_runs_dir_argument(p)
         p.set_defaults(func=cmd_control, control=command)
+    p = sub.add_parser(
+        "rollback", help="revert one task's commit on the mission branch (--cascade: and what was built on it)",
+        description="Revert a task's integration commit. Refused when a later task depends on it or touched "
+                    "the same files; --cascade then reverts those too (newest first, all or none), after "
+                    "showing them and asking.")
+    p.add_argument("target", metavar="RUN")
+    p.add_argument("task_id", metavar="TASK")
+    p.add_argument("--cascade", action="store_true",
+                   help="also revert every integrated task that depends on TASK or touched its files after it")
+    p.add_argument("--yes", action="store_true", help="with --cascade: do not ask (for scripts)")
+    add_runs_dir_argument(p)
+    p.set_defaults(func=cmd_rollback)
     p = sub.add_parser("scale", help="set the L3 pool target")
     p.add_argument("target", metavar="RUN")
     p.add_argument("size", type=int)
@@ -174,7 +186,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     except ImportError:
         raise UserError("the console is not available in this build") from None
-    return int(run_console(store, run_id, coordinator=None, theme=args.theme) or 0)
+    return int(run_console(store, run_id, coordinator=None, theme=args.theme, read_only=args.read_only) or 0)
 
 
 def cmd_control(args: argparse.Namespace) -> int:
@@ -191,6 +203,39 @@ def cmd_control(args: argparse.Namespace) -> int:
         fields["size"] = args.size
     control_id = store.enqueue_control(run_id, args.control, source="cli", **fields)
     print(f"queued {args.control} for run {run_id} (control {control_id})")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from hybrid_tui.app.launch import LaunchError, open_run_store
+    from hybrid_tui.store import queries
+    from hybrid_tui.tui.data import inert  # paths come from missions and agents: shown, never executed
+
+    try:
+        store, run_id = open_run_store(args.target, args.runs_dir)
+    except LaunchError as exc:
+        raise UserError(str(exc)) from None
+    if queries.task_record(run_id, args.task_id) is None:
+        raise UserError(f"rollback: run {run_id} has no task {args.task_id!r}")
+    fields: dict = {"task_id": args.task_id}
+    if args.cascade:
+        scope = queries.rollback_scope(run_id, args.task_id)
+        if not scope:
+            raise UserError(f"rollback: task {args.task_id} has no integrated commit left to roll back")
+        print(f"cascade rollback of {args.task_id} reverts {len(scope)} commit(s), newest first "
+              "(listed in the order they landed):")
+        for commit in scope:
+            files = ", ".join(commit.files[:4]) + (f" (+{len(commit.files) - 4})" if len(commit.files) > 4 else "")
+            print(f"  {commit.sha[:12]}  {commit.task_id}  {inert(files)}")
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise UserError("rollback --cascade: no terminal to confirm on; add --yes to confirm")
+            if input(f"Revert these {len(scope)} commit(s)? [y/N] ").strip().lower() not in ("y", "yes"):
+                print("nothing sent")
+                return 0
+        fields.update(cascade=True, scope=[c.task_id for c in scope])
+    control_id = store.enqueue_control(run_id, "rollback", source="cli", **fields)
+    print(f"queued rollback{' --cascade' if args.cascade else ''} of {args.task_id} for run {run_id} (control {control_id})")
     return 0
 
 

@@ -61,6 +61,8 @@ async def apply_control(ctx: RunContext, command: str, args: dict[str, Any], now
         cancelled = [ch.task_id for ch in changes if isinstance(ch, TaskTransition) and str(ch.new) == "cancelled"]
         return True, f"cancelled {len(cancelled)} dependent(s) of {task_id}" + (f": {', '.join(cancelled)}" if cancelled else "")
     if command == "rollback":
+        if args.get("cascade"):
+            return await rollback_cascade(ctx, _task_arg(ctx, args), args.get("scope"), now)
         return await rollback(ctx, _task_arg(ctx, args), now)
     if command == "budget":
         return set_budget(ctx, args, now)
@@ -134,6 +136,41 @@ async def rollback(ctx: RunContext, task_id: str, now: float) -> tuple[bool, str
     if affected:
         text += f"; done tasks built on it: {', '.join(affected)}"
     return True, text
+
+
+async def rollback_cascade(ctx: RunContext, task_id: str, confirmed: list[str] | None, now: float) -> tuple[bool, str]:
+    """Revert ``task_id`` and every integrated task built on it or on its files after it
+    (``queries.rollback_scope``), newest first, all or none. ``confirmed``: the scope the
+    operator saw and agreed to; if the run moved on since and the scope differs, nothing is
+    reverted and the operator is shown the new one."""
+    if ctx.repo is None:
+        return False, "rollback needs git (this run has --no-git)"
+    scope = queries.rollback_scope(ctx.run_id, task_id)
+    if not scope:
+        row = queries.integration_commit(ctx.run_id, task_id)
+        what = "was already rolled back" if row is not None else "has no integrated commit"
+        return _refuse(ctx, task_id, f"task {task_id} {what}")
+    ids = [c.task_id for c in scope]
+    if confirmed is not None and list(confirmed) != ids:
+        return _refuse(ctx, task_id, f"cascade rollback of {task_id} refused: its scope is now {', '.join(ids)} "
+                                     f"(you confirmed {', '.join(confirmed) or 'nothing'}); confirm it again")
+    result = await anyio.to_thread.run_sync(
+        ctx.repo.rollback_cascade, [(c.task_id, c.sha) for c in scope],
+        lambda reverted: crash_point("rollback_cascade", reverted))
+    crash_point("rollback", task_id)  # every revert is on the branch, the store not yet told
+    if not result.ok:
+        return _refuse(ctx, task_id, f"cascade rollback of {task_id} refused: {result.reason}")
+    with ctx.transaction() as txn:
+        for commit in reversed(scope):
+            revert = result.reverts[commit.task_id]
+            writes.mark_commit_reverted(commit.id, revert)
+            ctx.events.add("task.rollback", f"reverted {commit.sha[:10]} as {revert[:10]} (cascade from {task_id})",
+                           task_id=commit.task_id, sha=revert)
+            _, changes = ctx.scheduler.mark_rolled_back(commit.task_id, now)
+            write_changes(ctx, txn, changes, now)
+        ctx.events.add("task.rollback_cascade", f"rolled back {len(ids)} task(s): {', '.join(reversed(ids))}",
+                       task_id=task_id, tasks=ids)
+    return True, f"rolled back {len(ids)} task(s) newest first: {', '.join(reversed(ids))}; retry them to land them again"
 
 
 def _refuse(ctx: RunContext, task_id: str, reason: str) -> tuple[bool, str]:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import peewee as pw
 
+from hybrid_tui.core.rollback_scope import rollback_scope as scope_of_rollback
 from hybrid_tui.store import models as m
 from hybrid_tui.store.db import StoreError
 from hybrid_tui.store.records import (
@@ -361,9 +362,19 @@ def live_commits_since(run_id: str, commit: IntegrationCommitRecord) -> list[Int
             & (m.IntegrationCommit.committed_at >= commit.committed_at)
             & m.IntegrationCommit.reverted_by.is_null()
         )
-        .order_by(m.IntegrationCommit.committed_at)
+        .order_by(m.IntegrationCommit.committed_at, m.IntegrationCommit.id)
     )
     return _records(IntegrationCommitRecord, query)
+
+
+def rollback_scope(run_id: str, task_id: str) -> list[IntegrationCommitRecord]:
+    """The live commits a cascading rollback of ``task_id`` reverts, oldest first: its own
+    and every later one that depends on it or touched its files (``core.rollback_scope``).
+    Empty when the task has no live commit. The coordinator and every preview read this."""
+    root = integration_commit(run_id, task_id)
+    if root is None or root.reverted_by:
+        return []
+    return scope_of_rollback(root, live_commits_since(run_id, root), dependency_pairs(run_id))
 
 
 # ------------------------------------------------------------------ events

@@ -39,6 +39,9 @@ OPERATOR_ACTIONS = {
     "toggle_pause", "retry", "cancel_dependents", "rollback", "scale_up", "scale_down",
     "scale_exact", "detail", "attention", "stop_mission",
 }
+# Of those, the ones that queue a control: a read-only console (``serve`` without
+# ``--control``, ``attach --read-only``) offers none of them.
+CONTROL_ACTIONS = OPERATOR_ACTIONS - {"detail", "attention"}
 
 
 class HybridApp(App[int]):
@@ -88,8 +91,10 @@ class HybridApp(App[int]):
         theme: str = "dark",
         clock: Callable[[], float] = time.time,
         poll_interval: float = 0.5,
+        read_only: bool = False,
     ):
         super().__init__()
+        self.read_only = read_only
         self.store = store
         self.run_id = run_id
         self.coordinator = coordinator
@@ -146,6 +151,8 @@ class HybridApp(App[int]):
         self._apply_size(self.size.width, self.size.height)
         self.query_one("#task-table").focus()
         self.call_later(self._tick)
+        if self.read_only:
+            self.notify("read-only console: watch only, no control is sent", timeout=30, markup=False)
         if self.coordinator is not None:
             self.run_worker(
                 self.coordinator.run(), exclusive=True, group="coordinator", name="coordinator", exit_on_error=False
@@ -261,6 +268,9 @@ class HybridApp(App[int]):
 
     def send(self, command: str, label: str, **args: Any) -> int:
         """The one way the console changes anything: a row in the control table."""
+        if self.read_only:
+            self.notify(f"{label}: not sent, this console is read-only", severity="warning", markup=False)
+            return -1
         control_id = self.store.enqueue_control(self.run_id, command, source="tui", **args)
         self.sent_controls[control_id] = label
         self.notify(f"{label}: sent", timeout=2, markup=False)
@@ -269,6 +279,8 @@ class HybridApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in OPERATOR_ACTIONS and isinstance(self.screen, ModalScreen):
             return False
+        if self.read_only and action in CONTROL_ACTIONS:
+            return None  # shown dimmed in the footer, and the key does nothing
         return True
 
     def _need_task(self) -> str | None:
@@ -336,19 +348,27 @@ class HybridApp(App[int]):
         if commit.reverted_by:
             body.append(f"\nAlready reverted by {commit.reverted_by[:12]}.\n", style="bold")
         conflicts = self.view.rollback_conflicts(task_id)
+        scope = [c.task_id for c in self.view.rollback_scope(task_id)] if conflicts else []
         if conflicts:
-            body.append("\nConflict: later tasks touched the same files; the coordinator will refuse:\n", style="bold")
+            body.append("\nLater tasks touched the same files, so it alone cannot be reverted:\n", style="bold")
             for other, shared in conflicts:
                 body.append(f"  {inert(other)}: {', '.join(inert(s) for s in shared)}\n")
+            body.append(f"\nA cascade reverts these {len(scope)} tasks together, newest first:\n", style="bold")
+            for other in scope:
+                body.append(f"  {inert(other)}\n")
         refused = self.view.last_control_result(task_id, "rollback")
         if refused:
             body.append(f"\nLast rollback refused: {inert(refused)}\n", style="bold")
 
         def confirmed(yes: bool | None) -> None:
-            if yes:
+            if yes and scope:
+                self.send("rollback", f"cascade rollback of {task_id} ({len(scope)} tasks)", task_id=task_id,
+                          cascade=True, scope=scope)
+            elif yes:
                 self.send("rollback", f"rollback {task_id}", task_id=task_id)
 
-        self.push_screen(ConfirmScreen(f"Roll back {task_id}?", body, yes="Roll back", no="Keep"), confirmed)
+        yes = f"Roll back {len(scope)} tasks" if scope else "Roll back"
+        self.push_screen(ConfirmScreen(f"Roll back {task_id}?", body, yes=yes, no="Keep"), confirmed)
 
     def _pool_base(self) -> int | None:
         run = self.run_info
@@ -505,6 +525,12 @@ class HybridApp(App[int]):
     # -- command palette ------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
+        for command in self._console_commands():
+            if self.read_only and command.callback.__name__.removeprefix("action_") in CONTROL_ACTIONS:
+                continue
+            yield command
+
+    def _console_commands(self) -> Iterable[SystemCommand]:
         paused = self.run_info is not None and self.run_info.status == "paused"
         yield SystemCommand("Resume mission" if paused else "Pause mission", "p: pause / resume dispatching", self.action_toggle_pause)
         yield SystemCommand("Retry selected task", "r: queue the selected task again", self.action_retry)
@@ -535,13 +561,14 @@ def _commit_subject(repo_path: str, sha: str) -> str:
         return ""
 
 
-def run_console(store: Store, run_id: str, *, coordinator: object | None = None, theme: str = "dark") -> int:
+def run_console(store: Store, run_id: str, *, coordinator: object | None = None, theme: str = "dark",
+                read_only: bool = False) -> int:
     """Open the console on ``run_id`` (running ``coordinator`` in-process when given).
 
     Returns the exit code: the coordinator's when it ran here, else 0.
     """
     queries.run_record(run_id)  # an unknown run is a StoreError before the screen is taken over
-    app = HybridApp(store, run_id, coordinator=coordinator, theme=theme)
+    app = HybridApp(store, run_id, coordinator=coordinator, theme=theme, read_only=read_only)
     result = app.run()
     if result is None:
         result = app.coordinator_exit if app.coordinator_exit is not None else 0

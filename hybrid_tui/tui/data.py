@@ -469,6 +469,10 @@ class StoreView:
                 conflicts.append((c.task_id, shared))
         return conflicts
 
+    def rollback_scope(self, task_id: str) -> list[IntegrationCommitRecord]:
+        """What a cascading rollback of ``task_id`` would revert, oldest first."""
+        return queries.rollback_scope(self.run_id, task_id)
+
     def last_control_result(self, task_id: str, command: str) -> str:
         """The result text of the latest rejected ``command`` about ``task_id``, if any."""
         for c in queries.rejected_controls(self.run_id, command, limit=50):

@@ -16,6 +16,7 @@ _HOMES = {
     "IntegrationResult": "git",
     "MissionError": "git",
     "MissionRepo": "git",
+    "CascadeResult": "git",
     "RollbackResult": "git",
     "prepare_repository": "git",
     "EditError": "sandbox",

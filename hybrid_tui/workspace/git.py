@@ -24,6 +24,7 @@ import shutil
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -83,6 +84,13 @@ class IntegrationResult:
 class RollbackResult:
     ok: bool
     sha: str | None = None
+    reason: str = ""
+
+
+@dataclass
+class CascadeResult:
+    ok: bool
+    reverts: dict[str, str]  # task id -> the commit that reverts it
     reason: str = ""
 
 
@@ -481,20 +489,13 @@ class MissionRepo:
                 return RollbackResult(False, None, f"{task_id}: commit {sha[:12]} is not on {self.mission_branch!r}")
             mine = set(self.changed_files(sha))
             after: dict[str, str] = dict(later)
-            still: dict[str, str] = {}
-            reverted_by: str | None = None
-            for csha, task, run, rollback, _ in self._scan(runner, f"{sha}..{expected}"):
-                if run == self.run_id and task:
-                    still[task] = csha
-                if run == self.run_id and rollback:
-                    still.pop(rollback, None)
-                    after.pop(rollback, None)
-                    if rollback == task_id:
-                        reverted_by = csha
-            if reverted_by is not None and task_id not in still:
+            live, reverted = self._live_and_reverted(runner, f"{sha}..{expected}")
+            if task_id in reverted and task_id not in live:
                 # Already done (e.g. a crash before the store heard of it): never revert twice.
-                return RollbackResult(True, reverted_by, f"{task_id} was already rolled back")
-            after.update(still)
+                return RollbackResult(True, reverted[task_id], f"{task_id} was already rolled back")
+            for task in reverted:
+                after.pop(task, None)
+            after.update(live)
             after.pop(task_id, None)
             clashes = []
             for other, other_sha in after.items():
@@ -507,31 +508,100 @@ class MissionRepo:
                     f"rollback of {task_id} refused: later task(s) touched the same files: "
                     f"{'; '.join(clashes)}; roll those back first",
                 )
-            subject = _ok(runner, "log", "-1", "--format=%s", sha, what=f"cannot read {sha[:12]}").strip()
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            index = self.run_dir / f"rollback-{os.getpid()}.index"
-            patch_file = self.run_dir / f"rollback-{os.getpid()}.patch"
-            env = {"GIT_INDEX_FILE": str(index)}  # a private index: no checkout is touched
-            try:
-                _ok(runner, "read-tree", expected, env=env, what="read-tree")
-                _ok(runner, "diff", "--binary", "--no-color", "--no-renames", f"--output={patch_file}",
-                    f"{sha}^", sha, what=f"cannot diff {sha[:12]}")
-                status, _, err = _run(runner, "apply", "--cached", "-R", str(patch_file), env=env)
-                if status != 0:
-                    return RollbackResult(False, None, f"rollback of {task_id}: revert does not apply: {err.strip()}")
-                tree = _ok(runner, "write-tree", env=env, what="write-tree").strip()
-            finally:
-                index.unlink(missing_ok=True)
-                patch_file.unlink(missing_ok=True)
-            message = (
-                f'Revert "{subject}"\n\nThis reverts commit {sha}.\n\n'
-                f"{ROLLBACK_TRAILER}: {task_id}\n{RUN_TRAILER}: {self.run_id}"
-            )
-            new = self._commit_tree(runner, tree, expected, message)
+            new, reason = self._revert_onto(runner, expected, task_id, sha)
+            if new is None:
+                return RollbackResult(False, None, reason)
             self._publish(runner, new, expected, what=f"rollback {task_id}")
             if self._integrated is not None:
                 self._integrated.pop(task_id, None)
             return RollbackResult(True, new, "")
+
+    def rollback_cascade(self, scope: list[tuple[str, str]],
+                         between_reverts: Callable[[str], None] | None = None) -> CascadeResult:
+        """Revert every (task id, commit) of ``scope`` (oldest first, as landed), newest first,
+        as one operation: the revert commits are built on top of each other off the branch and
+        published by one compare-and-swap, so the branch shows all of them or none.
+
+        Refused, with the branch untouched, when a commit is not on the branch, is already
+        reverted, or a later commit outside the scope touched a file of one in it.
+        ``between_reverts(task_id)`` runs after each revert commit is built (a crash point)."""
+        with self._lock:
+            runner = self._repo()
+            expected = self._expected_head()
+            for task_id, sha in scope:
+                if _run(runner, "merge-base", "--is-ancestor", sha, expected)[0] != 0:
+                    return CascadeResult(False, {}, f"{task_id}: commit {sha[:12]} is not on {self.mission_branch!r}")
+            first_sha = scope[0][1]
+            live, reverted = self._live_and_reverted(runner, f"{first_sha}^..{expected}")
+            done_already = [task_id for task_id, _ in scope if task_id in reverted and task_id not in live]
+            if done_already:
+                return CascadeResult(False, {}, f"already rolled back: {', '.join(done_already)}")
+            in_scope = {task_id for task_id, _ in scope}
+            files_so_far: set[str] = set()
+            clashes = []
+            for task_id, sha in live.items():  # oldest first: a commit clashes with scope commits before it
+                changed = set(self.changed_files(sha))
+                if task_id in in_scope:
+                    files_so_far |= changed
+                elif files_so_far & changed:
+                    clashes.append(f"{task_id} ({', '.join(sorted(files_so_far & changed))})")
+            if clashes:
+                return CascadeResult(False, {}, f"later task(s) outside the scope touched its files: {'; '.join(clashes)}")
+            head = expected
+            reverts: dict[str, str] = {}
+            for task_id, sha in reversed(scope):
+                new, reason = self._revert_onto(runner, head, task_id, sha)
+                if new is None:
+                    return CascadeResult(False, {}, reason)
+                reverts[task_id] = head = new
+                if between_reverts is not None:
+                    between_reverts(task_id)
+            self._publish(runner, head, expected, what=f"cascade rollback of {scope[0][0]} ({len(scope)} tasks)")
+            if self._integrated is not None:
+                for task_id in reverts:
+                    self._integrated.pop(task_id, None)
+            return CascadeResult(True, reverts, "")
+
+    def _live_and_reverted(self, runner: gitpython.Git, revision_range: str) -> tuple[dict[str, str], dict[str, str]]:
+        """This run's task commits in ``revision_range`` not reverted in it (task id -> sha,
+        oldest first) and the reverts in it (task id -> revert sha)."""
+        live: dict[str, str] = {}
+        reverted: dict[str, str] = {}
+        for csha, task, run, rollback, _ in self._scan(runner, revision_range):
+            if run != self.run_id:
+                continue
+            if task:
+                live[task] = csha
+            if rollback:
+                live.pop(rollback, None)
+                reverted[rollback] = csha
+        return live, reverted
+
+    def _revert_onto(self, runner: gitpython.Git, head: str, task_id: str, sha: str) -> tuple[str | None, str]:
+        """A commit on top of ``head`` that reverts ``sha`` (with the rollback trailer), built
+        in a private index: no checkout and no branch is touched. (None, reason) when the
+        revert does not apply."""
+        subject = _ok(runner, "log", "-1", "--format=%s", sha, what=f"cannot read {sha[:12]}").strip()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        index = self.run_dir / f"rollback-{os.getpid()}.index"
+        patch_file = self.run_dir / f"rollback-{os.getpid()}.patch"
+        env = {"GIT_INDEX_FILE": str(index)}
+        try:
+            _ok(runner, "read-tree", head, env=env, what="read-tree")
+            _ok(runner, "diff", "--binary", "--no-color", "--no-renames", f"--output={patch_file}",
+                f"{sha}^", sha, what=f"cannot diff {sha[:12]}")
+            status, _, err = _run(runner, "apply", "--cached", "-R", str(patch_file), env=env)
+            if status != 0:
+                return None, f"rollback of {task_id}: revert does not apply: {err.strip()}"
+            tree = _ok(runner, "write-tree", env=env, what="write-tree").strip()
+        finally:
+            index.unlink(missing_ok=True)
+            patch_file.unlink(missing_ok=True)
+        message = (
+            f'Revert "{subject}"\n\nThis reverts commit {sha}.\n\n'
+            f"{ROLLBACK_TRAILER}: {task_id}\n{RUN_TRAILER}: {self.run_id}"
+        )
+        return self._commit_tree(runner, tree, head, message), ""
 
 
 def _one_line(title: str) -> str:

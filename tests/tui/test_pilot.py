@@ -146,9 +146,11 @@ async def test_refused_rollback_is_shown_with_its_reason(demo_store):
         await pilot.press("b")
         assert isinstance(app.screen, ConfirmScreen)
         assert "T3-api: app.py" in screen_text(app)  # the known conflict, before asking
+        assert "Roll back 2 tasks" in screen_text(app)  # so the console offers the cascade
         await pilot.press("y")
-        assert controls() == [("rollback", {"task_id": "T1-setup"}, "tui")]
-        refusal = "rollback T1-setup refused: later task T3-api touched app.py"
+        assert controls() == [("rollback", {"task_id": "T1-setup", "cascade": True, "scope": ["T1-setup", "T3-api"]},
+                               "tui")]
+        refusal = "cascade rollback of T1-setup (2 tasks) refused: later task T3-api touched app.py"
         await until(pilot, lambda: refusal in app.notices, "the refusal is notified")
         await pilot.pause()
         assert "refused" in screen_text(app)  # the toast is on screen

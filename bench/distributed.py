@@ -1,7 +1,8 @@
 """Attempts through the broker next to in-process (room: bench; drives app.launch and workers).
 
-One generated mission (sim backend, instant agents, real git worktrees, validation and
-integration) runs twice with the same pool: in-process, then through a real
+One mission (full size: ``sample_missions/scale-200``; ``--quick``: a generated 12-task one;
+sim backend, instant agents, real git worktrees, validation and integration) runs twice
+with the same pool: in-process, then through a real
 ``redis-server`` (temporary folder, loopback port) and two ``hybrid-tui worker``
 processes. Measured:
 
@@ -98,7 +99,10 @@ def run(quick: bool = False, *, seed: int = 1) -> tuple[list[Figure], dict]:
     tasks = 12 if quick else 200
     with tempfile.TemporaryDirectory(prefix="hybrid-bench-dist-") as tmp:
         root = Path(tmp)
-        mission = _generate(root / "mission", tasks, seed)
+        if quick:
+            mission = _generate(root / "mission", tasks, seed)
+        else:
+            mission = Path(shutil.copytree(REPO_ROOT / "sample_missions" / "scale-200", root / "mission"))
         port = _free_port()
         url = f"redis://127.0.0.1:{port}/0"
         procs = [subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(root),

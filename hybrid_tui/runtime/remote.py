@@ -48,6 +48,7 @@ def carries_secret(msg: AttemptMessage) -> bool:
     key-shaped string): such a message is never sent (each worker reads its own)."""
     return may_hold_secret_value(msg.model_dump_json(), escaped_secrets(secret_values()))
 START_LEASES = 3  # a message not yet picked up holds its lease this many lease periods
+SEND_PATIENCE_SECONDS = 60.0  # Redis away (restarting): keep trying to send this long
 
 
 class NoWorkers(Exception):
@@ -219,6 +220,19 @@ class WorkerPool:
                                          ignore_result=True)
         return sent.id
 
+    async def _send_patiently(self, msg: AttemptMessage) -> str:
+        """Send, retrying while Redis is away (a restart takes seconds); the last error after
+        ``SEND_PATIENCE_SECONDS``."""
+        deadline = time.monotonic() + SEND_PATIENCE_SECONDS
+        while True:
+            try:
+                return await anyio.to_thread.run_sync(self._send, msg)
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                self.grace_until = time.monotonic() + self.lease_seconds
+                await anyio.sleep(1.0)
+
     def _lease_alive(self, token: str) -> bool | None:
         try:
             return bool(self.redis.exists(lease_key(token)))
@@ -288,7 +302,7 @@ class WorkerPool:
         finished = False
         outcome: AttemptOutcome | None = None
         try:
-            celery_id = await anyio.to_thread.run_sync(self._send, msg)
+            celery_id = await self._send_patiently(msg)
             outcome = await self._await_outcome(token)
             finished = True
         except anyio.get_cancelled_exc_class():

@@ -23,9 +23,9 @@ class UserError(Exception):
 
 
 # ------------------------------------------------------------------ statuses
-TASK_STATUSES = ("pending", "ready", "running", "validating", "integrating", "retry_wait",
+TASK_STATUSES = ("pending", "awaiting_approval", "ready", "running", "validating", "integrating", "retry_wait",
                  "done", "failed", "blocked", "cancelled", "rolled_back")
-QUEUED_STATUSES = frozenset({"pending", "ready", "retry_wait"})  # waiting for an attempt
+QUEUED_STATUSES = frozenset({"pending", "awaiting_approval", "ready", "retry_wait"})  # waiting for an attempt
 IN_FLIGHT_STATUSES = frozenset({"running", "validating", "integrating"})  # an attempt holds the task
 TERMINAL_STATUSES = frozenset({"done", "failed", "blocked", "cancelled", "rolled_back"})  # no attempt will come
 FINISHED_STATUSES = frozenset({"done", "rolled_back"})  # its work was integrated (and maybe reverted)

@@ -48,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     estimate.add_argument("--backend-latency", type=float, default=0.0, metavar="SECONDS",
                           help="extra seconds per attempt on top of the SIS duration (default 0)")
     estimate.add_argument("--seed", type=int, default=0, help="random seed of the simulated failures")
+    estimate.add_argument("--approval-minutes", type=float, default=0.0, metavar="M",
+                          help="how long a task held by [policies] approve waits for its approval (default 0)")
     estimate.add_argument("--sweep", action="store_true",
                           help="also forecast failure rates 0/10/20/30 %% and pools of 4/8/12 agents")
     estimate.add_argument("--json", action="store_true", help="print one JSON object")

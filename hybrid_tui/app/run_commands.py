@@ -63,6 +63,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("task_id", metavar="TASK")
         add_runs_dir_argument(p)
         p.set_defaults(func=cmd_control, control=command)
+    p = sub.add_parser("approve", help="release tasks that [policies] approve holds (awaiting_approval)")
+    p.add_argument("target", metavar="RUN")
+    p.add_argument("task_ids", metavar="TASK", nargs="+")
+    add_runs_dir_argument(p)
+    p.set_defaults(func=cmd_approve)
+    p = sub.add_parser("reject", help="fail a task awaiting approval (it goes to the attention view with the reason)")
+    p.add_argument("target", metavar="RUN")
+    p.add_argument("task_id", metavar="TASK")
+    p.add_argument("--reason", default="", help="why (shown in the attention view and the report)")
+    add_runs_dir_argument(p)
+    p.set_defaults(func=cmd_reject)
     p = sub.add_parser(
         "rollback", help="revert one task's commit on the mission branch (--cascade: and what was built on it)",
         description="Revert a task's integration commit. Refused when a later task depends on it or touched "
@@ -206,17 +217,42 @@ def cmd_control(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_rollback(args: argparse.Namespace) -> int:
+def _open_with_tasks(args: argparse.Namespace, task_ids: list[str], command: str):
+    """The run's store, after checking every task id exists (one line naming the first unknown)."""
     from hybrid_tui.app.launch import LaunchError, open_run_store
     from hybrid_tui.store import queries
-    from hybrid_tui.tui.data import inert  # paths come from missions and agents: shown, never executed
 
     try:
         store, run_id = open_run_store(args.target, args.runs_dir)
     except LaunchError as exc:
         raise UserError(str(exc)) from None
-    if queries.task_record(run_id, args.task_id) is None:
-        raise UserError(f"rollback: run {run_id} has no task {args.task_id!r}")
+    for task_id in task_ids:
+        if queries.task_record(run_id, task_id) is None:
+            store.close()
+            raise UserError(f"{command}: run {run_id} has no task {task_id!r}")
+    return store, run_id
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    store, run_id = _open_with_tasks(args, args.task_ids, "approve")
+    for task_id in dict.fromkeys(args.task_ids):
+        control_id = store.enqueue_control(run_id, "approve", source="cli", task_id=task_id)
+        print(f"queued approve of {task_id} for run {run_id} (control {control_id})")
+    return 0
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    store, run_id = _open_with_tasks(args, [args.task_id], "reject")
+    control_id = store.enqueue_control(run_id, "reject", source="cli", task_id=args.task_id, reason=args.reason)
+    print(f"queued reject of {args.task_id} for run {run_id} (control {control_id})")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from hybrid_tui.store import queries
+    from hybrid_tui.tui.data import inert  # paths come from missions and agents: shown, never executed
+
+    store, run_id = _open_with_tasks(args, [args.task_id], "rollback")
     fields: dict = {"task_id": args.task_id}
     if args.cascade:
         scope = queries.rollback_scope(run_id, args.task_id)

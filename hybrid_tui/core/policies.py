@@ -7,9 +7,14 @@ alert levels. Every number comes from ``hybrid_tui.spec.models.PoliciesSection``
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from hybrid_tui.spec.models import PoliciesSection, PriorityWeights, RetryRule
+
+
+def needs_approval(gate: Collection[str], priority: str, task_id: str, domain: str) -> bool:
+    """``[policies] approve`` (the ``gate``) names the task's priority class, id or domain."""
+    return bool(gate) and (priority in gate or task_id in gate or domain in gate)
 
 
 def priority_weight(weights: PriorityWeights, priority: str) -> float:

@@ -41,7 +41,14 @@ from hybrid_tui.core.changes import (
     PoolTarget,
     TaskTransition,
 )
-from hybrid_tui.core.policies import alert_level, priority_score, priority_weight, retry_delay, scaling_target
+from hybrid_tui.core.policies import (
+    alert_level,
+    needs_approval,
+    priority_score,
+    priority_weight,
+    retry_delay,
+    scaling_target,
+)
 from hybrid_tui.core.states import (
     ACTIVE,
     DEAD,
@@ -165,6 +172,7 @@ class Scheduler:
             raise ValueError(f"pool bounds invalid: min {pool_min}, max {pool_max}")
         self.policies = policies or PoliciesSection()
         self._weights = self.policies.priority
+        self._approval_gate = frozenset(self.policies.approve)
         self.mission_budget_usd = float(mission_budget_usd)
         self.retry_budget_usd = float(retry_budget_usd)
         self.pool_min, self.pool_max = pool_min, pool_max
@@ -243,7 +251,7 @@ class Scheduler:
         for t in added:  # in topological order: a dependency is blocked before its dependents look
             self._rescore_static(t)
             if t.unmet == 0:  # every dependency done, so none is dead
-                self._set_status(t, S.READY)
+                self._set_status(t, self._ready_status(t))
             elif any(existing[dep].status in DEAD for dep in t.info.dependencies):
                 self._set_status(t, S.BLOCKED)
                 t.reason = "a dependency failed"
@@ -295,12 +303,12 @@ class Scheduler:
                 sched._fail_active(t, "interrupted", now, 0.0, "the coordinator restarted", None, changes)
             elif t.status is S.RETRY_WAIT:
                 sched._push_retry(t)
-            elif t.status in (S.PENDING, S.READY):
+            elif t.status in (S.PENDING, S.READY, S.AWAITING_APPROVAL):
                 if any(sched._tasks[d].status in DEAD for d in t.info.dependencies):
                     sched._transition(t, S.BLOCKED, "a dependency failed", changes)
                 elif t.unmet == 0 and t.status is S.PENDING:
-                    sched._transition(t, S.READY, "dependencies done", changes)
-                elif t.unmet and t.status is S.READY:
+                    sched._become_ready(t, "dependencies done", changes)
+                elif t.unmet and t.status is not S.PENDING:
                     sched._transition(t, S.PENDING, "dependencies not done", changes)
         return sched, changes
 
@@ -528,7 +536,7 @@ class Scheduler:
         for d in t.dependents:
             d.unmet -= 1
             if d.unmet == 0 and d.status is S.PENDING:
-                self._transition(d, S.READY, f"dependencies done ({task_id} last)", changes)
+                self._become_ready(d, f"dependencies done ({task_id} last)", changes)
         self._check_failure_rate(changes)
         return changes
 
@@ -840,8 +848,39 @@ class Scheduler:
         self._transition(t, S.PENDING if t.unmet else S.READY, "operator retry", changes)
         for d in self._transitive(t):
             if d.status is S.BLOCKED and not any(self._tasks[x].status in DEAD for x in d.info.dependencies):
-                self._transition(d, S.PENDING if d.unmet else S.READY, f"{task_id} retried", changes)
+                if d.unmet:
+                    self._transition(d, S.PENDING, f"{task_id} retried", changes)
+                else:
+                    self._become_ready(d, f"{task_id} retried", changes)
         return changes
+
+    def approve(self, task_id: str, now: float) -> list[Change]:
+        """Operator approval of a task ``[policies] approve`` holds: ``awaiting_approval`` ->
+        ``ready``. Empty when the task is not awaiting approval."""
+        t = self._task(task_id)
+        if t.status is not S.AWAITING_APPROVAL:
+            return []
+        changes: list[Change] = []
+        self._transition(t, S.READY, "approved by operator", changes)
+        return changes
+
+    def reject(self, task_id: str, reason: str, now: float) -> list[Change]:
+        """Operator rejection of a task awaiting approval: ``failed`` (failure type
+        ``rejected``, the reason shown in the attention view); its dependents are blocked.
+        Empty when the task is not awaiting approval."""
+        t = self._task(task_id)
+        if t.status is not S.AWAITING_APPROVAL:
+            return []
+        changes: list[Change] = []
+        t.last_failure, t.last_message = "rejected", reason
+        self._transition(t, S.FAILED, f"rejected by operator: {reason}" if reason else "rejected by operator", changes)
+        self._propagate(t, f"dependency {task_id} was rejected", changes)
+        return changes
+
+    def needs_approval(self, task_id: str) -> bool:
+        """``[policies] approve`` names the task's priority class, its id or its domain."""
+        info = self._task(task_id).info
+        return needs_approval(self._approval_gate, info.priority, info.task_id, info.domain)
 
     def cancel_dependents(self, task_id: str, now: float) -> list[Change]:
         """Cancel every queued or blocked transitive dependent of ``task_id``; running ones
@@ -1012,6 +1051,15 @@ class Scheduler:
                 waiting.discard(t.tid)
                 if not waiting:
                     del parked[path]
+
+    def _ready_status(self, t: _Task) -> TaskStatus:
+        """Where a task whose dependencies are all done goes: ``ready``, or
+        ``awaiting_approval`` when the approval policy holds it."""
+        return S.AWAITING_APPROVAL if self._approval_gate and self.needs_approval(t.tid) else S.READY
+
+    def _become_ready(self, t: _Task, reason: str, changes: list[Change]) -> None:
+        status = self._ready_status(t)
+        self._transition(t, status, reason if status is S.READY else f"{reason}; awaiting approval", changes)
 
     def _transition(self, t: _Task, new: TaskStatus, reason: str, changes: list[Change],
                     retry_at: float | None = None) -> None:

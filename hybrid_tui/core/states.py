@@ -14,6 +14,7 @@ class TaskStatus(str, Enum):
     """
 
     PENDING = "pending"  # some dependency is not done yet
+    AWAITING_APPROVAL = "awaiting_approval"  # ready, but ``[policies] approve`` holds it for an operator
     READY = "ready"  # every dependency done, waiting for an agent
     RUNNING = "running"  # an agent is implementing it
     VALIDATING = "validating"  # validation commands are running
@@ -45,7 +46,8 @@ DEAD: frozenset[TaskStatus] = frozenset({S.FAILED, S.BLOCKED, S.CANCELLED, S.ROL
 #: Every legal transition. ``running -> done`` and ``validating -> done`` exist for shells
 #: that do not model the validating/integrating phases (the simulator, benchmarks).
 TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
-    S.PENDING: frozenset({S.READY, S.BLOCKED, S.CANCELLED}),
+    S.PENDING: frozenset({S.READY, S.AWAITING_APPROVAL, S.BLOCKED, S.CANCELLED}),
+    S.AWAITING_APPROVAL: frozenset({S.READY, S.PENDING, S.BLOCKED, S.CANCELLED, S.FAILED}),
     S.READY: frozenset({S.RUNNING, S.PENDING, S.BLOCKED, S.CANCELLED, S.FAILED}),
     S.RUNNING: frozenset({S.VALIDATING, S.INTEGRATING, S.DONE, S.RETRY_WAIT, S.FAILED, S.CANCELLED}),
     S.VALIDATING: frozenset({S.INTEGRATING, S.DONE, S.RETRY_WAIT, S.FAILED, S.CANCELLED}),
@@ -53,7 +55,7 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     S.RETRY_WAIT: frozenset({S.READY, S.PENDING, S.FAILED, S.BLOCKED, S.CANCELLED}),
     S.DONE: frozenset({S.ROLLED_BACK}),
     S.FAILED: frozenset({S.READY, S.PENDING}),
-    S.BLOCKED: frozenset({S.PENDING, S.READY, S.CANCELLED}),
+    S.BLOCKED: frozenset({S.PENDING, S.READY, S.AWAITING_APPROVAL, S.CANCELLED}),
     S.CANCELLED: frozenset({S.READY, S.PENDING}),
     S.ROLLED_BACK: frozenset({S.READY, S.PENDING}),
 }

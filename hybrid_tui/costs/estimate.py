@@ -27,7 +27,17 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hybrid_tui.core import AgentChanged, Alert, CancelRunning, PauseChanged, PoolTarget, Scheduler, TaskInfo, TaskStatus
+from hybrid_tui.core import (
+    AgentChanged,
+    Alert,
+    CancelRunning,
+    PauseChanged,
+    PoolTarget,
+    Scheduler,
+    TaskInfo,
+    TaskStatus,
+    TaskTransition,
+)
 from hybrid_tui.core.tiering import select_model
 from hybrid_tui.spec.loader import MissionInvalid, load_mission
 from hybrid_tui.spec.models import ModelsSection, SisTask, Usage
@@ -138,6 +148,7 @@ def simulate(
     failure_rate: float,
     backend_latency: float,
     seed: int = 0,
+    approval_seconds: float = 0.0,
 ) -> SimResult:
     """One run of ``mission`` through the scheduling core in virtual time.
 
@@ -146,7 +157,8 @@ def simulate(
     duration plus ``backend_latency`` and costs its SIS token estimate. ``round(R x tasks)``
     tasks (drawn with ``seed``) fail validation twice before succeeding, the review's
     "2 retries per failed task"; the core decides what that means (retry, budget stop,
-    auto-pause). A failure-rate auto-pause is resumed at once and counted.
+    auto-pause). A failure-rate auto-pause is resumed at once and counted. A task the
+    approval gate holds is approved ``approval_seconds`` after it starts to wait.
     """
     config = mission.config
     costs = layer_costs(mission, table)
@@ -182,6 +194,8 @@ def simulate(
     failures_so_far: dict[str, int] = {}
     alerts: list[str] = []
     stats = {"busy": 0.0, "agent_seconds": 0.0, "impl": 0.0, "retry": 0.0, "pauses": 0, "peak": 0}
+    approvals: list[tuple[float, str]] = [  # (when the simulated operator approves, task id)
+        (now + approval_seconds, tid) for tid in task_ids if scheduler.status(tid) is TaskStatus.AWAITING_APPROVAL]
 
     def add_agent() -> None:
         agent_id = f"sim-{next(names)}"
@@ -222,11 +236,15 @@ def simulate(
             elif isinstance(change, PauseChanged) and change.paused:
                 stats["pauses"] += 1
                 handle(scheduler.resume(now))
+            elif isinstance(change, TaskTransition) and change.new is TaskStatus.AWAITING_APPROVAL:
+                heapq.heappush(approvals, (now + approval_seconds, change.task_id))
 
     for _ in range(pool_min):
         add_agent()
     attempts = failed_attempts = 0
     while True:
+        while approvals and approvals[0][0] <= now:
+            handle(scheduler.approve(heapq.heappop(approvals)[1], now))
         handle(scheduler.tick(now))
         dispatches, changes = scheduler.dispatch(now)
         handle(changes)
@@ -237,6 +255,8 @@ def simulate(
         if scheduler.is_finished() and not running:
             break
         upcoming = [events[0][0]] if events else []
+        if approvals:
+            upcoming.append(approvals[0][0])
         deadline = scheduler.next_deadline()
         if deadline is not None:
             upcoming.append(deadline)
@@ -335,11 +355,13 @@ class Forecast:
 
 
 def forecast(
-    mission: Any, table: PricingTable, *, agents: int | None, failure_rate: float, backend_latency: float, seed: int = 0
+    mission: Any, table: PricingTable, *, agents: int | None, failure_rate: float, backend_latency: float, seed: int = 0,
+    approval_seconds: float = 0.0,
 ) -> Forecast:
     layers = layer_costs(mission, table)
     sim = simulate(
-        mission, table, agents=agents, failure_rate=failure_rate, backend_latency=backend_latency, seed=seed
+        mission, table, agents=agents, failure_rate=failure_rate, backend_latency=backend_latency, seed=seed,
+        approval_seconds=approval_seconds,
     )
     return Forecast(
         mission=mission.name,
@@ -441,6 +463,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         raise UserError(f"--failure-rate {args.failure_rate}: must be between 0 and 1")
     if args.backend_latency < 0:
         raise UserError(f"--backend-latency {args.backend_latency}: must not be negative")
+    if not 0 <= args.approval_minutes < float("inf"):
+        raise UserError(f"--approval-minutes {args.approval_minutes}: must be a non-negative number")
     if args.agents is not None and args.agents < 1:
         raise UserError(f"--agents {args.agents}: need at least one agent")
     try:
@@ -459,7 +483,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     agents = args.agents  # None: autoscale like a real run
     try:
         main = forecast(mission, table, agents=agents, failure_rate=args.failure_rate,
-                        backend_latency=args.backend_latency, seed=args.seed)
+                        backend_latency=args.backend_latency, seed=args.seed,
+                        approval_seconds=args.approval_minutes * 60.0)
         swept = sweep(mission, table, backend_latency=args.backend_latency, seed=args.seed) if args.sweep else None
     except UnknownModel as exc:
         raise UserError(str(exc)) from None

@@ -19,7 +19,8 @@ from hybrid_tui.runtime.context import RunContext
 from hybrid_tui.runtime.faults import crash_point
 from hybrid_tui.runtime.task_state import apply_changes, write_changes
 
-COMMANDS = ("pause", "resume", "retry", "cancel_dependents", "rollback", "scale", "budget", "stop")
+COMMANDS = ("pause", "resume", "retry", "cancel_dependents", "rollback", "scale", "budget", "stop", "approve",
+            "reject")
 
 
 def _task_arg(ctx: RunContext, args: dict[str, Any]) -> str:
@@ -54,6 +55,24 @@ async def apply_control(ctx: RunContext, command: str, args: dict[str, Any], now
             return False, f"task {task_id} is not failed, blocked, cancelled or rolled back"
         apply_changes(ctx, changes, now)
         return True, f"task {task_id} queued again"
+    if command == "approve":
+        task_id = _task_arg(ctx, args)
+        changes = s.approve(task_id, now)
+        if not changes:
+            return False, f"task {task_id} is {s.status(task_id).value}, not awaiting approval"
+        apply_changes(ctx, changes, now)
+        return True, f"task {task_id} approved"
+    if command == "reject":
+        task_id = _task_arg(ctx, args)
+        reason = str(args.get("reason") or "")
+        changes = s.reject(task_id, reason, now)
+        if not changes:
+            return False, f"task {task_id} is {s.status(task_id).value}, not awaiting approval"
+        with ctx.transaction() as txn:
+            write_changes(ctx, txn, changes, now)
+            writes.stage_task_fields(ctx.store, ctx.run_id, task_id, {"failure_type": "rejected", "version": txn.version})
+            txn.effects.wake = True
+        return True, f"task {task_id} rejected" + (f": {reason}" if reason else "")
     if command == "cancel_dependents":
         task_id = _task_arg(ctx, args)
         changes = s.cancel_dependents(task_id, now)

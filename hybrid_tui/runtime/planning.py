@@ -69,7 +69,8 @@ async def plan_issues(ctx: RunContext) -> bool:
                     ))
                     if result.ok and result.sis is not None:
                         writes.insert_planned_tasks(ctx.run_id, result.sis.issue.id, result.sis.tasks,
-                                                    engine_reads.task_ids(ctx.run_id), end, txn.version)
+                                                    engine_reads.task_ids(ctx.run_id), end, txn.version,
+                                                    approval_gate=ctx.config.policies.approve)
                         ctx.events.add("planning.done", f"issue {issue.issue_id}: {len(result.sis.tasks)} task(s)", issue=issue.issue_id)
                     elif delay is not None:
                         ctx.events.add(

@@ -31,6 +31,7 @@ from hybrid_tui.runtime.context import RunContext, Transaction
 from hybrid_tui.vocabulary import IN_FLIGHT_STATUSES, QUEUED_STATUSES, TERMINAL_STATUSES, UNSUCCESSFUL_STATUSES
 
 ATTENTION = UNSUCCESSFUL_STATUSES  # a task that ends in one of these needs the operator
+_WAITS_FOR_OPERATOR = ATTENTION | {"awaiting_approval"}  # its reason is shown in the attention view
 _QUEUED_OR_RUNNING = QUEUED_STATUSES | {"running"}  # the score the queue ordered it by is shown
 _CLEARS_ATTENTION = frozenset(("ready", "pending", "running", "done"))
 _FREES_AGENT = QUEUED_STATUSES
@@ -110,8 +111,8 @@ def _write_transition(ctx: RunContext, ch: TaskTransition, now: float, version: 
     if new in _QUEUED_OR_RUNNING:
         # The console shows the score the queue was ordered by when the task last moved.
         fields["score"] = ctx.scheduler.score(ch.task_id)
-    if new in ATTENTION or new == "retry_wait":
-        fields["attention_reason"] = ch.reason if new in ATTENTION else ""
+    if new in _WAITS_FOR_OPERATOR or new == "retry_wait":
+        fields["attention_reason"] = ch.reason if new in _WAITS_FOR_OPERATOR else ""
     elif new in _CLEARS_ATTENTION:
         fields["attention_reason"] = ""
     if new == "running":

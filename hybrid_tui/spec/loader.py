@@ -26,10 +26,11 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ValidationError
 
-from hybrid_tui.spec.models import EditOp, MissionFile, MissionSection, RecordedTask, Sis, SisTask
+from hybrid_tui.spec.models import EditOp, MissionFile, MissionSection, Priority, RecordedTask, Sis, SisTask
 from hybrid_tui.spec.paths import UnsafePath, normalize_repo_path
 
 MISSION_FILE_NAME = "mission.toml"
+PRIORITY_CLASSES = tuple(p.value for p in Priority)
 
 
 @dataclass(frozen=True, order=True)
@@ -625,6 +626,15 @@ def load_mission(path: str | Path) -> Mission:
     problems += _check_graph(entries)
     tasks = [t for _, sis in sis_docs for t in sis.tasks]
     task_ids = {t.task_id for t in tasks} | {tid for e in entries for tid in e.raw_task_ids}
+    if config is not None and config.policies.approve and set(planned_by) >= {i.id for i in issues}:
+        # Every issue is planned, so every task is known: an entry naming nothing is a typo
+        # that would let the work it meant to hold run unapproved.
+        domains = {t.domain for t in tasks}
+        for k, entry in enumerate(config.policies.approve):
+            if entry not in PRIORITY_CLASSES and entry not in task_ids and entry not in domains:
+                problems.append(Problem(mission_source, f"policies.approve[{k}]",
+                                        f"{entry!r} is no priority class ({', '.join(PRIORITY_CLASSES)}), "
+                                        "task id or domain of this mission"))
 
     # replay/*.json
     recorded: dict[str, RecordedTask] = {}

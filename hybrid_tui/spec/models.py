@@ -228,6 +228,13 @@ def default_retry_rules() -> dict[str, RetryRule]:
 
 class PoliciesSection(Strict):
     priority: PriorityWeights = Field(default_factory=PriorityWeights)
+    approve: list[str] = Field(
+        default_factory=list,
+        description="Tasks an operator approves before they run (review §8.3): each entry is a priority "
+                    "class (CRITICAL, HIGH, MEDIUM, LOW), a task id or a domain. Such a task waits as "
+                    "awaiting_approval once its dependencies are done, until `hybrid-tui approve` "
+                    "(or the console) releases it or `hybrid-tui reject` fails it.",
+    )
     retries: dict[str, RetryRule] = Field(default_factory=default_retry_rules)
     backoff_cap_seconds: PositiveFloat = 60
     backoff_jitter: float = Field(default=0.25, ge=0, le=1)

@@ -15,12 +15,14 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import peewee as pw
 
+from hybrid_tui.core.policies import needs_approval
 from hybrid_tui.spec.models import SisTask
 from hybrid_tui.store import models as m
 from hybrid_tui.store.db import Store, StoreError
@@ -129,7 +131,8 @@ def create_run(
         _insert_many(m.Issue, issue_rows)
         task_count = 0
         for _, sis in mission.sis:
-            task_count += insert_tasks(run_id, sis.issue.id, sis.tasks, now=now, version=1)
+            task_count += insert_tasks(run_id, sis.issue.id, sis.tasks, now=now, version=1,
+                                       approval_gate=config.policies.approve)
         store.add_event(run_id, "run.created", f"run {run_id} of mission {mission.name!r}", ts=now,
                         tasks=task_count, issues=len(issue_rows))
     return run
@@ -141,7 +144,8 @@ def _insert_many(model: type[m.BaseModel], rows: list[dict]) -> None:
         model.insert_many(rows[start : start + 100]).execute()
 
 
-def insert_tasks(run_id: str, issue_id: str, tasks: list[SisTask], *, now: float, version: int) -> int:
+def insert_tasks(run_id: str, issue_id: str, tasks: list[SisTask], *, now: float, version: int,
+                 approval_gate: Collection[str] = ()) -> int:
     """Insert tasks with their dependencies and file operations (call inside ``store.write``).
 
     Used by :func:`create_run` and by planning when a planner returns the SIS of an issue
@@ -149,7 +153,7 @@ def insert_tasks(run_id: str, issue_id: str, tasks: list[SisTask], *, now: float
     """
     task_rows, dep_rows, op_rows = [], [], []
     for task in tasks:
-        row = task_row(run_id, issue_id, task, now)
+        row = task_row(run_id, issue_id, task, now, approval_gate)
         row["version"] = version
         task_rows.append(row)
         dep_rows += [{"run": run_id, "task_id": task.task_id, "depends_on": d} for d in task.dependencies]
@@ -163,8 +167,10 @@ def insert_tasks(run_id: str, issue_id: str, tasks: list[SisTask], *, now: float
     return len(task_rows)
 
 
-def task_row(run_id: str, issue_id: str, task: SisTask, now: float) -> dict:
-    """The Task row of a SIS task: ``ready`` without dependencies, else ``pending``."""
+def task_row(run_id: str, issue_id: str, task: SisTask, now: float, approval_gate: Collection[str] = ()) -> dict:
+    """The Task row of a SIS task: ``ready`` without dependencies (``awaiting_approval`` when
+    the approval gate names it, as the scheduler places it), else ``pending``."""
+    gated = needs_approval(approval_gate, task.priority.value, task.task_id, task.domain)
     return {
         "run": run_id,
         "task_id": task.task_id,
@@ -178,7 +184,8 @@ def task_row(run_id: str, issue_id: str, task: SisTask, now: float) -> dict:
         "estimated_output_tokens": task.estimated_tokens.output,
         "model_hint": task.model_hint,
         "spec_json": task.model_dump_json(),
-        "status": "pending" if task.dependencies else "ready",
+        "status": "pending" if task.dependencies else "awaiting_approval" if gated else "ready",
+        "attention_reason": "awaiting approval ([policies] approve)" if gated and not task.dependencies else "",
         "created_at": now,
         "updated_at": now,
         "version": 1,

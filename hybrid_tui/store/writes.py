@@ -10,7 +10,8 @@ PostgreSQL as on SQLite. No function here decides anything: the runtime says wha
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Collection, Iterable
+from typing import Any
 
 from hybrid_tui.store import models as m
 from hybrid_tui.store.db import Store
@@ -56,13 +57,13 @@ def mark_done_task_rolled_back(run_id: str, task_id: str, now: float, version: i
 
 
 def insert_planned_tasks(run_id: str, issue_id: str, tasks: Iterable[Any], known: set[str], now: float,
-                         version: int) -> None:
+                         version: int, approval_gate: Collection[str] = ()) -> None:
     """Tasks a planner produced during the run (those not in ``known``), with their
     dependencies and file operations."""
     for task in tasks:
         if task.task_id in known:
             continue
-        row = task_row(run_id, issue_id, task, now)
+        row = task_row(run_id, issue_id, task, now, approval_gate)
         row["version"] = version
         m.Task.insert(**row).execute()
         for dep in task.dependencies:

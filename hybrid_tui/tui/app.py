@@ -37,7 +37,7 @@ AGE_REFRESH_SECONDS = 5.0
 # Actions that change the mission: not reachable while a dialog is open.
 OPERATOR_ACTIONS = {
     "toggle_pause", "retry", "cancel_dependents", "rollback", "scale_up", "scale_down",
-    "scale_exact", "detail", "attention", "stop_mission",
+    "scale_exact", "detail", "attention", "stop_mission", "approve", "reject",
 }
 # Of those, the ones that queue a control: a read-only console (``serve`` without
 # ``--control``, ``attach --read-only``) offers none of them.
@@ -66,6 +66,8 @@ class HybridApp(App[int]):
         Binding("f", "filter", "Filter", show=False),
         Binding("w", "toggle_side", "Side panes", show=False),
         Binding("equals_sign", "scale_exact", "Pool size", show=False),
+        Binding("A", "approve", "Approve", show=False),
+        Binding("X", "reject", "Reject", show=False),
     ]
 
     # (key, description) for the help screen; the same actions are in the command palette.
@@ -74,6 +76,7 @@ class HybridApp(App[int]):
         ("r", "retry the selected task"),
         ("c", "cancel the selected task's dependents (asks first)"),
         ("b", "roll back the selected task's commit (asks first)"),
+        ("A / X", "approve / reject the selected task awaiting approval (X asks first)"),
         ("enter", "task detail: spec, attempts, logs, diff"),
         ("a", "tasks that need attention"),
         ("+ / -", "grow / shrink the agent pool by one"),
@@ -307,6 +310,24 @@ class HybridApp(App[int]):
         if task_id:
             self.send("retry", f"retry {task_id}", task_id=task_id)
 
+    def action_approve(self) -> None:
+        task_id = self._need_task()
+        if task_id:
+            self.send("approve", f"approve {task_id}", task_id=task_id)
+
+    def action_reject(self) -> None:
+        task_id = self._need_task()
+        if not task_id:
+            return
+        body = Text(f"{inert(task_id)} fails with failure type 'rejected' and waits in the attention view; "
+                    "its dependents are blocked. Retrying it later runs it.")
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.send("reject", f"reject {task_id}", task_id=task_id, reason="rejected in the console")
+
+        self.push_screen(ConfirmScreen(f"Reject {task_id}?", body, yes="Reject", no="Keep"), confirmed)
+
     def action_cancel_dependents(self) -> None:
         task_id = self._need_task()
         if not task_id:
@@ -534,6 +555,8 @@ class HybridApp(App[int]):
         paused = self.run_info is not None and self.run_info.status == "paused"
         yield SystemCommand("Resume mission" if paused else "Pause mission", "p: pause / resume dispatching", self.action_toggle_pause)
         yield SystemCommand("Retry selected task", "r: queue the selected task again", self.action_retry)
+        yield SystemCommand("Approve selected task", "A: let a task awaiting approval run", self.action_approve)
+        yield SystemCommand("Reject selected task", "X: fail a task awaiting approval (asks)", self.action_reject)
         yield SystemCommand("Cancel dependents", "c: cancel every task depending on the selected one", self.action_cancel_dependents)
         yield SystemCommand("Roll back selected task", "b: git revert its integration commit", self.action_rollback)
         yield SystemCommand("Task detail", "enter: spec, attempts, logs, diff", self.action_detail)

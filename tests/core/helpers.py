@@ -13,7 +13,7 @@ from hybrid_tui.spec.models import PoliciesSection
 CALLS_RETURNING_CHANGES = (
     "add_tasks", "restore", "add_agent", "remove_agent", "dispatch", "advance", "succeed", "fail",
     "settle_cancelled", "request_lock", "tick", "pause", "resume", "retry", "cancel_dependents",
-    "scale", "set_budget", "mark_rolled_back",
+    "scale", "set_budget", "mark_rolled_back", "approve", "reject",
 )
 
 #: Default policies without the failure-rate auto-pause (for tests that fail on purpose).

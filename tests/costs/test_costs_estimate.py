@@ -131,3 +131,26 @@ def test_bad_arguments_and_invalid_mission(tmp_path, capsys):
     (mission / "sis" / "001-issue.json").write_text("{ not json")
     code, out, err = _estimate(capsys, mission)
     assert code == 2 and "001-issue.json" in err
+
+
+def test_the_forecast_models_the_approval_gate(tmp_path, capsys):
+    """web-18 with its CRITICAL task held for approval: approved at once it forecasts the same
+    wall clock as without the gate; approved after 30 minutes, later (it is on a long path)."""
+    import shutil
+    from pathlib import Path
+
+    mission = tmp_path / "web-18"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "sample_missions" / "web-18", mission)
+
+    def wall_clock(*extra: str) -> float:
+        assert main(["estimate", str(mission), "--json", *extra]) == 0
+        simulation = json.loads(capsys.readouterr().out)["simulation"]
+        assert simulation["tasks_not_done"] == 0
+        return simulation["wall_clock_seconds"]
+
+    ungated = wall_clock()
+    with (mission / "mission.toml").open("a") as toml:
+        toml.write('approve = ["CRITICAL"]\n')
+    assert wall_clock() == ungated
+    assert wall_clock("--approval-minutes", "30") > ungated
+    assert main(["estimate", str(mission), "--approval-minutes", "-1"]) == 2

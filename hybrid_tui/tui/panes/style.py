@@ -28,6 +28,7 @@ _STATUS_ROLE = {
     "rejected": "error",
     "stopped": "warning",
     "retry_wait": "warning",
+    "awaiting_approval": "warning",
     "paused": "warning",
     "warning": "warning",
     "draining": "warning",
@@ -41,12 +42,14 @@ def theme_color(app: App, role: str) -> str | None:
     return getattr(theme, role, None) or theme.primary
 
 
-def status_text(app: App, status: str) -> Text:
+def status_text(app: App, status: str, label: str | None = None) -> Text:
+    """``status`` (or ``label`` in its place) in the colour of its role."""
     role = _STATUS_ROLE.get(status)
+    shown = inert(label or status)
     if role is None:
-        return Text(inert(status))
+        return Text(shown)
     bold = role in ("error", "warning")
-    return Text(inert(status), style=Style(color=theme_color(app, role), bold=bold))
+    return Text(shown, style=Style(color=theme_color(app, role), bold=bold))
 
 
 def spark(values: list[float], width: int | None = None, maximum: float | None = None) -> str:

@@ -27,9 +27,12 @@ from hybrid_tui.tui.panes.style import is_compact, status_text
 from hybrid_tui.vocabulary import IN_FLIGHT_STATUSES
 
 COLUMNS = ("id", "title", "status", "score", "agent", "att", "cost", "age")
-FILTERS = ("all", "active", "pending", "ready", "running", "retry_wait", "failed", "blocked", "done")
+FILTERS = ("all", "active", "pending", "awaiting_approval", "ready", "running", "retry_wait", "failed", "blocked",
+           "done")
 # The "active" filter: what is started or could start now (not pending, not terminal).
 ACTIVE_FILTER = IN_FLIGHT_STATUSES | {"ready", "retry_wait"}
+# The status column is as wide as "integrating"; a longer status gets a label that fits.
+NARROW_STATUS_LABELS = {"awaiting_approval": "approval?"}
 SORTS = ("queue", "score", "status", "cost", "age", "attempts", "id")
 # The TaskRow field a sort reads: a changed value there means the order may change.
 SORT_FIELD = {"score": "score", "status": "status", "cost": "cost_usd", "attempts": "attempts"}
@@ -127,7 +130,7 @@ class TaskQueue(Vertical):
 
     def _make_cell(self, column: str, value: str) -> Text:
         if column == "status":
-            return status_text(self.app, value)
+            return status_text(self.app, value, label=NARROW_STATUS_LABELS.get(value))
         justify = "right" if column in ("score", "att", "cost", "age") else "left"
         return Text(inert(value), justify=justify, no_wrap=True, overflow="ellipsis")
 

@@ -280,6 +280,14 @@ class WorkerPool:
         if sandbox is None or not worker:
             return ImplementResult(ok=False, model=request.model, failure_type="environment_error",
                                    message="no worker to run the attempt on" if sandbox else "workers need git")
+        try:
+            return await self._run_on(ctx, request, worker, attempt)
+        finally:
+            self.release(worker)  # the slot counted by assign()
+
+    async def _run_on(self, ctx: RunContext, request: ImplementRequest, worker: str, attempt: Any) -> ImplementResult:
+        sandbox = request.sandbox
+        assert sandbox is not None
         worktree = Path(sandbox.root)
         base = await anyio.to_thread.run_sync(head_of, worktree)
         token = uuid.uuid4().hex
@@ -293,7 +301,6 @@ class WorkerPool:
             limits=dataclasses.asdict(request.limits), memory_cap_mb=request.memory_cap_mb,
         )
         if carries_secret(msg):
-            self.release(worker)
             return ImplementResult(ok=False, model=request.model, failure_type="environment_error",
                                    message=f"{request.task.task_id}: not sent to worker {worker}: the task or the "
                                            "mission configuration holds a credential (workers read their own)")
@@ -315,7 +322,6 @@ class WorkerPool:
         finally:
             self._waiting.pop(token, None)
             self._outcomes.pop(token, None)
-            self.release(worker)
             if finished:  # a lapsed lease: the worker, should it come back, is told to stop
                 await anyio.to_thread.run_sync(self._drop_lease, token, celery_id, outcome is None)
         if outcome is not None and self.start_latencies is not None and attempt is not None:

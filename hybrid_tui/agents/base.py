@@ -65,6 +65,12 @@ class ImplementRequest:
     feedback: str = ""  # the previous attempt's failure (validation output), "" on the first
     recorded: RecordedAttempt | None = None  # replay backend: what this attempt did when recorded
     memory_cap_mb: int = 2048  # for run_checks
+    # Called by a backend that pays per turn with its usage and dollars so far (cumulative),
+    # so a timeout or cancel from outside the backend still records what was billed.
+    report_spend: Callable[[Usage, float], None] | None = None
+    # [workspace] env and PATH for the commands the agent runs (its CLI, run_checks): laid
+    # over the user's environment.
+    environment: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

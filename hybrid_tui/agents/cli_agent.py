@@ -221,6 +221,7 @@ class CliImplementer:
                 process = await anyio.open_process(
                     argv,
                     cwd=worktree,
+                    env={**os.environ, **request.environment} if request.environment else None,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,

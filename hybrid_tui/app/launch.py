@@ -7,6 +7,7 @@ worktrees under the run folder).
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from hybrid_tui.spec.models import MissionFile
 from hybrid_tui.store import queries
 from hybrid_tui.store.db import Store, StoreError, open_store
 from hybrid_tui.store.runs import create_run, default_runs_dir, init_run_dir, new_run_id, run_dir_for, state_db_path
+from hybrid_tui.vocabulary import SECRET_ENV_NAMES
 from hybrid_tui.workspace.git import MissionError, MissionRepo, prepare_repository
 
 
@@ -35,10 +37,10 @@ def _current_branch(repo: Path) -> str:
     return branch
 
 
-def load_valid_mission(mission_path: str | Path):
+def load_valid_mission(mission_path: str | Path, backend: str | None = None):
     try:
         mission = load_mission(Path(mission_path))
-        if pricing_problems := mission_pricing_problems(mission):
+        if pricing_problems := mission_pricing_problems(mission, backend=backend):
             raise MissionInvalid(pricing_problems)
         return mission
     except MissionInvalid as exc:
@@ -56,11 +58,22 @@ def start_run(
     pace: float = 0.0,
     git: bool = True,
     run_id: str | None = None,
+    preflight: bool = False,
     **coordinator_options: Any,
 ) -> tuple[Store, str, Coordinator]:
-    """Create a run of the mission and its coordinator (not yet running)."""
-    mission = load_valid_mission(mission_path)
+    """Create a run of the mission and its coordinator (not yet running). Refused before
+    anything is created when the backend needs a credential that is not set, or (with
+    ``preflight``) when the project's environment cannot run the mission's commands."""
+    mission = load_valid_mission(mission_path, backend)
     backend = backend or mission.config.agents.backend
+    _refuse_missing_credential(backend)
+    if preflight and git:
+        from hybrid_tui.workspace.preflight import preflight as check_environment
+
+        if problems := check_environment(mission):
+            raise LaunchError("\n".join(str(p) for p in problems)
+                              + f"\npreflight: {len(problems)} environment problem(s); nothing was started "
+                                "(hybrid-tui validate MISSION --preflight checks again)")
     if agents is not None:
         if agents < 1:
             raise LaunchError(f"--agents must be at least 1 (got {agents})")
@@ -94,6 +107,14 @@ def start_run(
     )
     coordinator = Coordinator(store, run_id, mission, backend=backend, pace=pace, git=git, agents=agents, **coordinator_options)
     return store, run_id, coordinator
+
+
+def _refuse_missing_credential(backend: str) -> None:
+    """Refuse a backend that needs a credential the environment does not hold, before
+    anything is created or spent (``plan`` refuses the same way)."""
+    if backend == "anthropic" and not any(os.environ.get(name) for name in SECRET_ENV_NAMES):
+        raise LaunchError("the anthropic backend needs ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN for a gateway); "
+                          "nothing was started")
 
 
 def _slug(name: str) -> str:
@@ -131,6 +152,11 @@ def open_run(
     mission.config = MissionFile.model_validate_json(row.config_json)
     if git is None:
         git = bool(row.mission_branch)
+    try:
+        _refuse_missing_credential(backend or row.backend)
+    except LaunchError:
+        store.close()
+        raise
     coordinator = Coordinator(
         store, run_id, mission, backend=backend or row.backend, pace=pace, git=git, agents=agents, **coordinator_options
     )

@@ -1,6 +1,7 @@
 """``hybrid-tui schema`` and ``hybrid-tui validate``.
 
-Room: app. Reads the mission folder and prints; creates nothing on disk.
+Room: app. Reads the mission folder and prints; creates nothing on disk (``--preflight``
+works in a temporary folder it removes).
 """
 
 from __future__ import annotations
@@ -9,7 +10,13 @@ import argparse
 import json
 import sys
 
-from hybrid_tui.spec.loader import MissionInvalid, load_mission, mission_json_schema, sis_json_schema
+from hybrid_tui.spec.loader import (
+    MissionInvalid,
+    attempt_timeout_warnings,
+    load_mission,
+    mission_json_schema,
+    sis_json_schema,
+)
 
 SCHEMAS = {"sis": sis_json_schema, "mission": mission_json_schema}
 
@@ -28,10 +35,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="check a mission folder and report every problem",
         description=(
             "Check mission.toml, issues, SIS and recorded attempts. Prints every problem as "
-            "FILE:LOCATION: message and exits 2, or prints a one-line summary and exits 0."
+            "FILE:LOCATION: message and exits 2, or prints a one-line summary and exits 0. "
+            "A task estimated longer than the attempt timeout is a warning (exit 0)."
         ),
     )
     validate.add_argument("mission", metavar="MISSION", help="mission folder or its mission.toml")
+    validate.add_argument("--backend", choices=("replay", "sim", "anthropic", "cli"),
+                          help="check for this backend (default: [agents] backend); anthropic also checks "
+                               "that every model is an API id and every max_tokens within its limits")
+    validate.add_argument(
+        "--preflight", action="store_true",
+        help="also run [workspace] setup in a scratch worktree of the base commit and check that every "
+             "validation command's program (and python -m module) is there; one line per problem, exit 2",
+    )
     validate.set_defaults(func=cmd_validate)
 
 
@@ -45,7 +61,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     try:
         mission = load_mission(args.mission)
-        if pricing_problems := mission_pricing_problems(mission):
+        if pricing_problems := mission_pricing_problems(mission, backend=getattr(args, "backend", None)):
             raise MissionInvalid(pricing_problems)
     except MissionInvalid as exc:
         for problem in exc.problems:
@@ -53,6 +69,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
         count = len(exc.problems)
         print(f"hybrid-tui: {count} problem{'s' if count != 1 else ''} in {args.mission}", file=sys.stderr)
         return 2
+    for warning in attempt_timeout_warnings(mission):
+        print(warning)
+    if args.preflight:
+        from hybrid_tui.workspace.preflight import preflight
+
+        problems = preflight(mission)
+        for problem in problems:
+            print(problem)
+        if problems:
+            count = len(problems)
+            print(f"hybrid-tui: preflight found {count} environment problem{'s' if count != 1 else ''} "
+                  f"in {args.mission}", file=sys.stderr)
+            return 2
     print(
         f"OK: {mission.name}: {len(mission.issues)} issues, {len(mission.tasks)} tasks, "
         f"{mission.dependency_count} dependencies, {len(mission.declared_files)} files"

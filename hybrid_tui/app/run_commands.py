@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _run_options(p)
     p.add_argument("--backend", choices=BACKENDS, help="agent backend (default: mission.toml [agents] backend)")
     p.add_argument("--no-git", action="store_true", help="no worktrees, no integration (load tests)")
+    p.add_argument("--no-preflight", action="store_true",
+                   help="skip the check of the project's environment (setup, validation programs) before starting")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("resume", help="recover a run after a crash or stop, and carry on")
@@ -152,7 +154,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                                                   agents=args.agents, seed=args.seed, **workers)
         else:
             store, run_id, coordinator = start_run(args.target, args.runs_dir, args.backend, agents=args.agents,
-                                                   pace=args.pace, git=not args.no_git, seed=args.seed, **workers)
+                                                   pace=args.pace, git=not args.no_git, seed=args.seed,
+                                                   preflight=not args.no_preflight, **workers)
     except LaunchError as exc:
         raise UserError(str(exc)) from None
     return _drive(args, store, run_id, coordinator, resumed=_is_run_dir(args.target))

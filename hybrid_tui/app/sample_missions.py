@@ -197,7 +197,9 @@ def mission_toml(name: str, tasks: int, seed: int) -> str:
         f"# Synthetic mission: {tasks} tasks, seed {seed}. Regenerate with\n"
         f"#   hybrid-tui generate --tasks {tasks} --seed {seed} --name {name} DEST\n"
         f"[mission]\nname = {json.dumps(name)}\nrepo = \"repo\"\n\n"
-        f"[agents]\nplanners = 4\nmin_implementers = 4\nmax_implementers = 12\nbackend = \"sim\"\n\n"
+        f"[agents]\nplanners = 4\nmin_implementers = 4\nmax_implementers = 12\nbackend = \"sim\"\n"
+        # Over the longest generated estimate (90 min): a run (and estimate) would stop it otherwise.
+        f"attempt_timeout_seconds = 7200\n\n"
         f"[budget]\nmission_usd = {mission_usd}.0\nretry_usd = {retry_usd}.0\n"
     )
 

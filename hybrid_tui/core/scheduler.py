@@ -67,7 +67,9 @@ S = TaskStatus  # short name for the many status literals below
 #: Failure types that say something about the backend (they count for its circuit breaker).
 BACKEND_FAILURES = frozenset({"network_error", "rate_limited", "agent_error", "timeout"})
 #: Failure types that are not the attempt's fault (not counted in the failure rate).
-NEUTRAL_FAILURES = frozenset({"interrupted"})
+NEUTRAL_FAILURES = frozenset({"interrupted", "environment_error"})
+#: Failure types of the project's toolchain: the run pauses until the operator fixes it.
+ENVIRONMENT_FAILURES = frozenset({"environment_error"})
 #: How many recent tasks an agent remembers for file/domain affinity.
 RECENT_TASKS = 3
 #: Review 4.4: "30+ queued -> warn: queue backup" once the pool is at its maximum.
@@ -607,6 +609,10 @@ class Scheduler:
         at = next(i for i in range(start, len(changes))
                   if isinstance(changes[i], TaskTransition) and changes[i].task_id == t.tid)
         changes[at + 1:at + 1] = released
+        if failure_type in ENVIRONMENT_FAILURES:
+            # Every other task would hit the same broken toolchain: stop spending until it is fixed.
+            first = (message.strip().splitlines() or [""])[0][:300]
+            changes.extend(self.pause(f"{failure_type} in task {t.tid}: {first}", now))
         self._check_failure_rate(changes)
 
     def _fail_terminal(self, t: _Task, reason: str, changes: list[Change]) -> None:
@@ -728,8 +734,8 @@ class Scheduler:
 
     def tick(self, now: float) -> list[Change]:
         """Apply everything due at ``now``: retry deadlines (``retry_wait`` -> ``ready``),
-        expired locks (released with an alert; the holding attempt is cancelled and counts
-        as a ``timeout``), breakers half-open after ``breaker_reset_seconds``, the pool
+        lock leases (renewed while their attempt runs: an attempt is bounded by its own
+        timeout, not by ``lock_ttl_seconds``), breakers half-open after ``breaker_reset_seconds``, the pool
         target by queue depth (``policies.scaling``) and the queue-backup warning."""
         changes: list[Change] = []
         heap = self._retry_heap
@@ -745,22 +751,13 @@ class Scheduler:
             if lock is None or lock[0] != tid or lock[2] != expires:
                 continue
             t = self._tasks[tid]
-            changes.append(Alert("lock_expired", "warning", f"lock on {path} held by {tid} expired",
-                                 {"path": path, "task_id": tid}))
             if t.status in ACTIVE:
-                attempt = t.attempts
-                changes.append(CancelRunning(tid, t.agent_id, attempt, f"lock on {path} expired"))
-                held = self._reservations.pop((tid, attempt), None)
-                if held is not None:
-                    self._reserved -= held[0]
-                    if held[1]:
-                        self._retry_reserved -= held[0]
-                self._fail_active(t, "timeout", now, 0.0, f"lock on {path} expired", None, changes)
-                if held is not None:  # the stopped attempt still owes its cost: keep it held
-                    self._reservations[(tid, attempt)] = held
-                    self._reserved += held[0]
-                    if held[1]:
-                        self._retry_reserved += held[0]
+                # A lease: its attempt is alive (the shell settles every attempt that ends,
+                # and recovery releases a crashed run's locks), so it is renewed, never taken.
+                renewed = now + self.policies.lock_ttl_seconds
+                self._locks[path] = (tid, lock[1], renewed)
+                heapq.heappush(lheap, (renewed, path, tid))
+                changes.append(LockAcquired(path, tid, lock[1], renewed))
             else:  # cannot happen (locks are released with the attempt); keep the table honest
                 del self._locks[path]
                 changes.append(LockReleased(path, tid, "expired"))

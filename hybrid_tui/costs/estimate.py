@@ -154,7 +154,9 @@ def simulate(
 
     ``agents``: a fixed pool; None autoscales between the mission's min and max
     implementers as the core's ``PoolTarget`` says. Each attempt takes its task's SIS
-    duration plus ``backend_latency`` and costs its SIS token estimate. ``round(R x tasks)``
+    duration plus ``backend_latency`` and costs its SIS token estimate; one longer than
+    ``agents.attempt_timeout_seconds`` is stopped there as a ``timeout``, as a run stops it
+    (paying for the part it ran). ``round(R x tasks)``
     tasks (drawn with ``seed``) fail validation twice before succeeding, the review's
     "2 retries per failed task"; the core decides what that means (retry, budget stop,
     auto-pause). A failure-rate auto-pause is resumed at once and counted. A task the
@@ -184,6 +186,7 @@ def simulate(
         rng=random.Random(seed + 1),
     )
     backend = config.agents.backend
+    attempt_timeout = config.agents.attempt_timeout_seconds
     now = planning_seconds
     events: list[tuple[float, int, str, int]] = []  # (finish time, seq, task id, attempt)
     seq = itertools.count()
@@ -251,7 +254,8 @@ def simulate(
         for d in dispatches:
             attempts += 1
             running[d.task_id] = (d.attempt, now)
-            heapq.heappush(events, (now + durations[d.task_id], next(seq), d.task_id, d.attempt))
+            # A real attempt is stopped at agents.attempt_timeout_seconds: so is this one.
+            heapq.heappush(events, (now + min(durations[d.task_id], attempt_timeout), next(seq), d.task_id, d.attempt))
         if scheduler.is_finished() and not running:
             break
         upcoming = [events[0][0]] if events else []
@@ -270,10 +274,17 @@ def simulate(
             _, started = running.pop(task_id)
             stats["busy"] += now - started
             cost = costs.task_costs[task_id]
+            timed_out = durations[task_id] > attempt_timeout
+            if timed_out:  # it paid for the part it ran
+                cost *= attempt_timeout / durations[task_id]
             stats["impl"] += cost
             if attempt > 1:
                 stats["retry"] += cost
-            if task_id in failing and failures_so_far.get(task_id, 0) < RETRIES_PER_FAILED_TASK:
+            if timed_out:
+                failed_attempts += 1
+                handle(scheduler.fail(task_id, "timeout", now, cost,
+                                      message=f"attempt exceeded agents.attempt_timeout_seconds={attempt_timeout:g}"))
+            elif task_id in failing and failures_so_far.get(task_id, 0) < RETRIES_PER_FAILED_TASK:
                 failures_so_far[task_id] = failures_so_far.get(task_id, 0) + 1
                 failed_attempts += 1
                 handle(scheduler.fail(task_id, SIM_FAILURE_TYPE, now, cost, message="simulated failure"))

@@ -6,11 +6,16 @@ Room: costs. Reads the shipped ``pricing.toml``, the user's pricing file and the
 A model that has no price is an error (``check_models`` at validation time,
 :class:`UnknownModel` at cost time), never a silent $0: a missing price would make every
 budget check pass.
+
+Each price row lists the Anthropic API ids it covers (``api_ids``: the dated snapshot and
+its alias or ``-latest`` form) and the model's ``max_output_tokens``. A cost resolves any
+spelling (row name, ``[aliases]``, API id); :func:`mission_pricing_problems` refuses, for
+the anthropic backend, a model that is not an API id and a ``max_tokens`` above the model's
+output limit (or above its output-tokens-per-minute limit, which would stall every call).
 """
 
 from __future__ import annotations
 
-import re
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -19,14 +24,13 @@ from typing import Any, Iterable, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hybrid_tui.spec.loader import Problem
-from hybrid_tui.spec.models import SisTask, Usage
+from hybrid_tui.spec.models import ModelLimits, SisTask, Usage
 
 PER_MILLION = 1_000_000
 USER_PRICING_PATH = Path("~/.config/hybrid-tui/pricing.toml")
 PRICE_FIELDS = ("input", "output", "cache_write", "cache_read")
-
-# Snapshot ids carry a date (claude-sonnet-4-5-20250929) or "-latest"; the price is the family's.
-_SNAPSHOT_SUFFIX = re.compile(r"-(\d{8}|latest)$")
+MODEL_FIELDS = ("api_ids", "max_output_tokens")  # what a row says besides its prices
+API_BACKEND = "anthropic"  # the backend that sends model ids to the Anthropic API
 
 
 class PricingError(ValueError):
@@ -75,8 +79,15 @@ class _PricingFile(BaseModel):
     batch_discount: float | None = Field(default=None, ge=0, le=1)
     cache_write_multiplier: float | None = Field(default=None, ge=0)
     cache_read_multiplier: float | None = Field(default=None, ge=0)
-    models: dict[str, dict[str, float]] = Field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
     aliases: dict[str, str] = Field(default_factory=dict)
+
+
+class _ModelFacts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    api_ids: list[str] | None = None
+    max_output_tokens: int | None = Field(default=None, gt=0)
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -99,6 +110,8 @@ class PricingTable:
     ):
         self.prices: dict[str, Pricing] = dict(prices)
         self.aliases: dict[str, str] = dict(aliases or {})
+        self.api_ids: dict[str, str] = {}  # Anthropic API id -> price row
+        self.max_output_tokens: dict[str, int] = {}  # price row -> the model's output limit
         self.batch_discount = batch_discount
         self.cache_write_multiplier = cache_write_multiplier
         self.cache_read_multiplier = cache_read_multiplier
@@ -148,17 +161,29 @@ class PricingTable:
             if target not in self.prices:
                 raise PricingError(f"{source}:aliases.{alias}: points at unknown model {target!r}")
 
-    def _merge_models(self, models: Mapping[str, Mapping[str, float]], source: str) -> None:
-        for name, fields in models.items():
-            if not isinstance(fields, Mapping):
+    def _merge_models(self, models: Mapping[str, Mapping[str, Any]], source: str) -> None:
+        for name, row in models.items():
+            if not isinstance(row, Mapping):
                 raise PricingError(f"{source}.{name}: expected a table of prices")
-            unknown = sorted(set(fields) - set(PRICE_FIELDS))
+            allowed = PRICE_FIELDS + MODEL_FIELDS
+            unknown = sorted(set(row) - set(allowed))
             if unknown:
                 raise PricingError(
-                    f"{source}.{name}.{unknown[0]}: unknown price field (allowed: {', '.join(PRICE_FIELDS)})"
+                    f"{source}.{name}.{unknown[0]}: unknown price field (allowed: {', '.join(allowed)})"
                 )
+            fields = {k: v for k, v in row.items() if k in PRICE_FIELDS}
+            try:
+                facts = _ModelFacts.model_validate({k: v for k, v in row.items() if k in MODEL_FIELDS})
+            except ValidationError as exc:
+                raise PricingError(f"{source}.{name}.{_first_error(exc)}") from None
             # An override of an alias ("sonnet") prices what the alias names.
-            key = name if name in self.prices else self.aliases.get(name, name)
+            key = name if name in self.prices else self.aliases.get(name, self.api_ids.get(name, name))
+            if key not in self.prices and facts.api_ids is None:
+                facts.api_ids = [name]  # a model of the user's own (a gateway's): its name is its id
+            for api_id in facts.api_ids or ():
+                self.api_ids[api_id] = key
+            if facts.max_output_tokens is not None:
+                self.max_output_tokens[key] = facts.max_output_tokens
             base = self.prices.get(key)
             merged: dict[str, float] = base.model_dump() if base else {}
             merged.update(fields)
@@ -178,14 +203,27 @@ class PricingTable:
 
     # -- lookups ----------------------------------------------------------------------
     def resolve(self, model: str) -> str | None:
-        """The table's name for ``model`` (itself, its alias target, or its family), else None."""
-        for candidate in (model, _SNAPSHOT_SUFFIX.sub("", model)):
-            if candidate in self.prices:
-                return candidate
-            target = self.aliases.get(candidate)
+        """The table's row for ``model`` (itself, its alias target, or the row listing it as an API id), else None."""
+        if model in self.prices:
+            return model
+        for target in (self.aliases.get(model), self.api_ids.get(model)):
             if target in self.prices:
                 return target
         return None
+
+    def is_api_id(self, model: str) -> bool:
+        """Whether the Anthropic API accepts ``model`` as it is spelled (a row's ``api_ids``)."""
+        return model in self.api_ids and self.api_ids[model] in self.prices
+
+    def api_ids_of(self, model: str) -> list[str]:
+        """The API ids of ``model``'s row (to suggest the right spelling)."""
+        key = self.resolve(model)
+        return sorted(api_id for api_id, row in self.api_ids.items() if row == key) if key else []
+
+    def output_limit(self, model: str) -> int | None:
+        """The model's maximum output tokens, when the table knows it."""
+        key = self.resolve(model)
+        return self.max_output_tokens.get(key) if key else None
 
     def __contains__(self, model: object) -> bool:
         return isinstance(model, str) and self.resolve(model) is not None
@@ -238,22 +276,53 @@ def check_mission_pricing(config: Any, tasks: Iterable[SisTask] = (), user_confi
     return table.check_models(names)
 
 
-def mission_pricing_problems(mission: Any, user_config: Path | None = None) -> list[Any]:
+def mission_pricing_problems(mission: Any, user_config: Path | None = None, backend: str | None = None) -> list[Any]:
     """Every unpriced model of a loaded mission as a located ``Problem`` (``validate`` and
-    ``run`` refuse them: a missing price must never become a silent $0)."""
+    ``run`` refuse them: a missing price must never become a silent $0). With the anthropic
+    backend (``backend``, default the mission's), also every model the API would refuse:
+    not an API id, or asked for more output tokens than it can give."""
     config = mission.config
     try:
         table = PricingTable.load(config.pricing or None, user_config=user_config)
     except PricingError as exc:
         return [Problem("mission.toml", "pricing", str(exc))]
+    to_api = (backend or config.agents.backend) == API_BACKEND
     problems = []
+    models = config.models
     for field_name in ("planner", "implementer", "strong", "coordinator"):
-        name = getattr(config.models, field_name)
+        name = getattr(models, field_name)
         if name not in table:
             problems.append(Problem("mission.toml", f"models.{field_name}", str(UnknownModel(name))))
+        elif to_api:
+            problems += _api_problems(table, models, name, "mission.toml", f"models.{field_name}",
+                                      "planner_max_tokens" if field_name == "planner" else "implementer_max_tokens")
     for path, sis in mission.sis:
         source = path.relative_to(mission.root).as_posix() if path.is_relative_to(mission.root) else str(path)
         for index, task in enumerate(sis.tasks):
             if task.model_hint and task.model_hint not in table:
                 problems.append(Problem(source, f"tasks[{index}].model_hint", str(UnknownModel(task.model_hint))))
+            elif task.model_hint and to_api:
+                problems += _api_problems(table, models, task.model_hint, source, f"tasks[{index}].model_hint",
+                                          "implementer_max_tokens")
+    return problems
+
+
+def _api_problems(table: PricingTable, models: Any, name: str, source: str, where: str, budget_field: str) -> list[Any]:
+    """Why the Anthropic API would refuse (or stall on) requests for model ``name``."""
+    if not table.is_api_id(name):
+        ids = table.api_ids_of(name)
+        hint = f" (use {' or '.join(ids)})" if ids else ""
+        return [Problem(source, where, f"{name!r} is not an Anthropic API model id{hint}")]
+    problems = []
+    max_tokens = getattr(models, budget_field)
+    limit = table.output_limit(name)
+    if limit is not None and max_tokens > limit:
+        problems.append(Problem("mission.toml", f"models.{budget_field}",
+                                f"{max_tokens} is above {name}'s output limit of {limit} tokens (the API refuses it)"))
+    per_minute = (models.limits.get(name) or ModelLimits()).output_tokens_per_minute
+    if max_tokens > per_minute:
+        problems.append(Problem("mission.toml", f"models.{budget_field}",
+                                f"{max_tokens} is above {name}'s output_tokens_per_minute limit of {per_minute}: every call "
+                                f"after a long answer would wait for the limit; lower it or set "
+                                f'[models.limits."{name}"] output_tokens_per_minute to your account\'s limit'))
     return problems

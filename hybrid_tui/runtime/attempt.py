@@ -16,7 +16,9 @@ import anyio
 import anyio.from_thread
 
 from hybrid_tui.agents.base import ImplementRequest, ImplementResult
-from hybrid_tui.spec.models import SisTask
+from hybrid_tui.spec.models import SisTask, Usage
+from hybrid_tui.store import writes
+from hybrid_tui.workspace.setup import SetupFailed
 from hybrid_tui.workspace.sandbox import Sandbox
 from hybrid_tui.workspace.validation import run_checks
 from hybrid_tui.runtime.context import AttemptLoop, RunContext, RunningAttempt
@@ -45,6 +47,19 @@ async def run_attempt(
     timeout = ctx.config.agents.attempt_timeout_seconds
     crash_point("dispatch", task_id)
     result: ImplementResult | None = None
+    # What the backend reported as billed so far: stored when the deadline or a cancel ends
+    # the attempt before the backend returned its result (the API billed those turns).
+    spent: ImplementResult | None = None
+
+    def report_spend(usage: Usage, cost_usd: float) -> None:
+        nonlocal spent
+        spent = ImplementResult(ok=False, model=model, usage=usage, cost_usd=cost_usd)
+        attempt.cost_usd, attempt.usage = cost_usd, usage  # for a stop that interrupts the attempt
+        # Stored as it is billed (once per API turn, seconds apart): a coordinator killed
+        # mid-attempt leaves it on the row that recovery marks interrupted.
+        with ctx.transaction():
+            writes.record_attempt_spend(ctx.store, ctx.run_id, attempt.task_id, attempt.number, usage, cost_usd)
+
     validated = False
     stepped_to_integrating = False  # validating -> integrating (-> end) stored in one go
     # One cancel scope per attempt carries both the scheduler's cancel and the timeout (a
@@ -56,8 +71,16 @@ async def run_attempt(
         with scope:
             sandbox = None
             worktree = ctx.agents.get(agent_id, "")
+            environment: dict[str, str] = {}
             if ctx.repo is not None:
-                await anyio.to_thread.run_sync(ctx.repo.reset, agent_id)
+                try:
+                    # Runs the slot's [workspace] setup the first time: a failure is the
+                    # project's environment, not the agent's (no retry; the run pauses).
+                    await anyio.to_thread.run_sync(ctx.repo.reset, agent_id)
+                except SetupFailed as exc:
+                    loop.finish_attempt(attempt, outcome="failed", failure_type="environment_error", message=str(exc))
+                    return
+                environment = ctx.repo.environment(agent_id)
                 sandbox = Sandbox(
                     Path(worktree), declared=spec.declared_files, claim=functools.partial(_claim, loop, task_id)
                 )
@@ -74,6 +97,8 @@ async def run_attempt(
                 feedback=feedback,
                 recorded=recorded_attempt(ctx.mission, ctx.run_id, task_id, attempt.number),
                 memory_cap_mb=ctx.config.policies.task_memory_cap_mb,
+                report_spend=report_spend,
+                environment=environment,
             )
             try:
                 result = await ctx.implementer.implement(request)
@@ -96,6 +121,11 @@ async def run_attempt(
                     retry_after=result.retry_after,
                 )
                 return
+            if ctx.repo is not None:
+                # What lands is fixed now, before validation runs: only the files the agent
+                # changed, never what a validation command writes.
+                touched = sorted(set(result.files_touched) | (sandbox.touched if sandbox is not None else set()))
+                await anyio.to_thread.run_sync(ctx.repo.stage_work, agent_id, touched or None)
             if not (ctx.repo is not None and spec.validation.commands):
                 # No checks to run: validating, integrating and (git off) the attempt's end
                 # follow each other with no side effect between them, so they are stored
@@ -114,7 +144,7 @@ async def run_attempt(
                     raise _Cancelled
                 crash_point("validation", task_id)
                 checks = await run_checks(spec.validation, Path(worktree), log_path=log_path,
-                                          memory_cap_mb=ctx.config.policies.task_memory_cap_mb)
+                                          memory_cap_mb=ctx.config.policies.task_memory_cap_mb, env=environment)
                 if not checks.ok:
                     loop.finish_attempt(
                         attempt,
@@ -139,11 +169,11 @@ async def run_attempt(
             outcome="failed",
             failure_type="timeout",
             message=f"attempt exceeded agents.attempt_timeout_seconds={timeout:g}",
-            result=result,
+            result=result or spent,
         )
         return
     if attempt.cancelled_reason or not validated:
-        loop.finish_attempt(attempt, outcome="cancelled", result=result)
+        loop.finish_attempt(attempt, outcome="cancelled", result=result or spent)
         return
     if not loop.advance(task_id, "integrating"):
         loop.finish_attempt(attempt, outcome="cancelled", result=result)

@@ -45,6 +45,7 @@ class RunningAttempt:
     started: float
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     cost_usd: float = 0.0
+    usage: Any = None  # spec.models.Usage the backend reported billed so far (with cost_usd)
     cancelled_reason: str = ""
     finishing: bool = False  # its end is queued for the loop's next settle
     worker: str = ""  # the worker process running it ("" in-process)

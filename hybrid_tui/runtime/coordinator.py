@@ -65,7 +65,7 @@ from hybrid_tui.runtime.disk import disk_full_reason, exception_leaves
 from hybrid_tui.runtime.dispatch import dispatch_round
 from hybrid_tui.runtime.integration import integrate_job
 from hybrid_tui.runtime.monitor import ResourceMonitor
-from hybrid_tui.runtime.planning import plan_issues
+from hybrid_tui.runtime.planning import PLANNING_FAILED_PREFIX, plan_issues
 from hybrid_tui.runtime.record import Recorder
 from hybrid_tui.runtime.recovery import interrupt_running, pause_for_disk_full, pause_stopped_run, recover
 from hybrid_tui.runtime.runlock import RunLock
@@ -156,7 +156,8 @@ class Coordinator:
             # Lazy: workspace.git loads GitPython, which a run with git off never needs.
             from hybrid_tui.workspace.git import MissionRepo
 
-            self.repo = MissionRepo(Path(run.repo_path), run.mission_branch, self.run_dir, run_id)
+            self.repo = MissionRepo(Path(run.repo_path), run.mission_branch, self.run_dir, run_id,
+                                    workspace=self.config.workspace)
         self.pricing = PricingTable.load(self.config.pricing or None)
         self.workers: Any = None
         if broker:
@@ -227,10 +228,14 @@ class Coordinator:
             writes.set_run_coordinator(self.run_id, os.getpid(), socket.gethostname(), self.clock())
         await recover(self)
         run = self.store.get_run(self.run_id)
-        if run.status in ("created", "planning"):
-            if not await self._plan():
-                self._set_run_status("finished", finished=True)
-                return EXIT_FAILED
+        replan = run.status == "paused" and (run.pause_reason or "").startswith(PLANNING_FAILED_PREFIX)
+        if run.status in ("created", "planning") or replan:
+            failures = await self._plan()
+            if failures:  # paused, not finished: nothing runs on a partial plan; resume plans again
+                self._set_run_status("paused", reason=(
+                    f"{PLANNING_FAILED_PREFIX} for {'; '.join(failures)} - fix the cause (or add a reviewed "
+                    f"sis/<issue>.json), then `hybrid-tui resume {self.run_id}` plans it again"))
+                return EXIT_STOPPED
         with _long_lived_objects():
             self._load_specs()
             self._build_scheduler()
@@ -325,13 +330,13 @@ class Coordinator:
             self.events.add(f"run.{status}", reason or status)
 
     # ------------------------------------------------------------------ planning
-    async def _plan(self) -> bool:
-        """Plan every issue that has no tasks yet (L2). Returns False when planning failed."""
+    async def _plan(self) -> list[str]:
+        """Plan every issue that has no tasks yet (L2). Returns the issues whose planning failed."""
         self._set_run_status("planning")
-        ok = await plan_issues(self)
-        if ok:
+        failures = await plan_issues(self)
+        if not failures:
             self._set_run_status("running")
-        return ok
+        return failures
 
     # ------------------------------------------------------------------ scheduler
     def _load_specs(self) -> None:

@@ -1,8 +1,13 @@
 """The planning phase (L2): one planner call per issue, each an Attempt row of phase 'planning'.
 
-Room: runtime. The replay planner returns the mission's recorded SIS (whose tasks the run
-already holds); a planner that produces new tasks has them inserted here. Issues planned
-before a crash (a succeeded planning attempt) are not planned again.
+Room: runtime. The replay and sim planners return the mission's recorded SIS (whose tasks
+the run already holds); a planner that writes its own (``uses_recorded_sis = False``: Claude)
+plans only the issues WITHOUT a reviewed ``sis/*.json`` - a reviewed SIS is used as it is,
+and an event says so. A planner that produces new tasks has them inserted here. Issues
+planned before a crash (a succeeded planning attempt) are not planned again.
+
+A planning failure (after the policy's retries) does not finish the run: the coordinator
+pauses it with the issues named (exit 3), and ``resume`` plans those issues again.
 """
 
 from __future__ import annotations
@@ -21,16 +26,27 @@ def planning_key(issue_id: str) -> str:
     return f"plan:{issue_id}"
 
 
-async def plan_issues(ctx: RunContext) -> bool:
+PLANNING_FAILED_PREFIX = "planning failed"
+
+
+async def plan_issues(ctx: RunContext) -> list[str]:
+    """Plan the run's issues; returns one line per issue whose planning failed (empty: all planned)."""
     if ctx.planner is None:  # a backend without a planner (cli): the mission's SIS are the plan
-        return True
+        return []
     recorded = {sis.issue.id: sis for _, sis in ctx.mission.sis}
     issues = engine_reads.run_issues(ctx.run_id)
-    ok = True
+    if not getattr(ctx.planner, "uses_recorded_sis", True):
+        reviewed = [issue.issue_id for issue in issues if issue.issue_id in recorded]
+        issues = [issue for issue in issues if issue.issue_id not in recorded]
+        if reviewed:
+            with ctx.transaction():
+                ctx.events.add("planning.skipped",
+                               f"{len(reviewed)} issue(s) have a reviewed SIS, used as it is (not planned again): "
+                               f"{', '.join(reviewed)}; planning {len(issues)} issue(s) without one")
+    failures: list[str] = []
     limiter = anyio.CapacityLimiter(max(1, ctx.config.agents.planners))
 
     async def plan_one(issue: engine_reads.IssueRow) -> None:
-        nonlocal ok
         key = planning_key(issue.issue_id)
         if engine_reads.has_succeeded_attempt(ctx.run_id, key):
             return
@@ -78,7 +94,8 @@ async def plan_issues(ctx: RunContext) -> bool:
                             level="warning", issue=issue.issue_id,
                         )
                     else:
-                        ok = False
+                        first_line = (result.message or "").splitlines()[0] if result.message else ""
+                        failures.append(f"{issue.issue_id} ({result.failure_type}: {first_line})")
                         ctx.events.add("planning.failed", f"issue {issue.issue_id}: {result.message}", level="error", issue=issue.issue_id)
                 if delay is None:
                     break
@@ -88,7 +105,7 @@ async def plan_issues(ctx: RunContext) -> bool:
     async with anyio.create_task_group() as tg:
         for issue in issues:
             tg.start_soon(plan_one, issue)
-    return ok
+    return sorted(failures)
 
 
 # Transient planner failures are retried under the mission's policies; an invalid SIS after

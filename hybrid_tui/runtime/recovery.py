@@ -36,8 +36,11 @@ from hybrid_tui.vocabulary import EXIT_STOPPED
 def interrupt_running(ctx: RunContext, reason: str) -> list[str]:
     """Mark running attempts interrupted and their tasks ready; release locks. Returns task ids."""
     now = ctx.clock()
+    # What the API already billed the attempts being interrupted (reported per turn).
+    spend = {(a.task_id, a.number): (a.usage, a.cost_usd) for a in ctx.running.values() if a.usage is not None}
     with ctx.transaction() as txn:
-        for task_id, number, agent_id in writes.interrupt_running_attempts(ctx.run_id, reason, now, txn.version):
+        for task_id, number, agent_id in writes.interrupt_running_attempts(ctx.run_id, reason, now, txn.version,
+                                                                           spend):
             ctx.events.add("attempt.interrupted", reason, level="warning", task_id=task_id, attempt=number,
                            agent_id=agent_id or None)
         requeued = task_state.requeue_in_flight(ctx, txn, reason, now)

@@ -15,7 +15,7 @@ from typing import Any
 
 from hybrid_tui.spec.models import IntentOp, Usage
 from hybrid_tui.store import writes
-from hybrid_tui.workspace.tree import worktree_operations
+from hybrid_tui.workspace.tree import changed_files, worktree_operations
 from hybrid_tui.runtime import record
 from hybrid_tui.runtime.context import RunContext, RunningAttempt
 from hybrid_tui.runtime.task_state import write_changes
@@ -202,7 +202,16 @@ def _operations(ctx: RunContext, attempt: RunningAttempt, result: Any, agent_sid
     worktree = ctx.agents.get(attempt.agent_id, "")
     if ctx.repo is None or not worktree:
         return []
-    return worktree_operations(Path(worktree))
+    # Only the agent's files: never what the slot's setup or a validation command wrote.
+    setup_paths = getattr(ctx.repo, "setup_paths", None)
+    kept = setup_paths(attempt.agent_id) if setup_paths is not None else []
+    touched = list(getattr(result, "files_touched", None) or [])
+    if not touched and not kept:
+        return worktree_operations(Path(worktree))
+    if not touched:  # nothing reported: every change but setup's output
+        touched = changed_files(Path(worktree))
+    paths = [p for p in touched if not any(p == k or p.startswith(k + "/") for k in kept)]
+    return worktree_operations(Path(worktree), paths=paths)
 
 
 def _append(

@@ -523,6 +523,22 @@ def _section_defaults(raw: dict | None) -> MissionSection:
     return MissionSection(name="?", **values)
 
 
+def attempt_timeout_warnings(mission: Mission) -> list[str]:
+    """One line per task whose estimate exceeds ``agents.attempt_timeout_seconds``: such an
+    attempt is stopped as a ``timeout`` before it can finish (a warning, not an error)."""
+    timeout = mission.config.agents.attempt_timeout_seconds
+    sources = {t.task_id: _display(path, mission.root) for path, sis in mission.sis for t in sis.tasks}
+    warnings = []
+    for task in mission.tasks:
+        if task.estimated_duration_minutes * 60 > timeout:
+            warnings.append(
+                f"warning: {sources.get(task.task_id, 'sis')}: task {task.task_id}: estimated "
+                f"{task.estimated_duration_minutes:g} min is over agents.attempt_timeout_seconds = {timeout:g} s "
+                f"({timeout / 60:g} min): its attempts will time out"
+            )
+    return warnings
+
+
 def load_mission(path: str | Path) -> Mission:
     """Load the mission at ``path`` (its folder or its mission.toml) and validate all of it."""
     path = Path(path)
@@ -568,6 +584,12 @@ def load_mission(path: str | Path) -> Mission:
             problems.append(
                 Problem(mission_source, "agents.cli", "the cli backend needs a command template (agents.cli)")
             )
+        for index, folder in enumerate(config.workspace.path):
+            # The worktree is the only place these folders may be: never the user's own tree.
+            try:
+                normalize_repo_path(folder)
+            except UnsafePath as exc:
+                problems.append(Problem(mission_source, f"workspace.path[{index}]", f"{folder!r}: {exc}"))
         steps = config.policies.scaling
         if [s[0] for s in steps] != sorted(s[0] for s in steps):
             problems.append(Problem(mission_source, "policies.scaling", "steps must be in ascending queue depth"))

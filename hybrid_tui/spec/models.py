@@ -184,6 +184,10 @@ class ModelsSection(Strict):
     implementer: str = "claude-haiku-4-5"
     strong: str = "claude-sonnet-4-5"
     coordinator: str = "claude-sonnet-4-5"
+    # max_tokens of each planner / implementer request: within every model's output limit
+    # and the default output-tokens-per-minute limit (`validate` checks both).
+    planner_max_tokens: PositiveInt = 8000
+    implementer_max_tokens: PositiveInt = 8000
     limits: dict[str, ModelLimits] = Field(default_factory=dict)
 
 
@@ -223,6 +227,8 @@ def default_retry_rules() -> dict[str, RetryRule]:
         "budget_exhausted": RetryRule(max_retries=0, backoff="immediate", action="attention"),
         "resource_exhausted": RetryRule(max_retries=1, backoff="exponential", base_seconds=5, action="requeue"),
         "interrupted": RetryRule(max_retries=3, backoff="immediate", action="requeue"),
+        # The project's toolchain, not the agent: a retry would spend money on the same error.
+        "environment_error": RetryRule(max_retries=0, backoff="immediate", action="attention"),
     }
 
 
@@ -261,12 +267,32 @@ class PoliciesSection(Strict):
     sample_interval_seconds: PositiveFloat = 2.0
 
 
+class WorkspaceSection(Strict):
+    """How a worktree of the repository is made ready, and the environment its commands get."""
+
+    setup: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Shell commands run from the root of each agent slot's fresh worktree before its first "
+            "attempt (e.g. create a venv, npm ci); what they create is kept across that slot's tasks "
+            "and never lands on the mission branch."
+        ),
+    )
+    path: list[str] = Field(
+        default_factory=list,
+        description="Folders relative to the worktree put first on PATH for setup, agent and validation commands.",
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables for those commands.")
+    setup_timeout_seconds: PositiveFloat = 900.0
+
+
 class MissionFile(Strict):
     mission: MissionSection
     agents: AgentsSection = Field(default_factory=AgentsSection)
     models: ModelsSection = Field(default_factory=ModelsSection)
     budget: BudgetSection = Field(default_factory=BudgetSection)
     policies: PoliciesSection = Field(default_factory=PoliciesSection)
+    workspace: WorkspaceSection = Field(default_factory=WorkspaceSection)
     pricing: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="Per-model price overrides (USD per million tokens)."
     )

@@ -84,17 +84,35 @@ def stage_attempt_end(store: Store, run_id: str, task_id: str, number: int, fiel
     store.staged.update(m.Attempt, fields, where={"run": run_id, "task_id": task_id, "number": number})
 
 
-def interrupt_running_attempts(run_id: str, reason: str, now: float, version: int) -> list[tuple[str, int, str]]:
+def record_attempt_spend(store: Store, run_id: str, task_id: str, number: int, usage: Any, cost_usd: float) -> None:
+    """What the API billed a running attempt so far (cumulative), on its row."""
+    stage_attempt_end(store, run_id, task_id, number, {
+        "cost_usd": cost_usd, "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+        "cache_read_tokens": usage.cache_read_tokens, "cache_write_tokens": usage.cache_write_tokens})
+
+
+def interrupt_running_attempts(run_id: str, reason: str, now: float, version: int,
+                               spend: dict[tuple[str, int], tuple[Any, float]] | None = None) -> list[tuple[str, int, str]]:
     """Attempts still ``running`` become ``interrupted``; returns their (task id, number,
-    agent id), in id order."""
+    agent id), in id order. What the API billed an attempt so far - ``spend`` ((task id,
+    number) -> (usage, dollars)) from memory, else what its row holds - goes to its task."""
     rows = list(m.Attempt.select(m.Attempt.id, m.Attempt.task_id, m.Attempt.number, m.Attempt.agent_id,
-                                 m.Attempt.started_at)
+                                 m.Attempt.started_at, m.Attempt.cost_usd)
                 .where((m.Attempt.run == run_id) & (m.Attempt.outcome == "running")).order_by(m.Attempt.id).tuples())
-    for row_id, _, _, _, started_at in rows:
-        m.Attempt.update(outcome="interrupted", failure_type="interrupted", failure_message=reason, finished_at=now,
-                         duration_seconds=max(0.0, now - started_at), version=version).where(
-            m.Attempt.id == row_id).execute()
-    return [(task_id, number, agent_id) for _, task_id, number, agent_id, _ in rows]
+    for row_id, task_id, number, _, started_at, stored_cost in rows:
+        fields: dict[str, Any] = {"outcome": "interrupted", "failure_type": "interrupted", "failure_message": reason,
+                                  "finished_at": now, "duration_seconds": max(0.0, now - started_at), "version": version}
+        cost = float(stored_cost or 0.0)  # recorded turn by turn (record_attempt_spend)
+        billed = (spend or {}).get((task_id, number))
+        if billed is not None:
+            usage, cost = billed
+            fields.update(cost_usd=cost, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                          cache_read_tokens=usage.cache_read_tokens, cache_write_tokens=usage.cache_write_tokens)
+        if cost:
+            m.Task.update(cost_usd=m.Task.cost_usd + cost).where(
+                (m.Task.run == run_id) & (m.Task.task_id == task_id)).execute()
+        m.Attempt.update(**fields).where(m.Attempt.id == row_id).execute()
+    return [(task_id, number, agent_id) for _, task_id, number, agent_id, _, _ in rows]
 
 
 def start_planning_attempt(run_id: str, key: str, agent_id: str, backend: str, model: str, now: float,

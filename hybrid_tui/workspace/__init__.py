@@ -30,6 +30,8 @@ _HOMES = {
     "check_and_apply": "patches",
     "checkout_base": "patches",
     "make_patch": "patches",
+    "SetupFailed": "setup",
+    "run_setup": "setup",
 }
 
 __all__ = sorted(_HOMES)

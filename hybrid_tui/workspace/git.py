@@ -1,9 +1,19 @@
 """The mission branch, agent worktrees, the integration queue's commits and rollback.
 
-Room: workspace. Touches the target repository only through refs it owns (the mission
-branch and ``hybrid/<run>/<agent>`` branches) and worktrees under the run folder; the
-user's checkout, HEAD, index and other branches are never modified. Git runs through
-GitPython's command interface (``git.Git(path)``: no long-lived ``Repo`` objects).
+Room: workspace. Touches the target repository only through the one ref it owns (the
+mission branch) and the objects it writes; the user's checkout, HEAD, index, config and
+other branches are never modified. Git runs through GitPython's command interface
+(``git.Git(path)``: no long-lived ``Repo`` objects).
+
+Each agent slot works in a private repository under the run folder (``git init`` plus an
+``objects/info/alternates`` entry naming the user's object store: no object is copied), not
+a linked worktree: its HEAD, refs, index and config are its own, so a validation command
+that creates a branch, moves ``main`` or runs ``git config`` there changes nothing of the
+user's repository. The mission's ``[workspace] setup`` runs once per slot, in its fresh
+worktree; what it creates is kept across the slot's tasks (excluded from the clean between
+tasks) and is never staged. A task's commit holds only the files its agent changed, staged
+before validation runs (:meth:`MissionRepo.stage_work`), so nothing setup or validation
+writes can land.
 
 Integration never checks anything out: the worktree's tree is committed with
 ``commit-tree``, merged onto the current mission head with ``merge-tree --write-tree``
@@ -19,6 +29,7 @@ store); ``diff-tree`` and ``commit-tree`` still run whenever that shortcut canno
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import threading
@@ -32,6 +43,11 @@ from pathlib import Path
 import git as gitpython
 import gitdb
 import gitdb.exc
+
+from hybrid_tui.spec.models import WorkspaceSection
+from hybrid_tui.workspace.setup import run_setup
+from hybrid_tui.workspace.tree import remove_stale_index_lock
+from hybrid_tui.workspace.validation import workspace_environment
 
 __all__ = [
     "BranchMoved",
@@ -56,6 +72,7 @@ _IDENTITY = {
 _RECORD = "\x1e"
 _FIELD = "\x1f"
 _TREE_MODE = b"40000"
+_OBJECT_WRITE_SETTINGS = r"^core\.(sharedrepository|fsync|fsyncobjectfiles|fsyncmethod|compression|loosecompression)$"
 # Settings under which git writes objects differently from a plain loose, unsigned SHA-1
 # commit with no encoding header (config keys are matched lower-cased).
 _NONDEFAULT_OBJECT_SETTINGS = (
@@ -69,6 +86,8 @@ class MissionError(Exception):
 
 class BranchMoved(MissionError):
     """The mission branch was moved by someone other than this run."""
+
+
 
 
 @dataclass
@@ -152,8 +171,12 @@ class MissionRepo:
     calls :meth:`integrate` from one place anyway.
     """
 
-    def __init__(self, repo_path: Path, mission_branch: str, run_dir: Path, run_id: str) -> None:
+    def __init__(
+        self, repo_path: Path, mission_branch: str, run_dir: Path, run_id: str,
+        workspace: WorkspaceSection | None = None,
+    ) -> None:
         self.repo_path = Path(repo_path).resolve()
+        self.workspace = workspace or WorkspaceSection()
         self.mission_branch = mission_branch
         self.mission_ref = f"refs/heads/{mission_branch}"
         self.run_dir = Path(run_dir).resolve()
@@ -165,6 +188,9 @@ class MissionRepo:
         self._integrated: dict[str, str] | None = None  # cache, valid for _known_head
         self._reset_base: dict[str, str] = {}  # agent -> mission head its worktree was reset to
         self._loose: _LooseObjects | bool | None = None  # None: not looked up yet; False: unusable
+        self._objects: Path | None = None
+        self._object_env: dict[str, str] | None = None
+        self._staged: dict[str, str] = {}  # agent -> tree of its task's work, staged before validation
 
     # ------------------------------------------------------------- basics
 
@@ -240,25 +266,170 @@ class MissionRepo:
         return f"hybrid/{self.run_id}/{agent_id}"
 
     def worktree(self, agent_id: str) -> Path:
-        """The worktree of ``agent_id`` under the run folder (created at the mission head)."""
+        """The worktree of ``agent_id`` under the run folder (created at the mission head): a
+        private repository borrowing the user's objects, so nothing run in it reaches the
+        user's refs or config."""
         if not agent_id or "/" in agent_id or agent_id.startswith("."):
             raise MissionError(f"agent id {agent_id!r} is not usable as a folder name")
         path = self.worktrees_dir / agent_id
-        if (path / ".git").is_file():
+        if (path / ".git").exists():
             return path
-        with self._lock:  # concurrent `worktree add`/`prune` on one repository race on .git/worktrees
-            if (path / ".git").is_file():
+        with self._lock:
+            if (path / ".git").exists():
                 return path
-            runner = self._repo()
-            _run(runner, "worktree", "prune")  # a folder deleted by hand leaves a stale registration
             if path.exists():
                 shutil.rmtree(path)  # half-created by a crash: start over
+            self._setup_marker(agent_id).unlink(missing_ok=True)
             self.worktrees_dir.mkdir(parents=True, exist_ok=True)
             head = self._expected_head()
-            _ok(runner, "worktree", "add", "-q", "-f", "-B", self._agent_branch(agent_id), str(path), head,
-                what=f"cannot create worktree for {agent_id}")
+            objects = self._objects_dir()
+            # Built in a side folder and renamed into place: a crash never leaves a half repository.
+            building = self.worktrees_dir / f".{agent_id}.building"
+            if building.exists():
+                shutil.rmtree(building)
+            building.mkdir()
+            # --template=: no hooks or sample files copied in; a private HEAD, refs, index and config.
+            object_format = _run(self._repo(), "rev-parse", "--show-object-format")[1].strip() or "sha1"
+            _ok(_git(building), "init", "-q", "--template=", f"--object-format={object_format}",
+                "-b", self._agent_branch(agent_id), str(building), what=f"cannot create worktree for {agent_id}")
+            info = building / ".git" / "objects" / "info"
+            info.mkdir(parents=True, exist_ok=True)
+            (info / "alternates").write_text(f"{objects}\n")
+            building.rename(path)
+            _ok(_git(path), "reset", "-q", "--hard", head, what=f"cannot create worktree for {agent_id}")
             self._remember_base(agent_id, head)
             return path
+
+    def _objects_dir(self) -> Path:
+        """The user's object store (where the mission branch's commits live)."""
+        if self._objects is None:
+            out = _ok(self._repo(), "rev-parse", "--git-path", "objects", what="cannot find the object store")
+            objects = Path(out.strip())
+            self._objects = (objects if objects.is_absolute() else self.repo_path / objects).resolve()
+        return self._objects
+
+    def _object_settings(self) -> dict[str, str]:
+        """The user's settings for writing objects (group-shared permissions, fsync,
+        compression) as ``GIT_CONFIG_*`` variables: objects written into their store from a
+        worktree are written as their own git would write them."""
+        if self._object_env is None:
+            status, out, _ = _run(self._repo(), "config", "--get-regexp", _OBJECT_WRITE_SETTINGS)
+            pairs = [line.split(" ", 1) for line in out.splitlines() if line.strip()] if status == 0 else []
+            env = {"GIT_CONFIG_COUNT": str(len(pairs))} if pairs else {}
+            for number, pair in enumerate(pairs):
+                env[f"GIT_CONFIG_KEY_{number}"] = pair[0]
+                env[f"GIT_CONFIG_VALUE_{number}"] = pair[1] if len(pair) > 1 else "true"
+            self._object_env = env
+        return self._object_env
+
+    def _worktree_git(self, path: Path, index: Path | None = None) -> gitpython.Git:
+        """Git in a worktree whose new objects go to the user's object store (integration's
+        trees and commits must be readable there); ``index`` replaces the worktree's own."""
+        runner = _git(path)
+        env = {"GIT_OBJECT_DIRECTORY": str(self._objects_dir()), **self._object_settings()}
+        own = path / ".git" / "objects"
+        if own.is_dir() and own.resolve() != self._objects_dir():
+            env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = str(own)
+        if index is not None:
+            env["GIT_INDEX_FILE"] = str(index)
+        runner.update_environment(**env)
+        return runner
+
+    # --------------------------------------------------------------- setup
+
+    def _setup_marker(self, agent_id: str) -> Path:
+        return self.worktrees_dir / f".{agent_id}.setup"
+
+    def _setup_fingerprint(self) -> str:
+        ws = self.workspace
+        return hashlib.sha1(json.dumps([ws.setup, ws.path, ws.env], sort_keys=True).encode()).hexdigest()
+
+    def setup_paths(self, agent_id: str) -> list[str]:
+        """What the slot's setup created (untracked paths, folders collapsed): kept between tasks."""
+        try:
+            marker = json.loads(self._setup_marker(agent_id).read_text())
+        except (OSError, ValueError):
+            return []
+        return list(marker.get("paths", [])) if isinstance(marker, dict) else []
+
+    def _setup_done(self, agent_id: str) -> bool:
+        try:
+            marker = json.loads(self._setup_marker(agent_id).read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(marker, dict) and marker.get("fingerprint") == self._setup_fingerprint()
+
+    def environment(self, agent_id: str) -> dict[str, str]:
+        """The variables the slot's commands (agent CLI, validation) get over the user's environment."""
+        ws = self.workspace
+        return workspace_environment(self.worktrees_dir / agent_id, ws.path, ws.env)
+
+    def _run_setup(self, agent_id: str, path: Path) -> None:
+        log = self.worktrees_dir / f"{agent_id}.setup.log"
+        run_setup(self.workspace, path, log, what=f"setup of {agent_id}")
+        out = _ok(_git(path), "ls-files", "-z", "--others", "--directory", what=f"setup of {agent_id}")
+        paths = sorted(p.rstrip("/") for p in out.split("\0") if p.strip())
+        self._setup_marker(agent_id).write_text(json.dumps({"fingerprint": self._setup_fingerprint(), "paths": paths}))
+
+    def reset(self, agent_id: str) -> Path:
+        """Hard-reset and clean the worktree of ``agent_id`` to the mission head, keeping what
+        its setup created; run the setup first if this slot has not had it (or it changed).
+        :class:`SetupFailed` when a setup command fails."""
+        path = self.worktree(agent_id)
+        remove_stale_index_lock(path)  # left by a crash; nothing else runs git in this worktree now
+        head = self._expected_head()
+        runner = _git(path)
+        self._staged.pop(agent_id, None)
+        _ok(runner, "reset", "-q", "--hard", head, what=f"cannot reset worktree of {agent_id}")
+        setup_done = self._setup_done(agent_id)
+        keep = self.setup_paths(agent_id) if setup_done else []
+        excludes = [arg for kept in keep for arg in ("-e", "/" + _glob_escape(kept))]
+        _ok(runner, "clean", "-q", "-ffdx", *excludes, what=f"cannot clean worktree of {agent_id}")
+        self._remember_base(agent_id, head)
+        if not setup_done and (self.workspace.setup or self._setup_marker(agent_id).exists()):
+            self._setup_marker(agent_id).unlink(missing_ok=True)
+            self._run_setup(agent_id, path)
+        return path
+
+    def stage_work(self, agent_id: str, files: list[str] | None = None) -> str:
+        """Stage the agent's work into a tree on the worktree's base, before validation runs:
+        what the task's commit will hold. ``files`` are the paths the agent changed; None
+        means every change in the worktree but what its setup created. Returns the tree id.
+
+        The staging uses a copy of the worktree's index (written by :meth:`reset`, so it
+        is the base with its stat data: only the named files are hashed), never the index
+        itself, which a validation command may use as it likes."""
+        path = self.worktrees_dir / agent_id
+        if not (path / ".git").exists():
+            raise MissionError(f"agent {agent_id} has no worktree at {path}")
+        index = self.worktrees_dir / f".{agent_id}.index"
+        try:
+            shutil.copyfile(path / ".git" / "index", index)
+        except OSError:
+            index.unlink(missing_ok=True)  # no index yet: git starts from an empty one
+        runner = self._worktree_git(path, index)
+        what = f"cannot stage the work of {agent_id}"
+        try:
+            if files is None:
+                kept = [f":(exclude,literal){kept}" for kept in self.setup_paths(agent_id)]
+                _ok(runner, "add", "-A", "--", ".", *kept, what=what)
+            else:
+                kept = self.setup_paths(agent_id)
+                names = sorted({name for name in files
+                                if name and not any(name == k or name.startswith(k + "/") for k in kept)})
+                status = 0
+                if names:
+                    status = _run(runner, "add", "-A", "--", *(f":(literal){name}" for name in names))[0]
+                if status != 0:
+                    # A path the agent created and removed again matches nothing: stage
+                    # file by file from the base instead (deletions, file<->folder swaps).
+                    _ok(runner, "read-tree", self._base_of(agent_id, _git(path)), what=what)
+                    _ok(runner, "update-index", "--add", "--remove", "--replace", "--", *names, what=what)
+            tree = _ok(runner, "write-tree", what=what).strip()
+        finally:
+            index.unlink(missing_ok=True)
+        self._staged[agent_id] = tree
+        return tree
 
     def _base_file(self, agent_id: str) -> Path:
         return self.worktrees_dir / f".{agent_id}.base"
@@ -277,30 +448,17 @@ class MissionRepo:
         self._reset_base[agent_id] = sha
         return sha
 
-    def reset(self, agent_id: str) -> Path:
-        """Hard-reset and clean the worktree of ``agent_id`` to the mission head."""
-        path = self.worktree(agent_id)
-        gitdir = _worktree_gitdir(path)
-        lock = gitdir / "index.lock" if gitdir else None
-        if lock is not None and lock.exists():
-            lock.unlink()  # left by a crash; nothing else runs git in this worktree now
-        head = self._expected_head()
-        runner = _git(path)
-        _ok(runner, "reset", "-q", "--hard", head, what=f"cannot reset worktree of {agent_id}")
-        _ok(runner, "clean", "-q", "-ffdx", what=f"cannot clean worktree of {agent_id}")
-        self._remember_base(agent_id, head)
-        return path
-
     def remove_worktrees(self) -> None:
         """Remove this run's worktrees and agent branches."""
         runner = self._repo()
         if self.worktrees_dir.exists():
             for path in sorted(self.worktrees_dir.iterdir()):
                 if path.is_dir():
-                    _run(runner, "worktree", "remove", "--force", "--force", str(path))
+                    if (path / ".git").is_file():  # a linked worktree of an older run
+                        _run(runner, "worktree", "remove", "--force", "--force", str(path))
                     if path.exists():
                         shutil.rmtree(path, ignore_errors=True)
-                elif path.name.endswith(".base"):
+                elif path.name.endswith((".base", ".setup")):
                     path.unlink()
         _run(runner, "worktree", "prune")
         out = _ok(runner, "for-each-ref", "--format=%(refname)", f"refs/heads/hybrid/{self.run_id}/",
@@ -308,6 +466,7 @@ class MissionRepo:
         for ref in out.split():
             _run(runner, "update-ref", "-d", ref)
         self._reset_base.clear()
+        self._staged.clear()
 
     # ----------------------------------------------------------- integration
 
@@ -378,12 +537,14 @@ class MissionRepo:
                 sha = integrated[task_id]
                 return IntegrationResult(sha=sha, files=self.changed_files(sha), already=True)
             worktree = self.worktrees_dir / agent_id
-            if not (worktree / ".git").is_file():
+            if not (worktree / ".git").exists():
                 raise MissionError(f"{task_id}: agent {agent_id} has no worktree at {worktree}")
-            runner = _git(worktree)
-            base = self._base_of(agent_id, runner)
-            _ok(runner, "add", "-A", what=f"{task_id}: cannot stage the worktree of {agent_id}")
-            tree = _ok(runner, "write-tree", what=f"{task_id}: cannot write tree").strip()
+            base = self._base_of(agent_id, _git(worktree))
+            # Only the agent's work: the tree staged before validation ran (or, for a caller
+            # that staged nothing, every change but setup's output, staged now).
+            tree = self._staged.pop(agent_id, None) or self.stage_work(agent_id)
+            self._staged.pop(agent_id, None)
+            runner = self._worktree_git(worktree)
             files = self._files_between(runner, base, tree, what=f"{task_id}: cannot diff the worktree")
             if not files:
                 return IntegrationResult(sha=None, files=[], empty=True)
@@ -398,7 +559,7 @@ class MissionRepo:
                     raise MissionError(f"{task_id}: merge onto {self.mission_branch!r} failed: {err.strip()}")
                 tree = out.split("\n", 1)[0].strip()
             sha = self._commit_tree(runner, tree, expected, message)
-            self._publish(runner, sha, expected, what=f"integrate {task_id}")
+            self._publish(self._repo(), sha, expected, what=f"integrate {task_id}")
             integrated[task_id] = sha
             return IntegrationResult(sha=sha, files=files)
 
@@ -619,16 +780,9 @@ def _conflict_text(merge_output: str) -> str:
     return f"{files}: {'; '.join(reasons) or 'merge conflict'}"
 
 
-def _worktree_gitdir(path: Path) -> Path | None:
-    marker = path / ".git"
-    try:
-        text = marker.read_text()
-    except OSError:
-        return None
-    if text.startswith("gitdir:"):
-        gitdir = Path(text[len("gitdir:"):].strip())
-        return gitdir if gitdir.is_absolute() else (path / gitdir).resolve()
-    return None
+def _glob_escape(path: str) -> str:
+    """``path`` as a literal gitignore pattern (``git clean -e``)."""
+    return "".join("\\" + ch if ch in "*?[]\\!#" else ch for ch in path)
 
 
 class _LooseObjects:

@@ -100,14 +100,21 @@ def repository_files(root: Path, limit: int = MAX_FILES) -> list[str]:
     return found
 
 
-def worktree_operations(worktree: Path, base: str = "HEAD") -> list[CreateOp | DeleteOp | PatchOp]:
+def worktree_operations(worktree: Path, base: str = "HEAD",
+                        paths: list[str] | None = None) -> list[CreateOp | DeleteOp | PatchOp]:
     """The worktree's changes against ``base`` (untracked files included, ignored ones not)
     as file operations: new text files are ``create``, removed files ``delete``, everything
-    else a ``patch`` with the file's unified diff. The worktree's own index is left alone."""
+    else a ``patch`` with the file's unified diff. ``paths`` limits them to those files (the
+    agent's own, not what setup or validation left). The worktree's own index is left alone."""
     with tempfile.TemporaryDirectory(prefix="hybrid-record-") as tmp:
         env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
         _git(worktree, "read-tree", base, env=env)
-        _git(worktree, "add", "-A", env=env)
+        if paths is None:
+            _git(worktree, "add", "-A", env=env)
+        else:
+            for path in paths:  # one by one: a path created and removed again matches nothing
+                subprocess.run(["git", "add", "-A", "--", f":(literal){path}"], cwd=worktree, env=env,
+                               capture_output=True)
         status = _git(worktree, "diff", "--cached", "--name-status", "--no-renames", "-z", base, env=env)
         fields = [f for f in status.split("\0") if f]
         operations: list[CreateOp | DeleteOp | PatchOp] = []

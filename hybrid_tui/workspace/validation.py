@@ -9,13 +9,13 @@ environment so they can never reach a validation log.
 from __future__ import annotations
 
 import os
-import sys
+import re
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Mapping
+from typing import IO, Callable, Mapping, Sequence
 
 import anyio
 import psutil
@@ -23,7 +23,10 @@ import psutil
 from hybrid_tui.spec.models import Validation
 from hybrid_tui.vocabulary import SECRET_ENV_NAMES
 
-__all__ = ["ChecksResult", "CommandResult", "child_environment", "kill_orphaned_checks", "run_checks"]
+__all__ = [
+    "ChecksResult", "CommandResult", "child_environment", "environment_problem", "kill_orphaned_checks",
+    "run_checks", "workspace_environment",
+]
 
 _MEMORY_POLL_SECONDS = 0.1
 _READ_CHUNK = 65536
@@ -41,23 +44,54 @@ class CommandResult:
 @dataclass
 class ChecksResult:
     ok: bool
-    failure_type: str | None  # 'validation_failed' | 'timeout' | 'resource_exhausted'
+    failure_type: str | None  # 'validation_failed' | 'environment_error' | 'timeout' | 'resource_exhausted'
     output: str  # capped; the full output is in the log file
     commands: list[CommandResult] = field(default_factory=list)
 
 
 def child_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``os.environ`` overlaid with ``env``, without the secrets in :data:`SECRET_ENV_NAMES`."""
+    """``os.environ`` overlaid with ``env``, without the secrets in :data:`SECRET_ENV_NAMES`.
+
+    The user's environment as it is: hybrid-tui's own interpreter is not put on ``PATH``
+    (a project's commands must find the project's tools, declared in ``[workspace]``)."""
     merged = dict(os.environ)
-    # `python` in a validation command means the interpreter hybrid-tui runs on (with its
-    # test tools), also on machines whose PATH has only `python3`.
-    interpreter_dir = os.path.dirname(sys.executable)
-    merged["PATH"] = os.pathsep.join([interpreter_dir, merged.get("PATH", "")]).rstrip(os.pathsep)
     if env:
         merged.update(env)
     for name in SECRET_ENV_NAMES:
         merged.pop(name, None)
     return merged
+
+
+def workspace_environment(
+    root: Path, path: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """What a worktree's commands (setup, agent CLI, validation) get on top of the user's
+    environment: ``[workspace] env``, and the ``[workspace] path`` folders (relative to the
+    worktree ``root``) first on ``PATH``."""
+    overlay = dict(env or {})
+    if path:
+        base_path = overlay.get("PATH", os.environ.get("PATH", ""))
+        folders = [str(Path(root) / folder) for folder in path]
+        overlay["PATH"] = os.pathsep.join([*folders, base_path]).rstrip(os.pathsep)
+    return overlay
+
+
+# `python -m pytest` with no pytest prints "<interpreter>: No module named pytest" (runpy):
+# the interpreter cannot import the runner itself, which no change to the code can fix.
+_MISSING_RUNNER = re.compile(rb"^\S*python[0-9.]*: No module named ([\w.]+)\s*$", re.MULTILINE)
+# bash's codes for "found but not executable" and "command not found".
+_ENVIRONMENT_EXIT_CODES = {126: "is not executable", 127: "was not found"}
+
+
+def environment_problem(command: str, exit_code: int | None, output: bytes) -> str | None:
+    """Why a failed command is a problem of the environment rather than of the code, or None."""
+    if exit_code in _ENVIRONMENT_EXIT_CODES:
+        return f"environment_error: {command!r} exited {exit_code}: its program {_ENVIRONMENT_EXIT_CODES[exit_code]}"
+    missing = _MISSING_RUNNER.search(output)
+    if exit_code not in (0, None) and missing:
+        module = missing.group(1).decode(errors="replace")
+        return f"environment_error: {command!r}: the interpreter has no module {module!r} (declare it in [workspace] setup)"
+    return None
 
 
 class _CappedOutput:
@@ -222,7 +256,13 @@ async def run_checks(
     try:
         for command in commands:
             emit(f"$ {command}\n".encode())
-            result = await _run_one(command, Path(cwd), child_env, deadline, memory_cap_mb, emit, spawned)
+            command_tail = _CappedOutput(8192)  # enough to recognise an environment problem
+
+            def emit_command(data: bytes, tail: _CappedOutput = command_tail) -> None:
+                tail.add(data)
+                emit(data)
+
+            result = await _run_one(command, Path(cwd), child_env, deadline, memory_cap_mb, emit_command, spawned)
             results.append(result)
             if result.timed_out:
                 emit(f"[timed out after {validation.timeout_seconds:g} s; process tree killed]\n".encode())
@@ -232,7 +272,10 @@ async def run_checks(
                 failure = "resource_exhausted"
             elif result.exit_code != 0:
                 emit(f"[exit code {result.exit_code}]\n".encode())
-                failure = "validation_failed"
+                problem = environment_problem(command, result.exit_code, command_tail.text().encode())
+                if problem:
+                    emit(f"[{problem}]\n".encode())
+                failure = "environment_error" if problem else "validation_failed"
             if failure:
                 break
     finally:

@@ -32,8 +32,11 @@ def cost_of(model: str, usage: Usage) -> float:
 
 @pytest.fixture
 def server():
+    """The strict stand-in; a test fails when the code under test sent a request the API refuses."""
     with MessagesServer() as srv:
         yield srv
+    if not srv.expect_rejections:
+        assert srv.rejected == [], f"requests the API would refuse: {srv.rejected}"
 
 
 @pytest.fixture

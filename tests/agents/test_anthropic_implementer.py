@@ -13,7 +13,7 @@ import pytest
 
 from fakes.messages_server import Reply, error, message, text, tool_use
 
-from hybrid_tui.agents.anthropic.client import make_client
+from hybrid_tui.agents.anthropic.client import NO_RETRY, make_client
 from hybrid_tui.agents.anthropic.implementer import AnthropicImplementer
 from hybrid_tui.agents.base import AttemptLimits, ImplementRequest
 from hybrid_tui.spec.models import SisTask, Usage
@@ -203,7 +203,8 @@ def test_api_failures_are_classified_and_keep_the_usage_so_far(
     server, api_env, worktree, tmp_path, reply, failure_type, retry_after, words
 ):
     server.push(message(tool_use("list_files", {}), input_tokens=321, output_tokens=12), reply)
-    implementer = AnthropicImplementer(lambda: make_client(timeout=0.5))
+    # Request retries off: what is left after them is classified like this.
+    implementer = AnthropicImplementer(lambda: make_client(timeout=0.5), retry=NO_RETRY)
     result = run(implementer, make_request(worktree, tmp_path))
     assert not result.ok
     assert result.failure_type == failure_type
@@ -211,7 +212,7 @@ def test_api_failures_are_classified_and_keep_the_usage_so_far(
     assert words.lower() in result.message.lower()
     assert result.usage == Usage(input_tokens=321, output_tokens=12)
     assert SECRET_KEY not in result.message
-    # No SDK retries: retrying is the core's policy.
+    # No SDK retries: the request retries are ours (off here), then the core's policy.
     assert len(server.message_requests) == 2
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from fakes.messages_server import error, message, text, tool_use
 
+from hybrid_tui.agents.anthropic.client import NO_RETRY
 from hybrid_tui.agents.anthropic.planner import AnthropicPlanner
 from hybrid_tui.agents.base import PlanRequest
 from hybrid_tui.spec.loader import sis_json_schema
@@ -111,7 +112,8 @@ def test_still_invalid_after_repair_is_an_agent_error_listing_the_problems(serve
 
 def test_a_rate_limited_planner_reports_the_servers_retry_after(server, client_factory, repo):
     server.push(error(429, "Number of request tokens has exceeded your rate limit", {"retry-after": "7"}))
-    result = anyio.run(AnthropicPlanner(client_factory).plan, plan_request(repo))
+    # Request retries off: the failure left after them carries the server's retry-after.
+    result = anyio.run(AnthropicPlanner(client_factory, retry=NO_RETRY).plan, plan_request(repo))
 
     assert not result.ok and result.failure_type == "rate_limited"
     assert result.retry_after == 7.0

@@ -1,6 +1,7 @@
 """The quickstart mission end to end, headless, with ``--backend anthropic`` against the local
-Messages API server: Claude (scripted) plans every issue and implements every task through the
-tool loop; every task is integrated and every response's usage lands in the store, priced."""
+Messages API server: Claude (scripted) plans the issues that have no reviewed SIS (the one that
+has one is used as it is, not planned again) and implements every task through the tool loop;
+every task is integrated once and every response's usage lands in the store, priced."""
 
 from __future__ import annotations
 
@@ -36,13 +37,13 @@ def turn_usage(turn: int) -> Usage:
 def scripted_claude(mission_root: Path):
     """Answers like a model that plans the recorded SIS and carries out its file operations."""
     mission = load_mission(mission_root)
-    sis_files = {sis.issue.id: path for path, sis in mission.sis}
+    sis_texts = {sis.issue.id: path.read_text() for path, sis in mission.sis}
     tasks = {t.task_id: t for t in mission.tasks}
 
     def respond(body: dict) -> dict:
         if (body.get("tool_choice") or {}).get("name") == "submit_sis":
             issue_id = re.search(r"^# Issue (\S+):", body["messages"][0]["content"], re.M).group(1)
-            return message(tool_use("submit_sis", json.loads(sis_files[issue_id].read_text())),
+            return message(tool_use("submit_sis", json.loads(sis_texts[issue_id])),
                            **_usage_kwargs(PLAN_USAGE))
         task_id = re.search(r'"task_id": "([^"]+)"', body["messages"][0]["content"][0]["text"]).group(1)
         ops = tasks[task_id].file_operations
@@ -84,6 +85,11 @@ def test_quickstart_headless_with_the_anthropic_backend(tmp_path: Path):
                      '\n[models.limits."claude-sonnet-4-5"]\nrequests_per_minute = 10000\n'
                      "input_tokens_per_minute = 10000000\noutput_tokens_per_minute = 1000000\n")
     respond, mission = scripted_claude(mission_root)
+    # The last issue (nothing depends on it) has no reviewed SIS: Claude plans it, and only it.
+    unplanned = mission.issues[-1].id
+    for path, sis in mission.sis:
+        if sis.issue.id == unplanned:
+            path.rename(tmp_path / path.name)
     runs = tmp_path / "runs"
     with MessagesServer(responder=respond) as server:
         env = {**os.environ, "ANTHROPIC_API_KEY": SECRET_KEY, "ANTHROPIC_BASE_URL": server.base_url}
@@ -106,7 +112,10 @@ def test_quickstart_headless_with_the_anthropic_backend(tmp_path: Path):
         pricing = PricingTable.load(mission.config.pricing)
         attempts = list(m.Attempt.select())
         planning = [a for a in attempts if a.phase == "planning"]
-        assert len(planning) == len(mission.issues)
+        assert [a.task_id for a in planning] == [f"plan:{unplanned}"]
+        skipped = m.Event.get(m.Event.kind == "planning.skipped")
+        assert mission.issues[0].id in skipped.message and "used as it is" in skipped.message
+        assert m.Task.select().count() == len(mission.tasks)  # no second, differently named copy
         implementing = [a for a in attempts if a.phase != "planning"]
         assert len(implementing) == len(mission.tasks)  # every task first time
         for attempt in planning + implementing:

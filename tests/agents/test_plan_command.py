@@ -61,3 +61,51 @@ def test_plan_refuses_bad_input_before_spending(tiny_mission, api_env, monkeypat
     assert main(["plan", str(tiny_mission), "--force"]) == 2
     assert "ANTHROPIC_API_KEY" in capsys.readouterr().err
     assert api_env.requests == []
+
+
+def test_rerunning_plan_points_at_issue_for_the_issues_without_a_sis(tiny_mission, api_env, capsys):
+    (tiny_mission / "issues" / "002-mul.md").write_text("# Add multiplication\n\ncalc needs mul().\n")
+    assert main(["plan", str(tiny_mission)]) == 2
+    err = capsys.readouterr().err
+    assert "001-sub.json already exists" in err and "--issue 002-mul" in err and "--force" in err
+    assert api_env.requests == []
+
+
+def test_plan_retries_429_and_529_honouring_retry_after(tiny_mission, api_env, tmp_path, capsys):
+    from fakes.messages_server import error, overloaded
+
+    api_env.push(error(429, "rate limited", {"retry-after": "0"}), overloaded(),
+                 message(tool_use("submit_sis", valid_sis("001-sub"))))
+    code = main(["plan", str(tiny_mission), "--out", str(tmp_path / "planned")])
+    assert code == 0, capsys.readouterr().err
+    assert len(api_env.message_requests) == 3
+    assert (tmp_path / "planned" / "001-sub.json").exists()
+
+
+def test_plan_batch_prints_its_id_and_resume_fetches_a_batch_later(tiny_mission, api_env, tmp_path, capsys):
+    import anthropic
+
+    out = tmp_path / "planned"
+    api_env.push(message(tool_use("submit_sis", valid_sis("001-sub")), input_tokens=3000, output_tokens=300))
+    assert main(["plan", str(tiny_mission), "--out", str(out), "--batch", "--poll", "0"]) == 0
+    (batch_id,) = api_env.batches
+    err = capsys.readouterr().err
+    assert f"--batch --resume {batch_id}" in err
+
+    # A batch submitted by an earlier `plan` that stopped before it ended: fetch it by id.
+    api_env.push(message(tool_use("submit_sis", valid_sis("001-sub")), input_tokens=2000, output_tokens=200))
+    first_params = api_env.batches[batch_id]["requests"][0]
+    client = anthropic.Anthropic(api_key=SECRET_KEY, base_url=api_env.base_url, max_retries=0)
+    earlier = client.messages.batches.create(requests=[first_params])
+    out.joinpath("001-sub.json").unlink()
+    code = main(["plan", str(tiny_mission), "--out", str(out), "--batch", "--resume", earlier.id, "--poll", "0"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert (out / "001-sub.json").exists()
+    creates = [r for r in api_env.requests if r.method == "POST" and r.path == "/v1/messages/batches"]
+    assert len(creates) == 2  # the first plan's and the "earlier" one: resuming submitted nothing
+    table = PricingTable.load()
+    expected = table.cost("claude-haiku-4-5", Usage(input_tokens=2000, output_tokens=200), batch=True)
+    assert f"${expected:.4f}" in captured.out
+    assert main(["plan", str(tiny_mission), "--resume", earlier.id, "--force"]) == 2
+    assert "--resume BATCH_ID needs --batch" in capsys.readouterr().err

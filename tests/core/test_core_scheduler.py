@@ -192,18 +192,46 @@ def test_request_lock_for_undeclared_file():
         s.request_lock("a", "x", 3)
 
 
-def test_expired_lock_is_released_with_alert_and_attempt_cancelled():
+def test_lock_lease_is_renewed_while_its_attempt_runs_past_the_ttl():
+    # Issue 17: a lock is a lease renewed while its attempt lives (it used to expire at
+    # lock_ttl_seconds, cancelling a long attempt as a `timeout` and blocking its dependents).
     s = sched([task("a", files=("f",)), task("b", files=("f",))], agents=2)
     s.dispatch(0)
     ttl = s.policies.lock_ttl_seconds
     assert s.next_deadline() == ttl
     assert s.tick(ttl - 1) == [PoolTarget(4, "queue depth 1")]
     ch = s.tick(ttl)
-    assert of(Alert, ch)[0].kind == "lock_expired"
-    assert of(CancelRunning, ch) == [CancelRunning("a", "L3.1", 1, "lock on f expired")]
-    assert s.status("a") is S.RETRY_WAIT and s.task("a").failures == {"timeout": 1}
+    assert of(LockAcquired, ch) == [LockAcquired("f", "a", 0, 2 * ttl)]  # renewed, stored again
+    assert not of(Alert, ch) and not of(CancelRunning, ch)
+    assert s.status("a") is S.RUNNING and s.task("a").failures == {}
+    assert [lk.path for lk in s.locks()] == ["f"] and s.next_deadline() == 2 * ttl
+    assert s.dispatch(ttl)[0] == []  # b still waits for f
+    s.tick(2.5 * ttl)  # renewed again; the attempt ends when it ends, not when a lease runs out
+    s.succeed("a", 2.5 * ttl)
     assert s.locks() == []
-    assert [d.task_id for d in s.dispatch(ttl)[0]] == ["b"]
+    assert [d.task_id for d in s.dispatch(2.5 * ttl)[0]] == ["b"]
+
+
+def test_environment_error_fails_once_pauses_with_the_reason_and_spares_the_breaker():
+    tasks = [task(name) for name in "abcdefg"]  # more failures than the breaker's threshold of 5
+    s = sched(tasks, agents=1, policies=NO_PAUSE)
+    (d,), _ = s.dispatch(0)
+    ch = s.fail(d.task_id, "environment_error", 1, 0.0, "environment_error: 'nope' exited 127: its program was not found")
+    t = d.task_id
+    assert s.status(t) is S.FAILED and s.task(t).failures == {"environment_error": 1}  # no retry
+    assert [a.kind for a in of(Alert, ch)] == ["attention"]
+    assert of(PauseChanged, ch) == [PauseChanged(True, f"environment_error in task {t}: environment_error: "
+                                                       "'nope' exited 127: its program was not found")]
+    assert s.paused and s.dispatch(2)[0] == []  # nothing more is spent on the broken toolchain
+    assert not of(BreakerChanged, ch)
+    s.resume(3)
+    for now in range(4, 4 + 2 * 6, 2):  # the other tasks: the same error each time
+        dispatched, _ = s.dispatch(now)
+        assert dispatched, "the backend's breaker must not stop dispatching"
+        changes = s.fail(dispatched[0].task_id, "environment_error", now + 1, 0.0, "boom")
+        assert not of(BreakerChanged, changes)
+        s.resume(now + 1)
+    assert s.counts()[S.FAILED] == 7
 
 
 # ---------------------------------------------------------------- retries

@@ -133,6 +133,27 @@ def test_bad_arguments_and_invalid_mission(tmp_path, capsys):
     assert code == 2 and "001-issue.json" in err
 
 
+def test_estimate_applies_the_attempt_timeout_as_a_run_does(tmp_path, capsys):
+    """Issue 17: a 71-minute task under a 30-minute attempt timeout never finishes in a run
+    (timeout, retried twice, then failed): the forecast says so instead of counting it done."""
+    mission = _mission(tmp_path / "m")
+    sis_file = mission / "sis" / "001-issue.json"
+    sis = json.loads(sis_file.read_text())
+    sis["tasks"][0]["estimated_duration_minutes"] = 71
+    sis_file.write_text(json.dumps(sis))
+    toml = (mission / "mission.toml").read_text()
+    (mission / "mission.toml").write_text(toml.replace("max_implementers = 12\n",
+                                                       "max_implementers = 12\nattempt_timeout_seconds = 1800\n"))
+    code, out, _ = _estimate(capsys, mission, "--json", "--agents", "4")
+    assert code == 0
+    sim = json.loads(out)["simulation"]
+    assert sim["tasks_done"] == 17 and sim["tasks_not_done"] == 1
+    assert sim["failed_attempts"] == 3 and sim["attempts"] == 18 + 2  # the timeout rule: 2 retries
+    # Each stopped attempt paid for the 30 minutes it ran, not for 71.
+    assert sim["implementation_usd"] == pytest.approx(17 * 0.165 + 3 * 0.165 * 1800 / (71 * 60))
+    assert "i1-t1" in sim["stopped_by"] or sim["stopped_by"].startswith("attention")
+
+
 def test_the_forecast_models_the_approval_gate(tmp_path, capsys):
     """web-18 with its CRITICAL task held for approval: approved at once it forecasts the same
     wall clock as without the gate; approved after 30 minutes, later (it is on a long path)."""

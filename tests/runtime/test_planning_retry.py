@@ -3,12 +3,13 @@ a planning failure for the operator, not a retry loop."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from hybrid_tui.agents.base import PlanResult
 from hybrid_tui.agents.replay import ReplayPlanner
-from hybrid_tui.vocabulary import EXIT_OK
-from hybrid_tui.app.launch import start_run
+from hybrid_tui.vocabulary import EXIT_OK, EXIT_STOPPED
+from hybrid_tui.app.launch import open_run, start_run
 from hybrid_tui.store import models as m
 
 from .helpers import drive, task, write_mission
@@ -80,5 +81,54 @@ def test_a_rate_limited_planner_waits_what_the_server_asked(tmp_path: Path):
         assert "rate_limited, retry 1 in 0.5 s" in retry.message  # the header, not exponential backoff
         first, second = planning_attempts()
         assert second.started_at - first.finished_at >= 0.5
+    finally:
+        store.close()
+
+
+class FailsFor:
+    """Fails (agent_error) on the issues in ``failing``; plans the others like the replay planner."""
+
+    name = "fails-for"
+
+    def __init__(self, *failing: str):
+        self.failing = set(failing)
+        self.inner = ReplayPlanner()
+
+    async def plan(self, request):
+        if request.issue_id in self.failing:
+            return PlanResult(ok=False, model=request.model, failure_type="agent_error",
+                              message=f"no valid SIS for {request.issue_id}\nsecond line")
+        return await self.inner.plan(request)
+
+
+def add_issue(mission: Path, issue_id: str, tasks: list[dict]) -> None:
+    (mission / "issues" / f"{issue_id}.md").write_text(f"# {issue_id}\n\nMore work.\n")
+    sis = {"sis_version": "1.0", "issue": {"id": issue_id, "title": issue_id}, "tasks": tasks}
+    (mission / "sis" / f"{issue_id}.json").write_text(json.dumps(sis))
+
+
+def test_a_planning_failure_pauses_the_run_naming_the_issue_and_resume_plans_it_again(tmp_path: Path):
+    mission = write_mission(tmp_path / "m", [task("a")])
+    add_issue(mission, "002-more", [task("b")])
+    store, run_id, coordinator = start_run(mission, tmp_path / "runs")
+    coordinator.planner = FailsFor("002-more")
+    try:
+        assert drive(coordinator) == EXIT_STOPPED
+        run = m.Run.get_by_id(run_id)
+        assert run.status == "paused" and run.finished_at is None
+        assert "002-more (agent_error: no valid SIS for 002-more)" in run.pause_reason
+        assert f"hybrid-tui resume {run_id}" in run.pause_reason
+        # Nothing ran on the partial plan: the planned issue's task waits for the resume.
+        assert m.Attempt.select().where(m.Attempt.phase != "planning").count() == 0
+    finally:
+        store.close()
+
+    store, run_id, coordinator = open_run(run_id, tmp_path / "runs")
+    coordinator.planner = FailsFor()  # the cause was fixed
+    try:
+        assert drive(coordinator) == EXIT_OK
+        planned = [(a.task_id, a.outcome) for a in planning_attempts() if a.outcome == "succeeded"]
+        assert sorted(planned) == [("plan:001-work", "succeeded"), ("plan:002-more", "succeeded")]
+        assert {t.task_id: t.status for t in m.Task.select()} == {"a": "done", "b": "done"}
     finally:
         store.close()

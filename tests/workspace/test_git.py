@@ -406,3 +406,44 @@ def test_writing_an_existing_commit_object_again_keeps_it_from_a_prune(
     assert loose.write_commit(tree, head, "unreferenced\n") == sha
     git(user_repo, "prune", "--expire=1.hour.ago")
     assert git(user_repo, "cat-file", "-t", sha).strip() == "commit"
+
+
+def test_setup_runs_once_per_slot_its_output_is_kept_and_only_the_agents_files_land(
+    user_repo: Path, tmp_path: Path
+) -> None:
+    from hybrid_tui.spec.models import WorkspaceSection
+
+    workspace = WorkspaceSection(setup=["echo run >> ../setup-count; mkdir -p .venv/bin; echo tool > .venv/bin/tool"],
+                                 path=[".venv/bin"], env={"MODE": "test"})
+    repo = MissionRepo(user_repo, BRANCH, tmp_path / "run", "run1", workspace=workspace)
+    repo.prepare("main")
+    before = user_state(user_repo)
+    config = (user_repo / ".git" / "config").read_text()
+    for number in range(3):
+        path = repo.reset("agent-1")
+        assert (path / ".venv" / "bin" / "tool").read_text() == "tool\n"  # kept between tasks
+        Sandbox(path).write_text(f"work{number}.py", f"{number}\n")
+        repo.stage_work("agent-1", [f"work{number}.py"])
+        # What validation does after staging: artifacts, a branch, a moved ref, config.
+        (path / "validation-artifact.txt").write_text("x\n")
+        (path / "build").mkdir(exist_ok=True)
+        (path / "build" / "out.bin").write_bytes(b"\0bin")
+        (path / f"work{number}.py").write_text("changed by validation\n")
+        git(path, "-c", "user.name=v", "-c", "user.email=v@v", "commit", "-q", "--allow-empty", "-m", "sneaky")
+        git(path, "update-ref", "refs/heads/main", "HEAD")
+        git(path, "checkout", "-q", "-b", f"x{number}")
+        git(path, "config", "user.name", "x")
+        result = repo.integrate("agent-1", f"T{number}", "work")
+        assert result.files == [f"work{number}.py"]
+        assert git(user_repo, "show", f"{result.sha}:work{number}.py") == f"{number}\n"  # as staged
+    assert (tmp_path / "run" / "worktrees" / "setup-count").read_text() == "run\n"  # once for the slot
+    assert repo.environment("agent-1")["PATH"].startswith(str(tmp_path / "run" / "worktrees" / "agent-1" / ".venv/bin"))
+    assert user_state(user_repo) == before and (user_repo / ".git" / "config").read_text() == config
+    assert "sneaky" not in git(user_repo, "log", "--all", "--format=%s")
+    # A changed [workspace] redoes the setup on the slot's next reset.
+    changed = MissionRepo(user_repo, BRANCH, tmp_path / "run", "run1",
+                          workspace=WorkspaceSection(setup=["echo again >> ../setup-count"]))
+    changed.prepare("main")
+    path = changed.reset("agent-1")
+    assert (tmp_path / "run" / "worktrees" / "setup-count").read_text() == "run\nagain\n"
+    assert not (path / ".venv").exists()  # the old setup's output went with it

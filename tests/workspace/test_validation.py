@@ -213,3 +213,34 @@ def _pgid(pid: int) -> int | None:
         return os.getpgid(pid)
     except ProcessLookupError:
         return None
+
+
+def test_commands_run_in_the_users_environment_with_the_workspace_path_first(tmp_path: Path, monkeypatch) -> None:
+    """Issue 17: hybrid-tui's own interpreter is not put on PATH; [workspace] path and env are."""
+    from hybrid_tui.workspace.validation import workspace_environment
+
+    tools = tmp_path / ".venv" / "bin"
+    tools.mkdir(parents=True)
+    (tools / "project-tool").write_text("#!/bin/sh\necho project tool $PROJECT_MODE\n")
+    (tools / "project-tool").chmod(0o755)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    result = run(Validation(commands=['echo "PATH=$PATH"', "project-tool"]), tmp_path,
+                 env=workspace_environment(tmp_path, [".venv/bin"], {"PROJECT_MODE": "test"}))
+    assert result.ok, result.output
+    assert f"PATH={tools}:/usr/bin:/bin\n" in result.output  # nothing of hybrid-tui's venv
+    assert "project tool test" in result.output
+
+
+def test_a_missing_program_or_runner_module_is_an_environment_error(tmp_path: Path) -> None:
+    missing = run(Validation(commands=["no-such-program-i17 --flag"]), tmp_path)
+    assert missing.failure_type == "environment_error"
+    assert "'no-such-program-i17 --flag' exited 127: its program was not found" in missing.output
+    not_executable = tmp_path / "check.sh"
+    not_executable.write_text("exit 0\n")
+    assert run(Validation(commands=["./check.sh"]), tmp_path).failure_type == "environment_error"
+    runner = run(Validation(commands=[f"{PY} -m no_such_runner_i17 -q"]), tmp_path)
+    assert runner.failure_type == "environment_error" and "has no module 'no_such_runner_i17'" in runner.output
+    # A failing test that imports a missing module is the code's problem, not the environment's.
+    (tmp_path / "test_x.py").write_text("import no_such_dependency_i17\n")
+    code = run(Validation(commands=[f"{PY} test_x.py"]), tmp_path)
+    assert code.failure_type == "validation_failed"

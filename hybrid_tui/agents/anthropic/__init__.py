@@ -51,10 +51,15 @@ def shared_limiters(config: Any = None) -> RateLimiters:
 def make_planner(config: Any = None, *, batch: bool = False, **options: Any) -> AnthropicPlanner:
     mission = _mission_file(config)
     concurrency = mission.agents.planners if mission else 4
+    if mission is not None:
+        options.setdefault("max_tokens", mission.models.planner_max_tokens)
     return AnthropicPlanner(
         default_client_factory(), batch=batch, limiters=shared_limiters(config), concurrency=concurrency, **options
     )
 
 
 def make_implementer(config: Any = None, **options: Any) -> AnthropicImplementer:
+    mission = _mission_file(config)
+    if mission is not None:
+        options.setdefault("max_tokens", mission.models.implementer_max_tokens)
     return AnthropicImplementer(default_client_factory(), limiters=shared_limiters(config), **options)

@@ -5,8 +5,14 @@ never logs, stores or returns the credential (every text that leaves this packag
 through :func:`redact`).
 
 - :func:`make_client` builds ``anthropic.AsyncAnthropic`` from ``ANTHROPIC_API_KEY`` (or
-  ``ANTHROPIC_AUTH_TOKEN``) and ``ANTHROPIC_BASE_URL`` with ``max_retries=0``: retrying is
-  the core's policy (by failure type), not the SDK's.
+  ``ANTHROPIC_AUTH_TOKEN``) and ``ANTHROPIC_BASE_URL`` with ``max_retries=0``: the SDK's own
+  retries ignore a ``retry-after`` above 60 s and know no deadline, so requests are retried
+  here instead (:func:`call_with_retries`).
+- :func:`call_with_retries` retries ONE request on a transient failure (429, 529, 5xx, 408,
+  a dropped connection or a client timeout), waiting ``retry-after`` when the API gave one
+  and an exponential backoff otherwise, never past the caller's deadline; the turns already
+  answered are kept (a transient error at turn 5 does not restart the attempt). What is
+  still failing after :class:`RequestRetry` ``max_retries`` goes to the core's policies.
 - :func:`classify_error` turns an SDK exception into ``(failure_type, message, retry_after)``.
 - :class:`RateLimiters` holds one token-bucket :class:`ModelRateLimiter` per model, shared
   by every planner and implementer of a run so parallel agents stay under the account's
@@ -19,6 +25,7 @@ import email.utils
 import json
 import math
 import os
+import random
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -119,14 +126,14 @@ def classify_error(exc: BaseException) -> ApiFailure:
     if isinstance(exc, anthropic.APIStatusError):
         status = exc.status_code
         text = redact(_api_message(exc))
+        retry_after = parse_retry_after(exc.response.headers)
         if status == 429:
-            retry_after = parse_retry_after(exc.response.headers)
             wait = f" (retry after {retry_after:g}s)" if retry_after is not None else ""
             return ApiFailure("rate_limited", f"rate limited by the Anthropic API{wait}: {text}", retry_after)
         if status == 529:
-            return ApiFailure("network_error", f"Anthropic API overloaded (529): {text}")
+            return ApiFailure("network_error", f"Anthropic API overloaded (529): {text}", retry_after)
         if status >= 500 or status == 408:
-            return ApiFailure("network_error", f"Anthropic API server error ({status}): {text}")
+            return ApiFailure("network_error", f"Anthropic API server error ({status}): {text}", retry_after)
         return ApiFailure("agent_error", f"Anthropic API rejected the request ({status}): {text}")
     if isinstance(exc, anthropic.APIResponseValidationError):
         return ApiFailure("agent_error", redact(f"unexpected response from the Anthropic API: {exc.message}"))
@@ -273,17 +280,92 @@ class RateLimiters:
 ClientFactory = Callable[[], anthropic.AsyncAnthropic]
 
 
-async def create_message(
-    client: anthropic.AsyncAnthropic, limiter: ModelRateLimiter | None, **params: Any
+# ------------------------------------------------------------------------ request retries
+
+TRANSIENT_FAILURES = ("network_error", "rate_limited")
+
+
+@dataclass(frozen=True)
+class RequestRetry:
+    """How one API request is retried before its failure reaches the core's policies."""
+
+    max_retries: int = 4
+    base_seconds: float = 1.0
+    max_seconds: float = 60.0  # backoff cap; a longer retry-after is still honoured
+
+
+DEFAULT_RETRY = RequestRetry()
+NO_RETRY = RequestRetry(max_retries=0)
+BATCH_POLL_RETRY = RequestRetry(max_retries=8)  # a whole batch is worth more patience than one request
+
+
+def _server_forbids_retry(exc: BaseException) -> bool:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    return headers is not None and str(headers.get("x-should-retry", "")).lower() == "false"
+
+
+async def call_with_retries(
+    call: Callable[[], Awaitable[Any]],
+    *,
+    retry: RequestRetry = DEFAULT_RETRY,
+    deadline: float | None = None,
+    sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    on_retry: Callable[[ApiFailure, float, int], None] | None = None,
 ) -> Any:
-    """``client.messages.create`` paced by ``limiter``; the caller classifies API errors."""
+    """Run ``call`` (one API request), retrying it on a transient failure.
+
+    Waits the server's ``retry-after`` when it gave one, else ``base·2^n`` (capped, ±25 %
+    so parallel agents do not come back together). Gives up - re-raising the last error for
+    the caller to classify - after ``retry.max_retries`` retries, when the server says
+    ``x-should-retry: false``, or when the wait would end past ``deadline`` (``clock``
+    seconds): the core then decides, with the failure's ``retry_after``.
+    """
+    retries = 0
+    while True:
+        try:
+            return await call()
+        except API_ERRORS as exc:
+            failure = classify_error(exc)
+            if (failure.failure_type not in TRANSIENT_FAILURES or retries >= retry.max_retries
+                    or _server_forbids_retry(exc)):
+                raise
+            if failure.retry_after is not None:
+                wait = failure.retry_after
+            else:
+                wait = min(retry.base_seconds * 2 ** retries, retry.max_seconds) * random.uniform(0.75, 1.25)
+            if deadline is not None and clock() + wait >= deadline:
+                raise
+            retries += 1
+            if on_retry is not None:
+                on_retry(failure, wait, retries)
+            await sleep(wait)
+
+
+async def create_message(
+    client: anthropic.AsyncAnthropic,
+    limiter: ModelRateLimiter | None,
+    *,
+    retry: RequestRetry = NO_RETRY,
+    deadline: float | None = None,
+    sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
+    on_retry: Callable[[ApiFailure, float, int], None] | None = None,
+    **params: Any,
+) -> Any:
+    """``client.messages.create`` paced by ``limiter`` and retried per ``retry``; the caller
+    classifies the API error that is left."""
     estimate = estimate_input_tokens({k: params.get(k) for k in ("system", "tools", "messages")})
-    if limiter is not None:
-        await limiter.acquire(estimate)
-    response = await client.messages.create(**params)
-    if limiter is not None:
-        limiter.settle(estimate, usage_from_response(response.usage))
-    return response
+
+    async def once() -> Any:
+        if limiter is not None:
+            await limiter.acquire(estimate)
+        response = await client.messages.create(**params)
+        if limiter is not None:
+            limiter.settle(estimate, usage_from_response(response.usage))
+        return response
+
+    return await call_with_retries(once, retry=retry, deadline=deadline, sleep=sleep, on_retry=on_retry)
 
 
 EPHEMERAL = {"type": "ephemeral"}
@@ -295,7 +377,8 @@ def content_to_params(blocks: Any) -> list[dict[str, Any]]:
     for block in blocks or []:
         kind = getattr(block, "type", None)
         if kind == "text":
-            out.append({"type": "text", "text": block.text})
+            if block.text.strip():  # the API refuses an empty (or blank) text block sent back
+                out.append({"type": "text", "text": block.text})
         elif kind == "tool_use":
             out.append({"type": "tool_use", "id": block.id, "name": block.name, "input": block.input})
         else:  # thinking and other blocks must be echoed unchanged

@@ -5,8 +5,13 @@ request's sandbox; never touches the store or git. Writes a readable transcript 
 turn to the attempt's log (tool results truncated; never credentials or headers).
 
 Limits per attempt (``request.limits``): turns -> ``agent_error`` "turn limit N reached";
-tokens and dollars -> ``budget_exhausted``; wall time -> ``timeout``. API failures are
-classified by :func:`~.client.classify_error` (network_error / rate_limited / agent_error).
+tokens and dollars -> ``budget_exhausted``; wall time -> ``timeout``. A transient API
+failure is retried at the request level (``retry``, within the attempt's deadline: the
+turns already answered are kept); what is left is classified by
+:func:`~.client.classify_error` (network_error / rate_limited / agent_error). A refusal
+(``stop_reason`` "refusal") or an empty end of turn is an ``agent_error`` saying so, never
+a success. After every turn the spend so far goes to ``request.report_spend``, so a
+timeout or a cancel from outside still records what the API billed.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import copy
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import anyio
 
@@ -25,8 +30,11 @@ from hybrid_tui.agents.anthropic import prompts
 from hybrid_tui.agents.anthropic.client import (
     API_ERRORS,
     EPHEMERAL,
+    ApiFailure,
     ClientFactory,
     RateLimiters,
+    DEFAULT_RETRY,
+    RequestRetry,
     add_usage,
     classify_error,
     content_to_params,
@@ -81,11 +89,15 @@ class AnthropicImplementer:
         client_factory: ClientFactory | None = None,
         *,
         limiters: RateLimiters | None = None,
-        max_tokens: int = 8192,
+        max_tokens: int = 8000,
+        retry: RequestRetry = DEFAULT_RETRY,
+        sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
     ):
         self.client_factory = client_factory or default_client_factory()
         self.limiters = limiters
         self.max_tokens = max_tokens
+        self.retry = retry
+        self._sleep = sleep
 
     async def implement(self, request: ImplementRequest) -> ImplementResult:
         started = time.monotonic()
@@ -123,7 +135,8 @@ class AnthropicImplementer:
             return self._failure(request, progress, failure.failure_type, failure.message)
         limiter = self.limiters.for_model(request.model) if self.limiters else None
         runner = ToolRunner(
-            request.sandbox, request.task, check_log=request.log_path, memory_cap_mb=request.memory_cap_mb
+            request.sandbox, request.task, check_log=request.log_path, memory_cap_mb=request.memory_cap_mb,
+            environment=request.environment
         )
         system = [{"type": "text", "text": prompts.IMPLEMENTER_SYSTEM, "cache_control": EPHEMERAL}]
         tools = copy.deepcopy(TOOL_DEFINITIONS)
@@ -136,14 +149,22 @@ class AnthropicImplementer:
             first.append({"type": "text", "text": prompts.feedback_block(request.feedback, request.attempt)})
         messages: list[dict[str, Any]] = [{"role": "user", "content": first}]
 
+        deadline = time.monotonic() + limits.timeout_seconds
+
+        def log_retry(failure: ApiFailure, wait: float, retry: int) -> None:
+            log.write(f"-- turn {progress.turns + 1}: {failure.failure_type}: {failure.message}; "
+                      f"retry {retry} of the request in {wait:.1f}s")
+
         async with client:
             while progress.turns < limits.max_turns:
-                progress.turns += 1
-                turn = progress.turns
                 try:
                     response = await create_message(
                         client,
                         limiter,
+                        retry=self.retry,
+                        deadline=deadline,
+                        sleep=self._sleep,
+                        on_retry=log_retry,
                         model=request.model,
                         max_tokens=self.max_tokens,
                         system=system,
@@ -152,8 +173,10 @@ class AnthropicImplementer:
                     )
                 except API_ERRORS as exc:
                     failure = classify_error(exc)
-                    log.write(f"-- turn {turn}: API error: {failure.failure_type}: {failure.message}")
+                    log.write(f"-- turn {progress.turns + 1}: API error: {failure.failure_type}: {failure.message}")
                     return self._failure(request, progress, failure.failure_type, failure.message, failure.retry_after)
+                progress.turns += 1
+                turn = progress.turns
 
                 if getattr(response, "usage", None) is None:  # the SDK does not validate a 200 body
                     log.write(f"-- turn {turn}: malformed response ({type(response).__name__}, no usage)")
@@ -165,6 +188,8 @@ class AnthropicImplementer:
                     progress.cost = request.cost_of(request.model, progress.usage)
                 except Exception as exc:  # unknown model in the pricing table
                     return self._failure(request, progress, "agent_error", f"cannot price model {request.model}: {exc}")
+                if request.report_spend is not None:  # billed now, whatever ends the attempt
+                    request.report_spend(progress.usage, progress.cost)
                 problem = _malformed_content(response)
                 if problem:  # its usage is counted above: the tokens were spent
                     log.write(f"-- turn {turn}: malformed response: {problem}")
@@ -177,6 +202,12 @@ class AnthropicImplementer:
                 for block in response.content:
                     if block.type == "text" and block.text.strip():
                         log.write("assistant: " + _clip(block.text, 4000))
+                said = " ".join(b.text for b in response.content if b.type == "text").strip()
+                if response.stop_reason == "refusal":
+                    log.write(f"-- turn {turn}: the model refused")
+                    return self._failure(request, progress, "agent_error",
+                                         f"the model refused the task (stop_reason refusal) on turn {turn}"
+                                         + (f": {_clip(said, 300)}" if said else ""))
 
                 tool_uses = [b for b in response.content if b.type == "tool_use"]
                 calls_finish = any(b.name == "finish" for b in tool_uses)
@@ -185,16 +216,22 @@ class AnthropicImplementer:
                     log.write(f"-- stopped: {over_budget}")
                     return self._failure(request, progress, "budget_exhausted", over_budget)
 
-                messages.append({"role": "assistant", "content": content_to_params(response.content)})
+                echoed = content_to_params(response.content)
+                if echoed:  # the API refuses an empty assistant message before the last one
+                    messages.append({"role": "assistant", "content": echoed})
                 if not tool_uses:
                     if response.stop_reason == "max_tokens":
                         messages.append(
                             {"role": "user", "content": "Your reply was cut off at the output limit. Continue in smaller steps."}
                         )
                         continue
+                    if not said:  # nothing done and nothing said: not a success to integrate
+                        log.write(f"-- turn {turn}: empty answer (stop {response.stop_reason})")
+                        return self._failure(request, progress, "agent_error",
+                                             f"the model ended its turn with an empty answer "
+                                             f"(stop_reason {response.stop_reason}) on turn {turn}")
                     # The model ended its turn without tools: take its text as the summary.
-                    summary = " ".join(b.text for b in response.content if b.type == "text").strip()
-                    return self._success(request, progress, summary or "(ended without a summary)")
+                    return self._success(request, progress, said)
 
                 results: list[dict[str, Any]] = []
                 for call in tool_uses:

@@ -6,7 +6,15 @@ repository's file list from ``workspace.tree`` and the excerpts of ``context``: 
 its own). The submitted SIS is validated with the
 same rules as ``hybrid-tui validate``; an invalid one gets exactly one repair turn with
 the exact problems (an ``is_error`` tool result); still invalid is an ``agent_error``
-whose message lists every problem, one per line.
+whose message lists every problem, one per line. A refusal (``stop_reason`` "refusal") is
+an ``agent_error`` saying so; an empty answer gets the repair turn without echoing the
+empty assistant message (the API refuses empty content before the final message).
+
+Transient API errors are retried per request (:func:`~.client.call_with_retries`). A
+Message Batch's id is handed to ``on_batch`` as soon as it exists; polling survives
+transient errors; a batch given up (errors left after the retries, a cancel, Ctrl-C) is
+cancelled and every failure names its id, and :meth:`AnthropicPlanner.resume_batch`
+fetches its results later (``hybrid-tui plan --batch --resume ID``).
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import anyio
 
@@ -30,7 +38,11 @@ from hybrid_tui.agents.anthropic.client import (
     ApiFailure,
     ClientFactory,
     RateLimiters,
+    BATCH_POLL_RETRY,
+    DEFAULT_RETRY,
+    RequestRetry,
     add_usage,
+    call_with_retries,
     classify_error,
     content_to_params,
     create_message,
@@ -68,11 +80,18 @@ class _Conversation:
     messages: list[dict[str, Any]]
     usage: Usage = field(default_factory=Usage)
     problems: list[str] = field(default_factory=list)
+    refused: str = ""  # why the model refused: final, no repair turn
     result: PlanResult | None = None
 
     def add_response(self, message: Any) -> Sis | None:
-        """Record one model answer; return the SIS if valid, else queue the repair turn."""
+        """Record one model answer; return the SIS if valid, else queue the repair turn
+        (or set ``refused``, which ends the conversation)."""
         self.usage = add_usage(self.usage, usage_from_response(getattr(message, "usage", None)))
+        if message.stop_reason == "refusal":
+            said = " ".join(b.text for b in message.content if b.type == "text").strip()
+            self.refused = (f"the model refused to plan issue {self.request.issue_id} (stop_reason refusal)"
+                            + (f": {said[:300]}" if said else ""))
+            return None
         call = next((b for b in message.content if b.type == "tool_use" and b.name == TOOL_NAME), None)
         if call is None:
             self.problems = [f"sis/{self.request.issue_id}.json:$: the model did not call {TOOL_NAME}"]
@@ -85,7 +104,9 @@ class _Conversation:
             sis, self.problems = validate_sis(call.input, self.request)
             if sis is not None:
                 return sis
-        self.messages.append({"role": "assistant", "content": content_to_params(message.content)})
+        echoed = content_to_params(message.content)
+        if echoed:  # an empty answer is not sent back: the API refuses an empty assistant turn
+            self.messages.append({"role": "assistant", "content": echoed})
         repair = prompts.planner_repair_message(self.problems)
         if call is not None:
             self.messages.append(
@@ -100,6 +121,10 @@ class _Conversation:
 
     def cost(self) -> float:
         return self.request.cost_of(self.request.model, self.usage)
+
+    def finish_unplanned(self) -> PlanResult:
+        """The end of a conversation that produced no valid SIS."""
+        return self.finish_failed("agent_error", self.refused or "\n".join(self.problems))
 
     def finish_ok(self, sis: Sis) -> PlanResult:
         self.result = PlanResult(ok=True, model=self.request.model, sis=sis, usage=self.usage, cost_usd=self._safe_cost())
@@ -126,16 +151,21 @@ class _Conversation:
 
 class AnthropicPlanner:
     name = "anthropic"
+    uses_recorded_sis = False  # it writes its own SIS: an issue with a reviewed one is not given to it
 
     def __init__(
         self,
         client_factory: ClientFactory | None = None,
         *,
-        max_tokens: int = 16_000,
+        max_tokens: int = 8000,
         batch: bool = False,
         limiters: RateLimiters | None = None,
         poll_seconds: float = 30.0,
         concurrency: int = 4,
+        retry: RequestRetry = DEFAULT_RETRY,
+        poll_retry: RequestRetry = BATCH_POLL_RETRY,
+        sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
+        on_batch: Callable[[str], None] | None = None,
     ):
         self.client_factory = client_factory or default_client_factory()
         self.max_tokens = max_tokens
@@ -143,12 +173,21 @@ class AnthropicPlanner:
         self.limiters = limiters
         self.poll_seconds = poll_seconds
         self.concurrency = concurrency
+        self.retry = retry
+        self.poll_retry = poll_retry
+        self._sleep = sleep
+        self.on_batch = on_batch  # told each batch id as soon as it exists (to print it)
 
     # ------------------------------------------------------------------ public
     async def plan(self, request: PlanRequest) -> PlanResult:
         if self.batch:
             return (await self.plan_many([request]))[0]
         return await self._plan_direct(request)
+
+    async def resume_batch(self, batch_id: str, requests: Sequence[PlanRequest]) -> list[PlanResult]:
+        """Fetch the results of a batch submitted earlier (polling until it ends) as the
+        answers to ``requests``' first turn; invalid SIS get their repair batch as usual."""
+        return await self._plan_batched(list(requests), resume_id=batch_id)
 
     async def plan_many(self, requests: Sequence[PlanRequest]) -> list[PlanResult]:
         """Plan every request: in parallel (``concurrency`` at a time), or as Message Batches."""
@@ -205,17 +244,20 @@ class AnthropicPlanner:
         async with client:
             for _round in range(MAX_ROUNDS):
                 try:
-                    message = await create_message(client, limiter, **self._params(conversation))
+                    message = await create_message(client, limiter, retry=self.retry, sleep=self._sleep,
+                                                   **self._params(conversation))
                 except API_ERRORS as exc:
                     failure = classify_error(exc)
                     return conversation.finish_failed(failure.failure_type, failure.message, failure.retry_after)
                 sis = conversation.add_response(message)
                 if sis is not None:
                     return conversation.finish_ok(sis)
-        return conversation.finish_failed("agent_error", "\n".join(conversation.problems))
+                if conversation.refused:
+                    break
+        return conversation.finish_unplanned()
 
     # ------------------------------------------------------------------ batches
-    async def _plan_batched(self, requests: list[PlanRequest]) -> list[PlanResult]:
+    async def _plan_batched(self, requests: list[PlanRequest], resume_id: str | None = None) -> list[PlanResult]:
         requests = [await with_context(r) for r in requests]
         conversations = [self._conversation(r) for r in requests]
         try:
@@ -229,8 +271,14 @@ class AnthropicPlanner:
                 if not pending:
                     break
                 try:
-                    outcomes = await self._run_batch(client, pending)
-                except API_ERRORS as exc:
+                    outcomes = await self._run_batch(client, pending, resume_id if _round == 0 else None)
+                except BatchAbandoned as abandoned:
+                    for conversation in pending:
+                        conversation.finish_failed(abandoned.failure.failure_type, str(abandoned),
+                                                   abandoned.failure.retry_after)
+                    pending = []
+                    break
+                except API_ERRORS as exc:  # the batch could not be created: nothing to cancel
                     failure = classify_error(exc)
                     for conversation in pending:
                         conversation.finish_failed(failure.failure_type, failure.message, failure.retry_after)
@@ -244,24 +292,49 @@ class AnthropicPlanner:
                     sis = conversation.add_response(outcome)
                     if sis is not None:
                         conversation.finish_ok(sis)
+                    elif conversation.refused:
+                        conversation.finish_unplanned()
                     else:
                         still_invalid.append(conversation)
                 pending = still_invalid
             for conversation in pending:
-                conversation.finish_failed("agent_error", "\n".join(conversation.problems))
+                conversation.finish_unplanned()
         return [c.result for c in conversations if c.result is not None]
 
-    async def _run_batch(self, client: Any, conversations: list[_Conversation]) -> list[Any]:
-        """Submit one batch, poll until it ends, return per conversation a message or an ApiFailure."""
-        ids = {f"plan-{i}-{_slug(c.request.issue_id)}"[:64]: i for i, c in enumerate(conversations)}
-        batch = await client.messages.batches.create(
-            requests=[{"custom_id": cid, "params": self._params(conversations[i])} for cid, i in ids.items()]
-        )
-        while batch.processing_status != "ended":
-            await anyio.sleep(self.poll_seconds)
-            batch = await client.messages.batches.retrieve(batch.id)
-        outcomes: list[Any] = [ApiFailure("agent_error", "no result in the batch for this issue")] * len(conversations)
-        async for item in await client.messages.batches.results(batch.id):
+    async def _call(self, retry: RequestRetry, call: Callable[[], Awaitable[Any]]) -> Any:
+        return await call_with_retries(call, retry=retry, sleep=self._sleep)
+
+    async def _run_batch(self, client: Any, conversations: list[_Conversation], batch_id: str | None = None) -> list[Any]:
+        """Submit one batch (or take ``batch_id``, submitted earlier), poll until it ends,
+        return per conversation a message or an ApiFailure. Raises :class:`BatchAbandoned`
+        (after cancelling the batch) when it cannot be followed to its end."""
+        ids = _custom_ids([c.request.issue_id for c in conversations])
+        if batch_id is None:
+            batch = await self._call(self.retry, lambda: client.messages.batches.create(
+                requests=[{"custom_id": cid, "params": self._params(conversations[i])} for cid, i in ids.items()]
+            ))
+            batch_id = batch.id
+            status = batch.processing_status
+        else:
+            status = "unknown"
+        if self.on_batch is not None:
+            self.on_batch(batch_id)
+        try:
+            while status != "ended":
+                if status != "unknown":
+                    await self._sleep(self.poll_seconds)
+                batch = await self._call(self.poll_retry, lambda: client.messages.batches.retrieve(batch_id))
+                status = batch.processing_status
+            decoder = await self._call(self.poll_retry, lambda: client.messages.batches.results(batch_id))
+            items = [item async for item in decoder]
+        except API_ERRORS as exc:
+            await _cancel_quietly(client, batch_id)
+            raise BatchAbandoned(batch_id, classify_error(exc)) from None
+        except BaseException:  # cancelled (Ctrl-C, the run stopping): do not leave it running unseen
+            await _cancel_quietly(client, batch_id)
+            raise
+        outcomes: list[Any] = [ApiFailure("agent_error", f"no result in batch {batch_id} for this issue")] * len(conversations)
+        for item in items:
             index = ids.get(item.custom_id)
             if index is None:
                 continue
@@ -273,6 +346,42 @@ class AnthropicPlanner:
             else:  # canceled / expired: nothing was processed, trying again later may work
                 outcomes[index] = ApiFailure("network_error", f"batch request {result.type}")
         return outcomes
+
+
+class BatchAbandoned(Exception):
+    """A batch that could not be followed to its end; it was cancelled (what the API already
+    processed is billed and stays fetchable with ``plan --batch --resume ID``)."""
+
+    def __init__(self, batch_id: str, failure: ApiFailure):
+        self.batch_id = batch_id
+        self.failure = failure
+        super().__init__(
+            f"Message Batch {batch_id} abandoned after {failure.failure_type}: {failure.message}; it was cancelled - "
+            f"fetch what it finished with `hybrid-tui plan MISSION --batch --resume {batch_id}`"
+        )
+
+
+async def _cancel_quietly(client: Any, batch_id: str) -> None:
+    """Cancel a batch we stop following, even while being cancelled ourselves (best effort)."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(30):
+        try:
+            await client.messages.batches.cancel(batch_id)
+        except API_ERRORS:
+            pass
+
+
+def _custom_ids(issue_ids: list[str]) -> dict[str, int]:
+    """custom_id -> index: stable per issue (so a resumed batch maps back), unique, and
+    within the API's ``^[a-zA-Z0-9_-]{1,64}$``."""
+    ids: dict[str, int] = {}
+    for index, issue_id in enumerate(issue_ids):
+        base = f"plan-{_slug(issue_id)}"[:56]
+        custom_id, n = base, 1
+        while custom_id in ids:
+            n += 1
+            custom_id = f"{base}-{n}"
+        ids[custom_id] = index
+    return ids
 
 
 async def with_context(request: PlanRequest) -> PlanRequest:

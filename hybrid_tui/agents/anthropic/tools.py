@@ -109,7 +109,9 @@ class ToolOutcome:
 class ToolRunner:
     """Executes tool calls for one attempt against ``sandbox``; blocking sandbox work runs in a thread."""
 
-    def __init__(self, sandbox: Any, task: Any, *, check_log: Path | None = None, memory_cap_mb: int | None = None):
+    def __init__(self, sandbox: Any, task: Any, *, check_log: Path | None = None, memory_cap_mb: int | None = None,
+                 environment: dict[str, str] | None = None):
+        self.environment = environment or None
         self.sandbox = sandbox
         self.task = task
         self.check_log = check_log
@@ -199,7 +201,8 @@ class ToolRunner:
             return ToolOutcome("this task has no validation commands; review your change and finish")
         self.checks_run += 1
         result = await run_checks(
-            validation, self.sandbox.root, log_path=self.check_log, memory_cap_mb=self.memory_cap_mb
+            validation, self.sandbox.root, log_path=self.check_log, memory_cap_mb=self.memory_cap_mb,
+            env=self.environment,
         )
         self.last_checks_ok = bool(result.ok)
         output = result.output or ""

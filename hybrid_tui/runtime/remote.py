@@ -330,9 +330,10 @@ class WorkerPool:
             state = "lost" if worker in self.lost else "alive but silent"
             return ImplementResult(ok=False, model=request.model, failure_type="interrupted",
                                    message=f"lease lapsed: worker {worker} ({state}) stopped renewing it")
-        return await self._accept(request, outcome, base, worktree)
+        return await self._accept(ctx, request, outcome, base, worktree)
 
-    async def _accept(self, request: ImplementRequest, outcome: AttemptOutcome, base: str, worktree: Path) -> ImplementResult:
+    async def _accept(self, ctx: RunContext, request: ImplementRequest, outcome: AttemptOutcome, base: str,
+                      worktree: Path) -> ImplementResult:
         if outcome.log_text:
             request.log_path.parent.mkdir(parents=True, exist_ok=True)
             request.log_path.write_text(outcome.log_text)
@@ -348,9 +349,11 @@ class WorkerPool:
                                            f"is not the dispatched base {base[:12]}")
         sandbox = request.sandbox
         assert sandbox is not None
+        git_env = ctx.repo.object_environment(worktree)  # new objects in the user's store, as integration's
         try:
             files = await anyio.to_thread.run_sync(
-                check_and_apply, worktree, base, base64.b64decode(outcome.patch_b64), outcome.tree, sandbox.allows)
+                check_and_apply, worktree, base, base64.b64decode(outcome.patch_b64), outcome.tree, sandbox.allows,
+                git_env)
         except PatchRejected as exc:
             return ImplementResult(ok=False, failure_type="agent_error", **common,
                                    message=f"patch from worker {outcome.worker} rejected: {exc}")

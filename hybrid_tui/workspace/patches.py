@@ -116,15 +116,18 @@ def _symlink_escapes(path: str, target: str) -> bool:
     return joined == ".." or joined.startswith("../") or _is_under_git_dir(joined)
 
 
-def check_and_apply(worktree: Path, base: str, patch: bytes, tree: str, allowed: Callable[[str], bool]) -> list[str]:
+def check_and_apply(worktree: Path, base: str, patch: bytes, tree: str, allowed: Callable[[str], bool],
+                    git_env: dict[str, str] | None = None) -> list[str]:
     """Check the worker's ``patch`` (from ``base``, claimed to give ``tree``) and set the
     worktree (clean, at ``base``) to that tree. Returns the changed paths; raises
-    :class:`PatchRejected` (worktree untouched) when a check fails."""
+    :class:`PatchRejected` (worktree untouched) when a check fails. ``git_env`` says where
+    the new objects go (``MissionRepo.object_environment``: the user's store, as integration's)."""
+    objects = git_env or {}
     head = head_of(worktree)
     if head != base:
         raise PatchRejected(f"patch base {base[:12]} is not the dispatched base {head[:12]}")
     with tempfile.TemporaryDirectory(prefix="hybrid-patch-") as scratch:
-        index = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+        index = {**objects, "GIT_INDEX_FILE": str(Path(scratch) / "index")}
         try:
             _git(worktree, "read-tree", base, env=index)
             _git(worktree, "apply", "--cached", "--binary", "--whitespace=nowarn", "-", data=patch, env=index)
@@ -133,7 +136,7 @@ def check_and_apply(worktree: Path, base: str, patch: bytes, tree: str, allowed:
             raise PatchRejected(f"patch does not apply to {base[:12]}: {_err(exc)}") from None
     if rebuilt != tree:
         raise PatchRejected(f"patch rebuilds tree {rebuilt[:12]}, not the tree {tree[:12]} the worker named")
-    raw = _git(worktree, "diff-tree", "-r", "-z", "--no-renames", base, tree).stdout.decode(errors="surrogateescape")
+    raw = _git(worktree, "diff-tree", "-r", "-z", "--no-renames", base, tree, env=objects).stdout.decode(errors="surrogateescape")
     fields = raw.split("\0")
     changed: list[str] = []
     # -z raw format: ":oldmode newmode oldsha newsha status\0path\0" per entry
@@ -146,11 +149,11 @@ def check_and_apply(worktree: Path, base: str, patch: bytes, tree: str, allowed:
         if new_mode == GITLINK_MODE:
             raise PatchRejected(f"patch adds a submodule at {path}")
         if new_mode == SYMLINK_MODE:
-            target = _git(worktree, "cat-file", "blob", new_sha).stdout.decode(errors="replace")
+            target = _git(worktree, "cat-file", "blob", new_sha, env=objects).stdout.decode(errors="replace")
             if _symlink_escapes(path, target):
                 raise PatchRejected(f"patch makes {path} a symlink to {target!r}, outside the repository")
         if not allowed(path):
             raise PatchRejected(f"patch changes {path}, neither declared by the task nor locked for this attempt")
         changed.append(path)
-    _git(worktree, "read-tree", "-u", "--reset", tree)
+    _git(worktree, "read-tree", "-u", "--reset", tree, env=objects)
     return changed

@@ -2,6 +2,7 @@
 
     python -m bench                 all benchmarks at full size (about 10 minutes on 2 cores)
     python -m bench --quick         tiny sizes (proves the harness works; figures meaningless)
+    python -m bench --only makespan makespans: default priority vs critical-path list vs lower bound
     python -m bench --only console  one benchmark (repeatable: --only store --only integration)
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from .common import RESULTS_DIR, Figure, render_table, save_results
 
-BENCHMARKS = ("scheduling", "store", "integration", "console", "scaling", "distributed")
+BENCHMARKS = ("scheduling", "store", "integration", "console", "scaling", "makespan", "distributed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
                 from . import console
 
                 figs, data = console.run(args.quick, seed=args.seed)
+            elif name == "makespan":
+                from . import makespan
+
+                figs, data = makespan.run(args.quick, seed=args.seed)
             elif name == "distributed":
                 from . import distributed
 

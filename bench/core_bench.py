@@ -3,7 +3,7 @@
 A seeded random 10,000-task DAG, 64 agents that finish instantly. The main row follows the
 runtime's calls per task (coordinator + task_state): each loop turn ``tick``, ``is_finished``,
 ``dispatch(limit=dispatch_batch)``; per dispatch ``spend()`` and ``task(id).info`` (attempt
-limits), ``advance`` to ``validating`` then ``integrating``, ``succeed``; and ``score(id)``
+limits), ``advance`` to ``validating`` then ``integrating``, ``succeed``; and ``shown_score(id)``
 for every transition into pending/ready/retry_wait/running (task_state stores the score).
 Attempts finish one loop turn after their dispatch, so locks are held across a dispatch.
 The second row is the bare lifecycle (dispatch + succeed, unlimited batch).
@@ -63,7 +63,7 @@ def run_core(tasks: list[TaskInfo], agents: int, seed: int, *, batch: int | None
         changes += len(records)
         for ch in records:  # task_state.py: the score of each task moving into a queued/running state
             if type(ch) is TaskTransition and ch.new in SCORED_STATUSES:
-                sched.score(ch.task_id)
+                sched.shown_score(ch.task_id)
 
     for i in range(agents):
         persist(sched.add_agent(f"L3.{i:02}", 0.0))

@@ -94,7 +94,7 @@ def _write_pattern(db_path: Path, run_dir: Path, transitions, *, capture: Statem
     events = EventLog(store, RUN_ID, run_dir / "events.jsonl", time.time)
     # The parts of the run context write_changes reads for a TaskTransition.
     context = SimpleNamespace(run_id=RUN_ID, store=store, events=events,
-                              scheduler=SimpleNamespace(score=lambda task_id: 0.0))
+                              scheduler=SimpleNamespace(shown_score=lambda task_id: 0.0))
     if capture is not None:
         capture.install(store)
     try:

@@ -3,11 +3,70 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.pg_server import PostgresUnavailable, TemporaryPostgres
+
+# The store backend of the fixtures below: ``sqlite`` (default) or ``postgresql``
+# (``--store-backend postgresql`` or ``HYBRID_TEST_STORE=postgresql``). With postgresql a
+# temporary server is started once for the session (tests/pg_server.py) and every test gets
+# a database of its own; HYBRID_TUI_STORE points runs created without ``--store`` at it.
+STORE_BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--store-backend", choices=STORE_BACKENDS, default=os.environ.get("HYBRID_TEST_STORE") or "sqlite",
+                     help="the store backend of the run-level tests (default: $HYBRID_TEST_STORE or sqlite)")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A temporary PostgreSQL server for the whole session (Debian's binaries)."""
+    try:
+        server = TemporaryPostgres.start()
+    except PostgresUnavailable as exc:
+        pytest.fail(f"{exc}")  # CI must not silently skip the PostgreSQL leg
+    yield server
+    server.stop()
+
+
+def _new_store_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if backend == "sqlite":
+        return str(tmp_path / "state.db")
+    server: TemporaryPostgres = request.getfixturevalue("postgres_server")
+    url = server.new_database("test")
+    request.addfinalizer(lambda: server.drop_database(url))
+    return url
+
+
+@pytest.fixture
+def store_backend(request: pytest.FixtureRequest) -> str:
+    return request.config.getoption("--store-backend")
+
+
+@pytest.fixture
+def store_url(store_backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new empty store of the session's backend: a SQLite file path or a PostgreSQL URL."""
+    return _new_store_url(store_backend, request, tmp_path)
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def any_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new empty store, once on SQLite and once on PostgreSQL (store-level tests)."""
+    return _new_store_url(request.param, request, tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _runs_use_the_session_store_backend(store_backend: str, request: pytest.FixtureRequest, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the PostgreSQL leg, runs created without ``--store`` go to a fresh database."""
+    if store_backend == "postgresql":
+        monkeypatch.setenv("HYBRID_TUI_STORE", _new_store_url("postgresql", request, tmp_path))
 
 TINY_CALC = "def add(a, b):\n    return a + b\n"
 
@@ -88,12 +147,13 @@ def tiny_mission(tmp_path: Path) -> Path:
 
 
 @pytest.fixture()
-def store_with_run(tmp_path: Path):
-    """A real SQLite store in ``tmp_path`` holding one bare run, ``r1`` (no issues, no tasks)."""
+def store_with_run(any_store_url: str, tmp_path: Path):
+    """A real store (once SQLite in ``tmp_path``, once PostgreSQL) holding one bare run,
+    ``r1`` (no issues, no tasks)."""
     from hybrid_tui.store import models as m
     from hybrid_tui.store.db import open_store
 
-    store = open_store(tmp_path / "state.db")
+    store = open_store(any_store_url)
     with store.write():
         m.Run.create(id="r1", mission_name="demo", mission_path=str(tmp_path), run_dir=str(tmp_path),
                      repo_path=str(tmp_path), source_repo=str(tmp_path), base_branch="main", mission_branch="m",

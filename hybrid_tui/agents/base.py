@@ -37,6 +37,7 @@ FAILURE_TYPES = (
     "budget_exhausted",
     "resource_exhausted",
     "interrupted",
+    "auth_error",  # the backend's credentials were refused: retrying cannot help
 )
 
 CostFn = Callable[[str, Usage], float]
@@ -65,6 +66,11 @@ class ImplementRequest:
     feedback: str = ""  # the previous attempt's failure (validation output), "" on the first
     recorded: RecordedAttempt | None = None  # replay backend: what this attempt did when recorded
     memory_cap_mb: int = 2048  # for run_checks
+    # Folders an external agent (the cli backend) must not write in: the user's checkout.
+    # A file written under one while the attempt ran fails it. unwatched_roots are left out
+    # of that check (the run folder when it sits inside the checkout).
+    protected_roots: tuple[Path, ...] = ()
+    unwatched_roots: tuple[Path, ...] = ()
     # Called by a backend that pays per turn with its usage and dollars so far (cumulative),
     # so a timeout or cancel from outside the backend still records what was billed.
     report_spend: Callable[[Usage, float], None] | None = None
@@ -85,6 +91,7 @@ class ImplementResult:
     retry_after: float | None = None  # seconds, for rate_limited
     files_touched: list[str] = field(default_factory=list)
     duration_seconds: float = 0.0
+    session_id: str = ""  # the agent CLI's own session/thread id, to find or resume its transcript
 
 
 class Implementer(Protocol):

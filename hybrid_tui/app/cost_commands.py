@@ -11,7 +11,7 @@ import sys
 
 from hybrid_tui.vocabulary import UserError
 from hybrid_tui.store import StoreError
-from hybrid_tui.app.runs_commands import add_runs_dir_argument, resolve_runs_dir
+from hybrid_tui.app.runs_commands import add_runs_dir_argument, resolve_runs_dir, store_url_of
 
 from hybrid_tui.costs.pricing import PricingError
 from hybrid_tui.costs.report import RunNotFound, render_markdown, report_for
@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     try:
-        report = report_for(args.run, resolve_runs_dir(args))
+        report = report_for(args.run, resolve_runs_dir(args), store_url=store_url_of(args))
     except (RunNotFound, StoreError, PricingError) as exc:
         raise UserError(str(exc)) from None
     if args.json:

@@ -49,7 +49,7 @@ def watchable_pace(mission, target_seconds: float = TARGET_SECONDS) -> float:
 
 
 def run_demo(*, pace: float | None = None, headless: bool = False, runs_dir: str | Path | None = None,
-             mission: str | Path | None = None, theme: str = "dark") -> int:
+             mission: str | Path | None = None, theme: str = "dark", store_url: str | None = None) -> int:
     path = demo_mission_path(mission)
     try:
         loaded = load_valid_mission(path)
@@ -62,7 +62,7 @@ def run_demo(*, pace: float | None = None, headless: bool = False, runs_dir: str
     if runs_dir is None:
         runs_dir = Path(tempfile.mkdtemp(prefix="hybrid-demo-"))
     try:
-        store, run_id, coordinator = start_run(path, runs_dir, "replay", pace=pace)
+        store, run_id, coordinator = start_run(path, runs_dir, "replay", pace=pace, store_url=store_url)
     except LaunchError as exc:
         raise DemoError(str(exc)) from None
     print(f"hybrid-tui demo: {loaded.name} ({len(loaded.tasks)} tasks) at pace {pace:.3g}, run folder "

@@ -8,6 +8,8 @@ opens the console on *copies* of the store). Nothing here races a live worker:
 - the clock is virtual and moves only between steps, so every timestamp is fixed;
 - the resource monitor is a stand-in writing fixed gauge readings (psutil would differ
   from machine to machine), and git dates and identities are pinned (commit ids repeat);
+- the time forecast is computed on the loop and timed by the virtual clock (the header's
+  ETA repeats);
 - after each step the driver waits until the coordinator is quiet (two loop turns after
   the step, every running attempt parked at the gate, nothing integrating), then checks
   the store for a key moment and copies the SQLite file (backup API) when one is reached.
@@ -33,6 +35,7 @@ from hybrid_tui.agents.base import ImplementRequest, ImplementResult
 from hybrid_tui.agents.replay import ReplayImplementer
 from hybrid_tui.app.demo_mission import demo_mission_path
 from hybrid_tui.app.launch import start_run
+from hybrid_tui.runtime.forecasting import RunForecaster
 from hybrid_tui.store import queries, writes
 from hybrid_tui.store.db import open_store
 from hybrid_tui.store.records import TaskRecord
@@ -153,6 +156,7 @@ async def _capture(workdir: Path, mission: str | Path | None) -> list[Moment]:
         store, run_id, c = start_run(demo_mission_path(mission), workdir / "runs", "replay", run_id=RUN_ID, clock=clock)
         c.implementer = gate
         c.monitor = FixedGauges(c)
+        c.forecaster = RunForecaster(c, clock=clock, threaded=False)  # on the virtual clock: repeatable ETAs
         move_run_start(store, run_id, START)  # creation used the wall clock: move it onto the virtual one
         db_path = Path(c.run_dir) / "state.db"
         moments: list[Moment] = []

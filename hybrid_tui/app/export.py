@@ -50,7 +50,8 @@ class ExportSummary:
     missing: list[str]  # tasks whose real attempts have no (complete) recording: replayed from the SIS
 
 
-def export_replay(run: str | Path, dest: str | Path, *, pace: float = 1.0, runs_dir: str | Path | None = None) -> ExportSummary:
+def export_replay(run: str | Path, dest: str | Path, *, pace: float = 1.0, runs_dir: str | Path | None = None,
+                  store_url: str | None = None) -> ExportSummary:
     """Write the mission folder ``dest`` (absent or empty) that replays ``run``."""
     if not (pace >= 0 and math.isfinite(pace)):
         raise ExportError(f"--pace must be a non-negative number (got {pace})")
@@ -58,7 +59,7 @@ def export_replay(run: str | Path, dest: str | Path, *, pace: float = 1.0, runs_
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise ExportError(f"{dest}: destination exists and is not an empty folder")
     try:
-        store, run_id = open_run_store(run, runs_dir)
+        store, run_id = open_run_store(run, runs_dir, store_url)
     except LaunchError as exc:
         raise ExportError(str(exc)) from None
     try:

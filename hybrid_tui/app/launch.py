@@ -12,13 +12,23 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from hybrid_tui.app.runs_commands import STORE_ENV
 from hybrid_tui.costs.pricing import mission_pricing_problems
 from hybrid_tui.runtime.coordinator import Coordinator
 from hybrid_tui.spec.loader import MissionInvalid, load_mission
 from hybrid_tui.spec.models import MissionFile
 from hybrid_tui.store import queries
-from hybrid_tui.store.db import Store, StoreError, open_store
-from hybrid_tui.store.runs import create_run, default_runs_dir, init_run_dir, new_run_id, run_dir_for, state_db_path
+from hybrid_tui.store.db import Store, StoreError, open_store, redact_url
+from hybrid_tui.store.runs import (
+    create_run,
+    default_runs_dir,
+    init_run_dir,
+    new_run_id,
+    record_store_url,
+    run_dir_for,
+    run_store_location,
+    state_db_path,
+)
 from hybrid_tui.vocabulary import SECRET_ENV_NAMES
 from hybrid_tui.workspace.git import MissionError, MissionRepo, prepare_repository
 
@@ -59,11 +69,15 @@ def start_run(
     git: bool = True,
     run_id: str | None = None,
     preflight: bool = False,
+    store_url: str | None = None,
     **coordinator_options: Any,
 ) -> tuple[Store, str, Coordinator]:
     """Create a run of the mission and its coordinator (not yet running). Refused before
     anything is created when the backend needs a credential that is not set, or (with
-    ``preflight``) when the project's environment cannot run the mission's commands."""
+    ``preflight``) when the project's environment cannot run the mission's commands.
+    ``store_url``: the store to create it in (default: ``$HYBRID_TUI_STORE``, else
+    ``state.db`` in the new run folder)."""
+    store_url = store_url or os.environ.get(STORE_ENV) or None
     mission = load_valid_mission(mission_path, backend)
     backend = backend or mission.config.agents.backend
     _refuse_missing_credential(backend)
@@ -100,7 +114,12 @@ def start_run(
             base_commit = MissionRepo(repo_path, mission_branch, run_dir, run_id).prepare(base_branch)
         except MissionError as exc:
             raise LaunchError(str(exc)) from None
-    store = open_store(state_db_path(run_dir))
+    try:
+        store = open_store(store_url or state_db_path(run_dir))
+    except StoreError as exc:
+        raise LaunchError(str(exc)) from None
+    if store_url:
+        record_store_url(run_dir, store_url)
     create_run(
         store, mission, run_id=run_id, run_dir=run_dir, repo_path=repo_path, mission_branch=mission_branch,
         base_branch=base_branch or "", base_commit=base_commit, backend=backend,
@@ -125,13 +144,13 @@ def _slug(name: str) -> str:
 def find_run_dir(run: str | Path, runs_dir: str | Path | None = None) -> Path:
     """A run given as its folder or its id (under ``runs_dir``)."""
     candidate = Path(run)
-    if state_db_path(candidate).is_file():
+    if run_store_location(candidate) is not None:
         return candidate.absolute()
     base = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     by_id = base / str(run)
-    if state_db_path(by_id).is_file():
+    if run_store_location(by_id) is not None:
         return by_id.absolute()
-    raise LaunchError(f"{run}: no run folder with a state.db (looked in {candidate} and {by_id})")
+    raise LaunchError(f"{run}: no run folder with a state.db or store.url (looked in {candidate} and {by_id})")
 
 
 def open_run(
@@ -142,10 +161,11 @@ def open_run(
     pace: float = 0.0,
     agents: int | None = None,
     git: bool | None = None,
+    store_url: str | None = None,
     **coordinator_options: Any,
 ) -> tuple[Store, str, Coordinator]:
     """Reopen an existing run (``resume``); recovery runs when the coordinator starts."""
-    store, run_id = open_run_store(run, runs_dir)
+    store, run_id = open_run_store(run, runs_dir, store_url)
     row = queries.run_record(run_id)
     mission = load_valid_mission(row.mission_path)
     # The run keeps the configuration it was created with (mission.toml may have changed since).
@@ -163,13 +183,34 @@ def open_run(
     return store, run_id, coordinator
 
 
-def open_run_store(run: str | Path, runs_dir: str | Path | None = None) -> tuple[Store, str]:
+def open_run_store(run: str | Path, runs_dir: str | Path | None = None,
+                   store_url: str | None = None) -> tuple[Store, str]:
+    """(open store, run id) of a run given as its folder or its id. With ``store_url`` the
+    run is looked up in that store by id (the run folder, if any, need not be on this
+    machine: ``attach`` and the control commands from another one)."""
+    if store_url:
+        run_id = Path(str(run)).name
+        store = _open_existing(store_url)
+        if queries.find_run(run_id) is None:
+            store.close()
+            raise LaunchError(f"{run}: no run {run_id!r} in the store {redact_url(store_url)}")
+        return store, run_id
     run_dir = find_run_dir(run, runs_dir)
-    try:
-        store = open_store(state_db_path(run_dir), create=False)
-    except StoreError as exc:
-        raise LaunchError(str(exc)) from None
+    location = run_store_location(run_dir)
+    store = _open_existing(location)
+    if location != str(state_db_path(run_dir)):  # a store.url: the store may hold many runs
+        if queries.find_run(run_dir.name) is None:
+            store.close()
+            raise LaunchError(f"{run_dir}: its store {location} has no run {run_dir.name!r}")
+        return store, run_dir.name
     run_id = queries.first_run_id()
     if run_id is None:
         raise LaunchError(f"{run_dir}: the store holds no run")
     return store, run_id
+
+
+def _open_existing(location: str | Path) -> Store:
+    try:
+        return open_store(location, create=False)
+    except StoreError as exc:
+        raise LaunchError(str(exc)) from None

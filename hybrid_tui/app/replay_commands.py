@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from hybrid_tui.vocabulary import UserError
-from hybrid_tui.app.runs_commands import add_runs_dir_argument
+from hybrid_tui.app.runs_commands import add_runs_dir_argument, store_url_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +44,8 @@ def cmd_export_replay(args: argparse.Namespace) -> int:
     from hybrid_tui.app.export import ExportError, export_replay
 
     try:
-        summary = export_replay(args.run, args.dest, pace=args.pace, runs_dir=args.runs_dir)
+        summary = export_replay(args.run, args.dest, pace=args.pace, runs_dir=args.runs_dir,
+                                store_url=store_url_of(args))
     except ExportError as exc:
         raise UserError(str(exc)) from None
     print(
@@ -62,6 +63,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     try:
         return run_demo(pace=args.pace, headless=args.headless, runs_dir=args.runs_dir, mission=args.mission,
-                        theme=args.theme)
+                        theme=args.theme, store_url=store_url_of(args))
     except DemoError as exc:
         raise UserError(str(exc)) from None

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from hybrid_tui.vocabulary import UserError
 from hybrid_tui.app.drive import drive_run
-from hybrid_tui.app.runs_commands import add_runs_dir_argument
-from hybrid_tui.store.runs import state_db_path
+from hybrid_tui.app.runs_commands import add_runs_dir_argument, store_url_of
+from hybrid_tui.store.runs import run_store_location
 
 BACKENDS = ("replay", "sim", "anthropic", "cli")
 
@@ -124,7 +124,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _is_run_dir(target: str) -> bool:
-    return state_db_path(Path(target)).is_file()
+    return run_store_location(Path(target)) is not None
 
 
 def _worker_options(args: argparse.Namespace) -> dict:
@@ -151,11 +151,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         if _is_run_dir(args.target):
             store, run_id, coordinator = open_run(args.target, args.runs_dir, backend=args.backend, pace=args.pace,
-                                                  agents=args.agents, seed=args.seed, **workers)
+                                                  agents=args.agents, seed=args.seed, store_url=store_url_of(args), **workers)
         else:
             store, run_id, coordinator = start_run(args.target, args.runs_dir, args.backend, agents=args.agents,
                                                    pace=args.pace, git=not args.no_git, seed=args.seed,
-                                                   preflight=not args.no_preflight, **workers)
+                                                   preflight=not args.no_preflight, store_url=store_url_of(args), **workers)
     except LaunchError as exc:
         raise UserError(str(exc)) from None
     return _drive(args, store, run_id, coordinator, resumed=_is_run_dir(args.target))
@@ -167,7 +167,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     workers = _worker_options(args)
     try:
         store, run_id, coordinator = open_run(args.target, args.runs_dir, backend=args.backend, pace=args.pace,
-                                              agents=args.agents, seed=args.seed, **workers)
+                                              agents=args.agents, seed=args.seed, store_url=store_url_of(args), **workers)
     except LaunchError as exc:
         raise UserError(str(exc)) from None
     return _drive(args, store, run_id, coordinator, resumed=True)
@@ -194,7 +194,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
     from hybrid_tui.app.launch import LaunchError, open_run_store
 
     try:
-        store, run_id = open_run_store(args.target, args.runs_dir)
+        store, run_id = open_run_store(args.target, args.runs_dir, store_url_of(args))
         from hybrid_tui.tui.app import run_console  # type: ignore[import-not-found]
     except LaunchError as exc:
         raise UserError(str(exc)) from None
@@ -207,7 +207,7 @@ def cmd_control(args: argparse.Namespace) -> int:
     from hybrid_tui.app.launch import LaunchError, open_run_store
 
     try:
-        store, run_id = open_run_store(args.target, args.runs_dir)
+        store, run_id = open_run_store(args.target, args.runs_dir, store_url_of(args))
     except LaunchError as exc:
         raise UserError(str(exc)) from None
     fields = {}
@@ -226,7 +226,7 @@ def _open_with_tasks(args: argparse.Namespace, task_ids: list[str], command: str
     from hybrid_tui.store import queries
 
     try:
-        store, run_id = open_run_store(args.target, args.runs_dir)
+        store, run_id = open_run_store(args.target, args.runs_dir, store_url_of(args))
     except LaunchError as exc:
         raise UserError(str(exc)) from None
     for task_id in task_ids:
@@ -291,7 +291,7 @@ def cmd_budget(args: argparse.Namespace) -> int:
     if not fields:
         raise UserError("budget: give --mission-usd and/or --retry-usd")
     try:
-        store, run_id = open_run_store(args.target, args.runs_dir)
+        store, run_id = open_run_store(args.target, args.runs_dir, store_url_of(args))
     except LaunchError as exc:
         raise UserError(str(exc)) from None
     control_id = store.enqueue_control(run_id, "budget", source="cli", **fields)

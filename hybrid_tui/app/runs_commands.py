@@ -1,6 +1,7 @@
-"""``hybrid-tui runs``: list the runs in a runs folder.
+"""``hybrid-tui runs``: list the runs in a runs folder (or in a PostgreSQL store).
 
-Room: app. Reads each run's state.db read-only; writes nothing.
+Room: app. Reads each run's store read-only; writes nothing. Also the ``--runs-dir`` and
+``--store`` options every command that creates or finds runs shares.
 """
 
 from __future__ import annotations
@@ -9,7 +10,13 @@ import argparse
 import time
 from pathlib import Path
 
-from hybrid_tui.store.runs import DEFAULT_RUNS_DIR, RunSummary, list_runs, summary_as_json
+from hybrid_tui.store import StoreError
+from hybrid_tui.store.db import redact_url, store_backend_of
+from hybrid_tui.store.runs import DEFAULT_RUNS_DIR, RunSummary, list_runs, list_store_runs, summary_as_json
+from hybrid_tui.vocabulary import UserError
+
+# The store of runs created without --store (the test suite's PostgreSQL leg sets it).
+STORE_ENV = "HYBRID_TUI_STORE"
 
 
 def add_runs_dir_argument(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +29,25 @@ def add_runs_dir_argument(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help=f"folder holding the run folders (default: {DEFAULT_RUNS_DIR} under the working directory)",
     )
+    parser.add_argument(
+        "--store",
+        default=None,
+        metavar="URL",
+        help="the store: postgresql://USER@HOST:PORT/DB (password from PGPASSWORD or ~/.pgpass) "
+             f"or sqlite:///PATH (default: ${STORE_ENV}, else the run folder's state.db)",
+    )
+
+
+def store_url_of(args: argparse.Namespace) -> str | None:
+    """``--store``, checked; else None (a new run: ``$HYBRID_TUI_STORE`` or the run folder's
+    state.db; an existing run: its folder's state.db or the store its store.url names)."""
+    url = getattr(args, "store", None) or None
+    if url is not None:
+        try:
+            store_backend_of(url)
+        except StoreError:
+            raise UserError(f"--store {redact_url(url)}: not a URL (postgresql://USER@HOST:PORT/DB or sqlite:///PATH)") from None
+    return url
 
 
 def resolve_runs_dir(args: argparse.Namespace) -> Path:
@@ -56,13 +82,17 @@ def format_runs_table(summaries: list[RunSummary]) -> str:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     runs_dir = resolve_runs_dir(args)
-    summaries = list_runs(runs_dir)
+    url = store_url_of(args)  # only an explicit --store lists a shared store
+    try:
+        summaries = list_store_runs(url) if url else list_runs(runs_dir)
+    except StoreError as exc:
+        raise UserError(str(exc)) from None
     if args.json:
         for s in summaries:
             print(summary_as_json(s))
         return 0
     if not summaries:
-        print(f"no runs in {runs_dir}")
+        print(f"no runs in {redact_url(url) if url else runs_dir}")
         return 0
     print(format_runs_table(summaries))
     return 0

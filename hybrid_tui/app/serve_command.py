@@ -17,7 +17,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from hybrid_tui.app.runs_commands import add_runs_dir_argument
+from hybrid_tui.app.runs_commands import add_runs_dir_argument, store_url_of
+from hybrid_tui.store.db import redact_url
 from hybrid_tui.vocabulary import SECRET_ENV_NAMES, UserError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -40,9 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-def attach_command(run_dir: Path, *, control: bool, theme: str) -> str:
-    """The shell command textual-serve starts for each browser session."""
+def attach_command(run_dir: Path | str, *, control: bool, theme: str, store_url: str | None = None) -> str:
+    """The shell command textual-serve starts for each browser session. A ``store_url``
+    goes without its password (the child reads PGPASSWORD or ~/.pgpass, as this process)."""
     argv = [sys.executable, "-m", "hybrid_tui", "attach", str(run_dir), "--theme", theme]
+    if store_url:
+        argv += ["--store", redact_url(store_url)]
     if not control:
         argv.append("--read-only")
     return shlex.join(argv)
@@ -53,9 +57,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:
         raise UserError(f"serve --port: {args.port} is not a TCP port (1-65535)")
+    store_url = store_url_of(args)
     try:
-        run_dir = find_run_dir(args.target, args.runs_dir)
-        store, run_id = open_run_store(run_dir)
+        if store_url:  # the run by id in that store; its folder may be on another machine
+            store, run_id = open_run_store(args.target, args.runs_dir, store_url)
+            run_dir = run_id
+        else:
+            run_dir = find_run_dir(args.target, args.runs_dir)
+            store, run_id = open_run_store(run_dir)
     except LaunchError as exc:
         raise UserError(str(exc)) from None
     store.close()
@@ -64,7 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     for name in SECRET_ENV_NAMES:
         os.environ.pop(name, None)
-    server = Server(attach_command(run_dir, control=args.control, theme=args.theme),
+    server = Server(attach_command(run_dir, control=args.control, theme=args.theme, store_url=store_url),
                     host=args.host, port=args.port, title=f"hybrid-tui · {run_id}")
     mode = "with controls" if args.control else "read-only"
     print(f"hybrid-tui: serving run {run_id} ({mode}) on http://{_url_host(args.host)}:{args.port}/",

@@ -16,8 +16,9 @@ from hybrid_tui.core.changes import (
     PauseChanged,
     PoolTarget,
     TaskTransition,
+    TaskWaiting,
 )
-from hybrid_tui.core.policies import jittered_backoff, priority_score, retry_delay, scaling_target
+from hybrid_tui.core.policies import critical_path_score, jittered_backoff, priority_score, retry_delay, scaling_target
 from hybrid_tui.core.scheduler import BACKEND_FAILURES, DagError, Scheduler, UnknownTask
 from hybrid_tui.core.states import (
     ACTIVE,
@@ -30,7 +31,7 @@ from hybrid_tui.core.states import (
     TaskStatus,
     check_transition,
 )
-from hybrid_tui.core.tasks import AgentView, Dispatch, LockView, SavedTask, Spend, TaskInfo, TaskView
+from hybrid_tui.core.tasks import AgentView, Dispatch, LockView, SavedTask, Spend, TaskInfo, TaskView, WaitReason
 from hybrid_tui.core.tiering import select_model
 
 __all__ = [
@@ -38,6 +39,6 @@ __all__ = [
     "AgentChanged", "AgentView", "Alert", "BreakerChanged", "CancelRunning", "Change", "CoreError",
     "DagError", "Dispatch", "IllegalTransition", "LockAcquired", "LockReleased", "LockView",
     "PauseChanged", "PoolTarget", "SavedTask", "Scheduler", "Spend", "TaskInfo", "TaskStatus",
-    "TaskTransition", "TaskView", "UnknownTask", "check_transition", "jittered_backoff",
-    "priority_score", "retry_delay", "scaling_target", "select_model",
+    "TaskTransition", "TaskView", "TaskWaiting", "UnknownTask", "WaitReason", "check_transition",
+    "critical_path_score", "jittered_backoff", "priority_score", "retry_delay", "scaling_target", "select_model",
 ]

@@ -105,6 +105,17 @@ class BreakerChanged:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class TaskWaiting:
+    """A ready task was held back by ``kind`` (``lock``: a declared file ``holder`` holds).
+    Emitted once per hold (when dispatch first finds it), for the event log."""
+
+    task_id: str
+    kind: str
+    message: str
+    holder: str | None = None
+
+
 #: Every record a core call returns: the closed set a shell must handle.
 Change: TypeAlias = (
     TaskTransition
@@ -116,6 +127,7 @@ Change: TypeAlias = (
     | PoolTarget
     | PauseChanged
     | BreakerChanged
+    | TaskWaiting
 )
 
 #: The classes of :data:`Change`, for ``isinstance`` checks.

@@ -24,6 +24,7 @@ Driving loop of a shell, roughly::
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -40,9 +41,11 @@ from hybrid_tui.core.changes import (
     PauseChanged,
     PoolTarget,
     TaskTransition,
+    TaskWaiting,
 )
 from hybrid_tui.core.policies import (
     alert_level,
+    critical_path_score,
     needs_approval,
     priority_score,
     priority_weight,
@@ -59,13 +62,13 @@ from hybrid_tui.core.states import (
     IllegalTransition,
     TaskStatus,
 )
-from hybrid_tui.core.tasks import AgentView, Dispatch, LockView, SavedTask, Spend, TaskInfo, TaskView
+from hybrid_tui.core.tasks import AgentView, Dispatch, LockView, SavedTask, Spend, TaskInfo, TaskView, WaitReason
 from hybrid_tui.spec.models import PoliciesSection
 
 S = TaskStatus  # short name for the many status literals below
 
 #: Failure types that say something about the backend (they count for its circuit breaker).
-BACKEND_FAILURES = frozenset({"network_error", "rate_limited", "agent_error", "timeout"})
+BACKEND_FAILURES = frozenset({"network_error", "rate_limited", "agent_error", "timeout", "auth_error"})
 #: Failure types that are not the attempt's fault (not counted in the failure rate).
 NEUTRAL_FAILURES = frozenset({"interrupted", "environment_error"})
 #: Failure types of the project's toolchain: the run pauses until the operator fixes it.
@@ -90,12 +93,15 @@ class _Task:
 
     ``version`` numbers its live heap entry (older entries are stale). ``parked``: its live
     ready-heap entry carries the locked-file penalty (see :meth:`Scheduler.dispatch`).
+    ``estimate``: its duration in estimate minutes (the SIS figure, raised when an attempt
+    ran longer); ``path``: its remaining critical path in those minutes (``estimate`` plus
+    the longest ``path`` among its dependents), kept up to date incrementally.
     """
 
     __slots__ = (
         "info", "tid", "status", "attempts", "agent_id", "retry_at", "failures", "last_failure",
         "last_message", "last_agent", "next_action", "reason", "version", "static_score", "parked",
-        "unmet", "dependents", "topo", "held", "files",
+        "unmet", "dependents", "topo", "held", "files", "estimate", "path", "started_at", "actual_seconds",
     )
 
     def __init__(self, info: TaskInfo, topo: int) -> None:
@@ -119,6 +125,10 @@ class _Task:
         self.dependents: list[_Task] = []
         self.topo = topo
         self.held: list[str] = []
+        self.estimate = float(info.estimated_duration_minutes)
+        self.path = self.estimate
+        self.started_at: float | None = None  # the running attempt's start
+        self.actual_seconds = 0.0  # summed over its finished attempts
 
 
 class _Agent:
@@ -174,6 +184,15 @@ class Scheduler:
             raise ValueError(f"pool bounds invalid: min {pool_min}, max {pool_max}")
         self.policies = policies or PoliciesSection()
         self._weights = self.policies.priority
+        self._review_mode = self._weights.mode == "review"
+        # The locked-file penalty is a term of the review's formula; the critical-path order
+        # simply skips a locked task (its place among the others stays its path).
+        self._lock_penalty = self._weights.locked_file_penalty if self._review_mode else 0.0
+        # backend -> [actual seconds, estimated seconds] over its succeeded attempts.
+        self._speed: dict[str, list[float]] = {}
+        # log(actual / estimate) of succeeded attempts: count, sum, sum of squares (spread).
+        self._log_ratios = [0, 0.0, 0.0]
+        self._budget_held = 0  # ready tasks the last dispatch held back for the budget
         self._approval_gate = frozenset(self.policies.approve)
         self.mission_budget_usd = float(mission_budget_usd)
         self.retry_budget_usd = float(retry_budget_usd)
@@ -246,7 +265,9 @@ class Scheduler:
                 if dep not in ids:
                     touched[d] = None
         self._counts[S.PENDING] += len(added)
-        for d in touched:
+        for t in reversed(added):  # dependents first: every dependent of a new task is new
+            t.path = t.estimate + max((d.path for d in t.dependents), default=0.0)
+        for d in self._update_paths(touched):  # existing tasks whose dependents (or paths) changed
             self._rescore_static(d)
             if d.status is S.READY:
                 self._push_ready(d)
@@ -359,6 +380,7 @@ class Scheduler:
         locks = self._locks
         skipped: list[tuple[float, str, int]] = []
         exhausted: list[str] = []
+        self._budget_held = 0
         remaining = limit if limit is not None else -1
         # The order is the score with the locked-file penalty. A ready task's entry carries
         # the penalty only once it is parked; an unparked entry of a locked task sorts too
@@ -372,6 +394,9 @@ class Scheduler:
             locked = files and not locks.keys().isdisjoint(files)
             if locked and not t.parked:
                 self._park(t)
+                holder_path = next(p for p in files if p in locks)
+                changes.append(TaskWaiting(t.tid, "lock", f"{holder_path} held by task {locks[holder_path][0]}",
+                                           locks[holder_path][0]))
                 continue
             expected = t.info.expected_cost_usd
             if self._spent + expected > self.mission_budget_usd:
@@ -383,6 +408,7 @@ class Scheduler:
                 continue
             if self._spent + self._reserved + expected > self.mission_budget_usd:
                 skipped.append(entry)
+                self._budget_held += 1
                 continue
             if locked:
                 skipped.append(entry)
@@ -408,6 +434,7 @@ class Scheduler:
         self._transition(t, S.RUNNING, reason, changes)
         t.attempts = attempt = t.attempts + 1
         t.agent_id = agent_id
+        t.started_at = now
         agent.state = "busy"
         agent.task_id = tid
         agent.load += 1
@@ -524,7 +551,7 @@ class Scheduler:
             raise IllegalTransition(task_id, t.status, S.DONE, "no attempt is running")
         changes: list[Change] = []
         released: list[Change] = []
-        backend = self._end_attempt(t, cost_usd, now, released)
+        backend = self._end_attempt(t, cost_usd, now, released, succeeded=True)
         self._finished_attempts += 1
         breaker = self._breakers.get(backend) if backend else None
         if breaker is not None:
@@ -621,8 +648,11 @@ class Scheduler:
                              {"task_id": t.tid, "failure_type": t.last_failure}))
         self._propagate(t, f"dependency {t.tid} failed", changes)
 
-    def _end_attempt(self, t: _Task, cost_usd: float, now: float, changes: list[Change]) -> str | None:
-        """Release what the running attempt held; return its agent's backend."""
+    def _end_attempt(self, t: _Task, cost_usd: float, now: float, changes: list[Change],
+                     succeeded: bool = False) -> str | None:
+        """Release what the running attempt held; return its agent's backend. Learn from its
+        duration: a success tells its backend's speed, a failure that ran longer than the
+        task's estimate raises the estimate (and so its remaining path) for the retry."""
         held = self._reservations.pop((t.tid, t.attempts), None)
         if held is None:
             amount, is_retry = 0.0, t.attempts > 1
@@ -642,6 +672,7 @@ class Scheduler:
             t.agent_id = None
             if agent is not None:
                 backend = agent.backend
+                self._learn_duration(t, backend, now, succeeded)
                 agent.task_id = None
                 if agent.state == "draining":
                     self._drop_agent(agent)
@@ -937,7 +968,15 @@ class Scheduler:
         t = self._task(task_id)
         if self._locks.keys().isdisjoint(t.files):
             return t.static_score
-        return t.static_score - self._weights.locked_file_penalty
+        return t.static_score - self._lock_penalty
+
+    def shown_score(self, task_id: str) -> float:
+        """The score an operator reads: the review's score in ``review`` mode; in the default
+        mode the task's remaining critical path in minutes (its class is shown beside it, and
+        orders first: :meth:`score` is the ordering key that combines both)."""
+        if self._review_mode:
+            return self.score(task_id)
+        return self._task(task_id).path
 
     def ready_ids(self) -> list[str]:
         """Ready tasks in dispatch order: score descending, then task id."""
@@ -972,7 +1011,84 @@ class Scheduler:
     def task(self, task_id: str) -> TaskView:
         t = self._task(task_id)
         return TaskView(t.info, t.status, t.attempts, t.agent_id, t.retry_at, dict(t.failures),
-                              t.last_failure, t.reason)
+                        t.last_failure, t.reason, estimate_minutes=t.estimate, path_minutes=t.path,
+                        started_at=t.started_at, actual_seconds=t.actual_seconds)
+
+    def critical_path_minutes(self, task_id: str) -> float:
+        """The task's remaining critical path: its estimate plus the longest chain of
+        dependents after it (estimate minutes, as raised by longer attempts)."""
+        return self._task(task_id).path
+
+    def speed(self, backend: str | None = None) -> float:
+        """Observed seconds per estimated second of ``backend``'s succeeded attempts (all
+        backends pooled when None); 1.0 until one succeeded."""
+        rows = [self._speed[backend]] if backend in self._speed else (
+            list(self._speed.values()) if backend is None else [])
+        actual = sum(r[0] for r in rows)
+        estimated = sum(r[1] for r in rows)
+        return actual / estimated if estimated > 0 and actual > 0 else 1.0
+
+    def duration_spread(self) -> float | None:
+        """Standard deviation of log(actual / estimate) over succeeded attempts (how far
+        durations stray from their estimates, as a lognormal sigma); None before three."""
+        n, total, squares = self._log_ratios
+        if n < 3:
+            return None
+        mean = total / n
+        return math.sqrt(max(squares / n - mean * mean, 0.0))
+
+    def estimate_seconds(self, task_id: str, backend: str | None = None) -> float:
+        """What one attempt of the task is expected to take: its estimate scaled by the
+        backend's observed speed."""
+        return self._task(task_id).estimate * 60.0 * self.speed(backend)
+
+    def dispatch_blocker(self) -> WaitReason | None:
+        """Why ready tasks that hold no locked file are not dispatched, as of the last
+        :meth:`dispatch`: paused, the budget held by attempts in flight, every idle agent's
+        circuit open, or no idle agent. None when nothing holds them back."""
+        if self.paused:
+            return WaitReason("paused", f"paused: {self.pause_reason}" if self.pause_reason else "paused")
+        if not self._counts[S.READY]:
+            return None
+        if self._budget_held:
+            left = max(self.mission_budget_usd - self._spent, 0.0)
+            return WaitReason("budget", f"budget: attempts in flight hold ${self._reserved:.2f} "
+                                        f"of the ${left:.2f} left")
+        if not self._idle:
+            busy = len(self._agents)
+            return WaitReason("agent", f"waiting for an agent ({busy} of {busy} busy)" if busy
+                              else "waiting for an agent (none in the pool)")
+        if not any(self._admits(a) for a in self._idle.values()):
+            open_ = sorted({a.backend for a in self._idle.values()})
+            return WaitReason("breaker", f"circuit open for backend {', '.join(open_)}")
+        return None
+
+    def wait_reason(self, task_id: str) -> WaitReason | None:
+        """Why a queued task is not running (None for a task that is not waiting to run):
+        its dependencies, its backoff deadline, a declared file held by another task, the
+        budget, a pause or no free agent."""
+        t = self._task(task_id)
+        if t.status is S.PENDING:
+            waiting = [d for d in t.info.dependencies if self._tasks[d].status is not S.DONE]
+            return WaitReason("dependencies", f"waiting for {', '.join(waiting[:3])}"
+                                              + (f" and {len(waiting) - 3} more" if len(waiting) > 3 else ""))
+        if t.status is S.RETRY_WAIT:
+            return WaitReason("backoff", f"backoff after {t.last_failure}", until=t.retry_at)
+        if t.status is S.AWAITING_APPROVAL:
+            return WaitReason("approval", "awaiting an operator's approval")
+        if t.status is not S.READY:
+            return None
+        if self.paused:
+            return self.dispatch_blocker()
+        for path in t.files:
+            lock = self._locks.get(path)
+            if lock is not None:
+                return WaitReason("lock", f"{path} held by task {lock[0]}", holder=lock[0])
+        if self._spent + self._reserved + t.info.expected_cost_usd > self.mission_budget_usd:
+            left = max(self.mission_budget_usd - self._spent, 0.0)
+            return WaitReason("budget", f"budget: needs ${t.info.expected_cost_usd:.2f}, attempts in flight "
+                                        f"hold ${self._reserved:.2f} of the ${left:.2f} left")
+        return self.dispatch_blocker() or WaitReason("agent", "next in line for an agent")
 
     def task_ids(self) -> list[str]:
         """Every task id, in topological order."""
@@ -1011,6 +1127,9 @@ class Scheduler:
     def _rescore_static(self, t: _Task) -> None:
         """Its priority score without the locked-file penalty (that one changes with the locks)."""
         info = t.info
+        if not self._review_mode:
+            t.static_score = critical_path_score(self._weights, priority=info.priority, remaining_path_minutes=t.path)
+            return
         t.static_score = priority_score(
             self._weights,
             priority=info.priority,
@@ -1020,10 +1139,68 @@ class Scheduler:
             file_locked=False,
         )
 
+    def _update_paths(self, starts: Iterable[_Task]) -> list[_Task]:
+        """Recompute the remaining path of ``starts`` and, while it changes, of the tasks
+        they depend on (highest topological index first, so each is recomputed once after
+        all its dependents). Incremental: only the ancestors whose path moved are visited.
+        Returns ``starts`` and every task whose path changed, each once."""
+        tasks = self._tasks
+        out: dict[_Task, None] = dict.fromkeys(starts)
+        heap = [(-t.topo, t.tid) for t in out]
+        heapq.heapify(heap)
+        queued = {t.tid for t in out}
+        while heap:
+            _, tid = heapq.heappop(heap)
+            queued.discard(tid)
+            t = tasks[tid]
+            path = t.estimate + max((d.path for d in t.dependents), default=0.0)
+            if path == t.path:
+                continue
+            t.path = path
+            out[t] = None
+            for dep in t.info.dependencies:
+                if dep not in queued:
+                    queued.add(dep)
+                    heapq.heappush(heap, (-tasks[dep].topo, dep))
+        return list(out)
+
+    def learn_attempt(self, task_id: str, backend: str, seconds: float, succeeded: bool) -> None:
+        """Learn from an attempt that ended before this scheduler existed (a resumed run):
+        the same as :meth:`succeed` / :meth:`fail` learn from the attempts they end."""
+        self._learn(self._task(task_id), backend, max(float(seconds), 0.0), succeeded)
+
+    def _learn_duration(self, t: _Task, backend: str, now: float, succeeded: bool) -> None:
+        started = t.started_at
+        t.started_at = None
+        if started is not None:
+            self._learn(t, backend, max(now - started, 0.0), succeeded)
+
+    def _learn(self, t: _Task, backend: str, actual: float, succeeded: bool) -> None:
+        t.actual_seconds += actual
+        if succeeded:
+            if t.estimate > 0:
+                observed = self._speed.setdefault(backend, [0.0, 0.0])
+                observed[0] += actual
+                observed[1] += t.estimate * 60.0
+                if actual > 0:
+                    log_ratio = math.log(actual / (t.estimate * 60.0))
+                    stats = self._log_ratios
+                    stats[0] += 1
+                    stats[1] += log_ratio
+                    stats[2] += log_ratio * log_ratio
+            return
+        ran_minutes = actual / 60.0 / self.speed(backend)
+        if ran_minutes > t.estimate:
+            t.estimate = ran_minutes
+            for changed in self._update_paths([t]):
+                self._rescore_static(changed)
+                if changed.status is S.READY:
+                    self._push_ready(changed)
+
     def _push_ready(self, t: _Task) -> None:
         """Give a ready task a new live heap entry (penalised while it is parked)."""
         t.version += 1
-        score = t.static_score - (self._weights.locked_file_penalty if t.parked else 0.0)
+        score = t.static_score - (self._lock_penalty if t.parked else 0.0)
         heapq.heappush(self._ready_heap, (-score, t.tid, t.version))
 
     def _push_retry(self, t: _Task) -> None:

@@ -81,6 +81,22 @@ class TaskView:
     failures: dict[str, int]
     last_failure: str | None
     reason: str
+    estimate_minutes: float = 0.0  # its estimate, raised when an attempt ran longer
+    path_minutes: float = 0.0  # its remaining critical path (estimate + longest dependent chain)
+    started_at: float | None = None  # the running attempt's start
+    actual_seconds: float = 0.0  # summed over its finished attempts
+
+
+@dataclass(frozen=True, slots=True)
+class WaitReason:
+    """Why a queued task is not running. ``kind``: ``dependencies``, ``backoff`` (until
+    ``until``), ``lock`` (``holder`` holds a declared file), ``budget``, ``paused``,
+    ``breaker`` or ``agent`` (waiting for a free agent)."""
+
+    kind: str
+    message: str
+    holder: str | None = None
+    until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,139 +185,190 @@ def simulate(
         pool_max=pool_max,
         rng=random.Random(seed + 1),
     )
-    backend = config.agents.backend
-    attempt_timeout = config.agents.attempt_timeout_seconds
-    now = planning_seconds
-    events: list[tuple[float, int, str, int]] = []  # (finish time, seq, task id, attempt)
-    seq = itertools.count()
-    names = itertools.count(1)
-    running: dict[str, tuple[int, float]] = {}  # task -> (attempt, started)
-    alive: dict[str, float] = {}  # agent -> since
-    draining: set[str] = set()
-    failures_so_far: dict[str, int] = {}
-    alerts: list[str] = []
-    stats = {"busy": 0.0, "agent_seconds": 0.0, "impl": 0.0, "retry": 0.0, "pauses": 0, "peak": 0}
-    approvals: list[tuple[float, str]] = [  # (when the simulated operator approves, task id)
-        (now + approval_seconds, tid) for tid in task_ids if scheduler.status(tid) is TaskStatus.AWAITING_APPROVAL]
-
-    def add_agent() -> None:
-        agent_id = f"sim-{next(names)}"
-        alive[agent_id] = now
-        stats["peak"] = max(stats["peak"], len(alive))
-        handle(scheduler.add_agent(agent_id, now, backend))
-
-    def resize(size: int) -> None:
-        active = [a for a in alive if a not in draining]
-        for _ in range(size - len(active)):
-            add_agent()
-        if len(active) > size:
-            idle = set(scheduler.idle_agents())
-            victims = sorted(active, key=lambda a: (a not in idle, a))[: len(active) - size]
-            for agent_id in victims:
-                draining.add(agent_id)
-                handle(scheduler.remove_agent(agent_id, now))
-
-    def handle(changes) -> None:
-        for change in changes:
-            if isinstance(change, Alert):
-                alerts.append(f"{change.kind}: {change.message}")
-            elif isinstance(change, PoolTarget):
-                resize(change.size)
-            elif isinstance(change, AgentChanged) and change.state == "removed":
-                stats["agent_seconds"] += now - alive.pop(change.agent_id)
-                draining.discard(change.agent_id)
-            elif isinstance(change, CancelRunning) and change.task_id in running:
-                attempt, started = running.pop(change.task_id)
-                stats["busy"] += now - started
-                # A stopped attempt pays for the part it ran.
-                done_part = (now - started) / durations[change.task_id] if durations[change.task_id] else 1.0
-                cost = costs.task_costs[change.task_id] * min(done_part, 1.0)
-                stats["impl"] += cost
-                if attempt > 1:
-                    stats["retry"] += cost
-                handle(scheduler.settle_cancelled(change.task_id, attempt, cost, now))
-            elif isinstance(change, PauseChanged) and change.paused:
-                stats["pauses"] += 1
-                handle(scheduler.resume(now))
-            elif isinstance(change, TaskTransition) and change.new is TaskStatus.AWAITING_APPROVAL:
-                heapq.heappush(approvals, (now + approval_seconds, change.task_id))
-
-    for _ in range(pool_min):
-        add_agent()
-    attempts = failed_attempts = 0
-    while True:
-        while approvals and approvals[0][0] <= now:
-            handle(scheduler.approve(heapq.heappop(approvals)[1], now))
-        handle(scheduler.tick(now))
-        dispatches, changes = scheduler.dispatch(now)
-        handle(changes)
-        for d in dispatches:
-            attempts += 1
-            running[d.task_id] = (d.attempt, now)
-            # A real attempt is stopped at agents.attempt_timeout_seconds: so is this one.
-            heapq.heappush(events, (now + min(durations[d.task_id], attempt_timeout), next(seq), d.task_id, d.attempt))
-        if scheduler.is_finished() and not running:
-            break
-        upcoming = [events[0][0]] if events else []
-        if approvals:
-            upcoming.append(approvals[0][0])
-        deadline = scheduler.next_deadline()
-        if deadline is not None:
-            upcoming.append(deadline)
-        if not upcoming:
-            break  # nothing running and nothing due: the core will not dispatch what is left
-        now = max(now, min(upcoming))
-        while events and events[0][0] <= now:
-            _, _, task_id, attempt = heapq.heappop(events)
-            if running.get(task_id, (None, 0.0))[0] != attempt:
-                continue  # cancelled meanwhile
-            _, started = running.pop(task_id)
-            stats["busy"] += now - started
-            cost = costs.task_costs[task_id]
-            timed_out = durations[task_id] > attempt_timeout
-            if timed_out:  # it paid for the part it ran
-                cost *= attempt_timeout / durations[task_id]
-            stats["impl"] += cost
-            if attempt > 1:
-                stats["retry"] += cost
-            if timed_out:
-                failed_attempts += 1
-                handle(scheduler.fail(task_id, "timeout", now, cost,
-                                      message=f"attempt exceeded agents.attempt_timeout_seconds={attempt_timeout:g}"))
-            elif task_id in failing and failures_so_far.get(task_id, 0) < RETRIES_PER_FAILED_TASK:
-                failures_so_far[task_id] = failures_so_far.get(task_id, 0) + 1
-                failed_attempts += 1
-                handle(scheduler.fail(task_id, SIM_FAILURE_TYPE, now, cost, message="simulated failure"))
-            else:
-                handle(scheduler.succeed(task_id, now, cost))
-
-    for agent_id, since in alive.items():
-        stats["agent_seconds"] += now - since
+    run = VirtualRun(scheduler, durations, backend=config.agents.backend, now=planning_seconds,
+                     task_costs=costs.task_costs, failing=failing, approval_seconds=approval_seconds,
+                     attempt_timeout=config.agents.attempt_timeout_seconds)
+    run.start_agents(pool_min)
+    run.drive()
+    stats = run.stats
     done = scheduler.counts()[TaskStatus.DONE]
     not_done = len(infos) - done
     stopped_by = ""
     if not_done:
-        stops = [a for a in alerts if a.startswith(("budget_exhausted", "retry_budget_exhausted", "attention"))]
+        stops = [a for a in run.alerts if a.startswith(("budget_exhausted", "retry_budget_exhausted", "attention"))]
         stopped_by = stops[0] if stops else f"{not_done} tasks never became ready"
     return SimResult(
         agents=agents or stats["peak"],
         failure_rate=failure_rate,
         backend_latency=backend_latency,
-        wall_clock_seconds=now,
+        wall_clock_seconds=run.now,
         planning_seconds=planning_seconds,
         busy_seconds=stats["busy"],
         agent_seconds=stats["agent_seconds"],
         utilisation=stats["busy"] / stats["agent_seconds"] if stats["agent_seconds"] > 0 else 0.0,
-        attempts=attempts,
-        failed_attempts=failed_attempts,
+        attempts=run.attempts,
+        failed_attempts=run.failed_attempts,
         tasks_done=done,
         tasks_not_done=not_done,
         implementation_usd=stats["impl"],
         retry_usd=stats["retry"],
         auto_pauses=stats["pauses"],
         stopped_by=stopped_by,
-        alerts=alerts,
+        alerts=run.alerts,
     )
+
+
+class VirtualRun:
+    """The scheduling core driven in virtual time: a heap of attempt ends and a clock that
+    jumps to the next end or core deadline. The one simulator behind ``estimate``, the
+    run's time forecast (:mod:`hybrid_tui.costs.forecast`) and ``bench`` makespans.
+
+    ``durations``: seconds per attempt of each task; ``task_costs``: dollars per attempt;
+    ``failing``: tasks whose first ``RETRIES_PER_FAILED_TASK`` attempts fail validation.
+    An attempt longer than ``attempt_timeout`` is stopped there as a ``timeout`` (paying for
+    the part it ran). A task the approval gate holds is approved ``approval_seconds`` after
+    it starts to wait. A ``PoolTarget`` resizes the pool; a failure-rate auto-pause is
+    resumed at once.
+    """
+
+    def __init__(self, scheduler: Scheduler, durations: dict[str, float], *, backend: str, now: float = 0.0,
+                 task_costs: dict[str, float] | None = None, failing: set[str] | frozenset[str] = frozenset(),
+                 approval_seconds: float = 0.0, attempt_timeout: float = math.inf):
+        self.scheduler = scheduler
+        self.durations = durations
+        self.backend = backend
+        self.now = now
+        self.task_costs = task_costs or {}
+        self.failing = failing
+        self.approval_seconds = approval_seconds
+        self.attempt_timeout = attempt_timeout
+        self.events: list[tuple[float, int, str, int]] = []  # (finish time, seq, task id, attempt)
+        self.approvals: list[tuple[float, str]] = [  # (when the simulated operator approves, task id)
+            (now + approval_seconds, tid) for tid in scheduler.task_ids()
+            if scheduler.status(tid) is TaskStatus.AWAITING_APPROVAL]
+        self._seq = itertools.count()
+        self._names = itertools.count(1)
+        self.running: dict[str, tuple[int, float]] = {}  # task -> (attempt, started)
+        self.alive: dict[str, float] = {}  # agent -> since
+        self.draining: set[str] = set()
+        self.failures_so_far: dict[str, int] = {}
+        self.alerts: list[str] = []
+        self.attempts = self.failed_attempts = 0
+        self.stats: dict[str, float] = {"busy": 0.0, "agent_seconds": 0.0, "impl": 0.0, "retry": 0.0,
+                                        "pauses": 0, "peak": 0}
+
+    def start_agents(self, n: int) -> None:
+        for _ in range(n):
+            self._add_agent()
+
+    def _add_agent(self) -> None:
+        agent_id = f"sim-{next(self._names)}"
+        self.alive[agent_id] = self.now
+        self.stats["peak"] = max(self.stats["peak"], len(self.alive))
+        self.handle(self.scheduler.add_agent(agent_id, self.now, self.backend))
+
+    def _resize(self, size: int) -> None:
+        active = [a for a in self.alive if a not in self.draining]
+        for _ in range(size - len(active)):
+            self._add_agent()
+        if len(active) > size:
+            idle = set(self.scheduler.idle_agents())
+            victims = sorted(active, key=lambda a: (a not in idle, a))[: len(active) - size]
+            for agent_id in victims:
+                self.draining.add(agent_id)
+                self.handle(self.scheduler.remove_agent(agent_id, self.now))
+
+    def handle(self, changes) -> None:
+        now = self.now
+        for change in changes:
+            if isinstance(change, Alert):
+                self.alerts.append(f"{change.kind}: {change.message}")
+            elif isinstance(change, PoolTarget):
+                self._resize(change.size)
+            elif isinstance(change, AgentChanged) and change.state == "removed":
+                self.stats["agent_seconds"] += now - self.alive.pop(change.agent_id)
+                self.draining.discard(change.agent_id)
+            elif isinstance(change, CancelRunning) and change.task_id in self.running:
+                attempt, started = self.running.pop(change.task_id)
+                self.stats["busy"] += now - started
+                # A stopped attempt pays for the part it ran.
+                full = self.durations[change.task_id]
+                done_part = (now - started) / full if full else 1.0
+                cost = self.task_costs.get(change.task_id, 0.0) * min(done_part, 1.0)
+                self._spend(cost, attempt)
+                self.handle(self.scheduler.settle_cancelled(change.task_id, attempt, cost, now))
+            elif isinstance(change, PauseChanged) and change.paused:
+                self.stats["pauses"] += 1
+                self.handle(self.scheduler.resume(now))
+            elif isinstance(change, TaskTransition) and change.new is TaskStatus.AWAITING_APPROVAL:
+                heapq.heappush(self.approvals, (now + self.approval_seconds, change.task_id))
+
+    def _spend(self, cost: float, attempt: int) -> None:
+        self.stats["impl"] += cost
+        if attempt > 1:
+            self.stats["retry"] += cost
+
+    def dispatch(self, durations: dict[str, float] | None = None) -> list[str]:
+        """One tick and dispatch round at ``now``; ``durations`` overrides the attempt
+        lengths of these dispatches (a forecast's attempts already running). Returns the
+        dispatched task ids."""
+        scheduler, now = self.scheduler, self.now
+        while self.approvals and self.approvals[0][0] <= now:
+            self.handle(scheduler.approve(heapq.heappop(self.approvals)[1], now))
+        self.handle(scheduler.tick(now))
+        dispatches, changes = scheduler.dispatch(now)
+        self.handle(changes)
+        for d in dispatches:
+            self.attempts += 1
+            self.running[d.task_id] = (d.attempt, now)
+            # A real attempt is stopped at agents.attempt_timeout_seconds: so is this one.
+            length = min((durations or self.durations)[d.task_id], self.attempt_timeout)
+            heapq.heappush(self.events, (now + length, next(self._seq), d.task_id, d.attempt))
+        return [d.task_id for d in dispatches]
+
+    def drive(self) -> float:
+        """Run until every task is terminal (or nothing can happen any more); returns the
+        virtual time of the last event."""
+        scheduler, events = self.scheduler, self.events
+        while True:
+            self.dispatch()
+            if scheduler.is_finished() and not self.running:
+                break
+            upcoming = [events[0][0]] if events else []
+            if self.approvals:
+                upcoming.append(self.approvals[0][0])
+            deadline = scheduler.next_deadline()
+            if deadline is not None:
+                upcoming.append(deadline)
+            if not upcoming:
+                break  # nothing running and nothing due: the core will not dispatch what is left
+            self.now = now = max(self.now, min(upcoming))
+            while events and events[0][0] <= now:
+                _, _, task_id, attempt = heapq.heappop(events)
+                if self.running.get(task_id, (None, 0.0))[0] != attempt:
+                    continue  # cancelled meanwhile
+                _, started = self.running.pop(task_id)
+                self.stats["busy"] += now - started
+                cost = self.task_costs.get(task_id, 0.0)
+                full = self.durations[task_id]
+                timed_out = full > self.attempt_timeout
+                if timed_out:  # it paid for the part it ran
+                    cost *= self.attempt_timeout / full
+                self._spend(cost, attempt)
+                if timed_out:
+                    self.failed_attempts += 1
+                    self.handle(scheduler.fail(task_id, "timeout", now, cost, message=(
+                        f"attempt exceeded agents.attempt_timeout_seconds={self.attempt_timeout:g}")))
+                elif task_id in self.failing and self.failures_so_far.get(task_id, 0) < RETRIES_PER_FAILED_TASK:
+                    self.failures_so_far[task_id] = self.failures_so_far.get(task_id, 0) + 1
+                    self.failed_attempts += 1
+                    self.handle(scheduler.fail(task_id, SIM_FAILURE_TYPE, now, cost, message="simulated failure"))
+                else:
+                    self.handle(scheduler.succeed(task_id, now, cost))
+        for since in self.alive.values():
+            self.stats["agent_seconds"] += self.now - since
+        self.alive = {a: self.now for a in self.alive}
+        return self.now
 
 
 # -------------------------------------------------------------------------- forecast

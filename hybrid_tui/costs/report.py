@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from hybrid_tui.store import open_store, queries
+from hybrid_tui.store.db import redact_url
 from hybrid_tui.store.records import AttemptRecord
-from hybrid_tui.store.runs import DEFAULT_RUNS_DIR
+from hybrid_tui.store.runs import DEFAULT_RUNS_DIR, run_store_location
 
 from hybrid_tui.costs import accounting as acc
 from hybrid_tui.costs.pricing import PricingTable, UnknownModel
@@ -28,12 +29,14 @@ class RunNotFound(LookupError):
         return self.args[0]
 
 
-def locate_run(run: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> tuple[Path, str]:
-    """(store file, run id) for a run id under ``runs_dir`` or a run folder path."""
+def locate_run(run: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> tuple[str, str]:
+    """(store location, run id) for a run id under ``runs_dir`` or a run folder path: its
+    state.db, or the store its store.url names."""
     candidates = [Path(run), runs_dir / run]
     for folder in candidates:
-        if (folder / STORE_FILE).is_file():
-            return folder / STORE_FILE, folder.resolve().name
+        location = run_store_location(folder)
+        if location is not None:
+            return location, folder.resolve().name
     raise RunNotFound(f"no run {run!r} (looked for {' and '.join(str(c / STORE_FILE) for c in candidates)})")
 
 
@@ -150,6 +153,10 @@ def build_report(run_id: str, *, now: float | None = None, table: PricingTable |
         e for e in timeline
         if e["kind"].startswith(BUDGET_EVENT_PREFIXES) or "budget" in (e["message"] or "").lower()
     ]
+    waits = queries.wait_reasons(run_id)
+    for row in task_rows:
+        wait = waits.get(row["task_id"])
+        row["wait_reason"] = wait.message if wait is not None else None
 
     return {
         "run": {
@@ -176,8 +183,35 @@ def build_report(run_id: str, *, now: float | None = None, table: PricingTable |
         "budget_stopped_tasks": [
             r["task_id"] for r in task_rows if r["status"] == "failed" and r["failure_type"] == "budget_exhausted"
         ],
+        "time_forecast": _time_forecast(run_id, run.finished_at, end),
+        "waiting": [{"task_id": w.task_id, "kind": w.kind, "message": w.message, "holder": w.holder,
+                     "until": _iso(w.until)} for w in waits.values()],
         "timeline": timeline,
         "warnings": warnings,
+    }
+
+
+def _time_forecast(run_id: str, finished_at: float | None, end: float) -> dict[str, Any] | None:
+    """The forecast made at the start against the actual duration (so far, while running),
+    and the latest forecast."""
+    first = queries.start_forecast(run_id)
+    if first is None:
+        return None
+    latest = queries.latest_forecast(run_id)
+    actual = max((finished_at or end) - first.ts, 0.0)
+    return {
+        "at_start": {"made_at": _iso(first.ts), "remaining_seconds": first.remaining_seconds,
+                     "low_seconds": first.low_seconds, "high_seconds": first.high_seconds,
+                     "finish_at": _iso(first.finish_at), "tasks_left": first.tasks_left},
+        "actual_seconds": actual,
+        "finished": finished_at is not None,
+        "actual_to_forecast": actual / first.remaining_seconds if first.remaining_seconds > 0 else None,
+        "within_range": first.low_seconds <= actual <= first.high_seconds if finished_at is not None else None,
+        "latest": None if latest is None else {
+            "made_at": _iso(latest.ts), "remaining_seconds": latest.remaining_seconds,
+            "low_seconds": latest.low_seconds, "high_seconds": latest.high_seconds,
+            "finish_at": _iso(latest.finish_at), "tasks_left": latest.tasks_left, "speed": latest.speed},
+        "forecasts": len(queries.forecast_records(run_id)),
     }
 
 
@@ -309,6 +343,33 @@ def render_markdown(report: dict[str, Any]) -> str:
     else:
         out.append("No finished tasks yet.")
 
+    out += ["", "## Time", ""]
+    tf = report.get("time_forecast")
+    if tf is None:
+        out.append("No time forecast was made (the run never dispatched).")
+    else:
+        start = tf["at_start"]
+        ratio = "" if tf["actual_to_forecast"] is None else f" ({tf['actual_to_forecast']:.2f} x the forecast)"
+        out += [
+            f"- Forecast at the start ({start['made_at']}, {start['tasks_left']} tasks): "
+            f"{_hms(start['remaining_seconds'])} (range {_hms(start['low_seconds'])} to {_hms(start['high_seconds'])}), "
+            f"finish {start['finish_at']}",
+            f"- Actual: {_hms(tf['actual_seconds'])}{ratio}" + ("" if tf["finished"] else " so far (still running)")
+            + ("" if tf["within_range"] is None else "; within the range" if tf["within_range"] else "; outside the range"),
+        ]
+        latest = tf["latest"]
+        if latest is not None and not tf["finished"]:
+            out.append(f"- Latest forecast ({latest['made_at']}, {latest['tasks_left']} tasks left): finish "
+                       f"{latest['finish_at']}, {_hms(latest['remaining_seconds'])} after it was made")
+    waiting = report.get("waiting") or []
+    out += ["", "## Waiting tasks", ""]
+    if waiting:
+        out.append(md_table(["task", "waits for", "why"],
+                            [[w["task_id"], w["holder"] or w["kind"], w["message"]
+                              + (f" (until {w['until']})" if w["until"] else "")] for w in waiting], "lll"))
+    else:
+        out.append("No task is waiting to run.")
+
     out += ["", "## Budget events", ""]
     if report["budget_events"]:
         out += [f"- +{_hms(e['offset_seconds'])} **{e['kind']}** " + (f"{e['task_id']}: " if e["task_id"] else "")
@@ -334,18 +395,25 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def report_for(run: str, runs_dir: Path = DEFAULT_RUNS_DIR, *, now: float | None = None) -> dict[str, Any]:
-    """Open the run's store read-only-in-spirit, build the report, close the store."""
-    store_path, folder_name = locate_run(run, runs_dir)
+def report_for(run: str, runs_dir: Path = DEFAULT_RUNS_DIR, *, now: float | None = None,
+               store_url: str | None = None) -> dict[str, Any]:
+    """Open the run's store read-only-in-spirit, build the report in one read snapshot,
+    close the store. With ``store_url`` the run is looked up in that store by id."""
+    if store_url:
+        store_path, run_id = store_url, Path(run).name
+    else:
+        store_path, run_id = locate_run(run, runs_dir)
     store = open_store(store_path, create=False)
     try:
-        run_id = folder_name
-        if queries.find_run(run_id) is None:
-            # A folder not named after its run: take the store's only run.
-            ids = queries.run_ids()
-            if len(ids) != 1:
-                raise RunNotFound(f"{store_path}: holds runs {ids}, none named {run_id!r}")
-            run_id = ids[0]
-        return build_report(run_id, now=now)
+        with store.read():  # one committed state, even while the coordinator writes
+            if queries.find_run(run_id) is None:
+                if store_url:
+                    raise RunNotFound(f"{redact_url(store_url)}: no run {run_id!r} in this store")
+                # A folder not named after its run: take the store's only run.
+                ids = queries.run_ids()
+                if len(ids) != 1:
+                    raise RunNotFound(f"{redact_url(str(store_path))}: holds runs {ids}, none named {run_id!r}")
+                run_id = ids[0]
+            return build_report(run_id, now=now)
     finally:
         store.close()

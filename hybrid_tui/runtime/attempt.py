@@ -97,6 +97,10 @@ async def run_attempt(
                 feedback=feedback,
                 recorded=recorded_attempt(ctx.mission, ctx.run_id, task_id, attempt.number),
                 memory_cap_mb=ctx.config.policies.task_memory_cap_mb,
+                # An agent CLI works outside the sandbox: its writes in the user's checkout are
+                # looked for after the attempt (the run folder may sit inside the checkout).
+                protected_roots=(ctx.repo.repo_path,) if ctx.repo is not None else (),
+                unwatched_roots=(ctx.repo.run_dir,) if ctx.repo is not None else (),
                 report_spend=report_spend,
                 environment=environment,
             )

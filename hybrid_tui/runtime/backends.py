@@ -26,7 +26,7 @@ def make_backend(name: str, *, pace: float = 0.0, seed: int = 0, git: bool = Tru
 
         return backend.make_planner(config), backend.make_implementer(config)  # type: ignore[attr-defined]
     if name == "cli":
-        from hybrid_tui.agents.cli_agent import make_implementer
+        from hybrid_tui.agents.cli import make_implementer
 
         return None, make_implementer(config)
     raise ValueError(f"unknown backend {name!r} (replay, sim, anthropic, cli)")

@@ -63,6 +63,7 @@ from hybrid_tui.runtime.context import Effects, IntegrationJob, Launch, RunningA
 from hybrid_tui.runtime.controls import apply_control
 from hybrid_tui.runtime.disk import disk_full_reason, exception_leaves
 from hybrid_tui.runtime.dispatch import dispatch_round
+from hybrid_tui.runtime.forecasting import RunForecaster
 from hybrid_tui.runtime.integration import integrate_job
 from hybrid_tui.runtime.monitor import ResourceMonitor
 from hybrid_tui.runtime.planning import PLANNING_FAILED_PREFIX, plan_issues
@@ -148,7 +149,8 @@ class Coordinator:
         self.run_dir = Path(run.run_dir)
         self.logs_dir = self.run_dir / "logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.lock = RunLock(self.run_dir)
+        self.lock = RunLock(self.run_dir, store, run_id)
+        self.control_feed = store.change_feed(run_id, slow_poll_seconds=2.0)
         self.events = ev.EventLog(store, run_id, self.run_dir / "events.jsonl", clock)
         self.pool_override = agents
         self.repo = None
@@ -177,6 +179,7 @@ class Coordinator:
         self.agents: dict[str, str] = {}  # agent id -> worktree path ("" without git)
         self.recorder = Recorder(self.run_dir)  # what each attempt did, for export-replay
         self.monitor = ResourceMonitor(self)  # psutil samples, resource pauses (tests may swap it)
+        self.forecaster = RunForecaster(self)  # the time forecast and why ready tasks wait, in the store
         self._stop = False
         self._stop_reason = ""
         self._wake = anyio.Event()
@@ -221,6 +224,7 @@ class Coordinator:
             self.monitor.close()
             self.events.close()
             self.recorder.close()
+            self.control_feed.close()
             self.lock.release()
 
     async def _run_locked(self) -> int:
@@ -277,6 +281,7 @@ class Coordinator:
             self._step(now)
             if not self._paused() and await self._ensure_agents(now):
                 self._dispatch(now)  # the agents just added
+            self._forecast(now)
             self._heartbeat(now)
             idle = not self.running and self._integrating == 0 and not self._settle_queue
             if idle and self.scheduler.is_finished():
@@ -309,6 +314,12 @@ class Coordinator:
         self._persist(self.scheduler.tick(now), now)
         if not self._paused():
             self._dispatch(now)
+        self.forecaster.note_wait(now)
+
+    def _forecast(self, now: float) -> None:
+        if self._tg is not None:
+            live = len(self.agents) - len(self._draining)
+            self.forecaster.maybe_refresh(now, self._tg, max(live, self._pool_target()))
 
     def _final_code(self) -> int:
         bad = engine_reads.count_tasks_in(self.run_id, UNSUCCESSFUL_STATUSES)
@@ -594,6 +605,10 @@ class Coordinator:
 
     # ------------------------------------------------------------------ controls
     async def _apply_controls(self, now: float) -> None:
+        # On PostgreSQL the control queue is read when a NOTIFY (or the slow poll) says the
+        # run changed, not every loop turn; on SQLite the feed always says so.
+        if not self.control_feed.changed():
+            return
         for control in self.store.pending_controls(self.run_id):
             self._in_operator_control = True
             try:

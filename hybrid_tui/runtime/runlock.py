@@ -1,8 +1,11 @@
 """The run lock: at most one coordinator drives a run.
 
-Room: runtime. An exclusive ``fcntl`` lock on ``<run dir>/coordinator.lock`` held for the
-life of the process; the kernel drops it when the process dies (even on SIGKILL), so a
-crashed coordinator never leaves a stale lock behind.
+Room: runtime. On a SQLite store, an exclusive ``fcntl`` lock on
+``<run dir>/coordinator.lock``; on a PostgreSQL store (which coordinators on several
+machines may share), a PostgreSQL advisory lock held by a session the coordinator opens
+(``Store.run_lock``). Either is held for the life of the process and dropped by the kernel
+or the server when it dies (even on SIGKILL), so a crashed coordinator never leaves a
+stale lock behind.
 """
 
 from __future__ import annotations
@@ -11,17 +14,26 @@ import fcntl
 import os
 from pathlib import Path
 
+from hybrid_tui.store.db import Store
+
 
 class RunLocked(Exception):
     """Another coordinator holds the run."""
 
 
 class RunLock:
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path, store: Store | None = None, run_id: str | None = None):
         self.path = Path(run_dir) / "coordinator.lock"
         self._fd: int | None = None
+        self._advisory = store.run_lock(run_id or self.path.parent.name) if store is not None and not store.is_sqlite else None
 
     def acquire(self) -> None:
+        if self._advisory is not None:
+            if not self._advisory.try_acquire():
+                holder = self._advisory.holder_pid()
+                who = f" (its PostgreSQL session is server pid {holder})" if holder else ""
+                raise RunLocked(f"run {self._advisory.run_id} is already driven by another coordinator{who}")
+            return
         if self._fd is not None:
             return
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -41,6 +53,9 @@ class RunLock:
         self._fd = fd
 
     def release(self) -> None:
+        if self._advisory is not None:
+            self._advisory.release()
+            return
         if self._fd is None:
             return
         try:
@@ -51,4 +66,6 @@ class RunLock:
 
     @property
     def held(self) -> bool:
+        if self._advisory is not None:
+            return self._advisory.held
         return self._fd is not None

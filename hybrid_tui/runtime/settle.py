@@ -80,6 +80,8 @@ def record_attempt_end(
             fields["summary"] = getattr(result, "summary", "") or ""
             if getattr(result, "model", None):
                 fields["model"] = result.model
+            if getattr(result, "session_id", ""):
+                fields["session_id"] = result.session_id
         if usage is not None:
             fields.update(
                 input_tokens=usage.input_tokens,

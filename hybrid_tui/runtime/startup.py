@@ -58,7 +58,7 @@ def restore_scheduler(ctx: RunContext, now: float) -> tuple[Scheduler, list[Any]
         for row in rows
     }
     config = ctx.config
-    return Scheduler.restore(
+    scheduler, changes = Scheduler.restore(
         infos,
         saved,
         now=now,
@@ -76,6 +76,11 @@ def restore_scheduler(ctx: RunContext, now: float) -> tuple[Scheduler, list[Any]
         # Each attempt reserves its task's expected cost instead.
         attempt_cost_cap=None,
     )
+    # A resumed run keeps what its attempts taught: backend speed, estimates raised by long failures.
+    for task_id, backend, seconds, succeeded in engine_reads.ended_attempt_durations(ctx.run_id):
+        if task_id in saved:
+            scheduler.learn_attempt(task_id, backend, seconds, succeeded)
+    return scheduler, changes
 
 
 def store_scores(ctx: RunContext) -> None:
@@ -85,4 +90,4 @@ def store_scores(ctx: RunContext) -> None:
     if not queued:
         return
     with ctx.transaction() as txn:
-        writes.store_task_scores(ctx.store, ctx.run_id, [(tid, scheduler.score(tid)) for tid in queued], txn.version)
+        writes.store_task_scores(ctx.store, ctx.run_id, [(tid, scheduler.shown_score(tid)) for tid in queued], txn.version)

@@ -25,6 +25,7 @@ from hybrid_tui.core.changes import (
     PauseChanged,
     PoolTarget,
     TaskTransition,
+    TaskWaiting,
 )
 from hybrid_tui.store import writes
 from hybrid_tui.runtime.context import RunContext, Transaction
@@ -59,6 +60,7 @@ def write_changes(ctx: RunContext, txn: Transaction, changes: Iterable[Any], now
     """Write each change record in ``txn``; raises :class:`UnknownChange` on a record type
     this module does not handle (nothing is silently dropped)."""
     store, run, version, effects = ctx.store, ctx.run_id, txn.version, txn.effects
+    waits: list[TaskWaiting] = []
     for change in changes:
         match change:
             case TaskTransition():
@@ -101,8 +103,26 @@ def write_changes(ctx: RunContext, txn: Transaction, changes: Iterable[Any], now
             case BreakerChanged():
                 ctx.events.add("breaker." + change.state, change.reason or f"{change.backend} breaker {change.state}",
                                level="warning", backend=change.backend)
+            case TaskWaiting():
+                waits.append(change)  # one event for the lot, below
             case _:
                 raise UnknownChange(f"no store write for the core change record {type(change).__name__}: {change!r}")
+    if waits:
+        _write_waits(ctx, waits)
+
+
+def _write_waits(ctx: RunContext, waits: list[TaskWaiting]) -> None:
+    """ONE ``task.waiting`` event for the ready tasks a dispatch round found held back (an
+    event per task would add a row to most tasks of a run whose files contend): its fields
+    map each task to why (``holder``: the task holding its file)."""
+    fields = {"waits": {w.task_id: {"kind": w.kind, "message": w.message, "holder": w.holder} for w in waits}}
+    if len(waits) == 1:
+        w = waits[0]
+        ctx.events.add("task.waiting", w.message, task_id=w.task_id, **fields)
+        return
+    shown = "; ".join(f"{w.task_id}: {w.message}" for w in waits[:5])
+    more = f"; and {len(waits) - 5} more" if len(waits) > 5 else ""
+    ctx.events.add("task.waiting", f"{len(waits)} ready tasks held back: {shown}{more}", **fields)
 
 
 def _write_transition(ctx: RunContext, ch: TaskTransition, now: float, version: int) -> None:
@@ -110,7 +130,7 @@ def _write_transition(ctx: RunContext, ch: TaskTransition, now: float, version: 
     fields: dict[str, Any] = {"status": new, "updated_at": now, "version": version, "retry_at": ch.retry_at}
     if new in _QUEUED_OR_RUNNING:
         # The console shows the score the queue was ordered by when the task last moved.
-        fields["score"] = ctx.scheduler.score(ch.task_id)
+        fields["score"] = ctx.scheduler.shown_score(ch.task_id)
     if new in _WAITS_FOR_OPERATOR or new == "retry_wait":
         fields["attention_reason"] = ch.reason if new in _WAITS_FOR_OPERATOR else ""
     elif new in _CLEARS_ATTENTION:

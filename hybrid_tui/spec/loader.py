@@ -26,6 +26,7 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ValidationError
 
+from hybrid_tui.spec.agent_cli import cli_template_problem
 from hybrid_tui.spec.models import EditOp, MissionFile, MissionSection, Priority, RecordedTask, Sis, SisTask
 from hybrid_tui.spec.paths import UnsafePath, normalize_repo_path
 
@@ -584,6 +585,8 @@ def load_mission(path: str | Path) -> Mission:
             problems.append(
                 Problem(mission_source, "agents.cli", "the cli backend needs a command template (agents.cli)")
             )
+        elif agents.cli and (cli_problem := cli_template_problem(agents.cli)):
+            problems.append(Problem(mission_source, "agents.cli", cli_problem))
         for index, folder in enumerate(config.workspace.path):
             # The worktree is the only place these folders may be: never the user's own tree.
             try:

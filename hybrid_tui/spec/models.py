@@ -197,6 +197,12 @@ class BudgetSection(Strict):
 
 
 class PriorityWeights(Strict):
+    """``[policies.priority]``. ``mode``: ``critical_path`` (default) orders ready tasks by
+    priority class, then by their remaining critical path (own estimate plus the longest
+    chain of dependents after it); ``review`` is the review's additive formula (the weights
+    below it; ``critical``..``low`` are the class order in both modes)."""
+
+    mode: Literal["critical_path", "review"] = "critical_path"
     critical: float = 100
     high: float = 70
     medium: float = 40
@@ -227,6 +233,8 @@ def default_retry_rules() -> dict[str, RetryRule]:
         "budget_exhausted": RetryRule(max_retries=0, backoff="immediate", action="attention"),
         "resource_exhausted": RetryRule(max_retries=1, backoff="exponential", base_seconds=5, action="requeue"),
         "interrupted": RetryRule(max_retries=3, backoff="immediate", action="requeue"),
+        # Refused credentials fail every attempt the same way: ask the operator, do not retry.
+        "auth_error": RetryRule(max_retries=0, backoff="immediate", action="attention"),
         # The project's toolchain, not the agent: a retry would spend money on the same error.
         "environment_error": RetryRule(max_retries=0, backoff="immediate", action="attention"),
     }

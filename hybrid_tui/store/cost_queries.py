@@ -107,12 +107,19 @@ def running_attempt_costs(run_id: str) -> list[RunningAttemptCost]:
 def _security_checks_present(spec_json: pw.Field) -> pw.Case:
     """1 when the task's SIS lists validation security checks, as ``costs.accounting.task_model``
     reads them from ``spec_json`` (truthiness of ``validation.security_checks``; JSON that
-    does not parse counts as none).
+    does not parse counts as none). SQLite and PostgreSQL spell JSON differently: one
+    branch each."""
+    if _on_postgresql():
+        return _pg_security_checks_present(spec_json)
+    return _sqlite_security_checks_present(spec_json)
 
-    SQLite-only: its JSON1 functions. A PostgreSQL store would read the same value with
-    ``jsonb_typeof(spec_json::jsonb #> '{validation,security_checks}')`` (or keep the flag
-    in a column written with the task).
-    """
+
+def _on_postgresql() -> bool:
+    return isinstance(m.database_proxy.obj, pw.PostgresqlDatabase)
+
+
+def _sqlite_security_checks_present(spec_json: pw.Field) -> pw.Case:
+    """SQLite-only: its JSON1 functions."""
     path = "$.validation.security_checks"
     value = pw.fn.json_extract(spec_json, path)
     by_type = pw.Case(pw.fn.json_type(spec_json, path), [
@@ -123,6 +130,19 @@ def _security_checks_present(spec_json: pw.Field) -> pw.Case:
         ("real", value != 0),
     ], 0)
     return pw.Case(None, [(pw.fn.json_valid(spec_json), by_type)], 0)
+
+
+def _pg_security_checks_present(spec_json: pw.Field) -> pw.Case:
+    """PostgreSQL-only: jsonb. ``hybrid_json_or_null`` (created with the store) parses the
+    text, NULL when it does not parse."""
+    value = pw.NodeList((pw.fn.hybrid_json_or_null(spec_json), pw.SQL("#> '{validation,security_checks}'")))
+    as_text = pw.NodeList((pw.fn.hybrid_json_or_null(spec_json), pw.SQL("#>> '{validation,security_checks}'")))
+    return pw.Case(pw.fn.jsonb_typeof(value), [
+        ("array", pw.Case(None, [(pw.fn.jsonb_array_length(value) > 0, 1)], 0)),
+        ("string", pw.Case(None, [(pw.fn.length(as_text) > 0, 1)], 0)),
+        ("boolean", pw.Case(None, [(as_text == "true", 1)], 0)),
+        ("number", pw.Case(None, [(pw.Cast(as_text, "NUMERIC") != 0, 1)], 0)),
+    ], 0)  # an object counts as none, as in the SQLite branch
 
 
 def _task_shape(long_task_minutes: float) -> list[pw.Node]:
@@ -200,8 +220,9 @@ def spend_by_bucket(run_id: str, start: float, bucket_seconds: float) -> list[tu
     """(bucket index, dollars booked in it) for buckets of ``bucket_seconds`` from ``start``
     (buckets without spend are absent)."""
     # SQLite's CAST truncates, and every booking is at or after ``start`` (their minimum), so
-    # it floors. (PostgreSQL's CAST rounds: a PostgreSQL store would take FLOOR first.)
-    index = pw.Cast((_BOOKED_AT - start) / bucket_seconds, "INTEGER")
+    # it floors. PostgreSQL's CAST rounds: it takes FLOOR first.
+    offset = (_BOOKED_AT - start) / bucket_seconds
+    index = pw.Cast(pw.fn.FLOOR(offset) if _on_postgresql() else offset, "INTEGER")
     query = (
         m.Attempt.select(index, pw.fn.SUM(pw.fn.COALESCE(m.Attempt.cost_usd, 0)))
         .where(m.Attempt.run == run_id)

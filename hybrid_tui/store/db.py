@@ -12,6 +12,7 @@ import operator
 import time
 from pathlib import Path
 from typing import Any, Iterator, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import peewee as pw
 from playhouse.db_url import connect
@@ -40,20 +41,73 @@ def sqlite_url(path: str | Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
 
-# Pre-built SQLite statements for the two hottest writes (parameters in this order).
-_BUMP_VERSION_SQL = (
-    f'UPDATE "{m.Run._meta.table_name}" SET "version" = "version" + 1, "updated_at" = ? '
-    'WHERE "id" = ? RETURNING "version"'
-)
+# Pre-built statements for the hottest writes, built once per placeholder style (``?`` on
+# SQLite, ``%s`` on PostgreSQL): peewee compiles each query afresh (~0.1 ms each).
 _EVENT_COLUMNS = ("run", "ts", "kind", "level", "task_id", "attempt", "agent_id", "message", "data_json")
-_INSERT_EVENT_SQL = (
-    f'INSERT INTO "{m.Event._meta.table_name}" ('
-    + ", ".join(f'"{m.Event._meta.fields[name].column_name}"' for name in _EVENT_COLUMNS)
-    + ") VALUES (" + ", ".join("?" for _ in _EVENT_COLUMNS) + ")"
-)
+_STATEMENT_CACHE: dict[tuple, Any] = {}
+
+
+def _cached(key: tuple, build, rows: int = 1) -> Any:
+    """``build()``, kept under ``key`` (multi-row statements of many rows are built afresh:
+    one per row count would pile up)."""
+    found = _STATEMENT_CACHE.get(key)
+    if found is None:
+        found = build()
+        if rows <= 16:
+            _STATEMENT_CACHE[key] = found
+    return found
+
+
+def _bump_version_sql(param: str, notify: bool) -> str:
+    """Bump the run's change counter and return it; on PostgreSQL it also queues a
+    ``NOTIFY`` of the run id (delivered when the transaction commits, once however many
+    transactions of it queue one)."""
+    def build() -> str:
+        update = (f'UPDATE "{m.Run._meta.table_name}" SET "version" = "version" + 1, "updated_at" = {param} '
+                  f'WHERE "id" = {param} RETURNING "id", "version"')
+        if not notify:
+            return update
+        return f"WITH bumped AS ({update}) SELECT version, pg_notify('{CHANGE_CHANNEL}', id) FROM bumped"
+    return _cached(("bump", param, notify), build)
+
+
+def _insert_event_sql(param: str, *, with_seq: bool = False, rows: int = 1, returning: bool = False) -> str:
+    def build() -> str:
+        names = (("seq",) if with_seq else ()) + _EVENT_COLUMNS
+        one = "(" + ", ".join(param for _ in names) + ")"
+        sql = (f'INSERT INTO "{m.Event._meta.table_name}" ('
+               + ", ".join(f'"{m.Event._meta.fields[name].column_name}"' for name in names)
+               + ") VALUES " + ", ".join(one for _ in range(rows)))
+        return sql + ' RETURNING "seq"' if returning else sql
+    return _cached(("event", param, with_seq, rows, returning), build, rows)
+
 
 _LAST_EVENT_SQL = f'SELECT max("seq") FROM "{m.Event._meta.table_name}"'
+# PostgreSQL: the next ``count`` numbers of the event table's sequence.
+_NEXT_EVENT_SEQS_SQL = (f"SELECT nextval(pg_get_serial_sequence('\"{m.Event._meta.table_name}\"', 'seq')) "
+                        "FROM generate_series(1, %s)")
 
+_EVENT_TEXT_COLUMNS = tuple(i for i, name in enumerate(_EVENT_COLUMNS) if name in ("task_id", "agent_id"))
+_EVENT_ATTEMPT_COLUMN = _EVENT_COLUMNS.index("attempt")
+
+
+def _pg_event_row(row: tuple) -> tuple:
+    """An event row as PostgreSQL's typed columns take it: SQLite stores a task id of 7 as
+    the text '7' and an attempt of True as 1 (column affinity); PostgreSQL refuses both."""
+    if all(row[i] is None or type(row[i]) is str for i in _EVENT_TEXT_COLUMNS) and (
+            row[_EVENT_ATTEMPT_COLUMN] is None or type(row[_EVENT_ATTEMPT_COLUMN]) is int):
+        return row
+    out = list(row)
+    for i in _EVENT_TEXT_COLUMNS:
+        if out[i] is not None:
+            out[i] = str(out[i])
+    if out[_EVENT_ATTEMPT_COLUMN] is not None:
+        out[_EVENT_ATTEMPT_COLUMN] = int(out[_EVENT_ATTEMPT_COLUMN])
+    return tuple(out)
+
+
+# LISTEN/NOTIFY channel of a PostgreSQL store: the payload is the run id that changed.
+CHANGE_CHANNEL = "hybrid_tui_changes"
 
 class _EventDataEncoder(json.JSONEncoder):
     """``json.JSONEncoder(default=str, sort_keys=True)``; ``encode`` of a dict reuses one C
@@ -94,53 +148,109 @@ class _EventDataEncoder(json.JSONEncoder):
 EVENT_DATA_ENCODER = _EventDataEncoder()  # built once: json.dumps(**options) builds one per call
 
 
-_PENDING_CONTROL_SQL = (
-    f'SELECT 1 FROM "{m.Control._meta.table_name}" WHERE "{m.Control.run.column_name}" = ? '
-    "AND \"status\" = 'pending' LIMIT 1"
-)
-_UPDATE_SQL_CACHE: dict[tuple, str] = {}
-_INSERT_SQL_CACHE: dict[tuple, tuple[str, tuple[str, ...]]] = {}
+def _pending_control_sql(param: str) -> str:
+    return _cached(("pending-control", param), lambda: (
+        f'SELECT 1 FROM "{m.Control._meta.table_name}" WHERE "{m.Control.run.column_name}" = {param} '
+        "AND \"status\" = 'pending' LIMIT 1"))
 
 
 def _column(model: type[pw.Model], name: str) -> str:
     return f'"{model._meta.fields[name].column_name}"'
 
 
-def _update_sql(model: type[pw.Model], names: tuple[str, ...], increments: tuple[str, ...], keys: tuple[str, ...]) -> str:
-    cache_key = (model, names, increments, keys)
-    sql = _UPDATE_SQL_CACHE.get(cache_key)
-    if sql is None:
-        sets = [f"{_column(model, n)} = ?" for n in names] + [f"{_column(model, n)} = {_column(model, n)} + ?" for n in increments]
-        sql = (f'UPDATE "{model._meta.table_name}" SET ' + ", ".join(sets)
-               + " WHERE " + " AND ".join(f"{_column(model, k)} = ?" for k in keys))
-        _UPDATE_SQL_CACHE[cache_key] = sql
-    return sql
+def _unique_key(model: type[pw.Model]) -> tuple[str, ...]:
+    """The field names of the model's unique index (what an upsert conflicts on)."""
+    for fields, unique in model._meta.indexes:
+        if unique:
+            return tuple(fields)
+    raise StoreError(f"{model.__name__} has no unique index to upsert on")
 
 
-def _insert_sql(model: type[pw.Model], names: tuple[str, ...], or_replace: bool = False) -> tuple[str, tuple[str, ...]]:
+def _update_sql(model: type[pw.Model], names: tuple[str, ...], increments: tuple[str, ...], keys: tuple[str, ...],
+                param: str = "?") -> str:
+    found = _STATEMENT_CACHE.get((model, names, increments, keys, param))
+    if found is not None:  # the hot path: no closure built
+        return found
+
+    def build() -> str:
+        sets = ([f"{_column(model, n)} = {param}" for n in names]
+                + [f"{_column(model, n)} = {_column(model, n)} + {param}" for n in increments])
+        return (f'UPDATE "{model._meta.table_name}" SET ' + ", ".join(sets)
+                + " WHERE " + " AND ".join(f"{_column(model, k)} = {param}" for k in keys))
+    return _cached((model, names, increments, keys, param), build)
+
+
+def _insert_sql(model: type[pw.Model], names: tuple[str, ...], upsert: bool = False, param: str = "?",
+                rows: int = 1, returning: str = "") -> tuple[str, tuple[str, ...]]:
     """INSERT of ``names`` plus every other field that has a Python-side default (peewee
-    fills those in; the tables have no SQL defaults)."""
-    cache_key = (model, names, or_replace)
-    found = _INSERT_SQL_CACHE.get(cache_key)
-    if found is None:
+    fills those in; the tables have no SQL defaults), ``rows`` rows in one statement.
+    ``upsert``: a row with the same unique key gets the new values (``ON CONFLICT ... DO
+    UPDATE``, the same text on SQLite and PostgreSQL)."""
+    found = _STATEMENT_CACHE.get((model, names, upsert, param, rows, returning))
+    if found is not None:  # the hot path: no closure built
+        return found
+
+    def build() -> tuple[str, tuple[str, ...]]:
         given = set(names)
         defaulted = tuple(f.name for f in model._meta.sorted_fields
                           if f.name not in given and f.default is not None and not isinstance(f, pw.AutoField))
         columns = names + defaulted
-        verb = "INSERT OR REPLACE" if or_replace else "INSERT"
-        sql = (f'{verb} INTO "{model._meta.table_name}" (' + ", ".join(_column(model, n) for n in columns)
-               + ") VALUES (" + ", ".join("?" for _ in columns) + ")")
-        found = _INSERT_SQL_CACHE[cache_key] = (sql, defaulted)
-    return found
+        one = "(" + ", ".join(param for _ in columns) + ")"
+        sql = (f'INSERT INTO "{model._meta.table_name}" (' + ", ".join(_column(model, n) for n in columns)
+               + ") VALUES " + ", ".join(one for _ in range(rows)))
+        if upsert:
+            key = _unique_key(model)
+            sql += (" ON CONFLICT (" + ", ".join(_column(model, k) for k in key) + ") DO UPDATE SET "
+                    + ", ".join(f"{_column(model, n)} = excluded.{_column(model, n)}" for n in columns if n not in key))
+        if returning:
+            sql += f" RETURNING {_column(model, returning)}"
+        return sql, defaulted
+    return _cached((model, names, upsert, param, rows, returning), build, rows)
 
 
-def _delete_sql(model: type[pw.Model], keys: tuple[str, ...]) -> str:
-    cache_key = (model, "delete", keys)
-    sql = _UPDATE_SQL_CACHE.get(cache_key)
-    if sql is None:
-        sql = _UPDATE_SQL_CACHE[cache_key] = (f'DELETE FROM "{model._meta.table_name}" WHERE '
-                                              + " AND ".join(f"{_column(model, k)} = ?" for k in keys))
-    return sql
+def _delete_sql(model: type[pw.Model], keys: tuple[str, ...], param: str = "?") -> str:
+    return _cached((model, "delete", keys, param), lambda: (
+        f'DELETE FROM "{model._meta.table_name}" WHERE ' + " AND ".join(f"{_column(model, k)} = {param}" for k in keys)))
+
+
+def _pg_type(model: type[pw.Model], name: str) -> str:
+    """The PostgreSQL type of a column (for the casts of a multi-row update's VALUES list,
+    whose untyped parameters would otherwise be taken as text)."""
+    field = model._meta.fields[name]
+    if isinstance(field, pw.ForeignKeyField):
+        field = field.rel_field
+    return pw.PostgresqlDatabase.field_types.get(field.field_type) or {
+        "INT": "INTEGER", "AUTO": "INTEGER", "BIGAUTO": "BIGINT"}.get(field.field_type, field.field_type)
+
+
+def _pg_update_many_sql(model: type[pw.Model], names: tuple[str, ...], increments: tuple[str, ...],
+                        keys: tuple[str, ...], rows: int) -> str:
+    """One UPDATE of ``rows`` rows: ``UPDATE t SET a = v.c0 ... FROM (VALUES ...) v WHERE
+    t.key = v.key`` (PostgreSQL only)."""
+    def build() -> str:
+        columns = [*names, *increments, *keys]
+        aliases = [f"c{i}" for i in range(len(columns))]
+        # Casts on the first row type the whole VALUES list.
+        first = "(" + ", ".join(f"CAST(%s AS {_pg_type(model, n)})" for n in columns) + ")"
+        rest = "(" + ", ".join("%s" for _ in columns) + ")"
+        table = f'"{model._meta.table_name}"'
+        sets = ([f"{_column(model, n)} = v.{a}" for n, a in zip(names, aliases)]
+                + [f"{_column(model, n)} = {table}.{_column(model, n)} + v.{a}"
+                   for n, a in zip(increments, aliases[len(names):])])
+        where = [f"{table}.{_column(model, k)} = v.{a}" for k, a in zip(keys, aliases[len(names) + len(increments):])]
+        return (f"UPDATE {table} SET " + ", ".join(sets) + " FROM (VALUES " + ", ".join([first] + [rest] * (rows - 1))
+                + ") AS v(" + ", ".join(aliases) + ") WHERE " + " AND ".join(where))
+    return _cached(("pg-update-many", model, names, increments, keys, rows), build, rows)
+
+
+# PostgreSQL takes at most 65,535 parameters a statement; batches stay well under.
+_MAX_PARAMETERS = 20_000
+
+
+def _batches(rows: list[tuple], width: int) -> Iterator[list[tuple]]:
+    size = max(1, _MAX_PARAMETERS // max(1, width))
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]
 
 
 _STATIC_DEFAULTS: dict[tuple, tuple] = {}
@@ -177,15 +287,19 @@ class Stager(Protocol):
 
 class StagedWrites:
     """Writes held until the commit. Updates are merged per row (the last value of each field
-    wins, increments add up) and written as one ``executemany`` per (table, field set);
-    inserts and deletes keep their order (runs of the same statement become one
-    ``executemany``) and are written before the merged updates: merge the rows of a table,
-    or keep them in order, not both. Outside a transaction each write happens at once."""
+    wins, increments add up) and written as one batch per (table, field set); inserts and
+    deletes keep their order (runs of the same statement become one batch) and are written
+    before the merged updates: merge the rows of a table, or keep them in order, not both.
+    Outside a transaction each write happens at once.
+
+    A batch is one ``executemany`` of a prepared statement on SQLite (in-process: no round
+    trip to save) and one multi-row statement on PostgreSQL (one round trip a batch)."""
 
     def __init__(self, store: "Store"):
         self.store = store
         self._updates: list[tuple[type[pw.Model], tuple, tuple, dict[str, Any], dict[str, Any] | None]] = []
-        self._statements: list[tuple[str, tuple]] = []
+        # (kind, model, names, upsert, params): kind "insert" or "delete"
+        self._statements: list[tuple[str, type[pw.Model], tuple[str, ...], bool, tuple]] = []
 
     def update(self, model: type[pw.Model], fields: dict[str, Any], *, where: dict[str, Any],
                increments: dict[str, Any] | None = None) -> None:
@@ -196,24 +310,29 @@ class StagedWrites:
         self._updates.append((model, tuple(where), tuple(where.values()), fields, increments))
 
     def insert(self, model: type[pw.Model], fields: dict[str, Any], *, or_replace: bool = False) -> None:
-        if not self.store.is_sqlite or self.store.db.transaction_depth() == 0:
+        """Insert a row; ``or_replace``: a row with the same unique key takes its values."""
+        if self.store.db.transaction_depth() == 0:
             self.store.insert_row(model, fields, or_replace=or_replace)
             return
-        sql, defaulted = _insert_sql(model, tuple(fields), or_replace)
-        self._statements.append((sql, (*fields.values(), *_defaults(model, defaulted))))
+        names = tuple(fields)
+        _, defaulted = _insert_sql(model, names, or_replace, self.store.param)
+        self._statements.append(("insert", model, names, or_replace, (*fields.values(), *_defaults(model, defaulted))))
 
     def delete(self, model: type[pw.Model], *, where: dict[str, Any]) -> None:
-        if not self.store.is_sqlite or self.store.db.transaction_depth() == 0:
+        if self.store.db.transaction_depth() == 0:
             self.store.delete_rows(model, where=where)
             return
-        self._statements.append((_delete_sql(model, tuple(where)), tuple(where.values())))
+        self._statements.append(("delete", model, tuple(where), False, tuple(where.values())))
 
     def flush_staged(self) -> None:
         if self._statements:
             statements, self._statements = self._statements, []
-            cursor = self.store.db.cursor()
-            for sql, run in itertools.groupby(statements, key=operator.itemgetter(0)):  # in order
-                cursor.executemany(sql, [params for _, params in run])
+            for (kind, model, names, upsert), run in itertools.groupby(statements, key=operator.itemgetter(0, 1, 2, 3)):
+                rows = [params for *_, params in run]  # in order
+                if kind == "insert":
+                    self.store.insert_many_rows(model, names, rows, upsert=upsert)
+                else:
+                    self.store.delete_many_rows(model, names, rows)
         if not self._updates:
             return
         ops, self._updates = self._updates, []
@@ -247,14 +366,23 @@ class Store:
     (:attr:`staged`, or any registered :class:`Stager`): they reach the database just before
     the outermost transaction commits, and are forgotten when it rolls back. Staging is for
     the thread that owns the transaction (the runtime's loop thread).
+
+    The same code runs on SQLite and PostgreSQL: statements are built with the database's
+    placeholder (:attr:`param`); the few places that differ test :attr:`is_sqlite`.
     """
 
     def __init__(self, db: pw.Database, url: str):
         self.db = db
         self.url = url
         self.is_sqlite = isinstance(db, pw.SqliteDatabase)
+        self.param = db.param
         self.staged = StagedWrites(self)
         self._stagers: list[Stager] = [self.staged]
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return "sqlite" if self.is_sqlite else "postgresql"
 
     def add_stager(self, stager: Stager) -> None:
         self._stagers.append(stager)
@@ -266,23 +394,21 @@ class Store:
     # -- transactions -----------------------------------------------------------------
     @contextlib.contextmanager
     def write(self, run_id: str | None = None) -> Iterator[int]:
-        """A write transaction; yields the new change version of ``run_id`` (0 without one)."""
+        """A write transaction; yields the new change version of ``run_id`` (0 without one).
+        On PostgreSQL its commit notifies the listeners of ``run_id`` (:meth:`change_feed`)."""
         # Decided before entering: peewee 4 does not count savepoints in transaction_depth().
         outermost = self.db.transaction_depth() == 0
         ctx = self.db.atomic("IMMEDIATE") if self.is_sqlite else self.db.atomic()
         with ctx:
             version = 0
             if run_id is not None:
-                if outermost and self.is_sqlite:
+                if outermost:
                     # Every state change runs this: one pre-built statement, not peewee's
                     # UPDATE + SELECT compiled afresh each time (bench/: ~40% of a transition).
-                    rows = self.db.execute_sql(_BUMP_VERSION_SQL, (time.time(), run_id)).fetchall()
-                    version = rows[0][0] if rows else 0
+                    sql = _bump_version_sql(self.param, notify=not self.is_sqlite)
+                    rows = self.db.execute_sql(sql, (time.time(), run_id)).fetchall()
+                    version = rows[0][-1 if self.is_sqlite else 0] if rows else 0
                 else:
-                    if outermost:
-                        m.Run.update(version=m.Run.version + 1, updated_at=time.time()).where(
-                            m.Run.id == run_id
-                        ).execute()
                     version = m.Run.select(m.Run.version).where(m.Run.id == run_id).scalar() or 0
             if not outermost:
                 yield version
@@ -297,8 +423,11 @@ class Store:
                 raise
 
     def read(self):
-        """A read snapshot (consistent view across several queries)."""
-        return self.db.atomic()
+        """A read snapshot (consistent view across several queries): on PostgreSQL a
+        ``REPEATABLE READ READ ONLY`` transaction (READ COMMITTED, its default, would let
+        each query see other commits); on SQLite a deferred transaction (its first read
+        fixes the snapshot). Inside another transaction it is a savepoint of it."""
+        return snapshot(self.db)
 
     def close(self) -> None:
         if not self.db.is_closed():
@@ -309,56 +438,69 @@ class Store:
                     increments: dict[str, Any] | None = None) -> None:
         """``UPDATE model SET fields (, col = col + increment) WHERE every where-field equals``.
 
-        The runtime writes a few task/agent/attempt rows per task lifecycle: on SQLite one
-        cached statement per field set (peewee compiles each query afresh, ~0.1 ms each).
-        Values must be plain column values (str, int, float, None)."""
+        The runtime writes a few task/agent/attempt rows per task lifecycle: one cached
+        statement per field set (peewee compiles each query afresh, ~0.1 ms each). Values
+        must be plain column values (str, int, float, None)."""
         increments = increments or {}
-        if not self.is_sqlite:
-            updates: dict[Any, Any] = dict(fields)
-            for name, step in increments.items():
-                updates[name] = getattr(model, name) + step
-            condition = None
-            for name, value in where.items():
-                term = getattr(model, name) == value
-                condition = term if condition is None else condition & term
-            model.update(updates).where(condition).execute()
-            return
-        sql = _update_sql(model, tuple(fields), tuple(increments), tuple(where))
+        sql = _update_sql(model, tuple(fields), tuple(increments), tuple(where), self.param)
         self.db.execute_sql(sql, (*fields.values(), *increments.values(), *where.values()))
 
     def update_many(self, model: type[pw.Model], names: tuple[str, ...], keys: tuple[str, ...],
                     rows: list[tuple], *, increments: tuple[str, ...] = ()) -> None:
-        """One UPDATE per row (values of ``names``, then of ``increments``, added to the
-        column, then of ``keys``), as one executemany."""
+        """Update rows (values of ``names``, then of ``increments``, added to the column,
+        then of ``keys``): one executemany on SQLite, multi-row UPDATEs on PostgreSQL."""
         if not rows:
             return
-        if not self.is_sqlite:
-            split = len(names) + len(increments)
-            for row in rows:
-                self.update_rows(model, dict(zip(names, row)), where=dict(zip(keys, row[split:])),
-                                 increments=dict(zip(increments, row[len(names):split])))
+        if self.is_sqlite:
+            self.db.cursor().executemany(_update_sql(model, names, increments, keys), rows)
             return
-        cursor = self.db.cursor()
-        cursor.executemany(_update_sql(model, names, increments, keys), rows)
+        width = len(names) + len(increments) + len(keys)
+        for batch in _batches(rows, width):
+            sql = _pg_update_many_sql(model, names, increments, keys, len(batch))
+            self.db.execute_sql(sql, [value for row in batch for value in row])
 
     def delete_rows(self, model: type[pw.Model], *, where: dict[str, Any]) -> None:
-        if not self.is_sqlite:
-            condition = None
-            for name, value in where.items():
-                term = getattr(model, name) == value
-                condition = term if condition is None else condition & term
-            model.delete().where(condition).execute()
+        self.db.execute_sql(_delete_sql(model, tuple(where), self.param), tuple(where.values()))
+
+    def delete_many_rows(self, model: type[pw.Model], keys: tuple[str, ...], rows: list[tuple]) -> None:
+        """Delete the rows whose ``keys`` equal each of ``rows``: one executemany on SQLite,
+        ``DELETE ... WHERE (keys) IN (VALUES ...)`` on PostgreSQL."""
+        if not rows:
             return
-        self.db.execute_sql(_delete_sql(model, tuple(where)), tuple(where.values()))
+        if self.is_sqlite:
+            self.db.cursor().executemany(_delete_sql(model, keys), rows)
+            return
+        one = "(" + ", ".join("%s" for _ in keys) + ")"
+        for batch in _batches(rows, len(keys)):
+            sql = (f'DELETE FROM "{model._meta.table_name}" WHERE (' + ", ".join(_column(model, k) for k in keys)
+                   + ") IN (VALUES " + ", ".join(one for _ in batch) + ")")
+            self.db.execute_sql(sql, [value for row in batch for value in row])
 
     def insert_row(self, model: type[pw.Model], fields: dict[str, Any], *, or_replace: bool = False) -> int:
         """Insert one row (fields not given take their model default); returns its id.
-        ``or_replace``: a row with the same unique key is replaced."""
-        if not self.is_sqlite:
-            query = model.insert(**fields)
-            return (query.on_conflict_replace() if or_replace else query).execute()
-        sql, defaulted = _insert_sql(model, tuple(fields), or_replace)
-        return self.db.execute_sql(sql, (*fields.values(), *_defaults(model, defaulted))).lastrowid
+        ``or_replace``: a row with the same unique key takes the new values (an upsert)."""
+        returning = "" if self.is_sqlite else model._meta.primary_key.name
+        sql, defaulted = _insert_sql(model, tuple(fields), or_replace, self.param, returning=returning)
+        cursor = self.db.execute_sql(sql, (*fields.values(), *_defaults(model, defaulted)))
+        return cursor.lastrowid if self.is_sqlite else cursor.fetchone()[0]
+
+    def insert_many_rows(self, model: type[pw.Model], names: tuple[str, ...], rows: list[tuple], *,
+                         upsert: bool = False) -> None:
+        """Insert rows (values of ``names`` then of the defaulted fields, as staged):
+        one executemany on SQLite, multi-row INSERTs on PostgreSQL."""
+        if not rows:
+            return
+        if self.is_sqlite:
+            sql, _ = _insert_sql(model, names, upsert)
+            self.db.cursor().executemany(sql, rows)
+            return
+        # A multi-row upsert may not touch one key twice: the last row of each key wins.
+        if upsert:
+            key_positions = [names.index(k) for k in _unique_key(model)]
+            rows = list({tuple(row[i] for i in key_positions): row for row in rows}.values())
+        for batch in _batches(rows, len(rows[0])):
+            sql, _ = _insert_sql(model, names, upsert, self.param, rows=len(batch))
+            self.db.execute_sql(sql, [value for row in batch for value in row])
 
     # -- events and control -----------------------------------------------------------
     def add_event(
@@ -385,12 +527,14 @@ class Store:
             message=message,
             data_json=EVENT_DATA_ENCODER.encode(data),
         )
-        if not self.is_sqlite:
-            return m.Event.create(**fields)
         # Several events per task lifecycle: a pre-built INSERT skips peewee's per-call SQL
         # compilation (the row object is built without a query).
-        cursor = self.db.execute_sql(_INSERT_EVENT_SQL, tuple(fields.values()))
-        return m.Event(seq=cursor.lastrowid, **fields)
+        if self.is_sqlite:
+            seq = self.db.execute_sql(_insert_event_sql(self.param), tuple(fields.values())).lastrowid
+        else:
+            sql = _insert_event_sql(self.param, returning=True)
+            seq = self.db.execute_sql(sql, _pg_event_row(tuple(fields.values()))).fetchone()[0]
+        return m.Event(seq=seq, **fields)
 
     def add_events(self, rows: list[tuple]) -> list[int]:
         """Insert events (tuples in ``_EVENT_COLUMNS`` order, ``data_json`` already encoded) as
@@ -399,31 +543,42 @@ class Store:
         if not rows:
             return []
         if not self.is_sqlite:
-            return [m.Event.insert(**dict(zip(_EVENT_COLUMNS, row))).execute() for row in rows]
+            # Numbers taken from the sequence first, then one multi-row INSERT with them (the
+            # order of a multi-row INSERT's RETURNING rows is not promised).
+            seqs = sorted(seq for (seq,) in self.db.execute_sql(_NEXT_EVENT_SEQS_SQL, (len(rows),)).fetchall())
+            rows = [_pg_event_row(row) for row in rows]
+            for start in range(0, len(rows), 1000):
+                batch = rows[start:start + 1000]
+                sql = _insert_event_sql(self.param, with_seq=True, rows=len(batch))
+                self.db.execute_sql(sql, [value for seq, row in zip(seqs[start:], batch) for value in (seq, *row)])
+            return seqs
         last = self.db.execute_sql(_LAST_EVENT_SQL).fetchone()[0] or 0
         # SQLite numbers a row of a table without AUTOINCREMENT one past the largest ``seq``
         # in it: inside this transaction the rows get last+1, last+2, ... in order, the
         # numbers are not bound per row (no tuple rebuilt per event).
         cursor = self.db.cursor()
-        cursor.executemany(_INSERT_EVENT_SQL, rows)
+        cursor.executemany(_insert_event_sql(self.param), rows)
         end = last + len(rows)
         if cursor.execute("SELECT last_insert_rowid()").fetchone()[0] != end:  # the rule above broke: say so
             raise StoreError(f"event numbering: expected the last new event to be {end}")
         return list(range(last + 1, end + 1))
 
     def enqueue_control(self, run_id: str, command: str, source: str = "cli", **args: Any) -> int:
-        """Queue an operator command for the coordinator; returns its id."""
+        """Queue an operator command for the coordinator; returns its id (on PostgreSQL
+        the coordinator hears of it by NOTIFY)."""
         with self.write():
             row = m.Control.create(
                 run=run_id, ts=time.time(), command=command, args_json=json.dumps(args), source=source
             )
+            if not self.is_sqlite:
+                self.db.execute_sql(f"SELECT pg_notify('{CHANGE_CHANNEL}', %s)", (run_id,))
         return row.id
 
     def pending_controls(self, run_id: str) -> list[m.Control]:
-        if self.is_sqlite:  # polled every loop iteration: a cheap probe first, usually empty
-            probe = self.db.execute_sql(_PENDING_CONTROL_SQL, (run_id,)).fetchone()
-            if probe is None:
-                return []
+        # Polled every loop iteration: a cheap probe first, usually empty.
+        probe = self.db.execute_sql(_pending_control_sql(self.param), (run_id,)).fetchone()
+        if probe is None:
+            return []
         return list(
             m.Control.select()
             .where((m.Control.run == run_id) & (m.Control.status == "pending"))
@@ -436,18 +591,199 @@ class Store:
         except m.Run.DoesNotExist:
             raise StoreError(f"unknown run {run_id!r}") from None
 
+    # -- PostgreSQL: the run lock and change notifications -------------------------------
+    def run_lock(self, run_id: str) -> "AdvisoryRunLock":
+        """The run's lock on a PostgreSQL store (SQLite stores lock the run folder instead)."""
+        if self.is_sqlite:
+            raise StoreError("a SQLite store's run lock is the run folder's coordinator.lock")
+        return AdvisoryRunLock(self.url, run_id)
+
+    def change_feed(self, run_id: str, slow_poll_seconds: float = 5.0) -> "ChangeFeed":
+        """Whether ``run_id`` may have changed since last asked: LISTEN/NOTIFY on PostgreSQL
+        (with a slow poll as fallback), always yes on SQLite (which has no notifications:
+        its readers poll)."""
+        return ChangeFeed(None if self.is_sqlite else self.url, run_id, slow_poll_seconds)
+
+
+@contextlib.contextmanager
+def snapshot(db: pw.Database) -> Iterator[None]:
+    """A read-only snapshot transaction on ``db`` (see :meth:`Store.read`)."""
+    if isinstance(db, pw.PostgresqlDatabase) and db.transaction_depth() == 0:
+        with db.atomic("REPEATABLE READ READ ONLY"):
+            yield
+        return
+    with db.atomic():
+        yield
+
+
+def _session(url: str):
+    """A PostgreSQL session of its own (autocommit), outside peewee's per-thread connections."""
+    import psycopg
+
+    try:
+        return psycopg.connect(url, autocommit=True)
+    except psycopg.Error as exc:
+        raise StoreError(f"{redact_url(url)}: cannot connect: {' '.join(str(exc).split())}") from None
+
+
+# The advisory-lock key space of hybrid-tui's run locks (the first of the two int keys).
+_RUN_LOCK_CLASS = 0x4879  # "Hy"
+
+
+class AdvisoryRunLock:
+    """At most one coordinator drives a run on a PostgreSQL store: a session-level advisory
+    lock on ``(hybrid-tui, hashtext(run id))`` held by a session the coordinator opens for
+    it. The server drops it when that session ends (the process exits or dies, even on
+    SIGKILL, or the connection is lost), so a crashed coordinator leaves no stale lock."""
+
+    def __init__(self, url: str, run_id: str):
+        self.url = url
+        self.run_id = run_id
+        self._session = None
+
+    def try_acquire(self) -> bool:
+        """True when this process now holds the run (or held it already)."""
+        if self._session is not None:
+            return True
+        session = _session(self.url)
+        (got,) = session.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+                                 (_RUN_LOCK_CLASS, self.run_id)).fetchone()
+        if not got:
+            session.close()
+            return False
+        self._session = session
+        return True
+
+    def holder_pid(self) -> int | None:
+        """The server process id of the session holding the run's lock (None: free)."""
+        with _session(self.url) as session:
+            row = session.execute(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = %s "
+                "AND objid = hashtext(%s)::oid AND granted LIMIT 1", (_RUN_LOCK_CLASS, self.run_id)).fetchone()
+        return row[0] if row else None
+
+    def release(self) -> None:
+        if self._session is None:
+            return
+        try:
+            self._session.close()  # ending the session drops its advisory locks
+        finally:
+            self._session = None
+
+    @property
+    def held(self) -> bool:
+        return self._session is not None
+
+
+class ChangeFeed:
+    """``changed()``: has the run (or its control queue) changed since the previous call?
+
+    On PostgreSQL a session of its own LISTENs on :data:`CHANGE_CHANNEL`; every write
+    transaction of a run and every queued control NOTIFYs its run id. ``changed()`` drains
+    the notifications without blocking, and also says yes once ``slow_poll_seconds`` passed
+    without one (the fallback when the listening session was lost: it reconnects). Without
+    a URL (SQLite) it always says yes: the reader polls as before."""
+
+    def __init__(self, url: str | None, run_id: str, slow_poll_seconds: float = 5.0):
+        self.url = url
+        self.run_id = run_id
+        self.slow_poll_seconds = slow_poll_seconds
+        self._session = None
+        self._last_yes = 0.0
+
+    @property
+    def listening(self) -> bool:
+        return self._session is not None
+
+    def _listen(self) -> None:
+        if self._session is not None or self.url is None:
+            return
+        try:
+            session = _session(self.url)
+            session.execute(f"LISTEN {CHANGE_CHANNEL}")
+        except Exception:
+            return  # the slow poll covers it; retried at the next call
+        self._session = session
+
+    def changed(self) -> bool:
+        if self.url is None:
+            return True
+        now = time.monotonic()
+        self._listen()
+        heard = False
+        if self._session is not None:
+            try:
+                # timeout=0: only what already arrived (psycopg reads the socket once).
+                for note in self._session.notifies(timeout=0, stop_after=None):
+                    heard = heard or note.payload == self.run_id
+            except Exception:
+                self.close()  # lost: poll until it reconnects
+                heard = True
+        if heard or now - self._last_yes >= self.slow_poll_seconds:
+            self._last_yes = now
+            return True
+        return False
+
+    def close(self) -> None:
+        if self._session is not None:
+            try:
+                self._session.close()
+            finally:
+                self._session = None
+
+
+def store_backend_of(url: str) -> str:
+    """``sqlite`` or ``postgresql`` for a store URL; StoreError for anything else."""
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        return "sqlite"
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql"
+    raise StoreError(f"{redact_url(url)}: not a store URL (sqlite:///PATH or postgresql://USER@HOST:PORT/DB)")
+
+
+def redact_url(url: str) -> str:
+    """A store URL without its password (for messages and the run folder's store.url)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+# PostgreSQL: parse text as JSON, NULL when it does not parse (SQLite's json_valid() is
+# what the SQLite store uses). Used by store.cost_queries.
+_PG_JSON_OR_NULL = """
+CREATE OR REPLACE FUNCTION hybrid_json_or_null(doc text) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  RETURN doc::jsonb;
+EXCEPTION WHEN others THEN
+  RETURN NULL;
+END $$
+"""
+# The advisory-lock key two processes creating the same new PostgreSQL store serialise on.
+_SCHEMA_LOCK_KEY = 0x48796272  # "Hybr"
+
 
 def _check_schema(db: pw.Database, *, create: bool) -> None:
     """Create the tables of a new store, or check the schema version of an existing one."""
     is_sqlite = isinstance(db, pw.SqliteDatabase)
     # IMMEDIATE: two processes opening the same new store must not both create it.
     with db.atomic("IMMEDIATE") if is_sqlite else db.atomic():
+        if not is_sqlite:  # the same on PostgreSQL: one creator at a time
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
         if not m.SchemaVersion.table_exists():
             if db.get_tables():
                 raise StoreError("it is not a hybrid-tui store (no schema_version table)")
             if not create:
                 raise StoreError("it is empty, not a hybrid-tui store")
             db.create_tables(m.ALL_MODELS, safe=True)
+            if not is_sqlite:
+                db.execute_sql(_PG_JSON_OR_NULL)
             m.SchemaVersion.create(version=m.SCHEMA_VERSION, created_at=time.time())
             return
         row = m.SchemaVersion.select().order_by(m.SchemaVersion.version.desc()).first()
@@ -467,6 +803,26 @@ def _check_schema(db: pw.Database, *, create: bool) -> None:
         )
     if found < m.SCHEMA_VERSION:
         raise StoreError(f"its schema version {found} is older than {m.SCHEMA_VERSION} and no migration exists")
+    _add_later_columns(db)
+
+
+# Columns added to schema version 1 after stores were made with it: added (empty) at open.
+_LATER_COLUMNS = ((m.Attempt, "session_id"),)
+
+
+def _add_later_columns(db: pw.Database) -> None:
+    for model, name in _LATER_COLUMNS:
+        table = model._meta.table_name
+        if name in {column.name for column in db.get_columns(table)}:
+            continue
+        field = model._meta.fields[name]
+        try:
+            with db.atomic():
+                column_type = db.field_types.get(field.field_type, field.field_type)
+                db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{field.column_name}" '
+                               f"{column_type}({field.max_length}) NOT NULL DEFAULT ''")
+        except pw.DatabaseError as exc:
+            raise StoreError(f"cannot add the column {table}.{name} it lacks: {exc}") from None
 
 
 def open_store(url: str | Path, *, create: bool = True) -> Store:
@@ -481,15 +837,17 @@ def open_store(url: str | Path, *, create: bool = True) -> Store:
     is process-wide: one open store per process (its connections are per thread).
     """
     text = str(url)
-    shown = text
+    shown = redact_url(text)
     if "://" not in text:
         path = Path(text)
         if not create and not path.exists():
             raise StoreError(f"{path}: no such store")
         text = sqlite_url(path)
-    if text.startswith("sqlite"):
+    if store_backend_of(text) == "sqlite":
         db = connect(text, pragmas=SQLITE_PRAGMAS)
     else:
+        # peewee hands the URL's parts to psycopg (v3); a password may also come from
+        # PGPASSWORD or ~/.pgpass, as for psql.
         db = connect(text)
     m.database_proxy.initialize(db)
     try:
@@ -500,7 +858,7 @@ def open_store(url: str | Path, *, create: bool = True) -> Store:
         raise StoreError(f"{shown}: cannot open the store: {exc}") from None
     except pw.OperationalError as exc:  # e.g. a missing folder, a locked file, a server down
         db.close()
-        raise StoreError(f"{shown}: cannot open the store: {exc}") from None
+        raise StoreError(f"{shown}: cannot open the store: {' '.join(str(exc).split())}") from None
     except pw.DatabaseError as exc:
         db.close()
         raise StoreError(f"{shown}: cannot open the store: corrupt or not a database ({exc})") from None

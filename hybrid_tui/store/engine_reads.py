@@ -62,6 +62,17 @@ def failure_counts(run_id: str) -> dict[str, Counter[str]]:
     return failures
 
 
+def ended_attempt_durations(run_id: str) -> list[tuple[str, str, float, bool]]:
+    """(task id, backend, seconds, succeeded) of every implementing attempt that succeeded or
+    failed, in the order they started: what the scheduler learns its estimates from."""
+    query = (m.Attempt.select(m.Attempt.task_id, m.Attempt.backend, m.Attempt.duration_seconds, m.Attempt.outcome)
+             .where((m.Attempt.run == run_id) & (m.Attempt.phase != "planning")
+                    & m.Attempt.outcome.in_(["succeeded", "failed"]))
+             .order_by(m.Attempt.started_at, m.Attempt.id))
+    return [(task_id, backend, float(seconds or 0.0), outcome == "succeeded")
+            for task_id, backend, seconds, outcome in query.tuples()]
+
+
 def spent_usd(run_id: str, *, retries_only: bool = False) -> float:
     """What the run's attempts cost (only the retries' with ``retries_only``)."""
     condition = m.Attempt.run == run_id

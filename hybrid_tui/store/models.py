@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import peewee as pw
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: run.wait_reason, the forecast table
 
 database_proxy = pw.DatabaseProxy()
 
@@ -61,6 +61,10 @@ class Run(BaseModel):
     updated_at = pw.DoubleField()
     finished_at = pw.DoubleField(null=True)
     version = pw.BigIntegerField(default=0)
+    # Why ready tasks that hold no locked file are not running (no free agent, paused,
+    # budget, breaker), as the scheduler last said; "" when nothing holds them back.
+    wait_kind = pw.CharField(default="")  # agent, paused, budget, breaker ("" with no reason)
+    wait_reason = pw.TextField(default="")
 
 
 class Issue(BaseModel):
@@ -169,6 +173,7 @@ class Attempt(BaseModel):
     summary = pw.TextField(default="")
     log_path = pw.TextField(default="")
     version = pw.BigIntegerField(default=0, index=True)
+    session_id = pw.CharField(default="")  # an agent CLI's own session/thread id (cli backend)
     worker = pw.CharField(default="")  # the worker process that ran it ("" in-process)
 
     class Meta:
@@ -240,6 +245,22 @@ class ResourceSample(BaseModel):
     tasks_json = pw.TextField(default="{}")  # task id -> {cpu, rss} of its validation process tree
 
 
+class Forecast(BaseModel):
+    """The run's time forecast (the ``estimate`` simulator from the run's state), one row
+    per refresh; ``kind`` is ``start`` for the first one of a run, else ``update``."""
+
+    run = pw.ForeignKeyField(Run, on_delete="CASCADE")
+    ts = pw.DoubleField()
+    kind = pw.CharField(default="update")
+    remaining_seconds = pw.DoubleField()
+    low_seconds = pw.DoubleField()
+    high_seconds = pw.DoubleField()
+    tasks_left = pw.IntegerField()
+    speed = pw.DoubleField(default=1.0)  # observed seconds per estimated second
+    spread = pw.DoubleField(default=0.0)  # lognormal sigma of actual / estimate used for the range
+    samples = pw.IntegerField(default=0)
+
+
 ALL_MODELS = [
     SchemaVersion,
     Run,
@@ -254,4 +275,5 @@ ALL_MODELS = [
     Event,
     Control,
     ResourceSample,
+    Forecast,
 ]

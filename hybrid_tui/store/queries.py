@@ -19,13 +19,14 @@ import peewee as pw
 
 from hybrid_tui.core.rollback_scope import rollback_scope as scope_of_rollback
 from hybrid_tui.store import models as m
-from hybrid_tui.store.db import StoreError
+from hybrid_tui.store.db import StoreError, snapshot
 from hybrid_tui.store.records import (
     AgentRecord,
     AgentRow,
     AttemptRecord,
     ControlRecord,
     EventRecord,
+    ForecastRecord,
     IntegrationCommitRecord,
     IssueRecord,
     LockRow,
@@ -33,6 +34,7 @@ from hybrid_tui.store.records import (
     RunRecord,
     TaskRecord,
     TaskRow,
+    WaitRecord,
 )
 
 Record = TypeVar("Record", bound=tuple)
@@ -82,7 +84,7 @@ def read_snapshot_on_this_thread() -> Iterator[None]:
     if opened:
         db.connect()
     try:
-        with db.atomic():
+        with snapshot(db):
             yield
     finally:
         if opened:
@@ -318,6 +320,84 @@ def file_locks(run_id: str) -> list[LockRow]:
 def lock_holders(run_id: str) -> dict[str, str]:
     """path -> the task holding its lock."""
     return dict(_pairs(m.FileLock.select(m.FileLock.path, m.FileLock.task_id).where(m.FileLock.run == run_id)))
+
+
+# ------------------------------------------------------------------ waits and forecasts
+
+#: Queued statuses a task waits in for something other than its dependencies.
+WAITING_STATUSES = ("ready", "retry_wait", "awaiting_approval")
+
+
+def wait_reasons(run_id: str, task_ids: Iterable[str] | None = None) -> dict[str, WaitRecord]:
+    """Why each ``ready``, ``retry_wait`` or ``awaiting_approval`` task (of ``task_ids``,
+    default all) is not running: its backoff deadline; an operator's approval; the run paused; a declared file whose lock another task
+    holds (``holder``); else what the scheduler said holds every ready task back (no free
+    agent, the budget, an open circuit), stored on the run. Derived from stored rows at
+    read time, so it is never stale and costs the engine nothing."""
+    run = _first(RunRecord, _select(RunRecord, m.Run).where(m.Run.id == run_id))
+    if run is None:
+        return {}
+    query = m.Task.select(m.Task.task_id, m.Task.status, m.Task.retry_at).where(
+        (m.Task.run == run_id) & m.Task.status.in_(WAITING_STATUSES))
+    if task_ids is not None:
+        query = query.where(m.Task.task_id.in_(list(task_ids)))
+    rows = _pairs(query.order_by(m.Task.id))
+    ready = [tid for tid, status, _ in rows if status == "ready"]
+    holders = lock_holders(run_id) if ready else {}
+    held: dict[str, tuple[str, str]] = {}  # task -> (path, holder)
+    if holders:
+        for tid, path in file_operation_paths(run_id, ready):
+            holder = holders.get(path)
+            if holder is not None and holder != tid and tid not in held:
+                held[tid] = (path, holder)
+    out: dict[str, WaitRecord] = {}
+    for tid, status, retry_at in rows:
+        if status == "retry_wait":
+            out[tid] = WaitRecord(tid, "backoff", "backoff before its retry", until=retry_at)
+        elif status == "awaiting_approval":
+            out[tid] = WaitRecord(tid, "approval", "awaiting an operator's approval")
+        elif run.status == "paused":
+            out[tid] = WaitRecord(tid, "paused", f"paused: {run.pause_reason}" if run.pause_reason else "paused")
+        elif tid in held:
+            path, holder = held[tid]
+            out[tid] = WaitRecord(tid, "lock", f"{path} held by task {holder}", holder=holder)
+        elif run.wait_reason:
+            out[tid] = WaitRecord(tid, run.wait_kind or "agent", run.wait_reason)
+        else:
+            out[tid] = WaitRecord(tid, "agent", "next in line for an agent")
+    return out
+
+
+def latest_forecast(run_id: str) -> ForecastRecord | None:
+    """The run's newest time forecast (None before the first)."""
+    query = _select(ForecastRecord, m.Forecast).where(m.Forecast.run == run_id).order_by(m.Forecast.id.desc())
+    return _first(ForecastRecord, query)
+
+
+def start_forecast(run_id: str) -> ForecastRecord | None:
+    """The forecast made when the run started (its ``kind`` is ``start``)."""
+    query = _select(ForecastRecord, m.Forecast).where(
+        (m.Forecast.run == run_id) & (m.Forecast.kind == "start")).order_by(m.Forecast.id)
+    return _first(ForecastRecord, query)
+
+
+def forecast_records(run_id: str) -> list[ForecastRecord]:
+    """Every forecast of the run, oldest first."""
+    return _records(ForecastRecord, _select(ForecastRecord, m.Forecast).where(m.Forecast.run == run_id)
+                    .order_by(m.Forecast.id))
+
+
+def task_estimates_and_actuals(run_id: str) -> list[tuple[str, str, float, float]]:
+    """(task id, status, estimated minutes, seconds its attempts ran in all) per task: the
+    estimate next to what it took."""
+    spent = (m.Attempt.select(m.Attempt.task_id, pw.fn.SUM(m.Attempt.duration_seconds).alias("seconds"))
+             .where((m.Attempt.run == run_id) & (m.Attempt.phase != "planning")).group_by(m.Attempt.task_id)
+             .alias("spent"))
+    query = (m.Task.select(m.Task.task_id, m.Task.status, m.Task.estimated_duration_minutes,
+                           pw.fn.COALESCE(spent.c.seconds, 0.0))
+             .join(spent, pw.JOIN.LEFT_OUTER, on=(spent.c.task_id == m.Task.task_id))
+             .where(m.Task.run == run_id).order_by(m.Task.id))
+    return _pairs(query)
 
 
 def resource_samples(run_id: str, limit: int = 60) -> list[ResourceSampleRecord]:

@@ -38,6 +38,8 @@ class RunRecord(NamedTuple):
     updated_at: float
     finished_at: float | None
     version: int
+    wait_kind: str
+    wait_reason: str
 
 
 class IssueRecord(NamedTuple):
@@ -205,3 +207,33 @@ class ResourceSampleRecord(NamedTuple):
     coordinator_rss_bytes: int
     open_files: int
     tasks_json: str
+
+
+class ForecastRecord(NamedTuple):
+    """One refresh of the run's time forecast (``finish_at`` = ``ts`` + ``remaining_seconds``)."""
+
+    ts: float
+    kind: str
+    remaining_seconds: float
+    low_seconds: float
+    high_seconds: float
+    tasks_left: int
+    speed: float
+    spread: float
+    samples: int
+
+    @property
+    def finish_at(self) -> float:
+        return self.ts + self.remaining_seconds
+
+
+class WaitRecord(NamedTuple):
+    """Why a queued task is not running: ``kind`` (``backoff``, ``lock``, ``paused``,
+    ``agent``, ...), a one-line ``message``, the ``holder`` of its file lock, the end of
+    its backoff (``until``)."""
+
+    task_id: str
+    kind: str
+    message: str
+    holder: str | None = None
+    until: float | None = None

@@ -6,7 +6,8 @@ entry rule, not a scheduling decision.
 
 A run folder (``<runs_dir>/<run id>/``) holds ``state.db`` (the store), ``events.jsonl``,
 ``worktrees/`` and ``logs/``. The default runs folder is ``.hybrid/runs`` under the
-working directory.
+working directory. A run whose store is elsewhere (``--store postgresql://...``) has
+``store.url`` in its folder instead of ``state.db``: the store's URL without its password.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ import peewee as pw
 from hybrid_tui.core.policies import needs_approval
 from hybrid_tui.spec.models import SisTask
 from hybrid_tui.store import models as m
-from hybrid_tui.store.db import Store, StoreError
+from hybrid_tui.store.db import Store, StoreError, redact_url, snapshot, store_backend_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybrid_tui.spec.loader import Mission
 
 DEFAULT_RUNS_DIR = Path(".hybrid") / "runs"
 STATE_DB = "state.db"
+STORE_URL_FILE = "store.url"
 EVENTS_FILE = "events.jsonl"
 WORKTREES_DIR = "worktrees"
 LOGS_DIR = "logs"
@@ -57,6 +59,24 @@ def run_dir_for(runs_dir: str | Path, run_id: str) -> Path:
 
 def state_db_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / STATE_DB
+
+
+def record_store_url(run_dir: str | Path, url: str) -> None:
+    """Note in the run folder where its store is (the URL without a password: that comes
+    from PGPASSWORD or ~/.pgpass when the run is reopened)."""
+    (Path(run_dir) / STORE_URL_FILE).write_text(redact_url(url) + "\n")
+
+
+def run_store_location(run_dir: str | Path) -> str | None:
+    """Where the run folder's store is: its ``store.url``, else its ``state.db`` (None:
+    neither, not a run folder)."""
+    run_dir = Path(run_dir)
+    url_file = run_dir / STORE_URL_FILE
+    if url_file.is_file():
+        return url_file.read_text().strip()
+    if state_db_path(run_dir).is_file():
+        return str(state_db_path(run_dir))
+    return None
 
 
 def init_run_dir(run_dir: str | Path) -> Path:
@@ -252,47 +272,86 @@ class RunSummary:
     error: str = ""  # why the store could not be read; empty when it was
 
 
+def _summaries(db: pw.Database, run_ids: list[str] | None, run_dir: Path | None = None) -> list[RunSummary]:
+    """Summaries of ``run_ids`` (None: every run in the store) read through ``db``, a
+    connection of its own: ``db.execute`` compiles each query for it, so the models stay
+    bound to the process's open store."""
+    query = m.Run.select(m.Run.id, m.Run.mission_name, m.Run.status, m.Run.created_at, m.Run.run_dir)
+    if run_ids is not None:
+        query = query.where(m.Run.id.in_(run_ids))
+    out = []
+    with snapshot(db):
+        for run_id, mission, status, created_at, stored_dir in db.execute(query.order_by(m.Run.created_at)).fetchall():
+            done = pw.fn.SUM(pw.Case(None, [(m.Task.status == "done", 1)], 0))
+            total, done = db.execute(
+                m.Task.select(pw.fn.COUNT(m.Task.id), pw.fn.COALESCE(done, 0)).where(m.Task.run == run_id)
+            ).fetchone()
+            (spend,) = db.execute(
+                m.Attempt.select(pw.fn.COALESCE(pw.fn.SUM(m.Attempt.cost_usd), 0)).where(m.Attempt.run == run_id)
+            ).fetchone()
+            out.append(RunSummary(run_id, run_dir or Path(stored_dir), mission, status, int(done), int(total),
+                                  float(spend), created_at))
+    return out
+
+
 def read_run_summary(run_dir: str | Path) -> RunSummary:
-    """Summarise the run in ``run_dir`` from its state.db, opened read-only through a
-    connection of its own (so it neither rebinds the process's open store nor takes a
-    write lock); a store that cannot be read gives a summary saying why."""
+    """Summarise the run in ``run_dir`` from its store, read through a connection of its
+    own (so it neither rebinds the process's open store nor takes a write lock; a SQLite
+    file is opened read-only); a store that cannot be read gives a summary saying why."""
     run_dir = Path(run_dir)
-    db = pw.SqliteDatabase(f"{state_db_path(run_dir).resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    location = run_store_location(run_dir)
+    if location is not None and "://" in location:
+        db: pw.Database = _postgresql_reader(location)
+        wanted: list[str] | None = [run_dir.name]
+    else:
+        # SQLite-only: the file opened read-only by URI (the store's own opener would create it).
+        db = pw.SqliteDatabase(f"{state_db_path(run_dir).resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        wanted = None  # a run folder's SQLite store holds its one run, whatever its name
     try:
         db.connect()
     except pw.DatabaseError as exc:
-        return RunSummary(run_dir.name, run_dir, error=str(exc))
+        return RunSummary(run_dir.name, run_dir, error=" ".join(str(exc).split()))
     try:
-        # db.execute compiles each query for this connection: the models stay bound to the open store.
-        row = db.execute(
-            m.Run.select(m.Run.id, m.Run.mission_name, m.Run.status, m.Run.created_at).order_by(m.Run.created_at).limit(1)
-        ).fetchone()
-        if row is None:
+        found = _summaries(db, wanted, run_dir)
+        if not found:
             return RunSummary(run_dir.name, run_dir, error="no run in this store")
-        run_id, mission, status, created_at = row
-        done = pw.fn.SUM(pw.Case(None, [(m.Task.status == "done", 1)], 0))
-        total, done = db.execute(
-            m.Task.select(pw.fn.COUNT(m.Task.id), pw.fn.COALESCE(done, 0)).where(m.Task.run == run_id)
-        ).fetchone()
-        (spend,) = db.execute(
-            m.Attempt.select(pw.fn.COALESCE(pw.fn.SUM(m.Attempt.cost_usd), 0)).where(m.Attempt.run == run_id)
-        ).fetchone()
-        return RunSummary(run_id, run_dir, mission, status, int(done), int(total), float(spend), created_at)
+        return found[0]
     except pw.DatabaseError as exc:
-        return RunSummary(run_dir.name, run_dir, error=f"unreadable store: {exc}")
+        return RunSummary(run_dir.name, run_dir, error=f"unreadable store: {' '.join(str(exc).split())}")
+    finally:
+        db.close()
+
+
+def _postgresql_reader(url: str) -> pw.Database:
+    from playhouse.db_url import connect
+
+    return connect(url)
+
+
+def list_store_runs(url: str) -> list[RunSummary]:
+    """One summary per run in the store at ``url`` (a PostgreSQL store may hold many),
+    oldest first. StoreError when it cannot be read."""
+    if store_backend_of(url) != "postgresql":
+        raise StoreError(f"{url}: runs --store takes a postgresql:// URL (a SQLite store is a run folder)")
+    db = _postgresql_reader(url)
+    try:
+        db.connect()
+        return _summaries(db, None)
+    except pw.DatabaseError as exc:
+        raise StoreError(f"{redact_url(url)}: cannot read the store: {' '.join(str(exc).split())}") from None
     finally:
         db.close()
 
 
 def list_runs(runs_dir: str | Path) -> list[RunSummary]:
-    """One summary per run folder (a folder holding state.db), oldest first."""
+    """One summary per run folder (a folder holding state.db or store.url), oldest first."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
     return [
         read_run_summary(child)
         for child in sorted(runs_dir.iterdir())
-        if child.is_dir() and state_db_path(child).is_file()
+        if child.is_dir() and run_store_location(child) is not None
     ]
 
 

@@ -185,8 +185,13 @@ def register_agents(store: Store, run_id: str, worktrees: dict[str, str], *, bac
 def record_integration_commit(run_id: str, task_id: str, sha: str, files: list[str], now: float) -> None:
     """The commit a task landed on the mission branch (replaces an earlier row of the task);
     also what recovery writes for an integration it found on the branch."""
+    # ON CONFLICT ... DO UPDATE: the same upsert on SQLite and PostgreSQL (REPLACE is SQLite's own).
     m.IntegrationCommit.insert(run=run_id, task_id=task_id, sha=sha, files_json=json.dumps(files),
-                               committed_at=now).on_conflict_replace().execute()
+                               committed_at=now, reverted_by=None).on_conflict(
+        conflict_target=[m.IntegrationCommit.run, m.IntegrationCommit.task_id],
+        preserve=[m.IntegrationCommit.sha, m.IntegrationCommit.files_json, m.IntegrationCommit.committed_at,
+                  m.IntegrationCommit.reverted_by],
+    ).execute()
 
 
 def mark_commit_reverted(commit_row_id: int, revert_sha: str) -> None:
@@ -199,6 +204,16 @@ def set_run_status(run_id: str, status: str, pause_reason: str, finished_at: flo
     if finished_at is not None:
         fields["finished_at"] = finished_at
     m.Run.update(**fields).where(m.Run.id == run_id).execute()
+
+
+def set_run_wait_reason(run_id: str, kind: str, reason: str) -> None:
+    """Why ready tasks without a locked file wait (the scheduler's dispatch blocker)."""
+    m.Run.update(wait_kind=kind, wait_reason=reason).where(m.Run.id == run_id).execute()
+
+
+def add_forecast(run_id: str, kind: str, fields: dict[str, Any]) -> None:
+    """One refresh of the run's time forecast (see ``models.Forecast``)."""
+    m.Forecast.insert(run=run_id, kind=kind, **fields).execute()
 
 
 def set_run_pool_target(run_id: str, size: int) -> None:

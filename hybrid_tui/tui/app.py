@@ -113,6 +113,8 @@ class HybridApp(App[int]):
         self.sent_controls: dict[int, str] = {}  # control id -> what the operator asked, for feedback
         self.requested_pool: int | None = None
         self.poll_error = ""
+        self.change_feed = None if store.is_sqlite else store.change_feed(run_id, slow_poll_seconds=3600)
+        self._poll_timer = None
         self.notices: list[str] = []
         self._last_age_refresh = 0.0
         self._hybrid_themes = load_themes()
@@ -154,6 +156,8 @@ class HybridApp(App[int]):
         self._apply_size(self.size.width, self.size.height)
         self.query_one("#task-table").focus()
         self.call_later(self._tick)
+        if self.change_feed is not None:
+            self.set_interval(self.NOTIFY_CHECK_SECONDS, self._check_notified)
         if self.read_only:
             self.notify("read-only console: watch only, no control is sent", timeout=30, markup=False)
         if self.coordinator is not None:
@@ -172,13 +176,30 @@ class HybridApp(App[int]):
         return self.has_class("-compact")
 
     # -- polling --------------------------------------------------------------------
+    # On a PostgreSQL store the console hears of each commit by LISTEN/NOTIFY: it checks for
+    # a notification this often and polls at once, and otherwise polls only this many
+    # times slower (the fallback that also moves the time-based views).
+    NOTIFY_CHECK_SECONDS = 0.1
+    SLOW_POLL_FACTOR = 4
+
     def _tick(self) -> None:
         try:
             self.poll_now()
         except NoMatches:
             return  # the app is shutting down and its widgets are gone: stop polling
         # Schedule the next poll only after this one finished (no pile-up when slow).
-        self.set_timer(self.poll_interval, self._tick)
+        if self.change_feed is not None and self.change_feed.listening:
+            self._poll_timer = self.set_timer(self.poll_interval * self.SLOW_POLL_FACTOR, self._tick)
+            return
+        self._poll_timer = self.set_timer(self.poll_interval, self._tick)
+
+    def _check_notified(self) -> None:
+        """A notification for this run arrived: poll now (the slow poll starts over)."""
+        if self.change_feed is None or not self.change_feed.changed():
+            return
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+        self._tick()
 
     def poll_now(self) -> Delta | None:
         now = self.clock()

@@ -24,6 +24,8 @@ from hybrid_tui.costs.accounting import cost_totals
 from hybrid_tui.store import cost_queries, queries
 from hybrid_tui.store.db import Store
 from hybrid_tui.store.records import (
+    ForecastRecord,
+    WaitRecord,
     AgentRow,
     AttemptRecord,
     EventRecord,
@@ -134,6 +136,7 @@ class RunInfo:
     version: int
     heartbeat_at: float | None
     coordinator_pid: int | None
+    forecast: ForecastRecord | None = None  # the latest time forecast (the header's ETA)
 
     @property
     def active(self) -> bool:
@@ -321,6 +324,7 @@ class StoreView:
             version=r.version,
             heartbeat_at=r.heartbeat_at,
             coordinator_pid=r.coordinator_pid,
+            forecast=queries.latest_forecast(self.run_id),
         )
 
     def new_events(self) -> list[EventRecord]:
@@ -449,6 +453,10 @@ class StoreView:
         ids = list(ids)
         status = queries.task_statuses(self.run_id, ids)
         return [(i, status.get(i, "?")) for i in ids]
+
+    def wait_reason(self, task_id: str) -> WaitRecord | None:
+        """Why the task, ready or in backoff, is not running (None when it is not waiting)."""
+        return queries.wait_reasons(self.run_id, [task_id]).get(task_id)
 
     def attempts(self, task_id: str) -> list[AttemptRecord]:
         return queries.task_attempts(self.run_id, task_id)

@@ -3,8 +3,12 @@
 Room: views (a thin view; it reads the store like the console does and renders text only).
 
 - ``--json``: exactly one JSON object per line on stdout (every event, then a summary), nothing else.
-- not a TTY: plain lines, one per event.
-- a TTY: a rich progress bar with task counts; warnings and errors printed above it.
+  The run's time forecasts are ``run.forecast`` events (``fields``: ``remaining_seconds``,
+  ``finish_at``, ``low_seconds``, ``high_seconds``, ``tasks_left``); the summary carries the
+  forecast made at the start next to the actual duration.
+- not a TTY: plain lines, one per event; a forecast reads ``forecast: finish ~HH:MM:SS ...``.
+- a TTY: a rich progress bar with task counts and the forecast finish; warnings and errors
+  printed above it.
 """
 
 from __future__ import annotations
@@ -49,6 +53,29 @@ class EventFeed:
         return rows
 
 
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def forecast_line(remaining: float, finish_at: float, low: float, high: float, tasks_left: int) -> str:
+    """``finish ~14:05:10 (13:58:02-14:20:41), 12 tasks left``: the forecast finish with its range."""
+    start = finish_at - remaining
+    return (f"finish ~{_clock(finish_at)} ({_clock(start + low)}-{_clock(start + high)}), "
+            f"{tasks_left} tasks left")
+
+
+def start_vs_actual(run_id: str) -> dict[str, Any] | None:
+    """The forecast made at the run's start next to how long the run took so far (or in all)."""
+    first = queries.start_forecast(run_id)
+    run = queries.find_run(run_id)
+    if first is None or run is None:
+        return None
+    end = run.finished_at or time.time()
+    return {"forecast_seconds": first.remaining_seconds, "low_seconds": first.low_seconds,
+            "high_seconds": first.high_seconds, "actual_seconds": max(end - first.ts, 0.0),
+            "finished": run.finished_at is not None}
+
+
 def event_dict(row: EventRecord) -> dict[str, Any]:
     out: dict[str, Any] = {"seq": row.seq, "ts": row.ts, "run": row.run_id, "kind": row.kind, "level": row.level}
     if row.task_id is not None:
@@ -78,6 +105,9 @@ class JsonDisplay:
 
     def finish(self, code: int, counts: dict[str, int], run_id: str) -> None:
         summary = {"kind": "run.summary", "run": run_id, "exit_code": code, "tasks": counts, "ts": time.time()}
+        forecast = start_vs_actual(run_id)
+        if forecast is not None:
+            summary["forecast_at_start"] = forecast
         self.out.write(json.dumps(summary, sort_keys=True) + "\n")
         self.out.flush()
 
@@ -88,9 +118,15 @@ class PlainDisplay:
 
     def events(self, rows: list[EventRecord], counts: dict[str, int]) -> None:
         for row in rows:
-            stamp = time.strftime("%H:%M:%S", time.localtime(row.ts))
+            stamp = _clock(row.ts)
             who = f" [{row.task_id}]" if row.task_id else ""
             level = "" if row.level == "info" else f" {row.level.upper()}"
+            fields = event_dict(row).get("fields", {})
+            if row.kind == "run.forecast" and "finish_at" in fields:
+                text = forecast_line(fields["remaining_seconds"], fields["finish_at"], fields["low_seconds"],
+                                     fields["high_seconds"], fields["tasks_left"])
+                self.out.write(f"{stamp} forecast: {text}\n")
+                continue
             self.out.write(f"{stamp}{level} {row.kind}{who} {_inert(row.message)}\n")
         self.out.flush()
 
@@ -101,7 +137,8 @@ class PlainDisplay:
 
 
 class RichDisplay:
-    def __init__(self, out: TextIO):
+    def __init__(self, out: TextIO, run_id: str | None = None):
+        self.run_id = run_id
         self.console = Console(file=out)
         self.progress = Progress(
             TextColumn("[bold]tasks"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
@@ -119,9 +156,14 @@ class RichDisplay:
         total = sum(counts.values())
         active = counts["running"] + counts["validating"] + counts["integrating"]
         problems = counts["failed"] + counts["blocked"] + counts["cancelled"]
+        forecast = queries.latest_forecast(self.run_id) if self.run_id else None
+        eta = "" if forecast is None else "  " + forecast_line(
+            forecast.remaining_seconds, forecast.finish_at, forecast.low_seconds, forecast.high_seconds,
+            forecast.tasks_left).split(", ")[0]
         self.progress.update(
             self.bar, total=total or None, completed=counts["done"],
-            description=f"running {active}  queued {counts['pending'] + counts['ready'] + counts['retry_wait']}  problems {problems}",
+            description=f"running {active}  queued {counts['pending'] + counts['ready'] + counts['retry_wait']}  "
+                        f"problems {problems}{eta}",
         )
 
     def finish(self, code: int, counts: dict[str, int], run_id: str) -> None:
@@ -135,12 +177,12 @@ def _inert(text: str) -> str:
     return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
 
 
-def make_display(json_mode: bool, out: TextIO | None = None):
+def make_display(json_mode: bool, out: TextIO | None = None, run_id: str | None = None):
     out = out or sys.stdout
     if json_mode:
         return JsonDisplay(out)
     if out.isatty():
-        return RichDisplay(out)
+        return RichDisplay(out, run_id)
     return PlainDisplay(out)
 
 
@@ -182,5 +224,5 @@ def run_headless(
     store: Store, run_id: str, coordinator: Any, *, json_mode: bool = False, out: TextIO | None = None,
     since_seq: int = 0,
 ) -> int:
-    display = make_display(json_mode, out)
+    display = make_display(json_mode, out, run_id)
     return anyio.run(drive_headless, store, run_id, coordinator, display, since_seq)

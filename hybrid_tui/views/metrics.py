@@ -3,7 +3,9 @@
 Room: views (a read-only view over the store, like the console). A custom collector reads
 the store at scrape time, so every value equals what the store holds at that moment: tasks
 by state, attempts by outcome and failure type, spend and budgets, agents and utilisation,
-queue depth, pool target, the latest resource sample, and a histogram of scheduling latency
+queue depth, pool target, the time forecast (``hybrid_eta_seconds``: expected, low and
+high seconds until the mission ends, counted down from the store's latest forecast), the
+latest resource sample, and a histogram of scheduling latency
 (a dependency becoming ``done`` -> its dependent going ``running``), measured from the
 coordinator's own timestamps on the ``task.status`` events and accumulated incrementally.
 
@@ -15,7 +17,8 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Iterator
+import time
+from typing import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -76,8 +79,9 @@ class _LatencyTracker:
 class StoreCollector(Collector):
     """Every metric of one run, read from the store when Prometheus scrapes."""
 
-    def __init__(self, run_id: str):
+    def __init__(self, run_id: str, clock: Callable[[], float] = time.time):
         self.run_id = run_id
+        self.clock = clock
         self.latency = _LatencyTracker(run_id)
         self._lock = threading.Lock()
 
@@ -152,10 +156,34 @@ class StoreCollector(Collector):
         pool.add_metric([run_id], run.pool_target)
         yield pool
 
+        yield from self._forecast(run)
+
         self.latency.update()
         yield from self.latency.histogram.collect()
 
         yield from self._resources(run_id)
+
+    def _forecast(self, run) -> Iterator[Metric]:
+        forecast = queries.latest_forecast(run.id)
+        if forecast is None:
+            return
+        finished = run.status == "finished"
+        elapsed = self.clock() - forecast.ts
+        eta = GaugeMetricFamily("hybrid_eta_seconds", "Seconds until the mission is expected to finish (the latest "
+                                "forecast, counted down; 0 once finished): expected, and the low/high of its range.",
+                                labels=["run", "bound"])
+        finish = GaugeMetricFamily("hybrid_eta_finish_timestamp_seconds", "When the mission is expected to finish "
+                                   "(epoch), with the low/high of the range.", labels=["run", "bound"])
+        for bound, seconds in (("expected", forecast.remaining_seconds), ("low", forecast.low_seconds),
+                               ("high", forecast.high_seconds)):
+            eta.add_metric([run.id, bound], 0.0 if finished else max(seconds - elapsed, 0.0))
+            finish.add_metric([run.id, bound], forecast.ts + seconds)
+        yield eta
+        yield finish
+        made = GaugeMetricFamily("hybrid_forecast_timestamp_seconds", "When the latest forecast was made (epoch).",
+                                 labels=["run"])
+        made.add_metric([run.id], forecast.ts)
+        yield made
 
     def _resources(self, run_id: str) -> Iterator[Metric]:
         sample = queries.latest_resource_sample(run_id)
@@ -192,9 +220,9 @@ class StoreCollector(Collector):
         yield rss
 
 
-def make_registry(run_id: str) -> CollectorRegistry:
+def make_registry(run_id: str, clock: Callable[[], float] = time.time) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(run_id))
+    registry.register(StoreCollector(run_id, clock))
     return registry
 
 

@@ -1,9 +1,10 @@
 """Run a task's validation commands as real subprocesses, with a timeout and a memory cap.
 
-Room: workspace. Spawns ``bash -c <command>`` in a worktree, each in its own session so the
-whole process tree (forked grandchildren included) can be killed on timeout, on the memory
-cap or when the caller's anyio scope is cancelled. Secrets are stripped from the child's
-environment so they can never reach a validation log.
+Room: workspace. Spawns ``bash -c <command>`` in a worktree through
+:func:`hybrid_tui.workspace.process.run_process`: each in its own session, its whole process
+tree (forked grandchildren and ``setsid`` daemons included) killed when it ends for any reason
+(exit, timeout, memory cap, the caller's anyio scope cancelled). Secrets are stripped from
+the child's environment so they can never reach a validation log.
 """
 
 from __future__ import annotations
@@ -11,16 +12,15 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Mapping, Sequence
 
-import anyio
 import psutil
 
 from hybrid_tui.spec.models import Validation
+from hybrid_tui.workspace.process import HeadTailBuffer, run_process
 from hybrid_tui.vocabulary import SECRET_ENV_NAMES
 
 __all__ = [
@@ -28,8 +28,6 @@ __all__ = [
     "run_checks", "workspace_environment",
 ]
 
-_MEMORY_POLL_SECONDS = 0.1
-_READ_CHUNK = 65536
 
 
 @dataclass
@@ -94,80 +92,6 @@ def environment_problem(command: str, exit_code: int | None, output: bytes) -> s
     return None
 
 
-class _CappedOutput:
-    """Keeps the head and the tail of a stream within ``cap`` bytes, counting what it drops."""
-
-    def __init__(self, cap: int) -> None:
-        self.head_cap = cap // 2
-        self.tail_cap = cap - self.head_cap
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.dropped = 0
-
-    def add(self, data: bytes) -> None:
-        room = self.head_cap - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-            data = data[room:]
-        if not data:
-            return
-        self.tail += data
-        excess = len(self.tail) - self.tail_cap
-        if excess > 0:
-            del self.tail[:excess]
-            self.dropped += excess
-
-    def text(self) -> str:
-        middle = f"\n[... {self.dropped} bytes truncated ...]\n".encode() if self.dropped else b""
-        return (bytes(self.head) + middle + bytes(self.tail)).decode("utf-8", errors="replace")
-
-
-class _ProcessTree:
-    """The processes spawned by one command, remembered so none escapes the kill."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.seen: dict[int, psutil.Process] = {}
-        try:
-            self.root: psutil.Process | None = psutil.Process(pid)
-            self.seen[pid] = self.root
-        except psutil.NoSuchProcess:
-            self.root = None
-
-    def refresh(self) -> list[psutil.Process]:
-        if self.root is None:
-            return []
-        try:
-            members = [self.root, *self.root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            members = []
-        for proc in members:
-            self.seen.setdefault(proc.pid, proc)
-        return members
-
-    def rss_bytes(self) -> int:
-        total = 0
-        for proc in self.refresh():
-            try:
-                total += proc.memory_info().rss
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                pass
-        return total
-
-    def kill(self) -> None:
-        """SIGKILL the session's process group and every descendant ever seen."""
-        self.refresh()
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        for proc in self.seen.values():
-            try:
-                proc.kill()  # psutil refuses a pid that was reused by another process
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                pass
-
-
 GROUP_FILE_SUFFIX = ".pgid"
 
 
@@ -230,7 +154,7 @@ async def run_checks(
             group_file.write_text(str(pgid))
         if on_spawn is not None:
             on_spawn(pgid)
-    output = _CappedOutput(output_cap_bytes)
+    output = HeadTailBuffer(output_cap_bytes)
     results: list[CommandResult] = []
     child_env = child_environment(env)
     deadline = time.monotonic() + validation.timeout_seconds
@@ -256,9 +180,9 @@ async def run_checks(
     try:
         for command in commands:
             emit(f"$ {command}\n".encode())
-            command_tail = _CappedOutput(8192)  # enough to recognise an environment problem
+            command_tail = HeadTailBuffer(8192)  # enough to recognise an environment problem
 
-            def emit_command(data: bytes, tail: _CappedOutput = command_tail) -> None:
+            def emit_command(data: bytes, tail: HeadTailBuffer = command_tail) -> None:
                 tail.add(data)
                 emit(data)
 
@@ -295,69 +219,16 @@ async def _run_one(
     emit: Callable[[bytes], None],
     on_spawn: Callable[[int], None] | None,
 ) -> CommandResult:
-    started = time.monotonic()
-    if deadline - started <= 0:
-        return CommandResult(command, None, 0.0, timed_out=True)
-    process = await anyio.open_process(
+    # process.run_process owns the containment: own session, the whole tree (setsid'd
+    # daemons included) killed when the command ends, no wait on a pipe a leftover holds.
+    outcome = await run_process(
         ["bash", "-c", command],
         cwd=cwd,
         env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        timeout=deadline - time.monotonic(),
+        on_stdout=emit,
+        memory_cap_bytes=memory_cap_mb * 1024 * 1024 if memory_cap_mb else None,
+        on_spawn=on_spawn,
     )
-    tree = _ProcessTree(process.pid)
-    killed_for_memory = False
-    if on_spawn is not None:
-        on_spawn(process.pid)
-
-    async def pump() -> None:
-        assert process.stdout is not None
-        try:
-            while True:
-                emit(await process.stdout.receive(_READ_CHUNK))
-        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
-
-    async def watch_tree(cap_bytes: int | None) -> None:
-        # Polls the tree even without a memory cap: a descendant seen once is killed at the
-        # end even if it escaped the process group (setsid) and its parent already exited.
-        nonlocal killed_for_memory
-        while True:
-            if cap_bytes is None:
-                await anyio.to_thread.run_sync(tree.refresh)
-            elif await anyio.to_thread.run_sync(tree.rss_bytes) > cap_bytes:
-                killed_for_memory = True
-                tree.kill()
-                return
-            await anyio.sleep(_MEMORY_POLL_SECONDS)
-
-    try:
-        with anyio.move_on_after(deadline - started) as timer:
-            async with anyio.create_task_group() as group:
-                group.start_soon(watch_tree, memory_cap_mb * 1024 * 1024 if memory_cap_mb else None)
-                pumped = anyio.Event()
-
-                async def pump_then_signal() -> None:
-                    await pump()
-                    pumped.set()
-
-                group.start_soon(pump_then_signal)
-                exit_code = await process.wait()
-                # The command is done: anything it left running in the background (which
-                # would also keep the output pipe open) goes with it.
-                tree.kill()
-                await pumped.wait()
-                group.cancel_scope.cancel()
-    finally:
-        # Timeout, memory kill, or the caller's scope cancelled: no process may outlive us.
-        tree.kill()
-        with anyio.CancelScope(shield=True):
-            await process.aclose()
-    duration = time.monotonic() - started
-    if timer.cancelled_caught:
-        return CommandResult(command, None, duration, timed_out=True)
-    if killed_for_memory:
-        return CommandResult(command, None, duration, killed_for_memory=True)
-    return CommandResult(command, exit_code, duration)
+    return CommandResult(command, outcome.exit_code, outcome.duration_s, timed_out=outcome.timed_out,
+                         killed_for_memory=outcome.killed_for_memory)

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from hybrid_tui.agents.base import AttemptLimits, ImplementRequest
-from hybrid_tui.agents.cli_agent import CliImplementer, TemplateError
+from hybrid_tui.agents.cli import CliImplementer, TemplateError
 from hybrid_tui.spec.models import SisTask, Usage
 from hybrid_tui.workspace.sandbox import Sandbox
 

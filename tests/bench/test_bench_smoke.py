@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCHMARKS = {"scheduling", "store", "integration", "console", "scaling", "distributed"}
+BENCHMARKS = {"scheduling", "store", "integration", "console", "scaling", "makespan", "distributed"}
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from hybrid_tui.core import Change, Scheduler, TaskInfo, TaskTransition
-from hybrid_tui.spec.models import PoliciesSection
+from hybrid_tui.spec.models import PoliciesSection, PriorityWeights
 
 
 #: The Scheduler calls that return change records: a list, or a tuple ending with one
@@ -15,6 +15,10 @@ CALLS_RETURNING_CHANGES = (
     "settle_cancelled", "request_lock", "tick", "pause", "resume", "retry", "cancel_dependents",
     "scale", "set_budget", "mark_rolled_back", "approve", "reject",
 )
+
+#: The review's additive priority formula (``[policies.priority] mode = "review"``), for the
+#: tests that pin its scores.
+REVIEW = PoliciesSection(priority=PriorityWeights(mode="review"))
 
 #: Default policies without the failure-rate auto-pause (for tests that fail on purpose).
 NO_PAUSE = PoliciesSection(failure_rate_pause=1.0)

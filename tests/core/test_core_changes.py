@@ -45,6 +45,8 @@ def test_a_scenario_emits_every_kind_of_change(emitted_changes):
     s.cancel_dependents("a", 3)  # CancelRunning
     s.pause("operator", 4)  # PauseChanged
     s.remove_agent("L3.1", 5)
+    held = sched([task("f", files=("y.py",)), task("g", files=("y.py",))], agents=2)
+    held.dispatch(6)  # TaskWaiting: g's file is held by f
     Scheduler.restore([task("e")], {"e": SavedTask("running", attempts=1)}, now=6)
     assert {type(record) for record in emitted_changes} == set(CHANGE_TYPES)
     assert all(isinstance(record, CHANGE_TYPES) for record in emitted_changes)

@@ -14,7 +14,7 @@ import random
 import pytest
 
 from hybrid_tui.core import AgentChanged, Dispatch, LockAcquired, LockReleased, TaskStatus, TaskTransition
-from .helpers import NO_PAUSE, sched, task
+from .helpers import NO_PAUSE, REVIEW, sched, task
 
 FILES = [f"src/f{i}.py" for i in range(6)]  # few files: locks collide often
 
@@ -59,10 +59,10 @@ def test_each_dispatch_takes_the_best_ready_task_with_free_files(seed):
 
 
 def test_a_lock_taken_after_a_task_became_ready_still_ranks_it_last():
-    # b (MEDIUM: 89) outranks c (LOW: 59) until a takes b's file (b: 49); then c goes first,
-    # and b once a is done.
+    # Review mode: b (MEDIUM: 89) outranks c (LOW: 59) until a takes b's file (b: 49); then
+    # c goes first, and b once a is done.
     s = sched([task("a", files=("x.py",), priority="CRITICAL"), task("b", files=("x.py",), priority="MEDIUM"),
-               task("c", priority="LOW")], agents=3)
+               task("c", priority="LOW")], agents=3, policies=REVIEW)
     assert [d.task_id for d in s.dispatch(1, limit=1)[0]] == ["a"]
     assert s.ready_ids() == ["c", "b"]
     assert [d.task_id for d in s.dispatch(2, limit=1)[0]] == ["c"]

@@ -25,7 +25,7 @@ from hybrid_tui.core import (
 )
 from hybrid_tui.spec.models import PoliciesSection, PriorityWeights, RetryRule
 
-from .helpers import NO_PAUSE, of, sched, task, transitions
+from .helpers import NO_PAUSE, REVIEW, of, sched, task, transitions
 
 S = TaskStatus
 
@@ -43,8 +43,9 @@ def test_review_worked_example_scores_and_order():
     """Review 4.1: A 140, D 135, C 45, B 40 -> runs A, D, C, B.
 
     The review computed its example with a duration penalty of min(minutes, 30), so this
-    mission overrides ``duration_divisor = 1`` (DESIGN.md's default keeps ``/ 10``)."""
-    policies = PoliciesSection(priority=PriorityWeights(duration_divisor=1))
+    mission overrides ``duration_divisor = 1`` (DESIGN.md's default keeps ``/ 10``), in the
+    review's mode (``[policies.priority] mode = "review"``)."""
+    policies = PoliciesSection(priority=PriorityWeights(mode="review", duration_divisor=1))
     tasks = [
         task("X1", priority="LOW", minutes=0), task("X2", priority="LOW", minutes=0),
         # L holds C's file: CRITICAL, no deps, 0 minutes = 150, so it is dispatched first.
@@ -78,7 +79,7 @@ def test_review_worked_example_scores_and_order():
 
 def test_default_divisor_follows_the_formula():
     s = sched([task("A", priority="CRITICAL", minutes=10), task("D", priority="HIGH", minutes=15),
-               *[task(f"D{i}", "D") for i in range(3)]], agents=0)
+               *[task(f"D{i}", "D") for i in range(3)]], agents=0, policies=REVIEW)
     assert s.score("A") == 100 + 50 - 1
     assert s.score("D") == 70 + 50 + 30 - 1.5
 
@@ -90,7 +91,7 @@ def test_ready_ties_break_by_task_id():
 
 
 def test_dependent_added_later_rescores_ready_task():
-    s = sched([task("a"), task("b")], agents=0)
+    s = sched([task("a"), task("b")], agents=0, policies=REVIEW)
     assert s.ready_ids() == ["a", "b"]
     s.add_tasks([task("c", "b"), task("d", "b")])
     assert s.score("b") == s.score("a") + 20
@@ -162,7 +163,7 @@ def test_domain_match_breaks_ties_by_load_then_id():
 
 
 def test_two_tasks_on_one_file_never_run_together():
-    s = sched([task("a", files=("f.py", "g.py")), task("b", files=("g.py",))], agents=2)
+    s = sched([task("a", files=("f.py", "g.py")), task("b", files=("g.py",))], agents=2, policies=REVIEW)
     d, ch = s.dispatch(0)
     assert [x.task_id for x in d] == ["a"]
     assert [(c.path, c.task_id) for c in of(LockAcquired, ch)] == [("f.py", "a"), ("g.py", "a")]

@@ -122,9 +122,14 @@ def read_store(run_dir: Path):
     """(store, run row) of a finished run, opened in this process."""
     from hybrid_tui.store import models as m
     from hybrid_tui.store.db import open_store
+    from hybrid_tui.store.runs import run_store_location
 
-    store = open_store(run_dir / "state.db", create=False)
-    return store, m.Run.select().first()
+    location = run_store_location(run_dir)  # its state.db, or the store its store.url names
+    store = open_store(location, create=False)
+    runs = m.Run.select()
+    if location != str(run_dir / "state.db"):  # a shared store: this folder's run (None until created)
+        runs = runs.where(m.Run.id == run_dir.name)
+    return store, runs.first()
 
 
 def drive(coordinator, script: Callable[[], Awaitable[None]] | None = None) -> int:

@@ -19,6 +19,7 @@ from hybrid_tui.app.launch import start_run
 from hybrid_tui.views.metrics import MetricsServer, parse_metrics
 from hybrid_tui.store import models as m
 from hybrid_tui.store.db import open_store
+from hybrid_tui.store.runs import run_store_location
 
 from .helpers import hybrid, py, task, write_mission
 
@@ -119,13 +120,16 @@ def test_scrape_during_a_headless_run_matches_the_store(tmp_path: Path):
     try:
         deadline = time.monotonic() + 120  # hang guard only
         run_dir = None
-        while run_dir is None or not (run_dir / "state.db").exists():
+        while run_dir is None or run_store_location(run_dir) is None:  # its state.db, or store.url
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             found = [p for p in runs.iterdir() if p.is_dir()] if runs.exists() else []
             run_dir = found[0] if found else None
             time.sleep(0.05)
-        store = open_store(run_dir / "state.db", create=False)
+        store = open_store(run_store_location(run_dir), create=False)
         try:
+            while m.Run.select().first() is None:  # the store is there before the run's row is committed
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                time.sleep(0.05)
             run_id = m.Run.select().first().id
             # b validates (waiting for the flag) and its validation tree shows up in a sample.
             while True:

@@ -13,13 +13,15 @@ from hybrid_tui.store import models as m
 from .helpers import branch_commits, git, hybrid, only_run_dir, read_store
 
 
-def test_quickstart_runs_headless_to_one_commit_per_task(quickstart_copy: Path, tmp_path: Path):
+def test_quickstart_runs_headless_to_one_commit_per_task(quickstart_copy: Path, tmp_path: Path, any_store_url: str):
+    """Once on the run folder's SQLite store, once with --store postgresql://..."""
     repo = quickstart_copy / "repo"
     user_head = git(repo, "rev-parse", "main").strip()
     runs = tmp_path / "runs"
+    store_args = ["--store", any_store_url] if "://" in any_store_url else []
 
     proc = hybrid("run", str(quickstart_copy), "--headless", "--json", "--agents", "4", "--runs-dir", str(runs),
-                  cwd=tmp_path, check_exit=0)
+                  *store_args, cwd=tmp_path, check_exit=0)
 
     # --json: every stdout line is one JSON object, the last one the summary.
     lines = proc.stdout.splitlines()

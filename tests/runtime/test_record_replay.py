@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 import sys
 import textwrap
 from pathlib import Path
@@ -24,17 +23,24 @@ from .helpers import copy_quickstart, git, hybrid, only_run_dir, py, task, write
 
 
 def run_facts(run_dir: Path) -> dict:
-    """What a run produced, read straight from its SQLite file."""
-    db = sqlite3.connect(run_dir / "state.db")
+    """What a run produced, read straight from its store (state.db, or the store its
+    store.url names)."""
+    from hybrid_tui.store import models as m, open_store
+    from hybrid_tui.store.runs import run_store_location
+
+    store = open_store(run_store_location(run_dir), create=False)
     try:
-        repo, branch = db.execute("select repo_path, mission_branch from run").fetchone()
-        attempts = db.execute(
-            "select task_id, number, outcome, failure_type, cost_usd, input_tokens, output_tokens, model "
-            "from attempt where phase != 'planning' order by task_id, number"
-        ).fetchall()
-        tasks = dict(db.execute("select task_id, status || '/' || attempts from task").fetchall())
+        run = m.Run.get_by_id(run_dir.name) if m.Run.get_or_none(m.Run.id == run_dir.name) else m.Run.select().first()
+        repo, branch = run.repo_path, run.mission_branch
+        attempts = [tuple(row) for row in m.Attempt.select(
+            m.Attempt.task_id, m.Attempt.number, m.Attempt.outcome, m.Attempt.failure_type, m.Attempt.cost_usd,
+            m.Attempt.input_tokens, m.Attempt.output_tokens, m.Attempt.model,
+        ).where((m.Attempt.run == run.id) & (m.Attempt.phase != "planning"))
+            .order_by(m.Attempt.task_id, m.Attempt.number).tuples()]
+        tasks = {task_id: f"{status}/{attempts_}" for task_id, status, attempts_ in
+                 m.Task.select(m.Task.task_id, m.Task.status, m.Task.attempts).where(m.Task.run == run.id).tuples()}
     finally:
-        db.close()
+        store.close()
     tree = git(Path(repo), "rev-parse", f"{branch}^{{tree}}").strip()
     return {"tree": tree, "attempts": attempts, "tasks": tasks}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,7 +23,7 @@ from hybrid_tui.store import models as m
 
 def _context(store, tmp_path: Path) -> SimpleNamespace:
     ctx = SimpleNamespace(run_id="r1", store=store, events=EventLog(store, "r1", tmp_path / "events.jsonl", lambda: 1.0),
-                          scheduler=SimpleNamespace(score=lambda task_id: 0.5), txn=None)
+                          scheduler=SimpleNamespace(shown_score=lambda task_id: 0.5), txn=None)
 
     @contextlib.contextmanager
     def transaction():
@@ -64,6 +65,8 @@ def test_every_change_record_class_of_the_core_is_handled(store_with_run, tmp_pa
         "PoolTarget": core_changes.PoolTarget(size=3),
         "PauseChanged": core_changes.PauseChanged(paused=True, reason="why"),
         "BreakerChanged": core_changes.BreakerChanged(backend="sim", state="open"),
+        "TaskWaiting": core_changes.TaskWaiting(task_id="t1", kind="lock", message="a.py held by task t2",
+                                                holder="t2"),
     }
     defined = {name for name, obj in vars(core_changes).items()
                if inspect.isclass(obj) and obj.__module__ == core_changes.__name__ and dataclasses.is_dataclass(obj)}
@@ -76,3 +79,18 @@ def test_every_change_record_class_of_the_core_is_handled(store_with_run, tmp_pa
     assert effects.policy_paused is True
     assert m.Run.get_by_id("r1").pool_target == 3
     ctx.events.close()
+
+
+def test_the_tasks_a_dispatch_round_holds_back_are_one_event(store_with_run, tmp_path: Path):
+    ctx = _context(store_with_run, tmp_path)
+    waits = [core_changes.TaskWaiting(task_id=f"t{i}", kind="lock", message=f"f{i}.py held by task h{i}",
+                                      holder=f"h{i}") for i in range(7)]
+    with ctx.transaction() as txn:
+        write_changes(ctx, txn, waits, 1.0)
+    ctx.events.close()
+    rows = list(m.Event.select().where(m.Event.kind == "task.waiting"))
+    assert len(rows) == 1 and rows[0].task_id is None
+    assert rows[0].message.startswith("7 ready tasks held back: t0: f0.py held by task h0; ")
+    assert rows[0].message.endswith("; and 2 more")
+    data = json.loads(rows[0].data_json)["waits"]
+    assert data["t6"] == {"kind": "lock", "message": "f6.py held by task h6", "holder": "h6"}

@@ -41,6 +41,14 @@ def explain(proc: subprocess.CompletedProcess) -> str:
 
 
 def rows(run_dir: Path, sql: str, *params) -> list[tuple]:
+    from hybrid_tui.store.runs import run_store_location
+
+    location = run_store_location(run_dir)  # its state.db, or (the PostgreSQL leg) the store its store.url names
+    if location is not None and location.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(location) as db:
+            return [tuple(row) for row in db.execute(sql.replace("%", "%%").replace("?", "%s"), params).fetchall()]
     with sqlite3.connect(run_dir / "state.db") as db:
         return db.execute(sql, params).fetchall()
 

@@ -1,6 +1,9 @@
-"""Header pane (room: tui): run name, status, pause reason, task counts, needs-attention count."""
+"""Header pane (room: tui): run name, status, pause reason, task counts, the forecast finish
+(ETA), needs-attention count."""
 
 from __future__ import annotations
+
+import time
 
 from rich.style import Style
 from rich.table import Table
@@ -45,6 +48,11 @@ class RunHeader(Static):
         done = self.counts.get("done", 0)
         running = sum(self.counts.get(s, 0) for s in ("running", "validating", "integrating"))
         text.append(f"  done {done}/{total} · running {running}")
+        forecast = run.forecast
+        if forecast is not None and run.active and done < total:
+            start = forecast.ts
+            text.append(f" · ETA {_clock(forecast.finish_at)} ({_clock(start + forecast.low_seconds)}–"
+                        f"{_clock(start + forecast.high_seconds)})")
         label = Text(f" needs attention: {self.attention} ", no_wrap=True)
         if self.attention:
             label.stylize(Style(bgcolor=theme_color(app, "error"), color="white", bold=True))
@@ -58,3 +66,7 @@ class RunHeader(Static):
         text.overflow = "ellipsis"
         grid.add_row(text, label)
         self.update(grid)
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M", time.localtime(ts))

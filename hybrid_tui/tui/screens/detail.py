@@ -73,6 +73,8 @@ class TaskDetailScreen(Screen[None]):
         summary = Table.grid(padding=(0, 2))
         summary.add_column(style="bold")
         summary.add_column()
+        wait = view.wait_reason(self.task_id)
+        ran = sum(a.duration_seconds or 0 for a in view.attempts(self.task_id) if a.phase != "planning")
         for label, value in (
             ("status", task.status),
             ("priority", f"{task.priority} (score {task.score:.0f})"),
@@ -82,6 +84,8 @@ class TaskDetailScreen(Screen[None]):
             ("cost", f"${task.cost_usd:.4f}"),
             ("failure", task.failure_type or "-"),
             ("attention", task.attention_reason or "-"),
+            ("waiting", "-" if wait is None else wait.message),
+            ("estimate", f"{task.estimated_duration_minutes:g} min; ran {human_duration(ran)}"),
             ("commit", task.commit_sha or "-"),
         ):
             summary.add_row(Text(label), Text(inert(value)))

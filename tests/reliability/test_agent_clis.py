@@ -1,0 +1,111 @@
+"""Whole runs (``hybrid-tui run --backend cli``) with the agent CLI presets against the
+stand-in CLIs of tests/fakes/agent_cli.py: what the store and the mission branch hold.
+
+Unit-level cousins: tests/agents/test_cli_presets.py (each preset and failure),
+tests/workspace/test_process.py (the process tree)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from hybrid_tui.store import models as m
+
+from .helpers import attempts_of, cli, end_state, explain, git, only_run_dir, read_store, task, write_mission
+
+FAKE = Path(__file__).resolve().parents[1] / "fakes" / "agent_cli.py"
+KEY = "sk-ant-test-cli-run-key-31337"
+TURN = 1000 * 3e-6 + 200 * 15e-6
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("claude", "aider", "codex"):
+        wrapper = bin_dir / name
+        wrapper.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} {name} \"$@\"\n")
+        wrapper.chmod(0o755)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "ANTHROPIC_API_KEY": KEY}
+
+
+def mission_with(root: Path, preset: str, task_ids=("p", "q"), extra: str = "") -> Path:
+    check = "import sys, pathlib; assert pathlib.Path(sys.argv[1]).read_text() == 'done\\n'"
+    tasks = [task(t, ops=[{"op": "intent", "path": f"{t}.txt", "intent": "write done"}],
+                  checks=[f"{shlex.quote(sys.executable)} -c {shlex.quote(check)} {t}.txt"]) for t in task_ids]
+    mission = write_mission(root, tasks)
+    toml = (mission / "mission.toml").read_text().replace("[agents]\n", f"[agents]\ncli = {json.dumps(preset)}\n{extra}")
+    (mission / "mission.toml").write_text(toml)
+    return mission
+
+
+def run(tmp_path: Path, mission: Path, env: dict[str, str], code: int = 0) -> Path:
+    runs = tmp_path / "runs"
+    proc = cli("run", str(mission), "--headless", "--backend", "cli", "--runs-dir", str(runs), cwd=tmp_path, env=env)
+    assert proc.returncode == code, explain(proc)
+    return only_run_dir(runs)
+
+
+def test_claude_code_run_records_session_model_and_reported_cost(tmp_path: Path, cli_env):
+    mission = mission_with(tmp_path / "m", "claude-code")
+    run_dir = run(tmp_path, mission, cli_env)
+    state = end_state(run_dir)
+    assert state["status"] == {"p": "done", "q": "done"}
+    store, _ = read_store(run_dir)
+    try:
+        rows = list(m.Attempt.select())
+        assert len(rows) == 2 and all(len(a.session_id) == 36 for a in rows)
+        assert {a.model for a in rows} == {"claude-haiku-4-5"}  # as the CLI's init message named it
+        for a in rows:  # the CLI's own figure for its two turns (the write and the validation run)
+            assert a.cost_usd == pytest.approx(round(2 * TURN, 6))
+            assert (a.input_tokens, a.output_tokens) == (2000, 400)
+    finally:
+        store.close()
+
+
+def test_aider_scratch_files_never_land_on_the_mission_branch(tmp_path: Path, cli_env):
+    """Issue 19 item 5: aider's chat history and tag cache landed, then the parallel task
+    failed with git_conflict; its .gitignore addition landed too."""
+    mission = mission_with(tmp_path / "m", "aider")
+    run_dir = run(tmp_path, mission, cli_env)
+    state = end_state(run_dir)
+    assert state["status"] == {"p": "done", "q": "done"}
+    landed = git(state["repo"], "ls-tree", "-r", "--name-only", state["branch"]).split()
+    assert sorted(landed) == ["README.md", "p.txt", "q.txt"]
+    store, _ = read_store(run_dir)
+    try:
+        assert all(a.cost_usd == pytest.approx(round(2 * TURN, 4)) for a in attempts_of("p") + attempts_of("q"))
+    finally:
+        store.close()
+
+
+def test_an_auth_error_is_not_retried_and_asks_for_attention(tmp_path: Path, cli_env):
+    mission = mission_with(tmp_path / "m", "claude-code", task_ids=("p",), extra="attempt_timeout_seconds = 120\n")
+    run_dir = run(tmp_path, mission, {**cli_env, "FAKE_CLI_AUTH_FAIL": "1"}, code=1)
+    store, _ = read_store(run_dir)
+    try:
+        rows = attempts_of("p")
+        assert [(a.outcome, a.failure_type) for a in rows] == [("failed", "auth_error")]
+        assert "authentication" in rows[0].failure_message and KEY not in rows[0].failure_message
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("template, why", [
+    ("claude -p {max_cost} {prompt_stdin}", "unknown placeholder {max_cost}"),
+    ("agent --in={prompt_stdin}", "{prompt_stdin} must be a whole argument"),
+    ("claude -p 'unclosed", "cannot split the command template"),
+])
+def test_a_bad_cli_template_is_refused_by_validate_and_run_with_one_line(tmp_path: Path, cli_env, template, why):
+    mission = mission_with(tmp_path / "m", template, task_ids=("p",))
+    proc = cli("validate", str(mission), cwd=tmp_path, env=cli_env)
+    assert proc.returncode == 2 and f"agents.cli: {why}" in proc.stdout + proc.stderr, explain(proc)
+    runs = tmp_path / "runs"
+    proc = cli("run", str(mission), "--headless", "--backend", "cli", "--runs-dir", str(runs), cwd=tmp_path, env=cli_env)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and why in proc.stderr, explain(proc)
+    assert not runs.exists() or not any(runs.iterdir())

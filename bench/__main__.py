@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .common import RESULTS_DIR, Figure, render_table, save_results
 
-BENCHMARKS = ("scheduling", "store", "integration", "console", "scaling", "makespan")
+BENCHMARKS = ("scheduling", "store", "integration", "console", "scaling", "makespan", "distributed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
                 from . import makespan
 
                 figs, data = makespan.run(args.quick, seed=args.seed)
+            elif name == "distributed":
+                from . import distributed
+
+                figs, data = distributed.run(args.quick, seed=args.seed)
             else:
                 from . import scaling
 

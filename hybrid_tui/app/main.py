@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "hybrid_tui.app.cost_commands",
     "hybrid_tui.app.plan_command",
     "hybrid_tui.app.generate_command",
+    "hybrid_tui.app.worker_command",
     "hybrid_tui.app.serve_command",
 ]
 

@@ -115,6 +115,14 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the sim backend and of retry jitter")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics while the run goes")
+    p.add_argument("--broker", metavar="URL",
+                   help="run attempts on workers through this Redis broker (redis://HOST:PORT/DB); "
+                        "default: in this process")
+    p.add_argument("--lease-seconds", type=float, default=None, metavar="S",
+                   help="with --broker: an attempt whose worker stops renewing its lease this long is interrupted "
+                        "and dispatched again (default 10)")
+    p.add_argument("--wait-workers", type=float, default=30.0, metavar="S",
+                   help="with --broker: how long to wait for a first worker before giving up (default 30)")
 
 
 def require_theme(name: str) -> None:
@@ -142,6 +150,23 @@ def _check_run_options(args: argparse.Namespace) -> None:
         raise UserError(f"--agents must be at least 1 (got {args.agents})")
 
 
+def _worker_options(args: argparse.Namespace) -> dict:
+    """``--broker``: checked (Redis reachable, a worker advertised) before any run is created."""
+    if not args.broker:
+        return {}
+    from hybrid_tui.runtime.remote import NoWorkers, probe_workers
+
+    if getattr(args, "no_git", False):
+        raise UserError("--broker: workers need git (they fetch the base and return a patch); drop --no-git")
+    if args.lease_seconds is not None and not 0.5 <= args.lease_seconds < float("inf"):
+        raise UserError(f"--lease-seconds: {args.lease_seconds:g} is not a number of seconds >= 0.5")
+    try:
+        probe_workers(args.broker, args.wait_workers)
+    except NoWorkers as exc:
+        raise UserError(str(exc)) from None
+    return {"broker": args.broker, "lease_seconds": args.lease_seconds}
+
+
 def _start_metrics(run_id: str, port: int | None):
     from hybrid_tui.views.metrics import MetricsError, start_metrics
 
@@ -162,6 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_run_options(args)
     if _is_run_dir(args.target):
         return cmd_resume(args)
+    workers = _worker_options(args)
     # The metrics port is taken before the run exists: a busy port refuses the start with
     # nothing created.
     run_id = new_run_id()
@@ -169,7 +195,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         store, run_id, coordinator = start_run(args.target, args.runs_dir, args.backend, agents=args.agents,
                                                pace=args.pace, git=not args.no_git, seed=args.seed, run_id=run_id,
-                                               preflight=not args.no_preflight, store_url=store_url_of(args))
+                                               preflight=not args.no_preflight, store_url=store_url_of(args),
+                                               **workers)
     except LaunchError as exc:
         if metrics is not None:
             metrics.close()
@@ -186,9 +213,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     require_theme(args.theme)
     _check_run_options(args)
+    workers = _worker_options(args)
     try:
         store, run_id, coordinator = open_run(args.target, args.runs_dir, backend=args.backend, pace=args.pace,
-                                              agents=args.agents, seed=args.seed, store_url=store_url_of(args))
+                                              agents=args.agents, seed=args.seed, store_url=store_url_of(args),
+                                              **workers)
     except LaunchError as exc:
         raise UserError(str(exc)) from None
     try:

@@ -15,5 +15,9 @@ Where things happen, by file:
 - ``startup.py``: specs and the scheduler loaded from the store; ``planning.py``: issues planned;
 - ``monitor.py``: resource samples and pauses; ``disk.py``: a full disk recognised;
 - ``events.py`` / ``eventlog.py``: event rows and their ``events.jsonl`` mirror;
-  ``record.py``: the recording of what attempts did; ``runlock.py``, ``faults.py``.
+  ``record.py``: the recording of what attempts did; ``runlock.py``, ``faults.py``;
+- ``backends.py``: a backend built by name (the coordinator's and a worker's);
+- workers (``run --broker``): ``broker.py`` the Celery app, Redis keys and the two messages;
+  ``remote.py`` the coordinator's side (live workers, slot -> worker, the lease, the patch
+  checked); ``worker.py`` the worker process (``hybrid-tui worker``).
 """

@@ -116,7 +116,8 @@ async def run_attempt(
             if not result.ok:
                 loop.finish_attempt(
                     attempt,
-                    outcome="failed",
+                    # a worker's lapsed lease: the attempt did not really happen
+                    outcome="interrupted" if result.failure_type == "interrupted" else "failed",
                     failure_type=result.failure_type or "agent_error",
                     message=result.message,
                     result=result,

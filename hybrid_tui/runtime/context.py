@@ -49,6 +49,7 @@ class RunningAttempt:
     cancelled_reason: str = ""
     finishing: bool = False  # its end is queued for the loop's next settle
     active_started: float = 0.0  # on the AttemptClock: its age leaves out a suspended coordinator
+    worker: str = ""  # the worker process running it ("" in-process)
 
 
 @dataclass
@@ -123,6 +124,7 @@ class RunContext(Protocol):
     running: dict[str, RunningAttempt]
     agents: dict[str, str]  # agent id -> worktree path ("" without git)
     feedback: dict[str, str]  # task id -> what its next attempt is told about the last failure
+    workers: Any  # runtime.remote.WorkerPool with --broker, else None (attempts run in-process)
 
     def transaction(self) -> AbstractContextManager[Transaction]:
         """Join the open write transaction, or open one (its effects applied after commit)."""

@@ -60,6 +60,7 @@ from hybrid_tui.runtime import settle, startup
 from hybrid_tui.runtime import events as ev
 from hybrid_tui.runtime.attempt import run_attempt
 from hybrid_tui.runtime.attempt_clock import AttemptClock
+from hybrid_tui.runtime.backends import BackendUnavailable, make_backend
 from hybrid_tui.runtime.context import Effects, IntegrationJob, Launch, RunningAttempt, Transaction
 from hybrid_tui.runtime.controls import apply_control
 from hybrid_tui.runtime.disk import disk_full_reason, exception_leaves, unwritable_reason
@@ -74,37 +75,7 @@ from hybrid_tui.runtime.runlock import RunLock
 from hybrid_tui.runtime.task_state import apply_changes
 from hybrid_tui.vocabulary import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_STOPPED, UNSUCCESSFUL_STATUSES
 
-__all__ = ["Coordinator", "SettleError", "make_backend"]
-
-
-class BackendUnavailable(ValueError):
-    """A backend that cannot run this mission (unknown, or missing its configuration)."""
-
-
-def make_backend(name: str, *, pace: float = 0.0, seed: int = 0, git: bool = True, failure_rate: float = 0.0, config: Any = None):
-    """(planner, implementer) for a backend name."""
-    # Imported on demand: each backend pulls in its own dependencies (the Anthropic SDK,
-    # subprocess agents), which a run of another backend never needs.
-    if name == "replay":
-        from hybrid_tui.agents.replay import ReplayImplementer, ReplayPlanner
-
-        return ReplayPlanner(), ReplayImplementer(pace=pace)
-    if name == "sim":
-        from hybrid_tui.agents.sim import SimImplementer, SimPlanner
-
-        return SimPlanner(seed=seed, pace=pace), SimImplementer(seed=seed, pace=pace, git=git, failure_rate=failure_rate)
-    if name == "anthropic":
-        from hybrid_tui.agents import anthropic as backend  # type: ignore[attr-defined]
-
-        return backend.make_planner(config), backend.make_implementer(config)  # type: ignore[attr-defined]
-    if name == "cli":
-        from hybrid_tui.agents.cli import make_implementer
-
-        try:
-            return None, make_implementer(config)
-        except ValueError as exc:  # no command template, or one that does not parse
-            raise BackendUnavailable(str(exc)) from None
-    raise BackendUnavailable(f"unknown backend {name!r} (replay, sim, anthropic, cli)")
+__all__ = ["BackendUnavailable", "Coordinator", "SettleError", "make_backend"]
 
 
 SETTLE_ERROR_PREFIX = "coordinator error storing the end of"
@@ -155,6 +126,8 @@ class Coordinator:
         poll_interval: float = 0.05,
         heartbeat_interval: float = 1.0,
         seed: int = 0,
+        broker: str | None = None,
+        lease_seconds: float | None = None,
     ):
         self.store = store
         self.run_id = run_id
@@ -190,6 +163,17 @@ class Coordinator:
             self.repo = MissionRepo(Path(run.repo_path), run.mission_branch, self.run_dir, run_id,
                                     workspace=self.config.workspace)
         self.pricing = PricingTable.load(self.config.pricing or None)
+        self.workers: Any = None
+        if broker:
+            # Lazy: Celery and redis-py load only for a run with workers.
+            from hybrid_tui.runtime.broker import DEFAULT_LEASE_SECONDS
+            from hybrid_tui.runtime.remote import RemoteImplementer, WorkerPool
+
+            if self.repo is None:
+                raise ValueError("--broker needs git: workers fetch the base commit and return a patch")
+            self.workers = WorkerPool(broker, endpoint=Path(run.repo_path).absolute().as_uri(), backend=self.backend_name,
+                                      lease_seconds=lease_seconds or DEFAULT_LEASE_SECONDS, pace=pace, seed=seed)
+            self.implementer = RemoteImplementer(self.workers, self, self.backend_name)
         self.scheduler: Any = None
         self.specs: dict[str, SisTask] = {}
         self.running: dict[str, RunningAttempt] = {}
@@ -274,12 +258,16 @@ class Coordinator:
             now = self.clock()  # resumed after that error: the operator asked to carry on
             self._persist(self.scheduler.resume(now), now)
         code = EXIT_OK
+        if self.workers is not None:  # the live workers known before the first dispatch
+            await anyio.to_thread.run_sync(self.workers.refresh)
         send, receive = anyio.create_memory_object_stream[IntegrationJob](math.inf)
         self._integrate_tx = send
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._integration_worker, receive)
             tg.start_soon(self.attempt_clock.run)
+            if self.workers is not None:
+                tg.start_soon(self.workers.serve, self)
             try:
                 code = await self._loop()
             finally:
@@ -490,6 +478,8 @@ class Coordinator:
         target = self.scheduler.pool_target
         if target is None:
             target = engine_reads.run_pool_target(self.run_id)
+        if self.workers is not None:  # no more agent slots than the live workers have
+            target = min(int(target), self.workers.total_slots())
         return max(1, int(target))
 
     def _note_suspension(self, seconds: float) -> None:

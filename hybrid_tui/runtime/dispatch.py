@@ -36,6 +36,7 @@ def start_attempt(ctx: RunContext, txn: Transaction, d: Any, now: float) -> None
     feedback = d.feedback or ""
     model = getattr(d, "model", None) or select_model(spec, ctx.config.models)
     log_path = ctx.logs_dir / f"{task_id}.{number}.log"
+    worker = ctx.workers.assign(agent_id) if ctx.workers is not None else ""
     writes.stage_attempt_start(ctx.store, ctx.run_id, {
         "task_id": task_id,
         "number": number,
@@ -47,12 +48,18 @@ def start_attempt(ctx: RunContext, txn: Transaction, d: Any, now: float) -> None
         "feedback": feedback,
         "log_path": str(log_path),
         "version": txn.version,
+        "worker": worker,
     })
     writes.stage_task_fields(ctx.store, ctx.run_id, task_id,
                              {"attempts": number, "agent_id": agent_id, "started_at": now, "version": txn.version})
-    ctx.events.add(
-        "attempt.started", f"attempt {number} on {agent_id} ({model})", task_id=task_id, attempt=number, agent_id=agent_id
-    )
+    if worker:
+        writes.stage_agent_worker(ctx.store, ctx.run_id, agent_id, ctx.workers.label(worker), now, txn.version)
+        ctx.events.add("attempt.started", f"attempt {number} on {agent_id} ({model}) on worker {worker}",
+                       task_id=task_id, attempt=number, agent_id=agent_id, worker=worker)
+    else:
+        ctx.events.add(
+            "attempt.started", f"attempt {number} on {agent_id} ({model})", task_id=task_id, attempt=number, agent_id=agent_id
+        )
     # dispatch_seq: numbered by the loop as it launches the attempt (launch order).
-    attempt = RunningAttempt(task_id, agent_id, number, 0, now)
+    attempt = RunningAttempt(task_id, agent_id, number, 0, now, worker=worker)
     txn.effects.launches.append(Launch(attempt, spec, model, log_path, feedback))

@@ -124,7 +124,7 @@ def record_attempt_end(
                                      backend_fault=not getattr(result, "ok", False))
             first_line = (message or "").strip().splitlines()[-1:] or [""]
             ctx.events.add(
-                "attempt.failed",
+                "attempt.interrupted" if outcome == "interrupted" else "attempt.failed",
                 f"attempt {attempt.number} failed: {failure_type}: {first_line[0][:300]}",
                 level="warning", task_id=task_id, attempt=attempt.number, agent_id=attempt.agent_id,
                 failure_type=failure_type, cost_usd=cost,

@@ -141,6 +141,7 @@ class Agent(BaseModel):
     tasks_done = pw.IntegerField(default=0)
     busy_seconds = pw.DoubleField(default=0)
     worktree = pw.TextField(default="")
+    worker = pw.CharField(default="")  # "name@host" of its worker with --broker, "name@host lost" once gone
     created_at = pw.DoubleField()
     updated_at = pw.DoubleField()
     version = pw.BigIntegerField(default=0)
@@ -173,6 +174,7 @@ class Attempt(BaseModel):
     log_path = pw.TextField(default="")
     version = pw.BigIntegerField(default=0, index=True)
     session_id = pw.CharField(default="")  # an agent CLI's own session/thread id (cli backend)
+    worker = pw.CharField(default="")  # the worker process that ran it ("" in-process)
 
     class Meta:
         indexes = ((("run", "task_id", "number"), True),)

@@ -292,7 +292,7 @@ def attempt_outcome_groups(run_id: str) -> list[tuple[str, str, str | None, int,
 def changed_agent_rows(run_id: str, since_version: int) -> list[AgentRow]:
     query = (
         m.Agent.select(m.Agent.agent_id, m.Agent.role, m.Agent.backend, m.Agent.model, m.Agent.state,
-                       pw.fn.COALESCE(m.Agent.task_id, ""), m.Agent.tasks_done)
+                       pw.fn.COALESCE(m.Agent.task_id, ""), m.Agent.tasks_done, m.Agent.worker)
         .where((m.Agent.run == run_id) & (m.Agent.version > since_version))
         .order_by(m.Agent.id)
     )

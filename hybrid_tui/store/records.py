@@ -151,6 +151,7 @@ class AgentRow(NamedTuple):
     state: str
     task_id: str
     tasks_done: int
+    worker: str = ""  # "name@host" of the worker running its attempts ("" in-process), "... lost" once gone
 
 
 class LockRow(NamedTuple):

@@ -149,6 +149,12 @@ def stage_agent_state(store: Store, run_id: str, agent_id: str, state: str, task
                         where={"run": run_id, "agent_id": agent_id})
 
 
+def stage_agent_worker(store: Store, run_id: str, agent_id: str, worker: str, now: float, version: int) -> None:
+    """Which worker (``name@host``, or ``name@host lost``) runs the agent slot's attempts."""
+    store.staged.update(m.Agent, {"worker": worker, "updated_at": now, "version": version},
+                        where={"run": run_id, "agent_id": agent_id})
+
+
 def idle_live_agents(run_id: str, now: float, version: int) -> None:
     """Every agent not retired is idle, with no task (recovery: nothing runs now)."""
     m.Agent.update(state="idle", task_id=None, version=version, updated_at=now).where(

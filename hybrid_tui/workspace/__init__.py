@@ -26,6 +26,10 @@ _HOMES = {
     "ChecksResult": "validation",
     "CommandResult": "validation",
     "run_checks": "validation",
+    "PatchRejected": "patches",
+    "check_and_apply": "patches",
+    "checkout_base": "patches",
+    "make_patch": "patches",
     "SetupFailed": "setup",
     "run_setup": "setup",
 }

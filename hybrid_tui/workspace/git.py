@@ -346,14 +346,21 @@ class MissionRepo:
             self._object_env = env
         return self._object_env
 
-    def _worktree_git(self, path: Path, index: Path | None = None) -> gitpython.Git:
-        """Git in a worktree whose new objects go to the user's object store (integration's
-        trees and commits must be readable there); ``index`` replaces the worktree's own."""
-        runner = _git(path)
+    def object_environment(self, path: Path) -> dict[str, str]:
+        """Git variables under which objects written in worktree ``path`` land in the user's
+        object store (integration's trees and commits, a worker's patch applied) and the
+        worktree's own objects stay readable."""
         env = {"GIT_OBJECT_DIRECTORY": str(self._objects_dir()), **self._object_settings()}
         own = path / ".git" / "objects"
         if own.is_dir() and own.resolve() != self._objects_dir():
             env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = str(own)
+        return env
+
+    def _worktree_git(self, path: Path, index: Path | None = None) -> gitpython.Git:
+        """Git in a worktree whose new objects go to the user's object store (integration's
+        trees and commits must be readable there); ``index`` replaces the worktree's own."""
+        runner = _git(path)
+        env = self.object_environment(path)
         if index is not None:
             env["GIT_INDEX_FILE"] = str(index)
         runner.update_environment(**env)

@@ -239,6 +239,16 @@ class Sandbox:
             self._allowed.add(name)
         return real, name
 
+    def allows(self, name: str) -> bool:
+        """May the attempt change repository path ``name``: declared, or its lock granted now
+        (the coordinator's check of a worker's patch, path by path)."""
+        if name in self._allowed:
+            return True
+        if self._claim is not None and not self._claim(name):
+            return False
+        self._allowed.add(name)
+        return True
+
     def write_text(self, rel: str, content: str) -> None:
         """Create or overwrite ``rel`` with ``content`` (parent folders are created)."""
         real, name = self._writable(rel)

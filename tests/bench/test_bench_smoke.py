@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCHMARKS = {"scheduling", "store", "integration", "console", "scaling", "makespan"}
+BENCHMARKS = {"scheduling", "store", "integration", "console", "scaling", "makespan", "distributed"}
 
 
 @pytest.mark.slow
@@ -41,6 +41,10 @@ def test_quick_bench_runs_every_benchmark_and_saves_json(tmp_path):
     assert len(sched["fanout_latency_ms"]) == 63 and all(ms > 0 for ms in sched["fanout_latency_ms"])
     assert data["details"]["integration"]["rounds"] == 5
     assert data["details"]["console"]["memory"]["rows_shown"] == 500
+    # Through a real Redis and two workers as in-process: every task done, every attempt timed.
+    dist = data["details"]["distributed"]
+    assert dist["done"] == {"in_process": dist["tasks"], "broker": dist["tasks"]}
+    assert dist["attempts_timed"]["broker"] >= dist["tasks"]
 
 
 def test_only_selects_one_benchmark(tmp_path):

@@ -315,3 +315,21 @@ async def test_escape_sequences_and_markup_from_data_render_inert(demo_store):
         assert "\x1b" not in title.plain and "␛[31mUI" in title.plain and "[bold]now[/bold]" in title.plain
         text = screen_text(app)
         assert "[red]markup[/red]" in text and "␛]0;pwned␇" in text
+
+
+async def test_agent_slots_show_their_worker_and_host_and_a_worker_lost(demo_store):
+    """In-process runs show no worker column; once a slot runs on a worker the pane shows
+    ``name@host`` per slot, and ``... lost`` when the coordinator lost that worker."""
+    app = make_app(demo_store, poll_interval=0.05)
+    async with app.run_test(size=(140, 44)) as pilot:
+        table = app.query_one("#agent-table")
+        await pilot.pause()
+        assert "worker" not in table.columns
+        with demo_store.write(RUN_ID) as v:
+            m.Agent.update(worker="w1@host-a", version=v).where(m.Agent.agent_id == "impl-2").execute()
+            m.Agent.update(worker="w2@host-b lost", version=v).where(m.Agent.agent_id == "impl-3").execute()
+        await until(pilot, lambda: "worker" in table.columns, "the worker column")
+        await until(pilot, lambda: table.get_cell("impl-3", "worker").plain == "w2@host-b lost", "the lost worker")
+        assert table.get_cell("impl-2", "worker").plain == "w1@host-a"
+        assert table.get_cell("impl-1", "worker").plain == "-"
+        assert table.get_cell("impl-3", "worker").style.bold

@@ -1,7 +1,9 @@
-"""Agent pool pane (room: tui): each slot's state and task, utilisation sparklines, pool size."""
+"""Agent pool pane (room: tui): each slot's state and task, utilisation sparklines, pool size;
+with workers (``run --broker``), each slot's worker and host, and a worker lost."""
 
 from __future__ import annotations
 
+from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -9,9 +11,10 @@ from textual.widgets import DataTable, Sparkline, Static
 
 from hybrid_tui.store.records import AgentRow
 from hybrid_tui.tui.data import RunInfo, inert
-from hybrid_tui.tui.panes.style import spark, status_text
+from hybrid_tui.tui.panes.style import spark, status_text, theme_color
 
 COLUMNS = ("agent", "state", "task", "done", "util")
+WORKER_COLUMN = "worker"  # shown once a slot runs on a worker (an in-process run never shows it)
 
 
 class AgentPool(Vertical):
@@ -28,6 +31,7 @@ class AgentPool(Vertical):
         self.cells: dict[str, tuple[str, ...]] = {}
         self.util: dict[str, list[float]] = {}
         self._pool_line = ""
+        self.columns: tuple[str, ...] = COLUMNS
         self.border_title = "Agents"
 
     def compose(self) -> ComposeResult:
@@ -45,18 +49,24 @@ class AgentPool(Vertical):
         table = self.query_one("#agent-table", DataTable)
         for a in agents:
             self.agents[a.agent_id] = a
+            if a.worker and WORKER_COLUMN not in self.columns:
+                self.columns = COLUMNS + (WORKER_COLUMN,)
+                table.add_column(WORKER_COLUMN, key=WORKER_COLUMN, width=18, default=Text(""))
         if util is not None:
             self.util = util
+        with_worker = WORKER_COLUMN in self.columns
         for agent_id, a in self.agents.items():
             if a.role != "implementer" and a.state == "idle":
                 continue
             done = done_by_agent.get(agent_id, 0) if done_by_agent is not None else a.tasks_done
             new = (a.agent_id, a.state, a.task_id or "-", str(done), spark(self.util.get(agent_id, []), 10, 1.0))
+            if with_worker:
+                new += (a.worker or "-",)
             old = self.cells.get(agent_id)
             if old is None:
-                table.add_row(*(self._cell(c, v) for c, v in zip(COLUMNS, new)), key=agent_id)
+                table.add_row(*(self._cell(c, v) for c, v in zip(self.columns, new)), key=agent_id)
             else:
-                for column, before, after in zip(COLUMNS, old, new):
+                for column, before, after in zip(self.columns, old + ("",) * (len(new) - len(old)), new):
                     if before != after:
                         table.update_cell(agent_id, column, self._cell(column, after))
             self.cells[agent_id] = new
@@ -81,6 +91,9 @@ class AgentPool(Vertical):
     def _cell(self, column: str, value: str) -> Text:
         if column == "state":
             return status_text(self.app, value)
+        if column == WORKER_COLUMN and value.endswith(" lost"):
+            return Text(inert(value), style=Style(color=theme_color(self.app, "error"), bold=True), no_wrap=True,
+                        overflow="ellipsis")
         return Text(inert(value), no_wrap=True, overflow="ellipsis", justify="right" if column == "done" else "left")
 
     def repaint(self) -> None:

@@ -15,18 +15,18 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from hybrid_tui.tui.data import NO_VALUE, StoreView, commit_diff, human_duration, inert
+from hybrid_tui.tui.data import NO_VALUE, commit_diff, human_duration, inert
 from hybrid_tui.tui.screens.log import LogScreen
+from hybrid_tui.tui.screens.one_task import OneTaskScreen
 
 
 def _section(title: str) -> Text:
     return Text(f"\n{title}", style="bold underline")
 
 
-class TaskDetailScreen(Screen[None]):
+class TaskDetailScreen(OneTaskScreen):
     DEFAULT_CSS = """
     TaskDetailScreen #detail-title { height: 1; background: $panel; padding: 0 1; text-style: bold; }
     TaskDetailScreen VerticalScroll { height: 1fr; padding: 0 1; }
@@ -39,15 +39,6 @@ class TaskDetailScreen(Screen[None]):
         Binding("l", "open_log", "Full log"),
         Binding("d", "app.dependency_tree", "Tree"),
     ]
-
-    def __init__(self, view: StoreView, task_id: str):
-        super().__init__()
-        self.view = view
-        self.task_id = task_id
-
-    @property
-    def selected_task_id(self) -> str:
-        return self.task_id
 
     def compose(self) -> ComposeResult:
         yield Static("", id="detail-title")

@@ -10,16 +10,16 @@ from rich.tree import Tree
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from hybrid_tui.tui.data import StoreView, inert
+from hybrid_tui.tui.data import inert
 from hybrid_tui.tui.panes.style import status_text
+from hybrid_tui.tui.screens.one_task import OneTaskScreen
 
 MAX_NODES = 400  # a 10,000-task DAG can fan out: the tree says how many it left out
 
 
-class DependencyScreen(Screen[None]):
+class DependencyScreen(OneTaskScreen):
     DEFAULT_CSS = """
     DependencyScreen #tree-title { height: 1; background: $panel; padding: 0 1; text-style: bold; }
     DependencyScreen VerticalScroll { height: 1fr; padding: 0 1; }
@@ -28,15 +28,6 @@ class DependencyScreen(Screen[None]):
         Binding("escape,q,d", "app.pop_screen", "Back"),
         Binding("enter", "open_detail", "Detail"),
     ]
-
-    def __init__(self, view: StoreView, task_id: str):
-        super().__init__()
-        self.view = view
-        self.task_id = task_id
-
-    @property
-    def selected_task_id(self) -> str:
-        return self.task_id
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f"Dependencies of {inert(self.task_id)}"), id="tree-title")

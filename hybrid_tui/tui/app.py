@@ -691,7 +691,9 @@ class HybridApp(App[int]):
     def action_quit_console(self) -> None:
         if isinstance(self.screen, ModalScreen):
             return
-        run = self.run_info
+        # Decide on the run as the store has it now, not as of the last poll: a run that has
+        # just finished must not ask "stop the mission?" of an operator who saw it finish.
+        run = self.run_info = self.view.run_info()
         in_process = self.coordinator is not None and not self.coordinator_done
         if not in_process:
             self.exit(self.coordinator_exit if self.coordinator_exit is not None else 0)

@@ -448,7 +448,7 @@ async def main():
             if queries.run_record(run_id).status == "finished":
                 break
         await pilot.press("q")
-        for _ in range(15000):  # a safety net again: the exit runs the coordinator's stop on a loaded machine
+        for _ in range(3000):  # a safety net: the exit waits for the coordinator's stop
             if app.return_value is not None:
                 break
             await pilot.pause(0.02)

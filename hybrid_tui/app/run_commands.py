@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hybrid_tui.vocabulary import UserError
+from hybrid_tui.vocabulary import UserError, inert
 from hybrid_tui.app.drive import drive_run
 from hybrid_tui.app.runs_commands import add_runs_dir_argument, store_url_of
 from hybrid_tui.store import queries
@@ -310,7 +310,6 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from hybrid_tui.store import queries
-    from hybrid_tui.tui.data import inert  # paths come from missions and agents: shown, never executed
 
     store, run_id = _open_with_tasks(args, [args.task_id], "rollback")
     fields: dict = {"task_id": args.task_id}

@@ -1233,7 +1233,9 @@ class Scheduler:
     def _ready_status(self, t: _Task) -> TaskStatus:
         """Where a task whose dependencies are all done goes: ``ready``, or
         ``awaiting_approval`` when the approval policy holds it."""
-        return S.AWAITING_APPROVAL if self._approval_gate and self.needs_approval(t.tid) else S.READY
+        info = t.info
+        gated = needs_approval(self._approval_gate, info.priority, info.task_id, info.domain)
+        return S.AWAITING_APPROVAL if gated else S.READY
 
     def _become_ready(self, t: _Task, reason: str, changes: list[Change]) -> None:
         status = self._ready_status(t)

@@ -10,6 +10,8 @@ opens the console on *copies* of the store). Nothing here races a live worker:
   from machine to machine), and git dates and identities are pinned (commit ids repeat);
 - the time forecast is computed on the loop and timed by the virtual clock (the header's
   ETA repeats);
+- the clock moves first and the driver waits for what that alone brings (a forecast, a
+  backoff elapsing) before it releases an agent, so their events keep one order;
 - after each step the driver waits until the coordinator is quiet (two loop turns after
   the step, every running attempt parked at the gate, nothing integrating), then checks
   the store for a key moment and copies the SQLite file (backup API) when one is reached.
@@ -177,6 +179,9 @@ async def _capture(workdir: Path, mission: str | Path | None) -> list[Moment]:
                     if finished.is_set():
                         break
                     clock.now += STEP_SECONDS
+                    # Let what the clock alone brings (a forecast, a backoff elapsing) land
+                    # before an agent finishes, so their events never race in the store.
+                    await _settle(c, gate, finished)
                     if gate.waiting:
                         gate.release(min(gate.waiting, key=lambda t: c.running[t].dispatch_seq))
         finally:

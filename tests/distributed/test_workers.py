@@ -141,11 +141,12 @@ def test_redis_restarted_mid_run(redis_server, workers, quickstart_copy, tmp_pat
     assert sorted(state["trailers"]) == sorted(state["status"])
 
 
-def test_coordinator_killed_and_resumed(redis_server, workers, quickstart_copy, tmp_path):
+def test_coordinator_killed_and_resumed(redis_server, workers, quickstart_copy, run_store, tmp_path):
     workers.start_many(NAMES)
     runs = tmp_path / "runs"
     coord = tmp_path / "coord"
-    proc = start_coordinator(*_run_args(quickstart_copy, runs, redis_server.url, "--pace", "0.05"), cwd=coord)
+    proc = start_coordinator(*_run_args(quickstart_copy, runs, redis_server.url, "--pace", "0.05", *run_store.args),
+                             cwd=coord)
     wait_until(lambda: query(runs, "SELECT 1 FROM attempt WHERE outcome = 'succeeded' AND phase != 'planning'"),
                120, "a first task done")
     wait_until(lambda: query(runs, "SELECT 1 FROM attempt WHERE outcome = 'running' AND worker != ''"),

@@ -460,6 +460,8 @@ class Store:
         On PostgreSQL its commit notifies the listeners of ``run_id`` (:meth:`change_feed`)."""
         # Decided before entering: peewee 4 does not count savepoints in transaction_depth().
         outermost = self.db.transaction_depth() == 0
+        if outermost:
+            reconnect_if_lost(self.db)
         ctx = self.db.atomic("IMMEDIATE") if self.is_sqlite else self.db.atomic()
         with ctx:
             version = 0
@@ -671,11 +673,24 @@ class Store:
 def snapshot(db: pw.Database) -> Iterator[None]:
     """A read-only snapshot transaction on ``db`` (see :meth:`Store.read`)."""
     if isinstance(db, pw.PostgresqlDatabase) and db.transaction_depth() == 0:
+        reconnect_if_lost(db)
         with db.atomic("REPEATABLE READ READ ONLY"):
             yield
         return
     with db.atomic():
         yield
+
+
+def reconnect_if_lost(db: pw.Database) -> None:
+    """PostgreSQL, outside a transaction: open a new session when the server ended ours.
+
+    After a server restart, a failover or an idle-session kill, psycopg marks the connection
+    closed, but peewee keeps handing it out ("the connection is closed" forever): an
+    attached console would say "store unavailable" long after the server came back. The
+    read or write that met the loss fails as it must; the next one gets a new session."""
+    if isinstance(db, pw.PostgresqlDatabase) and not db.is_closed() and db.connection().closed:
+        db.close()
+        db.connect()
 
 
 def _session(url: str):

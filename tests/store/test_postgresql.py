@@ -161,6 +161,28 @@ def test_a_store_whose_session_the_server_ended_reads_and_writes_again(pg_url: s
         store.close()
 
 
+def test_a_coordinators_store_does_not_write_on_after_losing_its_session(pg_url: str) -> None:
+    """A coordinator's session loss may be the server's restart, which also ended its run
+    lock's session: its store must keep failing (the coordinator stops, `resume` recovers),
+    never write on while another coordinator may have taken the run."""
+    store = open_store(pg_url)
+    add_run(store)
+    lock = store.run_lock(RUN)
+    try:
+        assert lock.try_acquire()
+        with store.read():
+            (pid,) = store.db.execute_sql("SELECT pg_backend_pid()").fetchone()
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        for _ in range(2):
+            with pytest.raises(Exception, match="terminating connection|connection is closed"):
+                with store.write(RUN):
+                    pass
+    finally:
+        lock.release()
+        store.close()
+
+
 LOCK_HOLDER = r"""
 import sys, time
 from hybrid_tui.runtime.runlock import RunLock

@@ -6,9 +6,11 @@ Room: store. Persistence only: callers (runtime, tui, cli) decide *what* to writ
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import json
 import operator
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -438,6 +440,9 @@ class Store:
         self.url = url
         self.is_sqlite = isinstance(db, pw.SqliteDatabase)
         self.param = db.param
+        self._files = sqlite_files(db)
+        if self._files:
+            _OPENED_FILES.add(self._files)
         self.staged = StagedWrites(self)
         self._stagers: list[Stager] = [self.staged]
 
@@ -460,6 +465,8 @@ class Store:
         On PostgreSQL its commit notifies the listeners of ``run_id`` (:meth:`change_feed`)."""
         # Decided before entering: peewee 4 does not count savepoints in transaction_depth().
         outermost = self.db.transaction_depth() == 0
+        if outermost:
+            refuse_unwritable(self._files)
         ctx = self.db.atomic("IMMEDIATE") if self.is_sqlite else self.db.atomic()
         with ctx:
             version = 0
@@ -489,11 +496,14 @@ class Store:
         ``REPEATABLE READ READ ONLY`` transaction (READ COMMITTED, its default, would let
         each query see other commits); on SQLite a deferred transaction (its first read
         fixes the snapshot). Inside another transaction it is a savepoint of it."""
+        if self.db.transaction_depth() == 0:
+            refuse_unwritable(self._files)  # a SQLite reader writes its read mark in -shm too
         return snapshot(self.db)
 
     def close(self) -> None:
-        if not self.db.is_closed():
-            self.db.close()
+        if self.db.is_closed() or store_files_refuse_writes(self._files):
+            return  # closing would fault: see stores_unsafe_to_close
+        self.db.close()
 
     # -- hot-path row writes ------------------------------------------------------------
     def update_rows(self, model: type[pw.Model], fields: dict[str, Any], *, where: dict[str, Any],
@@ -665,6 +675,46 @@ class Store:
         (with a slow poll as fallback), always yes on SQLite (which has no notifications:
         its readers poll)."""
         return ChangeFeed(None if self.is_sqlite else self.url, run_id, slow_poll_seconds)
+
+
+def sqlite_files(db: pw.Database) -> tuple[str, ...]:
+    """The files a file-backed SQLite store writes (the database, its WAL and its shared
+    memory); none for PostgreSQL or an in-memory database."""
+    if not isinstance(db, pw.SqliteDatabase) or db.database in ("", ":memory:") or db.database.startswith("file:"):
+        return ()
+    return tuple(f"{db.database}{suffix}" for suffix in ("", "-wal", "-shm"))
+
+
+_OPENED_FILES: set[tuple[str, ...]] = set()  # the files of every SQLite store this process opened
+
+
+def stores_unsafe_to_close() -> bool:
+    """Whether a SQLite store this process opened has a file that refuses writes now (made
+    immutable mid-run). Closing its last connection would checkpoint through the mapped
+    ``-shm`` and die of SIGBUS, whether :meth:`Store.close` or the interpreter's exit closes
+    it; such a process ends with ``os._exit`` instead (``app.main``), which SQLite treats as
+    a crash: the WAL keeps every commit and the next open recovers it."""
+    return any(store_files_refuse_writes(files) for files in _OPENED_FILES)
+
+
+def store_files_refuse_writes(paths: tuple[str, ...]) -> bool:
+    try:
+        refuse_unwritable(paths)
+    except PermissionError:
+        return True
+    return False
+
+
+def refuse_unwritable(paths: tuple[str, ...]) -> None:
+    """Raise PermissionError naming the first of ``paths`` that exists and refuses writes.
+
+    Why before every transaction: SQLite maps ``-shm`` into memory, and a write to a page of
+    a file made immutable (``chattr +i``) mid-run is not an error but SIGBUS, which kills the
+    process with no word. Checked first, the same change is a clean, resumable stop (the
+    coordinator's "cannot write" pause); two ``access`` calls cost about 2 µs."""
+    for path in paths:
+        if not os.access(path, os.W_OK) and os.path.exists(path):
+            raise PermissionError(errno.EPERM, "the store's file refuses writes (read-only or immutable)", path)
 
 
 @contextlib.contextmanager

@@ -905,36 +905,61 @@ def _check_schema(db: pw.Database, *, create: bool) -> None:
             verdict = db.execute_sql("PRAGMA quick_check(1)").fetchone()[0]
             if verdict != "ok":
                 raise StoreError(f"it is corrupt (SQLite quick_check: {' '.join(str(verdict).split())})")
-    found = row.version if row else None
-    if found is None:
-        raise StoreError("it has an empty schema_version table; it is not a hybrid-tui store")
-    if found > m.SCHEMA_VERSION:
-        raise StoreError(
-            f"its schema version {found} is newer than this hybrid-tui supports "
-            f"({m.SCHEMA_VERSION}); upgrade hybrid-tui"
-        )
-    if found < m.SCHEMA_VERSION:
-        raise StoreError(f"its schema version {found} is older than {m.SCHEMA_VERSION} and no migration exists")
-    _add_later_columns(db)
+        found = row.version if row else None
+        if found is None:
+            raise StoreError("it has an empty schema_version table; it is not a hybrid-tui store")
+        if found > m.SCHEMA_VERSION:
+            raise StoreError(
+                f"its schema version {found} is newer than this hybrid-tui supports "
+                f"({m.SCHEMA_VERSION}); upgrade hybrid-tui"
+            )
+        _upgrade(db, found)  # inside the lock: two processes opening an old store upgrade it once
 
 
-# Columns added to schema version 1 after stores were made with it: added (empty) at open.
-_LATER_COLUMNS = ((m.Attempt, "session_id"),)
+def _upgrade(db: pw.Database, found: int) -> None:
+    """Bring a store made by an older hybrid-tui up to this one's schema, so its runs can be
+    resumed and read: every schema change so far only added tables and columns with
+    defaults, so the upgrade creates the tables it lacks and adds the columns it lacks,
+    then records the version; one transaction, so a failure leaves the store as it was.
+    (A store of this version made before a column was added gets it the same way.)"""
+    missing_tables = [model for model in m.ALL_MODELS if not model.table_exists()]
+    missing_columns = [
+        (model, field) for model in m.ALL_MODELS if model not in missing_tables
+        for columns in [{column.name for column in db.get_columns(model._meta.table_name)}]
+        for field in model._meta.sorted_fields if field.column_name not in columns
+    ]
+    if found == m.SCHEMA_VERSION and not (missing_tables or missing_columns):
+        return
+    try:
+        with db.atomic():  # a savepoint of the caller's transaction
+            for model, field in missing_columns:
+                db.execute_sql(_add_column_sql(db, model, field))
+            db.create_tables(missing_tables)
+            if found < m.SCHEMA_VERSION:
+                m.SchemaVersion.create(version=m.SCHEMA_VERSION, created_at=time.time())
+    except (pw.DatabaseError, ValueError) as exc:
+        raise StoreError(f"cannot upgrade it from schema version {found} to {m.SCHEMA_VERSION}: "
+                         f"{' '.join(str(exc).split())}") from None
 
 
-def _add_later_columns(db: pw.Database) -> None:
-    for model, name in _LATER_COLUMNS:
-        table = model._meta.table_name
-        if name in {column.name for column in db.get_columns(table)}:
-            continue
-        field = model._meta.fields[name]
-        try:
-            with db.atomic():
-                column_type = db.field_types.get(field.field_type, field.field_type)
-                db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{field.column_name}" '
-                               f"{column_type}({field.max_length}) NOT NULL DEFAULT ''")
-        except pw.DatabaseError as exc:
-            raise StoreError(f"cannot add the column {table}.{name} it lacks: {exc}") from None
+def _add_column_sql(db: pw.Database, model: type[pw.Model], field: pw.Field) -> str:
+    # ALTER TABLE ... NOT NULL DEFAULT, which SQLite and PostgreSQL both take in place
+    # (playhouse.migrate adds a NOT NULL column by rebuilding the whole table on SQLite).
+    default = field.default
+    if field.null:
+        constraint = ""
+    elif isinstance(default, bool):
+        constraint = f" NOT NULL DEFAULT {int(default) if isinstance(db, pw.SqliteDatabase) else str(default).upper()}"
+    elif isinstance(default, (int, float)):
+        constraint = f" NOT NULL DEFAULT {default!r}"
+    elif isinstance(default, str):
+        constraint = " NOT NULL DEFAULT '" + default.replace("'", "''") + "'"
+    else:
+        raise ValueError(f"{model._meta.table_name}.{field.column_name} has no default to fill older rows with")
+    column_type = db.field_types.get(field.field_type, field.field_type)
+    if getattr(field, "max_length", None):
+        column_type = f"{column_type}({field.max_length})"
+    return f'ALTER TABLE "{model._meta.table_name}" ADD COLUMN "{field.column_name}" {column_type}{constraint}'
 
 
 def open_store(url: str | Path, *, create: bool = True) -> Store:

@@ -9,10 +9,16 @@ Room: agents. Touches files only through the request's sandbox; never the store 
   any file. An attempt whose cost exceeds the request's dollar limit stops at its cap
   (``budget_exhausted``, no file touched). Validation is not run here: the runtime runs it
   for real afterwards, so a recorded bad edit fails validation for real.
+- A batched attempt (``request.batch``) replays each member's own recording (or SIS
+  operations) in turn, in the one sandbox, and reports each member's result in ``per_task``:
+  its recorded usage and cost minus the shared context it did not load again (every member
+  but the first saves ``min(shared_context_tokens, its input tokens)`` input tokens, priced
+  at its model's input rate).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import anyio
@@ -46,6 +52,8 @@ class ReplayImplementer:
         self.pace = pace
 
     async def implement(self, request: ImplementRequest) -> ImplementResult:
+        if request.batch:
+            return await self._implement_batch(request)
         started = time.monotonic()
         recorded = request.recorded
         model = (recorded.model if recorded and recorded.model else None) or request.model
@@ -99,6 +107,34 @@ class ReplayImplementer:
             summary=(recorded.summary if recorded else "") or f"applied {len(operations)} file operation(s)",
             files_touched=touched,
             duration_seconds=_duration(recorded, started),
+        )
+
+
+    async def _implement_batch(self, request: ImplementRequest) -> ImplementResult:
+        per_task: dict[str, ImplementResult] = {}
+        for k, member in enumerate(request.batch):
+            own = dataclasses.replace(request, task=member.task, recorded=member.recorded, batch=())
+            result = await self.implement(own)
+            saved = min(request.shared_context_tokens, result.usage.input_tokens) if k else 0
+            if saved:
+                saving = _price(own, result.model, Usage(input_tokens=saved))
+                result.usage = result.usage.model_copy(update={"input_tokens": result.usage.input_tokens - saved})
+                result.cost_usd = max(result.cost_usd - saving, 0.0)
+            per_task[member.task.task_id] = result
+        results = list(per_task.values())
+        usage = Usage(**{name: sum(getattr(r.usage, name) for r in results) for name in Usage.model_fields})
+        failed = next((r for r in results if not r.ok), None)
+        return ImplementResult(
+            ok=failed is None,
+            model=results[0].model,
+            usage=usage,
+            cost_usd=sum(r.cost_usd for r in results),
+            failure_type=failed.failure_type if failed else None,
+            message=failed.message if failed else "",
+            summary=f"replayed a batch of {len(results)} task(s)",
+            files_touched=sorted({path for r in results for path in r.files_touched}),
+            duration_seconds=sum(r.duration_seconds for r in results),
+            per_task=per_task,
         )
 
 

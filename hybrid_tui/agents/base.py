@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AbstractSet, Callable, Protocol
+from typing import AbstractSet, Any, Callable, Protocol
 
 from hybrid_tui.spec.models import RecordedAttempt, Sis, SisTask, Usage
 from hybrid_tui.workspace.sandbox import Sandbox
@@ -121,6 +121,9 @@ class ImplementResult:
     # A batched attempt's backend that knows each task's own outcome and spend (replay): task
     # id -> its result. Otherwise the runtime splits this one result by cost share.
     per_task: dict[str, "ImplementResult"] = field(default_factory=dict)
+    # The file operations the run's recording keeps for this attempt, when the runtime read
+    # them already (a batch member's, before the worktree moved on); None: read at the end.
+    recorded_operations: list[Any] | None = None
 
 
 class Implementer(Protocol):

@@ -195,6 +195,9 @@ def _recording_json(
 
 
 def _operations(ctx: RunContext, attempt: RunningAttempt, result: Any, agent_side: bool) -> list[Any]:
+    known = getattr(result, "recorded_operations", None)
+    if known is not None:  # read by the runtime already (a batch member's own files)
+        return [op for op in known if not isinstance(op, IntentOp)]
     backend = getattr(ctx.implementer, "name", ctx.backend_name)
     spec = ctx.specs.get(attempt.task_id)
     if backend in record.KNOWN_OPS_BACKENDS:

@@ -869,7 +869,7 @@ def _check_schema(db: pw.Database, *, create: bool) -> None:
 
 
 # Columns added to schema version 1 after stores were made with it: added (empty) at open.
-_LATER_COLUMNS = ((m.Attempt, "session_id"),)
+_LATER_COLUMNS = ((m.Attempt, "session_id"), (m.Attempt, "batch"))
 
 
 def _add_later_columns(db: pw.Database) -> None:

@@ -175,6 +175,9 @@ class Attempt(BaseModel):
     version = pw.BigIntegerField(default=0, index=True)
     session_id = pw.CharField(default="")  # an agent CLI's own session/thread id (cli backend)
     worker = pw.CharField(default="")  # the worker process that ran it ("" in-process)
+    # [policies.batch]: "LEADER#N" (the leader task and its attempt number) for every task of a
+    # batched attempt (one implementer session), "" for an attempt of its own.
+    batch = pw.CharField(default="")
 
     class Meta:
         indexes = ((("run", "task_id", "number"), True),)

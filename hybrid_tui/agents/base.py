@@ -120,7 +120,7 @@ class ImplementResult:
     session_id: str = ""  # the agent CLI's own session/thread id, to find or resume its transcript
     # A batched attempt's backend that knows each task's own outcome and spend (replay): task
     # id -> its result. Otherwise the runtime splits this one result by cost share.
-    per_task: dict[str, "ImplementResult"] = field(default_factory=dict)
+    per_task: dict[str, ImplementResult] = field(default_factory=dict)
     # The file operations the run's recording keeps for this attempt, when the runtime read
     # them already (a batch member's, before the worktree moved on); None: read at the end.
     recorded_operations: list[Any] | None = None

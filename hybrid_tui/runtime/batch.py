@@ -35,7 +35,7 @@ from hybrid_tui.workspace.sandbox import Sandbox
 from hybrid_tui.workspace.setup import SetupFailed
 from hybrid_tui.workspace.tree import worktree_operations
 from hybrid_tui.workspace.validation import run_checks
-from hybrid_tui.runtime.context import AttemptLoop, Launch, RunContext, RunningAttempt
+from hybrid_tui.runtime.context import AttemptLoop, Launch, RunContext
 from hybrid_tui.runtime.disk import disk_full_reason
 from hybrid_tui.runtime.faults import crash_point
 from hybrid_tui.runtime.record import KNOWN_OPS_BACKENDS, recorded_attempt
@@ -54,7 +54,7 @@ def split_usage(usage: Usage, shares: list[float]) -> list[Usage]:
         if k == len(shares) - 1:
             out.append(Usage(**left))
             break
-        part = {name: int(round(total * share)) for name, total in usage.model_dump().items()}
+        part = {name: round(total * share) for name, total in usage.model_dump().items()}
         part = {name: min(value, left[name]) for name, value in part.items()}
         left = {name: left[name] - part[name] for name in left}
         out.append(Usage(**part))

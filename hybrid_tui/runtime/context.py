@@ -71,7 +71,7 @@ class Launch:
     feedback: str
     # [policies.batch]: the other tasks of this attempt's batch (this one is its leader),
     # launched with it as ONE implementer session (runtime/batch.py).
-    members: list["Launch"] = field(default_factory=list)
+    members: list[Launch] = field(default_factory=list)
 
 
 @dataclass

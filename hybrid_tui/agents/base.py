@@ -124,6 +124,10 @@ class ImplementResult:
     # The file operations the run's recording keeps for this attempt, when the runtime read
     # them already (a batch member's, before the worktree moved on); None: read at the end.
     recorded_operations: list[Any] | None = None
+    # A batch member's share of the shared context it did not load again (replay): the
+    # recording adds it back, so a replay of the recording, batched or not, saves it once.
+    context_saved: Usage | None = None
+    context_saved_usd: float = 0.0
 
 
 class Implementer(Protocol):

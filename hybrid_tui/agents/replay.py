@@ -119,6 +119,8 @@ class ReplayImplementer:
             if saved:
                 saving = _price(own, result.model, Usage(input_tokens=saved))
                 result.usage = result.usage.model_copy(update={"input_tokens": result.usage.input_tokens - saved})
+                result.context_saved_usd = min(saving, result.cost_usd)
+                result.context_saved = Usage(input_tokens=saved)
                 result.cost_usd = max(result.cost_usd - saving, 0.0)
             per_task[member.task.task_id] = result
         results = list(per_task.values())

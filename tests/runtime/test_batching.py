@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from hybrid_tui.costs.pricing import PricingTable
+from hybrid_tui.runtime.record import read_recordings
 from hybrid_tui.spec.loader import load_mission
 from hybrid_tui.spec.models import Usage
 from hybrid_tui.store import models as m
@@ -131,6 +132,13 @@ def test_the_batched_run_costs_less_by_the_shared_context_loaded_once(runs):
         assert a["cost_usd"] == pytest.approx(own["cost_usd"] - saving)
         saved_usd += saving
     assert saved_usd > 0
+    # The recordings (export-replay) keep each task's own spend, as its unbatched attempt had
+    # it: replaying them, batched or not, saves the shared context once, not twice.
+    recorded = read_recordings(batched["run_dir"])
+    plain_recorded = read_recordings(plain["run_dir"])
+    for tid in {a["task_id"] for a in batched["attempts"] if a["batch"]}:
+        mine, theirs = recorded[tid].attempts[0], plain_recorded[tid].attempts[0]
+        assert mine.usage == theirs.usage and mine.cost_usd == pytest.approx(theirs.cost_usd), tid
     batched_total = sum(a["cost_usd"] for a in batched["attempts"])
     plain_total = sum(a["cost_usd"] for a in plain["attempts"])
     assert batched_total == pytest.approx(plain_total - saved_usd)

@@ -18,13 +18,13 @@ Room: agents. Touches files only through the request's sandbox; never the store 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import anyio
 
 from hybrid_tui.spec.models import RecordedAttempt, Usage
 from hybrid_tui.agents.base import ImplementRequest, ImplementResult, PlanRequest, PlanResult
+from hybrid_tui.agents.batching import implement_each, price_or_zero
 from hybrid_tui.agents.fileops import FileOperationError, apply_file_operations
 from hybrid_tui.agents.limits import stop_at_cap
 
@@ -53,12 +53,12 @@ class ReplayImplementer:
 
     async def implement(self, request: ImplementRequest) -> ImplementResult:
         if request.batch:
-            return await self._implement_batch(request)
+            return await implement_each(self.implement, request)
         started = time.monotonic()
         recorded = request.recorded
         model = (recorded.model if recorded and recorded.model else None) or request.model
         usage = recorded.usage if recorded else _estimated_usage(request)
-        cost = recorded.cost_usd if recorded and recorded.cost_usd is not None else _price(request, model, usage)
+        cost = recorded.cost_usd if recorded and recorded.cost_usd is not None else price_or_zero(request, model, usage)
         if self.pace > 0:
             # Recorded duration, else the SIS estimate: --pace makes a demo move watchably.
             seconds = recorded.duration_seconds if recorded and recorded.duration_seconds else (
@@ -110,46 +110,9 @@ class ReplayImplementer:
         )
 
 
-    async def _implement_batch(self, request: ImplementRequest) -> ImplementResult:
-        per_task: dict[str, ImplementResult] = {}
-        for k, member in enumerate(request.batch):
-            own = dataclasses.replace(request, task=member.task, recorded=member.recorded, batch=())
-            result = await self.implement(own)
-            saved = min(request.shared_context_tokens, result.usage.input_tokens) if k else 0
-            if saved:
-                saving = _price(own, result.model, Usage(input_tokens=saved))
-                result.usage = result.usage.model_copy(update={"input_tokens": result.usage.input_tokens - saved})
-                result.context_saved_usd = min(saving, result.cost_usd)
-                result.context_saved = Usage(input_tokens=saved)
-                result.cost_usd = max(result.cost_usd - saving, 0.0)
-            per_task[member.task.task_id] = result
-        results = list(per_task.values())
-        usage = Usage(**{name: sum(getattr(r.usage, name) for r in results) for name in Usage.model_fields})
-        failed = next((r for r in results if not r.ok), None)
-        return ImplementResult(
-            ok=failed is None,
-            model=results[0].model,
-            usage=usage,
-            cost_usd=sum(r.cost_usd for r in results),
-            failure_type=failed.failure_type if failed else None,
-            message=failed.message if failed else "",
-            summary=f"replayed a batch of {len(results)} task(s)",
-            files_touched=sorted({path for r in results for path in r.files_touched}),
-            duration_seconds=sum(r.duration_seconds for r in results),
-            per_task=per_task,
-        )
-
-
 def _estimated_usage(request: ImplementRequest) -> Usage:
     est = request.task.estimated_tokens
     return Usage(input_tokens=est.input, output_tokens=est.output)
-
-
-def _price(request: ImplementRequest, model: str, usage: Usage) -> float:
-    try:
-        return float(request.cost_of(model, usage))
-    except Exception:  # a model missing from the pricing table: count it as free, not a crash
-        return 0.0
 
 
 def _duration(recorded: RecordedAttempt | None, started: float) -> float:

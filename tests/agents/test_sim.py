@@ -7,6 +7,7 @@ import random
 import zlib
 
 import anyio
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -99,5 +100,5 @@ def test_a_batch_is_each_task_simulated_and_applied_with_the_shared_context_paid
     assert result.per_task["a"].usage == sim.usage(specs[0], 1)
     alone = sim.usage(specs[1], 1)
     assert result.per_task["b"].usage.input_tokens == alone.input_tokens - 5000
-    assert result.per_task["b"].cost_usd == (alone.input_tokens - 5000) / 1e6
+    assert result.per_task["b"].cost_usd == pytest.approx((alone.input_tokens - 5000) / 1e6)
     assert result.cost_usd == sum(r.cost_usd for r in result.per_task.values())

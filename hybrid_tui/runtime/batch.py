@@ -148,7 +148,9 @@ async def run_batch(ctx: RunContext, loop: AttemptLoop, launch: Launch) -> None:
             limits=type(first)(
                 max_turns=first.max_turns * len(members),
                 max_tokens=sum(lim.max_tokens for lim in limits),
-                max_cost_usd=sum(lim.max_cost_usd for lim in limits),
+                # Each task's own cap, and no more of the mission budget than the leader may
+                # take plus what the others reserved (their expected costs).
+                max_cost_usd=min(sum(lim.max_cost_usd for lim in limits), first.max_cost_usd + sum(expected[1:])),
                 timeout_seconds=first.timeout_seconds,
             ),
             recorded=recorded_attempt(ctx.mission, ctx.run_id, leader.task_id, leader.number),

@@ -22,13 +22,14 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.events import Resize
 from textual.filter import NoColor
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 from textual.worker import Worker, WorkerState
 
 from hybrid_tui.store import queries
 from hybrid_tui.store.db import Store
 from hybrid_tui.vocabulary import EXIT_STOPPED, LIVE_RUN_STATUSES, coordinator_alive
 from hybrid_tui.tui.data import CostSummary, Delta, RunInfo, StoreView, human_duration, inert
+from hybrid_tui.tui.fast_table import StableFooter
 from hybrid_tui.tui.panes.style import is_compact
 from hybrid_tui.tui.panes import AgentPool, CostBurn, EventLog, FileLocks, ResourceGauges, RunHeader, TaskQueue
 from hybrid_tui.tui.screens import (
@@ -150,6 +151,7 @@ class HybridApp(App[int]):
         self.coordinator_lost = False
         self._asking_quit = False  # shown in the header; set from the run's heartbeat each tick
         self.notices: list[str] = []
+        self._detail_screen: TaskDetailScreen | None = None  # installed on first use, see open_detail
         self._last_age_refresh = 0.0
         self._hybrid_themes = load_themes()
         for t in self._hybrid_themes.values():
@@ -181,7 +183,7 @@ class HybridApp(App[int]):
                 yield ResourceGauges(self.clock, id="resources")
                 yield CostBurn(id="costs")
                 yield FileLocks(id="locks")
-        yield Footer(compact=True)
+        yield StableFooter(compact=True)
 
     def on_mount(self) -> None:
         # Keep the dashboard's panes: App.query_one searches the *current* screen, which
@@ -534,8 +536,22 @@ class HybridApp(App[int]):
             self.send("stop", "stop")
 
     # -- views ----------------------------------------------------------------------
+    DETAIL_SCREEN = "task-detail"
+
     def open_detail(self, task_id: str) -> None:
-        self.push_screen(TaskDetailScreen(self.view, task_id))
+        """Show ``task_id``'s detail on the one installed detail screen: built once, so opening
+        it mounts and styles no widgets and Escape removes none (the key budget, README
+        Performance). A detail already in the stack (detail → tree → detail) gets a new one."""
+        screen = self._detail_screen
+        if screen is None:
+            screen = self._detail_screen = TaskDetailScreen(self.view, task_id)
+            self.install_screen(screen, self.DETAIL_SCREEN)
+        elif screen in self.screen_stack:
+            self.push_screen(TaskDetailScreen(self.view, task_id))
+            return
+        else:
+            screen.show_task(task_id)
+        self.push_screen(self.DETAIL_SCREEN)
 
     def action_detail(self) -> None:
         if isinstance(self.screen, TaskDetailScreen):

@@ -1,10 +1,18 @@
-"""The task queue's table widget: Textual's DataTable with a lazy, batched update path.
+"""The console's fast widget paths: the task table's lazy, batched updates and a footer
+that recomposes only when its keys change.
 
-Room: tui. The one module that reaches into DataTable's private state (``_row_locations``,
-``_data``, ``_update_count``), because a tick of 10,000 changing rows through the public
-``update_cell`` costs ~30 µs a call (a refresh each) and misses the 33 ms tick budget
-(bench/console.py). ``tests/tui/test_fast_table.py`` checks that contract against the
-pinned Textual version: the same cells as the public path, and the private names present.
+Room: tui. The one module that reaches into Textual's private state, each trick named here
+and checked against the pinned Textual version by ``tests/tui/test_fast_table.py``:
+
+- :class:`TaskTable` writes DataTable's cell store (``_row_locations``, ``_data``,
+  ``_update_count``) because a tick of 10,000 changing rows through the public
+  ``update_cell`` costs ~30 µs a call (a refresh each) and misses the 33 ms tick budget
+  (bench/console.py).
+- :class:`StableFooter`: Textual's Footer recomposes (unmounts and mounts a FooterKey per
+  binding, then re-lays out the whole screen) on every "bindings updated" signal, which a
+  screen switch sends two or three times with the same keys; that second layout was half
+  the CPU of Escape and of opening the detail. It recomposes only when the keys it would
+  show (key, label, enabled, tooltip) differ from those it shows.
 """
 
 from __future__ import annotations
@@ -13,7 +21,8 @@ from typing import Callable, Iterable
 
 from rich.text import Text
 from textual.binding import Binding
-from textual.widgets import DataTable
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 
 
@@ -77,3 +86,36 @@ class TaskTable(DataTable):
             row[column_key] = value
         self._update_count += 1
         self.refresh()
+
+
+class StableFooter(Footer):
+    """Footer that skips a recompose which would mount the same keys again (see the module)."""
+
+    _shown_keys: tuple | None = None
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # Compose the keys with the screen, not empty and then again once the screen says its
+        # bindings are ready: a new screen's first frame is also its last layout.
+        self.set_reactive(Footer._bindings_ready, True)
+
+    def shown_keys(self, screen: Screen) -> tuple:
+        """What ``Footer.compose`` would show for ``screen`` now: one entry per binding shown,
+        and the command palette's key."""
+        keys = tuple(
+            (binding.key, binding.description, binding.action, enabled, tooltip, binding.group)
+            for (_, binding, enabled, tooltip) in screen.active_bindings.values()
+            if binding.show
+        )
+        return keys + (self.show_command_palette, self.app.ENABLE_COMMAND_PALETTE)
+
+    def compose(self):
+        if self._bindings_ready and self.is_attached:
+            self._shown_keys = self.shown_keys(self.screen)
+        return super().compose()
+
+    def bindings_changed(self, screen: Screen) -> None:
+        if (self._bindings_ready and self._shown_keys is not None and self.is_attached
+                and screen is self.screen and self.shown_keys(screen) == self._shown_keys):
+            return  # the same keys: nothing to mount, no layout
+        super().bindings_changed(screen)

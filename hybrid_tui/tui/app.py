@@ -27,7 +27,7 @@ from textual.worker import Worker, WorkerState
 
 from hybrid_tui.store import queries
 from hybrid_tui.store.db import Store
-from hybrid_tui.vocabulary import EXIT_STOPPED, LIVE_RUN_STATUSES, coordinator_alive
+from hybrid_tui.vocabulary import EXIT_STOPPED, LIVE_RUN_STATUSES, QUEUED_STATUSES, coordinator_alive
 from hybrid_tui.tui.data import CostSummary, Delta, RunInfo, StoreView, human_duration, inert
 from hybrid_tui.tui.fast_table import StableFooter
 from hybrid_tui.tui.panes.style import is_compact
@@ -49,7 +49,7 @@ AGE_REFRESH_SECONDS = 5.0
 OPERATOR_ACTIONS = {
     "toggle_pause", "retry", "cancel_dependents", "rollback", "scale_up", "scale_down",
     "scale_exact", "detail", "attention", "stop_mission", "retry_bulk", "set_budget", "toggle_mark",
-    "dependency_tree", "search", "approve", "reject",
+    "dependency_tree", "search", "approve", "reject", "cancel_bulk",
 }
 # Of those, the ones that queue a control: a read-only console (``serve`` without
 # ``--control``, ``attach --read-only``) offers none of them.
@@ -87,6 +87,7 @@ class HybridApp(App[int]):
         Binding("space", "toggle_mark", "Mark", show=False),
         Binding("u", "clear_marks", "Unmark all", show=False),
         Binding("R", "retry_bulk", "Retry marked / all failed like this", show=False),
+        Binding("C", "cancel_bulk", "Cancel marked / the selected one's dependents", show=False),
         Binding("dollar_sign", "set_budget", "Budget", show=False),
         Binding("d", "dependency_tree", "Dependency tree", show=False),
         Binding("A", "approve", "Approve", show=False),
@@ -99,6 +100,7 @@ class HybridApp(App[int]):
         ("r", "retry the selected task"),
         ("space", "mark / unmark the selected task (u: unmark all)"),
         ("R", "retry the marked tasks, or every failed task of the selected one's failure type (asks first)"),
+        ("C", "cancel the marked tasks, or the selected one's dependents (asks first)"),
         ("$", "raise (or lower) the mission budget"),
         ("d", "dependency tree of the selected task: ancestors and dependents, with states"),
         ("/", "search tasks by id or title (escape clears)"),
@@ -362,14 +364,21 @@ class HybridApp(App[int]):
             return f"the run is {run.status} but its coordinator is gone ({silent}); `hybrid-tui resume {run.run_id}` drives it again"
         return f"the run is {run.status} and no coordinator drives it; `hybrid-tui resume {run.run_id}` to act on it"
 
+    def can_send(self, label: str) -> bool:
+        """A control would be applied: the console may write and a coordinator is there. Else
+        says why (naming ``label``) and returns False."""
+        if self.read_only:
+            self.notify(f"{label}: not sent, this console is read-only", severity="warning", markup=False)
+            return False
+        if not self.coordinator_present():
+            self.notify(f"{label}: not sent, {self.why_no_coordinator()}", severity="error", timeout=10, markup=False)
+            return False
+        return True
+
     def send(self, command: str, label: str, *, quiet: bool = False, **args: Any) -> int | None:
         """The one way the console changes anything: a row in the control table. Refused (None)
         when no coordinator would apply it: a queued command nobody applies is a lie."""
-        if self.read_only:
-            self.notify(f"{label}: not sent, this console is read-only", severity="warning", markup=False)
-            return None
-        if not self.coordinator_present():
-            self.notify(f"{label}: not sent, {self.why_no_coordinator()}", severity="error", timeout=10, markup=False)
+        if not self.can_send(label):
             return None
         control_id = self.store.enqueue_control(self.run_id, command, source="tui", **args)
         self.sent_controls[control_id] = label
@@ -626,6 +635,67 @@ class HybridApp(App[int]):
 
         self.push_screen(ConfirmScreen(f"Retry {len(targets)} task(s)?", body, yes="Retry", no="Keep"), confirmed)
 
+    # What a cancel control stops: a task not started, blocked, or with an attempt before its
+    # integration (the coordinator refuses an integrating one: roll it back once done).
+    CANCELLABLE = QUEUED_STATUSES | {"blocked", "running", "validating"}
+
+    def action_cancel_bulk(self) -> None:
+        """k9s-style bulk cancel: the marked tasks, each its own durable ``cancel`` control
+        (their queued dependents are blocked as after a failure, so retrying a cancelled task
+        brings them back); with nothing marked, the selected task's dependents, as ``c``."""
+        pane = self.tasks_pane
+        rows = pane.rows
+        marked = [t for t in sorted(pane.marked, key=pane.order.__getitem__) if t in rows]
+        if not marked:
+            self.action_cancel_dependents()
+            return
+        if not self.can_send(f"cancel {len(marked)} marked task(s)"):
+            return  # refused before asking: nobody would apply the answer
+        targets = [t for t in marked if rows[t].status in self.CANCELLABLE]
+        left = [t for t in marked if t not in targets]
+        if not targets:
+            self.notify(f"none of the {len(marked)} marked task(s) can be cancelled (done, failed, cancelled "
+                        "or integrating)", severity="warning", markup=False)
+            return
+        dependents = [(t, status) for t, status in self.view.dependents_of(targets, transitive=True)
+                      if status in self.CANCELLABLE and t not in targets]
+        running = [t for t in targets if rows[t].status in ("running", "validating")]
+        body = Text()
+        body.append(f"Cancel {len(targets)} marked task(s)")
+        body.append(f", stopping {len(running)} running attempt(s)" if running else "")
+        body.append(":\n\n")
+        self._list_tasks(body, [(t, rows[t].status) for t in targets])
+        if dependents:
+            body.append(f"\nTheir {len(dependents)} unfinished dependent(s) stop too (queued ones blocked until you "
+                        "retry the cancelled task, running ones cancelled):\n\n", style="bold")
+            self._list_tasks(body, dependents)
+        if left:
+            body.append(f"\nLeft as they are ({len(left)}: done, failed, cancelled or integrating): "
+                        + ", ".join(inert(t) for t in left[:10]) + (" …" if len(left) > 10 else "") + "\n")
+
+        def confirmed(yes: bool | None) -> None:
+            if not yes:
+                return
+            sent = 0
+            for task_id in targets:
+                if self.send("cancel", f"cancel {task_id}", quiet=True, task_id=task_id) is None:
+                    break
+                sent += 1
+            if sent:
+                self.notify(f"cancel sent for {sent} task(s)", timeout=3)
+                pane.clear_marks()
+
+        title = f"Cancel {len(targets)} task(s)" + (f" and stop {len(dependents)} dependent(s)?" if dependents else "?")
+        self.push_screen(ConfirmScreen(title, body, yes="Cancel them", no="Keep"), confirmed)
+
+    @staticmethod
+    def _list_tasks(body: Text, tasks: list[tuple[str, str]], limit: int = 30) -> None:
+        for task_id, status in tasks[:limit]:
+            body.append(f"  {inert(task_id)}", style="bold")
+            body.append(f"  ({inert(status)})\n")
+        if len(tasks) > limit:
+            body.append(f"  … and {len(tasks) - limit} more\n")
+
     def action_set_budget(self) -> None:
         run = self.run_info
         if run is None:
@@ -783,6 +853,8 @@ class HybridApp(App[int]):
         yield SystemCommand("Search tasks", "/: by id or title", self.action_search)
         yield SystemCommand("Mark task", "space: mark / unmark the selected task", self.action_toggle_mark)
         yield SystemCommand("Retry marked or all failed like this", "R: bulk retry (asks first)", self.action_retry_bulk)
+        yield SystemCommand("Cancel marked tasks", "C: bulk cancel, or the selected task's dependents (asks first)",
+                            self.action_cancel_bulk)
         yield SystemCommand("Set mission budget", "$: raise or lower the budget", self.action_set_budget)
         yield SystemCommand("Dependency tree", "d: ancestors and dependents of the selected task", self.action_dependency_tree)
         yield SystemCommand("Toggle side panes", "w: agents, resources, cost, locks (compact layout)", self.action_toggle_side)

@@ -27,7 +27,13 @@ from textual.worker import Worker, WorkerState
 
 from hybrid_tui.store import queries
 from hybrid_tui.store.db import Store
-from hybrid_tui.vocabulary import EXIT_STOPPED, LIVE_RUN_STATUSES, QUEUED_STATUSES, coordinator_alive
+from hybrid_tui.vocabulary import (
+    EXIT_STOPPED,
+    IN_FLIGHT_STATUSES,
+    LIVE_RUN_STATUSES,
+    QUEUED_STATUSES,
+    coordinator_alive,
+)
 from hybrid_tui.tui.data import CostSummary, Delta, RunInfo, StoreView, human_duration, inert
 from hybrid_tui.tui.fast_table import StableFooter
 from hybrid_tui.tui.panes.style import is_compact
@@ -657,8 +663,10 @@ class HybridApp(App[int]):
             self.notify(f"none of the {len(marked)} marked task(s) can be cancelled (done, failed, cancelled "
                         "or integrating)", severity="warning", markup=False)
             return
+        # What the coordinator stops downstream (as after a failure): queued ones are blocked,
+        # in-flight ones cancelled; blocked, failed and finished ones stay as they are.
         dependents = [(t, status) for t, status in self.view.dependents_of(targets, transitive=True)
-                      if status in self.CANCELLABLE and t not in targets]
+                      if status in QUEUED_STATUSES | IN_FLIGHT_STATUSES and t not in targets]
         running = [t for t in targets if rows[t].status in ("running", "validating")]
         body = Text()
         body.append(f"Cancel {len(targets)} marked task(s)")

@@ -36,7 +36,7 @@ from hybrid_tui.vocabulary import (
 )
 from hybrid_tui.tui.data import CostSummary, Delta, RunInfo, StoreView, human_duration, inert
 from hybrid_tui.tui.fast_table import StableFooter
-from hybrid_tui.tui.panes.style import is_compact
+from hybrid_tui.tui.panes.style import is_compact, show_text
 from hybrid_tui.tui.panes import AgentPool, CostBurn, EventLog, FileLocks, ResourceGauges, RunHeader, TaskQueue
 from hybrid_tui.tui.screens import (
     AttentionScreen,
@@ -337,7 +337,7 @@ class HybridApp(App[int]):
         if level is not None:
             text.append(f" ▲{level * 100:.0f}%", style="bold")
         text.append(f" · locks {len(self.locks_pane.cells)} · w: more")
-        self.summary_line.update(text)
+        show_text(self.summary_line, text)
 
     # -- helpers --------------------------------------------------------------------
     def notify(self, message: str, **kwargs: Any) -> None:

@@ -191,3 +191,22 @@ async def test_a_screen_switch_rebuilds_no_footer_and_the_detail_screen_is_built
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, TaskDetailScreen) and app.screen is not detail,
                     "a detail over the tree")
+
+
+async def test_a_tick_that_changes_no_pane_text_lays_out_nothing(demo_store):
+    """Static.update re-lays out the whole screen: the side panes and the summary line are
+    updated only when their text changed (a busy run changes the run row every tick)."""
+    app = make_app(demo_store, poll_interval=3600)
+    async with app.run_test(size=(200, 55)) as pilot:
+        await until(pilot, lambda: "Tasks 9/9" in screen_text(app), "the first frame")
+        cost_text = app.costs_pane.query_one("#cost-text")
+        shown = (app.resources_pane.content, cost_text.content, app.summary_line.content)
+        with demo_store.write(RUN_ID) as version:  # the run's version moves: the panes are shown again
+            m.Task.update(title="More tests!", version=version).where(m.Task.task_id == "T9-tests").execute()
+        delta = app.poll_now()
+        assert delta is not None and delta.run_changed
+        await pilot.pause()
+        assert not app.screen._layout_required
+        assert (app.resources_pane.content, cost_text.content, app.summary_line.content) == shown
+        assert app.resources_pane.content is shown[0] and cost_text.content is shown[1]
+        assert "More tests!" in screen_text(app)

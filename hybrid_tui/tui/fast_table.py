@@ -140,12 +140,14 @@ class StableFooter(Footer):
     def shown_keys(self, screen: Screen) -> tuple:
         """What ``Footer.compose`` would show for ``screen`` now: one entry per binding shown,
         and the command palette's key."""
+        active = screen.active_bindings
         keys = tuple(
             (binding.key, binding.description, binding.action, enabled, tooltip, binding.group)
-            for (_, binding, enabled, tooltip) in screen.active_bindings.values()
+            for (_, binding, enabled, tooltip) in active.values()
             if binding.show
         )
-        return keys + (self.show_command_palette, self.app.ENABLE_COMMAND_PALETTE)
+        palette = active.get(self.app.COMMAND_PALETTE_BINDING)
+        return keys + (self.show_command_palette, self.app.ENABLE_COMMAND_PALETTE, palette and palette.enabled)
 
     def compose(self):
         if self._bindings_ready and self.is_attached:

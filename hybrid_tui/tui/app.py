@@ -159,7 +159,7 @@ class HybridApp(App[int]):
         self.coordinator_lost = False
         self._asking_quit = False  # shown in the header; set from the run's heartbeat each tick
         self.notices: list[str] = []
-        self._detail_screen: TaskDetailScreen | None = None  # installed on first use, see open_detail
+        self._detail_screen: TaskDetailScreen | None = None  # built ahead after the first frame, see open_detail
         self._last_age_refresh = 0.0
         self._hybrid_themes = load_themes()
         for t in self._hybrid_themes.values():
@@ -209,6 +209,8 @@ class HybridApp(App[int]):
         self._apply_size(self.size.width, self.size.height)
         self.query_one("#task-table").focus()
         self.call_later(self._tick)
+        # After the first frame (the dashboard first), so no key pays for composing the detail.
+        self.call_after_refresh(self._build_detail_ahead)
         if self.change_feed is not None:
             self.set_interval(self.NOTIFY_CHECK_SECONDS, self._check_notified)
         if self.read_only:
@@ -553,15 +555,26 @@ class HybridApp(App[int]):
     # -- views ----------------------------------------------------------------------
     DETAIL_SCREEN = "task-detail"
 
-    def open_detail(self, task_id: str) -> None:
-        """Show ``task_id``'s detail on the one installed detail screen: built once, so opening
-        it mounts and styles no widgets and Escape removes none (the key budget, README
-        Performance). A detail already in the stack (detail → tree → detail) gets a new one."""
+    def _build_detail_ahead(self) -> TaskDetailScreen:
+        """Install the one detail screen and start it (compose, mount, style its widgets) while
+        the app is idle, showing no task yet: the first Enter then only fills it in. Textual
+        starts an installed screen only when it is pushed (``App._get_screen``); this is that
+        same step, taken ahead."""
         screen = self._detail_screen
         if screen is None:
-            screen = self._detail_screen = TaskDetailScreen(self.view, task_id)
+            screen = self._detail_screen = TaskDetailScreen(self.view, None)
             self.install_screen(screen, self.DETAIL_SCREEN)
-        elif screen in self.screen_stack:
+            if not self._exit and not screen.is_running:
+                self._register(self, screen)
+        return screen
+
+    def open_detail(self, task_id: str) -> None:
+        """Show ``task_id``'s detail on the one installed detail screen: built once (ahead, after
+        the first frame), so opening it mounts and styles no widgets and Escape removes none
+        (the key budget, README Performance). A detail already in the stack (detail → tree →
+        detail) gets a new one."""
+        screen = self._detail_screen or self._build_detail_ahead()
+        if screen in self.screen_stack:
             self.push_screen(TaskDetailScreen(self.view, task_id))
             return
         else:

@@ -210,3 +210,33 @@ async def test_a_tick_that_changes_no_pane_text_lays_out_nothing(demo_store):
         assert (app.resources_pane.content, cost_text.content, app.summary_line.content) == shown
         assert app.resources_pane.content is shown[0] and cost_text.content is shown[1]
         assert "More tests!" in screen_text(app)
+
+
+async def test_the_detail_screen_is_built_before_the_first_enter_and_that_key_composes_nothing(demo_store, monkeypatch):
+    """The first Enter paid for composing and styling the detail (the p95 of the key budget):
+    the app builds it ahead once idle, so the key only fills it in."""
+    composed: list[str] = []
+    original = TaskDetailScreen.compose
+
+    def counting_compose(self):
+        composed.append(self.task_id)
+        return original(self)
+
+    monkeypatch.setattr(TaskDetailScreen, "compose", counting_compose)
+    app = make_app(demo_store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: "Tasks 9/9" in screen_text(app), "the first frame")
+        await until(pilot, lambda: app._detail_screen is not None and app._detail_screen.is_mounted, "the detail built ahead")
+        detail = app._detail_screen
+        assert composed == [None]  # built once, for no task yet
+        assert detail.query_one("#detail-title").content == ""  # and nothing read for a task
+        await select_task(pilot, "T4-ui")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TaskDetailScreen), "the detail")
+        assert app.screen is detail and composed == [None]  # the key composed nothing
+        await until(pilot, lambda: "Build the" in screen_text(app), "the task's detail")
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.screen_stack[0], "the dashboard")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TaskDetailScreen), "the detail again")
+        assert composed == [None]

@@ -52,12 +52,15 @@ class TaskDetailScreen(OneTaskScreen):
         yield StableFooter(compact=True)
 
     def on_mount(self) -> None:
-        self.reload()
+        if self.task_id is not None:  # None: built ahead by the app, a task comes with show_task
+            self.reload()
         self.query_one(VerticalScroll).focus()
 
     def show_task(self, task_id: str) -> None:
         """Show another task on this (installed, reused) screen, from its top."""
         self.task_id = task_id
+        if not self.is_mounted:
+            return  # built ahead but not composed yet: on_mount shows it
         self.reload()
         body = self.query_one(VerticalScroll)
         body.scroll_home(animate=False)

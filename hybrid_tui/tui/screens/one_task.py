@@ -9,11 +9,11 @@ from hybrid_tui.tui.data import StoreView
 
 
 class OneTaskScreen(Screen[None]):
-    def __init__(self, view: StoreView, task_id: str):
+    def __init__(self, view: StoreView, task_id: str | None):
         super().__init__()
         self.view = view
         self.task_id = task_id
 
     @property
-    def selected_task_id(self) -> str:
+    def selected_task_id(self) -> str | None:
         return self.task_id

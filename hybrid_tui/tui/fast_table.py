@@ -15,6 +15,9 @@ and checked against the pinned Textual version by ``tests/tui/test_fast_table.py
   stores a new one), so a cell still on screen with the same object, place, width, style
   and focus state renders the same lines; a screen switch (focus leaves and comes back)
   finds them again too.
+- :class:`TaskTable` computes its own Rich style and each component's (header, row) once
+  per render pass (``render_lines``) instead of once per line or row: each walks the
+  ancestors' styles, ~0.1 ms, which was a third of repainting the rows a tick changed.
 - :class:`StableFooter`: Textual's Footer recomposes (unmounts and mounts a FooterKey per
   binding, then re-lays out the whole screen) on every "bindings updated" signal, which a
   screen switch sends two or three times with the same keys; that second layout was half
@@ -26,12 +29,27 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
+from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
 from textual.cache import LRUCache
+from textual.css.styles import RenderStyles
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
+
+
+class _RichStyleKept(RenderStyles):
+    """A component's RenderStyles for one render pass of the table: its Rich style (which
+    walks the ancestors' styles) is computed on first use and kept."""
+
+    _kept_rich_style: Style | None = None
+
+    @property
+    def rich_style(self) -> Style:
+        if self._kept_rich_style is None:
+            self._kept_rich_style = super().rich_style
+        return self._kept_rich_style
 
 
 class TaskTable(DataTable):
@@ -42,6 +60,8 @@ class TaskTable(DataTable):
     """
 
     freshen: Callable[[Iterable[str] | None], None] | None = None
+    _pass_style: Style | None = None  # set while a render pass runs (render_lines)
+    _pass_component_styles: dict[tuple[str, ...], RenderStyles] | None = None
     cells_rendered = 0  # cells rendered through Rich (a kept one is not counted): for the tests
     KEPT_CELLS = 4096  # a 200x55 screen shows ~500 cells; room for both focus states and a scroll
 
@@ -71,7 +91,29 @@ class TaskTable(DataTable):
     def render_lines(self, crop):
         if self.freshen is not None:
             self.freshen(None)
-        return super().render_lines(crop)
+        # DataTable asks for this widget's Rich style on every line and for its header and
+        # row component styles on every row it renders; each walks the ancestors' styles
+        # (~0.1 ms). Nothing restyles during one render pass: each is computed once per pass.
+        self._pass_style = DataTable.rich_style.fget(self)
+        self._pass_component_styles = {}
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._pass_style = self._pass_component_styles = None
+
+    @property
+    def rich_style(self):
+        return self._pass_style if self._pass_style is not None else DataTable.rich_style.fget(self)
+
+    def get_component_styles(self, *names: str) -> RenderStyles:
+        kept = self._pass_component_styles
+        if kept is None:
+            return super().get_component_styles(*names)
+        styles = kept.get(names)
+        if styles is None:
+            styles = kept[names] = super().get_component_styles(*names)
+            styles.__class__ = _RichStyleKept  # the same object, its rich_style computed once
+        return styles
 
     def get_cell(self, row_key, column_key):
         if self.freshen is not None:

@@ -139,3 +139,37 @@ async def test_the_stable_footer_shows_the_keys_the_footer_shows():
 
         assert keys("stable") == keys("public") and ("p", "Pause") in keys("stable")
         assert ("x", "Hidden") not in keys("stable")
+
+
+@pytest.mark.anyio
+async def test_a_repaint_computes_the_tables_rich_styles_once_not_per_line(monkeypatch):
+    """DataTable asked for its Rich style on every line and its component styles on every
+    row, each a walk up the ancestors' styles: a tick that changed 30 rows walked 60 times."""
+    from textual.dom import DOMNode
+
+    app = _Tables()
+    async with app.run_test(size=(60, 40)) as pilot:
+        fast, public = app.query_one("#fast", TaskTable), app.query_one("#public", DataTable)
+        fast_rows, fast_columns = _fill(fast)
+        public_rows, public_columns = _fill(public)
+        app.set_focus(None)
+        await pilot.pause()
+        walks: list[object] = []
+        rich_style = DOMNode.rich_style
+
+        def counted(node):
+            walks.append(node)
+            return rich_style.fget(node)
+
+        monkeypatch.setattr(DOMNode, "rich_style", property(counted))
+        fast.update_cells([(row, fast_columns[1], Text("running")) for row in fast_rows])
+        cells_before = fast.cells_rendered
+        await pilot.pause()
+        assert fast.cells_rendered - cells_before >= 30  # every row on screen was rendered again
+        # Once for the table, once per component (header, even row style): not per line or row.
+        assert len(walks) <= 4, len(walks)
+        monkeypatch.undo()
+        for row in public_rows:
+            public.update_cell(row, public_columns[1], Text("running"))
+        await pilot.pause()
+        assert _lines(fast) == _lines(public)

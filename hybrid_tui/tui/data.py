@@ -18,7 +18,7 @@ import os
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +219,9 @@ class StoreView:
         self._status_totals: dict[str, int] = defaultdict(int)
         self._attention_total = 0
         self._costs_at = float("-inf")
+        # The last cost_summary: what a tick reuses while no attempt and no task's cost stand
+        # changed (the burn chart excepted, which follows the clock).
+        self._spend: CostSummary | None = None
         # Tasks each agent finished, kept from the same changed rows (Agent.tasks_done is
         # never written by the runtime, so the agents' "done" column read 0 forever).
         self.done_by_agent: dict[str, int] = defaultdict(int)
@@ -279,9 +282,14 @@ class StoreView:
                 # Costs depend on attempts and on where tasks stand (finished / settled / open),
                 # not on every status step; the burn chart's time axis moves on its own clock.
                 stands_changed = self._note_stands(tasks)
-                if (attempts_changed or self.last_attempt_version < 0 or stands_changed
-                        or now - self._costs_at >= self.COST_REFRESH_SECONDS):
+                if attempts_changed or self.last_attempt_version < 0 or stands_changed or self._spend is None:
                     costs = self.cost_summary(now, run)
+                    self._costs_at = now
+                elif now - self._costs_at >= self.COST_REFRESH_SECONDS:
+                    # Only the clock moved: the spend, the projection and the counts are those
+                    # of the last summary (their queries scan every task: most of a 10,000-task
+                    # tick); the burn chart's buckets follow the clock.
+                    costs = self._with_burn(replace(self._spend, by_model=dict(self._spend.by_model)), run, now)
                     self._costs_at = now
                 samples = self.samples()
                 attention = self._attention_total
@@ -370,22 +378,13 @@ class StoreView:
         row object per task or attempt, so it stays cheap at 10,000 tasks.
         """
         run = run or self.run_info()
-        summary = CostSummary(mission_budget_usd=run.mission_budget_usd, retry_budget_usd=run.retry_budget_usd)
-        # An attempt's dollars are booked when it finished (a running one's when it started).
-        start = cost_queries.first_booked_at(self.run_id)
-        # Burn chart: spend per bucket over the run so far, at most BURN_BUCKETS buckets.
-        if start is not None:
-            span = max(now - start, 1.0)
-            bucket = max(span / self.BURN_BUCKETS, 1.0)
-            burn = [0.0] * self.BURN_BUCKETS
-            for index, cost in cost_queries.spend_by_bucket(self.run_id, start, bucket):
-                burn[max(min(index, self.BURN_BUCKETS - 1), 0)] += cost
-            summary.burn, summary.bucket_seconds = burn, bucket
+        summary = self._with_burn(CostSummary(), run, now)
         counts = self.status_counts()
         summary.budget_stopped = cost_queries.budget_stopped_count(self.run_id)
         summary.tasks_total = sum(n for s, n in counts.items() if s != "cancelled")
         summary.tasks_done = counts.get("done", 0) + counts.get("rolled_back", 0)
         if self._from_accounting(summary):
+            self._spend = summary
             return summary
         by_model: dict[str, float] = {}
         for model, cost, retry_cost in cost_queries.spend_by_model(self.run_id):
@@ -399,6 +398,23 @@ class StoreView:
             summary.projected_usd = summary.spent_usd + summary.spent_usd / finished * remaining
         else:
             summary.projected_usd = summary.spent_usd
+        self._spend = summary
+        return summary
+
+    def _with_burn(self, summary: CostSummary, run: RunInfo, now: float) -> CostSummary:
+        """``summary`` with the run's budgets and the burn chart as of ``now``: spend per
+        bucket over the run so far, at most BURN_BUCKETS buckets (attempt rows only)."""
+        summary.mission_budget_usd, summary.retry_budget_usd = run.mission_budget_usd, run.retry_budget_usd
+        summary.burn, summary.bucket_seconds = [], CostSummary.bucket_seconds
+        # An attempt's dollars are booked when it finished (a running one's when it started).
+        start = cost_queries.first_booked_at(self.run_id)
+        if start is not None:
+            span = max(now - start, 1.0)
+            bucket = max(span / self.BURN_BUCKETS, 1.0)
+            burn = [0.0] * self.BURN_BUCKETS
+            for index, cost in cost_queries.spend_by_bucket(self.run_id, start, bucket):
+                burn[max(min(index, self.BURN_BUCKETS - 1), 0)] += cost
+            summary.burn, summary.bucket_seconds = burn, bucket
         return summary
 
     def _from_accounting(self, summary: CostSummary) -> bool:

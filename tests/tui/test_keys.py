@@ -240,3 +240,41 @@ async def test_the_detail_screen_is_built_before_the_first_enter_and_that_key_co
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, TaskDetailScreen), "the detail again")
         assert composed == [None]
+
+
+async def test_the_detail_reads_a_commits_diff_once_after_its_first_frame(demo_store, monkeypatch):
+    """``git show`` is a subprocess: it ran inside the Enter key (before the first frame) and
+    again on every tick that changed the task while its detail was open."""
+    from hybrid_tui.tui.screens import detail as detail_module
+
+    shown: list[str] = []
+    commit_diff = detail_module.commit_diff
+
+    def counted(repo_path, sha):
+        shown.append(sha)
+        return commit_diff(repo_path, sha)
+
+    monkeypatch.setattr(detail_module, "commit_diff", counted)
+    app = make_app(demo_store, poll_interval=3600)  # polls by hand
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: "Tasks 9/9" in screen_text(app), "the first frame")
+        await select_task(pilot, "T3-api")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TaskDetailScreen), "the detail")
+        await pilot.press("end")
+        await until(pilot, lambda: "diff --git a/app.py b/app.py" in screen_text(app), "the diff")
+        assert len(shown) == 1
+        with demo_store.write(RUN_ID) as version:  # a tick that changes the task: the detail reloads
+            m.Task.update(title="Expose the API!", version=version).where(m.Task.task_id == "T3-api").execute()
+        app.poll_now()
+        await until(pilot, lambda: "Expose the API!" in screen_text(app), "the reloaded detail")
+        await pilot.press("end")
+        await pilot.pause()
+        assert "diff --git a/app.py b/app.py" in screen_text(app) and len(shown) == 1
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.screen_stack[0], "the dashboard")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TaskDetailScreen), "the detail again")
+        await pilot.press("end")
+        await until(pilot, lambda: "diff --git a/app.py b/app.py" in screen_text(app), "the diff again")
+        assert len(shown) == 1

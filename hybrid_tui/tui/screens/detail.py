@@ -1,7 +1,8 @@
 """Task detail screen (room: tui): SIS, dependencies, dependents, every attempt with its log
 tail, the estimate against the actual time, why a ready task waits, and the diff of the
-integration commit (``git show``, read-only). ``l`` opens the latest attempt's whole log in
-the pager (with follow), ``d`` the dependency tree."""
+integration commit (``git show``, read-only, read after the screen's first frame). ``l``
+opens the latest attempt's whole log in the pager (with follow), ``d`` the dependency tree.
+The app builds this screen once and shows each task on it (``HybridApp.open_detail``)."""
 
 from __future__ import annotations
 
@@ -103,7 +104,7 @@ class TaskDetailScreen(OneTaskScreen):
         self.query_one("#detail-sis", Static).update(self._sis(task.spec_json, task.description))
         self.query_one("#detail-deps", Static).update(self._deps())
         self.query_one("#detail-attempts", Static).update(self._attempts(run))
-        self.query_one("#detail-diff", Static).update(self._diff(run))
+        self._show_commit(run)
 
     def _conflicts(self) -> str:
         """The integrated tasks that touched this task's files: a retry meets them again."""
@@ -195,15 +196,34 @@ class TaskDetailScreen(OneTaskScreen):
                 parts.append(Text(inert(tail, keep_newlines=True), style=Style(dim=True)))
         return Group(*parts)
 
-    def _diff(self, run):
+    # The diff last shown: (task, sha, reverted_by, theme is dark) -> its renderable. A reload
+    # (each tick that changes the task) or a reopen shows it again without running git.
+    _diff_shown: tuple[tuple, object] | None = None
+
+    def _show_commit(self, run) -> None:
+        """The integration commit section. Its diff is a ``git show`` subprocess: read after
+        the screen's first frame (the key shows the detail first), once per commit."""
+        box = self.query_one("#detail-diff", Static)
         commit = self.view.integration_commit(self.task_id)
-        parts: list = [_section("Integration commit")]
         if commit is None:
-            parts.append(Text("not integrated"))
-            return Group(*parts)
-        if commit.reverted_by:
-            parts.append(Text(f"reverted by {commit.reverted_by[:12]}", style="bold"))
-        diff = inert(commit_diff(run.repo_path, commit.sha), keep_newlines=True)
-        parts.append(Syntax(diff, "diff", theme="ansi_dark" if self.app.current_theme.dark else "ansi_light",
+            box.update(Group(_section("Integration commit"), Text("not integrated")))
+            return
+        key = (self.task_id, commit.sha, commit.reverted_by, self.app.current_theme.dark)
+        if self._diff_shown is not None and self._diff_shown[0] == key:
+            box.update(self._diff_shown[1])
+            return
+        box.update(Group(_section("Integration commit"), Text("reading the diff…", style=Style(dim=True))))
+        self.call_after_refresh(self._read_diff, key, run)
+
+    def _read_diff(self, key: tuple, run) -> None:
+        task_id, sha, reverted_by, dark = key
+        if task_id != self.task_id:
+            return  # another task is shown by now: its own read is queued
+        parts: list = [_section("Integration commit")]
+        if reverted_by:
+            parts.append(Text(f"reverted by {reverted_by[:12]}", style="bold"))
+        diff = inert(commit_diff(run.repo_path, sha), keep_newlines=True)
+        parts.append(Syntax(diff, "diff", theme="ansi_dark" if dark else "ansi_light",
                             word_wrap=False, background_color="default"))
-        return Group(*parts)
+        self._diff_shown = (key, Group(*parts))
+        self.query_one("#detail-diff", Static).update(self._diff_shown[1])

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import NoReturn
 
 from hybrid_tui.runtime.secrecy import hide_secrets_from_children
+from hybrid_tui.store import stores_unsafe_to_close
 from hybrid_tui.vocabulary import EXIT_BAD_INPUT, EXIT_STOPPED, UserError, inert, redact
 
 # Modules that register subcommands, in the order they appear in --help.
@@ -55,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = run_command(argv)
+    if stores_unsafe_to_close():  # a store file made immutable mid-run: closing it would fault
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def run_command(argv: list[str] | None = None) -> int:
     # First of all: the commands a run starts must not find the API key in our /proc files.
     hide_secrets_from_children()
     parser = build_parser()

@@ -50,9 +50,11 @@ def interrupt_running(ctx: RunContext, reason: str) -> list[str]:
 
 
 async def recover(ctx: RunContext) -> dict[str, Any]:
-    # Validation commands run in sessions of their own, so a SIGKILLed coordinator leaves
-    # them running: kill them before their worktrees are reset under them.
+    # Validation and [workspace] setup commands run in sessions of their own, so a SIGKILLed
+    # coordinator leaves them running: kill them before their worktrees are reset under them.
     orphans = kill_orphaned_checks(ctx.logs_dir)
+    if ctx.repo is not None:
+        orphans += kill_orphaned_checks(ctx.repo.worktrees_dir)
     interrupted = interrupt_running(ctx, reason="interrupted: coordinator restarted")
     report: dict[str, Any] = {"interrupted": interrupted, "reconciled": [], "orphans_killed": orphans}
     if ctx.repo is None:

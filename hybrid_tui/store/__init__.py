@@ -6,6 +6,6 @@ open a store (``open_store``) and call its functions: ``store.queries`` and
 ``store.runs`` to create and list runs, ``Store.enqueue_control`` for operator commands.
 """
 
-from hybrid_tui.store.db import Store, StoreError, open_store, sqlite_url
+from hybrid_tui.store.db import Store, StoreError, open_store, sqlite_url, stores_unsafe_to_close
 
-__all__ = ["Store", "StoreError", "open_store", "sqlite_url"]
+__all__ = ["Store", "StoreError", "open_store", "sqlite_url", "stores_unsafe_to_close"]

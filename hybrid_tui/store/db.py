@@ -6,9 +6,11 @@ Room: store. Persistence only: callers (runtime, tui, cli) decide *what* to writ
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import json
 import operator
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -437,6 +439,9 @@ class Store:
         self.url = url
         self.is_sqlite = isinstance(db, pw.SqliteDatabase)
         self.param = db.param
+        self._files = sqlite_files(db)
+        if self._files:
+            _OPENED_FILES.add(self._files)
         self.staged = StagedWrites(self)
         self._stagers: list[Stager] = [self.staged]
 
@@ -459,6 +464,8 @@ class Store:
         On PostgreSQL its commit notifies the listeners of ``run_id`` (:meth:`change_feed`)."""
         # Decided before entering: peewee 4 does not count savepoints in transaction_depth().
         outermost = self.db.transaction_depth() == 0
+        if outermost:
+            refuse_unwritable(self._files)
         ctx = self.db.atomic("IMMEDIATE") if self.is_sqlite else self.db.atomic()
         with ctx:
             version = 0
@@ -488,11 +495,14 @@ class Store:
         ``REPEATABLE READ READ ONLY`` transaction (READ COMMITTED, its default, would let
         each query see other commits); on SQLite a deferred transaction (its first read
         fixes the snapshot). Inside another transaction it is a savepoint of it."""
+        if self.db.transaction_depth() == 0:
+            refuse_unwritable(self._files)  # a SQLite reader writes its read mark in -shm too
         return snapshot(self.db)
 
     def close(self) -> None:
-        if not self.db.is_closed():
-            self.db.close()
+        if self.db.is_closed() or store_files_refuse_writes(self._files):
+            return  # closing would fault: see stores_unsafe_to_close
+        self.db.close()
 
     # -- hot-path row writes ------------------------------------------------------------
     def update_rows(self, model: type[pw.Model], fields: dict[str, Any], *, where: dict[str, Any],
@@ -664,6 +674,46 @@ class Store:
         (with a slow poll as fallback), always yes on SQLite (which has no notifications:
         its readers poll)."""
         return ChangeFeed(None if self.is_sqlite else self.url, run_id, slow_poll_seconds)
+
+
+def sqlite_files(db: pw.Database) -> tuple[str, ...]:
+    """The files a file-backed SQLite store writes (the database, its WAL and its shared
+    memory); none for PostgreSQL or an in-memory database."""
+    if not isinstance(db, pw.SqliteDatabase) or db.database in ("", ":memory:") or db.database.startswith("file:"):
+        return ()
+    return tuple(f"{db.database}{suffix}" for suffix in ("", "-wal", "-shm"))
+
+
+_OPENED_FILES: set[tuple[str, ...]] = set()  # the files of every SQLite store this process opened
+
+
+def stores_unsafe_to_close() -> bool:
+    """Whether a SQLite store this process opened has a file that refuses writes now (made
+    immutable mid-run). Closing its last connection would checkpoint through the mapped
+    ``-shm`` and die of SIGBUS, whether :meth:`Store.close` or the interpreter's exit closes
+    it; such a process ends with ``os._exit`` instead (``app.main``), which SQLite treats as
+    a crash: the WAL keeps every commit and the next open recovers it."""
+    return any(store_files_refuse_writes(files) for files in _OPENED_FILES)
+
+
+def store_files_refuse_writes(paths: tuple[str, ...]) -> bool:
+    try:
+        refuse_unwritable(paths)
+    except PermissionError:
+        return True
+    return False
+
+
+def refuse_unwritable(paths: tuple[str, ...]) -> None:
+    """Raise PermissionError naming the first of ``paths`` that exists and refuses writes.
+
+    Why before every transaction: SQLite maps ``-shm`` into memory, and a write to a page of
+    a file made immutable (``chattr +i``) mid-run is not an error but SIGBUS, which kills the
+    process with no word. Checked first, the same change is a clean, resumable stop (the
+    coordinator's "cannot write" pause); two ``access`` calls cost about 2 µs."""
+    for path in paths:
+        if not os.access(path, os.W_OK) and os.path.exists(path):
+            raise PermissionError(errno.EPERM, "the store's file refuses writes (read-only or immutable)", path)
 
 
 @contextlib.contextmanager
@@ -854,36 +904,61 @@ def _check_schema(db: pw.Database, *, create: bool) -> None:
             verdict = db.execute_sql("PRAGMA quick_check(1)").fetchone()[0]
             if verdict != "ok":
                 raise StoreError(f"it is corrupt (SQLite quick_check: {' '.join(str(verdict).split())})")
-    found = row.version if row else None
-    if found is None:
-        raise StoreError("it has an empty schema_version table; it is not a hybrid-tui store")
-    if found > m.SCHEMA_VERSION:
-        raise StoreError(
-            f"its schema version {found} is newer than this hybrid-tui supports "
-            f"({m.SCHEMA_VERSION}); upgrade hybrid-tui"
-        )
-    if found < m.SCHEMA_VERSION:
-        raise StoreError(f"its schema version {found} is older than {m.SCHEMA_VERSION} and no migration exists")
-    _add_later_columns(db)
+        found = row.version if row else None
+        if found is None:
+            raise StoreError("it has an empty schema_version table; it is not a hybrid-tui store")
+        if found > m.SCHEMA_VERSION:
+            raise StoreError(
+                f"its schema version {found} is newer than this hybrid-tui supports "
+                f"({m.SCHEMA_VERSION}); upgrade hybrid-tui"
+            )
+        _upgrade(db, found)  # inside the lock: two processes opening an old store upgrade it once
 
 
-# Columns added to schema version 1 after stores were made with it: added (empty) at open.
-_LATER_COLUMNS = ((m.Attempt, "session_id"),)
+def _upgrade(db: pw.Database, found: int) -> None:
+    """Bring a store made by an older hybrid-tui up to this one's schema, so its runs can be
+    resumed and read: every schema change so far only added tables and columns with
+    defaults, so the upgrade creates the tables it lacks and adds the columns it lacks,
+    then records the version; one transaction, so a failure leaves the store as it was.
+    (A store of this version made before a column was added gets it the same way.)"""
+    missing_tables = [model for model in m.ALL_MODELS if not model.table_exists()]
+    missing_columns = [
+        (model, field) for model in m.ALL_MODELS if model not in missing_tables
+        for columns in [{column.name for column in db.get_columns(model._meta.table_name)}]
+        for field in model._meta.sorted_fields if field.column_name not in columns
+    ]
+    if found == m.SCHEMA_VERSION and not (missing_tables or missing_columns):
+        return
+    try:
+        with db.atomic():  # a savepoint of the caller's transaction
+            for model, field in missing_columns:
+                db.execute_sql(_add_column_sql(db, model, field))
+            db.create_tables(missing_tables)
+            if found < m.SCHEMA_VERSION:
+                m.SchemaVersion.create(version=m.SCHEMA_VERSION, created_at=time.time())
+    except (pw.DatabaseError, ValueError) as exc:
+        raise StoreError(f"cannot upgrade it from schema version {found} to {m.SCHEMA_VERSION}: "
+                         f"{' '.join(str(exc).split())}") from None
 
 
-def _add_later_columns(db: pw.Database) -> None:
-    for model, name in _LATER_COLUMNS:
-        table = model._meta.table_name
-        if name in {column.name for column in db.get_columns(table)}:
-            continue
-        field = model._meta.fields[name]
-        try:
-            with db.atomic():
-                column_type = db.field_types.get(field.field_type, field.field_type)
-                db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{field.column_name}" '
-                               f"{column_type}({field.max_length}) NOT NULL DEFAULT ''")
-        except pw.DatabaseError as exc:
-            raise StoreError(f"cannot add the column {table}.{name} it lacks: {exc}") from None
+def _add_column_sql(db: pw.Database, model: type[pw.Model], field: pw.Field) -> str:
+    # ALTER TABLE ... NOT NULL DEFAULT, which SQLite and PostgreSQL both take in place
+    # (playhouse.migrate adds a NOT NULL column by rebuilding the whole table on SQLite).
+    default = field.default
+    if field.null:
+        constraint = ""
+    elif isinstance(default, bool):
+        constraint = f" NOT NULL DEFAULT {int(default) if isinstance(db, pw.SqliteDatabase) else str(default).upper()}"
+    elif isinstance(default, (int, float)):
+        constraint = f" NOT NULL DEFAULT {default!r}"
+    elif isinstance(default, str):
+        constraint = " NOT NULL DEFAULT '" + default.replace("'", "''") + "'"
+    else:
+        raise ValueError(f"{model._meta.table_name}.{field.column_name} has no default to fill older rows with")
+    column_type = db.field_types.get(field.field_type, field.field_type)
+    if getattr(field, "max_length", None):
+        column_type = f"{column_type}({field.max_length})"
+    return f'ALTER TABLE "{model._meta.table_name}" ADD COLUMN "{field.column_name}" {column_type}{constraint}'
 
 
 def open_store(url: str | Path, *, create: bool = True) -> Store:

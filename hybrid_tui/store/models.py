@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import peewee as pw
 
-SCHEMA_VERSION = 2  # 2: run.wait_reason, the forecast table
+# 2: run.wait_kind/wait_reason, the forecast table; 3: agent.worker, attempt.worker (and
+# attempt.session_id, added to 1 without a bump). Older stores are upgraded at open.
+SCHEMA_VERSION = 3
 
 database_proxy = pw.DatabaseProxy()
 

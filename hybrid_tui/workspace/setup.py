@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 from hybrid_tui.spec.models import WorkspaceSection
-from hybrid_tui.workspace.validation import child_environment, workspace_environment
+from hybrid_tui.workspace.validation import GROUP_FILE_SUFFIX, child_environment, workspace_environment
 
 __all__ = ["SetupFailed", "run_setup"]
 
@@ -29,6 +29,7 @@ def run_setup(workspace: WorkspaceSection, root: Path, log_path: Path, *, what: 
     :class:`SetupFailed` names the first command that fails."""
     env = child_environment(workspace_environment(root, workspace.path, workspace.env))
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    group_file = log_path.with_name(log_path.name + GROUP_FILE_SUFFIX)
     for command in workspace.setup:
         with open(log_path, "ab") as log:
             log.write(f"$ {command}\n".encode())
@@ -36,6 +37,9 @@ def run_setup(workspace: WorkspaceSection, root: Path, log_path: Path, *, what: 
             # Its own session: a timeout kills everything the command started.
             process = subprocess.Popen(["bash", "-c", command], cwd=root, env=env, stdin=subprocess.DEVNULL,
                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            # Named next to the log while it runs, as validation's are: a coordinator killed
+            # meanwhile leaves it running, and its successor kills it (kill_orphaned_checks).
+            group_file.write_text(str(process.pid))
             try:
                 code = process.wait(timeout=workspace.setup_timeout_seconds)
             except subprocess.TimeoutExpired:
@@ -50,6 +54,7 @@ def run_setup(workspace: WorkspaceSection, root: Path, log_path: Path, *, what: 
                     os.killpg(process.pid, signal.SIGKILL)  # nothing it started outlives it
                 except (ProcessLookupError, PermissionError):
                     pass
+                group_file.unlink(missing_ok=True)
         if code != 0:
             raise SetupFailed(
                 f"environment_error: {what}: [workspace] setup command {command!r} exited {code} (log: {log_path})"

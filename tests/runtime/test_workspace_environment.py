@@ -16,7 +16,10 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
+
+import psutil
 
 from runtime.helpers import branch_commits, git, only_run_dir, task, write_mission
 
@@ -330,3 +333,30 @@ def test_the_quickstart_runs_in_its_own_declared_environment_not_hybrid_tuis(tmp
     branch = rows(run_dir, "select mission_branch from run")[0][0]
     landed = git(mission / "repo", "ls-tree", "-r", "--name-only", branch).split()
     assert not [f for f in landed if f.startswith(".venv/")]
+
+
+def test_a_setup_left_running_by_a_killed_coordinator_is_killed_on_resume(tmp_path: Path):
+    """The coordinator SIGKILLed while a slot's setup runs: the setup's process group lives on
+    (its own session); `resume` kills it before it resets the worktree, then sets up again."""
+    pid_file, first_time = tmp_path / "setup.pid", tmp_path / "setup-ran-once"
+    slow_once = (f"if [ ! -e {first_time} ]; then touch {first_time}; sleep 600 & echo $! > {pid_file}; wait; fi")
+    mission = write_mission(tmp_path / "m", [task("a", checks=["true"])],
+                            mission=f"\n[workspace]\nsetup = [{TOML_ESCAPE(slow_once)}]\n")
+    runs = tmp_path / "runs"
+    env = {k: v for k, v in os.environ.items() if k != "HYBRID_TUI_CRASH_AT"}
+    coordinator = subprocess.Popen([sys.executable, "-m", "hybrid_tui", "run", str(mission), "--headless",
+                                    "--agents", "1", "--no-preflight", "--runs-dir", str(runs)], cwd=tmp_path,
+                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(1200):  # a safety net of 2 minutes
+            if pid_file.exists() and pid_file.read_text().strip():
+                break
+            time.sleep(0.1)
+        orphan = int(pid_file.read_text())
+    finally:
+        coordinator.kill()
+        coordinator.wait()
+    assert psutil.pid_exists(orphan)  # the setup outlived its coordinator
+    proc = cli("resume", str(only_run_dir(runs)), "--headless", cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    assert not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE

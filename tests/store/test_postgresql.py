@@ -276,3 +276,25 @@ def quickstart_copy_for_pg(tmp_path: Path) -> Path:
     from tests.runtime.helpers import copy_quickstart
 
     return copy_quickstart(tmp_path / "quickstart")
+
+
+def test_a_store_made_by_an_older_hybrid_tui_is_upgraded_at_open(pg_url: str) -> None:
+    store = open_store(pg_url)
+    add_run(store)
+    store.close()
+    with psycopg.connect(pg_url, autocommit=True) as raw:  # as schema version 1 had it
+        for table, column in (("run", "wait_kind"), ("run", "wait_reason"), ("agent", "worker"),
+                              ("attempt", "worker"), ("attempt", "session_id")):
+            raw.execute(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
+        raw.execute('DROP TABLE "forecast"')
+        raw.execute("DELETE FROM schema_version")
+        raw.execute("INSERT INTO schema_version (version, created_at) VALUES (1, 0)")
+    store = open_store(pg_url, create=False)
+    try:
+        run = store.get_run(RUN)
+        assert (run.status, run.wait_kind, run.wait_reason) == ("created", "", "")
+        assert m.Forecast.select().count() == 0
+    finally:
+        store.close()
+    with psycopg.connect(pg_url) as raw:
+        assert raw.execute("SELECT max(version) FROM schema_version").fetchone()[0] == m.SCHEMA_VERSION

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AbstractSet, Callable, Protocol
+from typing import AbstractSet, Any, Callable, Protocol
 
 from hybrid_tui.spec.models import RecordedAttempt, Sis, SisTask, Usage
 from hybrid_tui.workspace.sandbox import Sandbox
@@ -52,6 +52,15 @@ class AttemptLimits:
     timeout_seconds: float = 1800.0
 
 
+@dataclass(frozen=True)
+class BatchMember:
+    """One task of a batched attempt (``[policies.batch]``): its SIS and, for the replay
+    backend, what its own attempt did when recorded (recordings are per task)."""
+
+    task: SisTask
+    recorded: RecordedAttempt | None = None
+
+
 @dataclass
 class ImplementRequest:
     run_id: str
@@ -77,6 +86,23 @@ class ImplementRequest:
     # [workspace] env and PATH for the commands the agent runs (its CLI, run_checks): laid
     # over the user's environment.
     environment: dict[str, str] = field(default_factory=dict)
+    # A batched attempt: every task of the batch, ``task`` first. The agent does them all in
+    # one session, loading the shared context once (``shared_context_tokens`` is what each
+    # task's own attempt would have spent on it); the sandbox admits every member's files.
+    batch: tuple[BatchMember, ...] = ()
+    shared_context_tokens: int = 0
+
+
+def combined_task(request: ImplementRequest) -> SisTask:
+    """The task the agent's tools see: ``request.task``, or for a batch one SIS task holding
+    every member's file operations and validation commands (run_checks runs them all)."""
+    if not request.batch:
+        return request.task
+    operations = [op for member in request.batch for op in member.task.file_operations]
+    commands = list(dict.fromkeys(c for member in request.batch for c in member.task.validation.commands))
+    timeout = max(member.task.validation.timeout_seconds for member in request.batch)
+    validation = request.task.validation.model_copy(update={"commands": commands, "timeout_seconds": timeout})
+    return request.task.model_copy(update={"file_operations": operations, "validation": validation})
 
 
 @dataclass
@@ -92,6 +118,16 @@ class ImplementResult:
     files_touched: list[str] = field(default_factory=list)
     duration_seconds: float = 0.0
     session_id: str = ""  # the agent CLI's own session/thread id, to find or resume its transcript
+    # A batched attempt's backend that knows each task's own outcome and spend (replay): task
+    # id -> its result. Otherwise the runtime splits this one result by cost share.
+    per_task: dict[str, ImplementResult] = field(default_factory=dict)
+    # The file operations the run's recording keeps for this attempt, when the runtime read
+    # them already (a batch member's, before the worktree moved on); None: read at the end.
+    recorded_operations: list[Any] | None = None
+    # A batch member's share of the shared context it did not load again (replay): the
+    # recording adds it back, so a replay of the recording, batched or not, saves it once.
+    context_saved: Usage | None = None
+    context_saved_usd: float = 0.0
 
 
 class Implementer(Protocol):

@@ -9,6 +9,11 @@ Room: agents. Touches files only through the request's sandbox; never the store 
   any file. An attempt whose cost exceeds the request's dollar limit stops at its cap
   (``budget_exhausted``, no file touched). Validation is not run here: the runtime runs it
   for real afterwards, so a recorded bad edit fails validation for real.
+- A batched attempt (``request.batch``) replays each member's own recording (or SIS
+  operations) in turn, in the one sandbox, and reports each member's result in ``per_task``:
+  its recorded usage and cost minus the shared context it did not load again (every member
+  but the first saves ``min(shared_context_tokens, its input tokens)`` input tokens, priced
+  at its model's input rate).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import anyio
 
 from hybrid_tui.spec.models import RecordedAttempt, Usage
 from hybrid_tui.agents.base import ImplementRequest, ImplementResult, PlanRequest, PlanResult
+from hybrid_tui.agents.batching import implement_each, price_or_zero
 from hybrid_tui.agents.fileops import FileOperationError, apply_file_operations
 from hybrid_tui.agents.limits import stop_at_cap
 
@@ -46,11 +52,13 @@ class ReplayImplementer:
         self.pace = pace
 
     async def implement(self, request: ImplementRequest) -> ImplementResult:
+        if request.batch:
+            return await implement_each(self.implement, request)
         started = time.monotonic()
         recorded = request.recorded
         model = (recorded.model if recorded and recorded.model else None) or request.model
         usage = recorded.usage if recorded else _estimated_usage(request)
-        cost = recorded.cost_usd if recorded and recorded.cost_usd is not None else _price(request, model, usage)
+        cost = recorded.cost_usd if recorded and recorded.cost_usd is not None else price_or_zero(request, model, usage)
         if self.pace > 0:
             # Recorded duration, else the SIS estimate: --pace makes a demo move watchably.
             seconds = recorded.duration_seconds if recorded and recorded.duration_seconds else (
@@ -105,13 +113,6 @@ class ReplayImplementer:
 def _estimated_usage(request: ImplementRequest) -> Usage:
     est = request.task.estimated_tokens
     return Usage(input_tokens=est.input, output_tokens=est.output)
-
-
-def _price(request: ImplementRequest, model: str, usage: Usage) -> float:
-    try:
-        return float(request.cost_of(model, usage))
-    except Exception:  # a model missing from the pricing table: count it as free, not a crash
-        return 0.0
 
 
 def _duration(recorded: RecordedAttempt | None, started: float) -> float:

@@ -16,6 +16,7 @@ import anyio
 
 from hybrid_tui.spec.models import Sis, SisIssue, SisTask, Usage
 from hybrid_tui.agents.base import ImplementRequest, ImplementResult, PlanRequest, PlanResult
+from hybrid_tui.agents.batching import implement_each
 from hybrid_tui.agents.fileops import FileOperationError, apply_file_operations
 from hybrid_tui.agents.limits import stop_at_cap
 
@@ -89,6 +90,8 @@ class SimImplementer:
         return rng.choices(kinds, weights=[self.failure_mix[k] for k in kinds])[0]
 
     async def implement(self, request: ImplementRequest) -> ImplementResult:
+        if request.batch:  # each task of a batch simulated on its own, the shared context paid once
+            return await implement_each(self.implement, request)
         started = time.monotonic()
         task, number = request.task, request.attempt
         usage = self.usage(task, number)

@@ -43,6 +43,7 @@ from hybrid_tui.core.changes import (
     TaskTransition,
     TaskWaiting,
 )
+from hybrid_tui.core.batching import BatchRule, choose_batch
 from hybrid_tui.core.policies import (
     alert_level,
     critical_path_score,
@@ -132,9 +133,10 @@ class _Task:
 
 
 class _Agent:
-    """``recent``: (files, domain) of its last RECENT_TASKS tasks, oldest first."""
+    """``recent``: (files, domain) of its last RECENT_TASKS tasks, oldest first. ``batch``:
+    the tasks of its batched attempt not ended yet (it stays busy until the last ends)."""
 
-    __slots__ = ("agent_id", "backend", "state", "task_id", "load", "recent")
+    __slots__ = ("agent_id", "backend", "state", "task_id", "load", "recent", "batch")
 
     def __init__(self, agent_id: str, backend: str) -> None:
         self.agent_id = agent_id
@@ -143,6 +145,7 @@ class _Agent:
         self.task_id: str | None = None
         self.load = 0
         self.recent: deque[tuple[tuple[str, ...], str]] = deque()
+        self.batch: set[str] | None = None
 
 
 class _Breaker:
@@ -194,6 +197,7 @@ class Scheduler:
         self._log_ratios = [0, 0.0, 0.0]
         self._budget_held = 0  # ready tasks the last dispatch held back for the budget
         self._approval_gate = frozenset(self.policies.approve)
+        self._batch_rule = BatchRule.from_policy(self.policies.batch)  # None: no batching (no cost)
         self.mission_budget_usd = float(mission_budget_usd)
         self.retry_budget_usd = float(retry_budget_usd)
         self.pool_min, self.pool_max = pool_min, pool_max
@@ -417,7 +421,11 @@ class Scheduler:
             if agent is None:
                 skipped.append(entry)
                 continue
-            dispatches.append(self._start(t, agent, now, changes))
+            rule = self._batch_rule
+            if rule is not None and rule.admits(t.info.domain, t.estimate, t.attempts):
+                dispatches.extend(self._start_batch(rule, t, agent, now, changes))
+            else:
+                dispatches.append(self._start(t, agent, now, changes))
             remaining -= 1
         for entry in skipped:
             heapq.heappush(heap, entry)
@@ -428,19 +436,52 @@ class Scheduler:
                                   "budget_usd": self.mission_budget_usd}))
         return dispatches, changes
 
-    def _start(self, t: _Task, agent: _Agent, now: float, changes: list[Change]) -> Dispatch:
+    def _start_batch(self, rule: BatchRule, leader: _Task, agent: _Agent, now: float,
+                     changes: list[Change]) -> list[Dispatch]:
+        """Dispatch ``leader`` with the ready tasks :func:`~hybrid_tui.core.batching.choose_batch`
+        adds to it, all on ``agent`` (one attempt for the shell to run). Off the hot path:
+        only with ``[policies.batch]``, and it looks through the ready heap once per batch."""
+        domain = leader.info.domain
+        budget_left = self.mission_budget_usd - self._spent - self._reserved - leader.info.expected_cost_usd
+        candidates: list[tuple[tuple[float, str], _Task]] = []
+        for score, tid, version in self._ready_heap:
+            c = self._tasks[tid]
+            if (c is not leader and c.status is S.READY and c.version == version and c.info.domain == domain
+                    and rule.admits(domain, c.estimate, c.attempts)):
+                candidates.append(((score, tid), c))
+        candidates.sort(key=lambda pair: pair[0])
+        chosen = choose_batch(rule, leader.tid, leader.files, ((c.tid, c.files) for _, c in candidates), self._locks)
+        for k, tid in enumerate(chosen[1:], start=1):  # the budget holds back what it cannot cover
+            budget_left -= self._tasks[tid].info.expected_cost_usd
+            if budget_left < 0:
+                del chosen[k:]
+                break
+        if len(chosen) == 1:
+            return [self._start(leader, agent, now, changes)]
+        batch = tuple(chosen)
+        out = [self._start(leader, agent, now, changes, batch)]
+        for tid in batch[1:]:
+            out.append(self._start(self._tasks[tid], agent, now, changes, batch))
+        agent.batch = set(batch)
+        return out
+
+    def _start(self, t: _Task, agent: _Agent, now: float, changes: list[Change],
+               batch: tuple[str, ...] = ()) -> Dispatch:
         tid, agent_id = t.tid, agent.agent_id
         reason = "dispatched" if t.attempts == 0 else f"retry after {t.last_failure}"
+        if batch:
+            reason = f"dispatched in a batch of {len(batch)} led by {batch[0]}"
         self._transition(t, S.RUNNING, reason, changes)
         t.attempts = attempt = t.attempts + 1
         t.agent_id = agent_id
         t.started_at = now
-        agent.state = "busy"
-        agent.task_id = tid
         agent.load += 1
-        del self._idle[agent_id]
         self._remember(agent, t)
-        changes.append(AgentChanged(agent_id, "busy", tid))
+        if agent.state != "busy":  # a batch member after its leader: the agent is taken already
+            agent.state = "busy"
+            agent.task_id = tid
+            del self._idle[agent_id]
+            changes.append(AgentChanged(agent_id, "busy", tid))
         expires = now + self.policies.lock_ttl_seconds
         for path in t.files:
             self._acquire(t, path, now, expires, changes)
@@ -455,7 +496,8 @@ class Scheduler:
             breaker.trial = True
         return Dispatch(tid, agent_id, attempt, agent.backend,
                         previous_failure=t.last_failure if is_retry else None,
-                        feedback=t.last_message if t.next_action == "with_feedback" else None)
+                        feedback=t.last_message if t.next_action == "with_feedback" else None,
+                        batch=batch)
 
     def _choose_agent(self, t: _Task) -> _Agent | None:
         """Review 4.3 hybrid assignment among idle agents whose breaker admits work:
@@ -676,7 +718,19 @@ class Scheduler:
             t.agent_id = None
             if agent is not None:
                 backend = agent.backend
-                self._learn_duration(t, backend, now, succeeded)
+                if agent.batch is not None:
+                    # A batched attempt's members end one by one (validated and integrated in
+                    # turn, in the agent's worktree): the agent is free after the last. Their
+                    # durations are the batch's, not theirs: nothing to learn from them.
+                    t.started_at = None
+                    agent.batch.discard(t.tid)
+                    if agent.batch:
+                        if agent.task_id == t.tid:
+                            agent.task_id = min(agent.batch)
+                        return backend
+                    agent.batch = None
+                else:
+                    self._learn_duration(t, backend, now, succeeded)
                 agent.task_id = None
                 if agent.state == "draining":
                     self._drop_agent(agent)

@@ -54,6 +54,9 @@ class Dispatch:
     backend: str
     previous_failure: str | None = None
     feedback: str | None = None
+    # [policies.batch]: the task ids of the batch this attempt belongs to, its leader first
+    # (every one dispatched in this call, on the same agent); () for an attempt of its own.
+    batch: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

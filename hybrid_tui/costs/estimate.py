@@ -110,6 +110,20 @@ def layer_costs(mission: Any, table: PricingTable) -> LayerCosts:
     )
 
 
+def batch_savings(mission: Any, table: PricingTable) -> dict[str, float]:
+    """Dollars each task does not spend when it is in a batch but not its first task: the
+    shared context (``[policies.batch] shared_context_tokens``, at most the task's own input
+    estimate) is loaded once per batch, priced at the task's model's input rate. Empty when
+    the mission does not batch."""
+    policy = mission.config.policies.batch
+    if policy is None:
+        return {}
+    models = mission.config.models
+    return {t.task_id: table.cost(task_model(t, models),
+                                  Usage(input_tokens=min(policy.shared_context_tokens, t.estimated_tokens.input)))
+            for t in mission.tasks}
+
+
 def mission_models(mission: Any) -> list[str]:
     models = mission.config.models
     names = [models.planner, models.implementer, models.strong, models.coordinator]
@@ -137,6 +151,11 @@ class SimResult:
     retry_usd: float
     auto_pauses: int = 0  # failure-rate pauses (the simulated operator resumes at once)
     stopped_by: str = ""  # why tasks were left undone (budget, attention)
+    # [policies.batch]: sessions of several tasks, the tasks in them, and the dollars they did
+    # not spend loading the shared context again (already out of implementation_usd).
+    batches: int = 0
+    batched_tasks: int = 0
+    batch_saving_usd: float = 0.0
     alerts: list[str] = field(default_factory=list)
 
 
@@ -187,7 +206,8 @@ def simulate(
     )
     run = VirtualRun(scheduler, durations, backend=config.agents.backend, now=planning_seconds,
                      task_costs=costs.task_costs, failing=failing, approval_seconds=approval_seconds,
-                     attempt_timeout=config.agents.attempt_timeout_seconds)
+                     attempt_timeout=config.agents.attempt_timeout_seconds,
+                     batch_savings=batch_savings(mission, table))
     run.start_agents(pool_min)
     run.drive()
     stats = run.stats
@@ -214,6 +234,9 @@ def simulate(
         retry_usd=stats["retry"],
         auto_pauses=stats["pauses"],
         stopped_by=stopped_by,
+        batches=int(stats["batches"]),
+        batched_tasks=int(stats["batched_tasks"]),
+        batch_saving_usd=stats["batch_saving"],
         alerts=run.alerts,
     )
 
@@ -228,12 +251,15 @@ class VirtualRun:
     An attempt longer than ``attempt_timeout`` is stopped there as a ``timeout`` (paying for
     the part it ran). A task the approval gate holds is approved ``approval_seconds`` after
     it starts to wait. A ``PoolTarget`` resizes the pool; a failure-rate auto-pause is
-    resumed at once.
+    resumed at once. A batch the core dispatched (``[policies.batch]``) is one agent doing its
+    tasks one after another: each ends when those before it and itself are done, and every
+    task but the first costs ``batch_savings`` less (the shared context loaded once).
     """
 
     def __init__(self, scheduler: Scheduler, durations: dict[str, float], *, backend: str, now: float = 0.0,
                  task_costs: dict[str, float] | None = None, failing: set[str] | frozenset[str] = frozenset(),
-                 approval_seconds: float = 0.0, attempt_timeout: float = math.inf):
+                 approval_seconds: float = 0.0, attempt_timeout: float = math.inf,
+                 batch_savings: dict[str, float] | None = None):
         self.scheduler = scheduler
         self.durations = durations
         self.backend = backend
@@ -242,6 +268,8 @@ class VirtualRun:
         self.failing = failing
         self.approval_seconds = approval_seconds
         self.attempt_timeout = attempt_timeout
+        self.batch_savings = batch_savings or {}
+        self.batch_costs: dict[tuple[str, int], float] = {}  # a batch member's attempt -> its cost
         self.events: list[tuple[float, int, str, int]] = []  # (finish time, seq, task id, attempt)
         self.approvals: list[tuple[float, str]] = [  # (when the simulated operator approves, task id)
             (now + approval_seconds, tid) for tid in scheduler.task_ids()
@@ -255,7 +283,8 @@ class VirtualRun:
         self.alerts: list[str] = []
         self.attempts = self.failed_attempts = 0
         self.stats: dict[str, float] = {"busy": 0.0, "agent_seconds": 0.0, "impl": 0.0, "retry": 0.0,
-                                        "pauses": 0, "peak": 0}
+                                        "pauses": 0, "peak": 0, "batches": 0, "batched_tasks": 0,
+                                        "batch_saving": 0.0}
 
     def start_agents(self, n: int) -> None:
         for _ in range(n):
@@ -318,11 +347,26 @@ class VirtualRun:
         self.handle(scheduler.tick(now))
         dispatches, changes = scheduler.dispatch(now)
         self.handle(changes)
+        session_end: dict[str, float] = {}  # a batch's leader -> when its tasks so far are done
         for d in dispatches:
-            self.attempts += 1
             self.running[d.task_id] = (d.attempt, now)
             # A real attempt is stopped at agents.attempt_timeout_seconds: so is this one.
             length = min((durations or self.durations)[d.task_id], self.attempt_timeout)
+            if d.batch:
+                lead = d.batch[0]
+                start = session_end.get(lead, now)
+                session_end[lead] = start + length
+                if d.task_id == lead:
+                    self.attempts += 1
+                    self.stats["batches"] += 1
+                else:
+                    saving = min(self.batch_savings.get(d.task_id, 0.0), self.task_costs.get(d.task_id, 0.0))
+                    self.batch_costs[(d.task_id, d.attempt)] = self.task_costs.get(d.task_id, 0.0) - saving
+                    self.stats["batch_saving"] += saving
+                self.stats["batched_tasks"] += 1
+                heapq.heappush(self.events, (start + length, next(self._seq), d.task_id, d.attempt))
+                continue
+            self.attempts += 1
             heapq.heappush(self.events, (now + length, next(self._seq), d.task_id, d.attempt))
         return [d.task_id for d in dispatches]
 
@@ -349,7 +393,9 @@ class VirtualRun:
                     continue  # cancelled meanwhile
                 _, started = self.running.pop(task_id)
                 self.stats["busy"] += now - started
-                cost = self.task_costs.get(task_id, 0.0)
+                cost = self.batch_costs.pop((task_id, attempt), None)
+                if cost is None:
+                    cost = self.task_costs.get(task_id, 0.0)
                 full = self.durations[task_id]
                 timed_out = full > self.attempt_timeout
                 if timed_out:  # it paid for the part it ran
@@ -386,11 +432,13 @@ class Forecast:
 
     @property
     def total_usd(self) -> float:
-        return self.layers.total
+        # Batching ([policies.batch]) loads the shared context once per batch: what the
+        # simulated run's batches saved comes off the layer total.
+        return self.layers.total - self.simulation.batch_saving_usd
 
     @property
     def total_with_retries_usd(self) -> float:
-        return self.layers.total + self.expected_retry_usd
+        return self.total_usd + self.expected_retry_usd
 
     def to_dict(self) -> dict[str, Any]:
         layers = self.layers
@@ -407,6 +455,8 @@ class Forecast:
                 "implementation": {"model": layers.implementer_model, "tasks": layers.tasks,
                                    "per_task_usd": layers.per_task, "usd": layers.implementation},
                 "coordination": {"model": layers.coordinator_model, "usd": layers.coordination},
+                "batching": {"batches": self.simulation.batches, "tasks": self.simulation.batched_tasks,
+                             "saving_usd": self.simulation.batch_saving_usd},
                 "total_usd": self.total_usd,
                 "expected_retry_usd": self.expected_retry_usd,
                 "total_with_retries_usd": self.total_with_retries_usd,
@@ -482,6 +532,8 @@ def render_text(main: Forecast, swept: list[Forecast] | None = None) -> str:
                 ["implementation (L3)", layers.implementer_model, layers.tasks, _usd(layers.per_task),
                  _usd(layers.implementation)],
                 ["coordination (L1)", layers.coordinator_model, 1, "", _usd(layers.coordination)],
+                *([[f"batching ({sim.batched_tasks} tasks in {sim.batches} attempts)", "", "", "",
+                    f"-{_usd(sim.batch_saving_usd)}"]] if sim.batches else []),
                 ["**total**", "", "", "", f"**{_usd(main.total_usd)}**"],
                 [f"expected retries ({main.failure_rate * 100:.0f} %)", "", "", "", _usd(main.expected_retry_usd)],
                 ["**total with retries**", "", "", "", f"**{_usd(main.total_with_retries_usd)}**"],

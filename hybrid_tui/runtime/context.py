@@ -57,6 +57,7 @@ class IntegrationJob:
     attempt: RunningAttempt
     title: str
     result: ImplementResult
+    tree: str | None = None  # a batch member's own staged tree (else the agent's staged work)
 
 
 @dataclass
@@ -68,6 +69,9 @@ class Launch:
     model: str
     log_path: Path
     feedback: str
+    # [policies.batch]: the other tasks of this attempt's batch (this one is its leader),
+    # launched with it as ONE implementer session (runtime/batch.py).
+    members: list[Launch] = field(default_factory=list)
 
 
 @dataclass
@@ -152,7 +156,8 @@ class AttemptLoop(Protocol):
         """Lock an undeclared file for the task (on the loop thread)."""
         ...
 
-    async def enqueue_integration(self, attempt: RunningAttempt, title: str, result: ImplementResult) -> None:
+    async def enqueue_integration(self, attempt: RunningAttempt, title: str, result: ImplementResult,
+                                  tree: str | None = None) -> None:
         ...
 
     def limits(self, task_id: str | None = None) -> AttemptLimits:

@@ -60,6 +60,7 @@ from hybrid_tui.runtime import settle, startup
 from hybrid_tui.runtime import events as ev
 from hybrid_tui.runtime.attempt import run_attempt
 from hybrid_tui.runtime.attempt_clock import AttemptClock
+from hybrid_tui.runtime.batch import run_batch
 from hybrid_tui.runtime.backends import BackendUnavailable, make_backend
 from hybrid_tui.runtime.context import Effects, IntegrationJob, Launch, RunningAttempt, Transaction
 from hybrid_tui.runtime.controls import apply_control
@@ -491,13 +492,33 @@ class Coordinator:
         dispatch_round(self, now, self.config.policies.dispatch_batch)
 
     def _launch(self, launch: Launch) -> None:
-        attempt = launch.attempt
-        self._dispatch_seq += 1
-        attempt.dispatch_seq = self._dispatch_seq
-        self.running[attempt.task_id] = attempt
-        self.attempt_clock.start(attempt)
+        for one in (launch, *launch.members):
+            attempt = one.attempt
+            self._dispatch_seq += 1
+            attempt.dispatch_seq = self._dispatch_seq
+            self.running[attempt.task_id] = attempt
+            self.attempt_clock.start(attempt)
         assert self._tg is not None
+        if launch.members:
+            self._tg.start_soon(self._run_batch, launch)
+            return
+        attempt = launch.attempt
         self._tg.start_soon(self._run_attempt, attempt, launch.spec, launch.model, launch.log_path, launch.feedback)
+
+    async def _run_batch(self, launch: Launch) -> None:
+        try:
+            await run_batch(self, self, launch)
+        except Exception as exc:  # as for one attempt: a bug must not take the run down
+            if disk_full_reason(exc):
+                raise
+            with self.transaction():
+                self.events.add("coordinator.error", f"{type(exc).__name__}: {exc}", level="error",
+                                task_id=launch.attempt.task_id, attempt=launch.attempt.number)
+            for one in (launch, *launch.members):
+                attempt = one.attempt
+                if not attempt.finishing and attempt.task_id in self.running:
+                    self.finish_attempt(attempt, outcome="failed", failure_type="agent_error",
+                                        message=f"coordinator error: {type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------------ one attempt
     async def _run_attempt(self, attempt: RunningAttempt, spec: SisTask, model: str, log_path: Path, feedback: str) -> None:
@@ -599,9 +620,10 @@ class Coordinator:
         self._persist(changes, now)
         return bool(granted)
 
-    async def enqueue_integration(self, attempt: RunningAttempt, title: str, result: ImplementResult) -> None:
+    async def enqueue_integration(self, attempt: RunningAttempt, title: str, result: ImplementResult,
+                                  tree: str | None = None) -> None:
         self._integrating += 1
-        await self._integrate_tx.send(IntegrationJob(attempt, title, result))
+        await self._integrate_tx.send(IntegrationJob(attempt, title, result, tree))
 
     def limits(self, task_id: str | None = None) -> AttemptLimits:
         """The attempt limits; for a dispatched ``task_id`` the dollar cap is also held to what

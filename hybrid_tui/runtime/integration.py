@@ -27,7 +27,8 @@ async def integrate_job(ctx: RunContext, loop: AttemptLoop, job: IntegrationJob)
     from hybrid_tui.workspace.git import BranchMoved
 
     try:
-        res: Any = await anyio.to_thread.run_sync(ctx.repo.integrate, attempt.agent_id, attempt.task_id, job.title)
+        res: Any = await anyio.to_thread.run_sync(ctx.repo.integrate, attempt.agent_id, attempt.task_id, job.title,
+                                                 job.tree)
     except BranchMoved as exc:
         # Someone else moved the mission branch: never overwrite it; stop and tell the operator.
         loop.finish_attempt(attempt, outcome="failed", failure_type="git_conflict", message=str(exc), result=job.result)

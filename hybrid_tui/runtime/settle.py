@@ -176,6 +176,11 @@ def _recording_json(
     replay_failure = outcome == "failed" and (agent_side or failure_type not in record.REPLAYED_FOR_REAL)
     operations = _operations(ctx, attempt, result, agent_side)
     usage = getattr(result, "usage", None) or Usage()
+    cost = float(getattr(result, "cost_usd", 0.0) or 0.0)
+    saved = getattr(result, "context_saved", None)
+    if saved is not None:  # a batch member: recorded as its own attempt would have spent
+        usage = usage.model_copy(update={"input_tokens": usage.input_tokens + saved.input_tokens})
+        cost += float(getattr(result, "context_saved_usd", 0.0) or 0.0)
     duration = float(getattr(result, "duration_seconds", 0.0) or 0.0)
     if duration <= 0:
         duration = max(0.0, ctx.clock() - attempt.started)
@@ -187,7 +192,7 @@ def _recording_json(
         operations,
         getattr(result, "model", None) or None,
         usage,
-        float(getattr(result, "cost_usd", 0.0) or 0.0),
+        cost,
         duration,
         summary,
         (failure_type or "agent_error") if replay_failure else None,
@@ -195,6 +200,9 @@ def _recording_json(
 
 
 def _operations(ctx: RunContext, attempt: RunningAttempt, result: Any, agent_side: bool) -> list[Any]:
+    known = getattr(result, "recorded_operations", None)
+    if known is not None:  # read by the runtime already (a batch member's own files)
+        return [op for op in known if not isinstance(op, IntentOp)]
     backend = getattr(ctx.implementer, "name", ctx.backend_name)
     spec = ctx.specs.get(attempt.task_id)
     if backend in record.KNOWN_OPS_BACKENDS:

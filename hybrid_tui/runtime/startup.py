@@ -65,7 +65,9 @@ def restore_scheduler(ctx: RunContext, now: float) -> tuple[Scheduler, list[Any]
         spent_usd=engine_reads.spent_usd(ctx.run_id),
         retry_spent_usd=engine_reads.spent_usd(ctx.run_id, retries_only=True),
         paused_reason=(run.pause_reason or "paused") if run.status == "paused" else None,
-        policies=config.policies,
+        # Workers run one task per attempt (their messages carry one task): no batching there.
+        policies=(config.policies if ctx.workers is None or config.policies.batch is None
+                  else config.policies.model_copy(update={"batch": None})),
         mission_budget_usd=run.mission_budget_usd,
         retry_budget_usd=run.retry_budget_usd,
         pool_min=run.pool_min,

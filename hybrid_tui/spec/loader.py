@@ -669,6 +669,15 @@ def load_mission(path: str | Path) -> Mission:
                                         f"{entry!r} is no priority class ({', '.join(PRIORITY_CLASSES)}), "
                                         "task id or domain of this mission"))
 
+    batch = config.policies.batch if config is not None else None
+    if batch is not None and batch.domains and set(planned_by) >= {i.id for i in issues}:
+        domains = {t.domain for t in tasks}
+        for k, entry in enumerate(batch.domains):
+            if entry not in domains:
+                problems.append(Problem(mission_source, f"policies.batch.domains[{k}]",
+                                        f"{entry!r} is no domain of this mission's tasks "
+                                        f"({', '.join(sorted(domains)) or 'none'})"))
+
     # replay/*.json
     recorded: dict[str, RecordedTask] = {}
     recorded_in: dict[str, str] = {}

@@ -248,6 +248,28 @@ def default_retry_rules() -> dict[str, RetryRule]:
     }
 
 
+class BatchPolicy(Strict):
+    """``[policies.batch]``: small ready tasks of one domain given to ONE implementer attempt
+    (review §2.4 strategy 3). Absent: no batching (every task is its own attempt)."""
+
+    max_tasks: int = Field(
+        default=6, ge=2, le=50,
+        description="Most tasks one batched attempt takes (the review: 12 ARIA tasks -> 2 agents of 6).",
+    )
+    max_estimate_minutes: PositiveFloat = Field(
+        default=10, description="Only tasks whose SIS estimate is at most this many minutes are batched.",
+    )
+    domains: list[str] = Field(
+        default_factory=list,
+        description="Domains whose tasks may be batched; empty: every domain (a batch never mixes domains).",
+    )
+    shared_context_tokens: int = Field(
+        default=5000, ge=0,
+        description="Input tokens each attempt spends loading the shared context (repository layout, "
+                    "conventions): a batch of N pays them once instead of N times (the review's ~5,000).",
+    )
+
+
 class PoliciesSection(Strict):
     priority: PriorityWeights = Field(default_factory=PriorityWeights)
     approve: list[str] = Field(
@@ -256,6 +278,10 @@ class PoliciesSection(Strict):
                     "class (CRITICAL, HIGH, MEDIUM, LOW), a task id or a domain. Such a task waits as "
                     "awaiting_approval once its dependencies are done, until `hybrid-tui approve` "
                     "(or the console) releases it or `hybrid-tui reject` fails it.",
+    )
+    batch: BatchPolicy | None = Field(
+        default=None,
+        description="Task batching (off unless the [policies.batch] table is given).",
     )
     retries: dict[str, RetryRule] = Field(default_factory=default_retry_rules)
     backoff_cap_seconds: PositiveFloat = 60

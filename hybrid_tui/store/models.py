@@ -20,7 +20,8 @@ from __future__ import annotations
 import peewee as pw
 
 # 2: run.wait_kind/wait_reason, the forecast table; 3: agent.worker, attempt.worker (and
-# attempt.session_id, added to 1 without a bump). Older stores are upgraded at open.
+# attempt.session_id, added to 1 without a bump; attempt.batch, added to 3 without a bump:
+# a store of 3 without it gets it at open). Older stores are upgraded at open.
 SCHEMA_VERSION = 3
 
 database_proxy = pw.DatabaseProxy()
@@ -177,6 +178,9 @@ class Attempt(BaseModel):
     version = pw.BigIntegerField(default=0, index=True)
     session_id = pw.CharField(default="")  # an agent CLI's own session/thread id (cli backend)
     worker = pw.CharField(default="")  # the worker process that ran it ("" in-process)
+    # [policies.batch]: "LEADER#N" (the leader task and its attempt number) for every task of a
+    # batched attempt (one implementer session), "" for an attempt of its own.
+    batch = pw.CharField(default="")
 
     class Meta:
         indexes = ((("run", "task_id", "number"), True),)

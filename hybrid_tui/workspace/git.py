@@ -462,6 +462,30 @@ class MissionRepo:
         self._staged[agent_id] = tree
         return tree
 
+    def stage_tree(self, agent_id: str, files: list[str]) -> str:
+        """:meth:`stage_work` of only ``files`` (one batch member's), kept by the caller, not
+        as the agent's staged work: a batched attempt stages one tree per task."""
+        tree = self.stage_work(agent_id, files)
+        self._staged.pop(agent_id, None)
+        return tree
+
+    def show_tree(self, agent_id: str, tree: str) -> None:
+        """Make the worktree of ``agent_id`` hold its base plus exactly ``tree``'s changes
+        (one batch member's, to validate it alone): hard reset to the base it was reset to
+        (not the mission head, which may have moved), clean all but setup's output, then
+        check the tree out. The agent's own edits are gone afterwards: stage them first."""
+        path = self.worktree(agent_id)
+        runner = _git(path)
+        base = self._base_of(agent_id, runner)
+        what = f"cannot show a task's work in the worktree of {agent_id}"
+        _ok(runner, "reset", "-q", "--hard", base, what=what)
+        excludes = [arg for kept in self.setup_paths(agent_id) for arg in ("-e", "/" + _glob_escape(kept))]
+        _ok(runner, "clean", "-q", "-ffdx", *excludes, what=what)
+        _ok(runner, "read-tree", "--reset", "-u", tree, what=what)
+        # Back to the base in the index (the files stay): stage_work copies the index as
+        # the base's stat data.
+        _ok(runner, "read-tree", base, what=what)
+
     def _base_file(self, agent_id: str) -> Path:
         return self.worktrees_dir / f".{agent_id}.base"
 
@@ -559,8 +583,9 @@ class MissionRepo:
             self._integrated = self.find_integrated()
         return self._integrated
 
-    def integrate(self, agent_id: str, task_id: str, title: str) -> IntegrationResult:
-        """Turn the worktree's changes into ONE commit on the mission branch (at most once per task)."""
+    def integrate(self, agent_id: str, task_id: str, title: str, tree: str | None = None) -> IntegrationResult:
+        """Turn the worktree's changes into ONE commit on the mission branch (at most once per task).
+        ``tree``: the task's own staged tree (a batch member's, from :meth:`stage_tree`)."""
         with self._lock:
             expected = self._expected_head()
             integrated = self._integrated_map()
@@ -573,8 +598,9 @@ class MissionRepo:
             base = self._base_of(agent_id, _git(worktree))
             # Only the agent's work: the tree staged before validation ran (or, for a caller
             # that staged nothing, every change but setup's output, staged now).
-            tree = self._staged.pop(agent_id, None) or self.stage_work(agent_id)
-            self._staged.pop(agent_id, None)
+            if tree is None:
+                tree = self._staged.pop(agent_id, None) or self.stage_work(agent_id)
+                self._staged.pop(agent_id, None)
             runner = self._worktree_git(worktree)
             files = self._files_between(runner, base, tree, what=f"{task_id}: cannot diff the worktree")
             if not files:

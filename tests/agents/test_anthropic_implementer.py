@@ -228,3 +228,46 @@ def test_attempt_timeout(server, client_factory, worktree, tmp_path):
     limits = AttemptLimits(timeout_seconds=0.3)
     result = run(AnthropicImplementer(client_factory), make_request(worktree, tmp_path, limits=limits))
     assert (result.failure_type, result.message) == ("timeout", "attempt timeout 0.3s reached")
+
+
+def test_a_batched_attempt_loads_the_shared_context_once_and_lists_every_task(server, client_factory, worktree,
+                                                                               tmp_path):
+    """[policies.batch]: one session for two tasks. The first message holds both tasks' SIS and
+    each declared file once; run_checks runs both tasks' commands; a write outside the
+    batch's declared files is refused (it could not be split by task)."""
+    from hybrid_tui.agents.base import BatchMember
+
+    sub = make_task()
+    mul = SisTask.model_validate({
+        "task_id": "mul", "title": "Add mul() to ops.py",
+        "file_operations": [{"op": "create", "path": "ops.py", "content": "def mul(a, b):\n    return a * b\n"}],
+        "validation": {"commands": [f"{shlex.quote(sys.executable)} -c 'import ops; assert ops.mul(2, 3) == 6'"],
+                       "timeout_seconds": 60},
+    })
+    fixed = CALC + "\n\ndef sub(a, b):\n    return a - b\n"
+    server.push(
+        message(tool_use("write_file", {"path": "elsewhere.py", "content": "x = 1\n"})),
+        message(tool_use("edit_file", {"path": "calc.py", "old_string": CALC, "new_string": fixed})),
+        message(tool_use("write_file", {"path": "ops.py", "content": "def mul(a, b):\n    return a * b\n"})),
+        message(tool_use("run_checks", {})),
+        message(tool_use("finish", {"summary": "both done"})),
+    )
+    declared = sub.declared_files + mul.declared_files
+    request = ImplementRequest(
+        run_id="run-1", task=sub, attempt=1, agent_id="agent-1", model="claude-test",
+        sandbox=Sandbox(worktree, declared=declared, claim=lambda path: False),
+        log_path=tmp_path / "logs" / "sub-1.log", cost_of=cost_of,
+        batch=(BatchMember(sub), BatchMember(mul)), shared_context_tokens=5000,
+    )
+    result = run(AnthropicImplementer(client_factory), request)
+
+    assert result.ok, result.message
+    assert sorted(result.files_touched) == ["calc.py", "ops.py"]
+    assert not (worktree / "elsewhere.py").exists()
+    first = server.message_requests[0]["messages"][0]["content"][0]["text"]
+    assert "# A batch of 2 tasks" in first
+    assert first.count('"task_id": "sub"') == 1 and first.count('"task_id": "mul"') == 1
+    assert first.count("## calc.py") == 1  # the shared context (declared files) once
+    checks = tool_results(server.message_requests[4])[0]["content"]
+    checks = checks if isinstance(checks, str) else json.dumps(checks)
+    assert "ops.mul" in checks and "pytest" in checks

@@ -7,6 +7,7 @@ import random
 import zlib
 
 import anyio
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -76,3 +77,28 @@ def test_an_instant_attempt_reports_the_seeded_usage_and_its_cost():
     assert result.ok and result.usage == sim.usage(SPEC, 2) == SimImplementer(seed=3).usage(SPEC, 2)
     assert result.cost_usd == result.usage.input_tokens / 1e6
     assert result.usage != SimImplementer(seed=4).usage(SPEC, 2)
+
+
+def test_a_batch_is_each_task_simulated_and_applied_with_the_shared_context_paid_once(tmp_path):
+    """[policies.batch] on the sim backend: every member's operations land in the one sandbox
+    and each member but the first spends the shared context (5,000 input tokens) less."""
+    from hybrid_tui.agents.base import BatchMember
+    from hybrid_tui.workspace.sandbox import Sandbox
+
+    specs = [SisTask(task_id=tid, title=tid, estimated_tokens={"input": 9000, "output": 100},
+                     file_operations=[{"op": "create", "path": f"{tid}.txt", "content": tid}]) for tid in ("a", "b")]
+    sim = SimImplementer(seed=5)
+    request = ImplementRequest(
+        run_id="r", task=specs[0], attempt=1, agent_id="agent-01", model="m",
+        sandbox=Sandbox(tmp_path, declared=["a.txt", "b.txt"], claim=lambda path: False),
+        log_path=tmp_path / "log", cost_of=lambda model, usage: usage.input_tokens / 1e6,  # type: ignore[arg-type]
+        limits=AttemptLimits(max_cost_usd=1.0), batch=tuple(BatchMember(s) for s in specs), shared_context_tokens=5000,
+    )
+    result = anyio.run(sim.implement, request)
+    assert result.ok and sorted(result.per_task) == ["a", "b"]
+    assert (tmp_path / "a.txt").read_text() == "a" and (tmp_path / "b.txt").read_text() == "b"
+    assert result.per_task["a"].usage == sim.usage(specs[0], 1)
+    alone = sim.usage(specs[1], 1)
+    assert result.per_task["b"].usage.input_tokens == alone.input_tokens - 5000
+    assert result.per_task["b"].cost_usd == pytest.approx((alone.input_tokens - 5000) / 1e6)
+    assert result.cost_usd == sum(r.cost_usd for r in result.per_task.values())

@@ -261,6 +261,26 @@ CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
         ],
     ),
     (
+        "batch-max-tasks-one",
+        edit_toml("retry_usd = 1.0\n", "retry_usd = 1.0\n\n[policies.batch]\nmax_tasks = 1\n"),
+        ["mission.toml:policies.batch.max_tasks: Input should be greater than or equal to 2 (got 1)"],
+    ),
+    (
+        "batch-unknown-domain",
+        edit_toml("retry_usd = 1.0\n", "retry_usd = 1.0\n\n[policies.batch]\ndomains = [\"acessibility\"]\n"),
+        ["mission.toml:policies.batch.domains[0]: 'acessibility' is no domain of this mission's tasks (backend, tests)"],
+    ),
+    (
+        "batch-zero-estimate",
+        edit_toml("retry_usd = 1.0\n", "retry_usd = 1.0\n\n[policies.batch]\nmax_estimate_minutes = 0\n"),
+        ["mission.toml:policies.batch.max_estimate_minutes: Input should be greater than 0 (got 0)"],
+    ),
+    (
+        "batch-misspelt-key",
+        edit_toml("retry_usd = 1.0\n", "retry_usd = 1.0\n\n[policies.batch]\nmax_task = 3\n"),
+        ["mission.toml:policies.batch.max_task: unknown field (not part of the format)"],
+    ),
+    (
         "no-tasks",
         edit_sis(lambda d: d.update(tasks=[])),
         [

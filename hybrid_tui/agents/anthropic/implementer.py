@@ -25,7 +25,7 @@ from typing import Any, Awaitable, Callable
 import anyio
 
 from hybrid_tui.spec.models import Usage
-from hybrid_tui.agents.base import ImplementRequest, ImplementResult
+from hybrid_tui.agents.base import ImplementRequest, ImplementResult, combined_task
 from hybrid_tui.agents.anthropic import prompts
 from hybrid_tui.agents.anthropic.client import (
     API_ERRORS,
@@ -135,7 +135,7 @@ class AnthropicImplementer:
             return self._failure(request, progress, failure.failure_type, failure.message)
         limiter = self.limiters.for_model(request.model) if self.limiters else None
         runner = ToolRunner(
-            request.sandbox, request.task, check_log=request.log_path, memory_cap_mb=request.memory_cap_mb,
+            request.sandbox, combined_task(request), check_log=request.log_path, memory_cap_mb=request.memory_cap_mb,
             environment=request.environment
         )
         system = [{"type": "text", "text": prompts.IMPLEMENTER_SYSTEM, "cache_control": EPHEMERAL}]
@@ -143,7 +143,7 @@ class AnthropicImplementer:
         tools[-1]["cache_control"] = EPHEMERAL
         excerpts = await anyio.to_thread.run_sync(self._declared_excerpts, request)
         first: list[dict[str, Any]] = [
-            {"type": "text", "text": prompts.task_block(request.task, excerpts), "cache_control": EPHEMERAL}
+            {"type": "text", "text": prompts.request_block(request.task, [m.task for m in request.batch], excerpts), "cache_control": EPHEMERAL}
         ]
         if request.feedback:
             first.append({"type": "text", "text": prompts.feedback_block(request.feedback, request.attempt)})
@@ -267,7 +267,7 @@ class AnthropicImplementer:
     def _declared_excerpts(request: ImplementRequest) -> dict[str, str]:
         excerpts: dict[str, str] = {}
         budget = MAX_DECLARED_EXCERPT_CHARS
-        for path in request.task.declared_files:
+        for path in combined_task(request).declared_files:
             if budget <= 0:
                 break
             try:

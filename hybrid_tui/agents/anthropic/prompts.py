@@ -99,6 +99,35 @@ def task_block(task: SisTask, excerpts: dict[str, str]) -> str:
     return "\n\n".join(parts)
 
 
+BATCH_INSTRUCTIONS = """\
+# A batch of {count} tasks
+This attempt carries out several small tasks of one domain together: the repository and the \
+files below are loaded once for all of them. Do every task; each lands as its own commit, so \
+change only each task's own declared files (the batch's tasks never share a file). run_checks \
+runs every task's validation commands."""
+
+
+def batch_block(tasks: list[SisTask], excerpts: dict[str, str]) -> str:
+    """The stable part of a batched attempt's first message: the shared context (the
+    declared files as they are now) once, then each task's SIS."""
+    parts = [BATCH_INSTRUCTIONS.format(count=len(tasks))]
+    for k, task in enumerate(tasks, start=1):
+        parts.append(f"## Task {k} of {len(tasks)}: {task.task_id}\n```json\n"
+                     + json.dumps(task.model_dump(mode="json"), indent=2) + "\n```")
+        if task.validation.commands:
+            parts.append("Its validation commands:\n" + "\n".join(f"- `{c}`" for c in task.validation.commands))
+    if excerpts:
+        parts.append("# Declared files as they are now")
+        for path, content in excerpts.items():
+            parts.append(f"## {path}\n```\n{_clip(content, MAX_EXCERPT_CHARS)}\n```")
+    return "\n\n".join(parts)
+
+
+def request_block(task: SisTask, batch_tasks: list[SisTask], excerpts: dict[str, str]) -> str:
+    """The task block of an attempt: :func:`task_block`, or :func:`batch_block` for a batch."""
+    return batch_block(batch_tasks, excerpts) if batch_tasks else task_block(task, excerpts)
+
+
 def feedback_block(feedback: str, attempt: int) -> str:
     return (
         f"# Feedback: attempt {attempt - 1} of this task failed\n"

@@ -48,7 +48,7 @@ coordinator validates and integrates your work.
 
 
 def task_prompt(request: ImplementRequest) -> str:
-    parts = [CLI_INSTRUCTIONS, prompts.task_block(request.task, {})]
+    parts = [CLI_INSTRUCTIONS, prompts.request_block(request.task, [m.task for m in request.batch], {})]
     if request.feedback:
         parts.append(prompts.feedback_block(request.feedback, request.attempt))
     return "\n\n".join(parts) + "\n"

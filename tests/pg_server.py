@@ -102,6 +102,22 @@ class TemporaryPostgres:
         name = url.rsplit("/", 1)[1]
         self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+    def dump_database(self, url: str) -> bytes:
+        """Everything the database holds, as ``pg_dump`` writes it (values decompressed, the
+        way a leak would be read back)."""
+        return subprocess.run([str(self.bin_dir / "pg_dump"), "--no-owner", url], check=True,
+                              capture_output=True, timeout=120).stdout
+
+    def files_holding(self, needle: bytes) -> list[Path]:
+        """The server's files (the data directory: tables, indexes, WAL; and its log) holding ``needle``
+        byte for byte, after a CHECKPOINT has written every changed page to its file."""
+        self._admin("CHECKPOINT")
+        found = []
+        for path in sorted(self.folder.rglob("*")):
+            if path.is_file() and needle in path.read_bytes():
+                found.append(path)
+        return found
+
     def stop(self) -> None:
         subprocess.run([*self._as_user, str(self.bin_dir / "pg_ctl"), "-D", str(self.folder / "data"), "-m",
                         "immediate", "-w", "stop"], capture_output=True)

@@ -93,6 +93,9 @@ def start_run(
     store_url = store_url or os.environ.get(STORE_ENV) or None
     mission = load_valid_mission(mission_path, backend)
     backend = backend or mission.config.agents.backend
+    if not git and backend != "sim":  # its agents would fail every attempt, and retry it
+        raise LaunchError(f"--no-git: the {backend} backend edits files in a git worktree; "
+                          "--no-git is for load tests with --backend sim")
     _refuse_missing_credential(backend)
     if preflight and git:
         from hybrid_tui.workspace.preflight import preflight as check_environment

@@ -980,6 +980,25 @@ class Scheduler:
                 self._transition(d, S.CANCELLED, f"operator cancelled dependents of {task_id}", changes)
         return changes
 
+    def cancel(self, task_id: str, now: float) -> list[Change]:
+        """Operator cancel of one task (the console's bulk cancel of marked tasks): a queued or
+        blocked task becomes ``cancelled``; a running or validating one too, its attempt
+        stopped (``CancelRunning``). Its queued dependents are blocked and running ones
+        cancelled, as for a failure, so a retry of the task brings them back. Empty when the
+        task is done, failed, cancelled, rolled back, or integrating (its commit is being
+        made: roll it back once done)."""
+        t = self._task(task_id)
+        changes: list[Change] = []
+        reason = "cancelled by operator"
+        if t.status in ACTIVE and t.status is not S.INTEGRATING:
+            self._cancel_active(t, reason, changes)
+        elif t.status in QUEUED or t.status is S.BLOCKED:
+            self._transition(t, S.CANCELLED, reason, changes)
+        else:
+            return []
+        self._propagate(t, f"dependency {task_id} was cancelled", changes)
+        return changes
+
     def scale(self, n: int | None, now: float) -> list[Change]:
         """Operator pool size (``1..pool_max``); ``None`` returns to autoscaling."""
         if n is not None and not 1 <= n <= self.pool_max:

@@ -1,4 +1,4 @@
-"""Where a control command is applied: the operator's pause, resume, retry,
+"""Where a control command is applied: the operator's pause, resume, retry, cancel,
 cancel_dependents, rollback, scale, budget, stop (rows of the Control table). Each returns
 ``(applied, result text)``; the coordinator marks the row applied or rejected with that text.
 
@@ -19,7 +19,7 @@ from hybrid_tui.runtime.context import RunContext
 from hybrid_tui.runtime.faults import crash_point
 from hybrid_tui.runtime.task_state import apply_changes, write_changes
 
-COMMANDS = ("pause", "resume", "retry", "cancel_dependents", "rollback", "scale", "budget", "stop", "approve",
+COMMANDS = ("pause", "resume", "retry", "cancel", "cancel_dependents", "rollback", "scale", "budget", "stop", "approve",
             "reject")
 
 
@@ -73,6 +73,17 @@ async def apply_control(ctx: RunContext, command: str, args: dict[str, Any], now
             writes.stage_task_fields(ctx.store, ctx.run_id, task_id, {"failure_type": "rejected", "version": txn.version})
             txn.effects.wake = True
         return True, f"task {task_id} rejected" + (f": {reason}" if reason else "")
+    if command == "cancel":
+        task_id = _task_arg(ctx, args)
+        changes = s.cancel(task_id, now)
+        if not changes:
+            return False, (f"task {task_id} is {s.status(task_id).value}: only a task that is queued, blocked, "
+                           "running or validating can be cancelled")
+        apply_changes(ctx, changes, now)
+        blocked = [ch.task_id for ch in changes if isinstance(ch, TaskTransition) and ch.task_id != task_id
+                   and ch.new.value in ("blocked", "cancelled")]
+        return True, f"task {task_id} cancelled" + (f"; {len(blocked)} dependent(s) stopped: {', '.join(blocked)}"
+                                                     if blocked else "")
     if command == "cancel_dependents":
         task_id = _task_arg(ctx, args)
         changes = s.cancel_dependents(task_id, now)

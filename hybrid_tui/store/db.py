@@ -444,6 +444,7 @@ class Store:
             _OPENED_FILES.add(self._files)
         self.staged = StagedWrites(self)
         self._stagers: list[Stager] = [self.staged]
+        self.reconnects = True  # see _reconnect_if_lost; off once a coordinator makes a run lock
 
     @property
     def backend(self) -> str:
@@ -466,6 +467,7 @@ class Store:
         outermost = self.db.transaction_depth() == 0
         if outermost:
             refuse_unwritable(self._files)
+            self._reconnect_if_lost()
         ctx = self.db.atomic("IMMEDIATE") if self.is_sqlite else self.db.atomic()
         with ctx:
             version = 0
@@ -497,7 +499,23 @@ class Store:
         fixes the snapshot). Inside another transaction it is a savepoint of it."""
         if self.db.transaction_depth() == 0:
             refuse_unwritable(self._files)  # a SQLite reader writes its read mark in -shm too
+            self._reconnect_if_lost()
         return snapshot(self.db)
+
+    def _reconnect_if_lost(self) -> None:
+        """PostgreSQL, outside a transaction: open a new session when the server ended ours.
+
+        After a server restart, a failover or an idle-session kill, psycopg marks the
+        connection closed but peewee keeps handing it out ("the connection is closed" for
+        ever): an attached console would say "store unavailable" long after the server came
+        back. The read or write that met the loss fails as it must; the next one gets a new
+        session. Not for a coordinator's store (one that made a run lock): its advisory lock
+        died with the server's sessions, so it must stop, not write on without it."""
+        if self.is_sqlite or not self.reconnects:
+            return
+        if not self.db.is_closed() and self.db.connection().closed:
+            self.db.close()
+            self.db.connect()
 
     def close(self) -> None:
         if self.db.is_closed() or store_files_refuse_writes(self._files):
@@ -667,6 +685,7 @@ class Store:
         """The run's lock on a PostgreSQL store (SQLite stores lock the run folder instead)."""
         if self.is_sqlite:
             raise StoreError("a SQLite store's run lock is the run folder's coordinator.lock")
+        self.reconnects = False  # a coordinator's store: writes without the lock's session are not safe
         return AdvisoryRunLock(self.url, run_id)
 
     def change_feed(self, run_id: str, slow_poll_seconds: float = 5.0) -> "ChangeFeed":

@@ -22,14 +22,21 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.events import Resize
 from textual.filter import NoColor
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 from textual.worker import Worker, WorkerState
 
 from hybrid_tui.store import queries
 from hybrid_tui.store.db import Store
-from hybrid_tui.vocabulary import EXIT_STOPPED, LIVE_RUN_STATUSES, coordinator_alive
+from hybrid_tui.vocabulary import (
+    EXIT_STOPPED,
+    IN_FLIGHT_STATUSES,
+    LIVE_RUN_STATUSES,
+    QUEUED_STATUSES,
+    coordinator_alive,
+)
 from hybrid_tui.tui.data import CostSummary, Delta, RunInfo, StoreView, human_duration, inert
-from hybrid_tui.tui.panes.style import is_compact
+from hybrid_tui.tui.fast_table import StableFooter
+from hybrid_tui.tui.panes.style import is_compact, show_text
 from hybrid_tui.tui.panes import AgentPool, CostBurn, EventLog, FileLocks, ResourceGauges, RunHeader, TaskQueue
 from hybrid_tui.tui.screens import (
     AttentionScreen,
@@ -48,7 +55,7 @@ AGE_REFRESH_SECONDS = 5.0
 OPERATOR_ACTIONS = {
     "toggle_pause", "retry", "cancel_dependents", "rollback", "scale_up", "scale_down",
     "scale_exact", "detail", "attention", "stop_mission", "retry_bulk", "set_budget", "toggle_mark",
-    "dependency_tree", "search", "approve", "reject",
+    "dependency_tree", "search", "approve", "reject", "cancel_bulk",
 }
 # Of those, the ones that queue a control: a read-only console (``serve`` without
 # ``--control``, ``attach --read-only``) offers none of them.
@@ -86,6 +93,7 @@ class HybridApp(App[int]):
         Binding("space", "toggle_mark", "Mark", show=False),
         Binding("u", "clear_marks", "Unmark all", show=False),
         Binding("R", "retry_bulk", "Retry marked / all failed like this", show=False),
+        Binding("C", "cancel_bulk", "Cancel marked / the selected one's dependents", show=False),
         Binding("dollar_sign", "set_budget", "Budget", show=False),
         Binding("d", "dependency_tree", "Dependency tree", show=False),
         Binding("A", "approve", "Approve", show=False),
@@ -98,6 +106,7 @@ class HybridApp(App[int]):
         ("r", "retry the selected task"),
         ("space", "mark / unmark the selected task (u: unmark all)"),
         ("R", "retry the marked tasks, or every failed task of the selected one's failure type (asks first)"),
+        ("C", "cancel the marked tasks, or the selected one's dependents (asks first)"),
         ("$", "raise (or lower) the mission budget"),
         ("d", "dependency tree of the selected task: ancestors and dependents, with states"),
         ("/", "search tasks by id or title (escape clears)"),
@@ -150,6 +159,7 @@ class HybridApp(App[int]):
         self.coordinator_lost = False
         self._asking_quit = False  # shown in the header; set from the run's heartbeat each tick
         self.notices: list[str] = []
+        self._detail_screen: TaskDetailScreen | None = None  # installed on first use, see open_detail
         self._last_age_refresh = 0.0
         self._hybrid_themes = load_themes()
         for t in self._hybrid_themes.values():
@@ -181,7 +191,7 @@ class HybridApp(App[int]):
                 yield ResourceGauges(self.clock, id="resources")
                 yield CostBurn(id="costs")
                 yield FileLocks(id="locks")
-        yield Footer(compact=True)
+        yield StableFooter(compact=True)
 
     def on_mount(self) -> None:
         # Keep the dashboard's panes: App.query_one searches the *current* screen, which
@@ -327,7 +337,7 @@ class HybridApp(App[int]):
         if level is not None:
             text.append(f" ▲{level * 100:.0f}%", style="bold")
         text.append(f" · locks {len(self.locks_pane.cells)} · w: more")
-        self.summary_line.update(text)
+        show_text(self.summary_line, text)
 
     # -- helpers --------------------------------------------------------------------
     def notify(self, message: str, **kwargs: Any) -> None:
@@ -360,14 +370,21 @@ class HybridApp(App[int]):
             return f"the run is {run.status} but its coordinator is gone ({silent}); `hybrid-tui resume {run.run_id}` drives it again"
         return f"the run is {run.status} and no coordinator drives it; `hybrid-tui resume {run.run_id}` to act on it"
 
+    def can_send(self, label: str) -> bool:
+        """A control would be applied: the console may write and a coordinator is there. Else
+        says why (naming ``label``) and returns False."""
+        if self.read_only:
+            self.notify(f"{label}: not sent, this console is read-only", severity="warning", markup=False)
+            return False
+        if not self.coordinator_present():
+            self.notify(f"{label}: not sent, {self.why_no_coordinator()}", severity="error", timeout=10, markup=False)
+            return False
+        return True
+
     def send(self, command: str, label: str, *, quiet: bool = False, **args: Any) -> int | None:
         """The one way the console changes anything: a row in the control table. Refused (None)
         when no coordinator would apply it: a queued command nobody applies is a lie."""
-        if self.read_only:
-            self.notify(f"{label}: not sent, this console is read-only", severity="warning", markup=False)
-            return None
-        if not self.coordinator_present():
-            self.notify(f"{label}: not sent, {self.why_no_coordinator()}", severity="error", timeout=10, markup=False)
+        if not self.can_send(label):
             return None
         control_id = self.store.enqueue_control(self.run_id, command, source="tui", **args)
         self.sent_controls[control_id] = label
@@ -534,8 +551,22 @@ class HybridApp(App[int]):
             self.send("stop", "stop")
 
     # -- views ----------------------------------------------------------------------
+    DETAIL_SCREEN = "task-detail"
+
     def open_detail(self, task_id: str) -> None:
-        self.push_screen(TaskDetailScreen(self.view, task_id))
+        """Show ``task_id``'s detail on the one installed detail screen: built once, so opening
+        it mounts and styles no widgets and Escape removes none (the key budget, README
+        Performance). A detail already in the stack (detail → tree → detail) gets a new one."""
+        screen = self._detail_screen
+        if screen is None:
+            screen = self._detail_screen = TaskDetailScreen(self.view, task_id)
+            self.install_screen(screen, self.DETAIL_SCREEN)
+        elif screen in self.screen_stack:
+            self.push_screen(TaskDetailScreen(self.view, task_id))
+            return
+        else:
+            screen.show_task(task_id)
+        self.push_screen(self.DETAIL_SCREEN)
 
     def action_detail(self) -> None:
         if isinstance(self.screen, TaskDetailScreen):
@@ -609,6 +640,69 @@ class HybridApp(App[int]):
                 self.tasks_pane.clear_marks()
 
         self.push_screen(ConfirmScreen(f"Retry {len(targets)} task(s)?", body, yes="Retry", no="Keep"), confirmed)
+
+    # What a cancel control stops: a task not started, blocked, or with an attempt before its
+    # integration (the coordinator refuses an integrating one: roll it back once done).
+    CANCELLABLE = QUEUED_STATUSES | {"blocked", "running", "validating"}
+
+    def action_cancel_bulk(self) -> None:
+        """k9s-style bulk cancel: the marked tasks, each its own durable ``cancel`` control
+        (their queued dependents are blocked as after a failure, so retrying a cancelled task
+        brings them back); with nothing marked, the selected task's dependents, as ``c``."""
+        pane = self.tasks_pane
+        rows = pane.rows
+        marked = [t for t in sorted(pane.marked, key=pane.order.__getitem__) if t in rows]
+        if not marked:
+            self.action_cancel_dependents()
+            return
+        if not self.can_send(f"cancel {len(marked)} marked task(s)"):
+            return  # refused before asking: nobody would apply the answer
+        targets = [t for t in marked if rows[t].status in self.CANCELLABLE]
+        left = [t for t in marked if t not in targets]
+        if not targets:
+            self.notify(f"none of the {len(marked)} marked task(s) can be cancelled (done, failed, cancelled "
+                        "or integrating)", severity="warning", markup=False)
+            return
+        # What the coordinator stops downstream (as after a failure): queued ones are blocked,
+        # in-flight ones cancelled; blocked, failed and finished ones stay as they are.
+        dependents = [(t, status) for t, status in self.view.dependents_of(targets, transitive=True)
+                      if status in QUEUED_STATUSES | IN_FLIGHT_STATUSES and t not in targets]
+        running = [t for t in targets if rows[t].status in ("running", "validating")]
+        body = Text()
+        body.append(f"Cancel {len(targets)} marked task(s)")
+        body.append(f", stopping {len(running)} running attempt(s)" if running else "")
+        body.append(":\n\n")
+        self._list_tasks(body, [(t, rows[t].status) for t in targets])
+        if dependents:
+            body.append(f"\nTheir {len(dependents)} unfinished dependent(s) stop too (queued ones blocked until you "
+                        "retry the cancelled task, running ones cancelled):\n\n", style="bold")
+            self._list_tasks(body, dependents)
+        if left:
+            body.append(f"\nLeft as they are ({len(left)}: done, failed, cancelled or integrating): "
+                        + ", ".join(inert(t) for t in left[:10]) + (" …" if len(left) > 10 else "") + "\n")
+
+        def confirmed(yes: bool | None) -> None:
+            if not yes:
+                return
+            sent = 0
+            for task_id in targets:
+                if self.send("cancel", f"cancel {task_id}", quiet=True, task_id=task_id) is None:
+                    break
+                sent += 1
+            if sent:
+                self.notify(f"cancel sent for {sent} task(s)", timeout=3)
+                pane.clear_marks()
+
+        title = f"Cancel {len(targets)} task(s)" + (f" and stop {len(dependents)} dependent(s)?" if dependents else "?")
+        self.push_screen(ConfirmScreen(title, body, yes="Cancel them", no="Keep"), confirmed)
+
+    @staticmethod
+    def _list_tasks(body: Text, tasks: list[tuple[str, str]], limit: int = 30) -> None:
+        for task_id, status in tasks[:limit]:
+            body.append(f"  {inert(task_id)}", style="bold")
+            body.append(f"  ({inert(status)})\n")
+        if len(tasks) > limit:
+            body.append(f"  … and {len(tasks) - limit} more\n")
 
     def action_set_budget(self) -> None:
         run = self.run_info
@@ -767,6 +861,8 @@ class HybridApp(App[int]):
         yield SystemCommand("Search tasks", "/: by id or title", self.action_search)
         yield SystemCommand("Mark task", "space: mark / unmark the selected task", self.action_toggle_mark)
         yield SystemCommand("Retry marked or all failed like this", "R: bulk retry (asks first)", self.action_retry_bulk)
+        yield SystemCommand("Cancel marked tasks", "C: bulk cancel, or the selected task's dependents (asks first)",
+                            self.action_cancel_bulk)
         yield SystemCommand("Set mission budget", "$: raise or lower the budget", self.action_set_budget)
         yield SystemCommand("Dependency tree", "d: ancestors and dependents of the selected task", self.action_dependency_tree)
         yield SystemCommand("Toggle side panes", "w: agents, resources, cost, locks (compact layout)", self.action_toggle_side)

@@ -444,9 +444,15 @@ class StoreView:
 
     def dependents(self, task_id: str, *, transitive: bool = False) -> list[tuple[str, str]]:
         """Tasks depending on ``task_id`` (directly, or all downstream), with their status."""
+        return self.dependents_of([task_id], transitive=transitive)
+
+    def dependents_of(self, task_ids: Iterable[str], *, transitive: bool = False) -> list[tuple[str, str]]:
+        """Tasks depending on any of ``task_ids`` (directly, or all downstream), not those
+        tasks themselves, each once, with its status."""
+        roots = list(task_ids)
         found: list[str] = []
-        seen = {task_id}
-        frontier = deque([task_id])
+        seen = set(roots)
+        frontier = deque(roots)
         while frontier:
             current = frontier.popleft()
             for dependent in queries.direct_dependents(self.run_id, current):

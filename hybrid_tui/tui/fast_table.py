@@ -1,10 +1,25 @@
-"""The task queue's table widget: Textual's DataTable with a lazy, batched update path.
+"""The console's fast widget paths: the task table's lazy, batched updates and a footer
+that recomposes only when its keys change.
 
-Room: tui. The one module that reaches into DataTable's private state (``_row_locations``,
-``_data``, ``_update_count``), because a tick of 10,000 changing rows through the public
-``update_cell`` costs ~30 µs a call (a refresh each) and misses the 33 ms tick budget
-(bench/console.py). ``tests/tui/test_fast_table.py`` checks that contract against the
-pinned Textual version: the same cells as the public path, and the private names present.
+Room: tui. The one module that reaches into Textual's private state, each trick named here
+and checked against the pinned Textual version by ``tests/tui/test_fast_table.py``:
+
+- :class:`TaskTable` writes DataTable's cell store (``_row_locations``, ``_data``,
+  ``_update_count``) because a tick of 10,000 changing rows through the public
+  ``update_cell`` costs ~30 µs a call (a refresh each) and misses the 33 ms tick budget
+  (bench/console.py).
+- :class:`TaskTable` also keeps each rendered cell (``_render_cell``) under the cell
+  object it shows, not under DataTable's ``_update_count``: DataTable's cell cache is
+  keyed on that count, so ONE changed cell re-rendered every cell on screen through Rich
+  (~0.2 ms each: 30 ms a tick at 160x48). Cells are immutable Text objects here (a change
+  stores a new one), so a cell still on screen with the same object, place, width, style
+  and focus state renders the same lines; a screen switch (focus leaves and comes back)
+  finds them again too.
+- :class:`StableFooter`: Textual's Footer recomposes (unmounts and mounts a FooterKey per
+  binding, then re-lays out the whole screen) on every "bindings updated" signal, which a
+  screen switch sends two or three times with the same keys; that second layout was half
+  the CPU of Escape and of opening the detail. It recomposes only when the keys it would
+  show (key, label, enabled, tooltip) differ from those it shows.
 """
 
 from __future__ import annotations
@@ -13,7 +28,9 @@ from typing import Callable, Iterable
 
 from rich.text import Text
 from textual.binding import Binding
-from textual.widgets import DataTable
+from textual.cache import LRUCache
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 
 
@@ -25,6 +42,12 @@ class TaskTable(DataTable):
     """
 
     freshen: Callable[[Iterable[str] | None], None] | None = None
+    cells_rendered = 0  # cells rendered through Rich (a kept one is not counted): for the tests
+    KEPT_CELLS = 4096  # a 200x55 screen shows ~500 cells; room for both focus states and a scroll
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._kept_cells: LRUCache[tuple, tuple[object, list]] = LRUCache(self.KEPT_CELLS)
 
     # k9s / htop / lazygit keys next to the arrows: j/k down/up, g/G first/last row.
     BINDINGS = [
@@ -60,6 +83,30 @@ class TaskTable(DataTable):
             self.freshen((row_key.value if isinstance(row_key, RowKey) else row_key,))
         return super().get_row(row_key)
 
+    def _render_cell(self, row_index, column_index, base_style, width, cursor=False, hover=False):
+        if row_index < 0 or column_index < 0:  # the header and row labels: DataTable's own cache
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        cell = self._data[self._row_locations.get_key(row_index)].get(self._column_locations.get_key(column_index))
+        # The row and column indexes are in the key: DataTable puts them in the segments' meta
+        # (what a click selects).
+        key = (row_index, column_index, id(cell), width, base_style, cursor, hover, self._show_hover_cursor,
+               self._pseudo_class_state)
+        kept = self._kept_cells.get(key)
+        if kept is not None and kept[0] is cell:  # the object itself, not a new one at a reused id
+            return kept[1]
+        self.cells_rendered += 1
+        lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        self._kept_cells[key] = (cell, lines)
+        return lines
+
+    def _clear_caches(self) -> None:
+        super()._clear_caches()
+        self._kept_cells.clear()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()  # a theme or CSS change restyles every cell
+        self._kept_cells.clear()
+
     def update_cells(self, updates: Iterable[tuple[RowKey, ColumnKey, Text]]) -> None:
         """What ``update_cell(row, column, value)`` does for each update, then ONE refresh.
 
@@ -77,3 +124,38 @@ class TaskTable(DataTable):
             row[column_key] = value
         self._update_count += 1
         self.refresh()
+
+
+class StableFooter(Footer):
+    """Footer that skips a recompose which would mount the same keys again (see the module)."""
+
+    _shown_keys: tuple | None = None
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # Compose the keys with the screen, not empty and then again once the screen says its
+        # bindings are ready: a new screen's first frame is also its last layout.
+        self.set_reactive(Footer._bindings_ready, True)
+
+    def shown_keys(self, screen: Screen) -> tuple:
+        """What ``Footer.compose`` would show for ``screen`` now: one entry per binding shown,
+        and the command palette's key."""
+        active = screen.active_bindings
+        keys = tuple(
+            (binding.key, binding.description, binding.action, enabled, tooltip, binding.group)
+            for (_, binding, enabled, tooltip) in active.values()
+            if binding.show
+        )
+        palette = active.get(self.app.COMMAND_PALETTE_BINDING)
+        return keys + (self.show_command_palette, self.app.ENABLE_COMMAND_PALETTE, palette and palette.enabled)
+
+    def compose(self):
+        if self._bindings_ready and self.is_attached:
+            self._shown_keys = self.shown_keys(self.screen)
+        return super().compose()
+
+    def bindings_changed(self, screen: Screen) -> None:
+        if (self._bindings_ready and self._shown_keys is not None and self.is_attached
+                and screen is self.screen and self.shown_keys(screen) == self._shown_keys):
+            return  # the same keys: nothing to mount, no layout
+        super().bindings_changed(screen)

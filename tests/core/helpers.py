@@ -12,7 +12,7 @@ from hybrid_tui.spec.models import PoliciesSection, PriorityWeights
 #: (conftest.py checks every record they return).
 CALLS_RETURNING_CHANGES = (
     "add_tasks", "restore", "add_agent", "remove_agent", "dispatch", "advance", "succeed", "fail",
-    "settle_cancelled", "request_lock", "tick", "pause", "resume", "retry", "cancel_dependents",
+    "settle_cancelled", "request_lock", "tick", "pause", "resume", "retry", "cancel", "cancel_dependents",
     "scale", "set_budget", "mark_rolled_back", "approve", "reject",
 )
 

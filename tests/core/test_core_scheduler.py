@@ -596,6 +596,21 @@ def test_cancel_dependents_cancels_queued_and_running():
     assert s.spend().total_usd == pytest.approx(0.3)
 
 
+def test_cancel_one_task_blocks_its_dependents_until_it_is_retried():
+    s = sched([task("a"), task("b", "a"), task("c", "b"), task("x"), task("y")], agents=2)
+    s.dispatch(0)  # a and x run
+    ch = s.cancel("a", 1)  # running: its attempt is stopped, its queued dependents blocked
+    assert of(CancelRunning, ch) == [CancelRunning("a", "L3.1", 1, "cancelled by operator")]
+    assert {t: s.status(t) for t in "abc"} == {"a": S.CANCELLED, "b": S.BLOCKED, "c": S.BLOCKED}
+    assert s.cancel("y", 1) and s.status("y") is S.CANCELLED  # queued: cancelled, nothing to stop
+    s.succeed("x", 2)
+    assert s.cancel("x", 3) == [] and s.status("x") is S.DONE  # done: nothing to cancel
+    assert s.cancel("a", 3) == []  # already cancelled
+    s.settle_cancelled("a", 1, 0.0, 3)
+    s.retry("a", 4)
+    assert {t: s.status(t) for t in "abc"} == {"a": S.READY, "b": S.PENDING, "c": S.PENDING}
+
+
 def test_cancelled_attempt_holds_its_budget_until_settled():
     s = sched([task("a"), task("b", "a", cost=0.1), task("c", "a", cost=0.1)], agents=2,
               mission_budget_usd=1.05, attempt_cost_cap=1.0)

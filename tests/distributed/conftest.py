@@ -1,11 +1,14 @@
 """Fixtures of the distributed tests: a real ``redis-server`` (the Debian package) in a
 temporary folder on a free loopback port, real ``hybrid-tui worker`` processes (Celery,
-threads pool) and the coordinator as a real subprocess. Helpers live in helpers.py."""
+threads pool), the coordinator as a real subprocess, and the run's store on either backend
+(``run_store``: the run folder's SQLite file, or a database of the session's temporary
+PostgreSQL server, tests/pg_server.py). Helpers live in helpers.py."""
 
 from __future__ import annotations
 
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -41,3 +44,27 @@ def workers(redis_server: RedisServer, tmp_path: Path):
 @pytest.fixture
 def quickstart_copy(tmp_path: Path) -> Path:
     return copy_quickstart(tmp_path / "quickstart")
+
+
+@dataclass
+class RunStore:
+    """Where the coordinator under test keeps its run: ``args`` go on its command line."""
+
+    backend: str
+    url: str | None = None  # the PostgreSQL database (None: the run folder's state.db)
+    server: object | None = None  # the TemporaryPostgres holding it
+
+    @property
+    def args(self) -> list[str]:
+        return ["--store", self.url] if self.url else []
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def run_store(request: pytest.FixtureRequest) -> RunStore:
+    """The run's store, once per backend (independent of the session's HYBRID_TEST_STORE leg)."""
+    if request.param == "sqlite":
+        return RunStore("sqlite")
+    server = request.getfixturevalue("postgres_server")
+    url = server.new_database("dist")
+    request.addfinalizer(lambda: server.drop_database(url))
+    return RunStore("postgresql", url, server)

@@ -1,5 +1,6 @@
 """Helpers of the distributed tests: Redis, worker processes, the coordinator as a subprocess,
-and reads of a run's store while it goes (SQLite, read-only: the coordinator is the writer)."""
+and reads of a run's store while it goes (its SQLite file read-only, or the PostgreSQL
+database its ``store.url`` names: the coordinator is the only writer)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import psycopg
 import redis
+
+from hybrid_tui.store.runs import run_store_location
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SECRET = "sk-ant-test-DISTRIBUTED-7373"  # the API key every process here holds in its environment
@@ -41,6 +45,9 @@ def wait_until(check: Callable[[], object], timeout: float, what: str, every: fl
 def _env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "ANTHROPIC_API_KEY": SECRET, **extra}
     env.pop("HYBRID_TUI_CRASH_AT", None)
+    # The test names each run's store itself (--store, or the run folder's state.db), whatever
+    # the session's backend leg put in the environment.
+    env.pop("HYBRID_TUI_STORE", None)
     return env
 
 
@@ -195,11 +202,20 @@ def finish(proc: subprocess.Popen, cwd: Path, timeout: float = 240) -> int:
 
 
 def query(runs_dir: Path, sql: str, args: tuple = ()) -> list[tuple]:
-    """Rows from the (only) run's state.db, read-only; [] before the run exists."""
-    dbs = list(runs_dir.glob("*/state.db"))
-    if not dbs:
+    """Rows from the (only) run's store, read-only, with ``?`` placeholders on either backend:
+    its state.db, or the PostgreSQL database its store.url names (one run a database here);
+    [] before the run and its tables exist."""
+    folders = [p for p in runs_dir.glob("*") if p.is_dir()] if runs_dir.is_dir() else []
+    location = run_store_location(folders[0]) if len(folders) == 1 else None
+    if location is None:
         return []
-    conn = sqlite3.connect(f"file:{dbs[0]}?mode=ro", uri=True, timeout=10)
+    if location.startswith("postgresql://"):
+        try:
+            with psycopg.connect(location, autocommit=True, connect_timeout=10) as conn:
+                return conn.execute(sql.replace("?", "%s"), args).fetchall()
+        except psycopg.errors.UndefinedTable:  # schema not there yet
+            return []
+    conn = sqlite3.connect(f"file:{location}?mode=ro", uri=True, timeout=10)
     try:
         return conn.execute(sql, args).fetchall()
     except sqlite3.OperationalError:  # schema not there yet

@@ -1,6 +1,7 @@
 """Attempts on worker processes through Celery and a real Redis: the quickstart through three
-workers, a worker SIGKILLed mid-attempt, a late duplicate result, Redis restarted mid-run,
-the coordinator killed and resumed, and the API key nowhere in Redis."""
+workers, a worker SIGKILLed mid-attempt (both with the store on SQLite and on PostgreSQL), a
+late duplicate result, Redis restarted mid-run, the coordinator killed and resumed, and the
+API key nowhere in Redis's or PostgreSQL's data."""
 
 from __future__ import annotations
 
@@ -43,13 +44,15 @@ def _attempts(runs: Path) -> list[tuple]:
                        "WHERE phase != 'planning' ORDER BY task_id, number")
 
 
-def test_quickstart_through_three_workers_matches_one_machine(redis_server, workers, quickstart_copy, tmp_path):
+def test_quickstart_through_three_workers_matches_one_machine(redis_server, workers, quickstart_copy, run_store,
+                                                              tmp_path):
     expected_tree = _one_machine_tree(quickstart_copy, tmp_path)
     # The first run committed onto its own mission branch; this run starts from main again.
     workers.start_many(NAMES)
     monitor = Monitor(redis_server)
     runs = tmp_path / "runs"
-    proc = start_coordinator(*_run_args(quickstart_copy, runs, redis_server.url, "--json"), cwd=tmp_path / "coord")
+    proc = start_coordinator(*_run_args(quickstart_copy, runs, redis_server.url, "--json", *run_store.args),
+                             cwd=tmp_path / "coord")
     assert finish(proc, tmp_path / "coord") == 0, coordinator_log(tmp_path / "coord")[-4000:]
 
     state = end_state(only_run_dir(runs))
@@ -67,13 +70,26 @@ def test_quickstart_through_three_workers_matches_one_machine(redis_server, work
     assert "hybrid_tui.run_attempt" in monitor.text()  # the monitor did see the attempt messages
     assert SECRET not in monitor.text()
     assert SECRET.encode() not in redis_server.all_data()
+    if run_store.backend == "postgresql":  # nor in what PostgreSQL holds: the dump, nor any file of the server
+        run_id = only_run_dir(runs).name
+        dump = run_store.server.dump_database(run_store.url)
+        assert run_id.encode() in dump and b"attempt.started" in dump  # the dump does hold the run
+        assert SECRET.encode() not in dump
+        assert run_store.server.files_holding(run_id.encode())  # the files do hold the run's rows
+        assert run_store.server.files_holding(SECRET.encode()) == []
 
 
-def test_worker_killed_mid_attempt_is_interrupted_and_run_elsewhere(redis_server, workers, quickstart_copy, tmp_path):
+# --pace: every attempt takes seconds on its worker, so w1 is killed in the middle of one (the
+# PostgreSQL variant at a faster pace, to keep CI's wall time: its attempts still last seconds).
+KILL_PACE = {"sqlite": "0.05", "postgresql": "0.02"}
+
+
+def test_worker_killed_mid_attempt_is_interrupted_and_run_elsewhere(redis_server, workers, quickstart_copy, run_store,
+                                                                   tmp_path):
     workers.start_many(NAMES)
     runs = tmp_path / "runs"
-    # --pace: every attempt takes seconds on its worker, so w1 is killed in the middle of one.
-    proc = start_coordinator(*_run_args(quickstart_copy, runs, redis_server.url, "--pace", "0.05"), cwd=tmp_path / "coord")
+    proc = start_coordinator(*_run_args(quickstart_copy, runs, redis_server.url, "--pace", KILL_PACE[run_store.backend],
+                                        *run_store.args), cwd=tmp_path / "coord")
     victim = wait_until(lambda: query(runs, "SELECT task_id, number FROM attempt WHERE worker = 'w1' "
                                             "AND outcome = 'running'"), 120, "an attempt running on w1")[0]
     workers.kill("w1")
@@ -125,11 +141,12 @@ def test_redis_restarted_mid_run(redis_server, workers, quickstart_copy, tmp_pat
     assert sorted(state["trailers"]) == sorted(state["status"])
 
 
-def test_coordinator_killed_and_resumed(redis_server, workers, quickstart_copy, tmp_path):
+def test_coordinator_killed_and_resumed(redis_server, workers, quickstart_copy, run_store, tmp_path):
     workers.start_many(NAMES)
     runs = tmp_path / "runs"
     coord = tmp_path / "coord"
-    proc = start_coordinator(*_run_args(quickstart_copy, runs, redis_server.url, "--pace", "0.05"), cwd=coord)
+    proc = start_coordinator(*_run_args(quickstart_copy, runs, redis_server.url, "--pace", "0.05", *run_store.args),
+                             cwd=coord)
     wait_until(lambda: query(runs, "SELECT 1 FROM attempt WHERE outcome = 'succeeded' AND phase != 'planning'"),
                120, "a first task done")
     wait_until(lambda: query(runs, "SELECT 1 FROM attempt WHERE outcome = 'running' AND worker != ''"),

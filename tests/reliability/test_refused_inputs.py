@@ -52,6 +52,8 @@ def _prepare(case: str, mission: Path) -> list[str]:
         return ["--runs-dir", "/proc/version"]
     if case == "agents-zero":
         return ["--agents", "0"]
+    if case == "no-git-with-an-editing-backend":
+        return ["--no-git"]  # the mission's replay agents edit files: every attempt would fail
     if case == "unknown-option":
         return ["--bogus"]
     if case == "detached-head":
@@ -73,6 +75,7 @@ MENTIONS = {
     "pace-inf": "--pace inf", "runs-dir-is-a-file": "--runs-dir /proc/version", "agents-zero": "--agents",
     "unknown-option": "--bogus", "detached-head": "detached", "existing-user-branch": "'user-feature' already exists",
     "bare-repository": "bare git repository",
+    "no-git-with-an-editing-backend": "--no-git: the replay backend edits files",
 }
 
 

@@ -188,6 +188,38 @@ def test_cancel_dependents_while_they_run(tmp_path: Path):
         store.close()
 
 
+def test_cancel_a_validating_task_stops_it_and_blocks_its_dependents(tmp_path: Path):
+    """The console's bulk cancel (C) sends one ``cancel`` control per marked task."""
+    gate = tmp_path / "never"  # the task's validation waits for a file nobody creates
+    wait_gate = py(f"import os, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.05)")
+    mission = write_mission(
+        tmp_path / "m",
+        [task("root"), task("child", deps=["root"], checks=[wait_gate], timeout=120), task("grandchild", deps=["child"])],
+        mission=NO_AUTO_PAUSE,
+    )
+    store, run_id, coordinator = start(mission, tmp_path)
+    controls: list[int] = []
+
+    async def script() -> None:
+        await wait_for(lambda: status("child") == "validating", "child validating")
+        controls.append(store.enqueue_control(run_id, "cancel", source="test", task_id="child"))
+        controls.append(store.enqueue_control(run_id, "cancel", source="test", task_id="root"))  # done: refused
+
+    try:
+        assert drive(coordinator, script) == EXIT_FAILED
+        assert status("root") == "done"
+        assert status("child") == "cancelled" and status("grandchild") == "blocked"
+        assert m.Attempt.get(m.Attempt.task_id == "child").outcome == "cancelled"
+        assert m.Attempt.select().where(m.Attempt.task_id == "grandchild").count() == 0
+        cancel_child, cancel_root = (m.Control.get_by_id(c) for c in controls)
+        assert cancel_child.status == "applied" and "grandchild" in cancel_child.result
+        assert cancel_root.status == "rejected" and "root is done" in cancel_root.result
+        run = m.Run.get_by_id(run_id)
+        assert [c["task"] for c in branch_commits(Path(run.repo_path), run.mission_branch)] == ["root"]
+    finally:
+        store.close()
+
+
 def test_unknown_task_in_a_control_is_rejected(tmp_path: Path):
     mission = write_mission(tmp_path / "m", [task("only")])
     store, run_id, coordinator = start(mission, tmp_path)

@@ -133,6 +133,56 @@ def test_the_cost_queries_read_security_checks_alike_on_both_backends(any_store_
         store.close()
 
 
+def test_a_store_whose_session_the_server_ended_reads_and_writes_again(pg_url: str) -> None:
+    """A server restart or an idle-session kill ends the store's session: the read that meets
+    the loss fails, the next read and write open a new session (an attached console recovers
+    from "store unavailable" once the server is back)."""
+    store = open_store(pg_url)
+    add_run(store)
+    try:
+        with store.read():
+            (lost_pid,) = store.db.execute_sql("SELECT pg_backend_pid()").fetchone()
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (lost_pid,))
+        with pytest.raises(Exception, match="terminating connection"):
+            with store.read():
+                m.Run.get_by_id(RUN)
+        with store.read():
+            assert m.Run.get_by_id(RUN).id == RUN
+            (new_pid,) = store.db.execute_sql("SELECT pg_backend_pid()").fetchone()
+        assert new_pid != lost_pid
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (new_pid,))
+        with pytest.raises(Exception, match="terminating connection"):
+            store.enqueue_control(RUN, "pause")
+        assert store.enqueue_control(RUN, "pause") > 0
+        assert [c.command for c in store.pending_controls(RUN)] == ["pause"]
+    finally:
+        store.close()
+
+
+def test_a_coordinators_store_does_not_write_on_after_losing_its_session(pg_url: str) -> None:
+    """A coordinator's session loss may be the server's restart, which also ended its run
+    lock's session: its store must keep failing (the coordinator stops, `resume` recovers),
+    never write on while another coordinator may have taken the run."""
+    store = open_store(pg_url)
+    add_run(store)
+    lock = store.run_lock(RUN)
+    try:
+        assert lock.try_acquire()
+        with store.read():
+            (pid,) = store.db.execute_sql("SELECT pg_backend_pid()").fetchone()
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        for _ in range(2):
+            with pytest.raises(Exception, match="terminating connection|connection is closed"):
+                with store.write(RUN):
+                    pass
+    finally:
+        lock.release()
+        store.close()
+
+
 LOCK_HOLDER = r"""
 import sys, time
 from hybrid_tui.runtime.runlock import RunLock

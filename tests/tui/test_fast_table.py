@@ -1,6 +1,7 @@
 """The contract between ``tui/fast_table.py`` and the pinned Textual version: the batched
-update path writes exactly what DataTable's public ``update_cell`` writes, visible rows are
-the ones DataTable itself reports, and the private names it relies on exist. A Textual
+update path writes exactly what DataTable's public ``update_cell`` writes, kept cells render
+exactly what DataTable renders, visible rows are the ones DataTable itself reports, the
+stable footer shows the footer's keys, and the private names they rely on exist. A Textual
 upgrade that breaks any of this fails here, not in a console on someone's screen."""
 
 from __future__ import annotations
@@ -8,10 +9,12 @@ from __future__ import annotations
 import pytest
 from rich.text import Text
 from textual.app import App, ComposeResult
-from textual.widgets import DataTable
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer
+from textual.widgets._footer import FooterKey
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 
-from hybrid_tui.tui.fast_table import TaskTable
+from hybrid_tui.tui.fast_table import StableFooter, TaskTable
 
 
 @pytest.fixture
@@ -70,3 +73,69 @@ async def test_visible_row_keys_are_the_rows_on_screen():
         await pilot.pause()
         assert fast.visible_row_keys()[0] == "t5"
         assert fast.visible_row_keys(margin=2)[0] == "t3"
+
+
+def test_the_private_names_the_kept_cells_and_the_footer_use_exist():
+    table = DataTable()
+    for name in ("_render_cell", "_column_locations", "_row_locations", "_data", "_show_hover_cursor",
+                 "_pseudo_class_state", "_clear_caches", "notify_style_update"):
+        assert hasattr(table, name), f"Textual's DataTable no longer has {name}: update tui/fast_table.py"
+    for name in ("_bindings_ready", "bindings_changed", "show_command_palette"):
+        assert hasattr(Footer, name), f"Textual's Footer no longer has {name}: update tui/fast_table.py"
+
+
+def _lines(table: DataTable) -> list[list]:
+    return [list(table.render_line(y)) for y in range(table.size.height)]
+
+
+@pytest.mark.anyio
+async def test_kept_cells_render_what_datatable_renders_and_only_changed_cells_again():
+    app = _Tables()
+    async with app.run_test(size=(60, 40)) as pilot:
+        fast, public = app.query_one("#fast", TaskTable), app.query_one("#public", DataTable)
+        fast_rows, fast_columns = _fill(fast)
+        public_rows, public_columns = _fill(public)
+        app.set_focus(None)  # the same pseudo-classes on both
+        await pilot.pause()
+        assert _lines(fast) == _lines(public)  # segments, styles and the row/column meta a click reads
+        first = fast.cells_rendered
+        assert first > 0
+        for round_no, (row, value) in enumerate([(3, "running"), (5, "done"), (3, "failed")]):
+            fast.update_cells([(fast_rows[row], fast_columns[1], Text(value))])
+            public.update_cell(public_rows[row], public_columns[1], Text(value))
+            before = fast.cells_rendered
+            await pilot.pause()
+            assert _lines(fast) == _lines(public), round_no
+            assert fast.cells_rendered - before == 1  # the changed cell only (DataTable: every cell)
+        fast.move_cursor(row=4)
+        public.move_cursor(row=4)
+        await pilot.pause()
+        assert _lines(fast) == _lines(public)  # the cursor row restyled (kept per cursor state)
+        app.theme = "textual-light"  # a style change renders everything again
+        await pilot.pause()
+        assert _lines(fast) == _lines(public)
+
+
+class _Footers(App):
+    BINDINGS = [Binding("p", "noop", "Pause"), Binding("r", "noop", "Retry"), Binding("x", "noop", "Hidden", show=False)]
+
+    def compose(self) -> ComposeResult:
+        yield StableFooter(id="stable")
+        yield Footer(id="public")
+
+    def action_noop(self) -> None:
+        pass
+
+
+@pytest.mark.anyio
+async def test_the_stable_footer_shows_the_keys_the_footer_shows():
+    app = _Footers()
+    async with app.run_test(size=(80, 10)) as pilot:
+        await pilot.pause()
+        await pilot.pause()
+
+        def keys(footer_id: str) -> list[tuple[str, str]]:
+            return [(k.key, k.description) for k in app.query_one(f"#{footer_id}").query(FooterKey)]
+
+        assert keys("stable") == keys("public") and ("p", "Pause") in keys("stable")
+        assert ("x", "Hidden") not in keys("stable")

@@ -57,6 +57,20 @@ class FakeCoordinator:
             elif command == "retry":
                 m.Task.update(status="ready", attention_reason="", version=version).where(
                     (m.Task.run == RUN_ID) & (m.Task.task_id == args["task_id"])).execute()
+            elif command == "cancel":  # Scheduler.cancel: the task, then its queued dependents blocked
+                task = m.Task.get((m.Task.run == RUN_ID) & (m.Task.task_id == args["task_id"]))
+                if task.status not in ("pending", "awaiting_approval", "ready", "retry_wait", "blocked", "running",
+                                       "validating"):
+                    status, result = "rejected", f"task {task.task_id} is {task.status}"
+                else:
+                    m.Task.update(status="cancelled", version=version).where(m.Task.id == task.id).execute()
+                    downstream, frontier = [], [task.task_id]
+                    while frontier:
+                        ids = [d.task_id for d in m.Dependency.select().where(m.Dependency.depends_on.in_(frontier))]
+                        frontier = [i for i in ids if i not in downstream]
+                        downstream += frontier
+                    m.Task.update(status="blocked", version=version).where(
+                        m.Task.task_id.in_(downstream) & m.Task.status.in_(("pending", "ready", "retry_wait"))).execute()
             elif command == "cancel_dependents":
                 ids = [d.task_id for d in m.Dependency.select().where(m.Dependency.depends_on == args["task_id"])]
                 m.Task.update(status="cancelled", version=version).where(m.Task.task_id.in_(ids)).execute()

@@ -10,7 +10,7 @@ from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
 from hybrid_tui.tui.data import CostSummary, inert
-from hybrid_tui.tui.panes.style import bar, theme_color
+from hybrid_tui.tui.panes.style import bar, show_text, theme_color
 
 
 class CostBurn(Vertical):
@@ -61,6 +61,6 @@ class CostBurn(Vertical):
         models = list(s.by_model.items())[:3]
         if models:
             text.append("\n" + " · ".join(f"{inert(name)} ${cost:.2f}" for name, cost in models), style=Style(dim=True))
-        self.query_one("#cost-text", Static).update(text)
+        show_text(self.query_one("#cost-text", Static), text)
         self.query_one(Sparkline).data = s.burn or [0.0]
         self.border_title = f"Cost ${s.spent_usd:.2f}"

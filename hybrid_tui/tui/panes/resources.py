@@ -8,7 +8,7 @@ from textual.widgets import Static
 
 from hybrid_tui.store.records import ResourceSampleRecord
 from hybrid_tui.tui.data import RunInfo, human_bytes, human_duration, inert
-from hybrid_tui.tui.panes.style import bar, spark, theme_color
+from hybrid_tui.tui.panes.style import bar, show_text, spark, theme_color
 
 
 class ResourceGauges(Static):
@@ -38,7 +38,7 @@ class ResourceGauges(Static):
             text.append(f" {inert(run.pause_reason) or 'by operator'}\n")
         if not self.samples:
             text.append("no samples yet", style=Style(dim=True))
-            self.update(text)
+            show_text(self, text)
             return
         last = self.samples[-1]
         width = 12
@@ -56,4 +56,4 @@ class ResourceGauges(Static):
         age = self.clock() - last.ts
         if age > 30:
             text.append(f"\nlast sample {human_duration(age)} ago", style=Style(color=theme_color(app, "warning")))
-        self.update(text)
+        show_text(self, text)

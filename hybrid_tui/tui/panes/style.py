@@ -13,6 +13,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.app import App
 from textual.color import Color, ColorParseError
+from textual.widgets import Static
 
 from hybrid_tui.tui.data import inert
 
@@ -100,3 +101,16 @@ COMPACT_WIDTH, COMPACT_HEIGHT = 140, 32
 def is_compact(width: int, height: int) -> bool:
     """Below this size the dashboard stacks: tasks, a summary line, a short event log."""
     return width < COMPACT_WIDTH or height < COMPACT_HEIGHT
+
+
+def show_text(widget: Static, text: Text) -> bool:
+    """``widget.update(text)`` unless it already shows that text (same characters and styles).
+
+    Static.update re-lays out the whole screen (``refresh(layout=True)``): one pane updated
+    with the text it had made every busy tick a full-screen layout and repaint (the tick +
+    repaint budget, README Performance). Returns True when it updated."""
+    shown = widget.content
+    if isinstance(shown, Text) and shown == text and shown.style == text.style:
+        return False
+    widget.update(text)
+    return True

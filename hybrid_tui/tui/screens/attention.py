@@ -11,11 +11,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 from textual.widgets.data_table import CellDoesNotExist
 
 from hybrid_tui.store.records import TaskRow
 from hybrid_tui.tui.data import inert
+from hybrid_tui.tui.fast_table import StableFooter
 from hybrid_tui.tui.panes.style import status_text
 
 
@@ -39,7 +40,7 @@ class AttentionScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(Text(f"Needs attention: {len(self.rows)} task(s)"), id="attention-title")
         yield DataTable(id="attention-table", cursor_type="row")
-        yield Footer(compact=True)
+        yield StableFooter(compact=True)
 
     def on_mount(self) -> None:
         self.show(self.rows)

@@ -15,9 +15,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from hybrid_tui.tui.data import NO_VALUE, commit_diff, human_duration, inert
+from hybrid_tui.tui.fast_table import StableFooter
 from hybrid_tui.tui.screens.log import LogScreen
 from hybrid_tui.tui.screens.one_task import OneTaskScreen
 
@@ -48,11 +49,19 @@ class TaskDetailScreen(OneTaskScreen):
             yield Static("", id="detail-deps")
             yield Static("", id="detail-attempts")
             yield Static("", id="detail-diff")
-        yield Footer(compact=True)
+        yield StableFooter(compact=True)
 
     def on_mount(self) -> None:
         self.reload()
         self.query_one(VerticalScroll).focus()
+
+    def show_task(self, task_id: str) -> None:
+        """Show another task on this (installed, reused) screen, from its top."""
+        self.task_id = task_id
+        self.reload()
+        body = self.query_one(VerticalScroll)
+        body.scroll_home(animate=False)
+        body.focus()
 
     def reload(self) -> None:
         view = self.view

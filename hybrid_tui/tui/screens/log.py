@@ -10,9 +10,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Log, Static
+from textual.widgets import Log, Static
 
 from hybrid_tui.tui.data import inert
+from hybrid_tui.tui.fast_table import StableFooter
 
 FOLLOW_SECONDS = 0.5
 READ_CHUNK = 1 << 20  # a tick reads at most this much new log
@@ -43,7 +44,7 @@ class LogScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static("", id="log-title")
         yield Log(id="log-view", auto_scroll=self.follow, highlight=False)
-        yield Footer(compact=True)
+        yield StableFooter(compact=True)
 
     @property
     def log_view(self) -> Log:

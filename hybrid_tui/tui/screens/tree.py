@@ -10,9 +10,10 @@ from rich.tree import Tree
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from hybrid_tui.tui.data import inert
+from hybrid_tui.tui.fast_table import StableFooter
 from hybrid_tui.tui.panes.style import status_text
 from hybrid_tui.tui.screens.one_task import OneTaskScreen
 
@@ -34,7 +35,7 @@ class DependencyScreen(OneTaskScreen):
         with VerticalScroll():
             yield Static("", id="tree-ancestors")
             yield Static("", id="tree-dependents")
-        yield Footer(compact=True)
+        yield StableFooter(compact=True)
 
     def on_mount(self) -> None:
         self.reload()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from itertools import chain
 from typing import IO, Any, Iterable
 
 # ------------------------------------------------------------------ exit codes and errors
@@ -113,7 +114,6 @@ class Redactor:
         self.extra_values = [v for v in extra_values if v]
         self._needles_key: tuple | None = None
         self._needles: tuple[str, ...] = ()
-        self._pattern = _pattern_of(())
 
     def values(self) -> list[str]:
         return secret_values(self.extra_values)
@@ -154,44 +154,61 @@ class Redactor:
 
     def needles(self) -> tuple[str, ...]:
         """What a text holding a secret contains: a secret value or its JSON-escaped form (text
-        already encoded as JSON); pass it to :meth:`params`, which also looks for ``sk-ant-``.
-        Cached while the secret variables keep their values (every store statement asks)."""
-        names = _NAMES_CACHE.get(os.environ.get(SECRET_ENV_LIST_VARIABLE, ""), len(_declared_secret_names))
-        key = tuple(os.environ.get(name) for name in names)
+        already encoded as JSON); pass it to :meth:`params` or :meth:`rows`, which also look for
+        ``sk-ant-``. Cached while the secret variables keep their values (every store
+        statement asks)."""
+        get = os.environ.get
+        listed = get(SECRET_ENV_LIST_VARIABLE, "")
+        key = (listed, *map(get, _NAMES_CACHE.get(listed, len(_declared_secret_names))))
         if key != self._needles_key:
             values = self.values()
             self._needles = tuple(dict.fromkeys([*values, *escaped_secrets(values)]))
-            self._pattern = _pattern_of(self._needles)
             self._needles_key = key
         return self._needles
 
     def params(self, params: Any, needles: tuple[str, ...]) -> Any:
         """The parameters of one SQL statement (a sequence or a mapping) with every string that
         holds a secret redacted; ``params`` itself when none does (the usual case: no copy)."""
-        search = self._pattern.search if needles is self._needles else _pattern_of(needles).search
-        for p in params.values() if type(params) is dict else params:
-            if type(p) is str and len(p) >= _SHORTEST_NEEDLE and search(p):
-                break
-        else:
+        is_mapping = isinstance(params, dict)
+        if not may_hold_secret_value(_JOINER.join(filter(_is_text, params.values() if is_mapping else params)),
+                                     needles):
             return params
-        values = list(needles)
-        if isinstance(params, dict):
-            return {k: self.text(v, values) if type(v) is str else v for k, v in params.items()}
-        return tuple(self.text(p, values) if type(p) is str else p for p in params)
+        texts = list(needles)
+        if is_mapping:
+            return {k: self.text(v, texts) if isinstance(v, str) else v for k, v in params.items()}
+        return tuple(self.text(p, texts) if isinstance(p, str) else p for p in params)
+
+    def rows(self, rows: Iterable[Any], needles: tuple[str, ...]) -> list[Any]:
+        """The parameter rows of one batch (``executemany``) with every string that holds a
+        secret redacted. Every string of the batch is searched at once (joined: a few scans at
+        C speed, where a search per string cost more than the rest of the row's write); only
+        when that finds something are the rows looked at one by one, and only the rows holding
+        a secret are copied. ``rows`` itself (as a list) in the usual case."""
+        rows = rows if type(rows) is list else list(rows)
+        if any(map(_is_mapping, rows)):  # named parameters: their values
+            values = chain.from_iterable(row.values() if isinstance(row, dict) else row for row in rows)
+        else:
+            values = chain.from_iterable(rows)
+        if not may_hold_secret_value(_JOINER.join(filter(_is_text, values)), needles):
+            return rows
+        return [self.params(row, needles) for row in rows]
 
     def json_text(self, text: str) -> str:
         """JSON text (or any text) with every secret, raw or JSON-escaped, replaced."""
         needles = self.needles()
-        if self._pattern.search(text):
+        if may_hold_secret_value(text, needles):
             return self.text(text, list(needles))
         return text
 
 
-_SHORTEST_NEEDLE = min(MIN_SECRET_LENGTH, len("sk-ant-"))
-
-
-def _pattern_of(needles: tuple[str, ...]) -> re.Pattern[str]:
-    return re.compile("|".join(re.escape(n) for n in ("sk-ant-", *needles)))
+# Joins a statement's or a batch's strings for one search. Every string is in the joined text
+# whole, so a secret in any of them is found; a match spanning two of them (a needle holding
+# NUL, which no environment variable can) would only send the batch down the slow path.
+_JOINER = "\0"
+# isinstance(value, str) and isinstance(value, dict) as bound builtins that run no bytecode:
+# a batch's values are filtered in C (both drivers bind a str subclass as text: it counts).
+_is_text = str.__instancecheck__
+_is_mapping = dict.__instancecheck__
 
 
 class _SecretNamesCache:
@@ -260,10 +277,17 @@ def escaped_secrets(values: list[str]) -> tuple[str, ...]:
     return tuple(json.dumps(v)[1:-1] for v in values)
 
 
-def may_hold_secret_value(json_text: str, escaped: tuple[str, ...]) -> bool:
-    """Whether JSON text may hold a secret value (given its escaped forms) or a key-shaped
-    string (``sk-ant-`` is plain ASCII and encodes as itself)."""
-    return "sk-ant-" in json_text or any(secret in json_text for secret in escaped)
+def may_hold_secret_value(text: str, needles: tuple[str, ...]) -> bool:
+    """Whether ``text`` holds a key-shaped prefix (``sk-ant-``, plain ASCII: the same in JSON)
+    or any of ``needles`` (secret values or their JSON-escaped forms, as
+    :meth:`Redactor.needles` or :func:`escaped_secrets` give them): plain substring searches,
+    each one fast scan of the text."""
+    if "sk-ant-" in text:
+        return True
+    for needle in needles:
+        if needle in text:
+            return True
+    return False
 
 
 def may_hold_secret_name(json_text: str) -> bool:

@@ -60,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=cmd_control, control=command)
     for name, command, text in (
         ("retry", "retry", "queue a failed/blocked/cancelled task again"),
+        ("cancel", "cancel", "cancel a task: its running attempt is stopped, its queued dependents are blocked "
+                             "until it is retried"),
         ("cancel-dependents", "cancel_dependents", "cancel the tasks that depend on a task"),
     ):
         p = sub.add_parser(name, help=text)

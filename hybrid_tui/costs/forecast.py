@@ -73,12 +73,13 @@ class TimeForecast:
 def snapshot(scheduler: Scheduler, now: float, *, agents: int, backend: str) -> RunSnapshot:
     """What the forecast needs of the live scheduler, as plain values."""
     speed = scheduler.speed(backend)
-    views = {tid: scheduler.task(tid) for tid in scheduler.task_ids()}
-    left_ids = {tid for tid, v in views.items() if v.status is not TaskStatus.DONE and v.status not in DEAD}
+    # Views of the tasks left only: a refresh near the end of a big run would otherwise build
+    # one for every task it ever had (on the loop's thread).
+    left_ids = [tid for tid in scheduler.task_ids()
+                if (status := scheduler.status(tid)) is not TaskStatus.DONE and status not in DEAD]
+    views = {tid: scheduler.task(tid) for tid in left_ids}
     tasks: list[TaskLeft] = []
     for tid, view in views.items():
-        if tid not in left_ids:
-            continue
         expected = view.estimate_minutes * 60.0 * speed
         running = view.status in ACTIVE
         wait = 0.0
@@ -88,7 +89,7 @@ def snapshot(scheduler: Scheduler, now: float, *, agents: int, backend: str) -> 
             wait = max(view.retry_at - now, 0.0)
         info = dataclasses.replace(view.info, estimated_duration_minutes=view.estimate_minutes,
                                    dependencies=() if running else
-                                   tuple(d for d in view.info.dependencies if d in left_ids))
+                                   tuple(d for d in view.info.dependencies if d in views))
         tasks.append(TaskLeft(info, expected, running, wait))
     spread = scheduler.duration_spread()
     return RunSnapshot(now, max(agents, 1), backend, scheduler.policies, tuple(tasks),

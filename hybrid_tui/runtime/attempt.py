@@ -16,19 +16,32 @@ import anyio
 import anyio.from_thread
 
 from hybrid_tui.agents.base import ImplementRequest, ImplementResult
-from hybrid_tui.spec.models import SisTask, Usage
-from hybrid_tui.store import writes
-from hybrid_tui.workspace.setup import SetupFailed
-from hybrid_tui.workspace.sandbox import Sandbox
-from hybrid_tui.workspace.validation import run_checks
 from hybrid_tui.runtime.context import AttemptLoop, RunContext, RunningAttempt
 from hybrid_tui.runtime.disk import disk_full_reason
 from hybrid_tui.runtime.faults import crash_point
 from hybrid_tui.runtime.record import recorded_attempt
+from hybrid_tui.spec.models import SisTask, Usage
+from hybrid_tui.store import writes
+from hybrid_tui.workspace.sandbox import Sandbox
+from hybrid_tui.workspace.setup import SetupFailed
+from hybrid_tui.workspace.validation import run_checks
 
 
 class _Cancelled(Exception):
     """The scheduler cancelled the task between two steps of the attempt."""
+
+
+async def implement(ctx: RunContext, request: ImplementRequest, model: str) -> ImplementResult:
+    """The implementer's result; a backend bug becomes an ``agent_error`` result, not a
+    coordinator crash (a full disk still raises: it pauses the run, it is not the agent's fault)."""
+    try:
+        return await ctx.implementer.implement(request)
+    except anyio.get_cancelled_exc_class():
+        raise
+    except Exception as exc:
+        if disk_full_reason(exc):
+            raise
+        return ImplementResult(ok=False, model=model, failure_type="agent_error", message=f"{type(exc).__name__}: {exc}")
 
 
 def _claim(loop: AttemptLoop, task_id: str, path: str) -> bool:
@@ -103,14 +116,7 @@ async def run_attempt(
                 report_spend=report_spend,
                 environment=environment,
             )
-            try:
-                result = await ctx.implementer.implement(request)
-            except anyio.get_cancelled_exc_class():
-                raise
-            except Exception as exc:  # a backend bug is an agent_error, not a coordinator crash
-                if disk_full_reason(exc):
-                    raise  # a full disk pauses the run (Coordinator.run), it is not the agent's fault
-                result = ImplementResult(ok=False, model=model, failure_type="agent_error", message=f"{type(exc).__name__}: {exc}")
+            result = await implement(ctx, request, model)
             attempt.cost_usd = result.cost_usd
             crash_point("implemented", task_id)
             if not result.ok:

@@ -29,16 +29,16 @@ import anyio
 
 from hybrid_tui.agents.base import BatchMember, ImplementRequest, ImplementResult
 from hybrid_tui.core.batching import cost_shares
+from hybrid_tui.runtime.attempt import implement
+from hybrid_tui.runtime.context import AttemptLoop, Launch, RunContext
+from hybrid_tui.runtime.faults import crash_point
+from hybrid_tui.runtime.record import KNOWN_OPS_BACKENDS, recorded_attempt
 from hybrid_tui.spec.models import Usage
 from hybrid_tui.store import writes
 from hybrid_tui.workspace.sandbox import Sandbox
 from hybrid_tui.workspace.setup import SetupFailed
 from hybrid_tui.workspace.tree import worktree_operations
 from hybrid_tui.workspace.validation import run_checks
-from hybrid_tui.runtime.context import AttemptLoop, Launch, RunContext
-from hybrid_tui.runtime.disk import disk_full_reason
-from hybrid_tui.runtime.faults import crash_point
-from hybrid_tui.runtime.record import KNOWN_OPS_BACKENDS, recorded_attempt
 
 
 def _no_claim(path: str) -> bool:
@@ -163,15 +163,7 @@ async def run_batch(ctx: RunContext, loop: AttemptLoop, launch: Launch) -> None:
                                                              m.attempt.number)) for m in members),
             shared_context_tokens=batch_policy.shared_context_tokens if batch_policy is not None else 0,
         )
-        try:
-            result = await ctx.implementer.implement(request)
-        except anyio.get_cancelled_exc_class():
-            raise
-        except Exception as exc:  # a backend bug is an agent_error, not a coordinator crash
-            if disk_full_reason(exc):
-                raise
-            result = ImplementResult(ok=False, model=launch.model, failure_type="agent_error",
-                                     message=f"{type(exc).__name__}: {exc}")
+        result = await implement(ctx, request, launch.model)
         crash_point("implemented", leader.task_id)
     if result is None:  # the session was stopped: by the leader's cancel or the time limit
         timed_out = scope.cancelled_caught and not leader.cancelled_reason

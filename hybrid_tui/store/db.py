@@ -44,7 +44,8 @@ _WRITES = frozenset("IURiur")  # INSERT, UPDATE, REPLACE (what peewee and this r
 class _RedactingCursor(sqlite3.Cursor):
     """Every statement's parameters pass the one redactor: whichever query writes a text (an
     event, a failure message, a validation's output as feedback, an attention reason), a
-    secret in it never reaches the database or its WAL."""
+    secret in it never reaches the database or its WAL. A batch's strings are searched in one
+    pass (:meth:`Redactor.rows`): the staged writes of a loop turn are a few batches."""
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         if parameters and sql.lstrip()[:1] in _WRITES:  # a read's parameters are keys: no text enters
@@ -52,8 +53,7 @@ class _RedactingCursor(sqlite3.Cursor):
         return super().execute(sql, parameters)
 
     def executemany(self, sql: str, seq_of_parameters: Any, /) -> sqlite3.Cursor:
-        needles = _REDACTOR.needles()
-        return super().executemany(sql, (_REDACTOR.params(row, needles) for row in seq_of_parameters))
+        return super().executemany(sql, _REDACTOR.rows(seq_of_parameters, _REDACTOR.needles()))
 
 
 def _redacting_pg_cursor() -> type:
@@ -68,8 +68,7 @@ def _redacting_pg_cursor() -> type:
             return super().execute(query, params, **options)
 
         def executemany(self, query: Any, params_seq: Any, **options: Any) -> Any:
-            needles = _REDACTOR.needles()
-            return super().executemany(query, [_REDACTOR.params(row, needles) for row in params_seq], **options)
+            return super().executemany(query, _REDACTOR.rows(params_seq, _REDACTOR.needles()), **options)
 
     return RedactingPgCursor
 

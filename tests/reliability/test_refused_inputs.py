@@ -301,3 +301,23 @@ def test_a_store_whose_shm_was_replaced_under_a_live_coordinator_is_refused(tmp_
     finally:
         lock.release()
         store.close()
+
+
+def test_cancel_from_the_command_line_is_applied_by_the_next_coordinator(tmp_path: Path):
+    mission = write_mission(tmp_path / "m", [task("a"), task("b", deps=["a"]), task("c", deps=["b"])])
+    runs = tmp_path / "runs"
+    crashed = cli("run", str(mission), "--headless", "--runs-dir", str(runs), cwd=tmp_path,
+                  env={"HYBRID_TUI_CRASH_AT": "dispatch:b"})
+    assert crashed.returncode == -9, explain(crashed)
+    run_dir = next(runs.iterdir())
+    assert_refused(cli("cancel", str(run_dir), "nope", cwd=tmp_path), mentions="has no task 'nope'")
+    queued = cli("cancel", str(run_dir), "b", cwd=tmp_path)
+    assert queued.returncode == 0 and queued.stdout.startswith("queued cancel"), explain(queued)
+    resumed = cli("resume", str(run_dir), "--headless", cwd=tmp_path)
+    assert resumed.returncode == 1, explain(resumed)  # a task cancelled: not every task done
+    store, _ = read_store(run_dir)
+    try:
+        assert {t.task_id: t.status for t in m.Task.select()} == {"a": "done", "b": "cancelled", "c": "blocked"}
+        assert [(c.command, c.status) for c in m.Control.select()] == [("cancel", "applied")]
+    finally:
+        store.close()

@@ -518,7 +518,7 @@ class Store:
             self.db.connect()
 
     def close(self) -> None:
-        if self.db.is_closed() or store_files_refuse_writes(self._files):
+        if self.db.is_closed() or unwritable_file(self._files):
             return  # closing would fault: see stores_unsafe_to_close
         self.db.close()
 
@@ -712,27 +712,27 @@ def stores_unsafe_to_close() -> bool:
     ``-shm`` and die of SIGBUS, whether :meth:`Store.close` or the interpreter's exit closes
     it; such a process ends with ``os._exit`` instead (``app.main``), which SQLite treats as
     a crash: the WAL keeps every commit and the next open recovers it."""
-    return any(store_files_refuse_writes(files) for files in _OPENED_FILES)
+    return any(unwritable_file(files) for files in _OPENED_FILES)
 
 
-def store_files_refuse_writes(paths: tuple[str, ...]) -> bool:
-    try:
-        refuse_unwritable(paths)
-    except PermissionError:
-        return True
-    return False
+def unwritable_file(paths: tuple[str, ...]) -> str | None:
+    """The first of ``paths`` that exists and refuses writes (read-only or immutable)."""
+    for path in paths:
+        if not os.access(path, os.W_OK) and os.path.exists(path):
+            return path
+    return None
 
 
 def refuse_unwritable(paths: tuple[str, ...]) -> None:
-    """Raise PermissionError naming the first of ``paths`` that exists and refuses writes.
+    """Raise PermissionError naming the first of ``paths`` that refuses writes.
 
     Why before every transaction: SQLite maps ``-shm`` into memory, and a write to a page of
     a file made immutable (``chattr +i``) mid-run is not an error but SIGBUS, which kills the
     process with no word. Checked first, the same change is a clean, resumable stop (the
-    coordinator's "cannot write" pause); two ``access`` calls cost about 2 µs."""
-    for path in paths:
-        if not os.access(path, os.W_OK) and os.path.exists(path):
-            raise PermissionError(errno.EPERM, "the store's file refuses writes (read-only or immutable)", path)
+    coordinator's "cannot write" pause); the three ``access`` calls cost about 3 µs."""
+    path = unwritable_file(paths)
+    if path is not None:
+        raise PermissionError(errno.EPERM, "the store's file refuses writes (read-only or immutable)", path)
 
 
 @contextlib.contextmanager
@@ -940,7 +940,8 @@ def _upgrade(db: pw.Database, found: int) -> None:
     defaults, so the upgrade creates the tables it lacks and adds the columns it lacks,
     then records the version; one transaction, so a failure leaves the store as it was.
     (A store of this version made before a column was added gets it the same way.)"""
-    missing_tables = [model for model in m.ALL_MODELS if not model.table_exists()]
+    tables = set(db.get_tables())
+    missing_tables = [model for model in m.ALL_MODELS if model._meta.table_name not in tables]
     missing_columns = [
         (model, field) for model in m.ALL_MODELS if model not in missing_tables
         for columns in [{column.name for column in db.get_columns(model._meta.table_name)}]

@@ -577,8 +577,7 @@ class HybridApp(App[int]):
         if screen in self.screen_stack:
             self.push_screen(TaskDetailScreen(self.view, task_id))
             return
-        else:
-            screen.show_task(task_id)
+        screen.show_task(task_id)
         self.push_screen(self.DETAIL_SCREEN)
 
     def action_detail(self) -> None:
@@ -608,7 +607,7 @@ class HybridApp(App[int]):
         """The tasks R retries, and how they were chosen: the marked ones, else every failed
         task with the selected task's failure type (after a budget stop: all of them at once)."""
         rows = self.tasks_pane.rows
-        marked = [t for t in sorted(self.tasks_pane.marked, key=self.tasks_pane.order.__getitem__) if t in rows]
+        marked = self.tasks_pane.marked_in_order()
         if marked:
             return marked, f"the {len(marked)} marked task(s)"
         task_id = self.selected_task_id()
@@ -639,20 +638,8 @@ class HybridApp(App[int]):
         if conflicts:
             body.append(f"\n{len(conflicts)} of them failed on a git conflict: a retry meets the same conflict and "
                         "spends money again unless the mission branch changed (see each task's detail).\n", style="bold")
-
-        def confirmed(yes: bool | None) -> None:
-            if not yes:
-                return
-            sent = 0
-            for task_id in targets:
-                if self.send("retry", f"retry {task_id}", quiet=True, task_id=task_id) is None:
-                    break
-                sent += 1
-            if sent:
-                self.notify(f"retry sent for {sent} task(s)", timeout=3)
-                self.tasks_pane.clear_marks()
-
-        self.push_screen(ConfirmScreen(f"Retry {len(targets)} task(s)?", body, yes="Retry", no="Keep"), confirmed)
+        self.push_screen(ConfirmScreen(f"Retry {len(targets)} task(s)?", body, yes="Retry", no="Keep"),
+                         self._send_each_when_confirmed("retry", targets))
 
     # What a cancel control stops: a task not started, blocked, or with an attempt before its
     # integration (the coordinator refuses an integrating one: roll it back once done).
@@ -664,7 +651,7 @@ class HybridApp(App[int]):
         brings them back); with nothing marked, the selected task's dependents, as ``c``."""
         pane = self.tasks_pane
         rows = pane.rows
-        marked = [t for t in sorted(pane.marked, key=pane.order.__getitem__) if t in rows]
+        marked = pane.marked_in_order()
         if not marked:
             self.action_cancel_dependents()
             return
@@ -693,21 +680,25 @@ class HybridApp(App[int]):
         if left:
             body.append(f"\nLeft as they are ({len(left)}: done, failed, cancelled or integrating): "
                         + ", ".join(inert(t) for t in left[:10]) + (" …" if len(left) > 10 else "") + "\n")
+        title = f"Cancel {len(targets)} task(s)" + (f" and stop {len(dependents)} dependent(s)?" if dependents else "?")
+        self.push_screen(ConfirmScreen(title, body, yes="Cancel them", no="Keep"),
+                         self._send_each_when_confirmed("cancel", targets))
 
+    def _send_each_when_confirmed(self, command: str, targets: list[str]) -> Callable[[bool | None], None]:
+        """A confirmation's callback: one durable ``command`` control per task (stopping at the
+        first the console refuses to send), then the marks are cleared."""
         def confirmed(yes: bool | None) -> None:
             if not yes:
                 return
             sent = 0
             for task_id in targets:
-                if self.send("cancel", f"cancel {task_id}", quiet=True, task_id=task_id) is None:
+                if self.send(command, f"{command} {task_id}", quiet=True, task_id=task_id) is None:
                     break
                 sent += 1
             if sent:
-                self.notify(f"cancel sent for {sent} task(s)", timeout=3)
-                pane.clear_marks()
-
-        title = f"Cancel {len(targets)} task(s)" + (f" and stop {len(dependents)} dependent(s)?" if dependents else "?")
-        self.push_screen(ConfirmScreen(title, body, yes="Cancel them", no="Keep"), confirmed)
+                self.notify(f"{command} sent for {sent} task(s)", timeout=3)
+                self.tasks_pane.clear_marks()
+        return confirmed
 
     @staticmethod
     def _list_tasks(body: Text, tasks: list[tuple[str, str]], limit: int = 30) -> None:

@@ -410,6 +410,10 @@ class TaskQueue(Vertical):
         self._retitle()
         return task_id in self.marked
 
+    def marked_in_order(self) -> list[str]:
+        """The marked tasks still in the table, in the table's order."""
+        return [t for t in sorted(self.marked, key=self.order.__getitem__) if t in self.rows]
+
     def clear_marks(self) -> None:
         marked, self.marked = self.marked, set()
         self._freshen(marked)

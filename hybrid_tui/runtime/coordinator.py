@@ -255,6 +255,7 @@ class Coordinator:
         with _long_lived_objects():
             self._load_specs()
             self._build_scheduler()
+        self.recorder.open()
         if self._paused() and (self.scheduler.pause_reason or "").startswith(SETTLE_ERROR_PREFIX):
             now = self.clock()  # resumed after that error: the operator asked to carry on
             self._persist(self.scheduler.resume(now), now)

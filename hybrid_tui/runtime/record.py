@@ -133,6 +133,13 @@ class Recorder:
         """Append a ledger line without a recording."""
         self._append(_REDACTOR.json_text(json.dumps(line) + "\n").encode("utf-8"))
 
+    def open(self) -> None:
+        """Open the ledger now (the coordinator's start-up) rather than at the first attempt's
+        end, whose settle readies its dependents: creating the folder and file there would
+        delay their dispatch by about a millisecond."""
+        if self._fd is None:
+            self._open_ledger()
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)

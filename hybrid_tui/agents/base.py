@@ -128,6 +128,10 @@ class ImplementResult:
     # recording adds it back, so a replay of the recording, batched or not, saves it once.
     context_saved: Usage | None = None
     context_saved_usd: float = 0.0
+    # A batch member's result split from one session by cost share (a backend that reports
+    # no per_task): its usage and cost are its share, the shared context counted once across
+    # the batch. Recorded as such, so a batched replay does not take the shared context off again.
+    batch_share: bool = False
 
 
 class Implementer(Protocol):

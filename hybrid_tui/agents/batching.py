@@ -18,12 +18,15 @@ async def implement_each(implement: Callable[[ImplementRequest], Awaitable[Imple
                          request: ImplementRequest) -> ImplementResult:
     """Run ``implement`` for each member of the batch, then take off what the shared context
     would have cost again: every member but the first saves ``min(shared_context_tokens, its
-    input tokens)`` input tokens, priced at its model's input rate."""
+    input tokens)`` input tokens, priced at its model's input rate (not a member whose
+    recording is a share of a batched session: that share already paid it once)."""
     per_task: dict[str, ImplementResult] = {}
     for k, member in enumerate(request.batch):
         own = dataclasses.replace(request, task=member.task, recorded=member.recorded, batch=())
         result = await implement(own)
-        saved = min(request.shared_context_tokens, result.usage.input_tokens) if k else 0
+        # A recorded share of a batched session paid the shared context once already.
+        share = member.recorded is not None and bool(member.recorded.batch_share)
+        saved = min(request.shared_context_tokens, result.usage.input_tokens) if k and not share else 0
         if saved:
             saving = min(price_or_zero(own, result.model, Usage(input_tokens=saved)), result.cost_usd)
             result.usage = result.usage.model_copy(update={"input_tokens": result.usage.input_tokens - saved})

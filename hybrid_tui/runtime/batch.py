@@ -76,7 +76,7 @@ def split_result(result: ImplementResult, task_ids: list[str], shares: list[floa
             ok=result.ok, model=result.model, usage=usages[k], cost_usd=result.cost_usd * shares[k],
             failure_type=result.failure_type, message=result.message, summary=result.summary,
             retry_after=result.retry_after, files_touched=files_of.get(tid, []),
-            duration_seconds=result.duration_seconds, session_id=result.session_id,
+            duration_seconds=result.duration_seconds, session_id=result.session_id, batch_share=True,
         )
         for k, tid in enumerate(task_ids)
     }

@@ -60,7 +60,8 @@ def record_dir(run_dir: str | Path) -> Path:
 
 
 def recording_json(
-    operations: list[Any], model: Any, usage: Any, cost_usd: float, duration: float, summary: Any, failure_type: Any
+    operations: list[Any], model: Any, usage: Any, cost_usd: float, duration: float, summary: Any, failure_type: Any,
+    batch_share: bool = False,
 ) -> str:
     """``RecordedAttempt(...).model_dump_json(exclude_none=True)``, byte for byte; raises
     pydantic's ValidationError as that would."""
@@ -82,6 +83,8 @@ def recording_json(
         fields["summary"] = summary
         if failure_type is not None:
             fields["failure_type"] = failure_type
+        if batch_share:
+            fields["batch_share"] = True
         return to_json(fields, exclude_none=True).decode()
     return RecordedAttempt(
         file_operations=operations,
@@ -91,6 +94,7 @@ def recording_json(
         duration_seconds=duration,
         summary=summary,
         failure_type=failure_type,
+        batch_share=True if batch_share else None,
     ).model_dump_json(exclude_none=True)
 
 

@@ -196,6 +196,7 @@ def _recording_json(
         duration,
         summary,
         (failure_type or "agent_error") if replay_failure else None,
+        bool(getattr(result, "batch_share", False)),
     )
 
 

@@ -149,6 +149,11 @@ class RecordedAttempt(Strict):
     failure_type: str | None = Field(
         default=None, description="Replays an agent-side failure (e.g. network_error) without running validation."
     )
+    batch_share: bool | None = Field(
+        default=None,
+        description="usage and cost are this task's share of one batched session (the shared context counted "
+                    "once for the batch): a batched replay does not take the shared context off again.",
+    )
 
 
 class RecordedTask(Strict):

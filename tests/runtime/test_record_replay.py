@@ -255,18 +255,18 @@ usages = st.builds(Usage, input_tokens=st.integers(0, 10**12), output_tokens=st.
 
 @settings(max_examples=400, deadline=None)
 @given(ops=operations, model=st.none() | text, usage=usages | st.just({"input_tokens": 5}), cost=any_float,
-       duration=any_float, summary=text | st.just(7), failure_type=st.none() | text)
+       duration=any_float, summary=text | st.just(7), failure_type=st.none() | text, batch_share=st.booleans())
 def test_a_recording_is_written_as_the_recorded_attempt_model_writes_it(ops, model, usage, cost, duration, summary,
-                                                                        failure_type):
+                                                                        failure_type, batch_share):
     """What the ledger holds under ``recorded`` is RecordedAttempt's own JSON (exclude_none),
     byte for byte, and what that model refuses is refused the same way."""
     fields = dict(file_operations=ops, model=model, usage=usage, cost_usd=cost, duration_seconds=duration,
-                  summary=summary, failure_type=failure_type)
+                  summary=summary, failure_type=failure_type, batch_share=True if batch_share else None)
     try:
         expected = RecordedAttempt(**fields).model_dump_json(exclude_none=True)
     except ValidationError as exc:
         with pytest.raises(ValidationError) as raised:
-            recording_json(ops, model, usage, cost, duration, summary, failure_type)
+            recording_json(ops, model, usage, cost, duration, summary, failure_type, batch_share)
         assert raised.value.errors() == exc.errors()
         return
-    assert recording_json(ops, model, usage, cost, duration, summary, failure_type) == expected
+    assert recording_json(ops, model, usage, cost, duration, summary, failure_type, batch_share) == expected

@@ -140,9 +140,13 @@ class Recorder:
     def open(self) -> None:
         """Open the ledger now (the coordinator's start-up) rather than at the first attempt's
         end, whose settle readies its dependents: creating the folder and file there would
-        delay their dispatch by about a millisecond."""
+        delay their dispatch by about a millisecond. A failure here is left for the first
+        :meth:`record` to meet and report (the recording never stops a run)."""
         if self._fd is None:
-            self._open_ledger()
+            try:
+                self._open_ledger()
+            except OSError:
+                pass
 
     def close(self) -> None:
         if self._fd is not None:

@@ -9,6 +9,7 @@ DESIGN.md sets one, its budget. ``verdict`` is ``met``/``missed`` against the bu
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -79,8 +80,8 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
+    rank = math.ceil(q * len(ordered) / 100)  # the smallest value with q % of the values at or below it
+    return ordered[max(0, min(len(ordered), rank) - 1)]
 
 
 def median(values: list[float]) -> float:

@@ -225,6 +225,8 @@ class HybridApp(App[int]):
 
     def _apply_size(self, width: int, height: int) -> None:
         self.set_class(is_compact(width, height), "-compact")
+        if self.run_info is not None:
+            self._update_summary(width)  # what fits on its line changed
 
     @property
     def compact(self) -> bool:
@@ -322,24 +324,33 @@ class HybridApp(App[int]):
             elif isinstance(screen, TaskDetailScreen) and any(t.task_id == screen.task_id for t in delta.tasks):
                 screen.reload()
 
-    def _update_summary(self) -> None:
-        """The compact layout's one-line stand-in for the side panes."""
+    def _update_summary(self, width: int | None = None) -> None:
+        """The compact layout's one-line stand-in for the side panes. Parts give way whole,
+        the machine's gauges first, so the line never ends cut (it ended in a stray "w:" at
+        80 columns)."""
         run, costs = self.run_info, self.costs
         if run is None:
             return
         gauges = self.resources_pane
         sample = gauges.samples[-1] if gauges.samples else None
-        text = Text()
         live = sum(1 for a in self.agents_pane.agents.values() if a.role == "implementer" and a.state != "retired")
-        text.append(f"pool {live} live/target {run.pool_target} ")
-        if sample:
-            text.append(f"· cpu {sample.cpu_percent:.0f}% mem {sample.memory_percent:.0f}% disk {sample.disk_percent:.0f}% ")
-        text.append(f"· ${costs.spent_usd:.2f}/${costs.mission_budget_usd:.2f}")
+        spend = Text(f"${costs.spent_usd:.2f}/${costs.mission_budget_usd:.2f}")
         level = costs.alert_level(costs.fraction)
         if level is not None:
-            text.append(f" ▲{level * 100:.0f}%", style="bold")
-        text.append(f" · locks {len(self.locks_pane.cells)} · w: more")
-        show_text(self.summary_line, text)
+            spend.append(f" ▲{level * 100:.0f}%", style="bold")
+        # (part, the order it gives way in: highest first)
+        parts: list[tuple[Text, int]] = [(Text(f"pool {live} live/target {run.pool_target}"), 0)]
+        if sample:
+            parts.append((Text(f"cpu {sample.cpu_percent:.0f}% mem {sample.memory_percent:.0f}% "
+                               f"disk {sample.disk_percent:.0f}%"), 3))
+        parts += [(spend, 0), (Text(f"locks {len(self.locks_pane.cells)}"), 2), (Text("w: more"), 1)]
+        room = (width or self.size.width) - 2  # the line's padding
+        while len(parts) > 1 and sum(p.cell_len for p, _ in parts) + 3 * (len(parts) - 1) > room:
+            drop = max(range(len(parts)), key=lambda i: (parts[i][1], i))
+            if parts[drop][1] == 0:
+                break
+            del parts[drop]
+        show_text(self.summary_line, Text(" · ").join(p for p, _ in parts))
 
     # -- helpers --------------------------------------------------------------------
     def notify(self, message: str, **kwargs: Any) -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import time
 
-import time
-
+from rich.console import Group
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
+from textual.events import Resize
 from textual.widget import Widget
 
 from hybrid_tui.tui.data import (
@@ -25,7 +25,7 @@ from hybrid_tui.tui.data import (
     inert,
     money,
 )
-from hybrid_tui.tui.panes.style import status_text, theme_color
+from hybrid_tui.tui.panes.style import shorten_id, status_text, theme_color
 from hybrid_tui.vocabulary import UNSUCCESSFUL_STATUSES
 
 
@@ -62,7 +62,7 @@ class RunHeader(Widget):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._content: Table | Text = Text("")
+        self._content: Group | Text = Text("")
         self.run: RunInfo | None = None
         self.attention = 0
         self.counts: dict[str, int] = {}
@@ -102,28 +102,40 @@ class RunHeader(Widget):
             return
         self._shown_second = int(self.now)
         app = self.app
-        text = Text()
-        text.append(inert(run.mission_name), style="bold")
-        text.append(f" {inert(run.run_id)} ", style=Style(dim=True))
-        unsuccessful = sum(self.counts.get(s, 0) for s in UNSUCCESSFUL_STATUSES)
-        if self.coordinator_lost and run.active:
-            text.append(f"{run.status}: COORDINATOR LOST", style=Style(color=theme_color(app, "error"), bold=True))
-        elif run.status == "finished" and unsuccessful:
-            # Not a green "finished": the run ended with work undone.
-            text.append(f"finished, {unsuccessful} not done", style=Style(color=theme_color(app, "error"), bold=True))
-        else:
-            text.append_text(status_text(app, run.status))
-        if run.status == "paused" and run.pause_reason:
-            text.append(f" ({inert(run.pause_reason)})", style=Style(color=theme_color(app, "warning")))
-        total = sum(self.counts.values())
-        done = self.counts.get("done", 0)
-        running = sum(self.counts.get(s, 0) for s in ("running", "validating", "integrating"))
-        text.append(f"  done {done}/{total} · running {running}")
         label = Text(f" needs attention: {self.attention} ", no_wrap=True)
         if self.attention:
             label.stylize(Style(bgcolor=theme_color(app, "error"), color="white", bold=True))
         else:
             label.stylize(Style(dim=True))
+        state = Text()
+        unsuccessful = sum(self.counts.get(s, 0) for s in UNSUCCESSFUL_STATUSES)
+        if self.coordinator_lost and run.active:
+            state.append(f"{run.status}: COORDINATOR LOST", style=Style(color=theme_color(app, "error"), bold=True))
+        elif run.status == "finished" and unsuccessful:
+            # Not a green "finished": the run ended with work undone.
+            state.append(f"finished, {unsuccessful} not done", style=Style(color=theme_color(app, "error"), bold=True))
+        else:
+            state.append_text(status_text(app, run.status))
+        if run.status == "paused" and run.pause_reason:
+            state.append(f" ({inert(run.pause_reason)})", style=Style(color=theme_color(app, "warning")))
+        total = sum(self.counts.values())
+        done = self.counts.get("done", 0)
+        running = sum(self.counts.get(s, 0) for s in ("running", "validating", "integrating"))
+        state.append(f"  done {done}/{total} · running {running}")
+        # What gives way when the line is too narrow: the run id first (cut in the middle,
+        # then left out), never the counts ("runni…" at 80 columns).
+        room = self.size.width - self.styles.gutter.width - label.cell_len
+        mission = inert(run.mission_name)
+        run_id = inert(run.run_id)
+        spare = room - len(mission) - state.cell_len - 2
+        if spare < len(run_id):
+            run_id = shorten_id(run_id, spare) if spare >= 8 else ""
+        if not run_id:  # then the mission's name, down to a recognisable head and tail
+            mission = shorten_id(mission, max(room - state.cell_len - 1, 8))
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(mission, style="bold")
+        text.append(f" {run_id} " if run_id else " ", style=Style(dim=True))
+        text.append_text(state)
 
         elapsed = self.elapsed()
         costs = self.costs
@@ -137,16 +149,19 @@ class RunHeader(Widget):
         second.append(f" · ETA {eta_text(run, self.now)}")
         if self.coordinator_lost and not run.active:
             second.append(" · no coordinator: commands are not sent", style=Style(dim=True))
-        # Two columns: the attention count is never the part that gets cut off.
+        # Line 1 in two columns (the attention count is never the part that gets cut off);
+        # line 2 on its own: as a second row of that grid it lost the label's width (the
+        # ETA's range was cut at 80 columns next to 20 empty ones).
         grid = Table.grid(expand=True)
         grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         grid.add_column(no_wrap=True, justify="right")
-        text.no_wrap = True
-        text.overflow = "ellipsis"
         grid.add_row(text, label)
-        grid.add_row(second, Text(""))
+        grid = Group(grid, second)
         self._content = grid
         self.refresh()
 
-    def render(self) -> Table | Text:
+    def on_resize(self, event: Resize) -> None:
+        self.repaint()  # what fits changed
+
+    def render(self) -> Group | Text:
         return self._content

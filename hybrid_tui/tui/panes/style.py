@@ -7,6 +7,7 @@ parsed as markup.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Iterable
 
 from rich.color import Color as RichColor
 from rich.style import Style
@@ -114,3 +115,27 @@ def show_text(widget: Static, text: Text) -> bool:
         return False
     widget.update(text)
     return True
+
+
+MIN_ID = 6  # the narrowest an id column gets
+
+
+def shorten_id(task_id: str, width: int) -> str:
+    """``task_id`` in ``width`` columns: whole when it fits, else its head and tail around "…"
+    (the tail tells ``perf-agent-3`` from ``perf-agent-4``, where a cut end does not)."""
+    if len(task_id) <= width:
+        return task_id
+    tail = (width - 1) // 2
+    head = width - 1 - tail
+    return task_id[:head] + "…" + task_id[len(task_id) - tail:]
+
+
+def id_width(task_ids: Iterable[str], cap: int) -> int:
+    """The narrowest width up to the longest id (at most ``cap`` unless the ids need more)
+    at which :func:`shorten_id` keeps every id distinct."""
+    ids = list(task_ids)
+    longest = max((len(i) for i in ids), default=MIN_ID)
+    width = max(min(longest, cap), MIN_ID)
+    while width < longest and len({shorten_id(i, width) for i in ids}) < len(ids):
+        width += 1
+    return width

@@ -6,7 +6,7 @@ the coordinator rewrites rows underneath.
 
 Layout: the columns are chosen and sized for the pane's width on mount and on every resize
 (narrow panes drop score, agent and attempts; ids get the width that keeps them all
-distinct, cut in the middle when they must be, see :func:`shorten_ids`; the title takes
+distinct, cut in the middle when they must be, see :func:`~hybrid_tui.tui.panes.style.id_width`; the title takes
 what is left). Marks (space) and the ``/`` search live here too.
 
 Lazy cells: a tick stores every changed :class:`TaskRow` (sorting and filtering read those,
@@ -31,7 +31,7 @@ from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowDoesNotEx
 from hybrid_tui.store.records import TaskRow
 from hybrid_tui.tui.data import coarse_age, inert
 from hybrid_tui.tui.fast_table import TaskTable
-from hybrid_tui.tui.panes.style import is_compact, status_text
+from hybrid_tui.tui.panes.style import MIN_ID, id_width, is_compact, shorten_id, status_text
 from hybrid_tui.vocabulary import IN_FLIGHT_STATUSES
 
 COLUMNS = ("mark", "id", "title", "status", "score", "agent", "att", "cost", "time")
@@ -39,7 +39,7 @@ HEADERS = {"mark": " "}
 WIDTHS = {"mark": 1, "status": 11, "score": 5, "agent": 8, "att": 3, "cost": 6, "time": 9}
 # Which columns a pane this wide shows (the narrowest first): identity and state always.
 TIERS = ((100, COLUMNS), (0, ("mark", "id", "title", "status", "cost", "time")))
-MIN_TITLE, MIN_ID, CELL_PADDING = 8, 6, 2  # DataTable pads each cell one column each side
+MIN_TITLE, CELL_PADDING = 8, 2  # DataTable pads each cell one column each side
 MARK = "●"
 FILTERS = ("all", "active", "pending", "awaiting_approval", "ready", "running", "retry_wait", "failed", "blocked",
            "done")
@@ -51,27 +51,6 @@ SORTS = ("queue", "score", "status", "cost", "age", "attempts", "id")
 # The TaskRow field a sort reads: a changed value there means the order may change.
 SORT_FIELD = {"score": "score", "status": "status", "cost": "cost_usd", "attempts": "attempts"}
 WINDOW_MARGIN = 8  # rows above and below the screen kept up to date on every tick
-
-
-def shorten_id(task_id: str, width: int) -> str:
-    """``task_id`` in ``width`` columns: whole when it fits, else its head and tail around "…"
-    (the tail tells ``perf-agent-3`` from ``perf-agent-4``, where a cut end does not)."""
-    if len(task_id) <= width:
-        return task_id
-    tail = (width - 1) // 2
-    head = width - 1 - tail
-    return task_id[:head] + "…" + task_id[len(task_id) - tail:]
-
-
-def id_width(task_ids: Iterable[str], cap: int) -> int:
-    """The narrowest width up to the longest id (at most ``cap`` unless the ids need more)
-    at which :func:`shorten_id` keeps every id distinct."""
-    ids = list(task_ids)
-    longest = max((len(i) for i in ids), default=MIN_ID)
-    width = max(min(longest, cap), MIN_ID)
-    while width < longest and len({shorten_id(i, width) for i in ids}) < len(ids):
-        width += 1
-    return width
 
 
 def time_cell(row: TaskRow, now: float) -> str:

@@ -82,3 +82,62 @@ async def test_the_summary_line_never_ends_in_a_cut_hint(demo_store):
         await pilot.pause()
         line = next(line for line in screen_text(app).splitlines() if line.lstrip().startswith("pool "))
         assert "cpu 53% mem 66% disk 72%" in line and line.rstrip().endswith("w: more")
+
+
+# ------------------------------------------------------------------ ids in the side panes and attention
+def add_failed_task(store, task_id: str, reason: str) -> None:
+    with store.write(RUN_ID) as v:
+        m.Task.create(run=RUN_ID, task_id=task_id, issue_id="ISSUE-9", title="Give the field a name", priority="HIGH",
+                      spec_json="{}", status="failed", score=10, attempts=1, cost_usd=0.01, failure_type="git_conflict",
+                      attention_reason=reason, created_at=FIXED - 900, updated_at=FIXED - 50, version=v)
+
+
+def cell(app, table_id: str, row: str, column: str) -> str:
+    return app.screen.query_one(table_id).get_cell(row, column).plain
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_agents_and_locks_panes_tell_two_long_task_ids_apart(demo_store, size):
+    """web-18 at 200x55: agents and locks both showed "perf-agents…" for perf-agents-cache and
+    perf-agents-rate-limit (ids cut to 11 characters with a trailing "…", at any width)."""
+    with demo_store.write(RUN_ID):
+        m.Agent.update(task_id="perf-agents-cache").where(m.Agent.agent_id == "impl-2").execute()
+        m.Agent.update(task_id="perf-agents-rate-limit").where(m.Agent.agent_id == "impl-3").execute()
+        m.FileLock.update(task_id="perf-agents-cache").where(m.FileLock.path == "model.py").execute()
+        m.FileLock.update(task_id="perf-agents-rate-limit").where(m.FileLock.path == "cli.py").execute()
+    app = make_app(demo_store)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        if app.compact:
+            await pilot.press("w")  # the side panes take the body
+            await pilot.pause()
+        # What is on screen (a cell's stored text was always whole; its rendering cut it).
+        def side_row(key: str) -> str:
+            line = next(line for line in screen_text(app).splitlines() if f"│ {key} " in line)
+            return line[line.index(f"│ {key} "):]
+
+        assert "cache" in side_row("impl-2") and "limit" in side_row("impl-3")
+        util = side_row("impl-1") and next(line for line in screen_text(app).splitlines() if "util 5m" in line)
+        if app.compact:
+            await pilot.press("end")  # the side panes scroll: the locks are below the fold
+            await pilot.pause()
+        assert "cache" in side_row("model.py") and "limit" in side_row("cli.py")
+        assert "%" in util.split("util 5m", 1)[1]  # the figure, not cut
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_attention_view_shows_the_whole_task_id(demo_store, size):
+    """web-18 at 200x55: the attention view showed "a11y-search-fi" (14 columns, no mark)."""
+    add_failed_task(demo_store, "a11y-search-field", "git_conflict: file operation 1 conflicts")
+    add_failed_task(demo_store, "a11y-search-field-label", "git_conflict: file operation 2 conflicts")
+    app = make_app(demo_store)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        await pilot.press("a")
+        await pilot.pause()
+        assert cell(app, "#attention-table", "a11y-search-field", "task") == "a11y-search-field"
+        assert cell(app, "#attention-table", "a11y-search-field-label", "task") == "a11y-search-field-label"
+        assert "a11y-search-field-label" in screen_text(app)
+        await pilot.resize_terminal(60, 20)
+        await pilot.pause()
+        assert "a11y-search-field " in screen_text(app)  # still whole (and on screen) after a resize

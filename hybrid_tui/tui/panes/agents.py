@@ -7,14 +7,17 @@ from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.events import Resize
 from textual.widgets import DataTable, Sparkline, Static
 
 from hybrid_tui.store.records import AgentRow
 from hybrid_tui.tui.data import RunInfo, inert
-from hybrid_tui.tui.panes.style import spark, status_text, theme_color
+from hybrid_tui.tui.panes.style import shorten_id, spark, status_text, theme_color
 
 COLUMNS = ("agent", "state", "task", "done", "util")
 WORKER_COLUMN = "worker"  # shown once a slot runs on a worker (an in-process run never shows it)
+WIDTHS = {"agent": 9, "state": 8, "task": 12, "done": 4, "util": 10, WORKER_COLUMN: 18}
+MAX_TASK_WIDTH = 40
 
 
 class AgentPool(Vertical):
@@ -33,6 +36,7 @@ class AgentPool(Vertical):
         self._pool_line = ""
         self.columns: tuple[str, ...] = COLUMNS
         self.border_title = "Agents"
+        self.task_width = WIDTHS["task"]
 
     def compose(self) -> ComposeResult:
         yield Static("", id="pool-line")
@@ -41,8 +45,27 @@ class AgentPool(Vertical):
 
     def on_mount(self) -> None:
         table = self.query_one("#agent-table", DataTable)
-        for key, width in zip(COLUMNS, (9, 8, 12, 4, 10)):
-            table.add_column(key, key=key, width=width)
+        for key in COLUMNS:
+            table.add_column(key, key=key, width=self.task_width if key == "task" else WIDTHS[key])
+
+    def on_resize(self, event: Resize) -> None:
+        # The task column takes what the pane has left (ids were cut to 11 characters with
+        # a trailing "…" at any width: "perf-agents-cache" and "perf-agents-rate-limit"
+        # both read "perf-agents…"); an id still too long is cut in the middle.
+        table = self.query_one("#agent-table", DataTable)
+        inner = event.size.width - self.styles.gutter.width - 1  # the scrollbar
+        fixed = sum(WIDTHS[c] for c in self.columns if c != "task") + 2 * len(self.columns)
+        width = max(WIDTHS["task"], min(MAX_TASK_WIDTH, inner - fixed))
+        if width == self.task_width:
+            return
+        self.task_width = width
+        # A few rows: rebuilt through the public API (a column's width is not settable).
+        table.clear(columns=True)
+        for key in self.columns:
+            table.add_column(key, key=key, width=width if key == "task" else WIDTHS[key])
+        for agent_id, cells in self.cells.items():
+            cells += ("",) * (len(self.columns) - len(cells))  # a row from before the worker column
+            table.add_row(*(self._cell(c, v) for c, v in zip(self.columns, cells)), key=agent_id)
 
     def show(self, run: RunInfo, agents: list[AgentRow], util: dict[str, list[float]] | None,
              pool_util: list[float] | None, done_by_agent: dict[str, int] | None = None) -> None:
@@ -51,7 +74,7 @@ class AgentPool(Vertical):
             self.agents[a.agent_id] = a
             if a.worker and WORKER_COLUMN not in self.columns:
                 self.columns = COLUMNS + (WORKER_COLUMN,)
-                table.add_column(WORKER_COLUMN, key=WORKER_COLUMN, width=18, default=Text(""))
+                table.add_column(WORKER_COLUMN, key=WORKER_COLUMN, width=WIDTHS[WORKER_COLUMN], default=Text(""))
         if util is not None:
             self.util = util
         with_worker = WORKER_COLUMN in self.columns
@@ -76,10 +99,13 @@ class AgentPool(Vertical):
         live = sum(1 for a in self.agents.values() if a.role == "implementer" and a.state != "retired")
         busy = sum(1 for a in self.agents.values() if a.state == "busy")
         mean = (sum(pool_util) / len(pool_util) * 100) if pool_util else 0.0
-        line = Text()
-        line.append(f"pool {live} live (target {run.pool_target}, min {run.pool_min} / max {run.pool_max})")
-        # busy is now; util is the pool's busy share over the sparkline's window (5 min).
-        line.append(f" · busy now {busy} · util 5m {mean:.0f}%")
+        # busy is now; util is the pool's busy share over the sparkline's window (5 min). The
+        # pool's limits give way when the pane is narrow, never the utilisation ("util 5m"
+        # without its figure at 200x55).
+        busy_util = f" · busy now {busy} · util 5m {mean:.0f}%"
+        line = Text(f"pool {live} live (target {run.pool_target}, min {run.pool_min} / max {run.pool_max})" + busy_util)
+        if line.cell_len > self.size.width - self.styles.gutter.width:
+            line = Text(f"pool {live} live, target {run.pool_target}" + busy_util)
         # Only on a change: Static.update re-lays out the screen, and this runs every tick.
         if line.plain != self._pool_line:
             self._pool_line = line.plain
@@ -94,6 +120,8 @@ class AgentPool(Vertical):
         if column == WORKER_COLUMN and value.endswith(" lost"):
             return Text(inert(value), style=Style(color=theme_color(self.app, "error"), bold=True), no_wrap=True,
                         overflow="ellipsis")
+        if column == "task":
+            value = shorten_id(value, self.task_width)
         return Text(inert(value), no_wrap=True, overflow="ellipsis", justify="right" if column == "done" else "left")
 
     def repaint(self) -> None:

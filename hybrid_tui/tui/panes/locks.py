@@ -8,6 +8,7 @@ from textual.widgets import DataTable
 
 from hybrid_tui.store.records import LockRow
 from hybrid_tui.tui.data import human_duration, inert
+from hybrid_tui.tui.panes.style import shorten_id
 
 COLUMNS = ("path", "task", "held", "expires")
 
@@ -29,12 +30,24 @@ class FileLocks(DataTable):
             self.add_column(key, key=key, width=width)
 
     def on_resize(self, event: Resize) -> None:
-        # The path takes what the pane has left (the timers were cut at 140 columns).
+        # The path takes what the pane has left (the timers were cut at 140 columns); the
+        # task column grows to 24 when there is room. Both are cut in the middle when they
+        # must be: "perf-agents…" named two tasks, a path's head hid its file name.
         inner = event.size.width - self.styles.gutter.width - 1  # the scrollbar
-        path = max(10, inner - sum(self.FIXED.values()) - 2 * len(COLUMNS))
-        column = next(iter(self.columns.values()), None)  # the path column
-        if column is not None and column.width != path:
-            column.width = path
+        timers = self.FIXED["held"] + self.FIXED["expires"] + 2 * len(COLUMNS)
+        task = max(self.FIXED["task"], min(24, (inner - timers) // 3))
+        path = max(10, inner - timers - task)
+        widths = {"path": path, "task": task}
+        changed = False
+        for key, column in self.columns.items():
+            wanted = widths.get(key.value)
+            if wanted is not None and column.width != wanted:
+                column.width = wanted
+                changed = True
+        if changed:
+            for lock_path, cells in self.cells.items():
+                for column in ("path", "task"):
+                    self.update_cell(lock_path, column, self._cell(column, cells[COLUMNS.index(column)]))
             self._require_update_dimensions = True
             self.refresh()
 
@@ -63,7 +76,9 @@ class FileLocks(DataTable):
             self.cells[path] = new
         self.border_title = f"File locks {len(self.cells)}"
 
-    @staticmethod
-    def _cell(column: str, value: str) -> Text:
+    def _cell(self, column: str, value: str) -> Text:
         justify = "right" if column in ("held", "expires") else "left"
+        if column in ("path", "task") and self.columns:
+            width = self.columns[column].width if column in self.columns else len(value)
+            value = shorten_id(value, width)
         return Text(inert(value), no_wrap=True, overflow="ellipsis", justify=justify)

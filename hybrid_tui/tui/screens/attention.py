@@ -10,6 +10,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import CellDoesNotExist
@@ -17,7 +18,7 @@ from textual.widgets.data_table import CellDoesNotExist
 from hybrid_tui.store.records import TaskRow
 from hybrid_tui.tui.data import inert
 from hybrid_tui.tui.fast_table import StableFooter
-from hybrid_tui.tui.panes.style import status_text
+from hybrid_tui.tui.panes.style import id_width, shorten_id, status_text
 
 
 class AttentionScreen(Screen[None]):
@@ -36,6 +37,7 @@ class AttentionScreen(Screen[None]):
     def __init__(self, rows: list[TaskRow]):
         super().__init__()
         self.rows = rows
+        self._shown_widths: dict[str, int] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f"Needs attention: {len(self.rows)} task(s)"), id="attention-title")
@@ -45,22 +47,34 @@ class AttentionScreen(Screen[None]):
     def on_mount(self) -> None:
         self.show(self.rows)
 
-    def show(self, rows: list[TaskRow]) -> None:
+    def _widths(self, rows: list[TaskRow], width: int) -> dict[str, int]:
+        """The task column keeps every id whole up to 30 columns, distinct below (it was cut
+        to 14 with no mark at any width: "a11y-search-fi"); the reason takes the rest."""
+        task = max(len("task"), id_width([r.task_id for r in rows], 30))
+        return {"task": task, "status": 12, "failure": 18, "reason": max(20, width - task - 12 - 18 - 10)}
+
+    def on_resize(self, event: Resize) -> None:
+        self.show(self.rows, width=event.size.width)
+
+    def show(self, rows: list[TaskRow], *, width: int | None = None) -> None:
         """Keyed refresh: keep the highlighted task highlighted."""
         self.rows = rows
         table = self.query_one(DataTable)
-        if not table.columns:
-            width = self.app.size.width
-            reason_width = max(20, width - 14 - 12 - 18 - 10)
-            for key, w in (("task", 14), ("status", 12), ("failure", 18), ("reason", reason_width)):
+        widths = self._widths(rows, width or self.app.size.width)
+        if widths != self._shown_widths:
+            selected = self.selected_task_id if table.columns else None
+            table.clear(columns=True)  # a few rows: rebuilt through the public API
+            for key, w in widths.items():
                 table.add_column(key, key=key, width=w)
-        selected = self.selected_task_id
+            self._shown_widths = widths
+        else:
+            selected = self.selected_task_id
         wanted = {r.task_id: r for r in rows}
         for key in [k.value for k in list(table.rows) if k.value not in wanted]:
             table.remove_row(key)
         for r in rows:
             cells = (
-                Text(inert(r.task_id)),
+                Text(inert(shorten_id(r.task_id, widths["task"]))),
                 status_text(self.app, r.status),
                 Text(inert(r.failure_type or "-")),
                 Text(inert(r.attention_reason or f"{r.status}"), overflow="ellipsis", no_wrap=True),

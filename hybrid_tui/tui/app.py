@@ -60,6 +60,13 @@ OPERATOR_ACTIONS = {
 # Of those, the ones that queue a control: a read-only console (``serve`` without
 # ``--control``, ``attach --read-only``) offers none of them.
 CONTROL_ACTIONS = OPERATOR_ACTIONS - {"detail", "attention", "toggle_mark", "dependency_tree", "search"}
+# Actions on the dashboard's task table: on another screen (detail, log, tree, attention)
+# they are hidden from its footer and do nothing. They were offered there ("/ Search",
+# "w Panes"), overflowed an 80-column footer into a stray letter, and f, s or space changed
+# the hidden dashboard; enter on the log pager opened the dashboard's selected task.
+DASHBOARD_ACTIONS = {
+    "search", "toggle_side", "sort", "reverse_sort", "filter", "filter_back", "toggle_mark", "clear_marks", "detail",
+}
 
 
 class HybridApp(App[int]):
@@ -407,6 +414,8 @@ class HybridApp(App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in OPERATOR_ACTIONS and isinstance(self.screen, ModalScreen):
+            return False
+        if action in DASHBOARD_ACTIONS and len(self.screen_stack) > 1:
             return False
         if self.read_only and action in CONTROL_ACTIONS:
             return None  # shown dimmed in the footer, and the key does nothing

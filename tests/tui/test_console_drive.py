@@ -141,3 +141,65 @@ async def test_attention_view_shows_the_whole_task_id(demo_store, size):
         await pilot.resize_terminal(60, 20)
         await pilot.pause()
         assert "a11y-search-field " in screen_text(app)  # still whole (and on screen) after a resize
+
+
+# ------------------------------------------------------------------ footers and keys on the other screens
+def footer_line(app) -> str:
+    return screen_text(app).splitlines()[-1].rstrip()
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_every_screens_footer_fits_and_offers_only_keys_that_act_there(demo_store, size):
+    """80x24: the detail's footer read "... p Pause ▏^p paletteS", the attention view's
+    "... w Panes ?▏^p palettet" (keys past the edge); "/ Search" and "w Panes" were offered
+    on the detail, log and tree screens, where they did nothing."""
+    app = make_app(demo_store)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        assert footer_line(app).endswith("^p palette")
+        await select_task(pilot, "T4-ui")
+        for keys, screen in ((("enter",), "TaskDetailScreen"), (("l",), "LogScreen"), (("escape", "d"), "DependencyScreen"),
+                             (("escape", "escape", "a"), "AttentionScreen")):
+            await pilot.press(*keys)
+            await pilot.pause()
+            assert type(app.screen).__name__ == screen
+            footer = footer_line(app)
+            assert footer.endswith("^p palette"), (screen, footer)
+            assert "Search" not in footer and "Panes" not in footer, (screen, footer)
+
+
+async def test_dashboard_keys_do_not_change_the_hidden_dashboard_from_the_detail(demo_store):
+    app = make_app(demo_store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await select_task(pilot, "T4-ui")
+        await pilot.press("enter")
+        await pilot.pause()
+        pane = app.tasks_pane
+        await pilot.press("f", "s", "space", "slash", "w")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "TaskDetailScreen"
+        assert pane.filter_name == "all" and pane.sort_name == "queue" and not pane.marked
+        await pilot.press("l", "enter")  # enter on the log pager opened the dashboard's selected task
+        await pilot.pause()
+        assert type(app.screen).__name__ == "LogScreen"
+
+
+async def test_j_k_g_G_scroll_the_detail(demo_store):
+    app = make_app(demo_store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await select_task(pilot, "T4-ui")
+        await pilot.press("enter")
+        await pilot.pause()
+        body = app.screen.query_one("#detail-body")
+        await pilot.press("G")
+        await pilot.pause()
+        assert body.scroll_y == body.max_scroll_y > 0
+        await pilot.press("k")
+        await pilot.pause()
+        assert body.scroll_y == body.max_scroll_y - 1
+        await pilot.press("g")
+        await pilot.pause()
+        assert body.scroll_y == 0
+        await pilot.press("j")
+        await pilot.pause()
+        assert body.scroll_y == 1

@@ -32,6 +32,7 @@ from hybrid_tui.vocabulary import (
     IN_FLIGHT_STATUSES,
     LIVE_RUN_STATUSES,
     QUEUED_STATUSES,
+    TERMINAL_STATUSES,
     coordinator_alive,
 )
 from hybrid_tui.tui.data import CostSummary, Delta, RunInfo, StoreView, human_duration, inert
@@ -639,13 +640,28 @@ class HybridApp(App[int]):
                 if rows[t].status == "failed" and rows[t].failure_type == kind]
         return same, f"every failed task with failure {kind or 'unknown'} ({len(same)})"
 
+    # What a retry control takes back (core: Scheduler.retry); a done task is refused.
+    RETRYABLE = TERMINAL_STATUSES - {"done"}
+
     def action_retry_bulk(self) -> None:
         targets, how = self.bulk_retry_targets()
         if not targets:
             self.notify("mark tasks with space, or select a failed task to retry all failed like it",
                         severity="warning")
             return
+        if not self.can_send(f"retry {len(targets)} task(s)"):
+            return  # refused before asking: nobody would apply the answer
         rows = self.tasks_pane.rows
+        # Marked tasks that cannot be retried are left out and named (R asked to retry done
+        # tasks, then every one came back refused).
+        left = [t for t in targets if rows[t].status not in self.RETRYABLE]
+        targets = [t for t in targets if t not in left]
+        if not targets:
+            self.notify(f"none of the {len(left)} marked task(s) can be retried (only failed, blocked, cancelled or "
+                        "rolled-back ones)", severity="warning", markup=False)
+            return
+        if left:
+            how = f"{len(targets)} of the {len(targets) + len(left)} marked task(s)"
         body = Text()
         body.append(f"Retry {how}:\n\n")
         for task_id in targets[:30]:
@@ -654,6 +670,9 @@ class HybridApp(App[int]):
             body.append(f"  ({inert(row.status)}{', ' + inert(row.failure_type) if row.failure_type else ''})\n")
         if len(targets) > 30:
             body.append(f"  … and {len(targets) - 30} more\n")
+        if left:
+            body.append(f"\nLeft as they are ({len(left)}: not failed, blocked, cancelled or rolled back): "
+                        + ", ".join(inert(t) for t in left[:10]) + (" …" if len(left) > 10 else "") + "\n")
         conflicts = [t for t in targets if rows[t].failure_type == "git_conflict"]
         if conflicts:
             body.append(f"\n{len(conflicts)} of them failed on a git conflict: a retry meets the same conflict and "

@@ -197,6 +197,11 @@ class StableFooter(Footer):
         return super().compose()
 
     def bindings_changed(self, screen: Screen) -> None:
+        if self.is_attached and screen is self.screen and screen is not self.app.screen:
+            # A screen under another one: its keys are asked while the top screen decides
+            # (the dashboard's keys are hidden under the detail, HybridApp.check_action); it is
+            # told again when it is back on top.
+            return
         if (self._bindings_ready and self._shown_keys is not None and self.is_attached
                 and screen is self.screen and self.shown_keys(screen) == self._shown_keys):
             return  # the same keys: nothing to mount, no layout

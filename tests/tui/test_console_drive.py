@@ -166,6 +166,9 @@ async def test_every_screens_footer_fits_and_offers_only_keys_that_act_there(dem
             footer = footer_line(app)
             assert footer.endswith("^p palette"), (screen, footer)
             assert "Search" not in footer and "Panes" not in footer, (screen, footer)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is app.screen_stack[0] and "/ Search w Panes" in footer_line(app)  # back on the dashboard
 
 
 async def test_dashboard_keys_do_not_change_the_hidden_dashboard_from_the_detail(demo_store):
@@ -203,3 +206,45 @@ async def test_j_k_g_G_scroll_the_detail(demo_store):
         await pilot.press("j")
         await pilot.pause()
         assert body.scroll_y == 1
+
+
+# ------------------------------------------------------------------ R: bulk retry of marked tasks
+@pytest.mark.parametrize("size", SIZES)
+async def test_R_retries_only_the_marked_tasks_a_retry_takes(demo_store, size):
+    """The quickstart, finished: two done tasks marked, R asked "Retry 2 task(s)?" and both
+    came back "refused: task ... is done"."""
+    coordinator = FakeCoordinator(demo_store)
+    app = make_app(demo_store, coordinator=coordinator, poll_interval=0.05)
+    async with app.run_test(size=size, notifications=True) as pilot:
+        for task_id in ("T1-setup", "T4-ui"):  # done, failed
+            await select_task(pilot, task_id)
+            await pilot.press("space")
+        await pilot.press("R")
+        assert type(app.screen).__name__ == "ConfirmScreen"
+        body = app.screen.body.plain
+        assert "Retry 1 of the 2 marked task(s)" in body and "T4-ui  (failed" in body
+        assert "Left as they are (1" in body and "T1-setup" in body.split("Left as they are", 1)[1]
+        await pilot.press("y")
+        assert [(c, a) for c, a, _ in controls()] == [("retry", {"task_id": "T4-ui"})]
+        await select_task(pilot, "T3-api")  # done
+        await pilot.press("space", "R")
+        assert app.screen is app.screen_stack[0]  # nothing to ask
+        assert "none of the 1 marked task(s) can be retried" in app.notices[-1]
+
+
+async def test_R_with_no_coordinator_refuses_before_asking(tmp_path):
+    from hybrid_tui.store.db import open_store
+
+    from .conftest import fill_store
+
+    store = open_store(tmp_path / "state.db")
+    fill_store(store, tmp_path, run_status="finished")
+    try:
+        app = make_app(store)
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            await select_task(pilot, "T4-ui")
+            await pilot.press("R")
+            assert app.screen is app.screen_stack[0]  # C refused before asking; R asked, then refused each
+            assert "not sent" in app.notices[-1] and controls() == []
+    finally:
+        store.close()

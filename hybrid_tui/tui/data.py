@@ -291,6 +291,13 @@ class StoreView:
                     # tick); the burn chart's buckets follow the clock.
                     costs = self._with_burn(replace(self._spend, by_model=dict(self._spend.by_model)), run, now)
                     self._costs_at = now
+                elif (self._spend.mission_budget_usd, self._spend.retry_budget_usd) != (
+                        run.mission_budget_usd, run.retry_budget_usd):
+                    # A budget raised (``$`` or ``hybrid-tui budget``) shows at once, not with
+                    # the next attempt: after a budget stop no attempt runs to bring it.
+                    costs = self._spend = replace(self._spend, by_model=dict(self._spend.by_model),
+                                                  mission_budget_usd=run.mission_budget_usd,
+                                                  retry_budget_usd=run.retry_budget_usd)
                 samples = self.samples()
                 attention = self._attention_total
                 status_counts = self._counted_statuses()

@@ -248,3 +248,20 @@ async def test_R_with_no_coordinator_refuses_before_asking(tmp_path):
             assert "not sent" in app.notices[-1] and controls() == []
     finally:
         store.close()
+
+
+# ------------------------------------------------------------------ a budget raised
+@pytest.mark.parametrize("size", SIZES)
+async def test_a_raised_budget_shows_at_once(demo_store, size):
+    """web-18: `$` 7.50 applied ("mission budget $7.50" in the events) while the header and
+    the summary line kept "$0.56/$6.00" until an attempt ended (after a budget stop none does)."""
+    app = make_app(demo_store, poll_interval=3600)  # polls by hand
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        assert "/$1.50" in header_lines(app)[1]
+        with demo_store.write(RUN_ID):  # what the coordinator's budget control writes
+            m.Run.update(mission_budget_usd=7.5).where(m.Run.id == RUN_ID).execute()
+        app.poll_now()
+        await pilot.pause()
+        assert "/$7.50" in header_lines(app)[1]
+        assert "/$7.50" in screen_text(app).split("\n", 2)[2]  # the summary line or the cost pane too

@@ -265,3 +265,19 @@ async def test_a_raised_budget_shows_at_once(demo_store, size):
         await pilot.pause()
         assert "/$7.50" in header_lines(app)[1]
         assert "/$7.50" in screen_text(app).split("\n", 2)[2]  # the summary line or the cost pane too
+
+
+# ------------------------------------------------------------------ the log pager's title
+@pytest.mark.parametrize("size", SIZES)
+async def test_log_pager_title_shows_the_follow_state_at_any_width(demo_store, size):
+    """80x24: the title was "<task> attempt 1 (running)  /tmp/.../logs/<task>-1.log  follow on (f)"
+    on one line: the follow state never showed, and g (which turns follow off) changed nothing seen."""
+    app = make_app(demo_store)
+    async with app.run_test(size=size) as pilot:
+        await select_task(pilot, "T2-model")
+        await pilot.press("enter", "l")
+        await pilot.pause()
+        assert "follow on (f)" in screen_text(app).splitlines()[0]
+        await pilot.press("g")
+        await pilot.pause()
+        assert "follow off (f)" in screen_text(app).splitlines()[0]

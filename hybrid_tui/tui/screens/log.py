@@ -85,9 +85,10 @@ class LogScreen(Screen[None]):
         return len(data)
 
     def _retitle(self) -> None:
-        title = Text(inert(self.title_text), style="bold")
-        title.append(f"  {inert(str(self.path))}", style="dim")
+        # The follow state before the path: after it, an 80-column title never showed it.
+        title = Text(inert(self.title_text), style="bold", no_wrap=True, overflow="ellipsis")
         title.append("  follow on (f)" if self.follow else "  follow off (f)")
+        title.append(f"  {inert(str(self.path))}", style="dim")
         self.query_one("#log-title", Static).update(title)
 
     def action_toggle_follow(self) -> None:

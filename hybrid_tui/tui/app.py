@@ -11,9 +11,11 @@ worker; without one it attaches to a run driven by another process.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from typing import Any, Callable, Iterable
 
+import psutil
 from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -379,7 +381,14 @@ class HybridApp(App[int]):
         if self.coordinator is not None and not self.coordinator_done:
             return True
         run = self.run_info
-        return run is not None and coordinator_alive(run.heartbeat_at, self.clock() if now is None else now)
+        if run is None:
+            return False
+        if coordinator_alive(run.heartbeat_at, self.clock() if now is None else now):
+            return True
+        # Planning writes no heartbeat (the coordinator's loop, which beats, starts after it):
+        # scale-200 showed "planning: COORDINATOR LOST" for its whole first minute and pause
+        # was refused. A coordinator on this machine is seen alive by its process instead.
+        return run.status == "planning" and planning_coordinator_alive(run.coordinator_pid, run.coordinator_host)
 
     def why_no_coordinator(self, now: float | None = None) -> str:
         run = self.run_info
@@ -912,6 +921,17 @@ class HybridApp(App[int]):
         yield SystemCommand("Stop mission", "stop the coordinator; the run stays resumable", self.action_stop_mission)
         yield SystemCommand("Keys", "?: every key", self.action_help)
         yield SystemCommand("Quit console", "q: quit (asks while the mission runs)", self.action_quit_console)
+
+
+def planning_coordinator_alive(pid: int | None, host: str) -> bool:
+    """The coordinator that recorded itself on the run is a live process on this machine
+    (one on another machine cannot be seen: its heartbeat is all there is)."""
+    if not pid or host != socket.gethostname():
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def dumb_terminal(environ: dict[str, str] | None = None) -> bool:

@@ -128,6 +128,7 @@ class RunInfo:
     forecast: ForecastRecord | None = None  # the latest time forecast (the header's ETA)
     created_at: float = 0.0
     finished_at: float | None = None
+    coordinator_host: str = ""
 
     @property
     def active(self) -> bool:
@@ -345,6 +346,7 @@ class StoreView:
             version=r.version,
             heartbeat_at=r.heartbeat_at,
             coordinator_pid=r.coordinator_pid,
+            coordinator_host=r.coordinator_host,
             forecast=queries.latest_forecast(self.run_id),
             created_at=r.created_at,
             finished_at=r.finished_at,

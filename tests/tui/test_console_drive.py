@@ -281,3 +281,39 @@ async def test_log_pager_title_shows_the_follow_state_at_any_width(demo_store, s
         await pilot.press("g")
         await pilot.pause()
         assert "follow off (f)" in screen_text(app).splitlines()[0]
+
+
+# ------------------------------------------------------------------ a coordinator that is planning
+def set_run(store, **fields) -> None:
+    with store.write(RUN_ID):
+        m.Run.update(**fields).where(m.Run.id == RUN_ID).execute()
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_a_planning_coordinator_on_this_machine_is_not_lost(demo_store, size):
+    """scale-200 headless, attached: "planning: COORDINATOR LOST" for the whole planning
+    minute (planning writes no heartbeat) and p refused, while the events showed it planning."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    set_run(demo_store, status="planning", heartbeat_at=FIXED - 60, coordinator_pid=os.getpid(),
+            coordinator_host=socket.gethostname())
+    app = make_app(demo_store, poll_interval=0.05)
+    async with app.run_test(size=size, notifications=True) as pilot:
+        await pilot.pause()
+        assert "COORDINATOR LOST" not in screen_text(app) and "planning" in header_lines(app)[0]
+        await pilot.press("p")
+        assert [c for c, _, _ in controls()] == ["pause"]  # applied once planning is done
+        # The process is gone (a real one, exited and reaped): lost, and nothing is sent.
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        set_run(demo_store, coordinator_pid=int(gone.stdout))
+        await until(pilot, lambda: "COORDINATOR LOST" in header_lines(app)[0], "the header says lost")
+        assert "ETA —" in header_lines(app)[1]  # no forecast for a run nobody drives
+        await pilot.press("p")
+        assert [c for c, _, _ in controls()] == ["pause"]
+        # A coordinator on another machine is known by its heartbeat only.
+        set_run(demo_store, coordinator_pid=os.getpid(), coordinator_host="elsewhere.example")
+        await pilot.pause(0.2)
+        assert "COORDINATOR LOST" in header_lines(app)[0]

@@ -146,7 +146,8 @@ class RunHeader(Widget):
         if costs.mission_budget_usd:
             second.append(f"/{money(costs.mission_budget_usd)}")
         second.append(f" · {money(rate)}/h" if rate is not None else f" · {NO_VALUE}/h")
-        second.append(f" · ETA {eta_text(run, self.now)}")
+        # No ETA for a run nobody drives (it went on showing the forecast after a SIGKILL).
+        second.append(f" · ETA {NO_VALUE if self.coordinator_lost else eta_text(run, self.now)}")
         if self.coordinator_lost and not run.active:
             second.append(" · no coordinator: commands are not sent", style=Style(dim=True))
         # Line 1 in two columns (the attention count is never the part that gets cut off);

@@ -317,3 +317,17 @@ async def test_a_planning_coordinator_on_this_machine_is_not_lost(demo_store, si
         set_run(demo_store, coordinator_pid=os.getpid(), coordinator_host="elsewhere.example")
         await pilot.pause(0.2)
         assert "COORDINATOR LOST" in header_lines(app)[0]
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_a_policy_pause_reason_never_hides_the_counts(demo_store, size):
+    """web-18 paused by its failure-rate policy at 80x24: line 1 read "web-18 paused (failure
+    rate 50% over 2 attempts exceeds 5…" and the counts were gone."""
+    set_run(demo_store, status="paused",
+            pause_reason="failure rate 50% over 2 attempts exceeds 5% (failure_rate_pause); resume with p")
+    app = make_app(demo_store)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        first = header_lines(app)[0]
+        assert "paused" in first and "done 2/9 · running 1" in first and "needs attention: 3" in first
+        assert "(failure rate 50" in first  # as much of the reason as fits

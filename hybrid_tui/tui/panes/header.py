@@ -116,18 +116,21 @@ class RunHeader(Widget):
             state.append(f"finished, {unsuccessful} not done", style=Style(color=theme_color(app, "error"), bold=True))
         else:
             state.append_text(status_text(app, run.status))
-        if run.status == "paused" and run.pause_reason:
-            state.append(f" ({inert(run.pause_reason)})", style=Style(color=theme_color(app, "warning")))
         total = sum(self.counts.values())
         done = self.counts.get("done", 0)
         running = sum(self.counts.get(s, 0) for s in ("running", "validating", "integrating"))
         state.append(f"  done {done}/{total} · running {running}")
+        reason = Text()
+        if run.status == "paused" and run.pause_reason:
+            # After the counts: a policy's long reason is what gets cut, not them (the whole
+            # "done 3/18 · running 1" went off screen at 80 columns). The detail is in the events.
+            reason.append(f"  ({inert(run.pause_reason)})", style=Style(color=theme_color(app, "warning")))
         # What gives way when the line is too narrow: the run id first (cut in the middle,
-        # then left out), never the counts ("runni…" at 80 columns).
+        # then left out), then the pause reason, never the counts ("runni…" at 80 columns).
         room = self.size.width - self.styles.gutter.width - label.cell_len
         mission = inert(run.mission_name)
         run_id = inert(run.run_id)
-        spare = room - len(mission) - state.cell_len - 2
+        spare = room - len(mission) - state.cell_len - min(reason.cell_len, 40) - 2  # a pause's reason before the id
         if spare < len(run_id):
             run_id = shorten_id(run_id, spare) if spare >= 8 else ""
         if not run_id:  # then the mission's name, down to a recognisable head and tail
@@ -136,6 +139,7 @@ class RunHeader(Widget):
         text.append(mission, style="bold")
         text.append(f" {run_id} " if run_id else " ", style=Style(dim=True))
         text.append_text(state)
+        text.append_text(reason)
 
         elapsed = self.elapsed()
         costs = self.costs

@@ -70,6 +70,8 @@ CONTROL_ACTIONS = OPERATOR_ACTIONS - {"detail", "attention", "toggle_mark", "dep
 DASHBOARD_ACTIONS = {
     "search", "toggle_side", "sort", "reverse_sort", "filter", "filter_back", "toggle_mark", "clear_marks", "detail",
 }
+# Of those, the ones about the task list itself: hidden while the side panes have the body.
+TASK_LIST_ACTIONS = {"sort", "reverse_sort", "filter", "filter_back", "toggle_mark", "clear_marks", "detail"}
 
 
 class HybridApp(App[int]):
@@ -427,6 +429,8 @@ class HybridApp(App[int]):
             return False
         if action in DASHBOARD_ACTIONS and len(self.screen_stack) > 1:
             return False
+        if action in TASK_LIST_ACTIONS and hasattr(self, "body") and self.tasks_hidden():
+            return False  # they would act on a list that is not on screen
         if self.read_only and action in CONTROL_ACTIONS:
             return None  # shown dimmed in the footer, and the key does nothing
         return True
@@ -777,6 +781,10 @@ class HybridApp(App[int]):
 
     def action_search(self) -> None:
         if self.screen is self.screen_stack[0]:
+            if self.tasks_hidden():
+                # The side panes had the whole body: the search box (and what the operator
+                # typed, "w" included) went to the hidden task list. Bring the tasks back.
+                self.action_toggle_side()
             self.tasks_pane.open_search()
 
     def action_attention(self) -> None:
@@ -809,6 +817,11 @@ class HybridApp(App[int]):
             self.side.focus()
         else:
             self.tasks_pane.table.focus()
+        self.refresh_bindings()  # the task list's own keys come and go with it
+
+    def tasks_hidden(self) -> bool:
+        """The side panes have the whole body (compact layout after ``w``)."""
+        return self.compact and self.body.has_class("-side-open")
 
     def action_cycle_theme(self) -> None:
         names = list(self._hybrid_themes)

@@ -331,3 +331,31 @@ async def test_a_policy_pause_reason_never_hides_the_counts(demo_store, size):
         first = header_lines(app)[0]
         assert "paused" in first and "done 2/9 · running 1" in first and "needs attention: 3" in first
         assert "(failure rate 50" in first  # as much of the reason as fits
+
+
+# ------------------------------------------------------------------ keys while the side panes have the body
+def tasks_hidden(app) -> bool:
+    return not app.query_one("#main").display
+async def test_search_from_the_side_panes_brings_the_tasks_back(demo_store):
+    """web-18 at 80x24, `w` then `/`: the search box opened in the hidden task list, and what
+    was typed next (w included) went into it; the side panes could not be left."""
+    app = make_app(demo_store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("w")
+        await pilot.pause()
+        assert tasks_hidden(app)
+        footer = footer_line(app)
+        assert "Detail" not in footer and "/ Search" in footer
+        await pilot.press("slash", "T", "4")
+        await pilot.pause()
+        assert not tasks_hidden(app)
+        text = screen_text(app)
+        assert "T4-ui" in text and "T2-model" not in text  # the search is seen, and it filters
+        await pilot.press("escape")  # clears it
+        await pilot.pause()
+        await pilot.press("w")
+        await pilot.pause()
+        assert tasks_hidden(app)
+        await pilot.press("f", "space")  # act on a list that is not on screen: nothing happens
+        assert app.tasks_pane.filter_name == "all" and not app.tasks_pane.marked

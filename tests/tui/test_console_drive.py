@@ -359,3 +359,23 @@ async def test_search_from_the_side_panes_brings_the_tasks_back(demo_store):
         assert tasks_hidden(app)
         await pilot.press("f", "space")  # act on a list that is not on screen: nothing happens
         assert app.tasks_pane.filter_name == "all" and not app.tasks_pane.marked
+
+
+# ------------------------------------------------------------------ the event log at 80x24
+async def test_long_events_are_cut_with_a_mark_and_take_no_row_for_a_scrollbar(demo_store):
+    """The quickstart at 80x24: the events pane showed 3 events and a row holding a sideways
+    scrollbar ("▏"), each long line cut at the border with no mark."""
+    for k in range(4):
+        demo_store.add_event(RUN_ID, "attempt.started", f"report-low-stock attempt {k} on agent-04 "
+                             "(claude-haiku-4-5) after the validation feedback", level="info",
+                             task_id="report-low-stock", ts=FIXED - 20 + k)
+    app = make_app(demo_store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        lines = screen_text(app).splitlines()
+        top = next(i for i, line in enumerate(lines) if "Events 10" in line)
+        rows = lines[top + 1:top + 5]
+        assert all("attempt.started" in row and "…" in row for row in rows), rows
+        await pilot.resize_terminal(200, 55)
+        await pilot.pause()
+        assert "(claude-haiku-4-5) after the validation feedback" in screen_text(app)  # whole again

@@ -2,7 +2,9 @@
 
 RichLog renders a line at the width it had when written; the lines are kept and written
 again when the pane's width changes, so a resize from 80 to 200 columns does not keep
-lines cut at 80."""
+lines cut at 80. Each line is written at the pane's width, cut with "…": at its own width a
+long line scrolled sideways, cut with no mark, and its scrollbar took one of the compact
+layout's four event rows."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from hybrid_tui.tui.panes.style import theme_color
 
 class EventLog(RichLog):
     DEFAULT_CSS = """
-    EventLog { border: round $primary 60%; scrollbar-size-vertical: 1; }
+    EventLog { border: round $primary 60%; scrollbar-size-vertical: 1; overflow-x: hidden; }
     """
 
     def __init__(self, **kwargs):
@@ -33,12 +35,28 @@ class EventLog(RichLog):
 
     def on_resize(self, event: Resize) -> None:
         super().on_resize(event)
-        width = event.size.width
-        if self.kept and self._written_width and width != self._written_width:
+        width = self.size.width  # inside the border (the event's is outside)
+        if self.kept and width != self._written_width:  # lines written before a size was known too
             self.clear()
             for line in self.kept:
-                self.write(line)
+                self._write_fitted(line)
         self._written_width = width
+
+    def _fit(self, line: Text) -> Text:
+        """``line`` cut with "…" to the pane's inside less the vertical scrollbar (RichLog
+        writes a no-wrap Text with overflow "ignore": it never cuts with a mark itself)."""
+        inside = self.size.width - 1  # size: inside the border
+        if inside <= 0 or line.cell_len <= inside:
+            return line
+        fitted = line.copy()
+        fitted.truncate(inside, overflow="ellipsis")
+        return fitted
+
+    def _write_fitted(self, line: Text) -> None:
+        # At its own width: left to itself, RichLog shrinks a line to its content region as
+        # of the last layout, which inside on_resize is the old one (cut at 80 after 80 -> 200).
+        fitted = self._fit(line)
+        self.write(fitted, width=max(fitted.cell_len, 1))
 
     def add(self, events: list[EventRecord]) -> None:
         app = self.app
@@ -50,7 +68,8 @@ class EventLog(RichLog):
             if e.task_id:
                 line.append(f"{inert(e.task_id)} ", style=Style(color=theme_color(app, "accent")))
             line.append(inert(e.message))
-            self.write(line)
+            self._write_fitted(line)
+            self._written_width = self.size.width
             self.kept.append(line)
             self.count += 1
         self.border_title = f"Events {self.count}"

@@ -56,7 +56,7 @@ AGE_REFRESH_SECONDS = 5.0
 
 # Actions that change the mission: not reachable while a dialog is open.
 OPERATOR_ACTIONS = {
-    "toggle_pause", "retry", "cancel_dependents", "rollback", "scale_up", "scale_down",
+    "toggle_pause", "pause_mission", "resume_mission", "retry", "cancel_dependents", "rollback", "scale_up", "scale_down",
     "scale_exact", "detail", "attention", "stop_mission", "retry_bulk", "set_budget", "toggle_mark",
     "dependency_tree", "search", "approve", "reject", "cancel_bulk",
 }
@@ -82,7 +82,10 @@ class HybridApp(App[int]):
     # The footer shows the few keys an operator needs first (it must fit 80 columns whole);
     # `?` lists every key.
     BINDINGS = [
-        Binding("p", "toggle_pause", "Pause"),
+        # One key, the label of what it does now: "Pause" on a running run, "Resume" on a
+        # paused one (the footer said "Pause" on a run its policy had paused).
+        Binding("p", "pause_mission", "Pause"),
+        Binding("p", "resume_mission", "Resume"),
         Binding("r", "retry", "Retry"),
         Binding("enter", "detail", "Detail"),
         Binding("slash", "search", "Search"),
@@ -297,7 +300,10 @@ class HybridApp(App[int]):
 
     def _apply(self, delta: Delta, now: float) -> None:
         run = delta.run
+        before = self.run_info
         self.run_info = run
+        if before is None or (before.status == "paused") != (run.status == "paused"):
+            self.refresh_bindings()  # p's label: Pause or Resume
         if self.requested_pool is not None and run.pool_target == self.requested_pool:
             self.requested_pool = None
         if delta.attention_count is not None:
@@ -431,6 +437,10 @@ class HybridApp(App[int]):
             return False
         if action in TASK_LIST_ACTIONS and hasattr(self, "body") and self.tasks_hidden():
             return False  # they would act on a list that is not on screen
+        if action in ("pause_mission", "resume_mission"):
+            paused = self.run_info is not None and self.run_info.status == "paused"
+            if paused != (action == "resume_mission"):
+                return False  # the other of the two p bindings is the one shown and run
         if self.read_only and action in CONTROL_ACTIONS:
             return None  # shown dimmed in the footer, and the key does nothing
         return True
@@ -442,6 +452,12 @@ class HybridApp(App[int]):
         return task_id
 
     # -- operator actions -----------------------------------------------------------
+    def action_pause_mission(self) -> None:
+        self.action_toggle_pause()
+
+    def action_resume_mission(self) -> None:
+        self.action_toggle_pause()
+
     def action_toggle_pause(self) -> None:
         run = self.run_info
         if run is None:

@@ -379,3 +379,20 @@ async def test_long_events_are_cut_with_a_mark_and_take_no_row_for_a_scrollbar(d
         await pilot.resize_terminal(200, 55)
         await pilot.pause()
         assert "(claude-haiku-4-5) after the validation feedback" in screen_text(app)  # whole again
+
+
+# ------------------------------------------------------------------ p says what it does
+async def test_p_is_labelled_resume_on_a_paused_run(demo_store):
+    """web-18 paused by its failure-rate policy: the footer said "p Pause"."""
+    set_run(demo_store, status="paused", pause_reason="failure rate 50% over 2 attempts exceeds 5%")
+    coordinator = FakeCoordinator(demo_store)
+    app = make_app(demo_store, coordinator=coordinator, poll_interval=0.05)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await pilot.pause()
+        assert footer_line(app).startswith("p Resume ")
+        await pilot.press("p")
+        assert [c for c, _, _ in controls()] == ["resume"]
+        await until(pilot, lambda: footer_line(app).startswith("p Pause "), "the footer offers pause again")
+        await pilot.press("p")
+        assert [c for c, _, _ in controls()] == ["resume", "pause"]
+        await until(pilot, lambda: footer_line(app).startswith("p Resume "), "and resume once paused")

@@ -329,7 +329,8 @@ class HybridApp(App[int]):
         if delta.run_changed:
             self.resources_pane.show(run, delta.samples)
             self.costs_pane.show(delta.costs)
-        self.agents_pane.show(run, delta.agents, delta.utilisation, delta.pool_utilisation, self.view.done_by_agent)
+        self.agents_pane.show(run, delta.agents, delta.utilisation, delta.pool_utilisation, self.view.done_by_agent,
+                             now=now)
         if delta.locks is not None:
             self.locks_pane.show(delta.locks, now)
         if delta.events:

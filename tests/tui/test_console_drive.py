@@ -396,3 +396,19 @@ async def test_p_is_labelled_resume_on_a_paused_run(demo_store):
         await pilot.press("p")
         assert [c for c, _, _ in controls()] == ["resume", "pause"]
         await until(pilot, lambda: footer_line(app).startswith("p Resume "), "and resume once paused")
+
+
+# ------------------------------------------------------------------ the pool's utilisation on a young run
+async def test_util_of_a_young_run_is_over_the_time_it_ran(demo_store):
+    """web-18, 16 s in, 6 of 8 agents busy since the start: "busy now 6 · util 5m 4%" (the
+    five minutes before the run counted as idle)."""
+    set_run(demo_store, created_at=FIXED - 30)
+    with demo_store.write(RUN_ID):
+        m.Attempt.update(started_at=FIXED - 30).where((m.Attempt.task_id == "T2-model") & (m.Attempt.finished_at.is_null())).execute()
+        m.Attempt.update(started_at=FIXED - 900, finished_at=FIXED - 899).where(m.Attempt.task_id != "T2-model").execute()
+    app = make_app(demo_store)
+    async with app.run_test(size=(200, 55)) as pilot:
+        await pilot.pause()
+        line = next(line for line in screen_text(app).splitlines() if "busy now" in line)
+        # impl-2 busy the whole 30 s, 3 live slots: a third of the pool.
+        assert "util 30s 33%" in line, line

@@ -3,6 +3,8 @@ with workers (``run --broker``), each slot's worker and host, and a worker lost.
 
 from __future__ import annotations
 
+import math
+
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
@@ -11,7 +13,7 @@ from textual.events import Resize
 from textual.widgets import DataTable, Sparkline, Static
 
 from hybrid_tui.store.records import AgentRow
-from hybrid_tui.tui.data import RunInfo, inert
+from hybrid_tui.tui.data import RunInfo, StoreView, coarse_age, inert
 from hybrid_tui.tui.panes.style import shorten_id, spark, status_text, theme_color
 
 COLUMNS = ("agent", "state", "task", "done", "util")
@@ -68,7 +70,8 @@ class AgentPool(Vertical):
             table.add_row(*(self._cell(c, v) for c, v in zip(self.columns, cells)), key=agent_id)
 
     def show(self, run: RunInfo, agents: list[AgentRow], util: dict[str, list[float]] | None,
-             pool_util: list[float] | None, done_by_agent: dict[str, int] | None = None) -> None:
+             pool_util: list[float] | None, done_by_agent: dict[str, int] | None = None,
+             now: float | None = None) -> None:
         table = self.query_one("#agent-table", DataTable)
         for a in agents:
             self.agents[a.agent_id] = a
@@ -98,11 +101,18 @@ class AgentPool(Vertical):
             sparkline.data = pool_util
         live = sum(1 for a in self.agents.values() if a.role == "implementer" and a.state != "retired")
         busy = sum(1 for a in self.agents.values() if a.state == "busy")
-        mean = (sum(pool_util) / len(pool_util) * 100) if pool_util else 0.0
+        # The mean over the buckets since the run started: over the whole 5 minutes a young
+        # run read "util 4%" with 6 of 8 agents busy since it began (empty minutes before it).
+        span = len(pool_util) if pool_util else 0
+        if span and now is not None and run.created_at:
+            span = min(span, max(1, math.ceil((now - run.created_at) / StoreView.UTIL_BUCKET_SECONDS)))
+        recent = pool_util[-span:] if span else []
+        mean = (sum(recent) / len(recent) * 100) if recent else 0.0
+        window = "5m" if not pool_util or span == len(pool_util) else coarse_age(span * StoreView.UTIL_BUCKET_SECONDS)
         # busy is now; util is the pool's busy share over the sparkline's window (5 min). The
         # pool's limits give way when the pane is narrow, never the utilisation ("util 5m"
         # without its figure at 200x55).
-        busy_util = f" · busy now {busy} · util 5m {mean:.0f}%"
+        busy_util = f" · busy now {busy} · util {window} {mean:.0f}%"
         line = Text(f"pool {live} live (target {run.pool_target}, min {run.pool_min} / max {run.pool_max})" + busy_util)
         if line.cell_len > self.size.width - self.styles.gutter.width:
             line = Text(f"pool {live} live, target {run.pool_target}" + busy_util)

@@ -412,3 +412,17 @@ async def test_util_of_a_young_run_is_over_the_time_it_ran(demo_store):
         line = next(line for line in screen_text(app).splitlines() if "busy now" in line)
         # impl-2 busy the whole 30 s, 3 live slots: a third of the pool.
         assert "util 30s 33%" in line, line
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_q_leaves_the_attention_view_like_every_other_view(demo_store, size):
+    """q went back from the detail, the tree and the log, but on the attention view it was the
+    console's quit: an attached console exited at once."""
+    app = make_app(demo_store)  # attached: quitting would exit without asking
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("a")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "AttentionScreen"
+        await pilot.press("q")
+        await pilot.pause()
+        assert app.screen is app.screen_stack[0] and app.return_value is None and app.is_running

@@ -2,7 +2,8 @@
 
 Failed after retries, git conflicts, refused rollbacks, blocked dependents: whatever the
 coordinator recorded in ``Task.attention_reason`` (or a failed / blocked status).
-Enter opens the task's detail; r / c / b act on the highlighted task like on the dashboard.
+Enter opens the task's detail; r / c / b act on the highlighted task like on the dashboard; escape, a
+or q go back.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class AttentionScreen(Screen[None]):
     AttentionScreen DataTable { height: 1fr; }
     """
     BINDINGS = [
-        Binding("escape,a", "app.pop_screen", "Back"),
+        Binding("escape,a,q", "app.pop_screen", "Back"),  # q: back, as on the detail, the tree and the log (it quit the console here)
         Binding("enter", "open", "Detail"),
         Binding("r", "app.retry", "Retry"),
         Binding("c", "app.cancel_dependents", "Cancel deps"),

@@ -114,7 +114,7 @@ class AgentPool(Vertical):
         # without its figure at 200x55).
         busy_util = f" · busy now {busy} · util {window} {mean:.0f}%"
         line = Text(f"pool {live} live (target {run.pool_target}, min {run.pool_min} / max {run.pool_max})" + busy_util)
-        if line.cell_len > self.size.width - self.styles.gutter.width:
+        if line.cell_len > self.size.width:  # size: inside the border
             line = Text(f"pool {live} live, target {run.pool_target}" + busy_util)
         # Only on a change: Static.update re-lays out the screen, and this runs every tick.
         if line.plain != self._pool_line:

@@ -127,7 +127,7 @@ class RunHeader(Widget):
             reason.append(f"  ({inert(run.pause_reason)})", style=Style(color=theme_color(app, "warning")))
         # What gives way when the line is too narrow: the run id first (cut in the middle,
         # then left out), then the pause reason, never the counts ("runni…" at 80 columns).
-        room = self.size.width - self.styles.gutter.width - label.cell_len
+        room = self.size.width - label.cell_len  # size: inside the padding
         mission = inert(run.mission_name)
         run_id = inert(run.run_id)
         spare = room - len(mission) - state.cell_len - min(reason.cell_len, 40) - 2  # a pause's reason before the id

@@ -71,7 +71,11 @@ DASHBOARD_ACTIONS = {
     "search", "toggle_side", "sort", "reverse_sort", "filter", "filter_back", "toggle_mark", "clear_marks", "detail",
 }
 # Of those, the ones about the task list itself: hidden while the side panes have the body.
-TASK_LIST_ACTIONS = {"sort", "reverse_sort", "filter", "filter_back", "toggle_mark", "clear_marks", "detail"}
+# The selected task's own keys too: r (no question asked) retried a task the operator could not see.
+TASK_LIST_ACTIONS = {
+    "sort", "reverse_sort", "filter", "filter_back", "toggle_mark", "clear_marks", "detail",
+    "retry", "retry_bulk", "cancel_dependents", "cancel_bulk", "rollback", "dependency_tree", "approve", "reject",
+}
 
 
 class HybridApp(App[int]):

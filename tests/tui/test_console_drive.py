@@ -359,6 +359,8 @@ async def test_search_from_the_side_panes_brings_the_tasks_back(demo_store):
         assert tasks_hidden(app)
         await pilot.press("f", "space")  # act on a list that is not on screen: nothing happens
         assert app.tasks_pane.filter_name == "all" and not app.tasks_pane.marked
+        await pilot.press("r")  # nor on its hidden selection
+        assert controls() == [] and "Retry" not in footer_line(app)
 
 
 # ------------------------------------------------------------------ the event log at 80x24

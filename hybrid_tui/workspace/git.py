@@ -402,10 +402,11 @@ class MissionRepo:
         paths = sorted(p.rstrip("/") for p in out.split("\0") if p.strip())
         self._setup_marker(agent_id).write_text(json.dumps({"fingerprint": self._setup_fingerprint(), "paths": paths}))
 
-    def reset(self, agent_id: str) -> Path:
+    def reset(self, agent_id: str, *, setup: bool = True) -> Path:
         """Hard-reset and clean the worktree of ``agent_id`` to the mission head, keeping what
         its setup created; run the setup first if this slot has not had it (or it changed).
-        :class:`SetupFailed` when a setup command fails."""
+        :class:`SetupFailed` when a setup command fails. ``setup=False`` (crash recovery) only
+        cleans: the slot's next attempt runs the setup, where a failure is its task's."""
         path = self.worktree(agent_id)
         remove_stale_index_lock(path)  # left by a crash; nothing else runs git in this worktree now
         head = self._expected_head()
@@ -417,7 +418,7 @@ class MissionRepo:
         excludes = [arg for kept in keep for arg in ("-e", "/" + _glob_escape(kept))]
         _ok(runner, "clean", "-q", "-ffdx", *excludes, what=f"cannot clean worktree of {agent_id}")
         self._remember_base(agent_id, head)
-        if not setup_done and (self.workspace.setup or self._setup_marker(agent_id).exists()):
+        if setup and not setup_done and (self.workspace.setup or self._setup_marker(agent_id).exists()):
             self._setup_marker(agent_id).unlink(missing_ok=True)
             self._run_setup(agent_id, path)
         return path

@@ -55,6 +55,7 @@ __all__ = [
     "MissionError",
     "MissionRepo",
     "RollbackResult",
+    "base_branch_problem",
     "prepare_repository",
 ]
 
@@ -136,6 +137,21 @@ def _ok(runner: gitpython.Git, *args: str, what: str, **kwargs) -> str:
     if status != 0:
         raise MissionError(f"{what}: {err.strip() or out.strip() or f'git {args[0]} failed'}")
     return out
+
+
+def base_branch_problem(source: Path, base_branch: str | None) -> str | None:
+    """Why ``base_branch`` cannot be the base of a run on the git repository ``source`` (it names
+    no commit there), or None; None too for a plain folder (imported as a new repository) and
+    no base branch (the checked-out one). The same check as :meth:`MissionRepo.prepare`, for
+    ``validate`` and the preflight to say so before a run is created."""
+    source = Path(source).resolve()
+    if not base_branch or not source.is_dir():
+        return None
+    status, top, _ = _run(_git(source), "rev-parse", "--show-toplevel")
+    if status != 0 or Path(top.strip()).resolve() != source:
+        return None
+    status, _, _ = _run(_git(source), "rev-parse", "--verify", "-q", f"{base_branch}^{{commit}}")
+    return None if status == 0 else f"base branch {base_branch!r} does not exist in {source}"
 
 
 def prepare_repository(source: Path, run_dir: Path) -> Path:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
-from hybrid_tui.vocabulary import UserError, inert
+from hybrid_tui.vocabulary import LIVE_RUN_STATUSES, UserError, coordinator_alive, inert
 from hybrid_tui.app.drive import drive_run
 from hybrid_tui.app.runs_commands import add_runs_dir_argument, store_url_of
 from hybrid_tui.store import queries
@@ -262,6 +263,8 @@ def cmd_control(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     fields = {}
     try:
+        if args.control == "stop":
+            _refuse_stop_without_coordinator(run_id)
         # Refused now, not later by the coordinator with the command answered "queued".
         if getattr(args, "task_id", None):
             if queries.task_record(run_id, args.task_id) is None:
@@ -277,6 +280,18 @@ def cmd_control(args: argparse.Namespace) -> int:
     control_id = store.enqueue_control(run_id, args.control, source="cli", **fields)
     print(f"queued {args.control} for run {run_id} (control {control_id})")
     return 0
+
+
+def _refuse_stop_without_coordinator(run_id: str) -> None:
+    """A stop is for a live coordinator. Queued for a run nobody drives, it was applied by the
+    next `resume`, which then stopped at once: refuse it instead (the other controls are meant
+    to wait for that resume)."""
+    run = queries.run_record(run_id)
+    if run.status in LIVE_RUN_STATUSES and (run.status == "created" or coordinator_alive(run.heartbeat_at, time.time())):
+        return
+    state = "its coordinator is gone" if run.status in LIVE_RUN_STATUSES else f"run {run_id} is {run.status}"
+    raise UserError(f"stop: {state} and no coordinator drives it: nothing to stop "
+                    f"(a stop queued now would stop the next `hybrid-tui resume {run_id}`)")
 
 
 def _open_with_tasks(args: argparse.Namespace, task_ids: list[str], command: str):

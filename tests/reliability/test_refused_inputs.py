@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from hybrid_tui.store import models as m
+from hybrid_tui.vocabulary import HEARTBEAT_LOST_SECONDS
 
 from .helpers import NO_AUTO_PAUSE, attempts_of, cli, explain, git, py, read_store, task, write_mission
 
@@ -319,5 +320,27 @@ def test_cancel_from_the_command_line_is_applied_by_the_next_coordinator(tmp_pat
     try:
         assert {t.task_id: t.status for t in m.Task.select()} == {"a": "done", "b": "cancelled", "c": "blocked"}
         assert [(c.command, c.status) for c in m.Control.select()] == [("cancel", "applied")]
+    finally:
+        store.close()
+
+
+def test_stop_of_a_run_no_coordinator_drives_is_refused_so_the_next_resume_is_not_stopped(tmp_path: Path):
+    """`stop` on a finished run was queued (exit 0) and applied by the next `resume`, which
+    stopped at once (exit 3) with the task the user had just retried still ready."""
+    mission = write_mission(tmp_path / "m", [task("a"), task("b", deps=["a"])])
+    runs = tmp_path / "runs"
+    crashed = cli("run", str(mission), "--headless", "--runs-dir", str(runs), cwd=tmp_path,
+                  env={"HYBRID_TUI_CRASH_AT": "dispatch:b"})
+    assert crashed.returncode == -9, explain(crashed)
+    run_dir = next(runs.iterdir())
+    time.sleep(HEARTBEAT_LOST_SECONDS + 0.5)  # the killed coordinator's last heartbeat goes stale
+    assert_refused(cli("stop", str(run_dir), cwd=tmp_path), mentions="its coordinator is gone")
+    resumed = cli("resume", str(run_dir), "--headless", cwd=tmp_path)
+    assert resumed.returncode == 0, explain(resumed)
+    assert_refused(cli("stop", str(run_dir), cwd=tmp_path), mentions=f"run {run_dir.name} is finished")
+    store, _ = read_store(run_dir)
+    try:
+        assert [c.command for c in m.Control.select()] == []  # nothing queued
+        assert {t.task_id: t.status for t in m.Task.select()} == {"a": "done", "b": "done"}
     finally:
         store.close()

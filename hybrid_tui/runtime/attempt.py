@@ -90,7 +90,7 @@ async def run_attempt(
                     # project's environment, not the agent's (no retry; the run pauses).
                     await anyio.to_thread.run_sync(ctx.repo.reset, agent_id)
                 except SetupFailed as exc:
-                    loop.finish_attempt(attempt, outcome="failed", failure_type="environment_error", message=str(exc))
+                    loop.finish_attempt(attempt, outcome="failed", failure_type="environment_error", message=exc.reason)
                     return
                 environment = ctx.repo.environment(agent_id)
                 sandbox = Sandbox(

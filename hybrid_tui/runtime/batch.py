@@ -128,7 +128,7 @@ async def run_batch(ctx: RunContext, loop: AttemptLoop, launch: Launch) -> None:
                 await anyio.to_thread.run_sync(ctx.repo.reset, agent_id)
             except SetupFailed as exc:
                 for attempt in attempts:
-                    loop.finish_attempt(attempt, outcome="failed", failure_type="environment_error", message=str(exc))
+                    loop.finish_attempt(attempt, outcome="failed", failure_type="environment_error", message=exc.reason)
                 return
             environment = ctx.repo.environment(agent_id)
             sandbox = Sandbox(Path(worktree), declared=[p for files in declared.values() for p in files],

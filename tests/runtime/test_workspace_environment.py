@@ -396,6 +396,7 @@ def test_a_setup_that_fails_on_resume_is_the_tasks_environment_error_not_a_trace
     attempts = rows(run_dir, "select outcome, failure_type, failure_message from attempt where task_id = 'a' "
                              "order by number")
     assert [a[:2] for a in attempts] == [("interrupted", "interrupted"), ("failed", "environment_error")], attempts
-    assert "exited 9" in attempts[-1][2]
+    assert "exited 9" in attempts[-1][2] and attempts[-1][2].startswith("setup of agent-01: ")
+    assert "environment_error: environment_error" not in proc.stdout  # said once
     assert rows(run_dir, "select status from run") == [("finished",)]
     assert "run.paused environment_error in task a" in proc.stdout

@@ -278,17 +278,30 @@ def cmd_control(args: argparse.Namespace) -> int:
         store.close()
         raise
     control_id = store.enqueue_control(run_id, args.control, source="cli", **fields)
-    print(f"queued {args.control} for run {run_id} (control {control_id})")
+    _say_queued(run_id, f"queued {args.control} for run {run_id} (control {control_id})")
     return 0
+
+
+def _coordinator_drives(run_id: str) -> bool:
+    run = queries.run_record(run_id)
+    return run.status in LIVE_RUN_STATUSES and (run.status == "created" or coordinator_alive(run.heartbeat_at, time.time()))
+
+
+def _say_queued(run_id: str, line: str) -> None:
+    """The "queued ..." line; when no coordinator drives the run, what will apply the command
+    (a finished run answered "queued" and nothing visible happened)."""
+    print(line)
+    if not _coordinator_drives(run_id):
+        print(f"no coordinator drives run {run_id} now: `hybrid-tui resume {run_id}` applies it")
 
 
 def _refuse_stop_without_coordinator(run_id: str) -> None:
     """A stop is for a live coordinator. Queued for a run nobody drives, it was applied by the
     next `resume`, which then stopped at once: refuse it instead (the other controls are meant
     to wait for that resume)."""
-    run = queries.run_record(run_id)
-    if run.status in LIVE_RUN_STATUSES and (run.status == "created" or coordinator_alive(run.heartbeat_at, time.time())):
+    if _coordinator_drives(run_id):
         return
+    run = queries.run_record(run_id)
     state = "its coordinator is gone" if run.status in LIVE_RUN_STATUSES else f"run {run_id} is {run.status}"
     raise UserError(f"stop: {state} and no coordinator drives it: nothing to stop "
                     f"(a stop queued now would stop the next `hybrid-tui resume {run_id}`)")
@@ -312,16 +325,17 @@ def _open_with_tasks(args: argparse.Namespace, task_ids: list[str], command: str
 
 def cmd_approve(args: argparse.Namespace) -> int:
     store, run_id = _open_with_tasks(args, args.task_ids, "approve")
-    for task_id in dict.fromkeys(args.task_ids):
-        control_id = store.enqueue_control(run_id, "approve", source="cli", task_id=task_id)
-        print(f"queued approve of {task_id} for run {run_id} (control {control_id})")
+    queued = [f"queued approve of {task_id} for run {run_id} (control "
+              f"{store.enqueue_control(run_id, 'approve', source='cli', task_id=task_id)})"
+              for task_id in dict.fromkeys(args.task_ids)]
+    _say_queued(run_id, "\n".join(queued))
     return 0
 
 
 def cmd_reject(args: argparse.Namespace) -> int:
     store, run_id = _open_with_tasks(args, [args.task_id], "reject")
     control_id = store.enqueue_control(run_id, "reject", source="cli", task_id=args.task_id, reason=args.reason)
-    print(f"queued reject of {args.task_id} for run {run_id} (control {control_id})")
+    _say_queued(run_id, f"queued reject of {args.task_id} for run {run_id} (control {control_id})")
     return 0
 
 
@@ -347,7 +361,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
                 return 0
         fields.update(cascade=True, scope=[c.task_id for c in scope])
     control_id = store.enqueue_control(run_id, "rollback", source="cli", **fields)
-    print(f"queued rollback{' --cascade' if args.cascade else ''} of {args.task_id} for run {run_id} (control {control_id})")
+    _say_queued(run_id, f"queued rollback{' --cascade' if args.cascade else ''} of {args.task_id} for run {run_id} "
+                        f"(control {control_id})")
     return 0
 
 
@@ -368,5 +383,5 @@ def cmd_budget(args: argparse.Namespace) -> int:
     except LaunchError as exc:
         raise UserError(str(exc)) from None
     control_id = store.enqueue_control(run_id, "budget", source="cli", **fields)
-    print(f"queued budget for run {run_id} (control {control_id})")
+    _say_queued(run_id, f"queued budget for run {run_id} (control {control_id})")
     return 0

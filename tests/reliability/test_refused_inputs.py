@@ -338,6 +338,16 @@ def test_stop_of_a_run_no_coordinator_drives_is_refused_so_the_next_resume_is_no
     resumed = cli("resume", str(run_dir), "--headless", cwd=tmp_path)
     assert resumed.returncode == 0, explain(resumed)
     assert_refused(cli("stop", str(run_dir), cwd=tmp_path), mentions=f"run {run_dir.name} is finished")
+    # The other controls wait for the next resume, and say so.
+    queued = cli("pause", str(run_dir), cwd=tmp_path)
+    assert queued.returncode == 0, explain(queued)
+    assert queued.stdout.splitlines()[1:] == [
+        f"no coordinator drives run {run_dir.name} now: `hybrid-tui resume {run_dir.name}` applies it"]
+    store, _ = read_store(run_dir)
+    try:
+        m.Control.delete().execute()  # not applied here: the pause was to see the message
+    finally:
+        store.close()
     store, _ = read_store(run_dir)
     try:
         assert [c.command for c in m.Control.select()] == []  # nothing queued

@@ -278,7 +278,8 @@ def cmd_control(args: argparse.Namespace) -> int:
         store.close()
         raise
     control_id = store.enqueue_control(run_id, args.control, source="cli", **fields)
-    _say_queued(run_id, f"queued {args.control} for run {run_id} (control {control_id})")
+    of_task = f" of {args.task_id}" if fields.get("task_id") else ""  # as rollback, approve and reject say
+    _say_queued(run_id, f"queued {args.control}{of_task} for run {run_id} (control {control_id})")
     return 0
 
 

@@ -313,7 +313,7 @@ def test_cancel_from_the_command_line_is_applied_by_the_next_coordinator(tmp_pat
     run_dir = next(runs.iterdir())
     assert_refused(cli("cancel", str(run_dir), "nope", cwd=tmp_path), mentions="has no task 'nope'")
     queued = cli("cancel", str(run_dir), "b", cwd=tmp_path)
-    assert queued.returncode == 0 and queued.stdout.startswith("queued cancel"), explain(queued)
+    assert queued.returncode == 0 and queued.stdout.startswith("queued cancel of b for run"), explain(queued)
     resumed = cli("resume", str(run_dir), "--headless", cwd=tmp_path)
     assert resumed.returncode == 1, explain(resumed)  # a task cancelled: not every task done
     store, _ = read_store(run_dir)

@@ -39,6 +39,7 @@ SQLITE_PRAGMAS = {
 
 _REDACTOR = Redactor()
 _WRITES = frozenset("IURiur")  # INSERT, UPDATE, REPLACE (what peewee and this room's SQL start with)
+_CHANGES = _WRITES | frozenset("Dd")  # and DELETE
 
 
 class _RedactingCursor(sqlite3.Cursor):
@@ -48,11 +49,16 @@ class _RedactingCursor(sqlite3.Cursor):
     pass (:meth:`Redactor.rows`): the staged writes of a loop turn are a few batches."""
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        if parameters and sql.lstrip()[:1] in _WRITES:  # a read's parameters are keys: no text enters
+        verb = sql.lstrip()[:1]
+        if verb in _CHANGES and not self.connection.in_transaction:
+            refuse_unwritable(self.connection.store_files)  # a write in a transaction of its own
+        if parameters and verb in _WRITES:  # a read's parameters are keys: no text enters
             parameters = _REDACTOR.params(parameters, _REDACTOR.needles())
         return super().execute(sql, parameters)
 
     def executemany(self, sql: str, seq_of_parameters: Any, /) -> sqlite3.Cursor:
+        if not self.connection.in_transaction:
+            refuse_unwritable(self.connection.store_files)
         return super().executemany(sql, _REDACTOR.rows(seq_of_parameters, _REDACTOR.needles()))
 
 
@@ -74,6 +80,14 @@ def _redacting_pg_cursor() -> type:
 
 
 class _RedactingConnection(sqlite3.Connection):
+    """A SQLite connection whose statements go through :class:`_RedactingCursor`. A write
+    outside ``Store.write`` (a plain update in a transaction of its own, such as the
+    coordinator's heartbeat) first checks the store's files: see :func:`refuse_unwritable`."""
+
+    def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        self.store_files = _database_files(str(database))
+
     def cursor(self, factory: Any = _RedactingCursor) -> sqlite3.Cursor:  # Connection.execute() comes here too
         return super().cursor(factory)
 
@@ -698,9 +712,13 @@ class Store:
 def sqlite_files(db: pw.Database) -> tuple[str, ...]:
     """The files a file-backed SQLite store writes (the database, its WAL and its shared
     memory); none for PostgreSQL or an in-memory database."""
-    if not isinstance(db, pw.SqliteDatabase) or db.database in ("", ":memory:") or db.database.startswith("file:"):
+    return _database_files(db.database) if isinstance(db, pw.SqliteDatabase) else ()
+
+
+def _database_files(database: str) -> tuple[str, ...]:
+    if database in ("", ":memory:") or database.startswith("file:"):
         return ()
-    return tuple(f"{db.database}{suffix}" for suffix in ("", "-wal", "-shm"))
+    return tuple(f"{database}{suffix}" for suffix in ("", "-wal", "-shm"))
 
 
 _OPENED_FILES: set[tuple[str, ...]] = set()  # the files of every SQLite store this process opened
@@ -729,7 +747,9 @@ def refuse_unwritable(paths: tuple[str, ...]) -> None:
     Why before every transaction: SQLite maps ``-shm`` into memory, and a write to a page of
     a file made immutable (``chattr +i``) mid-run is not an error but SIGBUS, which kills the
     process with no word. Checked first, the same change is a clean, resumable stop (the
-    coordinator's "cannot write" pause); the three ``access`` calls cost about 3 µs."""
+    coordinator's "cannot write" pause); the three ``access`` calls cost about 3 µs. Checked
+    by ``Store.write``/``Store.read`` and by every write outside a transaction (it runs in one
+    of its own); a file frozen while a transaction is open is not caught."""
     path = unwritable_file(paths)
     if path is not None:
         raise PermissionError(errno.EPERM, "the store's file refuses writes (read-only or immutable)", path)

@@ -173,3 +173,35 @@ async def test_a_repaint_computes_the_tables_rich_styles_once_not_per_line(monke
             public.update_cell(row, public_columns[1], Text("running"))
         await pilot.pause()
         assert _lines(fast) == _lines(public)
+
+
+@pytest.mark.anyio
+async def test_rows_order_and_offsets_are_kept_across_cell_updates_and_follow_row_changes():
+    """A cell update keeps the rows' order and line offsets (DataTable rebuilt both over every
+    row); adding, removing and sorting rows still moves them as DataTable does."""
+    app = _Tables()
+    async with app.run_test(size=(60, 40)) as pilot:
+        fast, public = app.query_one("#fast", TaskTable), app.query_one("#public", DataTable)
+        fast_rows, fast_columns = _fill(fast)
+        public_rows, public_columns = _fill(public)
+        app.set_focus(None)
+        await pilot.pause()
+        order, offsets = fast.ordered_rows, fast._y_offsets
+        fast.update_cells([(fast_rows[2], fast_columns[1], Text("running"))])
+        public.update_cell(public_rows[2], public_columns[1], Text("running"))
+        await pilot.pause()
+        assert fast.ordered_rows is order and fast._y_offsets is offsets  # nothing rebuilt
+        for table, rows in ((fast, fast_rows), (public, public_rows)):
+            table.remove_row(rows[0])
+            table.add_row(Text("t99"), Text("ready"), key="t99")
+            table.sort("id", key=lambda cell: str(cell))
+        await pilot.pause()
+        assert [r.key.value for r in fast.ordered_rows] == [r.key.value for r in public.ordered_rows]
+        assert fast._y_offsets == public._y_offsets
+        assert _lines(fast) == _lines(public)
+        fast.clear()
+        public.clear()
+        await pilot.pause()
+        assert fast.ordered_rows == [] and fast._y_offsets == []
+        with pytest.raises(ValueError):
+            fast.add_row(Text("auto"), height=None)

@@ -185,6 +185,16 @@ async def run_batch(ctx: RunContext, loop: AttemptLoop, launch: Launch) -> None:
     touched = sorted(set(result.files_touched) | (sandbox.touched if sandbox is not None else set()))
     files_of = files_by_task(touched, declared, leader.task_id)
     parts = split_result(result, task_ids, shares, files_of)
+    if ctx.repo is not None:
+        # Each member's share stored before the members' validation runs (as attempt.py does):
+        # a coordinator killed meanwhile left the interrupted rows at $0.
+        billed = [(a, parts[a.task_id]) for a in attempts if parts[a.task_id].usage is not None and parts[a.task_id].cost_usd]
+        if billed:
+            with ctx.transaction():
+                for attempt, own in billed:
+                    attempt.cost_usd, attempt.usage = own.cost_usd, own.usage
+                    writes.record_attempt_spend(ctx.store, ctx.run_id, attempt.task_id, attempt.number, own.usage,
+                                                own.cost_usd)
     trees: dict[str, str] = {}
     known_ops = getattr(ctx.implementer, "name", ctx.backend_name) in KNOWN_OPS_BACKENDS
     for attempt in attempts:

@@ -131,3 +131,25 @@ def test_a_coordinator_killed_during_validation_keeps_what_the_cli_reported_it_s
         store.close()
     assert rows == [(1, "interrupted", pytest.approx(round(2 * TURN, 6)), 2000),
                     (2, "succeeded", pytest.approx(round(2 * TURN, 6)), 2000)], rows
+
+
+def test_a_coordinator_killed_during_a_batchs_validation_keeps_each_members_share_of_the_session(tmp_path: Path,
+                                                                                                  cli_env):
+    """The same for a batched session: the CLI's bill, split among the batch's tasks, was
+    stored only as each member ended, so the members `resume` marked interrupted said $0."""
+    mission = mission_with(tmp_path / "m", "claude-code", extra="", task_ids=("p", "q"))
+    toml = mission / "mission.toml"
+    toml.write_text(toml.read_text() + "\n[policies.batch]\nmax_tasks = 2\n")
+    runs = tmp_path / "runs"
+    crashed = cli("run", str(mission), "--headless", "--backend", "cli", "--agents", "1", "--runs-dir", str(runs),
+                  cwd=tmp_path, env={**cli_env, "HYBRID_TUI_CRASH_AT": "validation:p"})
+    assert crashed.returncode == -9, explain(crashed)
+    run_dir = only_run_dir(runs)
+    store, _ = read_store(run_dir)
+    try:
+        rows = {a.task_id: (a.batch, a.cost_usd) for a in m.Attempt.select().where(m.Attempt.phase != "planning")}
+    finally:
+        store.close()
+    assert {batch for batch, _ in rows.values()} == {"p#1"}, rows  # one session for both
+    assert sum(cost for _, cost in rows.values()) == pytest.approx(round(2 * TURN, 6)), rows
+    assert all(cost > 0 for _, cost in rows.values()), rows

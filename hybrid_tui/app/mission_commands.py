@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from hybrid_tui.spec.loader import (
     MissionInvalid,
+    Problem,
     attempt_timeout_warnings,
     load_mission,
     mission_json_schema,
@@ -58,11 +60,15 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from hybrid_tui.costs.pricing import mission_pricing_problems
+    from hybrid_tui.workspace.git import base_branch_problem
 
     try:
         mission = load_mission(args.mission)
         if pricing_problems := mission_pricing_problems(mission, backend=getattr(args, "backend", None)):
             raise MissionInvalid(pricing_problems)
+        # A base branch the repository lacks passed `validate` and then failed `run`.
+        if base_problem := base_branch_problem(Path(mission.repo_path), mission.config.mission.base_branch):
+            raise MissionInvalid([Problem("mission.toml", "mission.base_branch", base_problem)])
     except MissionInvalid as exc:
         for problem in exc.problems:
             print(problem)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
-from hybrid_tui.vocabulary import UserError, inert
+from hybrid_tui.vocabulary import LIVE_RUN_STATUSES, UserError, coordinator_alive, inert
 from hybrid_tui.app.drive import drive_run
 from hybrid_tui.app.runs_commands import add_runs_dir_argument, store_url_of
 from hybrid_tui.store import queries
@@ -262,6 +263,8 @@ def cmd_control(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     fields = {}
     try:
+        if args.control == "stop":
+            _refuse_stop_without_coordinator(run_id)
         # Refused now, not later by the coordinator with the command answered "queued".
         if getattr(args, "task_id", None):
             if queries.task_record(run_id, args.task_id) is None:
@@ -275,8 +278,34 @@ def cmd_control(args: argparse.Namespace) -> int:
         store.close()
         raise
     control_id = store.enqueue_control(run_id, args.control, source="cli", **fields)
-    print(f"queued {args.control} for run {run_id} (control {control_id})")
+    of_task = f" of {args.task_id}" if fields.get("task_id") else ""  # as rollback, approve and reject say
+    _say_queued(run_id, f"queued {args.control}{of_task} for run {run_id} (control {control_id})")
     return 0
+
+
+def _coordinator_drives(run_id: str) -> bool:
+    run = queries.run_record(run_id)
+    return run.status in LIVE_RUN_STATUSES and (run.status == "created" or coordinator_alive(run.heartbeat_at, time.time()))
+
+
+def _say_queued(run_id: str, line: str) -> None:
+    """The "queued ..." line; when no coordinator drives the run, what will apply the command
+    (a finished run answered "queued" and nothing visible happened)."""
+    print(line)
+    if not _coordinator_drives(run_id):
+        print(f"no coordinator drives run {run_id} now: `hybrid-tui resume {run_id}` applies it")
+
+
+def _refuse_stop_without_coordinator(run_id: str) -> None:
+    """A stop is for a live coordinator. Queued for a run nobody drives, it was applied by the
+    next `resume`, which then stopped at once: refuse it instead (the other controls are meant
+    to wait for that resume)."""
+    if _coordinator_drives(run_id):
+        return
+    run = queries.run_record(run_id)
+    state = "its coordinator is gone" if run.status in LIVE_RUN_STATUSES else f"run {run_id} is {run.status}"
+    raise UserError(f"stop: {state} and no coordinator drives it: nothing to stop "
+                    f"(a stop queued now would stop the next `hybrid-tui resume {run_id}`)")
 
 
 def _open_with_tasks(args: argparse.Namespace, task_ids: list[str], command: str):
@@ -297,16 +326,17 @@ def _open_with_tasks(args: argparse.Namespace, task_ids: list[str], command: str
 
 def cmd_approve(args: argparse.Namespace) -> int:
     store, run_id = _open_with_tasks(args, args.task_ids, "approve")
-    for task_id in dict.fromkeys(args.task_ids):
-        control_id = store.enqueue_control(run_id, "approve", source="cli", task_id=task_id)
-        print(f"queued approve of {task_id} for run {run_id} (control {control_id})")
+    queued = [f"queued approve of {task_id} for run {run_id} (control "
+              f"{store.enqueue_control(run_id, 'approve', source='cli', task_id=task_id)})"
+              for task_id in dict.fromkeys(args.task_ids)]
+    _say_queued(run_id, "\n".join(queued))
     return 0
 
 
 def cmd_reject(args: argparse.Namespace) -> int:
     store, run_id = _open_with_tasks(args, [args.task_id], "reject")
     control_id = store.enqueue_control(run_id, "reject", source="cli", task_id=args.task_id, reason=args.reason)
-    print(f"queued reject of {args.task_id} for run {run_id} (control {control_id})")
+    _say_queued(run_id, f"queued reject of {args.task_id} for run {run_id} (control {control_id})")
     return 0
 
 
@@ -332,7 +362,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
                 return 0
         fields.update(cascade=True, scope=[c.task_id for c in scope])
     control_id = store.enqueue_control(run_id, "rollback", source="cli", **fields)
-    print(f"queued rollback{' --cascade' if args.cascade else ''} of {args.task_id} for run {run_id} (control {control_id})")
+    _say_queued(run_id, f"queued rollback{' --cascade' if args.cascade else ''} of {args.task_id} for run {run_id} "
+                        f"(control {control_id})")
     return 0
 
 
@@ -353,5 +384,5 @@ def cmd_budget(args: argparse.Namespace) -> int:
     except LaunchError as exc:
         raise UserError(str(exc)) from None
     control_id = store.enqueue_control(run_id, "budget", source="cli", **fields)
-    print(f"queued budget for run {run_id} (control {control_id})")
+    _say_queued(run_id, f"queued budget for run {run_id} (control {control_id})")
     return 0

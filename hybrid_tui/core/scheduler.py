@@ -468,7 +468,12 @@ class Scheduler:
     def _start(self, t: _Task, agent: _Agent, now: float, changes: list[Change],
                batch: tuple[str, ...] = ()) -> Dispatch:
         tid, agent_id = t.tid, agent.agent_id
-        reason = "dispatched" if t.attempts == 0 else f"retry after {t.last_failure}"
+        if t.attempts == 0:
+            reason = "dispatched"
+        elif t.last_failure is None:  # the last attempt was interrupted (resume) or cancelled, not failed
+            reason = f"dispatched again (attempt {t.attempts + 1})"
+        else:
+            reason = f"retry after {t.last_failure}"
         if batch:
             reason = f"dispatched in a batch of {len(batch)} led by {batch[0]}"
         self._transition(t, S.RUNNING, reason, changes)

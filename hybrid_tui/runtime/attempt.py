@@ -90,7 +90,7 @@ async def run_attempt(
                     # project's environment, not the agent's (no retry; the run pauses).
                     await anyio.to_thread.run_sync(ctx.repo.reset, agent_id)
                 except SetupFailed as exc:
-                    loop.finish_attempt(attempt, outcome="failed", failure_type="environment_error", message=str(exc))
+                    loop.finish_attempt(attempt, outcome="failed", failure_type="environment_error", message=exc.reason)
                     return
                 environment = ctx.repo.environment(agent_id)
                 sandbox = Sandbox(
@@ -130,6 +130,11 @@ async def run_attempt(
                     retry_after=result.retry_after,
                 )
                 return
+            if ctx.repo is not None and spec.validation.commands and result.usage is not None and result.cost_usd:
+                # Stored before validation (seconds to minutes of subprocesses): a coordinator
+                # killed meanwhile left the interrupted row at $0, though the agent (a CLI
+                # reports only at its end) had said what it spent.
+                report_spend(result.usage, result.cost_usd)
             if ctx.repo is not None:
                 # What lands is fixed now, before validation runs: only the files the agent
                 # changed, never what a validation command writes.

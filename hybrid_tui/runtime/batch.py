@@ -128,7 +128,7 @@ async def run_batch(ctx: RunContext, loop: AttemptLoop, launch: Launch) -> None:
                 await anyio.to_thread.run_sync(ctx.repo.reset, agent_id)
             except SetupFailed as exc:
                 for attempt in attempts:
-                    loop.finish_attempt(attempt, outcome="failed", failure_type="environment_error", message=str(exc))
+                    loop.finish_attempt(attempt, outcome="failed", failure_type="environment_error", message=exc.reason)
                 return
             environment = ctx.repo.environment(agent_id)
             sandbox = Sandbox(Path(worktree), declared=[p for files in declared.values() for p in files],
@@ -185,6 +185,16 @@ async def run_batch(ctx: RunContext, loop: AttemptLoop, launch: Launch) -> None:
     touched = sorted(set(result.files_touched) | (sandbox.touched if sandbox is not None else set()))
     files_of = files_by_task(touched, declared, leader.task_id)
     parts = split_result(result, task_ids, shares, files_of)
+    if ctx.repo is not None:
+        # Each member's share stored before the members' validation runs (as attempt.py does):
+        # a coordinator killed meanwhile left the interrupted rows at $0.
+        billed = [(a, parts[a.task_id]) for a in attempts if parts[a.task_id].usage is not None and parts[a.task_id].cost_usd]
+        if billed:
+            with ctx.transaction():
+                for attempt, own in billed:
+                    attempt.cost_usd, attempt.usage = own.cost_usd, own.usage
+                    writes.record_attempt_spend(ctx.store, ctx.run_id, attempt.task_id, attempt.number, own.usage,
+                                                own.cost_usd)
     trees: dict[str, str] = {}
     known_ops = getattr(ctx.implementer, "name", ctx.backend_name) in KNOWN_OPS_BACKENDS
     for attempt in attempts:

@@ -20,6 +20,7 @@ Task statuses change through ``task_state``; git runs in ``workspace``.
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,10 @@ async def recover(ctx: RunContext) -> dict[str, Any]:
     for agent_id, worktree in engine_reads.agent_worktrees(ctx.run_id):
         if worktree and Path(worktree).exists():
             remove_stale_index_lock(Path(worktree))
-            await anyio.to_thread.run_sync(repo.reset, agent_id)
+            # No setup here: a slot's setup runs in its next attempt, where a failure is that
+            # task's environment_error (here it ended `resume` with a traceback), and idle
+            # slots are not set up one after another before anything is dispatched.
+            await anyio.to_thread.run_sync(partial(repo.reset, agent_id, setup=False))
     await anyio.to_thread.run_sync(repo.prepare, run.base_branch or None)  # keeps the existing branch
     integrated = await anyio.to_thread.run_sync(repo.find_integrated)
     report["reconciled"] = reconcile(ctx, integrated)

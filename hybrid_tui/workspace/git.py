@@ -55,6 +55,7 @@ __all__ = [
     "MissionError",
     "MissionRepo",
     "RollbackResult",
+    "base_branch_problem",
     "prepare_repository",
 ]
 
@@ -136,6 +137,21 @@ def _ok(runner: gitpython.Git, *args: str, what: str, **kwargs) -> str:
     if status != 0:
         raise MissionError(f"{what}: {err.strip() or out.strip() or f'git {args[0]} failed'}")
     return out
+
+
+def base_branch_problem(source: Path, base_branch: str | None) -> str | None:
+    """Why ``base_branch`` cannot be the base of a run on the git repository ``source`` (it names
+    no commit there), or None; None too for a plain folder (imported as a new repository) and
+    no base branch (the checked-out one). The same check as :meth:`MissionRepo.prepare`, for
+    ``validate`` and the preflight to say so before a run is created."""
+    source = Path(source).resolve()
+    if not base_branch or not source.is_dir():
+        return None
+    status, top, _ = _run(_git(source), "rev-parse", "--show-toplevel")
+    if status != 0 or Path(top.strip()).resolve() != source:
+        return None
+    status, _, _ = _run(_git(source), "rev-parse", "--verify", "-q", f"{base_branch}^{{commit}}")
+    return None if status == 0 else f"base branch {base_branch!r} does not exist in {source}"
 
 
 def prepare_repository(source: Path, run_dir: Path) -> Path:
@@ -402,10 +418,11 @@ class MissionRepo:
         paths = sorted(p.rstrip("/") for p in out.split("\0") if p.strip())
         self._setup_marker(agent_id).write_text(json.dumps({"fingerprint": self._setup_fingerprint(), "paths": paths}))
 
-    def reset(self, agent_id: str) -> Path:
+    def reset(self, agent_id: str, *, setup: bool = True) -> Path:
         """Hard-reset and clean the worktree of ``agent_id`` to the mission head, keeping what
         its setup created; run the setup first if this slot has not had it (or it changed).
-        :class:`SetupFailed` when a setup command fails."""
+        :class:`SetupFailed` when a setup command fails. ``setup=False`` (crash recovery) only
+        cleans: the slot's next attempt runs the setup, where a failure is its task's."""
         path = self.worktree(agent_id)
         remove_stale_index_lock(path)  # left by a crash; nothing else runs git in this worktree now
         head = self._expected_head()
@@ -417,7 +434,7 @@ class MissionRepo:
         excludes = [arg for kept in keep for arg in ("-e", "/" + _glob_escape(kept))]
         _ok(runner, "clean", "-q", "-ffdx", *excludes, what=f"cannot clean worktree of {agent_id}")
         self._remember_base(agent_id, head)
-        if not setup_done and (self.workspace.setup or self._setup_marker(agent_id).exists()):
+        if setup and not setup_done and (self.workspace.setup or self._setup_marker(agent_id).exists()):
             self._setup_marker(agent_id).unlink(missing_ok=True)
             self._run_setup(agent_id, path)
         return path

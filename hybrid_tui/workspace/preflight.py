@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from hybrid_tui.workspace.git import base_branch_problem
 from hybrid_tui.workspace.setup import SetupFailed, run_setup
 from hybrid_tui.workspace.validation import child_environment, workspace_environment
 
@@ -54,6 +55,10 @@ def preflight(mission: Any, base_branch: str | None = None) -> list[PreflightPro
     workspace = mission.config.workspace
     with tempfile.TemporaryDirectory(prefix="hybrid-tui-preflight-") as scratch:
         root = Path(scratch) / "worktree"
+        base = base_branch or mission.config.mission.base_branch
+        if problem := base_branch_problem(Path(mission.repo_path), base):
+            # Named as such: the scratch worktree's failing `git rev-parse` said only "failed".
+            return [PreflightProblem("mission.toml", "", "", f"mission.base_branch: {problem}")]
         try:
             _scratch_worktree(Path(mission.repo_path), root, base_branch or mission.config.mission.base_branch)
         except _ScratchError as exc:

@@ -22,6 +22,12 @@ __all__ = ["SetupFailed", "run_setup"]
 class SetupFailed(Exception):
     """A ``[workspace] setup`` command failed: an ``environment_error``, never the agent's."""
 
+    @property
+    def reason(self) -> str:
+        """The message without its ``environment_error:`` prefix, for an attempt whose failure
+        type already says so (it read "environment_error: environment_error: setup of ...")."""
+        return str(self).removeprefix("environment_error: ")
+
 
 def run_setup(workspace: WorkspaceSection, root: Path, log_path: Path, *, what: str) -> None:
     """Run ``[workspace] setup`` in ``root``, one command after another, each with the

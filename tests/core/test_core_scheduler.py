@@ -20,6 +20,7 @@ from hybrid_tui.core import (
     PauseChanged,
     PoolTarget,
     SavedTask,
+    TaskTransition,
     Scheduler,
     TaskStatus,
 )
@@ -665,3 +666,14 @@ def test_restore_retry_wait_keeps_deadline_and_interrupt_rule_runs_out():
     assert s.status("b") is S.FAILED and s.status("c") is S.BLOCKED
     s.tick(50)
     assert s.status("a") is S.READY
+
+
+def test_redispatch_after_an_interrupted_attempt_says_so_not_retry_after_none():
+    """`resume` puts an interrupted attempt's task back to ready without a failure: its next
+    dispatch said "retry after None" (seen on `resume` after a SIGKILLed coordinator)."""
+    s, _ = Scheduler.restore([task("a")], {"a": SavedTask("ready", attempts=1)}, now=0.0)
+    s.add_agent("L3.1", 0.0)
+    _, changes = s.dispatch(0.0)
+    reasons = [c.reason for c in changes if isinstance(c, TaskTransition) and c.task_id == "a"]
+    assert reasons and "None" not in reasons[-1]
+    assert reasons[-1] == "dispatched again (attempt 2)"

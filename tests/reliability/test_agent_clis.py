@@ -109,3 +109,47 @@ def test_a_bad_cli_template_is_refused_by_validate_and_run_with_one_line(tmp_pat
     proc = cli("run", str(mission), "--headless", "--backend", "cli", "--runs-dir", str(runs), cwd=tmp_path, env=cli_env)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and why in proc.stderr, explain(proc)
     assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_a_coordinator_killed_during_validation_keeps_what_the_cli_reported_it_spent(tmp_path: Path, cli_env):
+    """The CLI had finished and reported its cost; the coordinator was SIGKILLed while the
+    task's validation ran. The attempt `resume` marks interrupted said $0: the spend the
+    coordinator knew was stored only at the attempt's end."""
+    mission = mission_with(tmp_path / "m", "claude-code", task_ids=("p",))
+    runs = tmp_path / "runs"
+    crashed = cli("run", str(mission), "--headless", "--backend", "cli", "--runs-dir", str(runs), cwd=tmp_path,
+                  env={**cli_env, "HYBRID_TUI_CRASH_AT": "validation:p"})
+    assert crashed.returncode == -9, explain(crashed)
+    run_dir = only_run_dir(runs)
+    resumed = cli("resume", str(run_dir), "--headless", "--backend", "cli", cwd=tmp_path, env=cli_env)
+    assert resumed.returncode == 0, explain(resumed)
+    store, _ = read_store(run_dir)
+    try:
+        rows = [(a.number, a.outcome, a.cost_usd, a.input_tokens) for a in
+                m.Attempt.select().where(m.Attempt.phase != "planning").order_by(m.Attempt.number)]
+    finally:
+        store.close()
+    assert rows == [(1, "interrupted", pytest.approx(round(2 * TURN, 6)), 2000),
+                    (2, "succeeded", pytest.approx(round(2 * TURN, 6)), 2000)], rows
+
+
+def test_a_coordinator_killed_during_a_batchs_validation_keeps_each_members_share_of_the_session(tmp_path: Path,
+                                                                                                  cli_env):
+    """The same for a batched session: the CLI's bill, split among the batch's tasks, was
+    stored only as each member ended, so the members `resume` marked interrupted said $0."""
+    mission = mission_with(tmp_path / "m", "claude-code", extra="", task_ids=("p", "q"))
+    toml = mission / "mission.toml"
+    toml.write_text(toml.read_text() + "\n[policies.batch]\nmax_tasks = 2\n")
+    runs = tmp_path / "runs"
+    crashed = cli("run", str(mission), "--headless", "--backend", "cli", "--agents", "1", "--runs-dir", str(runs),
+                  cwd=tmp_path, env={**cli_env, "HYBRID_TUI_CRASH_AT": "validation:p"})
+    assert crashed.returncode == -9, explain(crashed)
+    run_dir = only_run_dir(runs)
+    store, _ = read_store(run_dir)
+    try:
+        rows = {a.task_id: (a.batch, a.cost_usd) for a in m.Attempt.select().where(m.Attempt.phase != "planning")}
+    finally:
+        store.close()
+    assert {batch for batch, _ in rows.values()} == {"p#1"}, rows  # one session for both
+    assert sum(cost for _, cost in rows.values()) == pytest.approx(round(2 * TURN, 6)), rows
+    assert all(cost > 0 for _, cost in rows.values()), rows

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from hybrid_tui.store import models as m
+from hybrid_tui.vocabulary import HEARTBEAT_LOST_SECONDS
 
 from .helpers import NO_AUTO_PAUSE, attempts_of, cli, explain, git, py, read_store, task, write_mission
 
@@ -262,9 +263,11 @@ def test_a_deleted_shm_stops_the_coordinator_and_controls_meanwhile_are_refused_
         assert shm is not None and shm.exists(), "the run never got to validating"
         shm.unlink()
         # While the coordinator still runs, a control is refused (never "queued", then lost).
+        # Once it has let go of the run (it stops itself; its process may not have exited
+        # yet), a control is queued for the next resume, which applies it (checked below).
         while proc.poll() is None:
             scale = cli("scale", str(shm.parent), "1", cwd=tmp_path)
-            if proc.poll() is None:
+            if proc.poll() is None and not (scale.returncode == 0 and scale.stdout.startswith("queued")):
                 assert_refused(scale, mentions="state.db-shm was deleted")
             time.sleep(0.2)
         out, err = proc.communicate(timeout=60)
@@ -312,12 +315,44 @@ def test_cancel_from_the_command_line_is_applied_by_the_next_coordinator(tmp_pat
     run_dir = next(runs.iterdir())
     assert_refused(cli("cancel", str(run_dir), "nope", cwd=tmp_path), mentions="has no task 'nope'")
     queued = cli("cancel", str(run_dir), "b", cwd=tmp_path)
-    assert queued.returncode == 0 and queued.stdout.startswith("queued cancel"), explain(queued)
+    assert queued.returncode == 0 and queued.stdout.startswith("queued cancel of b for run"), explain(queued)
     resumed = cli("resume", str(run_dir), "--headless", cwd=tmp_path)
     assert resumed.returncode == 1, explain(resumed)  # a task cancelled: not every task done
     store, _ = read_store(run_dir)
     try:
         assert {t.task_id: t.status for t in m.Task.select()} == {"a": "done", "b": "cancelled", "c": "blocked"}
         assert [(c.command, c.status) for c in m.Control.select()] == [("cancel", "applied")]
+    finally:
+        store.close()
+
+
+def test_stop_of_a_run_no_coordinator_drives_is_refused_so_the_next_resume_is_not_stopped(tmp_path: Path):
+    """`stop` on a finished run was queued (exit 0) and applied by the next `resume`, which
+    stopped at once (exit 3) with the task the user had just retried still ready."""
+    mission = write_mission(tmp_path / "m", [task("a"), task("b", deps=["a"])])
+    runs = tmp_path / "runs"
+    crashed = cli("run", str(mission), "--headless", "--runs-dir", str(runs), cwd=tmp_path,
+                  env={"HYBRID_TUI_CRASH_AT": "dispatch:b"})
+    assert crashed.returncode == -9, explain(crashed)
+    run_dir = next(runs.iterdir())
+    time.sleep(HEARTBEAT_LOST_SECONDS + 0.5)  # the killed coordinator's last heartbeat goes stale
+    assert_refused(cli("stop", str(run_dir), cwd=tmp_path), mentions="its coordinator is gone")
+    resumed = cli("resume", str(run_dir), "--headless", cwd=tmp_path)
+    assert resumed.returncode == 0, explain(resumed)
+    assert_refused(cli("stop", str(run_dir), cwd=tmp_path), mentions=f"run {run_dir.name} is finished")
+    # The other controls wait for the next resume, and say so.
+    queued = cli("pause", str(run_dir), cwd=tmp_path)
+    assert queued.returncode == 0, explain(queued)
+    assert queued.stdout.splitlines()[1:] == [
+        f"no coordinator drives run {run_dir.name} now: `hybrid-tui resume {run_dir.name}` applies it"]
+    store, _ = read_store(run_dir)
+    try:
+        m.Control.delete().execute()  # not applied here: the pause was to see the message
+    finally:
+        store.close()
+    store, _ = read_store(run_dir)
+    try:
+        assert [c.command for c in m.Control.select()] == []  # nothing queued
+        assert {t.task_id: t.status for t in m.Task.select()} == {"a": "done", "b": "done"}
     finally:
         store.close()

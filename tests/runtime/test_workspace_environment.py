@@ -360,3 +360,43 @@ def test_a_setup_left_running_by_a_killed_coordinator_is_killed_on_resume(tmp_pa
     proc = cli("resume", str(only_run_dir(runs)), "--headless", cwd=tmp_path)
     assert proc.returncode == 0, explain(proc)
     assert not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE
+
+
+
+def test_a_setup_that_fails_on_resume_is_the_tasks_environment_error_not_a_traceback(tmp_path: Path):
+    """The coordinator SIGKILLed during a slot's setup; on `resume` the setup fails (no network
+    for pip, say). Recovery re-ran the setup while resetting the worktrees, before anything
+    was dispatched, and its failure ended `resume` with a traceback (exit 1), the run left
+    `running (coordinator lost)`. Setup belongs to the slot's next attempt, where a failure is
+    the task's `environment_error`: one clear reason, dispatching paused, and with nothing
+    else to run the run ends (exit 1)."""
+    pid_file, first_time, broken = tmp_path / "setup.pid", tmp_path / "setup-ran-once", tmp_path / "broken"
+    setup = (f"if [ -e {broken} ]; then echo no network >&2; exit 9; fi; "
+             f"if [ ! -e {first_time} ]; then touch {first_time}; sleep 600 & echo $! > {pid_file}; wait; fi")
+    mission = write_mission(tmp_path / "m", [task("a", checks=["true"])],
+                            mission=f"\n[workspace]\nsetup = [{TOML_ESCAPE(setup)}]\n")
+    runs = tmp_path / "runs"
+    env = {k: v for k, v in os.environ.items() if k != "HYBRID_TUI_CRASH_AT"}
+    coordinator = subprocess.Popen([sys.executable, "-m", "hybrid_tui", "run", str(mission), "--headless",
+                                    "--agents", "1", "--no-preflight", "--runs-dir", str(runs)], cwd=tmp_path,
+                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(1200):  # a safety net of 2 minutes
+            if pid_file.exists() and pid_file.read_text().strip():
+                break
+            time.sleep(0.1)
+    finally:
+        coordinator.kill()
+        coordinator.wait()
+    broken.touch()
+    run_dir = only_run_dir(runs)
+    proc = cli("resume", str(run_dir), "--headless", cwd=tmp_path)
+    assert "Traceback" not in proc.stderr, explain(proc)
+    assert proc.returncode == 1, explain(proc)
+    attempts = rows(run_dir, "select outcome, failure_type, failure_message from attempt where task_id = 'a' "
+                             "order by number")
+    assert [a[:2] for a in attempts] == [("interrupted", "interrupted"), ("failed", "environment_error")], attempts
+    assert "exited 9" in attempts[-1][2] and attempts[-1][2].startswith("setup of agent-01: ")
+    assert "environment_error: environment_error" not in proc.stdout  # said once
+    assert rows(run_dir, "select status from run") == [("finished",)]
+    assert "run.paused environment_error in task a" in proc.stdout

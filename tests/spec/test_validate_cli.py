@@ -424,3 +424,34 @@ def test_sample_quickstart_mission_is_valid(workdir: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.startswith("OK: quickstart: ")
+
+
+def test_a_base_branch_the_repository_lacks_is_a_validate_problem_and_run_names_it(
+    tiny_mission: Path, workdir: Path, capsys
+) -> None:
+    """`validate` said OK for `base_branch = "develop"` on a repository without it, and `run`
+    (its preflight) then refused with "mission.toml: mission.repo: git rev-parse: failed"."""
+    repo = tiny_mission / "repo"
+    for command in (["init", "-q", "-b", "main"], ["add", "-A"],
+                    ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "base"]):
+        subprocess.run(["git", *command], cwd=repo, check=True, capture_output=True)
+    edit_toml('repo = "repo"\n', 'repo = "repo"\nbase_branch = "develop"\n')(tiny_mission)
+    before = tree(tiny_mission.parent)
+    expected = f"mission.toml:mission.base_branch: base branch 'develop' does not exist in {repo.resolve()}"
+
+    assert main(["validate", str(tiny_mission)]) == 2
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [expected] and "1 problem" in err
+
+    assert main(["validate", str(tiny_mission), "--preflight"]) == 2
+    assert capsys.readouterr().out.splitlines() == [expected]
+
+    assert main(["run", str(tiny_mission), "--headless", "--backend", "replay"]) == 2
+    err = capsys.readouterr().err
+    assert f"mission.toml: mission.base_branch: base branch 'develop' does not exist in {repo.resolve()}" in err
+    assert "rev-parse" not in err
+    assert tree(tiny_mission.parent) == before
+    assert list(workdir.iterdir()) == []  # no run folder
+
+    edit_toml('base_branch = "develop"', 'base_branch = "main"')(tiny_mission)
+    assert main(["validate", str(tiny_mission)]) == 0, capsys.readouterr().out

@@ -346,6 +346,11 @@ class Coordinator:
     def _paused(self) -> bool:
         return bool(getattr(self.scheduler, "paused", False))
 
+    async def _heartbeat_until_cancelled(self) -> None:
+        while True:
+            self._heartbeat(self.clock())
+            await anyio.sleep(self.heartbeat_interval)
+
     def _heartbeat(self, now: float) -> None:
         if now - self._last_heartbeat < self.heartbeat_interval:
             return
@@ -365,9 +370,14 @@ class Coordinator:
 
     # ------------------------------------------------------------------ planning
     async def _plan(self) -> list[str]:
-        """Plan every issue that has no tasks yet (L2). Returns the issues whose planning failed."""
+        """Plan every issue that has no tasks yet (L2). Returns the issues whose planning failed.
+        The heartbeat goes on meanwhile: planning can take minutes, and a console attached from
+        another machine would otherwise call the coordinator lost."""
         self._set_run_status("planning")
-        failures = await plan_issues(self)
+        async with anyio.create_task_group() as planning:
+            planning.start_soon(self._heartbeat_until_cancelled)
+            failures = await plan_issues(self)
+            planning.cancel_scope.cancel()
         if not failures:
             self._set_run_status("running")
         return failures

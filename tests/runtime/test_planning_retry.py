@@ -132,3 +132,45 @@ def test_a_planning_failure_pauses_the_run_naming_the_issue_and_resume_plans_it_
         assert {t.task_id: t.status for t in m.Task.select()} == {"a": "done", "b": "done"}
     finally:
         store.close()
+
+
+class SlowPlanner:
+    """The replay planner, after ``gate`` is set (a planner call that takes a while)."""
+
+    name = "slow"
+
+    def __init__(self):
+        import anyio
+
+        self.gate = anyio.Event()
+        self.inner = ReplayPlanner()
+
+    async def plan(self, request):
+        await self.gate.wait()
+        return await self.inner.plan(request)
+
+
+def test_the_coordinator_keeps_its_heartbeat_while_planning(tmp_path: Path):
+    """A console attached from another machine knows a coordinator by its heartbeat: planning
+    (minutes with a real model) must not look like a dead coordinator."""
+    import anyio
+
+    mission = write_mission(tmp_path / "m", [task("a")])
+    store, run_id, coordinator = start_run(mission, tmp_path / "runs")
+    planner = coordinator.planner = SlowPlanner()
+    coordinator.heartbeat_interval = 0.05
+    beats: list[float] = []
+
+    async def script() -> None:
+        while len(beats) < 3:  # three distinct heartbeats while the planner still works
+            run = m.Run.get_by_id(run_id)
+            if run.status == "planning" and run.heartbeat_at and run.heartbeat_at not in beats:
+                beats.append(run.heartbeat_at)
+            await anyio.sleep(0.02)
+        planner.gate.set()
+
+    try:
+        assert drive(coordinator, script) == EXIT_OK
+        assert len(beats) == 3 and beats == sorted(beats)
+    finally:
+        store.close()

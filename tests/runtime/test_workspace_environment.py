@@ -335,27 +335,33 @@ def test_the_quickstart_runs_in_its_own_declared_environment_not_hybrid_tuis(tmp
     assert not [f for f in landed if f.startswith(".venv/")]
 
 
-def test_a_setup_left_running_by_a_killed_coordinator_is_killed_on_resume(tmp_path: Path):
-    """The coordinator SIGKILLed while a slot's setup runs: the setup's process group lives on
-    (its own session); `resume` kills it before it resets the worktree, then sets up again."""
-    pid_file, first_time = tmp_path / "setup.pid", tmp_path / "setup-ran-once"
-    slow_once = (f"if [ ! -e {first_time} ]; then touch {first_time}; sleep 600 & echo $! > {pid_file}; wait; fi")
+def _kill_the_coordinator_during_setup(tmp_path: Path, setup: str, pid_file: Path) -> Path:
+    """Run a one-task mission whose slot setup is ``setup`` (a `hybrid-tui run` process) and
+    SIGKILL it once the setup wrote ``pid_file``. Returns the runs folder."""
     mission = write_mission(tmp_path / "m", [task("a", checks=["true"])],
-                            mission=f"\n[workspace]\nsetup = [{TOML_ESCAPE(slow_once)}]\n")
+                            mission=f"\n[workspace]\nsetup = [{TOML_ESCAPE(setup)}]\n")
     runs = tmp_path / "runs"
     env = {k: v for k, v in os.environ.items() if k != "HYBRID_TUI_CRASH_AT"}
     coordinator = subprocess.Popen([sys.executable, "-m", "hybrid_tui", "run", str(mission), "--headless",
                                     "--agents", "1", "--no-preflight", "--runs-dir", str(runs)], cwd=tmp_path,
                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(1200):  # a safety net of 2 minutes
-            if pid_file.exists() and pid_file.read_text().strip():
-                break
+        deadline = time.monotonic() + 120  # a safety net
+        while time.monotonic() < deadline and not (pid_file.exists() and pid_file.read_text().strip()):
             time.sleep(0.1)
-        orphan = int(pid_file.read_text())
     finally:
         coordinator.kill()
         coordinator.wait()
+    return runs
+
+
+def test_a_setup_left_running_by_a_killed_coordinator_is_killed_on_resume(tmp_path: Path):
+    """The coordinator SIGKILLed while a slot's setup runs: the setup's process group lives on
+    (its own session); `resume` kills it before it resets the worktree, then sets up again."""
+    pid_file, first_time = tmp_path / "setup.pid", tmp_path / "setup-ran-once"
+    slow_once = (f"if [ ! -e {first_time} ]; then touch {first_time}; sleep 600 & echo $! > {pid_file}; wait; fi")
+    runs = _kill_the_coordinator_during_setup(tmp_path, slow_once, pid_file)
+    orphan = int(pid_file.read_text())
     assert psutil.pid_exists(orphan)  # the setup outlived its coordinator
     proc = cli("resume", str(only_run_dir(runs)), "--headless", cwd=tmp_path)
     assert proc.returncode == 0, explain(proc)
@@ -373,21 +379,7 @@ def test_a_setup_that_fails_on_resume_is_the_tasks_environment_error_not_a_trace
     pid_file, first_time, broken = tmp_path / "setup.pid", tmp_path / "setup-ran-once", tmp_path / "broken"
     setup = (f"if [ -e {broken} ]; then echo no network >&2; exit 9; fi; "
              f"if [ ! -e {first_time} ]; then touch {first_time}; sleep 600 & echo $! > {pid_file}; wait; fi")
-    mission = write_mission(tmp_path / "m", [task("a", checks=["true"])],
-                            mission=f"\n[workspace]\nsetup = [{TOML_ESCAPE(setup)}]\n")
-    runs = tmp_path / "runs"
-    env = {k: v for k, v in os.environ.items() if k != "HYBRID_TUI_CRASH_AT"}
-    coordinator = subprocess.Popen([sys.executable, "-m", "hybrid_tui", "run", str(mission), "--headless",
-                                    "--agents", "1", "--no-preflight", "--runs-dir", str(runs)], cwd=tmp_path,
-                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(1200):  # a safety net of 2 minutes
-            if pid_file.exists() and pid_file.read_text().strip():
-                break
-            time.sleep(0.1)
-    finally:
-        coordinator.kill()
-        coordinator.wait()
+    runs = _kill_the_coordinator_during_setup(tmp_path, setup, pid_file)
     broken.touch()
     run_dir = only_run_dir(runs)
     proc = cli("resume", str(run_dir), "--headless", cwd=tmp_path)

@@ -54,6 +54,12 @@ PINNED_GIT_ENV = {
     "GIT_AUTHOR_DATE": "2025-10-09T09:00:00+0000", "GIT_COMMITTER_DATE": "2025-10-09T09:00:00+0000",
     "TZ": "UTC",
 }
+# What makes the mission's tools print differently on another machine, and so moves the tail
+# of a validation failure that a moment's event pane shows: pytest prints more on CI (CI,
+# BUILD_NUMBER: it stops truncating), takes options and colours from the environment, and
+# sizes its lines to COLUMNS.
+PINNED_TOOL_ENV = {"COLUMNS": "80"}
+UNSET_TOOL_ENV = ("CI", "BUILD_NUMBER", "PYTEST_ADDOPTS", "FORCE_COLOR", "PY_COLORS", "NO_COLOR")
 SCREEN_SIZE = (160, 42)
 
 
@@ -130,9 +136,14 @@ class FixedGauges:
 
 
 @contextlib.contextmanager
-def pinned_git_env() -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in PINNED_GIT_ENV}
-    os.environ.update(PINNED_GIT_ENV)
+def pinned_environment() -> Iterator[None]:
+    """Git's identities and dates and the validation tools' output made the same on every
+    machine, for the capture; the environment as it was afterwards."""
+    pinned = {**PINNED_GIT_ENV, **PINNED_TOOL_ENV}
+    saved = {k: os.environ.get(k) for k in (*pinned, *UNSET_TOOL_ENV)}
+    os.environ.update(pinned)
+    for key in UNSET_TOOL_ENV:
+        os.environ.pop(key, None)
     try:
         yield
     finally:
@@ -154,7 +165,7 @@ def capture_moments(workdir: str | Path, mission: str | Path | None = None) -> l
 async def _capture(workdir: Path, mission: str | Path | None) -> list[Moment]:
     workdir.mkdir(parents=True, exist_ok=True)
     gate, clock = GatedImplementer(), VirtualClock()
-    with pinned_git_env():
+    with pinned_environment():
         store, run_id, c = start_run(demo_mission_path(mission), workdir / "runs", "replay", run_id=RUN_ID, clock=clock)
         c.implementer = gate
         c.monitor = FixedGauges(c)

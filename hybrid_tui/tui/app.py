@@ -398,9 +398,10 @@ class HybridApp(App[int]):
             return False
         if coordinator_alive(run.heartbeat_at, self.clock() if now is None else now):
             return True
-        # Planning writes no heartbeat (the coordinator's loop, which beats, starts after it):
-        # scale-200 showed "planning: COORDINATOR LOST" for its whole first minute and pause
-        # was refused. A coordinator on this machine is seen alive by its process instead.
+        # Planning beats from a task of its own, but a slow synchronous step of it can hold the
+        # loop past the heartbeat's limit (before, planning wrote none: scale-200 showed
+        # "planning: COORDINATOR LOST" for its whole first minute and pause was refused). A
+        # coordinator planning on this machine is also seen alive by its process.
         return run.status == "planning" and planning_coordinator_alive(run.coordinator_pid, run.coordinator_host)
 
     def why_no_coordinator(self, now: float | None = None) -> str:

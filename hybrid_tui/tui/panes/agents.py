@@ -36,6 +36,7 @@ class AgentPool(Vertical):
         self.cells: dict[str, tuple[str, ...]] = {}
         self.util: dict[str, list[float]] = {}
         self._pool_line = ""
+        self._pool_line_choices: tuple[str, str] = ("", "")  # with the pool's limits, without
         self.columns: tuple[str, ...] = COLUMNS
         self.border_title = "Agents"
         self.task_width = WIDTHS["task"]
@@ -51,6 +52,9 @@ class AgentPool(Vertical):
             table.add_column(key, key=key, width=self.task_width if key == "task" else WIDTHS[key])
 
     def on_resize(self, event: Resize) -> None:
+        # The pool line's form depends on the width: a pane shown by `w` (hidden, it had
+        # no width when the line was made) picks it again here, not at the next tick.
+        self._fit_pool_line()
         # The task column takes what the pane has left (ids were cut to 11 characters with
         # a trailing "…" at any width: "perf-agents-cache" and "perf-agents-rate-limit"
         # both read "perf-agents…"); an id still too long is cut in the middle.
@@ -113,16 +117,22 @@ class AgentPool(Vertical):
         # pool's limits give way when the pane is narrow, never the utilisation ("util 5m"
         # without its figure at 200x55).
         busy_util = f" · busy now {busy} · util {window} {mean:.0f}%"
-        line = Text(f"pool {live} live (target {run.pool_target}, min {run.pool_min} / max {run.pool_max})" + busy_util)
-        if line.cell_len > self.size.width:  # size: inside the border
-            line = Text(f"pool {live} live, target {run.pool_target}" + busy_util)
-        # Only on a change: Static.update re-lays out the screen, and this runs every tick.
-        if line.plain != self._pool_line:
-            self._pool_line = line.plain
-            self.query_one("#pool-line", Static).update(line)
+        self._pool_line_choices = (
+            f"pool {live} live (target {run.pool_target}, min {run.pool_min} / max {run.pool_max})" + busy_util,
+            f"pool {live} live, target {run.pool_target}" + busy_util,
+        )
+        self._fit_pool_line()
         title = f"Agents {busy}/{live}"
         if title != self.border_title:
             self.border_title = title
+
+    def _fit_pool_line(self) -> None:
+        full, short = self._pool_line_choices
+        line = full if Text(full).cell_len <= self.size.width else short  # size: inside the border
+        # Only on a change: Static.update re-lays out the screen, and this runs every tick.
+        if line != self._pool_line:
+            self._pool_line = line
+            self.query_one("#pool-line", Static).update(Text(line))
 
     def _cell(self, column: str, value: str) -> Text:
         if column == "state":

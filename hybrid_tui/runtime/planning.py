@@ -57,15 +57,32 @@ async def plan_issues(ctx: RunContext) -> list[str]:
     every_recorded_id = frozenset(t.task_id for _, sis in ctx.mission.sis for t in sis.tasks)
     issues = engine_reads.run_issues(ctx.run_id)
     stored_ids = engine_reads.task_ids(ctx.run_id)  # read once, kept up to date as issues are planned
+    failures: list[str] = []
     if not getattr(ctx.planner, "uses_recorded_sis", True):
         reviewed = [issue.issue_id for issue in issues if issue.issue_id in recorded]
         issues = [issue for issue in issues if issue.issue_id not in recorded]
         if reviewed:
-            with ctx.transaction():
+            # A reviewed SIS written after the run was made (the operator's answer to a planning
+            # failure) has no tasks in the run yet: its tasks are added as they are.
+            added = sorted(set(reviewed) - engine_reads.issues_with_tasks(ctx.run_id), key=reviewed.index)
+            with ctx.transaction() as txn:
+                for issue_id in added:
+                    tasks = recorded[issue_id].tasks
+                    taken = sorted(t.task_id for t in tasks if t.task_id in stored_ids)
+                    if taken:
+                        failures.append(f"{issue_id} (sis/{issue_id}.json: task id(s) {', '.join(taken)} "
+                                        "already belong to another issue of this run)")
+                        ctx.events.add("planning.failed", f"issue {issue_id}: {failures[-1]}", level="error",
+                                       issue=issue_id)
+                        continue
+                    writes.insert_planned_tasks(ctx.run_id, issue_id, tasks, stored_ids, ctx.clock(), txn.version,
+                                                approval_gate=ctx.config.policies.approve)
+                    stored_ids.update(t.task_id for t in tasks)
+                    ctx.events.add("planning.reviewed", f"issue {issue_id}: the reviewed sis/{issue_id}.json added "
+                                   f"since the run was made is used as it is: {len(tasks)} task(s)", issue=issue_id)
                 ctx.events.add("planning.skipped",
                                f"{len(reviewed)} issue(s) have a reviewed SIS, used as it is (not planned again): "
                                f"{', '.join(reviewed)}; planning {len(issues)} issue(s) without one")
-    failures: list[str] = []
     limiter = anyio.CapacityLimiter(max(1, ctx.config.agents.planners))
 
     async def plan_one(issue: engine_reads.IssueRow) -> None:

@@ -66,6 +66,23 @@ def test_the_stand_in_refuses_what_the_api_refuses(server, client_factory):
         "max_tokens over the model's limit": {**base, "model": "claude-3-5-haiku-20241022", "max_tokens": 16_000},
         "not an API id": {**base, "model": "claude-3-5-haiku"},
         "tool name": {**base, "tools": [{"name": "read file", "input_schema": {"type": "object"}}]},
+        "text before tool_result": {**base, "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "t", "input": {}}]},
+            {"role": "user", "content": [{"type": "text", "text": "here:"},
+                                         {"type": "tool_result", "tool_use_id": "toolu_1", "content": "x"}]}]},
+        "duplicate tool_use id": {**base, "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "t", "input": {}},
+                                              {"type": "tool_use", "id": "toolu_1", "name": "t", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "x"}]}]},
+        "tool_result twice": {**base, "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "t", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "x"},
+                                         {"type": "tool_result", "tool_use_id": "toolu_1", "content": "y"}]}]},
+        "prefill ending in whitespace": {**base, "messages": [
+            {"role": "user", "content": "hi"}, {"role": "assistant", "content": "Sure, "}]},
     }
     server.expect_rejections = True
 
@@ -87,9 +104,37 @@ def test_the_stand_in_refuses_what_the_api_refuses(server, client_factory):
     assert "`tool_use` ids were found without `tool_result` blocks immediately after" in messages[2]
     assert "A maximum of 4 blocks with cache_control may be provided. Found 5." in messages[4]
     assert "maximum allowed number of output tokens for claude-3-5-haiku-20241022" in messages[5]
+    assert "the `tool_result` blocks must come first" in messages[8]
     # A final assistant message may be empty (a prefill), and the valid base request passes.
     check_messages_request({**base, "messages": [*base["messages"], {"role": "assistant", "content": ""}]})
     check_messages_request(base)
+    # Tool results first, then text, in the message after the tool_use: accepted.
+    check_messages_request({**base, "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "t", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "x"},
+                                     {"type": "text", "text": "and more"}]}]})
+
+
+def test_the_stand_in_refuses_a_request_without_credentials_or_version(server):
+    import json
+    import urllib.error
+    import urllib.request
+
+    def post(headers: dict[str, str]) -> tuple[int, str]:
+        body = {"model": "claude-test", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+        request = urllib.request.Request(f"{server.base_url}/v1/messages", data=json.dumps(body).encode(),
+                                         headers={"content-type": "application/json", **headers})
+        try:
+            urllib.request.urlopen(request, timeout=10)
+        except urllib.error.HTTPError as refused:
+            return refused.code, json.loads(refused.read())["error"]["type"]
+        return 200, ""
+
+    server.expect_rejections = True
+    assert post({"anthropic-version": "2023-06-01"}) == (401, "authentication_error")
+    assert post({"x-api-key": "k"}) == (400, "invalid_request_error")
+    assert len(server.rejected) == 2 and server.pending == 0
 
 
 def test_the_request_builders_pass_every_rule(server, client_factory, worktree, tmp_path, repo):

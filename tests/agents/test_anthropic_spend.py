@@ -99,6 +99,7 @@ def test_an_attempt_interrupted_by_a_stop_records_the_turns_the_api_billed(tmp_p
             expected = PricingTable.load().cost(MODEL, FIRST_TURN)
             assert attempt.cost_usd == pytest.approx(expected, abs=1e-6)
             assert m.Task.get(m.Task.task_id == "a").cost_usd == pytest.approx(expected, abs=1e-6)
+            assert server.rejected == []
         finally:
             store.close()
 

@@ -239,6 +239,22 @@ def test_an_implementer_refusal_or_empty_end_turn_is_not_a_success(server, clien
     assert result.usage == Usage(input_tokens=100, output_tokens=12)
 
 
+@pytest.mark.parametrize("cut", [message(stop_reason="max_tokens", input_tokens=70, output_tokens=9),
+                                 message(text(" \n"), stop_reason="max_tokens", input_tokens=70, output_tokens=9)],
+                         ids=["empty", "blank"])
+def test_an_implementer_answer_cut_off_empty_is_continued_without_an_empty_assistant_turn(
+        server, client_factory, worktree, tmp_path, cut):
+    """Cut off at max_tokens before saying anything: the loop asks it to go on, and the
+    next request (after a tool_result turn) carries no empty assistant message."""
+    server.push(message(tool_use("list_files", {}), input_tokens=30, output_tokens=3), cut,
+                message(tool_use("finish", {"summary": "done"}), input_tokens=100, output_tokens=5))
+    result = anyio.run(AnthropicImplementer(client_factory).implement, make_request(worktree, tmp_path))
+    assert result.ok, result.message
+    assert result.usage == Usage(input_tokens=200, output_tokens=17)
+    last = server.message_requests[-1]["messages"]
+    assert all(msg["content"] for msg in last) and server.rejected == []
+
+
 # ------------------------------------------------------------------ 8: retries at the request level
 
 

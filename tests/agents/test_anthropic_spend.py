@@ -213,3 +213,101 @@ def test_a_refused_planning_step_pauses_the_run_and_resume_plans_it_again(tmp_pa
         finally:
             store.close()
         assert server.rejected == []
+
+
+def _stored(attempt) -> Usage:
+    return Usage(input_tokens=attempt.input_tokens, output_tokens=attempt.output_tokens,
+                 cache_read_tokens=attempt.cache_read_tokens, cache_write_tokens=attempt.cache_write_tokens)
+
+
+def test_an_attempt_cancelled_by_the_operator_records_the_turns_the_api_billed(tmp_path: Path, monkeypatch):
+    """The console's cancel (a ``cancel`` control) ends the attempt while turn 2 is in flight:
+    the attempt is ``cancelled`` and carries turn 1's spend."""
+    billed: list[Usage] = []
+    mission = write_mission(tmp_path / "m", [task("a")],
+                            mission=f'\n[models]\nimplementer = "{MODEL}"\nstrong = "{MODEL}"\n')
+    with MessagesServer(responder=slow_second_turn(billed)) as server:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+        monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+        store, run_id, coordinator = start_run(mission, tmp_path / "runs", backend="anthropic")
+
+        async def cancel_after_the_first_turn() -> None:
+            while len(server.message_requests) < 2:  # turn 1 answered, turn 2 sent
+                await anyio.sleep(0.05)
+            store.enqueue_control(run_id, "cancel", source="test", task_id="a")
+
+        try:
+            assert drive(coordinator, cancel_after_the_first_turn) == EXIT_FAILED
+            (attempt,) = m.Attempt.select().where(m.Attempt.phase != "planning")
+            assert attempt.outcome == "cancelled"
+            assert billed == [FIRST_TURN] and _stored(attempt) == FIRST_TURN
+            expected = PricingTable.load().cost(MODEL, FIRST_TURN)
+            assert attempt.cost_usd == pytest.approx(expected, abs=1e-6)
+            assert m.Task.get(m.Task.task_id == "a").cost_usd == pytest.approx(expected, abs=1e-6)
+            assert server.rejected == []
+        finally:
+            store.close()
+
+
+def test_failed_and_succeeded_attempts_record_what_the_api_billed(tmp_path: Path, monkeypatch):
+    """Three attempts of one task: Claude refuses (agent_error), then its change fails the
+    checks (validation_failed), then it succeeds; each attempt holds exactly its turns'
+    usage x the pricing table, and so do the task and the run."""
+    billed: dict[int, list[Usage]] = {}
+    lock = threading.Lock()
+    check = "import pathlib, sys; sys.exit(0 if pathlib.Path('a.txt').read_text() == 'good\\n' else 1)"
+    turn_usage = [Usage(input_tokens=1500, output_tokens=90, cache_write_tokens=700),
+                  Usage(input_tokens=300, output_tokens=45, cache_read_tokens=2200)]
+
+    def respond(body: dict) -> dict | Reply:
+        turn = sum(1 for msg in body["messages"] if msg["role"] == "assistant")
+        usage = turn_usage[turn]
+        with lock:  # one task: its attempts come one after another, each starting at turn 0
+            attempt = len(billed) + (turn == 0)
+            billed.setdefault(attempt, []).append(usage)
+        kwargs = dict(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                      cache_read=usage.cache_read_tokens, cache_write=usage.cache_write_tokens)
+        if attempt == 1:
+            return message(text_block("I can't do that."), stop_reason="refusal", **kwargs)
+        if turn == 0:
+            content = "bad\n" if attempt == 2 else "good\n"
+            return message(tool_use("write_file", {"path": "a.txt", "content": content}), **kwargs)
+        return message(tool_use("finish", {"summary": "wrote a.txt"}), **kwargs)
+
+    import sys
+    import shlex
+
+    mission = write_mission(
+        tmp_path / "m",
+        [task("a", ops=[{"op": "intent", "path": "a.txt", "intent": "write good"}],
+              checks=[f"{shlex.quote(sys.executable)} -c {shlex.quote(check)}"])],
+        mission=(f'\n[models]\nimplementer = "{MODEL}"\nstrong = "{MODEL}"\n'
+                 '[policies.retries.agent_error]\nmax_retries = 3\nbackoff = "immediate"\nbase_seconds = 0.01\n'
+                 '[policies.retries.validation_failed]\nmax_retries = 2\nbackoff = "immediate"\nbase_seconds = 0.01\n'),
+    )
+    with MessagesServer(responder=respond) as server:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+        monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+        store, run_id, coordinator = start_run(mission, tmp_path / "runs", backend="anthropic")
+        coordinator.planner = None  # the mission's SIS is the plan
+        try:
+            assert drive(coordinator) == EXIT_OK
+            attempts = list(m.Attempt.select().where(m.Attempt.phase != "planning").order_by(m.Attempt.number))
+            assert [(a.outcome, a.failure_type) for a in attempts] == [
+                ("failed", "agent_error"), ("failed", "validation_failed"), ("succeeded", None)]
+            pricing = PricingTable.load()
+            total = 0.0
+            for attempt in attempts:
+                usages = billed[attempt.number]
+                expected_usage = Usage(**{f: sum(getattr(u, f) for u in usages) for f in Usage.model_fields})
+                assert _stored(attempt) == expected_usage, attempt.number
+                expected = sum(pricing.cost(MODEL, u) for u in usages)
+                assert attempt.cost_usd == pytest.approx(expected, abs=1e-6), attempt.number
+                total += expected
+            assert m.Task.get(m.Task.task_id == "a").cost_usd == pytest.approx(total, abs=1e-6)
+            assert sum(a.cost_usd for a in m.Attempt.select()) == pytest.approx(total, abs=1e-6)
+            assert server.rejected == []
+        finally:
+            store.close()

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Set
 import anyio
 
 from hybrid_tui.agents.base import PlanRequest, PlanResult
+from hybrid_tui.spec.models import Usage
 from hybrid_tui.core.policies import retry_delay
 from hybrid_tui.store import engine_reads, writes
 from hybrid_tui.runtime.context import RunContext
@@ -98,11 +99,22 @@ async def plan_issues(ctx: RunContext) -> list[str]:
                                                            ctx.config.models.planner, now, txn.version)
                     ctx.events.add("planning.started", f"planning issue {issue.issue_id}", issue=issue.issue_id)
                 crash_point("planning", issue.issue_id)
+
+                def report_spend(usage: Usage, cost_usd: float, row_id: int = row_id) -> None:
+                    # Stored as billed: a coordinator killed during the repair turn leaves the
+                    # first answer's spend on the attempt that recovery marks interrupted.
+                    with ctx.transaction() as txn:
+                        writes.end_planning_attempt(row_id, dict(
+                            cost_usd=cost_usd, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                            cache_read_tokens=usage.cache_read_tokens, cache_write_tokens=usage.cache_write_tokens,
+                            version=txn.version))
+
                 request = PlanRequest(
                     run_id=ctx.run_id, issue_id=issue.issue_id, title=issue.title, body=issue.body,
                     repo_root=ctx.mission.repo_path, model=ctx.config.models.planner, cost_of=ctx.pricing.cost,
                     recorded_sis=recorded.get(issue.issue_id),
                     known_task_ids=TasksOfOtherIssues(every_recorded_id, ids_of_issue.get(issue.issue_id, frozenset())),
+                    report_spend=report_spend,
                 )
                 try:
                     result = await ctx.planner.plan(request)

@@ -311,3 +311,77 @@ def test_failed_and_succeeded_attempts_record_what_the_api_billed(tmp_path: Path
             assert server.rejected == []
         finally:
             store.close()
+
+
+def test_a_planning_step_whose_coordinator_was_killed_keeps_the_answer_the_api_billed(tmp_path: Path):
+    """SIGKILL while the planner's repair turn is in flight: the first (invalid) answer was
+    billed, so the interrupted planning attempt carries it; ``resume`` plans the issue again
+    and the run's recorded spend equals every answered turn x the pricing table."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from hybrid_tui.store.db import open_store
+
+    billed: list[Usage] = []
+    lock = threading.Lock()
+    coordinator_process: list[subprocess.Popen] = []
+    first_answer = Usage(input_tokens=2500, output_tokens=400, cache_write_tokens=1800)
+    good_answer = Usage(input_tokens=2600, output_tokens=380, cache_read_tokens=1800)
+    planned = {"sis_version": "1.0", "issue": {"id": "002-more", "title": "More"}, "tasks": [task("b")]}
+
+    def respond(body: dict) -> dict | Reply:
+        if (body.get("tool_choice") or {}).get("name") == "submit_sis":
+            repair = len(body["messages"]) > 1
+            if repair and len(billed) == 1:  # the first run's repair turn: kill the coordinator now
+                os.kill(coordinator_process[0].pid, signal.SIGKILL)
+                return Reply(drop=True)
+            usage = first_answer if not billed else good_answer
+            with lock:
+                billed.append(usage)
+            sis = {"tasks": "not a list"} if len(billed) == 1 else planned
+            return message(tool_use("submit_sis", sis), input_tokens=usage.input_tokens,
+                           output_tokens=usage.output_tokens, cache_read=usage.cache_read_tokens,
+                           cache_write=usage.cache_write_tokens)
+        turn = sum(1 for msg in body["messages"] if msg["role"] == "assistant")
+        task_id = "a" if '"task_id": "a"' in body["messages"][0]["content"][0]["text"] else "b"
+        usage = Usage(input_tokens=900, output_tokens=30)
+        with lock:
+            billed.append(usage)
+        call = (tool_use("write_file", {"path": f"{task_id}.txt", "content": f"{task_id}\n"}) if turn == 0
+                else tool_use("finish", {"summary": "done"}))
+        return message(call, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+
+    mission = write_mission(tmp_path / "m", [task("a")],
+                            mission=f'\n[models]\nplanner = "{MODEL}"\nimplementer = "{MODEL}"\nstrong = "{MODEL}"\n')
+    (mission / "issues" / "002-more.md").write_text("# More\n\nWrite b.txt.\n")
+    runs = tmp_path / "runs"
+    with MessagesServer(responder=respond) as server:
+        env = {**os.environ, "ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": server.base_url}
+        env.pop("ANTHROPIC_AUTH_TOKEN", None)
+        command = [sys.executable, "-m", "hybrid_tui", "run", str(mission), "--headless", "--json",
+                   "--backend", "anthropic", "--runs-dir", str(runs)]
+        coordinator_process.append(subprocess.Popen(command, cwd=tmp_path, env=env,
+                                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        assert coordinator_process[0].wait(timeout=240) == -signal.SIGKILL
+        (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
+        resumed = subprocess.run([sys.executable, "-m", "hybrid_tui", "resume", str(run_dir), "--headless", "--json",
+                                  "--backend", "anthropic"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                 timeout=240)
+        assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+        assert server.rejected == []
+        assert json.loads(resumed.stdout.splitlines()[-1])["tasks"]["done"] == 2
+
+    store = open_store(run_dir / "state.db", create=False)
+    try:
+        planning = list(m.Attempt.select().where(m.Attempt.phase == "planning").order_by(m.Attempt.id))
+        assert [a.outcome for a in planning] == ["interrupted", "succeeded"]
+        pricing = PricingTable.load()
+        assert _stored(planning[0]) == first_answer
+        assert planning[0].cost_usd == pytest.approx(pricing.cost(MODEL, first_answer), abs=1e-6)
+        expected = sum(pricing.cost(MODEL, usage) for usage in billed)
+        assert sum(a.cost_usd for a in m.Attempt.select()) == pytest.approx(expected, abs=1e-6)
+    finally:
+        store.close()

@@ -87,6 +87,8 @@ class _Conversation:
         """Record one model answer; return the SIS if valid, else queue the repair turn
         (or set ``refused``, which ends the conversation)."""
         self.usage = add_usage(self.usage, usage_from_response(getattr(message, "usage", None)))
+        if self.request.report_spend is not None:  # billed now, whatever ends the planning step
+            self.request.report_spend(self.usage, self._safe_cost())
         if message.stop_reason == "refusal":
             said = " ".join(b.text for b in message.content if b.type == "text").strip()
             self.refused = (f"the model refused to plan issue {self.request.issue_id} (stop_reason refusal)"

@@ -74,11 +74,13 @@ def test_rerunning_plan_points_at_issue_for_the_issues_without_a_sis(tiny_missio
 def test_plan_retries_429_and_529_honouring_retry_after(tiny_mission, api_env, tmp_path, capsys):
     from fakes.messages_server import error, overloaded
 
-    api_env.push(error(429, "rate limited", {"retry-after": "0"}), overloaded(),
+    api_env.push(error(429, "rate limited", {"retry-after": "2"}), overloaded(),
                  message(tool_use("submit_sis", valid_sis("001-sub"))))
     code = main(["plan", str(tiny_mission), "--out", str(tmp_path / "planned")])
     assert code == 0, capsys.readouterr().err
     assert len(api_env.message_requests) == 3
+    sent = [r.at for r in api_env.requests if r.path == "/v1/messages"]
+    assert sent[1] - sent[0] >= 2.0  # the server's retry-after, not the ~1 s first backoff
     assert (tmp_path / "planned" / "001-sub.json").exists()
 
 

@@ -71,6 +71,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: Any
+    at: float = field(default_factory=time.monotonic)  # when it arrived (retry-after checks)
 
 
 _ids = itertools.count(1)

@@ -221,6 +221,23 @@ def test_an_abandoned_batch_is_cancelled_and_named_and_resume_fetches_it(server,
     assert len(creates) == 1  # resuming submitted nothing new
 
 
+def test_a_batch_whose_planning_is_cancelled_is_cancelled_on_the_api_too(server, client_factory, repo):
+    """Ctrl-C, or the run stopping, while the batch is polled: the batch is not left running
+    unseen (its id was handed out for ``plan --batch --resume``)."""
+    server.batch_polls_before_end = 10_000
+    server.push(message(tool_use("submit_sis", valid_sis("A"))))
+    seen: list[str] = []
+    planner = AnthropicPlanner(client_factory, batch=True, poll_seconds=0.02, on_batch=seen.append)
+
+    async def plan_then_give_up() -> None:
+        with anyio.move_on_after(0.5):
+            await planner.plan_many([plan_request(repo, "A")])
+            raise AssertionError("the batch never ends")
+
+    anyio.run(plan_then_give_up)
+    assert len(seen) == 1 and server.cancelled_batches == seen
+
+
 # ------------------------------------------------------------------ 7: implementer refusal / empty end_turn
 
 

@@ -83,6 +83,12 @@ def test_the_stand_in_refuses_what_the_api_refuses(server, client_factory):
                                          {"type": "tool_result", "tool_use_id": "toolu_1", "content": "y"}]}]},
         "prefill ending in whitespace": {**base, "messages": [
             {"role": "user", "content": "hi"}, {"role": "assistant", "content": "Sure, "}]},
+        "cache_control of another type": {**base, "system": [
+            {"type": "text", "text": "s", "cache_control": {"type": "persistent"}}]},
+        "tool_use input not an object": {**base, "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "t", "input": "x"}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "x"}]}]},
     }
     server.expect_rejections = True
 

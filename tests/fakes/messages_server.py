@@ -27,7 +27,8 @@ Message Batches API references:
 - a final assistant message (a prefill) does not end with whitespace;
 - every request carries a credential (``x-api-key`` or a bearer token: else 401) and an
   ``anthropic-version`` header;
-- at most 4 blocks carry ``cache_control`` (tools, system and messages together);
+- at most 4 blocks carry ``cache_control`` (tools, system and messages together), each
+  ``{"type": "ephemeral"}`` (an optional ``ttl`` of 5m or 1h); a ``tool_use`` input is an object;
 - tool names match ``^[a-zA-Z0-9_-]{1,64}$`` and are unique; ``input_schema`` is an
   object schema; a ``tool_choice`` of type ``tool`` names a defined tool;
 - a batch's ``custom_id`` matches ``^[a-zA-Z0-9_-]{1,64}$`` and is unique in the batch; an
@@ -246,6 +247,8 @@ def check_messages_request(body: Any) -> None:
             elif kind == "tool_use":
                 if role != "assistant":
                     raise Refused(400, f"messages.{index}.content.{position}: tool_use blocks are only allowed in assistant messages")
+                if not isinstance(block.get("input"), dict):
+                    raise Refused(400, f"messages.{index}.content.{position}.tool_use.input: Input should be a valid dictionary")
                 if block.get("id") in tool_uses or block.get("id") in every_tool_use:
                     raise Refused(400, f"messages.{index}.content.{position}: `tool_use` ids must be unique")
                 tool_uses.add(block.get("id"))
@@ -265,6 +268,12 @@ def check_messages_request(body: Any) -> None:
                                "`tool_result` block in the next message.")
         previous_tool_uses = tool_uses
         every_tool_use |= tool_uses
+    for where, block in _cache_controlled(body):
+        control = block["cache_control"]
+        if not isinstance(control, dict) or control.get("type") != "ephemeral" or \
+                set(control) - {"type", "ttl"} or control.get("ttl", "5m") not in ("5m", "1h"):
+            raise Refused(400, f"{where}.cache_control: Input should be {{'type': 'ephemeral'}} "
+                               "(with an optional ttl of '5m' or '1h')")
     if breakpoints > MAX_CACHE_BREAKPOINTS:
         raise Refused(400, f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. Found {breakpoints}.")
 
@@ -276,6 +285,18 @@ def _refused_headers(headers: Any) -> Refused | None:
     if not headers.get("anthropic-version"):
         return Refused(400, "anthropic-version: header is required")
     return None
+
+
+def _cache_controlled(body: dict) -> list[tuple[str, dict]]:
+    """(location, block) of every block of the request that carries ``cache_control``."""
+    found = [(f"tools.{i}", t) for i, t in enumerate(body.get("tools") or []) if isinstance(t, dict)]
+    if isinstance(body.get("system"), list):
+        found += [(f"system.{i}", b) for i, b in enumerate(body["system"]) if isinstance(b, dict)]
+    for index, msg in enumerate(body.get("messages") or []):
+        content = msg.get("content")
+        if isinstance(content, list):
+            found += [(f"messages.{index}.content.{i}", b) for i, b in enumerate(content) if isinstance(b, dict)]
+    return [(where, block) for where, block in found if "cache_control" in block]
 
 
 def refusal_reply(refused: Refused) -> Reply:

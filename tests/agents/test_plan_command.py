@@ -111,3 +111,14 @@ def test_plan_batch_prints_its_id_and_resume_fetches_a_batch_later(tiny_mission,
     assert f"${expected:.4f}" in captured.out
     assert main(["plan", str(tiny_mission), "--resume", earlier.id, "--force"]) == 2
     assert "--resume BATCH_ID needs --batch" in capsys.readouterr().err
+
+
+def test_plan_resume_of_a_batch_the_api_does_not_know_is_refused_in_one_line(tiny_mission, api_env, tmp_path, capsys):
+    api_env.expect_rejections = True  # the id is refused (404), as the API would
+    out = tmp_path / "planned"
+    code = main(["plan", str(tiny_mission), "--out", str(out), "--batch", "--resume", "msgbatch_typo", "--poll", "0"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--resume msgbatch_typo: the API has no such Message Batch" in err and "cancelled" not in err
+    assert [(r.method, r.path) for r in api_env.requests] == [("GET", "/v1/messages/batches/msgbatch_typo")]
+    assert not out.exists()

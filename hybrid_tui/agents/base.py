@@ -155,6 +155,9 @@ class PlanRequest:
     # Task ids of the mission's other issues: a planned task may depend on them. A set view,
     # built once per run: a planner that reads it pays for it (a replay planner does not).
     known_task_ids: AbstractSet[str] = frozenset()
+    # Told the spend so far (cumulative usage, dollars) after every answer the API billed, so
+    # a planning step cut short (a crash, a stop) still has it on its attempt.
+    report_spend: Callable[[Usage, float], None] | None = None
 
 
 @dataclass

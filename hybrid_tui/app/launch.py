@@ -267,6 +267,9 @@ def open_run(
         git = bool(row.mission_branch)
     try:
         _refuse_missing_credential(backend or row.backend)
+        if (backend or row.backend) != row.backend and (problems := mission_pricing_problems(mission, backend=backend)):
+            # A run made for another backend, resumed with this one: what its API would refuse.
+            raise LaunchError("\n".join(f"{p} (--backend {backend}: nothing was resumed)" for p in problems))
         coordinator = _coordinator(store, run_id, mission, backend=backend or row.backend, pace=pace, git=git,
                                    agents=agents, **coordinator_options)
     except BaseException:

@@ -153,7 +153,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
         mode = f"results of Message Batch {args.resume}"
     print(f"planning {len(requests)} issue(s) with {model} ({mode})", file=sys.stderr)
     if args.resume:
-        results = anyio.run(planner.resume_batch, args.resume, requests)
+        from hybrid_tui.agents.anthropic.planner import UnknownBatch
+
+        try:
+            results = anyio.run(planner.resume_batch, args.resume, requests)
+        except UnknownBatch as exc:
+            raise UserError(str(exc)) from None
     else:
         results = anyio.run(planner.plan_many, requests)
     results = anyio.run(_retry_transient, planner, mission.config.policies, requests, results)

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Set
 import anyio
 
 from hybrid_tui.agents.base import PlanRequest, PlanResult
+from hybrid_tui.spec.models import Usage
 from hybrid_tui.core.policies import retry_delay
 from hybrid_tui.store import engine_reads, writes
 from hybrid_tui.runtime.context import RunContext
@@ -57,15 +58,32 @@ async def plan_issues(ctx: RunContext) -> list[str]:
     every_recorded_id = frozenset(t.task_id for _, sis in ctx.mission.sis for t in sis.tasks)
     issues = engine_reads.run_issues(ctx.run_id)
     stored_ids = engine_reads.task_ids(ctx.run_id)  # read once, kept up to date as issues are planned
+    failures: list[str] = []
     if not getattr(ctx.planner, "uses_recorded_sis", True):
         reviewed = [issue.issue_id for issue in issues if issue.issue_id in recorded]
         issues = [issue for issue in issues if issue.issue_id not in recorded]
         if reviewed:
-            with ctx.transaction():
+            # A reviewed SIS written after the run was made (the operator's answer to a planning
+            # failure) has no tasks in the run yet: its tasks are added as they are.
+            added = sorted(set(reviewed) - engine_reads.issues_with_tasks(ctx.run_id), key=reviewed.index)
+            with ctx.transaction() as txn:
+                for issue_id in added:
+                    tasks = recorded[issue_id].tasks
+                    taken = sorted(t.task_id for t in tasks if t.task_id in stored_ids)
+                    if taken:
+                        failures.append(f"{issue_id} (sis/{issue_id}.json: task id(s) {', '.join(taken)} "
+                                        "already belong to another issue of this run)")
+                        ctx.events.add("planning.failed", f"issue {issue_id}: {failures[-1]}", level="error",
+                                       issue=issue_id)
+                        continue
+                    writes.insert_planned_tasks(ctx.run_id, issue_id, tasks, stored_ids, ctx.clock(), txn.version,
+                                                approval_gate=ctx.config.policies.approve)
+                    stored_ids.update(t.task_id for t in tasks)
+                    ctx.events.add("planning.reviewed", f"issue {issue_id}: the reviewed sis/{issue_id}.json added "
+                                   f"since the run was made is used as it is: {len(tasks)} task(s)", issue=issue_id)
                 ctx.events.add("planning.skipped",
                                f"{len(reviewed)} issue(s) have a reviewed SIS, used as it is (not planned again): "
                                f"{', '.join(reviewed)}; planning {len(issues)} issue(s) without one")
-    failures: list[str] = []
     limiter = anyio.CapacityLimiter(max(1, ctx.config.agents.planners))
 
     async def plan_one(issue: engine_reads.IssueRow) -> None:
@@ -81,11 +99,22 @@ async def plan_issues(ctx: RunContext) -> list[str]:
                                                            ctx.config.models.planner, now, txn.version)
                     ctx.events.add("planning.started", f"planning issue {issue.issue_id}", issue=issue.issue_id)
                 crash_point("planning", issue.issue_id)
+
+                def report_spend(usage: Usage, cost_usd: float, row_id: int = row_id) -> None:
+                    # Stored as billed: a coordinator killed during the repair turn leaves the
+                    # first answer's spend on the attempt that recovery marks interrupted.
+                    with ctx.transaction() as txn:
+                        writes.end_planning_attempt(row_id, dict(
+                            cost_usd=cost_usd, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                            cache_read_tokens=usage.cache_read_tokens, cache_write_tokens=usage.cache_write_tokens,
+                            version=txn.version))
+
                 request = PlanRequest(
                     run_id=ctx.run_id, issue_id=issue.issue_id, title=issue.title, body=issue.body,
                     repo_root=ctx.mission.repo_path, model=ctx.config.models.planner, cost_of=ctx.pricing.cost,
                     recorded_sis=recorded.get(issue.issue_id),
                     known_task_ids=TasksOfOtherIssues(every_recorded_id, ids_of_issue.get(issue.issue_id, frozenset())),
+                    report_spend=report_spend,
                 )
                 try:
                     result = await ctx.planner.plan(request)

@@ -138,6 +138,11 @@ def task_ids(run_id: str) -> set[str]:
     return {task_id for (task_id,) in m.Task.select(m.Task.task_id).where(m.Task.run == run_id).tuples()}
 
 
+def issues_with_tasks(run_id: str) -> set[str]:
+    """The issue ids that have at least one task in the run."""
+    return {issue_id for (issue_id,) in m.Task.select(m.Task.issue_id).where(m.Task.run == run_id).distinct().tuples()}
+
+
 # ---------------------------------------------------------------------------- events
 def event_kinds(run_id: str, seqs: list[int]) -> dict[int, str]:
     """seq -> kind of those of the run's events that exist."""

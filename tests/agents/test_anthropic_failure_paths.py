@@ -66,6 +66,29 @@ def test_the_stand_in_refuses_what_the_api_refuses(server, client_factory):
         "max_tokens over the model's limit": {**base, "model": "claude-3-5-haiku-20241022", "max_tokens": 16_000},
         "not an API id": {**base, "model": "claude-3-5-haiku"},
         "tool name": {**base, "tools": [{"name": "read file", "input_schema": {"type": "object"}}]},
+        "text before tool_result": {**base, "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "t", "input": {}}]},
+            {"role": "user", "content": [{"type": "text", "text": "here:"},
+                                         {"type": "tool_result", "tool_use_id": "toolu_1", "content": "x"}]}]},
+        "duplicate tool_use id": {**base, "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "t", "input": {}},
+                                              {"type": "tool_use", "id": "toolu_1", "name": "t", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "x"}]}]},
+        "tool_result twice": {**base, "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "t", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "x"},
+                                         {"type": "tool_result", "tool_use_id": "toolu_1", "content": "y"}]}]},
+        "prefill ending in whitespace": {**base, "messages": [
+            {"role": "user", "content": "hi"}, {"role": "assistant", "content": "Sure, "}]},
+        "cache_control of another type": {**base, "system": [
+            {"type": "text", "text": "s", "cache_control": {"type": "persistent"}}]},
+        "tool_use input not an object": {**base, "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "t", "input": "x"}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "x"}]}]},
     }
     server.expect_rejections = True
 
@@ -87,9 +110,37 @@ def test_the_stand_in_refuses_what_the_api_refuses(server, client_factory):
     assert "`tool_use` ids were found without `tool_result` blocks immediately after" in messages[2]
     assert "A maximum of 4 blocks with cache_control may be provided. Found 5." in messages[4]
     assert "maximum allowed number of output tokens for claude-3-5-haiku-20241022" in messages[5]
+    assert "the `tool_result` blocks must come first" in messages[8]
     # A final assistant message may be empty (a prefill), and the valid base request passes.
     check_messages_request({**base, "messages": [*base["messages"], {"role": "assistant", "content": ""}]})
     check_messages_request(base)
+    # Tool results first, then text, in the message after the tool_use: accepted.
+    check_messages_request({**base, "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "t", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "x"},
+                                     {"type": "text", "text": "and more"}]}]})
+
+
+def test_the_stand_in_refuses_a_request_without_credentials_or_version(server):
+    import json
+    import urllib.error
+    import urllib.request
+
+    def post(headers: dict[str, str]) -> tuple[int, str]:
+        body = {"model": "claude-test", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+        request = urllib.request.Request(f"{server.base_url}/v1/messages", data=json.dumps(body).encode(),
+                                         headers={"content-type": "application/json", **headers})
+        try:
+            urllib.request.urlopen(request, timeout=10)
+        except urllib.error.HTTPError as refused:
+            return refused.code, json.loads(refused.read())["error"]["type"]
+        return 200, ""
+
+    server.expect_rejections = True
+    assert post({"anthropic-version": "2023-06-01"}) == (401, "authentication_error")
+    assert post({"x-api-key": "k"}) == (400, "invalid_request_error")
+    assert len(server.rejected) == 2 and server.pending == 0
 
 
 def test_the_request_builders_pass_every_rule(server, client_factory, worktree, tmp_path, repo):
@@ -176,6 +227,23 @@ def test_an_abandoned_batch_is_cancelled_and_named_and_resume_fetches_it(server,
     assert len(creates) == 1  # resuming submitted nothing new
 
 
+def test_a_batch_whose_planning_is_cancelled_is_cancelled_on_the_api_too(server, client_factory, repo):
+    """Ctrl-C, or the run stopping, while the batch is polled: the batch is not left running
+    unseen (its id was handed out for ``plan --batch --resume``)."""
+    server.batch_polls_before_end = 10_000
+    server.push(message(tool_use("submit_sis", valid_sis("A"))))
+    seen: list[str] = []
+    planner = AnthropicPlanner(client_factory, batch=True, poll_seconds=0.02, on_batch=seen.append)
+
+    async def plan_then_give_up() -> None:
+        with anyio.move_on_after(0.5):
+            await planner.plan_many([plan_request(repo, "A")])
+            raise AssertionError("the batch never ends")
+
+    anyio.run(plan_then_give_up)
+    assert len(seen) == 1 and server.cancelled_batches == seen
+
+
 # ------------------------------------------------------------------ 7: implementer refusal / empty end_turn
 
 
@@ -192,6 +260,22 @@ def test_an_implementer_refusal_or_empty_end_turn_is_not_a_success(server, clien
     assert (result.ok, result.failure_type) == (False, "agent_error")
     assert words in result.message
     assert result.usage == Usage(input_tokens=100, output_tokens=12)
+
+
+@pytest.mark.parametrize("cut", [message(stop_reason="max_tokens", input_tokens=70, output_tokens=9),
+                                 message(text(" \n"), stop_reason="max_tokens", input_tokens=70, output_tokens=9)],
+                         ids=["empty", "blank"])
+def test_an_implementer_answer_cut_off_empty_is_continued_without_an_empty_assistant_turn(
+        server, client_factory, worktree, tmp_path, cut):
+    """Cut off at max_tokens before saying anything: the loop asks it to go on, and the
+    next request (after a tool_result turn) carries no empty assistant message."""
+    server.push(message(tool_use("list_files", {}), input_tokens=30, output_tokens=3), cut,
+                message(tool_use("finish", {"summary": "done"}), input_tokens=100, output_tokens=5))
+    result = anyio.run(AnthropicImplementer(client_factory).implement, make_request(worktree, tmp_path))
+    assert result.ok, result.message
+    assert result.usage == Usage(input_tokens=200, output_tokens=17)
+    last = server.message_requests[-1]["messages"]
+    assert all(msg["content"] for msg in last) and server.rejected == []
 
 
 # ------------------------------------------------------------------ 8: retries at the request level

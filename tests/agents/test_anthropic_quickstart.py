@@ -99,6 +99,7 @@ def test_quickstart_headless_with_the_anthropic_backend(tmp_path: Path):
              "--backend", "anthropic", "--agents", "4", "--runs-dir", str(runs)],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
         )
+    assert server.rejected == [], server.rejected  # no request the API would refuse
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
     summary = json.loads(proc.stdout.splitlines()[-1])
     assert summary["tasks"]["done"] == len(mission.tasks)

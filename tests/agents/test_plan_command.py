@@ -74,11 +74,13 @@ def test_rerunning_plan_points_at_issue_for_the_issues_without_a_sis(tiny_missio
 def test_plan_retries_429_and_529_honouring_retry_after(tiny_mission, api_env, tmp_path, capsys):
     from fakes.messages_server import error, overloaded
 
-    api_env.push(error(429, "rate limited", {"retry-after": "0"}), overloaded(),
+    api_env.push(error(429, "rate limited", {"retry-after": "2"}), overloaded(),
                  message(tool_use("submit_sis", valid_sis("001-sub"))))
     code = main(["plan", str(tiny_mission), "--out", str(tmp_path / "planned")])
     assert code == 0, capsys.readouterr().err
     assert len(api_env.message_requests) == 3
+    sent = [r.at for r in api_env.requests if r.path == "/v1/messages"]
+    assert sent[1] - sent[0] >= 2.0  # the server's retry-after, not the ~1 s first backoff
     assert (tmp_path / "planned" / "001-sub.json").exists()
 
 
@@ -109,3 +111,14 @@ def test_plan_batch_prints_its_id_and_resume_fetches_a_batch_later(tiny_mission,
     assert f"${expected:.4f}" in captured.out
     assert main(["plan", str(tiny_mission), "--resume", earlier.id, "--force"]) == 2
     assert "--resume BATCH_ID needs --batch" in capsys.readouterr().err
+
+
+def test_plan_resume_of_a_batch_the_api_does_not_know_is_refused_in_one_line(tiny_mission, api_env, tmp_path, capsys):
+    api_env.expect_rejections = True  # the id is refused (404), as the API would
+    out = tmp_path / "planned"
+    code = main(["plan", str(tiny_mission), "--out", str(out), "--batch", "--resume", "msgbatch_typo", "--poll", "0"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--resume msgbatch_typo: the API has no such Message Batch" in err and "cancelled" not in err
+    assert [(r.method, r.path) for r in api_env.requests] == [("GET", "/v1/messages/batches/msgbatch_typo")]
+    assert not out.exists()

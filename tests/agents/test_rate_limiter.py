@@ -79,3 +79,29 @@ def test_retry_after_header_forms():
     assert parse_retry_after({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
     assert parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:30 GMT"}, now=1445412500.0) == 10.0
     assert parse_retry_after({}) is None
+
+
+def test_the_default_limits_do_not_stall_the_planner_after_a_long_answer():
+    """Issue 18 item 9: the default output-tokens/minute limit is not below the planner's own
+    max_tokens, so a planner answer of max_tokens does not make the next call wait a minute."""
+    from hybrid_tui.agents.anthropic import make_planner
+    from hybrid_tui.agents.anthropic.planner import AnthropicPlanner
+    from hybrid_tui.spec.models import MissionFile, ModelsSection
+
+    defaults = ModelsSection()
+    per_minute = ModelLimits().output_tokens_per_minute
+    assert defaults.planner_max_tokens <= per_minute and defaults.implementer_max_tokens <= per_minute
+    assert AnthropicPlanner(lambda: None).max_tokens <= per_minute
+    config = MissionFile.model_validate({"mission": {"name": "m", "repo": "."}})
+    assert make_planner(config).max_tokens == defaults.planner_max_tokens
+
+    clock = VirtualClock()
+    limiter = RateLimiters(clock=clock, sleep=clock.sleep).for_model(defaults.planner)
+
+    async def main() -> None:
+        await limiter.acquire(2000)
+        limiter.settle(2000, Usage(input_tokens=2000, output_tokens=defaults.planner_max_tokens))
+        await limiter.acquire(2000)
+
+    anyio.run(main)
+    assert clock.now < 0.01  # not the 61 s the issue saw

@@ -85,3 +85,42 @@ def test_validate_accepts_dated_and_latest_ids_within_their_limits(tmp_path):
                                   '[models.limits."claude-3-5-haiku-latest"]\noutput_tokens_per_minute = 16000\n')
     proc = validate(root, "--backend", "anthropic")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_resuming_a_run_with_the_anthropic_backend_refuses_models_the_api_would_refuse(tmp_path, monkeypatch):
+    """A run made with the replay backend (its names only need a price), resumed with
+    ``--backend anthropic``: refused in one line naming the field, nothing changed."""
+    import shutil
+
+    from hybrid_tui.app.launch import LaunchError, open_run, start_run
+    from hybrid_tui.store import models as m
+
+    root = tmp_path / "m"
+    repo = root / "repo"
+    repo.mkdir(parents=True)
+    (repo / "README.md").write_text("demo\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
+                 ["-c", "user.name=u", "-c", "user.email=u@e", "commit", "-q", "-m", "init"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    (root / "issues").mkdir()
+    (root / "issues" / "001-work.md").write_text("# Work\n\nDo it.\n")
+    (root / "sis").mkdir()
+    (root / "sis" / "001-work.json").write_text(
+        '{"sis_version": "1.0", "issue": {"id": "001-work", "title": "Work"}, "tasks": [{"task_id": "a", '
+        '"title": "A", "file_operations": [{"op": "create", "path": "a.txt", "content": "a\\n"}]}]}')
+    (root / "mission.toml").write_text('[mission]\nname = "demo"\nrepo = "repo"\n\n[models]\n'
+                                       'planner = "claude-3-5-haiku"\nimplementer = "claude-haiku-4-5"\n'
+                                       'strong = "claude-haiku-4-5"\n')
+    store, run_id, _ = start_run(root, tmp_path / "runs", backend="replay")
+    store.close()
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+    with pytest.raises(LaunchError) as refused:
+        open_run(run_id, tmp_path / "runs", backend="anthropic")
+    assert ("mission.toml:models.planner: 'claude-3-5-haiku' is not an Anthropic API model id "
+            "(use claude-3-5-haiku-20241022 or claude-3-5-haiku-latest)") in str(refused.value)
+    store, _, _ = open_run(run_id, tmp_path / "runs")  # its own backend still resumes
+    try:
+        assert m.Run.get_by_id(run_id).backend == "replay"
+    finally:
+        store.close()
+    shutil.rmtree(tmp_path / "runs")

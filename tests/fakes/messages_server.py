@@ -22,8 +22,13 @@ Message Batches API references:
 - ``messages`` is not empty; every message has non-empty content except an optional final
   assistant message; text blocks hold non-whitespace text;
 - every ``tool_use`` of an assistant message has its ``tool_result`` in the next message,
-  and every ``tool_result`` answers a ``tool_use`` of the previous message;
-- at most 4 blocks carry ``cache_control`` (tools, system and messages together);
+  where the ``tool_result`` blocks come first (before any text), and every ``tool_result``
+  answers a ``tool_use`` of the previous message, once; ``tool_use`` ids are unique;
+- a final assistant message (a prefill) does not end with whitespace;
+- every request carries a credential (``x-api-key`` or a bearer token: else 401) and an
+  ``anthropic-version`` header;
+- at most 4 blocks carry ``cache_control`` (tools, system and messages together), each
+  ``{"type": "ephemeral"}`` (an optional ``ttl`` of 5m or 1h); a ``tool_use`` input is an object;
 - tool names match ``^[a-zA-Z0-9_-]{1,64}$`` and are unique; ``input_schema`` is an
   object schema; a ``tool_choice`` of type ``tool`` names a defined tool;
 - a batch's ``custom_id`` matches ``^[a-zA-Z0-9_-]{1,64}$`` and is unique in the batch; an
@@ -67,6 +72,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: Any
+    at: float = field(default_factory=time.monotonic)  # when it arrived (retry-after checks)
 
 
 _ids = itertools.count(1)
@@ -209,6 +215,7 @@ def check_messages_request(body: Any) -> None:
     if not isinstance(messages, list) or not messages:
         raise Refused(400, "messages: at least one message is required")
     previous_tool_uses: set[str] = set()
+    every_tool_use: set[str] = set()
     for index, msg in enumerate(messages):
         role, content = msg.get("role"), msg.get("content")
         if role not in ("user", "assistant"):
@@ -220,23 +227,39 @@ def check_messages_request(body: Any) -> None:
         blocks = _blocks(content) if content else []
         answered: set[str] = set()
         tool_uses: set[str] = set()
+        seen_other = False  # a block that is not a tool_result: no tool_result may follow it
         for position, block in enumerate(blocks):
             kind = block.get("type")
             breakpoints += "cache_control" in block
+            if kind == "tool_result" and seen_other and previous_tool_uses:
+                raise Refused(400, f"messages.{index}: `tool_use` ids were found without `tool_result` blocks "
+                                   f"immediately after: {', '.join(sorted(previous_tool_uses))}. Each `tool_use` "
+                                   "block must have a corresponding `tool_result` block in the next message, and "
+                                   "the `tool_result` blocks must come first in its content.")
+            seen_other = seen_other or kind != "tool_result"
             if kind == "text":
                 if not isinstance(block.get("text"), str) or not block["text"]:
                     raise Refused(400, "messages: text content blocks must be non-empty")
                 if not block["text"].strip() and not final_assistant:
                     raise Refused(400, "messages: text content blocks must contain non-whitespace text")
+                if final_assistant and position == len(blocks) - 1 and block["text"] != block["text"].rstrip():
+                    raise Refused(400, "messages: final assistant content cannot end with trailing whitespace")
             elif kind == "tool_use":
                 if role != "assistant":
                     raise Refused(400, f"messages.{index}.content.{position}: tool_use blocks are only allowed in assistant messages")
+                if not isinstance(block.get("input"), dict):
+                    raise Refused(400, f"messages.{index}.content.{position}.tool_use.input: Input should be a valid dictionary")
+                if block.get("id") in tool_uses or block.get("id") in every_tool_use:
+                    raise Refused(400, f"messages.{index}.content.{position}: `tool_use` ids must be unique")
                 tool_uses.add(block.get("id"))
             elif kind == "tool_result":
                 if role != "user" or block.get("tool_use_id") not in previous_tool_uses:
                     raise Refused(400, f"messages.{index}.content.{position}: unexpected `tool_use_id` found in "
                                        f"`tool_result` blocks: {block.get('tool_use_id')}. Each `tool_result` block "
                                        "must have a corresponding `tool_use` block in the previous message.")
+                if block["tool_use_id"] in answered:
+                    raise Refused(400, f"messages.{index}.content.{position}: each `tool_use` block must have a "
+                                       f"single `tool_result` block: {block['tool_use_id']} is answered twice")
                 answered.add(block["tool_use_id"])
         missing = previous_tool_uses - answered
         if missing:
@@ -244,8 +267,36 @@ def check_messages_request(body: Any) -> None:
                                f"after: {', '.join(sorted(missing))}. Each `tool_use` block must have a corresponding "
                                "`tool_result` block in the next message.")
         previous_tool_uses = tool_uses
+        every_tool_use |= tool_uses
+    for where, block in _cache_controlled(body):
+        control = block["cache_control"]
+        if not isinstance(control, dict) or control.get("type") != "ephemeral" or \
+                set(control) - {"type", "ttl"} or control.get("ttl", "5m") not in ("5m", "1h"):
+            raise Refused(400, f"{where}.cache_control: Input should be {{'type': 'ephemeral'}} "
+                               "(with an optional ttl of '5m' or '1h')")
     if breakpoints > MAX_CACHE_BREAKPOINTS:
         raise Refused(400, f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. Found {breakpoints}.")
+
+
+def _refused_headers(headers: Any) -> Refused | None:
+    """The API answers 401 without a credential and 400 without an ``anthropic-version``."""
+    if not headers.get("x-api-key") and not (headers.get("authorization") or "").startswith("Bearer "):
+        return Refused(401, "x-api-key header is required")
+    if not headers.get("anthropic-version"):
+        return Refused(400, "anthropic-version: header is required")
+    return None
+
+
+def _cache_controlled(body: dict) -> list[tuple[str, dict]]:
+    """(location, block) of every block of the request that carries ``cache_control``."""
+    found = [(f"tools.{i}", t) for i, t in enumerate(body.get("tools") or []) if isinstance(t, dict)]
+    if isinstance(body.get("system"), list):
+        found += [(f"system.{i}", b) for i, b in enumerate(body["system"]) if isinstance(b, dict)]
+    for index, msg in enumerate(body.get("messages") or []):
+        content = msg.get("content")
+        if isinstance(content, list):
+            found += [(f"messages.{index}.content.{i}", b) for i, b in enumerate(content) if isinstance(b, dict)]
+    return [(where, block) for where, block in found if "cache_control" in block]
 
 
 def refusal_reply(refused: Refused) -> Reply:
@@ -441,6 +492,10 @@ def _handler_for(server: MessagesServer) -> type[BaseHTTPRequestHandler]:
             self._record(body)
             path = self.path.split("?")[0]
             parts = path.strip("/").split("/")
+            refused = _refused_headers(self.headers)
+            if refused is not None:
+                self._send(server.reject(path, refused))
+                return
             if path == "/v1/messages":
                 self._send(server.answer_message(body))
             elif path == "/v1/messages/batches":
@@ -453,6 +508,10 @@ def _handler_for(server: MessagesServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             self._record(None)
+            refused = _refused_headers(self.headers)
+            if refused is not None:
+                self._send(server.reject(self.path, refused))
+                return
             parts = self.path.split("?")[0].strip("/").split("/")
             # v1/messages/batches/<id>[/results]
             if len(parts) >= 4 and parts[:3] == ["v1", "messages", "batches"] and parts[3] in server.batches:

@@ -131,6 +131,7 @@ def test_malformed_api_reply_is_an_agent_error_that_keeps_the_usage_so_far(tmp_p
             limits=AttemptLimits(max_turns=5),
         )
         result = anyio.run(AnthropicImplementer(lambda: make_client(timeout=5)).implement, request)
+    assert server.rejected == []
     assert (result.ok, result.failure_type) == (False, "agent_error")
     assert result.message.startswith("malformed API response on turn 2: ")
     spent = 300 + (50 if isinstance(MALFORMED[name], dict) else 0)  # the bad turn's tokens count when it has usage

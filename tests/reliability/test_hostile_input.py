@@ -215,6 +215,7 @@ def test_model_tool_calls_that_try_to_leave_the_repository_are_refused(tmp_path:
                        for b in body["messages"][-1]["content"] if b.get("type") == "tool_result"]
         finally:
             store.close()
+    assert server.rejected == []
     assert len(results) == len(attempts)
     assert all(r["is_error"] for r in results), [r["content"][:80] for r in results]
     assert not any("TOP SECRET" in json.dumps(body) for body in server.message_requests)

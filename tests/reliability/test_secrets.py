@@ -122,6 +122,7 @@ def test_anthropic_run_against_the_fake_server_with_an_api_error_echoing_the_key
                              env={"ANTHROPIC_BASE_URL": server.base_url})
         sent = json.dumps([r.body for r in server.requests])
     assert SECRET not in sent  # never sent in a body either (only the x-api-key header)
+    assert server.rejected == []
     store, _ = read_store(run_dir)
     try:  # the echoing 401 really was met, and stored redacted
         first, second = attempts_of("t")

@@ -174,3 +174,70 @@ def test_the_coordinator_keeps_its_heartbeat_while_planning(tmp_path: Path):
         assert len(beats) == 3 and beats == sorted(beats)
     finally:
         store.close()
+
+
+class WritesItsOwnSis:
+    """A planner like Claude's (``uses_recorded_sis = False``) that fails every issue it is given."""
+
+    name = "own-sis"
+    uses_recorded_sis = False
+
+    def __init__(self):
+        self.asked: list[str] = []
+
+    async def plan(self, request):
+        self.asked.append(request.issue_id)
+        return PlanResult(ok=False, model=request.model, failure_type="agent_error", message="the model refused")
+
+
+def test_a_reviewed_sis_added_after_a_planning_failure_is_used_by_the_resume(tmp_path: Path):
+    """The pause names two ways out: fix the cause, or add a reviewed sis/<issue>.json. The
+    second must not drop the issue: resume runs the reviewed SIS's tasks as they are."""
+    mission = write_mission(tmp_path / "m", [task("a")])
+    (mission / "issues" / "002-more.md").write_text("# More\n\nMore work.\n")
+    store, run_id, coordinator = start_run(mission, tmp_path / "runs")
+    coordinator.planner = WritesItsOwnSis()
+    try:
+        assert drive(coordinator) == EXIT_STOPPED
+        assert coordinator.planner.asked == ["002-more"]
+        assert "reviewed" in m.Run.get_by_id(run_id).pause_reason
+    finally:
+        store.close()
+
+    sis = {"sis_version": "1.0", "issue": {"id": "002-more", "title": "More"}, "tasks": [task("b", deps=["a"])]}
+    (mission / "sis" / "002-more.json").write_text(json.dumps(sis))
+    store, run_id, coordinator = open_run(run_id, tmp_path / "runs")
+    coordinator.planner = WritesItsOwnSis()
+    try:
+        assert drive(coordinator) == EXIT_OK
+        assert coordinator.planner.asked == []  # reviewed now: not planned
+        assert {t.task_id: t.status for t in m.Task.select()} == {"a": "done", "b": "done"}
+        added = m.Event.get(m.Event.kind == "planning.reviewed")
+        assert "002-more" in added.message and "used as it is" in added.message
+    finally:
+        store.close()
+
+
+def test_a_reviewed_sis_added_later_whose_task_ids_are_taken_is_a_planning_failure(tmp_path: Path):
+    mission = write_mission(tmp_path / "m", [task("a")])
+    (mission / "issues" / "002-more.md").write_text("# More\n\nMore work.\n")
+    store, run_id, coordinator = start_run(mission, tmp_path / "runs")
+    coordinator.planner = WritesItsOwnSis()
+    try:
+        assert drive(coordinator) == EXIT_STOPPED
+    finally:
+        store.close()
+    # Valid in the mission folder on its own, but "a" is issue 001-work's task in the run.
+    (mission / "sis" / "001-work.json").write_text(json.dumps(
+        {"sis_version": "1.0", "issue": {"id": "001-work", "title": "Work"}, "tasks": [task("a0")]}))
+    (mission / "sis" / "002-more.json").write_text(json.dumps(
+        {"sis_version": "1.0", "issue": {"id": "002-more", "title": "More"}, "tasks": [task("a")]}))
+    store, run_id, coordinator = open_run(run_id, tmp_path / "runs")
+    coordinator.planner = WritesItsOwnSis()
+    try:
+        assert drive(coordinator) == EXIT_STOPPED
+        reason = m.Run.get_by_id(run_id).pause_reason
+        assert "002-more (sis/002-more.json: task id(s) a already belong to another issue" in reason
+        assert {t.task_id: t.issue_id for t in m.Task.select()} == {"a": "001-work"}
+    finally:
+        store.close()

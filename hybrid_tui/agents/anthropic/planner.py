@@ -87,6 +87,8 @@ class _Conversation:
         """Record one model answer; return the SIS if valid, else queue the repair turn
         (or set ``refused``, which ends the conversation)."""
         self.usage = add_usage(self.usage, usage_from_response(getattr(message, "usage", None)))
+        if self.request.report_spend is not None:  # billed now, whatever ends the planning step
+            self.request.report_spend(self.usage, self._safe_cost())
         if message.stop_reason == "refusal":
             said = " ".join(b.text for b in message.content if b.type == "text").strip()
             self.refused = (f"the model refused to plan issue {self.request.issue_id} (stop_reason refusal)"
@@ -186,7 +188,16 @@ class AnthropicPlanner:
 
     async def resume_batch(self, batch_id: str, requests: Sequence[PlanRequest]) -> list[PlanResult]:
         """Fetch the results of a batch submitted earlier (polling until it ends) as the
-        answers to ``requests``' first turn; invalid SIS get their repair batch as usual."""
+        answers to ``requests``' first turn; invalid SIS get their repair batch as usual.
+        Raises :class:`UnknownBatch` when the API refuses the id (a typo, another account's
+        batch): nothing is cancelled or planned."""
+        try:
+            async with self.client_factory() as client:
+                await self._call(self.poll_retry, lambda: client.messages.batches.retrieve(batch_id))
+        except API_ERRORS as exc:
+            failure = classify_error(exc)
+            if failure.failure_type not in ("network_error", "rate_limited"):
+                raise UnknownBatch(batch_id, failure.message) from None
         return await self._plan_batched(list(requests), resume_id=batch_id)
 
     async def plan_many(self, requests: Sequence[PlanRequest]) -> list[PlanResult]:
@@ -346,6 +357,14 @@ class AnthropicPlanner:
             else:  # canceled / expired: nothing was processed, trying again later may work
                 outcomes[index] = ApiFailure("network_error", f"batch request {result.type}")
         return outcomes
+
+
+class UnknownBatch(Exception):
+    """``resume_batch`` was given an id the API does not know (or refuses)."""
+
+    def __init__(self, batch_id: str, message: str):
+        self.batch_id = batch_id
+        super().__init__(f"--resume {batch_id}: the API has no such Message Batch for this key ({message})")
 
 
 class BatchAbandoned(Exception):

@@ -112,6 +112,15 @@ class JsonDisplay:
         self.out.flush()
 
 
+def ending_line(code: int, counts: dict[str, int], run_id: str) -> str:
+    """The last line: the run's stored status, not "finished" for a run a policy paused (exit 3)."""
+    run = queries.find_run(run_id)
+    status = run.status if run is not None else ("finished" if code in (0, 1) else "stopped")
+    why = f" ({inert(run.pause_reason)})" if run is not None and status == "paused" and run.pause_reason else ""
+    shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+    return f"run {run_id} {status}{why} (exit {code}): {shown}"
+
+
 class PlainDisplay:
     def __init__(self, out: TextIO):
         self.out = out
@@ -131,8 +140,7 @@ class PlainDisplay:
         self.out.flush()
 
     def finish(self, code: int, counts: dict[str, int], run_id: str) -> None:
-        shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
-        self.out.write(f"run {run_id} finished (exit {code}): {shown}\n")
+        self.out.write(ending_line(code, counts, run_id) + "\n")
         self.out.flush()
 
 
@@ -168,8 +176,7 @@ class RichDisplay:
 
     def finish(self, code: int, counts: dict[str, int], run_id: str) -> None:
         self.progress.stop()
-        shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
-        self.console.print(Text(f"run {run_id} finished (exit {code}): {shown}"))
+        self.console.print(Text(ending_line(code, counts, run_id)))
 
 
 def make_display(json_mode: bool, out: TextIO | None = None, run_id: str | None = None):

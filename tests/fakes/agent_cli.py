@@ -7,8 +7,8 @@ one where the backend could get it wrong: unknown flags are refused (argparse, e
 Code's ``--output-format stream-json`` without ``--verbose`` is refused, print mode needs a
 prompt (argument or stdin), the API key must be in the environment, and Claude's permission
 rules are applied (``acceptEdits``: file edits inside the working directory only; ``Bash``
-only for commands listed in ``--allowedTools``; everything with
-``--dangerously-skip-permissions``).
+only for commands listed in ``--allowedTools``; a bare tool name there, e.g. ``Write``, allows
+that tool on any path, as in the real CLI; everything with ``--dangerously-skip-permissions``).
 
 What the agent does comes from the task in its prompt (the SIS JSON block): it writes
 ``FAKE_CLI_CONTENT`` (default ``done\\n``) to each file the task names and runs the task's
@@ -148,12 +148,15 @@ def claude(argv: list[str]) -> int:
             return True
         if tool == "Bash":
             return f"Bash({tool_input['command']})" in rules
-        if tool == "Read":  # reading is allowed in the working directory without asking
-            target = Path(tool_input["file_path"]).resolve()
-            return target == cwd or cwd in target.parents
+        if tool in rules:
+            # A bare tool rule (``--allowedTools Write``) allows the tool on any path: Claude Code
+            # applies no working-directory limit to it (anthropics/claude-code#88038).
+            return True
         target = Path(tool_input["file_path"]).resolve()
         inside = target == cwd or cwd in target.parents
-        return (inside and args.permission_mode == "acceptEdits") or (tool in rules and inside)
+        if tool == "Read":  # reading is allowed in the working directory without asking
+            return inside
+        return inside and args.permission_mode == "acceptEdits"  # acceptEdits: edits in the working directory
 
     def tool_use(tool: str, tool_input: dict) -> str:
         if not allowed(tool, tool_input):

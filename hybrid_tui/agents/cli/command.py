@@ -6,8 +6,9 @@ output; runs nothing.
 ``[agents] cli`` is either a preset name or a template:
 
 - ``claude-code``: ``claude -p --output-format stream-json --verbose --model M --max-turns N
-  --max-budget-usd D --permission-mode acceptEdits --allowedTools <edit tools and each
-  validation command as Bash(<command>)>``, the prompt on stdin.
+  --max-budget-usd D --permission-mode acceptEdits --allowedTools <each validation command as
+  Bash(<command>)>``, the prompt on stdin (no bare file tool is allowed: that would allow it
+  on every path).
 - ``aider``: ``aider --message-file <prompt file> --model M --yes-always --no-auto-commits
   --no-dirty-commits --no-gitignore --test-cmd <validation> --auto-test`` with its history
   files in the attempt's scratch folder (not the worktree) and no update checks or analytics.
@@ -51,8 +52,6 @@ def is_agent_scratch(path: str) -> bool:
     )
 
 
-# Claude Code's file tools. Edits are accepted (acceptEdits) inside the working directory only.
-CLAUDE_EDIT_TOOLS = ("Read", "Edit", "MultiEdit", "Write", "Glob", "Grep", "LS", "TodoWrite")
 
 
 class TemplateError(ValueError):
@@ -95,12 +94,17 @@ def _shown(argv: list[str], prompt: str) -> str:
 
 
 def _claude_code(v: CommandValues) -> AgentCommand:
-    allowed = [*CLAUDE_EDIT_TOOLS, *(f"Bash({command})" for command in v.validation_commands)]
+    # acceptEdits accepts file edits inside the working directory (the worktree) and reads
+    # there need no rule. No file tool is listed in --allowedTools: a bare rule ("Edit",
+    # "Write", "Read") allows the tool on every path, outside the worktree too. Only the
+    # task's validation commands are allowed to Bash, each exactly as written.
     argv = [
         "claude", "-p", "--output-format", "stream-json", "--verbose",
         "--model", v.model, "--max-turns", str(v.max_turns), "--max-budget-usd", v.placeholder("max_cost_usd"),
-        "--permission-mode", "acceptEdits", "--allowedTools", ",".join(allowed),
+        "--permission-mode", "acceptEdits",
     ]
+    if v.validation_commands:
+        argv += ["--allowedTools", ",".join(f"Bash({command})" for command in v.validation_commands)]
     return AgentCommand(argv, True, ClaudeCodeReader(), _shown(argv, v.prompt))
 
 

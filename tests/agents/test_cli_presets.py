@@ -39,7 +39,8 @@ def clis(tmp_path: Path, monkeypatch) -> Path:
         wrapper.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET_KEY)
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-test-key-123456")
+    monkeypatch.setenv("CODEX_API_KEY", "sk-openai-test-key-123456")  # what `codex exec` reads
+    monkeypatch.setenv("CODEX_HOME", str(tmp_path / "codex-home"))  # no saved login of the host's
     for knob in [k for k in os.environ if k.startswith("FAKE_CLI_")]:
         monkeypatch.delenv(knob)
     return bin_dir
@@ -292,11 +293,12 @@ def test_codex_preset_reads_its_jsonl_usage_and_thread(worktree, tmp_path, clis)
     request = request_for(worktree, tmp_path, model="gpt-5-codex")
     result = implement("codex", request)
     assert result.ok, result.message
+    assert (worktree / "sub.txt").read_text() == "done\n"  # a sandbox that lets it write the worktree
+    assert "--sandbox workspace-write" in request.log_path.read_text()  # not the removed --full-auto
     assert result.usage == Usage(input_tokens=750, output_tokens=200, cache_read_tokens=250)
     assert result.cost_usd == pytest.approx(cost_of("gpt-5-codex", result.usage))  # codex reports no dollars
     assert result.model == "gpt-5-codex" and result.session_id.startswith("019a-")
     assert result.summary == "Done: sub"
-    assert "--full-auto" in request.log_path.read_text()
 
 
 def test_codex_401_is_an_auth_error(worktree, tmp_path, clis, monkeypatch):

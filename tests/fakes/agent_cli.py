@@ -243,12 +243,15 @@ def codex(argv: list[str]) -> int:
     run = sub.add_parser("exec")
     run.add_argument("prompt", nargs="?")
     run.add_argument("--json", action="store_true")
-    run.add_argument("--full-auto", action="store_true")
+    run.add_argument("--full-auto", action="store_true")  # kept by clap only to refuse it
     run.add_argument("--sandbox", "-s", choices=["read-only", "workspace-write", "danger-full-access"])
     run.add_argument("--skip-git-repo-check", action="store_true")
     run.add_argument("--model", "-m")
     run.add_argument("--cd", "-C")
     args = parser.parse_args(argv)
+    if args.full_auto:  # codex-rs/exec/src/cli.rs: the flag was deprecated, then removed
+        print("Error: `--full-auto` has been removed; use `--sandbox workspace-write` instead.", file=sys.stderr)
+        return 1
     if args.cd:
         os.chdir(args.cd)
     prompt = sys.stdin.read() if args.prompt in (None, "-") else args.prompt
@@ -264,11 +267,15 @@ def codex(argv: list[str]) -> int:
 
     event({"type": "thread.started", "thread_id": "019a-" + uuid.uuid4().hex[:12]})
     event({"type": "turn.started"})
-    if not os.environ.get("OPENAI_API_KEY") or os.environ.get("FAKE_CLI_AUTH_FAIL"):
+    # codex exec authenticates with CODEX_API_KEY or the login saved in $CODEX_HOME/auth.json;
+    # it does not read OPENAI_API_KEY from the environment.
+    codex_home = Path(os.environ.get("CODEX_HOME") or Path.home() / ".codex")
+    logged_in = os.environ.get("CODEX_API_KEY") or (codex_home / "auth.json").is_file()
+    if not logged_in or os.environ.get("FAKE_CLI_AUTH_FAIL"):
         event({"type": "error", "message": "unexpected status 401 Unauthorized: Incorrect API key provided"})
         event({"type": "turn.failed", "error": {"message": "unexpected status 401 Unauthorized: Incorrect API key provided"}})
         return 1
-    writable = args.full_auto or args.sandbox in ("workspace-write", "danger-full-access")
+    writable = args.sandbox in ("workspace-write", "danger-full-access")  # the default is read-only
     task = task_of(prompt)
     given, taken = turn_tokens()
     for index, path in enumerate(files_of(task)):

@@ -12,8 +12,8 @@ output; runs nothing.
 - ``aider``: ``aider --message-file <prompt file> --model M --yes-always --no-auto-commits
   --no-dirty-commits --no-gitignore --test-cmd <validation> --auto-test`` with its history
   files in the attempt's scratch folder (not the worktree) and no update checks or analytics.
-- ``codex``: ``codex exec --json --full-auto --skip-git-repo-check --model M -C <worktree> -``,
-  the prompt on stdin (``-``); ``--full-auto`` is Codex's ``workspace-write`` sandbox.
+- ``codex``: ``codex exec --json --sandbox workspace-write --skip-git-repo-check --model M
+  -C <worktree> -``, the prompt on stdin (``-``).
 
 A template is split with ``shlex`` and never passed to a shell, so placeholder values cannot
 inject commands. Placeholders: ``{prompt_file}``, ``{prompt}`` (the text as one argument: at
@@ -123,7 +123,10 @@ def _aider(v: CommandValues) -> AgentCommand:
 
 
 def _codex(v: CommandValues) -> AgentCommand:
-    argv = ["codex", "exec", "--json", "--full-auto", "--skip-git-repo-check", "--model", v.model, "-C", v.worktree, "-"]
+    # --sandbox workspace-write: writes in the worktree only (--full-auto, its old alias, was
+    # deprecated and then removed from codex exec); exec never asks for approval.
+    argv = ["codex", "exec", "--json", "--sandbox", "workspace-write", "--skip-git-repo-check", "--model", v.model,
+            "-C", v.worktree, "-"]
     return AgentCommand(argv, True, CodexReader(v.model), _shown(argv, v.prompt))
 
 

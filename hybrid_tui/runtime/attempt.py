@@ -64,9 +64,9 @@ async def run_attempt(
     # the attempt before the backend returned its result (the API billed those turns).
     spent: ImplementResult | None = None
 
-    def report_spend(usage: Usage, cost_usd: float) -> None:
+    def report_spend(usage: Usage, cost_usd: float, used_model: str | None = None) -> None:
         nonlocal spent
-        spent = ImplementResult(ok=False, model=model, usage=usage, cost_usd=cost_usd)
+        spent = ImplementResult(ok=False, model=used_model or model, usage=usage, cost_usd=cost_usd)
         attempt.cost_usd, attempt.usage = cost_usd, usage  # for a stop that interrupts the attempt
         # Stored as it is billed (once per API turn, seconds apart): a coordinator killed
         # mid-attempt leaves it on the row that recovery marks interrupted.
@@ -134,7 +134,7 @@ async def run_attempt(
                 # Stored before validation (seconds to minutes of subprocesses): a coordinator
                 # killed meanwhile left the interrupted row at $0, though the agent (a CLI
                 # reports only at its end) had said what it spent.
-                report_spend(result.usage, result.cost_usd)
+                report_spend(result.usage, result.cost_usd, result.model)
             if ctx.repo is not None:
                 # What lands is fixed now, before validation runs: only the files the agent
                 # changed, never what a validation command writes.

@@ -108,9 +108,9 @@ async def run_batch(ctx: RunContext, loop: AttemptLoop, launch: Launch) -> None:
                          f"the session's log is {launch.log_path.name}")
     spent: list[ImplementResult | None] = [None]
 
-    def report_spend(usage: Usage, cost_usd: float) -> None:
+    def report_spend(usage: Usage, cost_usd: float, used_model: str | None = None) -> None:
         # Billed as the session goes: each member's row holds its share (a crash keeps it).
-        spent[0] = ImplementResult(ok=False, model=launch.model, usage=usage, cost_usd=cost_usd)
+        spent[0] = ImplementResult(ok=False, model=used_model or launch.model, usage=usage, cost_usd=cost_usd)
         with ctx.transaction():
             for attempt, part, share in zip(attempts, split_usage(usage, shares), shares):
                 attempt.cost_usd, attempt.usage = cost_usd * share, part

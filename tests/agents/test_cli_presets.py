@@ -205,6 +205,26 @@ def test_a_timed_out_attempt_records_the_spend_the_cli_reported_so_far(worktree,
     assert result.session_id
 
 
+def test_an_attempt_ended_from_outside_has_reported_what_the_cli_spent_so_far(worktree, tmp_path, clis, monkeypatch):
+    """Item 2 as a run meets it: the coordinator's attempt clock starts at dispatch, so it
+    cancels a hanging CLI before the CLI's own timer does; the attempt then recorded $0. The
+    spend streamed so far (one turn, the model Claude named) reaches report_spend as it comes."""
+    monkeypatch.setenv("FAKE_CLI_TURNS", "3")
+    monkeypatch.setenv("FAKE_CLI_TURN_SECONDS", "60")
+    monkeypatch.setenv("FAKE_CLI_DEFAULT_MODEL", "claude-opus-4-1-20250805")
+    reports: list[tuple] = []
+    request = request_for(worktree, tmp_path, checks=(), limits=AttemptLimits(timeout_seconds=120),
+                          report_spend=lambda *spend: reports.append(spend))
+    template = "claude -p --output-format stream-json --verbose --permission-mode acceptEdits {prompt_stdin}"
+
+    async def cancelled_from_outside():
+        with anyio.move_on_after(4):
+            await CliImplementer(template).implement(request)
+
+    anyio.run(cancelled_from_outside)
+    assert reports[-1] == (Usage(input_tokens=1000, output_tokens=200), pytest.approx(TURN), "claude-opus-4-1-20250805")
+
+
 def test_cost_is_booked_to_the_model_the_cli_used(worktree, tmp_path, clis, monkeypatch):
     """Item 8: a template without --model: the CLI's own default is the attempt's model."""
     monkeypatch.setenv("FAKE_CLI_DEFAULT_MODEL", "claude-opus-4-1-20250805")

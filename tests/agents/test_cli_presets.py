@@ -171,6 +171,42 @@ def test_the_cap_also_stops_a_cli_that_reports_its_cost_over_it_at_the_end(workt
     assert result.cost_usd == pytest.approx(round(20 * TURN, 6))  # the CLI's own figure, recorded as it is
 
 
+@pytest.mark.parametrize("template", [
+    "claude-code",
+    "aider",
+    "claude -p --output-format json --permission-mode acceptEdits {prompt_stdin}",
+])
+def test_the_spend_recorded_is_the_cli_s_own_figure_not_the_pricing_table_s(worktree, tmp_path, clis, monkeypatch,
+                                                                           template):
+    """Done-when: recorded spend equals the CLI's reported cost. The CLI prices at twice the
+    table's rates here, so a reader that fell back to pricing the tokens would record half."""
+    monkeypatch.setenv("FAKE_CLI_PRICES", "6,30")
+    result = implement(template, request_for(worktree, tmp_path, checks=()))
+    assert result.ok, result.message
+    assert result.cost_usd == pytest.approx(2 * 2 * TURN)  # two turns at the CLI's prices
+    assert result.usage.input_tokens == 2000 and result.usage.output_tokens == 400
+
+
+def test_a_cli_that_ignores_the_turn_limit_is_stopped_by_hybrid_tui(worktree, tmp_path, clis, monkeypatch):
+    """A template that does not pass {max_turns}: the turns the CLI streams are counted and
+    it is stopped past the limit, every turn it was paid for booked."""
+    monkeypatch.setenv("FAKE_CLI_TURNS", "10")
+    monkeypatch.setenv("FAKE_CLI_TURN_SECONDS", "0.3")
+    request = request_for(worktree, tmp_path, checks=(), limits=AttemptLimits(max_turns=3))
+    result = implement("claude -p --output-format stream-json --verbose --permission-mode acceptEdits {prompt_stdin}",
+                       request)
+    assert (result.ok, result.failure_type) == (False, "agent_error")
+    assert result.message == "turn limit 3 reached; stopped"
+    assert result.usage.input_tokens == 4000  # stopped on the fourth turn's message
+
+
+def test_a_rate_limit_the_cli_gave_up_on_is_rate_limited_with_its_words(worktree, tmp_path, clis, monkeypatch):
+    monkeypatch.setenv("FAKE_CLI_RATE_LIMIT", "1")
+    result = implement("claude-code", request_for(worktree, tmp_path))
+    assert (result.ok, result.failure_type) == (False, "rate_limited")
+    assert "rate_limit_error" in result.message and "30,000 input tokens per minute" in result.message
+
+
 def test_turn_limit_reaches_the_cli_and_is_an_agent_error(worktree, tmp_path, clis, monkeypatch):
     monkeypatch.setenv("FAKE_CLI_TURNS", "10")
     request = request_for(worktree, tmp_path, limits=AttemptLimits(max_turns=3))
@@ -187,6 +223,7 @@ def test_a_401_stops_the_attempt_at_once_as_an_auth_error_not_a_timeout(worktree
     result = implement("claude-code", request)
     assert (result.ok, result.failure_type) == (False, "auth_error")
     assert "401" in result.message or "authentication" in result.message  # its own words, not "timed out"
+    assert result.duration_seconds < 30  # stopped at once, not at the 120 s timeout
 
 
 def test_a_401_shown_only_on_stderr_is_an_auth_error_too(worktree, tmp_path, clis, monkeypatch):
@@ -303,6 +340,13 @@ def test_aider_preset_reads_its_text_cost_and_keeps_its_history_out_of_the_workt
     assert (tmp_path / "logs" / "sub.1.agent" / "aider.chat.history.md").exists()
 
 
+def test_aider_books_the_model_its_main_model_line_names(worktree, tmp_path, clis):
+    """Item 8 for aider: given an alias, aider runs (and bills) the model it resolves it to."""
+    result = implement("aider", request_for(worktree, tmp_path, model="sonnet"))
+    assert result.ok, result.message
+    assert result.model == "claude-sonnet-4-20250514"
+
+
 def test_aider_auth_error_is_an_auth_error_although_it_exits_0(worktree, tmp_path, clis, monkeypatch):
     monkeypatch.setenv("FAKE_CLI_AUTH_FAIL", "1")
     result = implement("aider", request_for(worktree, tmp_path))
@@ -350,7 +394,8 @@ def test_readers_take_the_documented_shapes():
               "total_cost_usd": 0.25, "usage": {"input_tokens": 10, "output_tokens": 5},
               "modelUsage": {"claude-haiku-4-5": {"costUSD": 0.01}, "claude-opus-4-1": {"costUSD": 0.24}},
               "permission_denials": []}
-    claude.finish(json.dumps([{"type": "system", "subtype": "init", "model": "claude-opus-4-1"}, result], indent=2),
+    # Asked for haiku (the init message), opus did most of the work: the result's modelUsage decides.
+    claude.finish(json.dumps([{"type": "system", "subtype": "init", "model": "claude-haiku-4-5"}, result], indent=2),
                   complete=True)
     report = claude.report
     assert (report.cost_usd, report.model, report.session_id, report.error_kind) == (0.25, "claude-opus-4-1", "s-1", None)

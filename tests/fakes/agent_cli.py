@@ -15,7 +15,8 @@ What the agent does comes from the task in its prompt (the SIS JSON block): it w
 validation commands through its Bash tool. Scenario knobs (environment):
 
 ``FAKE_CLI_TURNS`` (2), ``FAKE_CLI_TURN_SECONDS`` (0) and ``FAKE_CLI_TURN_TOKENS`` ("1000,200": input,output per turn,
-priced at $3/$15 per MTok as Sonnet); ``FAKE_CLI_AUTH_FAIL=1`` (every API call gets a 401; the
+priced at ``FAKE_CLI_PRICES``, default "3,15" $/MTok as Sonnet); ``FAKE_CLI_RATE_LIMIT=1`` (every API
+call gets a 429: Claude retries, then ends with an error result); ``FAKE_CLI_AUTH_FAIL=1`` (every API call gets a 401; the
 CLI keeps retrying); ``FAKE_CLI_WRITE=<path>`` (also write this path, e.g. outside the
 worktree); ``FAKE_CLI_RUN=<shell command>`` (also run this through the Bash tool);
 ``FAKE_CLI_PAD_MB`` (print this many MB of progress before the end); ``FAKE_CLI_HOLD_STDOUT=<s>``
@@ -35,7 +36,10 @@ import time
 import uuid
 from pathlib import Path
 
-PRICE_IN, PRICE_OUT = 3e-6, 15e-6  # Sonnet, $/token
+# The CLI's own prices, $/token (Sonnet's by default): FAKE_CLI_PRICES="in,out" in $/MTok makes
+# the CLI's reported cost differ from hybrid-tui's pricing table, as litellm's or Anthropic's
+# figures may.
+PRICE_IN, PRICE_OUT = (float(p) / 1e6 for p in os.environ.get("FAKE_CLI_PRICES", "3,15").split(","))
 
 
 def task_of(prompt: str) -> dict:
@@ -134,6 +138,29 @@ def claude(argv: list[str]) -> int:
             print(f"API Error: {error} · Retrying in 0 seconds… (attempt {attempt}/10)", file=sys.stderr, flush=True)
             time.sleep(0.2)
 
+    def end(result: dict) -> int:
+        messages.append(result)
+        if stream:
+            print(json.dumps(result), flush=True)
+        elif args.output_format == "json":
+            print(json.dumps(messages if args.verbose else result), flush=True)
+        else:
+            print(result.get("result", result["subtype"]))
+        return 1 if result["is_error"] else 0
+
+    if os.environ.get("FAKE_CLI_RATE_LIMIT"):  # retried a few times, then an error result
+        error = ('429 {"type":"error","error":{"type":"rate_limit_error","message":"This request would exceed '
+                 'the rate limit for your organization of 30,000 input tokens per minute."}}')
+        for attempt in range(1, 4):
+            if stream:
+                emit({"type": "system", "subtype": "api_retry", "attempt": attempt, "max_retries": 3,
+                      "retry_delay_ms": 50, "error_status": 429, "error": "rate_limit"})
+            print(f"API Error: {error} · Retrying in 0 seconds… (attempt {attempt}/3)", file=sys.stderr, flush=True)
+            time.sleep(0.05)
+        return end({"type": "result", "subtype": "success", "is_error": True, "duration_ms": 300, "num_turns": 1,
+                    "session_id": session, "total_cost_usd": 0, "result": f"API Error: {error}",
+                    "usage": {"input_tokens": 0, "output_tokens": 0}, "modelUsage": {}, "permission_denials": []})
+
     rules = [rule for value in args.allowedTools for rule in tool_rules(value)]
     bypass = args.dangerously_skip_permissions or args.permission_mode == "bypassPermissions"
     denials: list[dict] = []
@@ -224,14 +251,7 @@ def claude(argv: list[str]) -> int:
     }
     if not is_error:
         result["result"] = "Made the change for " + task["task_id"]
-    messages.append(result)
-    if stream:
-        print(json.dumps(result), flush=True)
-    elif args.output_format == "json":
-        print(json.dumps(messages if args.verbose else result), flush=True)
-    else:
-        print(result.get("result", subtype))
-    return 1 if is_error else 0
+    return end(result)
 
 
 # ----------------------------------------------------------------------------- codex
@@ -317,7 +337,10 @@ def aider(argv: list[str]) -> int:
     if not prompt:
         print("aider: no message", file=sys.stderr)
         return 2
-    model = args.model or "anthropic/claude-sonnet-4-5-20250929"
+    # aider resolves its model aliases (aider/models.py MODEL_ALIASES) and names the model in
+    # its "Main model:" line, with litellm's provider prefix.
+    aliases = {"sonnet": "anthropic/claude-sonnet-4-20250514", "haiku": "claude-3-5-haiku-20241022"}
+    model = aliases.get(args.model or "", args.model) or "anthropic/claude-sonnet-4-5-20250929"
     Path(args.chat_history_file).write_text("# aider chat started\n")  # its history, where it is told
     cache = Path(".aider.tags.cache.v4")  # the repo map's tag cache: always in the repository root
     cache.mkdir(exist_ok=True)

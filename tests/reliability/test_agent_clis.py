@@ -179,3 +179,30 @@ def test_an_attempt_past_its_time_limit_keeps_what_the_cli_reported_it_spent(tmp
     # The turn the CLI streamed is on the row (priced from the pricing table: Claude reports
     # dollars only in its final result).
     assert rows == [("failed", "timeout", 1000, 200, True)], rows
+
+
+@pytest.mark.parametrize("plain_folder", [False, True], ids=["git-checkout", "plain-folder"])
+def test_a_write_in_the_users_folder_fails_the_attempt_naming_it(tmp_path: Path, cli_env, plain_folder):
+    """Issue 19 item 6 in a whole run: a CLI told to skip its permissions writes into the
+    user's folder. In place (a git checkout) and for a plain folder, which the run copies:
+    the user's own folder is the one to watch there, not the copy in the run folder."""
+    template = "claude -p --output-format json --dangerously-skip-permissions {prompt_stdin}"
+    mission = mission_with(tmp_path / "m", template, task_ids=("p",))
+    toml = mission / "mission.toml"
+    toml.write_text(toml.read_text() + '\n[policies.retries.agent_error]\nmax_retries = 0\nbackoff = "immediate"\n'
+                                       'action = "attention"\n')
+    users = mission / "repo"
+    if plain_folder:
+        import shutil
+        shutil.rmtree(users / ".git")
+    stray = users / "src" / "stray.py"
+    runs = tmp_path / "runs"
+    proc = cli("run", str(mission), "--headless", "--backend", "cli", "--runs-dir", str(runs), cwd=tmp_path,
+               env={**cli_env, "FAKE_CLI_WRITE": str(stray)})
+    assert proc.returncode == 1, explain(proc)
+    store, _ = read_store(only_run_dir(runs))
+    try:
+        rows = [(a.outcome, a.failure_type, a.failure_message) for a in attempts_of("p")]
+    finally:
+        store.close()
+    assert rows == [("failed", "agent_error", f"the agent CLI wrote outside its worktree: {stray}")], rows

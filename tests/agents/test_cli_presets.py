@@ -103,6 +103,15 @@ def test_claude_code_preset_edits_runs_the_validation_and_books_the_reported_cos
     assert SECRET_KEY not in log
 
 
+def test_a_compound_validation_command_is_allowed_part_by_part(worktree, tmp_path, clis):
+    """Claude Code checks each part of ``a && b`` against the rules on its own: a rule for the
+    whole command alone got every attempt's validation run refused."""
+    request = request_for(worktree, tmp_path, checks=("test -f sub.txt && grep -q done sub.txt",
+                                                      "cat sub.txt | grep -c done"))
+    result = implement("claude-code", request)
+    assert result.ok, result.message
+
+
 def test_the_readme_template_of_old_edits_nothing_and_is_no_longer_a_success(worktree, tmp_path, clis):
     """Item 1: ``claude -p {prompt_file} --output-format json`` (default permissions): Claude
     gets the path as its prompt, is refused reading it (outside the worktree), exits 0 with

@@ -89,6 +89,32 @@ def tool_rules(value: str) -> list[str]:
 
 
 
+def subcommands(command: str) -> list[str]:
+    """The parts of a compound shell command (``a && b``, ``a; b``, ``a | b``), each as written:
+    Claude Code checks each against the permission rules on its own."""
+    parts, start, quote, i = [], 0, None, 0
+    while i < len(command):
+        char = command[i]
+        if quote:
+            if char == "\\" and quote == '"':
+                i += 1
+            elif char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == "\\":
+            i += 1
+        elif command.startswith(("&&", "||"), i) or char in ";|\n" or (
+                char == "&" and command[i - 1:i] not in (">", "<") and command[i + 1:i + 2] != ">"):
+            parts.append(command[start:i])
+            i += 2 if command.startswith(("&&", "||"), i) else 1
+            start = i
+            continue
+        i += 1
+    parts.append(command[start:])
+    return [part.strip() for part in parts if part.strip()]
+
+
 def claude(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="claude", allow_abbrev=False)
     parser.add_argument("prompt", nargs="?")
@@ -173,8 +199,8 @@ def claude(argv: list[str]) -> int:
     def allowed(tool: str, tool_input: dict) -> bool:
         if bypass:
             return True
-        if tool == "Bash":
-            return f"Bash({tool_input['command']})" in rules
+        if tool == "Bash":  # each subcommand of a compound command needs a rule of its own
+            return all(f"Bash({part})" in rules for part in subcommands(tool_input["command"]))
         if tool in rules:
             # A bare tool rule (``--allowedTools Write``) allows the tool on any path: Claude Code
             # applies no working-directory limit to it (anthropics/claude-code#88038).

@@ -6,9 +6,9 @@ output; runs nothing.
 ``[agents] cli`` is either a preset name or a template:
 
 - ``claude-code``: ``claude -p --output-format stream-json --verbose --model M --max-turns N
-  --max-budget-usd D --permission-mode acceptEdits --allowedTools <each validation command as
-  Bash(<command>)>``, the prompt on stdin (no bare file tool is allowed: that would allow it
-  on every path).
+  --max-budget-usd D --permission-mode acceptEdits --allowedTools <each validation command,
+  and each part of a compound one, as Bash(<command>)>``, the prompt on stdin (no bare file
+  tool is allowed: that would allow it on every path).
 - ``aider``: ``aider --message-file <prompt file> --model M --yes-always --no-auto-commits
   --no-dirty-commits --no-gitignore --test-cmd <validation> --auto-test`` with its history
   files in the attempt's scratch folder (not the worktree) and no update checks or analytics.
@@ -52,6 +52,33 @@ def is_agent_scratch(path: str) -> bool:
     )
 
 
+
+
+def shell_parts(command: str) -> list[str]:
+    """``command`` and, for a compound one (``a && b``, ``a || b``, ``a; b``, ``a | b``, ``a &``),
+    each of its parts as written: Claude Code matches every part against the permission rules
+    on its own, so the whole command's rule alone does not let it run."""
+    parts, start, quote, i = [], 0, "", 0
+    while i < len(command):
+        char = command[i]
+        if quote:
+            if char == "\\" and quote == '"':
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == "\\":
+            i += 1
+        elif command.startswith(("&&", "||"), i) or char in ";|\n" or (
+                char == "&" and command[i - 1:i] not in (">", "<") and command[i + 1:i + 2] != ">"):
+            parts.append(command[start:i])
+            i += 2 if command.startswith(("&&", "||"), i) else 1
+            start = i
+            continue
+        i += 1
+    parts.append(command[start:])
+    return list(dict.fromkeys([command.strip(), *(part.strip() for part in parts if part.strip())]))
 
 
 class TemplateError(ValueError):
@@ -103,8 +130,9 @@ def _claude_code(v: CommandValues) -> AgentCommand:
         "--model", v.model, "--max-turns", str(v.max_turns), "--max-budget-usd", v.placeholder("max_cost_usd"),
         "--permission-mode", "acceptEdits",
     ]
-    if v.validation_commands:
-        argv += ["--allowedTools", ",".join(f"Bash({command})" for command in v.validation_commands)]
+    rules = [f"Bash({part})" for command in v.validation_commands for part in shell_parts(command)]
+    if rules:
+        argv += ["--allowedTools", ",".join(dict.fromkeys(rules))]
     return AgentCommand(argv, True, ClaudeCodeReader(), _shown(argv, v.prompt))
 
 

@@ -374,6 +374,24 @@ def test_codex_preset_reads_its_jsonl_usage_and_thread(worktree, tmp_path, clis)
     assert result.summary == "Done: sub"
 
 
+@pytest.mark.parametrize("preset, knobs, spent", [
+    ("aider", {"FAKE_CLI_TURNS": "10"}, 10 * TURN),  # its cost lines, as aider prints them
+    ("codex", {"FAKE_CLI_TURN_TOKENS": "10000,1000"}, cost_of("gpt-5", Usage(input_tokens=7500, output_tokens=1000,
+                                                                            cache_read_tokens=2500))),
+])
+def test_the_cap_fails_an_aider_or_codex_attempt_that_crossed_it(worktree, tmp_path, clis, monkeypatch, preset, knobs,
+                                                                  spent):
+    """Neither CLI takes a dollar cap: their reported spend is held to it (Codex reports its
+    usage only when its turn ends: the attempt fails then, its spend recorded)."""
+    for name, value in knobs.items():
+        monkeypatch.setenv(name, value)
+    request = request_for(worktree, tmp_path, model="gpt-5" if preset == "codex" else "claude-sonnet-4-5",
+                          limits=AttemptLimits(max_cost_usd=0.01))
+    result = implement(preset, request)
+    assert (result.ok, result.failure_type) == (False, "budget_exhausted")
+    assert 0.01 < result.cost_usd <= spent + 1e-9
+
+
 def test_codex_401_is_an_auth_error(worktree, tmp_path, clis, monkeypatch):
     monkeypatch.setenv("FAKE_CLI_AUTH_FAIL", "1")
     result = implement("codex", request_for(worktree, tmp_path, model="gpt-5-codex"))

@@ -415,6 +415,31 @@ def test_template_placeholders_for_every_limit():
         CliImplementer("agent --in={prompt_stdin}")
 
 
+def test_the_presets_command_lines():
+    """Each preset's flags exist in the real CLI (an unknown flag fails every attempt) and give
+    no permission beyond the worktree and the validation commands."""
+    from hybrid_tui.agents.cli.command import CommandValues, build_command
+
+    values = CommandValues(prompt_file="/r/logs/t.1.prompt.md", prompt="do it", worktree="/w", task_id="t", attempt=1,
+                           model="m", max_turns=7, max_cost_usd=0.25, max_tokens=9000, timeout_seconds=90.0,
+                           scratch_dir="/r/logs/t.1.agent",
+                           validation_commands=["pytest -q", "ruff check . && mypy src", "(cd docs && make)"])
+    claude = build_command("claude-code", values)
+    assert claude.argv == [
+        "claude", "-p", "--output-format", "stream-json", "--verbose", "--model", "m", "--max-turns", "7",
+        "--max-budget-usd", "0.25", "--permission-mode", "acceptEdits", "--allowedTools",
+        "Bash(pytest -q),Bash(ruff check . && mypy src),Bash(ruff check .),Bash(mypy src),Bash((cd docs && make))",
+    ] and claude.prompt_on_stdin
+    codex = build_command("codex", values)
+    assert codex.argv == ["codex", "exec", "--json", "--sandbox", "workspace-write", "--skip-git-repo-check",
+                          "--model", "m", "-C", "/w", "-"] and codex.prompt_on_stdin
+    aider = build_command("aider", values)
+    assert aider.argv[:3] == ["aider", "--message-file", "/r/logs/t.1.prompt.md"] and not aider.prompt_on_stdin
+    assert aider.argv[-3:] == ["--test-cmd", "pytest -q && ruff check . && mypy src && (cd docs && make)", "--auto-test"]
+    assert "--chat-history-file" in aider.argv and "/r/logs/t.1.agent/aider.chat.history.md" in aider.argv
+    assert "do it" not in claude.argv + codex.argv + aider.argv  # the prompt is never an argument
+
+
 def test_readers_take_the_documented_shapes():
     claude = ClaudeCodeReader()
     result = {"type": "result", "subtype": "success", "is_error": False, "result": "ok", "session_id": "s-1",

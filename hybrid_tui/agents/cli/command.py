@@ -130,7 +130,10 @@ def _claude_code(v: CommandValues) -> AgentCommand:
         "--model", v.model, "--max-turns", str(v.max_turns), "--max-budget-usd", v.placeholder("max_cost_usd"),
         "--permission-mode", "acceptEdits",
     ]
-    rules = [f"Bash({part})" for command in v.validation_commands for part in shell_parts(command)]
+    # A part with unbalanced parentheses (a subshell's "(cd x") cannot be written as a rule:
+    # Claude Code would misread the rest of the list.
+    rules = [f"Bash({part})" for command in v.validation_commands for part in shell_parts(command)
+             if part.count("(") == part.count(")")]
     if rules:
         argv += ["--allowedTools", ",".join(dict.fromkeys(rules))]
     return AgentCommand(argv, True, ClaudeCodeReader(), _shown(argv, v.prompt))

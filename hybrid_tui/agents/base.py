@@ -41,6 +41,13 @@ FAILURE_TYPES = (
 )
 
 CostFn = Callable[[str, Usage], float]
+
+
+class SpendReport(Protocol):
+    """``report_spend(usage, cost_usd, model=None)``: the spend so far (cumulative); ``model``
+    is the one it is booked to when the agent says it ran another than it was asked for."""
+
+    def __call__(self, usage: Usage, cost_usd: float, model: str | None = None, /) -> None: ...
 """``cost_of(model, usage) -> dollars``; raises for a model missing from the pricing table."""
 
 
@@ -82,7 +89,7 @@ class ImplementRequest:
     unwatched_roots: tuple[Path, ...] = ()
     # Called by a backend that pays per turn with its usage and dollars so far (cumulative),
     # so a timeout or cancel from outside the backend still records what was billed.
-    report_spend: Callable[[Usage, float], None] | None = None
+    report_spend: SpendReport | None = None
     # [workspace] env and PATH for the commands the agent runs (its CLI, run_checks): laid
     # over the user's environment.
     environment: dict[str, str] = field(default_factory=dict)

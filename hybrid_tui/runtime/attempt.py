@@ -44,6 +44,17 @@ async def implement(ctx: RunContext, request: ImplementRequest, model: str) -> I
         return ImplementResult(ok=False, model=model, failure_type="agent_error", message=f"{type(exc).__name__}: {exc}")
 
 
+def users_folders(ctx: RunContext) -> tuple[Path, ...]:
+    """The folders of the user's an agent CLI must not write in: the repository the run works
+    on and, when the run works on a copy of it (a plain folder, a monorepo's package), the
+    folder the mission names."""
+    if ctx.repo is None:
+        return ()
+    named = getattr(ctx.mission, "repo_path", None)
+    folders = [Path(ctx.repo.repo_path), *([Path(named).resolve()] if named is not None else [])]
+    return tuple(dict.fromkeys(folders))
+
+
 def _claim(loop: AttemptLoop, task_id: str, path: str) -> bool:
     """Sandbox callback for an undeclared file: runs the lock request on the loop thread."""
     try:
@@ -64,9 +75,9 @@ async def run_attempt(
     # the attempt before the backend returned its result (the API billed those turns).
     spent: ImplementResult | None = None
 
-    def report_spend(usage: Usage, cost_usd: float) -> None:
+    def report_spend(usage: Usage, cost_usd: float, used_model: str | None = None) -> None:
         nonlocal spent
-        spent = ImplementResult(ok=False, model=model, usage=usage, cost_usd=cost_usd)
+        spent = ImplementResult(ok=False, model=used_model or model, usage=usage, cost_usd=cost_usd)
         attempt.cost_usd, attempt.usage = cost_usd, usage  # for a stop that interrupts the attempt
         # Stored as it is billed (once per API turn, seconds apart): a coordinator killed
         # mid-attempt leaves it on the row that recovery marks interrupted.
@@ -111,7 +122,7 @@ async def run_attempt(
                 memory_cap_mb=ctx.config.policies.task_memory_cap_mb,
                 # An agent CLI works outside the sandbox: its writes in the user's checkout are
                 # looked for after the attempt (the run folder may sit inside the checkout).
-                protected_roots=(ctx.repo.repo_path,) if ctx.repo is not None else (),
+                protected_roots=users_folders(ctx),
                 unwatched_roots=(ctx.repo.run_dir,) if ctx.repo is not None else (),
                 report_spend=report_spend,
                 environment=environment,
@@ -134,7 +145,7 @@ async def run_attempt(
                 # Stored before validation (seconds to minutes of subprocesses): a coordinator
                 # killed meanwhile left the interrupted row at $0, though the agent (a CLI
                 # reports only at its end) had said what it spent.
-                report_spend(result.usage, result.cost_usd)
+                report_spend(result.usage, result.cost_usd, result.model)
             if ctx.repo is not None:
                 # What lands is fixed now, before validation runs: only the files the agent
                 # changed, never what a validation command writes.

@@ -29,7 +29,7 @@ import anyio
 
 from hybrid_tui.agents.base import BatchMember, ImplementRequest, ImplementResult
 from hybrid_tui.core.batching import cost_shares
-from hybrid_tui.runtime.attempt import implement
+from hybrid_tui.runtime.attempt import implement, users_folders
 from hybrid_tui.runtime.context import AttemptLoop, Launch, RunContext
 from hybrid_tui.runtime.faults import crash_point
 from hybrid_tui.runtime.record import KNOWN_OPS_BACKENDS, recorded_attempt
@@ -108,9 +108,9 @@ async def run_batch(ctx: RunContext, loop: AttemptLoop, launch: Launch) -> None:
                          f"the session's log is {launch.log_path.name}")
     spent: list[ImplementResult | None] = [None]
 
-    def report_spend(usage: Usage, cost_usd: float) -> None:
+    def report_spend(usage: Usage, cost_usd: float, used_model: str | None = None) -> None:
         # Billed as the session goes: each member's row holds its share (a crash keeps it).
-        spent[0] = ImplementResult(ok=False, model=launch.model, usage=usage, cost_usd=cost_usd)
+        spent[0] = ImplementResult(ok=False, model=used_model or launch.model, usage=usage, cost_usd=cost_usd)
         with ctx.transaction():
             for attempt, part, share in zip(attempts, split_usage(usage, shares), shares):
                 attempt.cost_usd, attempt.usage = cost_usd * share, part
@@ -155,7 +155,7 @@ async def run_batch(ctx: RunContext, loop: AttemptLoop, launch: Launch) -> None:
             ),
             recorded=recorded_attempt(ctx.mission, ctx.run_id, leader.task_id, leader.number),
             memory_cap_mb=ctx.config.policies.task_memory_cap_mb,
-            protected_roots=(ctx.repo.repo_path,) if ctx.repo is not None else (),
+            protected_roots=users_folders(ctx),
             unwatched_roots=(ctx.repo.run_dir,) if ctx.repo is not None else (),
             report_spend=report_spend,
             environment=environment,

@@ -93,7 +93,7 @@ def test_failing_agent_is_an_agent_error(worktree, tmp_path, agent_script):
     request = request_for(worktree, tmp_path)
     result = anyio.run(CliImplementer(template(agent_script, "crash")).implement, request)
     assert (result.ok, result.failure_type) == (False, "agent_error")
-    assert "status 3" in result.message
+    assert result.message == "agent command exited with status 3: something broke"  # the CLI's own last words
     assert "something broke" in request.log_path.read_text()
 
 

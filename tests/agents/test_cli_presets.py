@@ -39,7 +39,8 @@ def clis(tmp_path: Path, monkeypatch) -> Path:
         wrapper.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET_KEY)
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-test-key-123456")
+    monkeypatch.setenv("CODEX_API_KEY", "sk-openai-test-key-123456")  # what `codex exec` reads
+    monkeypatch.setenv("CODEX_HOME", str(tmp_path / "codex-home"))  # no saved login of the host's
     for knob in [k for k in os.environ if k.startswith("FAKE_CLI_")]:
         monkeypatch.delenv(knob)
     return bin_dir
@@ -100,6 +101,15 @@ def test_claude_code_preset_edits_runs_the_validation_and_books_the_reported_cos
     assert "--permission-mode acceptEdits" in log and "--max-budget-usd 1" in log and "--max-turns 40" in log
     assert "Bash(test -f sub.txt)" in log and '"permission_denials": []' in log
     assert SECRET_KEY not in log
+
+
+def test_a_compound_validation_command_is_allowed_part_by_part(worktree, tmp_path, clis):
+    """Claude Code checks each part of ``a && b`` against the rules on its own: a rule for the
+    whole command alone got every attempt's validation run refused."""
+    request = request_for(worktree, tmp_path, checks=("test -f sub.txt && grep -q done sub.txt",
+                                                      "cat sub.txt | grep -c done"))
+    result = implement("claude-code", request)
+    assert result.ok, result.message
 
 
 def test_the_readme_template_of_old_edits_nothing_and_is_no_longer_a_success(worktree, tmp_path, clis):
@@ -170,6 +180,42 @@ def test_the_cap_also_stops_a_cli_that_reports_its_cost_over_it_at_the_end(workt
     assert result.cost_usd == pytest.approx(round(20 * TURN, 6))  # the CLI's own figure, recorded as it is
 
 
+@pytest.mark.parametrize("template", [
+    "claude-code",
+    "aider",
+    "claude -p --output-format json --permission-mode acceptEdits {prompt_stdin}",
+])
+def test_the_spend_recorded_is_the_cli_s_own_figure_not_the_pricing_table_s(worktree, tmp_path, clis, monkeypatch,
+                                                                           template):
+    """Done-when: recorded spend equals the CLI's reported cost. The CLI prices at twice the
+    table's rates here, so a reader that fell back to pricing the tokens would record half."""
+    monkeypatch.setenv("FAKE_CLI_PRICES", "6,30")
+    result = implement(template, request_for(worktree, tmp_path, checks=()))
+    assert result.ok, result.message
+    assert result.cost_usd == pytest.approx(2 * 2 * TURN)  # two turns at the CLI's prices
+    assert result.usage.input_tokens == 2000 and result.usage.output_tokens == 400
+
+
+def test_a_cli_that_ignores_the_turn_limit_is_stopped_by_hybrid_tui(worktree, tmp_path, clis, monkeypatch):
+    """A template that does not pass {max_turns}: the turns the CLI streams are counted and
+    it is stopped past the limit, every turn it was paid for booked."""
+    monkeypatch.setenv("FAKE_CLI_TURNS", "10")
+    monkeypatch.setenv("FAKE_CLI_TURN_SECONDS", "0.3")
+    request = request_for(worktree, tmp_path, checks=(), limits=AttemptLimits(max_turns=3))
+    result = implement("claude -p --output-format stream-json --verbose --permission-mode acceptEdits {prompt_stdin}",
+                       request)
+    assert (result.ok, result.failure_type) == (False, "agent_error")
+    assert result.message == "turn limit 3 reached; stopped"
+    assert result.usage.input_tokens == 4000  # stopped on the fourth turn's message
+
+
+def test_a_rate_limit_the_cli_gave_up_on_is_rate_limited_with_its_words(worktree, tmp_path, clis, monkeypatch):
+    monkeypatch.setenv("FAKE_CLI_RATE_LIMIT", "1")
+    result = implement("claude-code", request_for(worktree, tmp_path))
+    assert (result.ok, result.failure_type) == (False, "rate_limited")
+    assert "rate_limit_error" in result.message and "30,000 input tokens per minute" in result.message
+
+
 def test_turn_limit_reaches_the_cli_and_is_an_agent_error(worktree, tmp_path, clis, monkeypatch):
     monkeypatch.setenv("FAKE_CLI_TURNS", "10")
     request = request_for(worktree, tmp_path, limits=AttemptLimits(max_turns=3))
@@ -186,6 +232,7 @@ def test_a_401_stops_the_attempt_at_once_as_an_auth_error_not_a_timeout(worktree
     result = implement("claude-code", request)
     assert (result.ok, result.failure_type) == (False, "auth_error")
     assert "401" in result.message or "authentication" in result.message  # its own words, not "timed out"
+    assert result.duration_seconds < 30  # stopped at once, not at the 120 s timeout
 
 
 def test_a_401_shown_only_on_stderr_is_an_auth_error_too(worktree, tmp_path, clis, monkeypatch):
@@ -202,6 +249,26 @@ def test_a_timed_out_attempt_records_the_spend_the_cli_reported_so_far(worktree,
     assert result.failure_type == "timeout"
     assert result.cost_usd == pytest.approx(2 * TURN)  # two assistant turns streamed before the hang
     assert result.session_id
+
+
+def test_an_attempt_ended_from_outside_has_reported_what_the_cli_spent_so_far(worktree, tmp_path, clis, monkeypatch):
+    """Item 2 as a run meets it: the coordinator's attempt clock starts at dispatch, so it
+    cancels a hanging CLI before the CLI's own timer does; the attempt then recorded $0. The
+    spend streamed so far (one turn, the model Claude named) reaches report_spend as it comes."""
+    monkeypatch.setenv("FAKE_CLI_TURNS", "3")
+    monkeypatch.setenv("FAKE_CLI_TURN_SECONDS", "60")
+    monkeypatch.setenv("FAKE_CLI_DEFAULT_MODEL", "claude-opus-4-1-20250805")
+    reports: list[tuple] = []
+    request = request_for(worktree, tmp_path, checks=(), limits=AttemptLimits(timeout_seconds=120),
+                          report_spend=lambda *spend: reports.append(spend))
+    template = "claude -p --output-format stream-json --verbose --permission-mode acceptEdits {prompt_stdin}"
+
+    async def cancelled_from_outside():
+        with anyio.move_on_after(4):
+            await CliImplementer(template).implement(request)
+
+    anyio.run(cancelled_from_outside)
+    assert reports[-1] == (Usage(input_tokens=1000, output_tokens=200), pytest.approx(TURN), "claude-opus-4-1-20250805")
 
 
 def test_cost_is_booked_to_the_model_the_cli_used(worktree, tmp_path, clis, monkeypatch):
@@ -282,6 +349,13 @@ def test_aider_preset_reads_its_text_cost_and_keeps_its_history_out_of_the_workt
     assert (tmp_path / "logs" / "sub.1.agent" / "aider.chat.history.md").exists()
 
 
+def test_aider_books_the_model_its_main_model_line_names(worktree, tmp_path, clis):
+    """Item 8 for aider: given an alias, aider runs (and bills) the model it resolves it to."""
+    result = implement("aider", request_for(worktree, tmp_path, model="sonnet"))
+    assert result.ok, result.message
+    assert result.model == "claude-sonnet-4-20250514"
+
+
 def test_aider_auth_error_is_an_auth_error_although_it_exits_0(worktree, tmp_path, clis, monkeypatch):
     monkeypatch.setenv("FAKE_CLI_AUTH_FAIL", "1")
     result = implement("aider", request_for(worktree, tmp_path))
@@ -292,11 +366,30 @@ def test_codex_preset_reads_its_jsonl_usage_and_thread(worktree, tmp_path, clis)
     request = request_for(worktree, tmp_path, model="gpt-5-codex")
     result = implement("codex", request)
     assert result.ok, result.message
+    assert (worktree / "sub.txt").read_text() == "done\n"  # a sandbox that lets it write the worktree
+    assert "--sandbox workspace-write" in request.log_path.read_text()  # not the removed --full-auto
     assert result.usage == Usage(input_tokens=750, output_tokens=200, cache_read_tokens=250)
     assert result.cost_usd == pytest.approx(cost_of("gpt-5-codex", result.usage))  # codex reports no dollars
     assert result.model == "gpt-5-codex" and result.session_id.startswith("019a-")
     assert result.summary == "Done: sub"
-    assert "--full-auto" in request.log_path.read_text()
+
+
+@pytest.mark.parametrize("preset, knobs, spent", [
+    ("aider", {"FAKE_CLI_TURNS": "10"}, 10 * TURN),  # its cost lines, as aider prints them
+    ("codex", {"FAKE_CLI_TURN_TOKENS": "10000,1000"}, cost_of("gpt-5", Usage(input_tokens=7500, output_tokens=1000,
+                                                                            cache_read_tokens=2500))),
+])
+def test_the_cap_fails_an_aider_or_codex_attempt_that_crossed_it(worktree, tmp_path, clis, monkeypatch, preset, knobs,
+                                                                  spent):
+    """Neither CLI takes a dollar cap: their reported spend is held to it (Codex reports its
+    usage only when its turn ends: the attempt fails then, its spend recorded)."""
+    for name, value in knobs.items():
+        monkeypatch.setenv(name, value)
+    request = request_for(worktree, tmp_path, model="gpt-5" if preset == "codex" else "claude-sonnet-4-5",
+                          limits=AttemptLimits(max_cost_usd=0.01))
+    result = implement(preset, request)
+    assert (result.ok, result.failure_type) == (False, "budget_exhausted")
+    assert 0.01 < result.cost_usd <= spent + 1e-9
 
 
 def test_codex_401_is_an_auth_error(worktree, tmp_path, clis, monkeypatch):
@@ -322,13 +415,39 @@ def test_template_placeholders_for_every_limit():
         CliImplementer("agent --in={prompt_stdin}")
 
 
+def test_the_presets_command_lines():
+    """Each preset's flags exist in the real CLI (an unknown flag fails every attempt) and give
+    no permission beyond the worktree and the validation commands."""
+    from hybrid_tui.agents.cli.command import CommandValues, build_command
+
+    values = CommandValues(prompt_file="/r/logs/t.1.prompt.md", prompt="do it", worktree="/w", task_id="t", attempt=1,
+                           model="m", max_turns=7, max_cost_usd=0.25, max_tokens=9000, timeout_seconds=90.0,
+                           scratch_dir="/r/logs/t.1.agent",
+                           validation_commands=["pytest -q", "ruff check . && mypy src", "(cd docs && make)"])
+    claude = build_command("claude-code", values)
+    assert claude.argv == [
+        "claude", "-p", "--output-format", "stream-json", "--verbose", "--model", "m", "--max-turns", "7",
+        "--max-budget-usd", "0.25", "--permission-mode", "acceptEdits", "--allowedTools",
+        "Bash(pytest -q),Bash(ruff check . && mypy src),Bash(ruff check .),Bash(mypy src),Bash((cd docs && make))",
+    ] and claude.prompt_on_stdin
+    codex = build_command("codex", values)
+    assert codex.argv == ["codex", "exec", "--json", "--sandbox", "workspace-write", "--skip-git-repo-check",
+                          "--model", "m", "-C", "/w", "-"] and codex.prompt_on_stdin
+    aider = build_command("aider", values)
+    assert aider.argv[:3] == ["aider", "--message-file", "/r/logs/t.1.prompt.md"] and not aider.prompt_on_stdin
+    assert aider.argv[-3:] == ["--test-cmd", "pytest -q && ruff check . && mypy src && (cd docs && make)", "--auto-test"]
+    assert "--chat-history-file" in aider.argv and "/r/logs/t.1.agent/aider.chat.history.md" in aider.argv
+    assert "do it" not in claude.argv + codex.argv + aider.argv  # the prompt is never an argument
+
+
 def test_readers_take_the_documented_shapes():
     claude = ClaudeCodeReader()
     result = {"type": "result", "subtype": "success", "is_error": False, "result": "ok", "session_id": "s-1",
               "total_cost_usd": 0.25, "usage": {"input_tokens": 10, "output_tokens": 5},
               "modelUsage": {"claude-haiku-4-5": {"costUSD": 0.01}, "claude-opus-4-1": {"costUSD": 0.24}},
               "permission_denials": []}
-    claude.finish(json.dumps([{"type": "system", "subtype": "init", "model": "claude-opus-4-1"}, result], indent=2),
+    # Asked for haiku (the init message), opus did most of the work: the result's modelUsage decides.
+    claude.finish(json.dumps([{"type": "system", "subtype": "init", "model": "claude-haiku-4-5"}, result], indent=2),
                   complete=True)
     report = claude.report
     assert (report.cost_usd, report.model, report.session_id, report.error_kind) == (0.25, "claude-opus-4-1", "s-1", None)

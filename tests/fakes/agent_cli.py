@@ -7,15 +7,16 @@ one where the backend could get it wrong: unknown flags are refused (argparse, e
 Code's ``--output-format stream-json`` without ``--verbose`` is refused, print mode needs a
 prompt (argument or stdin), the API key must be in the environment, and Claude's permission
 rules are applied (``acceptEdits``: file edits inside the working directory only; ``Bash``
-only for commands listed in ``--allowedTools``; everything with
-``--dangerously-skip-permissions``).
+only for commands listed in ``--allowedTools``; a bare tool name there, e.g. ``Write``, allows
+that tool on any path, as in the real CLI; everything with ``--dangerously-skip-permissions``).
 
 What the agent does comes from the task in its prompt (the SIS JSON block): it writes
 ``FAKE_CLI_CONTENT`` (default ``done\\n``) to each file the task names and runs the task's
 validation commands through its Bash tool. Scenario knobs (environment):
 
 ``FAKE_CLI_TURNS`` (2), ``FAKE_CLI_TURN_SECONDS`` (0) and ``FAKE_CLI_TURN_TOKENS`` ("1000,200": input,output per turn,
-priced at $3/$15 per MTok as Sonnet); ``FAKE_CLI_AUTH_FAIL=1`` (every API call gets a 401; the
+priced at ``FAKE_CLI_PRICES``, default "3,15" $/MTok as Sonnet); ``FAKE_CLI_RATE_LIMIT=1`` (every API
+call gets a 429: Claude retries, then ends with an error result); ``FAKE_CLI_AUTH_FAIL=1`` (every API call gets a 401; the
 CLI keeps retrying); ``FAKE_CLI_WRITE=<path>`` (also write this path, e.g. outside the
 worktree); ``FAKE_CLI_RUN=<shell command>`` (also run this through the Bash tool);
 ``FAKE_CLI_PAD_MB`` (print this many MB of progress before the end); ``FAKE_CLI_HOLD_STDOUT=<s>``
@@ -35,7 +36,10 @@ import time
 import uuid
 from pathlib import Path
 
-PRICE_IN, PRICE_OUT = 3e-6, 15e-6  # Sonnet, $/token
+# The CLI's own prices, $/token (Sonnet's by default): FAKE_CLI_PRICES="in,out" in $/MTok makes
+# the CLI's reported cost differ from hybrid-tui's pricing table, as litellm's or Anthropic's
+# figures may.
+PRICE_IN, PRICE_OUT = (float(p) / 1e6 for p in os.environ.get("FAKE_CLI_PRICES", "3,15").split(","))
 
 
 def task_of(prompt: str) -> dict:
@@ -83,6 +87,32 @@ def tool_rules(value: str) -> list[str]:
         current += char
     return [*rules, current] if current else rules
 
+
+
+def subcommands(command: str) -> list[str]:
+    """The parts of a compound shell command (``a && b``, ``a; b``, ``a | b``), each as written:
+    Claude Code checks each against the permission rules on its own."""
+    parts, start, quote, i = [], 0, None, 0
+    while i < len(command):
+        char = command[i]
+        if quote:
+            if char == "\\" and quote == '"':
+                i += 1
+            elif char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == "\\":
+            i += 1
+        elif command.startswith(("&&", "||"), i) or char in ";|\n" or (
+                char == "&" and command[i - 1:i] not in (">", "<") and command[i + 1:i + 2] != ">"):
+            parts.append(command[start:i])
+            i += 2 if command.startswith(("&&", "||"), i) else 1
+            start = i
+            continue
+        i += 1
+    parts.append(command[start:])
+    return [part.strip() for part in parts if part.strip()]
 
 
 def claude(argv: list[str]) -> int:
@@ -134,6 +164,29 @@ def claude(argv: list[str]) -> int:
             print(f"API Error: {error} · Retrying in 0 seconds… (attempt {attempt}/10)", file=sys.stderr, flush=True)
             time.sleep(0.2)
 
+    def end(result: dict) -> int:
+        messages.append(result)
+        if stream:
+            print(json.dumps(result), flush=True)
+        elif args.output_format == "json":
+            print(json.dumps(messages if args.verbose else result), flush=True)
+        else:
+            print(result.get("result", result["subtype"]))
+        return 1 if result["is_error"] else 0
+
+    if os.environ.get("FAKE_CLI_RATE_LIMIT"):  # retried a few times, then an error result
+        error = ('429 {"type":"error","error":{"type":"rate_limit_error","message":"This request would exceed '
+                 'the rate limit for your organization of 30,000 input tokens per minute."}}')
+        for attempt in range(1, 4):
+            if stream:
+                emit({"type": "system", "subtype": "api_retry", "attempt": attempt, "max_retries": 3,
+                      "retry_delay_ms": 50, "error_status": 429, "error": "rate_limit"})
+            print(f"API Error: {error} · Retrying in 0 seconds… (attempt {attempt}/3)", file=sys.stderr, flush=True)
+            time.sleep(0.05)
+        return end({"type": "result", "subtype": "success", "is_error": True, "duration_ms": 300, "num_turns": 1,
+                    "session_id": session, "total_cost_usd": 0, "result": f"API Error: {error}",
+                    "usage": {"input_tokens": 0, "output_tokens": 0}, "modelUsage": {}, "permission_denials": []})
+
     rules = [rule for value in args.allowedTools for rule in tool_rules(value)]
     bypass = args.dangerously_skip_permissions or args.permission_mode == "bypassPermissions"
     denials: list[dict] = []
@@ -146,14 +199,17 @@ def claude(argv: list[str]) -> int:
     def allowed(tool: str, tool_input: dict) -> bool:
         if bypass:
             return True
-        if tool == "Bash":
-            return f"Bash({tool_input['command']})" in rules
-        if tool == "Read":  # reading is allowed in the working directory without asking
-            target = Path(tool_input["file_path"]).resolve()
-            return target == cwd or cwd in target.parents
+        if tool == "Bash":  # each subcommand of a compound command needs a rule of its own
+            return all(f"Bash({part})" in rules for part in subcommands(tool_input["command"]))
+        if tool in rules:
+            # A bare tool rule (``--allowedTools Write``) allows the tool on any path: Claude Code
+            # applies no working-directory limit to it (anthropics/claude-code#88038).
+            return True
         target = Path(tool_input["file_path"]).resolve()
         inside = target == cwd or cwd in target.parents
-        return (inside and args.permission_mode == "acceptEdits") or (tool in rules and inside)
+        if tool == "Read":  # reading is allowed in the working directory without asking
+            return inside
+        return inside and args.permission_mode == "acceptEdits"  # acceptEdits: edits in the working directory
 
     def tool_use(tool: str, tool_input: dict) -> str:
         if not allowed(tool, tool_input):
@@ -221,14 +277,7 @@ def claude(argv: list[str]) -> int:
     }
     if not is_error:
         result["result"] = "Made the change for " + task["task_id"]
-    messages.append(result)
-    if stream:
-        print(json.dumps(result), flush=True)
-    elif args.output_format == "json":
-        print(json.dumps(messages if args.verbose else result), flush=True)
-    else:
-        print(result.get("result", subtype))
-    return 1 if is_error else 0
+    return end(result)
 
 
 # ----------------------------------------------------------------------------- codex
@@ -240,12 +289,15 @@ def codex(argv: list[str]) -> int:
     run = sub.add_parser("exec")
     run.add_argument("prompt", nargs="?")
     run.add_argument("--json", action="store_true")
-    run.add_argument("--full-auto", action="store_true")
+    run.add_argument("--full-auto", action="store_true")  # kept by clap only to refuse it
     run.add_argument("--sandbox", "-s", choices=["read-only", "workspace-write", "danger-full-access"])
     run.add_argument("--skip-git-repo-check", action="store_true")
     run.add_argument("--model", "-m")
     run.add_argument("--cd", "-C")
     args = parser.parse_args(argv)
+    if args.full_auto:  # codex-rs/exec/src/cli.rs: the flag was deprecated, then removed
+        print("Error: `--full-auto` has been removed; use `--sandbox workspace-write` instead.", file=sys.stderr)
+        return 1
     if args.cd:
         os.chdir(args.cd)
     prompt = sys.stdin.read() if args.prompt in (None, "-") else args.prompt
@@ -261,11 +313,15 @@ def codex(argv: list[str]) -> int:
 
     event({"type": "thread.started", "thread_id": "019a-" + uuid.uuid4().hex[:12]})
     event({"type": "turn.started"})
-    if not os.environ.get("OPENAI_API_KEY") or os.environ.get("FAKE_CLI_AUTH_FAIL"):
+    # codex exec authenticates with CODEX_API_KEY or the login saved in $CODEX_HOME/auth.json;
+    # it does not read OPENAI_API_KEY from the environment.
+    codex_home = Path(os.environ.get("CODEX_HOME") or Path.home() / ".codex")
+    logged_in = os.environ.get("CODEX_API_KEY") or (codex_home / "auth.json").is_file()
+    if not logged_in or os.environ.get("FAKE_CLI_AUTH_FAIL"):
         event({"type": "error", "message": "unexpected status 401 Unauthorized: Incorrect API key provided"})
         event({"type": "turn.failed", "error": {"message": "unexpected status 401 Unauthorized: Incorrect API key provided"}})
         return 1
-    writable = args.full_auto or args.sandbox in ("workspace-write", "danger-full-access")
+    writable = args.sandbox in ("workspace-write", "danger-full-access")  # the default is read-only
     task = task_of(prompt)
     given, taken = turn_tokens()
     for index, path in enumerate(files_of(task)):
@@ -307,7 +363,10 @@ def aider(argv: list[str]) -> int:
     if not prompt:
         print("aider: no message", file=sys.stderr)
         return 2
-    model = args.model or "anthropic/claude-sonnet-4-5-20250929"
+    # aider resolves its model aliases (aider/models.py MODEL_ALIASES) and names the model in
+    # its "Main model:" line, with litellm's provider prefix.
+    aliases = {"sonnet": "anthropic/claude-sonnet-4-20250514", "haiku": "claude-3-5-haiku-20241022"}
+    model = aliases.get(args.model or "", args.model) or "anthropic/claude-sonnet-4-5-20250929"
     Path(args.chat_history_file).write_text("# aider chat started\n")  # its history, where it is told
     cache = Path(".aider.tags.cache.v4")  # the repo map's tag cache: always in the repository root
     cache.mkdir(exist_ok=True)

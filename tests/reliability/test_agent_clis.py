@@ -153,3 +153,56 @@ def test_a_coordinator_killed_during_a_batchs_validation_keeps_each_members_shar
     assert {batch for batch, _ in rows.values()} == {"p#1"}, rows  # one session for both
     assert sum(cost for _, cost in rows.values()) == pytest.approx(round(2 * TURN, 6)), rows
     assert all(cost > 0 for _, cost in rows.values()), rows
+
+
+def test_an_attempt_past_its_time_limit_keeps_what_the_cli_reported_it_spent(tmp_path: Path, cli_env):
+    """Issue 19 item 2 in a whole run: the coordinator's attempt clock (started at dispatch,
+    so it fires before the CLI's own timer) cancels a CLI that hangs after its first turn.
+    The attempt recorded $0 although the CLI had streamed that turn's usage."""
+    mission = mission_with(tmp_path / "m", "claude-code", task_ids=("p",),
+                           extra="attempt_timeout_seconds = 4\n")
+    toml = mission / "mission.toml"
+    # The worktree's setup (2 s) counts on the attempt clock, not on the CLI's timer: the
+    # coordinator's clock fires first.
+    toml.write_text(toml.read_text() + '\n[policies.retries.timeout]\nmax_retries = 0\nbackoff = "immediate"\n'
+                                       'action = "attention"\n\n[workspace]\nsetup = ["sleep 2"]\n')
+    env = {**cli_env, "FAKE_CLI_TURNS": "3", "FAKE_CLI_TURN_SECONDS": "60"}
+    runs = tmp_path / "runs"
+    proc = cli("run", str(mission), "--headless", "--backend", "cli", "--runs-dir", str(runs), cwd=tmp_path, env=env)
+    assert proc.returncode != -9, explain(proc)
+    store, _ = read_store(only_run_dir(runs))
+    try:
+        rows = [(a.outcome, a.failure_type, a.input_tokens, a.output_tokens, a.cost_usd > 0) for a in attempts_of("p")]
+        assert "attempt exceeded" in attempts_of("p")[0].failure_message  # the coordinator's clock ended it
+    finally:
+        store.close()
+    # The turn the CLI streamed is on the row (priced from the pricing table: Claude reports
+    # dollars only in its final result).
+    assert rows == [("failed", "timeout", 1000, 200, True)], rows
+
+
+@pytest.mark.parametrize("plain_folder", [False, True], ids=["git-checkout", "plain-folder"])
+def test_a_write_in_the_users_folder_fails_the_attempt_naming_it(tmp_path: Path, cli_env, plain_folder):
+    """Issue 19 item 6 in a whole run: a CLI told to skip its permissions writes into the
+    user's folder. In place (a git checkout) and for a plain folder, which the run copies:
+    the user's own folder is the one to watch there, not the copy in the run folder."""
+    template = "claude -p --output-format json --dangerously-skip-permissions {prompt_stdin}"
+    mission = mission_with(tmp_path / "m", template, task_ids=("p",))
+    toml = mission / "mission.toml"
+    toml.write_text(toml.read_text() + '\n[policies.retries.agent_error]\nmax_retries = 0\nbackoff = "immediate"\n'
+                                       'action = "attention"\n')
+    users = mission / "repo"
+    if plain_folder:
+        import shutil
+        shutil.rmtree(users / ".git")
+    stray = users / "src" / "stray.py"
+    runs = tmp_path / "runs"
+    proc = cli("run", str(mission), "--headless", "--backend", "cli", "--runs-dir", str(runs), cwd=tmp_path,
+               env={**cli_env, "FAKE_CLI_WRITE": str(stray)})
+    assert proc.returncode == 1, explain(proc)
+    store, _ = read_store(only_run_dir(runs))
+    try:
+        rows = [(a.outcome, a.failure_type, a.failure_message) for a in attempts_of("p")]
+    finally:
+        store.close()
+    assert rows == [("failed", "agent_error", f"the agent CLI wrote outside its worktree: {stray}")], rows

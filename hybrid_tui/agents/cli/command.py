@@ -6,13 +6,14 @@ output; runs nothing.
 ``[agents] cli`` is either a preset name or a template:
 
 - ``claude-code``: ``claude -p --output-format stream-json --verbose --model M --max-turns N
-  --max-budget-usd D --permission-mode acceptEdits --allowedTools <edit tools and each
-  validation command as Bash(<command>)>``, the prompt on stdin.
+  --max-budget-usd D --permission-mode acceptEdits --allowedTools <each validation command,
+  and each part of a compound one, as Bash(<command>)>``, the prompt on stdin (no bare file
+  tool is allowed: that would allow it on every path).
 - ``aider``: ``aider --message-file <prompt file> --model M --yes-always --no-auto-commits
   --no-dirty-commits --no-gitignore --test-cmd <validation> --auto-test`` with its history
   files in the attempt's scratch folder (not the worktree) and no update checks or analytics.
-- ``codex``: ``codex exec --json --full-auto --skip-git-repo-check --model M -C <worktree> -``,
-  the prompt on stdin (``-``); ``--full-auto`` is Codex's ``workspace-write`` sandbox.
+- ``codex``: ``codex exec --json --sandbox workspace-write --skip-git-repo-check --model M
+  -C <worktree> -``, the prompt on stdin (``-``).
 
 A template is split with ``shlex`` and never passed to a shell, so placeholder values cannot
 inject commands. Placeholders: ``{prompt_file}``, ``{prompt}`` (the text as one argument: at
@@ -51,8 +52,33 @@ def is_agent_scratch(path: str) -> bool:
     )
 
 
-# Claude Code's file tools. Edits are accepted (acceptEdits) inside the working directory only.
-CLAUDE_EDIT_TOOLS = ("Read", "Edit", "MultiEdit", "Write", "Glob", "Grep", "LS", "TodoWrite")
+
+
+def shell_parts(command: str) -> list[str]:
+    """``command`` and, for a compound one (``a && b``, ``a || b``, ``a; b``, ``a | b``, ``a &``),
+    each of its parts as written: Claude Code matches every part against the permission rules
+    on its own, so the whole command's rule alone does not let it run."""
+    parts, start, quote, i = [], 0, "", 0
+    while i < len(command):
+        char = command[i]
+        if quote:
+            if char == "\\" and quote == '"':
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == "\\":
+            i += 1
+        elif command.startswith(("&&", "||"), i) or char in ";|\n" or (
+                char == "&" and command[i - 1:i] not in (">", "<") and command[i + 1:i + 2] != ">"):
+            parts.append(command[start:i])
+            i += 2 if command.startswith(("&&", "||"), i) else 1
+            start = i
+            continue
+        i += 1
+    parts.append(command[start:])
+    return list(dict.fromkeys([command.strip(), *(part.strip() for part in parts if part.strip())]))
 
 
 class TemplateError(ValueError):
@@ -95,12 +121,21 @@ def _shown(argv: list[str], prompt: str) -> str:
 
 
 def _claude_code(v: CommandValues) -> AgentCommand:
-    allowed = [*CLAUDE_EDIT_TOOLS, *(f"Bash({command})" for command in v.validation_commands)]
+    # acceptEdits accepts file edits inside the working directory (the worktree) and reads
+    # there need no rule. No file tool is listed in --allowedTools: a bare rule ("Edit",
+    # "Write", "Read") allows the tool on every path, outside the worktree too. Only the
+    # task's validation commands are allowed to Bash, each exactly as written.
     argv = [
         "claude", "-p", "--output-format", "stream-json", "--verbose",
         "--model", v.model, "--max-turns", str(v.max_turns), "--max-budget-usd", v.placeholder("max_cost_usd"),
-        "--permission-mode", "acceptEdits", "--allowedTools", ",".join(allowed),
+        "--permission-mode", "acceptEdits",
     ]
+    # A part with unbalanced parentheses (a subshell's "(cd x") cannot be written as a rule:
+    # Claude Code would misread the rest of the list.
+    rules = [f"Bash({part})" for command in v.validation_commands for part in shell_parts(command)
+             if part.count("(") == part.count(")")]
+    if rules:
+        argv += ["--allowedTools", ",".join(dict.fromkeys(rules))]
     return AgentCommand(argv, True, ClaudeCodeReader(), _shown(argv, v.prompt))
 
 
@@ -119,7 +154,10 @@ def _aider(v: CommandValues) -> AgentCommand:
 
 
 def _codex(v: CommandValues) -> AgentCommand:
-    argv = ["codex", "exec", "--json", "--full-auto", "--skip-git-repo-check", "--model", v.model, "-C", v.worktree, "-"]
+    # --sandbox workspace-write: writes in the worktree only (--full-auto, its old alias, was
+    # deprecated and then removed from codex exec); exec never asks for approval.
+    argv = ["codex", "exec", "--json", "--sandbox", "workspace-write", "--skip-git-repo-check", "--model", v.model,
+            "-C", v.worktree, "-"]
     return AgentCommand(argv, True, CodexReader(v.model), _shown(argv, v.prompt))
 
 

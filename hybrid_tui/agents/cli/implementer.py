@@ -12,8 +12,10 @@ Limits: the dollar cap and the turn limit are handed to the CLI where it takes t
 as the CLI's reported spend (or its reported tokens, priced) crosses the cap
 (``budget_exhausted``) or its turns pass the limit. An authentication error reported by the
 CLI stops it at once (``auth_error``: not retried); a permission denial is an
-``agent_error``. Cost and tokens are booked to the model the CLI says it used. A file written
-in the user's checkout while the attempt ran fails it with the path named.
+``agent_error``. Cost and tokens are booked to the model the CLI says it used, and the spend
+reported so far goes to ``request.report_spend`` as it grows, so an attempt ended from outside
+(the coordinator's attempt clock, a cancel) keeps it. A file written in the user's checkout
+while the attempt ran fails it with the path named.
 """
 
 from __future__ import annotations
@@ -144,6 +146,19 @@ class CliImplementer:
         log.write(f"== cli agent · task {request.task.task_id} · attempt {request.attempt}\n$ {command.shown}\n".encode())
         log.flush()
 
+        reported: list[tuple[Usage, float, str | None]] = []
+
+        def report_progress() -> None:
+            # The spend the CLI has reported so far goes to the runtime as it grows: an attempt
+            # the coordinator's own clock or a cancel ends before the CLI does keeps it.
+            if request.report_spend is None:
+                return
+            report = reader.report
+            now = (report.usage, reader.running_cost(request.cost_of, request.model), report.model)
+            if (now[0] != Usage() or now[1]) and (not reported or reported[-1] != now):
+                reported[:] = [now]
+                request.report_spend(*now)
+
         def on_stdout(chunk: bytes) -> None:
             nonlocal tail_dropped
             log.write(chunk)
@@ -152,12 +167,14 @@ class CliImplementer:
             if len(tail) > TAIL_BYTES:
                 tail_dropped += len(tail) - TAIL_BYTES
                 del tail[: len(tail) - TAIL_BYTES]
+            report_progress()
 
         def on_stderr(chunk: bytes) -> None:
             errors.write(chunk)
             stderr_lines.feed(chunk)
             stderr_tail.extend(chunk)
             del stderr_tail[:-4000]
+            report_progress()
 
         def should_stop() -> str | None:
             report = reader.report

@@ -72,7 +72,11 @@ def shown_run_status(status: str, heartbeat_at: float | None, now: float) -> str
     return status
 
 # ------------------------------------------------------------------ secrets
-SECRET_ENV_NAMES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+# The credentials the anthropic backend signs in with (one must be set to run it).
+ANTHROPIC_CREDENTIAL_NAMES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+# Secret whatever the mission says: the Anthropic credentials and the keys the agent CLIs'
+# presets sign in with (Codex reads CODEX_API_KEY; OPENAI_API_KEY is the usual OpenAI one).
+SECRET_ENV_NAMES = (*ANTHROPIC_CREDENTIAL_NAMES, "OPENAI_API_KEY", "CODEX_API_KEY")
 # More secret variables, named by the user: this variable (names separated by commas or
 # spaces), or a mission's `[policies] secret_env` (declared when the mission is loaded).
 SECRET_ENV_LIST_VARIABLE = "HYBRID_TUI_SECRET_ENV"

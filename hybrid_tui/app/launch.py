@@ -34,7 +34,7 @@ from hybrid_tui.store.runs import (
     run_store_location,
     state_db_path,
 )
-from hybrid_tui.vocabulary import SECRET_ENV_NAMES, declare_secret_env
+from hybrid_tui.vocabulary import ANTHROPIC_CREDENTIAL_NAMES, declare_secret_env
 from hybrid_tui.workspace.git import MissionError, MissionRepo, prepare_repository
 
 
@@ -213,7 +213,7 @@ def _coordinator(store: Store, run_id: str, mission: Any, *, backend: str, **opt
 def _refuse_missing_credential(backend: str) -> None:
     """Refuse a backend that needs a credential the environment does not hold, before
     anything is created or spent (``plan`` refuses the same way)."""
-    if backend == "anthropic" and not any(os.environ.get(name) for name in SECRET_ENV_NAMES):
+    if backend == "anthropic" and not any(os.environ.get(name) for name in ANTHROPIC_CREDENTIAL_NAMES):
         raise LaunchError("the anthropic backend needs ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN for a gateway); "
                           "nothing was started")
 

@@ -123,15 +123,19 @@ def test_a_runaway_command_cannot_grow_its_log_past_the_cap(tmp_path: Path) -> N
 def test_secrets_are_stripped_from_the_child_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
     monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", SECRET)
+    # The keys the codex and other OpenAI-backed CLI presets sign in with are secrets too.
+    monkeypatch.setenv("CODEX_API_KEY", SECRET)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     log = tmp_path / "secret.log"
     result = run(
-        Validation(commands=["env; echo key=[$ANTHROPIC_API_KEY] token=[$ANTHROPIC_AUTH_TOKEN] extra=$EXTRA"]),
+        Validation(commands=["env; echo key=[$ANTHROPIC_API_KEY] token=[$ANTHROPIC_AUTH_TOKEN]"
+                             " codex=[$CODEX_API_KEY] openai=[$OPENAI_API_KEY] extra=$EXTRA"]),
         tmp_path,
         log_path=log,
         env={"EXTRA": "visible", "ANTHROPIC_API_KEY": SECRET},
     )
     assert result.ok
-    assert "key=[] token=[] extra=visible" in result.output
+    assert "key=[] token=[] codex=[] openai=[] extra=visible" in result.output
     assert SECRET not in result.output and SECRET not in log.read_text()
 
 

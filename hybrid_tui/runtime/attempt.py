@@ -138,8 +138,10 @@ async def run_attempt(
             if ctx.repo is not None:
                 # What lands is fixed now, before validation runs: only the files the agent
                 # changed, never what a validation command writes.
+                # Every backend reports its files: none reported is nothing to land (an agent
+                # CLI's own scratch files, left when it found nothing to change, are not work).
                 touched = sorted(set(result.files_touched) | (sandbox.touched if sandbox is not None else set()))
-                await anyio.to_thread.run_sync(ctx.repo.stage_work, agent_id, touched or None)
+                await anyio.to_thread.run_sync(ctx.repo.stage_work, agent_id, touched)
             if not (ctx.repo is not None and spec.validation.commands):
                 # No checks to run: validating, integrating and (git off) the attempt's end
                 # follow each other with no side effect between them, so they are stored

@@ -414,7 +414,18 @@ class MissionRepo:
     def _run_setup(self, agent_id: str, path: Path) -> None:
         log = self.worktrees_dir / f"{agent_id}.setup.log"
         run_setup(self.workspace, path, log, what=f"setup of {agent_id}")
-        out = _ok(_git(path), "ls-files", "-z", "--others", "--directory", what=f"setup of {agent_id}")
+        runner = _git(path)
+        # Tracked files setup changed (`npm install` rewriting its lock file) are put back: a
+        # task's work is judged against the mission branch's files, and every task of the
+        # slot starts from them (a reset between tasks would undo them anyway).
+        changed = [p for p in _ok(runner, "diff", "--name-only", "-z", "HEAD", what=f"setup of {agent_id}").split("\0")
+                   if p]
+        if changed:
+            with open(log, "a", encoding="utf-8", errors="replace") as out:
+                out.write(f"[tracked files changed by setup, put back as the mission branch has them: "
+                          f"{', '.join(changed)}]\n")
+            _ok(runner, "reset", "-q", "--hard", "HEAD", what=f"setup of {agent_id}")
+        out = _ok(runner, "ls-files", "-z", "--others", "--directory", what=f"setup of {agent_id}")
         paths = sorted(p.rstrip("/") for p in out.split("\0") if p.strip())
         self._setup_marker(agent_id).write_text(json.dumps({"fingerprint": self._setup_fingerprint(), "paths": paths}))
 

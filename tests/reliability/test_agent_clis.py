@@ -153,3 +153,37 @@ def test_a_coordinator_killed_during_a_batchs_validation_keeps_each_members_shar
     assert {batch for batch, _ in rows.values()} == {"p#1"}, rows  # one session for both
     assert sum(cost for _, cost in rows.values()) == pytest.approx(round(2 * TURN, 6)), rows
     assert all(cost > 0 for _, cost in rows.values()), rows
+
+
+def test_an_agent_that_changes_nothing_of_its_task_lands_no_scratch_file(tmp_path: Path, cli_env):
+    """aider found its task already done (the file holds what it would write) and left only its
+    tag cache: the attempt reported no file, and 'nothing reported' staged every change in
+    the worktree, the cache included."""
+    check = "import pathlib; assert pathlib.Path('p.txt').read_text() == 'done\\n'"
+    mission = write_mission(tmp_path / "m", [task("p", ops=[{"op": "intent", "path": "p.txt", "intent": "write done"}],
+                                                   checks=[f"{shlex.quote(sys.executable)} -c {shlex.quote(check)}"])],
+                            files={"README.md": "demo\n", "p.txt": "done\n"})
+    toml = (mission / "mission.toml").read_text().replace("[agents]\n", "[agents]\ncli = \"aider\"\n")
+    (mission / "mission.toml").write_text(toml)
+    run_dir = run(tmp_path, mission, cli_env)
+    store, run_row = read_store(run_dir)
+    try:
+        assert [(t.task_id, t.status) for t in m.Task.select()] == [("p", "done")]
+        landed = git(Path(run_row.repo_path), "ls-tree", "-r", "--name-only", run_row.mission_branch).split()
+    finally:
+        store.close()
+    assert sorted(landed) == ["README.md", "p.txt"]  # the branch holds no commit of it: nothing to land
+
+
+def test_what_setup_changes_in_tracked_files_never_lands(tmp_path: Path, cli_env):
+    """A [workspace] setup that rewrites a tracked file (`npm install` updating its lock
+    file): the agent CLI's changed files held it, and the task's commit carried it."""
+    mission = mission_with(tmp_path / "m", "claude-code", task_ids=("p",))
+    (mission / "mission.toml").write_text((mission / "mission.toml").read_text()
+                                          + '\n[workspace]\nsetup = ["echo locked-by-setup >> README.md"]\n')
+    run_dir = run(tmp_path, mission, cli_env)
+    state = end_state(run_dir)
+    assert state["status"] == {"p": "done"}
+    assert git(state["repo"], "show", f"{state['branch']}:README.md") == "demo\n"
+    landed = git(state["repo"], "show", "--name-only", "--format=", state["branch"]).split()
+    assert landed == ["p.txt"]

@@ -166,7 +166,7 @@ async def run_attempt(
                         attempt,
                         outcome="failed",
                         failure_type=checks.failure_type or "validation_failed",
-                        message=checks.output,
+                        message=checks.message,
                         result=result,
                     )
                     return

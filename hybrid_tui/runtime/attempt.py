@@ -130,6 +130,18 @@ async def run_attempt(
                     retry_after=result.retry_after,
                 )
                 return
+            if sandbox is not None:
+                # An agent CLI writes past the sandbox: an undeclared file it changed needs its
+                # lock as a sandbox write does (it landed, and the task declaring the file
+                # failed with git_conflict). Held by another task: file_locked, retried.
+                refused = [name for name in result.files_touched if not sandbox.allows(name)]
+                if refused:
+                    loop.finish_attempt(
+                        attempt, outcome="failed", failure_type="file_locked", result=result,
+                        message=f"file_locked: {', '.join(refused[:5])}{' …' if len(refused) > 5 else ''} "
+                                "held by another task",
+                    )
+                    return
             if ctx.repo is not None and spec.validation.commands and result.usage is not None and result.cost_usd:
                 # Stored before validation (seconds to minutes of subprocesses): a coordinator
                 # killed meanwhile left the interrupted row at $0, though the agent (a CLI

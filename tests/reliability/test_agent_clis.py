@@ -187,3 +187,34 @@ def test_what_setup_changes_in_tracked_files_never_lands(tmp_path: Path, cli_env
     assert git(state["repo"], "show", f"{state['branch']}:README.md") == "demo\n"
     landed = git(state["repo"], "show", "--name-only", "--format=", state["branch"]).split()
     assert landed == ["p.txt"]
+
+
+def test_an_agent_cli_writing_a_file_another_task_holds_is_refused_as_file_locked(tmp_path: Path, cli_env):
+    """A CLI agent's undeclared write needs the file's lock, as a write through the sandbox
+    does: task p also wrote held.txt, which the running task holder declared. It landed at
+    once, and holder's own held.txt then failed with git_conflict."""
+    agent = tmp_path / "agent.sh"
+    agent.write_text('#!/bin/sh\nset -e\ncase "$1" in\n'
+                     '  holder) sleep 4; echo holder > held.txt ;;\n'
+                     '  p) echo p > p.txt; echo p > held.txt ;;\n'
+                     'esac\necho done\n')
+    agent.chmod(0o755)
+    mission = write_mission(tmp_path / "m", [
+        task("holder", ops=[{"op": "intent", "path": "held.txt", "intent": "write holder"}], checks=["true"]),
+        task("p", ops=[{"op": "intent", "path": "p.txt", "intent": "write p"}], checks=["true"]),
+    ], mission="\n[policies]\nfailure_rate_pause = 1.0\n")
+    toml = (mission / "mission.toml").read_text().replace(
+        "[agents]\n", f"[agents]\ncli = {json.dumps(f'{agent} {{task_id}}')}\n")
+    (mission / "mission.toml").write_text(toml)
+    run_dir = run(tmp_path, mission, cli_env)
+    state = end_state(run_dir)
+    assert state["status"] == {"holder": "done", "p": "done"}
+    store, _ = read_store(run_dir)
+    try:
+        first = attempts_of("p")[0]
+        assert (first.outcome, first.failure_type) == ("failed", "file_locked")
+        assert "held.txt" in first.failure_message
+        assert [(a.outcome, a.failure_type) for a in attempts_of("holder")] == [("succeeded", None)]
+    finally:
+        store.close()
+    assert git(state["repo"], "show", f"{state['branch']}:held.txt") == "p\n"  # p's retry, on holder's commit

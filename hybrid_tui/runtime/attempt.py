@@ -141,6 +141,18 @@ async def run_attempt(
                     retry_after=result.retry_after,
                 )
                 return
+            if sandbox is not None:
+                # An agent CLI writes past the sandbox: an undeclared file it changed needs its
+                # lock as a sandbox write does (it landed, and the task declaring the file
+                # failed with git_conflict). Held by another task: file_locked, retried.
+                refused = [name for name in result.files_touched if not sandbox.allows(name)]
+                if refused:
+                    loop.finish_attempt(
+                        attempt, outcome="failed", failure_type="file_locked", result=result,
+                        message=f"file_locked: {', '.join(refused[:5])}{' …' if len(refused) > 5 else ''} "
+                                "held by another task",
+                    )
+                    return
             if ctx.repo is not None and spec.validation.commands and result.usage is not None and result.cost_usd:
                 # Stored before validation (seconds to minutes of subprocesses): a coordinator
                 # killed meanwhile left the interrupted row at $0, though the agent (a CLI
@@ -149,8 +161,10 @@ async def run_attempt(
             if ctx.repo is not None:
                 # What lands is fixed now, before validation runs: only the files the agent
                 # changed, never what a validation command writes.
+                # Every backend reports its files: none reported is nothing to land (an agent
+                # CLI's own scratch files, left when it found nothing to change, are not work).
                 touched = sorted(set(result.files_touched) | (sandbox.touched if sandbox is not None else set()))
-                await anyio.to_thread.run_sync(ctx.repo.stage_work, agent_id, touched or None)
+                await anyio.to_thread.run_sync(ctx.repo.stage_work, agent_id, touched)
             if not (ctx.repo is not None and spec.validation.commands):
                 # No checks to run: validating, integrating and (git off) the attempt's end
                 # follow each other with no side effect between them, so they are stored
@@ -175,7 +189,7 @@ async def run_attempt(
                         attempt,
                         outcome="failed",
                         failure_type=checks.failure_type or "validation_failed",
-                        message=checks.output,
+                        message=checks.message,
                         result=result,
                     )
                     return

@@ -243,7 +243,7 @@ async def _finish_member(ctx: RunContext, loop: AttemptLoop, member: Launch, res
                                       memory_cap_mb=ctx.config.policies.task_memory_cap_mb, env=environment)
             if not checks.ok:
                 loop.finish_attempt(attempt, outcome="failed", failure_type=checks.failure_type or "validation_failed",
-                                    message=checks.output, result=result)
+                                    message=checks.message, result=result)
                 return
             integrate = loop.advance(task_id, "integrating")
     if scope.cancelled_caught and not attempt.cancelled_reason:

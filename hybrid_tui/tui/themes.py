@@ -1,11 +1,11 @@
 """Themes as data (room: tui): ``themes/*.toml`` files become ``textual.theme.Theme`` objects.
 
 Each TOML file holds the Theme fields (name, dark, primary, ..., [variables]). The folder is
-the repository's ``themes/`` (shipped next to the package in an editable install), or
-``HYBRID_TUI_THEMES`` when set. Only themes that render are offered: every colour a theme
-names must parse and its colour system must build (a theme the console cannot paint would
-crash it the moment it is chosen), and a file that does not is skipped with its reason in
-:func:`theme_problems`.
+the repository's ``themes/``, reached as ``hybrid_tui/tui/themes`` (a link to it in a source
+checkout, the files themselves in an installed wheel), or ``HYBRID_TUI_THEMES`` when set.
+Only themes that render are offered: every colour a theme names must parse and its colour
+system must build (a theme the console cannot paint would crash it the moment it is chosen),
+and a file that does not is skipped with its reason in :func:`theme_problems`.
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ def themes_dir() -> Path:
     override = os.environ.get("HYBRID_TUI_THEMES")
     if override:
         return Path(override)
-    for candidate in (Path(__file__).resolve().parents[2] / "themes", Path(__file__).resolve().parent / "themes"):
-        if candidate.is_dir():
-            return candidate
-    return Path(__file__).resolve().parents[2] / "themes"
+    # Next to this module, never above the package: installed, that is site-packages, where
+    # a `themes` folder would be someone else's (and a wheel without them ran no mission at all).
+    return Path(__file__).resolve().parent / "themes"
 
 
 def check_renders(theme: Theme) -> None:

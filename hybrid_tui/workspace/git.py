@@ -364,13 +364,14 @@ class MissionRepo:
 
     def object_environment(self, path: Path) -> dict[str, str]:
         """Git variables under which objects written in worktree ``path`` land in the user's
-        object store (integration's trees and commits, a worker's patch applied) and the
-        worktree's own objects stay readable."""
-        env = {"GIT_OBJECT_DIRECTORY": str(self._objects_dir()), **self._object_settings()}
-        own = path / ".git" / "objects"
-        if own.is_dir() and own.resolve() != self._objects_dir():
-            env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = str(own)
-        return env
+        object store (integration's trees and commits, a worker's patch applied).
+
+        The worktree's own store is deliberately not an alternate: git skips writing an
+        object it finds in any alternate, so a blob an agent's or a validation command's
+        `git add` had put there was never written to the user's store, and the task's commit
+        named an object the user's repository lacked. What is read here (the base, the
+        staged work) is all in the user's store."""
+        return {"GIT_OBJECT_DIRECTORY": str(self._objects_dir()), **self._object_settings()}
 
     def _worktree_git(self, path: Path, index: Path | None = None) -> gitpython.Git:
         """Git in a worktree whose new objects go to the user's object store (integration's
@@ -414,7 +415,18 @@ class MissionRepo:
     def _run_setup(self, agent_id: str, path: Path) -> None:
         log = self.worktrees_dir / f"{agent_id}.setup.log"
         run_setup(self.workspace, path, log, what=f"setup of {agent_id}")
-        out = _ok(_git(path), "ls-files", "-z", "--others", "--directory", what=f"setup of {agent_id}")
+        runner = _git(path)
+        # Tracked files setup changed (`npm install` rewriting its lock file) are put back: a
+        # task's work is judged against the mission branch's files, and every task of the
+        # slot starts from them (a reset between tasks would undo them anyway).
+        changed = [p for p in _ok(runner, "diff", "--name-only", "-z", "HEAD", what=f"setup of {agent_id}").split("\0")
+                   if p]
+        if changed:
+            with open(log, "a", encoding="utf-8", errors="replace") as out:
+                out.write(f"[tracked files changed by setup, put back as the mission branch has them: "
+                          f"{', '.join(changed)}]\n")
+            _ok(runner, "reset", "-q", "--hard", "HEAD", what=f"setup of {agent_id}")
+        out = _ok(runner, "ls-files", "-z", "--others", "--directory", what=f"setup of {agent_id}")
         paths = sorted(p.rstrip("/") for p in out.split("\0") if p.strip())
         self._setup_marker(agent_id).write_text(json.dumps({"fingerprint": self._setup_fingerprint(), "paths": paths}))
 
@@ -437,27 +449,37 @@ class MissionRepo:
         if setup and not setup_done and (self.workspace.setup or self._setup_marker(agent_id).exists()):
             self._setup_marker(agent_id).unlink(missing_ok=True)
             self._run_setup(agent_id, path)
+        self._save_base_index(agent_id, path)
         return path
+
+    def _base_index(self, agent_id: str) -> Path:
+        return self.worktrees_dir / f".{agent_id}.base-index"
+
+    def _save_base_index(self, agent_id: str, path: Path) -> None:
+        """Keep the worktree's index as it is now (its base, with stat data) for :meth:`stage_work`."""
+        shutil.copyfile(path / ".git" / "index", self._base_index(agent_id))
 
     def stage_work(self, agent_id: str, files: list[str] | None = None) -> str:
         """Stage the agent's work into a tree on the worktree's base, before validation runs:
         what the task's commit will hold. ``files`` are the paths the agent changed; None
         means every change in the worktree but what its setup created. Returns the tree id.
 
-        The staging uses a copy of the worktree's index (written by :meth:`reset`, so it
-        is the base with its stat data: only the named files are hashed), never the index
-        itself, which a validation command may use as it likes."""
+        The staging uses a copy of the index :meth:`reset` saved (the base with its stat
+        data: only the named files are hashed), never the worktree's index, which an agent
+        CLI or a validation command may have filled with `git add` as it liked (a scratch
+        file staged there landed)."""
         path = self.worktrees_dir / agent_id
         if not (path / ".git").exists():
             raise MissionError(f"agent {agent_id} has no worktree at {path}")
         index = self.worktrees_dir / f".{agent_id}.index"
-        try:
-            shutil.copyfile(path / ".git" / "index", index)
-        except OSError:
-            index.unlink(missing_ok=True)  # no index yet: git starts from an empty one
         runner = self._worktree_git(path, index)
         what = f"cannot stage the work of {agent_id}"
         try:
+            try:
+                shutil.copyfile(self._base_index(agent_id), index)
+            except OSError:  # not reset by this version: the base, read again
+                index.unlink(missing_ok=True)
+                _ok(runner, "read-tree", self._base_of(agent_id, _git(path)), what=what)
             if files is None:
                 kept = [f":(exclude,literal){kept}" for kept in self.setup_paths(agent_id)]
                 _ok(runner, "add", "-A", "--", ".", *kept, what=what)
@@ -502,6 +524,7 @@ class MissionRepo:
         # Back to the base in the index (the files stay): stage_work copies the index as
         # the base's stat data.
         _ok(runner, "read-tree", base, what=what)
+        self._save_base_index(agent_id, path)
 
     def _base_file(self, agent_id: str) -> Path:
         return self.worktrees_dir / f".{agent_id}.base"
@@ -530,7 +553,7 @@ class MissionRepo:
                         _run(runner, "worktree", "remove", "--force", "--force", str(path))
                     if path.exists():
                         shutil.rmtree(path, ignore_errors=True)
-                elif path.name.endswith((".base", ".setup")):
+                elif path.name.endswith((".base", ".setup", ".base-index")):
                     path.unlink()
         _run(runner, "worktree", "prune")
         out = _ok(runner, "for-each-ref", "--format=%(refname)", f"refs/heads/hybrid/{self.run_id}/",

@@ -45,6 +45,13 @@ class ChecksResult:
     failure_type: str | None  # 'validation_failed' | 'environment_error' | 'timeout' | 'resource_exhausted'
     output: str  # capped; the full output is in the log file
     commands: list[CommandResult] = field(default_factory=list)
+    problem: str | None = None  # an environment_error's one-line reason ("'cmd' exited 127: ...")
+
+    @property
+    def message(self) -> str:
+        """The attempt's failure message: an environment problem's reason first (the run's
+        pause names it), then the output."""
+        return f"{self.problem}\n{self.output}" if self.problem else self.output
 
 
 def child_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -179,6 +186,7 @@ async def run_checks(
         log.flush_lines()
 
     failure: str | None = None
+    problem: str | None = None
     try:
         for command in commands:
             emit(f"$ {command}\n".encode())
@@ -209,7 +217,8 @@ async def run_checks(
             log.close()
         if group_file is not None:
             group_file.unlink(missing_ok=True)
-    return ChecksResult(ok=failure is None, failure_type=failure, output=redact(output.text()), commands=results)
+    return ChecksResult(ok=failure is None, failure_type=failure, output=redact(output.text()), commands=results,
+                        problem=redact(problem.removeprefix("environment_error: ")) if problem else None)
 
 
 async def _run_one(

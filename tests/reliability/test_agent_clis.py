@@ -206,3 +206,68 @@ def test_a_write_in_the_users_folder_fails_the_attempt_naming_it(tmp_path: Path,
     finally:
         store.close()
     assert rows == [("failed", "agent_error", f"the agent CLI wrote outside its worktree: {stray}")], rows
+
+
+def test_an_agent_that_changes_nothing_of_its_task_lands_no_scratch_file(tmp_path: Path, cli_env):
+    """aider found its task already done (the file holds what it would write) and left only its
+    tag cache: the attempt reported no file, and 'nothing reported' staged every change in
+    the worktree, the cache included."""
+    check = "import pathlib; assert pathlib.Path('p.txt').read_text() == 'done\\n'"
+    mission = write_mission(tmp_path / "m", [task("p", ops=[{"op": "intent", "path": "p.txt", "intent": "write done"}],
+                                                   checks=[f"{shlex.quote(sys.executable)} -c {shlex.quote(check)}"])],
+                            files={"README.md": "demo\n", "p.txt": "done\n"})
+    toml = (mission / "mission.toml").read_text().replace("[agents]\n", "[agents]\ncli = \"aider\"\n")
+    (mission / "mission.toml").write_text(toml)
+    run_dir = run(tmp_path, mission, cli_env)
+    store, run_row = read_store(run_dir)
+    try:
+        assert [(t.task_id, t.status) for t in m.Task.select()] == [("p", "done")]
+        landed = git(Path(run_row.repo_path), "ls-tree", "-r", "--name-only", run_row.mission_branch).split()
+    finally:
+        store.close()
+    assert sorted(landed) == ["README.md", "p.txt"]  # the branch holds no commit of it: nothing to land
+
+
+def test_what_setup_changes_in_tracked_files_never_lands(tmp_path: Path, cli_env):
+    """A [workspace] setup that rewrites a tracked file (`npm install` updating its lock
+    file): the agent CLI's changed files held it, and the task's commit carried it."""
+    mission = mission_with(tmp_path / "m", "claude-code", task_ids=("p",))
+    (mission / "mission.toml").write_text((mission / "mission.toml").read_text()
+                                          + '\n[workspace]\nsetup = ["echo locked-by-setup >> README.md"]\n')
+    run_dir = run(tmp_path, mission, cli_env)
+    state = end_state(run_dir)
+    assert state["status"] == {"p": "done"}
+    assert git(state["repo"], "show", f"{state['branch']}:README.md") == "demo\n"
+    landed = git(state["repo"], "show", "--name-only", "--format=", state["branch"]).split()
+    assert landed == ["p.txt"]
+
+
+def test_an_agent_cli_writing_a_file_another_task_holds_is_refused_as_file_locked(tmp_path: Path, cli_env):
+    """A CLI agent's undeclared write needs the file's lock, as a write through the sandbox
+    does: task p also wrote held.txt, which the running task holder declared. It landed at
+    once, and holder's own held.txt then failed with git_conflict."""
+    agent = tmp_path / "agent.sh"
+    agent.write_text('#!/bin/sh\nset -e\ncase "$1" in\n'
+                     '  holder) sleep 4; echo holder > held.txt ;;\n'
+                     '  p) echo p > p.txt; echo p > held.txt ;;\n'
+                     'esac\necho done\n')
+    agent.chmod(0o755)
+    mission = write_mission(tmp_path / "m", [
+        task("holder", ops=[{"op": "intent", "path": "held.txt", "intent": "write holder"}], checks=["true"]),
+        task("p", ops=[{"op": "intent", "path": "p.txt", "intent": "write p"}], checks=["true"]),
+    ], mission="\n[policies]\nfailure_rate_pause = 1.0\n")
+    toml = (mission / "mission.toml").read_text().replace(
+        "[agents]\n", f"[agents]\ncli = {json.dumps(f'{agent} {{task_id}}')}\n")
+    (mission / "mission.toml").write_text(toml)
+    run_dir = run(tmp_path, mission, cli_env)
+    state = end_state(run_dir)
+    assert state["status"] == {"holder": "done", "p": "done"}
+    store, _ = read_store(run_dir)
+    try:
+        first = attempts_of("p")[0]
+        assert (first.outcome, first.failure_type) == ("failed", "file_locked")
+        assert "held.txt" in first.failure_message
+        assert [(a.outcome, a.failure_type) for a in attempts_of("holder")] == [("succeeded", None)]
+    finally:
+        store.close()
+    assert git(state["repo"], "show", f"{state['branch']}:held.txt") == "p\n"  # p's retry, on holder's commit

@@ -223,7 +223,9 @@ def test_a_run_that_reaches_a_missing_program_fails_it_once_as_environment_error
     (status, reason), = rows(run_dir, "select status, attention_reason from task where task_id = 'broken'")
     assert status == "failed" and "environment_error" in reason
     (run_status, pause_reason), = rows(run_dir, "select status, pause_reason from run")
-    assert run_status == "paused" and "environment_error in task broken" in pause_reason
+    # The pause says why, not only the command's "$ ..." echo (the output's first line).
+    assert (run_status, pause_reason) == ("paused", "environment_error in task broken: "
+                                          "'definitely-not-a-program-i17 --check' exited 127: its program was not found")
 
 
 def test_a_failing_setup_is_found_by_preflight_and_fails_the_attempt_as_environment_error(tmp_path: Path):

@@ -447,3 +447,37 @@ def test_setup_runs_once_per_slot_its_output_is_kept_and_only_the_agents_files_l
     path = changed.reset("agent-1")
     assert (tmp_path / "run" / "worktrees" / "setup-count").read_text() == "run\nagain\n"
     assert not (path / ".venv").exists()  # the old setup's output went with it
+
+
+def test_a_blob_the_worktree_already_holds_privately_is_written_to_the_users_repository(
+    user_repo: Path, tmp_path: Path
+) -> None:
+    """A `git add` in the slot's worktree (an agent CLI, a validation command, the recording of
+    a failed attempt) put the blob of the agent's file in the worktree's own object store.
+    Staging then found it there (an alternate) and did not write it where the mission branch
+    lives: the task's commit named a blob the user's repository did not have ('fatal: unable
+    to read ...' on `git show`)."""
+    repo = MissionRepo(user_repo, BRANCH, tmp_path / "run", "run1")
+    repo.prepare("main")
+    path = repo.reset("agent-1")
+    (path / "private.txt").write_text("only in the worktree's store\n")
+    git(path, "add", "private.txt")  # the agent's own git: the blob goes to the worktree's store
+    repo.stage_work("agent-1", ["private.txt"])
+    result = repo.integrate("agent-1", "T1", "private")
+    assert result.files == ["private.txt"]
+    assert git(user_repo, "show", f"{BRANCH}:private.txt") == "only in the worktree's store\n"
+    assert subprocess.run(["git", "fsck", "--no-dangling", "--connectivity-only"], cwd=user_repo,
+                          capture_output=True).returncode == 0
+
+
+def test_what_an_agent_staged_in_the_worktrees_index_is_not_the_tasks_work(user_repo: Path, tmp_path: Path) -> None:
+    """Staging starts from the base, not from the worktree's index, which an agent CLI may have
+    filled with `git add` (a scratch file it did not report must not land)."""
+    repo = MissionRepo(user_repo, BRANCH, tmp_path / "run", "run1")
+    repo.prepare("main")
+    path = repo.reset("agent-1")
+    (path / "work.txt").write_text("work\n")
+    (path / ".agent-notes").write_text("scratch\n")
+    git(path, "add", "-A")
+    repo.stage_work("agent-1", ["work.txt"])
+    assert repo.integrate("agent-1", "T1", "work").files == ["work.txt"]

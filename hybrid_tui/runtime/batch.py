@@ -22,6 +22,7 @@ scope, time limit) and its own end, stored by the loop like any attempt's.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -185,6 +186,16 @@ async def run_batch(ctx: RunContext, loop: AttemptLoop, launch: Launch) -> None:
     touched = sorted(set(result.files_touched) | (sandbox.touched if sandbox is not None else set()))
     files_of = files_by_task(touched, declared, leader.task_id)
     parts = split_result(result, task_ids, shares, files_of)
+    # An agent CLI writes past the sandbox: a file no member declared goes with the leader and
+    # needs its lock, as in a single attempt (else it lands and the task declaring it fails
+    # with git_conflict). Held by another task: the leader's file_locked, the others go on.
+    declared_paths = {path for files in declared.values() for path in files}
+    refused = [path for path in files_of[leader.task_id]
+               if path not in declared_paths and not loop.claim_file(leader.task_id, path)]
+    if refused and parts[leader.task_id].ok:
+        parts[leader.task_id] = dataclasses.replace(
+            parts[leader.task_id], ok=False, failure_type="file_locked",
+            message=f"file_locked: {', '.join(refused[:5])}{' …' if len(refused) > 5 else ''} held by another task")
     if ctx.repo is not None:
         # Each member's share stored before the members' validation runs (as attempt.py does):
         # a coordinator killed meanwhile left the interrupted rows at $0.

@@ -271,3 +271,40 @@ def test_an_agent_cli_writing_a_file_another_task_holds_is_refused_as_file_locke
     finally:
         store.close()
     assert git(state["repo"], "show", f"{state['branch']}:held.txt") == "p\n"  # p's retry, on holder's commit
+
+
+def test_a_batched_cli_session_writing_a_file_another_task_holds_fails_its_leader_as_file_locked(
+        tmp_path: Path, cli_env):
+    """The lock check of an undeclared write holds for a batch too: a file no member declared
+    goes with the batch's leader, which needs its lock (it landed in the leader's commit and
+    the running task that declared it failed with git_conflict)."""
+    agent = tmp_path / "agent.sh"
+    agent.write_text('#!/bin/sh\nset -e\ncase "$1" in\n'
+                     '  holder) sleep 4; echo holder > held.txt ;;\n'
+                     '  *) echo p > p.txt; echo q > q.txt; echo batch > held.txt ;;\n'
+                     'esac\necho done\n')
+    agent.chmod(0o755)
+    mission = write_mission(tmp_path / "m", [
+        task("holder", ops=[{"op": "intent", "path": "held.txt", "intent": "write holder"}], checks=["true"],
+             domain="api"),
+        task("p", ops=[{"op": "intent", "path": "p.txt", "intent": "write p"}], checks=["true"], domain="ui"),
+        task("q", ops=[{"op": "intent", "path": "q.txt", "intent": "write q"}], checks=["true"], domain="ui"),
+    ], mission='\n[policies]\nfailure_rate_pause = 1.0\n\n[policies.batch]\ndomains = ["ui"]\n')
+    toml = (mission / "mission.toml").read_text().replace(
+        "[agents]\n", f"[agents]\ncli = {json.dumps(f'{agent} {{task_id}}')}\n")
+    (mission / "mission.toml").write_text(toml)
+    run_dir = run(tmp_path, mission, cli_env)
+    state = end_state(run_dir)
+    assert state["status"] == {"holder": "done", "p": "done", "q": "done"}
+    store, _ = read_store(run_dir)
+    try:
+        firsts = {tid: attempts_of(tid)[0] for tid in ("p", "q")}
+        assert firsts["p"].batch and firsts["p"].batch == firsts["q"].batch  # one session for both
+        outcomes = sorted((a.outcome, a.failure_type) for a in firsts.values())
+        assert outcomes == [("failed", "file_locked"), ("succeeded", None)], outcomes
+        refused = next(a for a in firsts.values() if a.outcome == "failed")
+        assert "held.txt" in refused.failure_message
+        assert [(a.outcome, a.failure_type) for a in attempts_of("holder")] == [("succeeded", None)]
+    finally:
+        store.close()
+    assert git(state["repo"], "show", f"{state['branch']}:held.txt") == "batch\n"  # the leader's retry, on holder's

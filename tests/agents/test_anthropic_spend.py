@@ -111,7 +111,6 @@ def test_an_attempt_whose_coordinator_was_killed_keeps_the_turns_the_api_billed(
     import os
     import signal
     import subprocess
-    import sys
 
     billed: list[Usage] = []
     lock = threading.Lock()
@@ -131,21 +130,7 @@ def test_an_attempt_whose_coordinator_was_killed_keeps_the_turns_the_api_billed(
 
     mission = write_mission(tmp_path / "m", [task("a", ops=[{"op": "intent", "path": "a.txt", "intent": "nothing"}])],
                             mission=f'\n[models]\nimplementer = "{MODEL}"\nstrong = "{MODEL}"\n')
-    runs = tmp_path / "runs"
-    with MessagesServer(responder=respond) as server:
-        env = {**os.environ, "ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": server.base_url}
-        env.pop("ANTHROPIC_AUTH_TOKEN", None)
-        command = [sys.executable, "-m", "hybrid_tui", "run", str(mission), "--headless", "--json",
-                   "--backend", "anthropic", "--runs-dir", str(runs)]
-        coordinator_process.append(subprocess.Popen(command, cwd=tmp_path, env=env,
-                                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        assert coordinator_process[0].wait(timeout=240) == -signal.SIGKILL
-        (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
-        resumed = subprocess.run([sys.executable, "-m", "hybrid_tui", "resume", str(run_dir), "--headless", "--json",
-                                  "--backend", "anthropic"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                                 timeout=240)
-        assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-        assert server.rejected == []
+    run_dir, _ = _killed_then_resumed(mission, tmp_path, respond, coordinator_process)
 
     from hybrid_tui.store.db import open_store
 
@@ -321,7 +306,6 @@ def test_a_planning_step_whose_coordinator_was_killed_keeps_the_answer_the_api_b
     import os
     import signal
     import subprocess
-    import sys
 
     from hybrid_tui.store.db import open_store
 
@@ -357,6 +341,31 @@ def test_a_planning_step_whose_coordinator_was_killed_keeps_the_answer_the_api_b
     mission = write_mission(tmp_path / "m", [task("a")],
                             mission=f'\n[models]\nplanner = "{MODEL}"\nimplementer = "{MODEL}"\nstrong = "{MODEL}"\n')
     (mission / "issues" / "002-more.md").write_text("# More\n\nWrite b.txt.\n")
+    run_dir, resumed = _killed_then_resumed(mission, tmp_path, respond, coordinator_process)
+    assert json.loads(resumed.stdout.splitlines()[-1])["tasks"]["done"] == 2
+
+    store = open_store(run_dir / "state.db", create=False)
+    try:
+        planning = list(m.Attempt.select().where(m.Attempt.phase == "planning").order_by(m.Attempt.id))
+        assert [a.outcome for a in planning] == ["interrupted", "succeeded"]
+        pricing = PricingTable.load()
+        assert _stored(planning[0]) == first_answer
+        assert planning[0].cost_usd == pytest.approx(pricing.cost(MODEL, first_answer), abs=1e-6)
+        expected = sum(pricing.cost(MODEL, usage) for usage in billed)
+        assert sum(a.cost_usd for a in m.Attempt.select()) == pytest.approx(expected, abs=1e-6)
+    finally:
+        store.close()
+
+
+def _killed_then_resumed(mission: Path, tmp_path: Path, respond, coordinator_process: list):
+    """Run ``mission`` headless against the stand-in in a subprocess (appended to
+    ``coordinator_process`` so ``respond`` can SIGKILL it), then ``resume`` it to the end:
+    (run folder, the resume's completed process). The API saw no request it would refuse."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
     runs = tmp_path / "runs"
     with MessagesServer(responder=respond) as server:
         env = {**os.environ, "ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": server.base_url}
@@ -372,16 +381,4 @@ def test_a_planning_step_whose_coordinator_was_killed_keeps_the_answer_the_api_b
                                  timeout=240)
         assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
         assert server.rejected == []
-        assert json.loads(resumed.stdout.splitlines()[-1])["tasks"]["done"] == 2
-
-    store = open_store(run_dir / "state.db", create=False)
-    try:
-        planning = list(m.Attempt.select().where(m.Attempt.phase == "planning").order_by(m.Attempt.id))
-        assert [a.outcome for a in planning] == ["interrupted", "succeeded"]
-        pricing = PricingTable.load()
-        assert _stored(planning[0]) == first_answer
-        assert planning[0].cost_usd == pytest.approx(pricing.cost(MODEL, first_answer), abs=1e-6)
-        expected = sum(pricing.cost(MODEL, usage) for usage in billed)
-        assert sum(a.cost_usd for a in m.Attempt.select()) == pytest.approx(expected, abs=1e-6)
-    finally:
-        store.close()
+    return run_dir, resumed

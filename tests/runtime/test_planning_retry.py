@@ -190,9 +190,9 @@ class WritesItsOwnSis:
         return PlanResult(ok=False, model=request.model, failure_type="agent_error", message="the model refused")
 
 
-def test_a_reviewed_sis_added_after_a_planning_failure_is_used_by_the_resume(tmp_path: Path):
-    """The pause names two ways out: fix the cause, or add a reviewed sis/<issue>.json. The
-    second must not drop the issue: resume runs the reviewed SIS's tasks as they are."""
+def _paused_planning_002(tmp_path: Path) -> tuple[Path, str]:
+    """A run of issue 001-work (reviewed SIS, task a) and 002-more (no SIS), paused because
+    planning 002-more failed: (mission folder, run id)."""
     mission = write_mission(tmp_path / "m", [task("a")])
     (mission / "issues" / "002-more.md").write_text("# More\n\nMore work.\n")
     store, run_id, coordinator = start_run(mission, tmp_path / "runs")
@@ -203,6 +203,13 @@ def test_a_reviewed_sis_added_after_a_planning_failure_is_used_by_the_resume(tmp
         assert "reviewed" in m.Run.get_by_id(run_id).pause_reason
     finally:
         store.close()
+    return mission, run_id
+
+
+def test_a_reviewed_sis_added_after_a_planning_failure_is_used_by_the_resume(tmp_path: Path):
+    """The pause names two ways out: fix the cause, or add a reviewed sis/<issue>.json. The
+    second must not drop the issue: resume runs the reviewed SIS's tasks as they are."""
+    mission, run_id = _paused_planning_002(tmp_path)
 
     sis = {"sis_version": "1.0", "issue": {"id": "002-more", "title": "More"}, "tasks": [task("b", deps=["a"])]}
     (mission / "sis" / "002-more.json").write_text(json.dumps(sis))
@@ -219,14 +226,7 @@ def test_a_reviewed_sis_added_after_a_planning_failure_is_used_by_the_resume(tmp
 
 
 def test_a_reviewed_sis_added_later_whose_task_ids_are_taken_is_a_planning_failure(tmp_path: Path):
-    mission = write_mission(tmp_path / "m", [task("a")])
-    (mission / "issues" / "002-more.md").write_text("# More\n\nMore work.\n")
-    store, run_id, coordinator = start_run(mission, tmp_path / "runs")
-    coordinator.planner = WritesItsOwnSis()
-    try:
-        assert drive(coordinator) == EXIT_STOPPED
-    finally:
-        store.close()
+    mission, run_id = _paused_planning_002(tmp_path)
     # Valid in the mission folder on its own, but "a" is issue 001-work's task in the run.
     (mission / "sis" / "001-work.json").write_text(json.dumps(
         {"sis_version": "1.0", "issue": {"id": "001-work", "title": "Work"}, "tasks": [task("a0")]}))

@@ -7,7 +7,9 @@ pool decisions a real run would. Writes nothing.
 
 The layer costs follow the design review's section 2:
 
-- planning (L2): one planner call per issue at the planner model, 2,000 in / 3,000 out;
+- planning (L2): one planner call per issue the run plans, at the planner model, 2,000 in /
+  3,000 out (the sim and replay backends plan every issue; Claude only the issues without a
+  reviewed SIS; an agent CLI none: see :func:`planned_issues`);
 - implementation (L3): each task's SIS token estimate at its model (hint, else implementer);
 - coordination (L1): the review's 50,000 in / 20,000 out for an 18-task mission, scaled
   by the task count, at the coordinator model;
@@ -64,6 +66,7 @@ class LayerCosts:
     implementer_model: str
     coordinator_model: str
     issues: int
+    planned_issues: int  # the issues the run plans (its planner calls)
     tasks: int
     per_planner_call: float
     planning: float
@@ -85,11 +88,25 @@ def task_model(task: SisTask, models: ModelsSection) -> str:
     return select_model(task, models)
 
 
+def planned_issues(mission: Any) -> int:
+    """How many issues a run of ``mission`` plans, as ``runtime.planning`` does for its backend:
+    sim and replay replay a planning step per issue (the review's L2 layer); Claude uses a
+    reviewed ``sis/<issue>.json`` as it is and plans only the issues without one; an agent CLI
+    has no planner (the mission's SIS are the plan)."""
+    backend = mission.config.agents.backend
+    if backend == "cli":
+        return 0
+    if backend == "anthropic":
+        reviewed = {sis.issue.id for _, sis in mission.sis}
+        return sum(1 for issue in mission.issues if issue.id not in reviewed)
+    return len(mission.sis) or len(mission.issues)
+
+
 def layer_costs(mission: Any, table: PricingTable) -> LayerCosts:
     """Expected cost of each layer of a mission (``spec.loader.Mission``) without failures."""
     models = mission.config.models
     per_planner_call = table.cost(models.planner, PLANNER_USAGE)
-    issues = len(mission.sis) or len(mission.issues)
+    planned = planned_issues(mission)
     task_models = {t.task_id: task_model(t, models) for t in mission.tasks}
     task_costs = {t.task_id: table.expected_task_cost(t, task_models[t.task_id]) for t in mission.tasks}
     n = len(mission.tasks)
@@ -99,10 +116,11 @@ def layer_costs(mission: Any, table: PricingTable) -> LayerCosts:
         planner_model=models.planner,
         implementer_model=" + ".join(sorted(set(task_models.values()))) or models.implementer,
         coordinator_model=models.coordinator,
-        issues=issues,
+        issues=len(mission.issues) or len(mission.sis),
+        planned_issues=planned,
         tasks=n,
         per_planner_call=per_planner_call,
-        planning=per_planner_call * issues,
+        planning=per_planner_call * planned,
         per_task=implementation / n if n else 0.0,
         implementation=implementation,
         coordination=coordination,
@@ -189,9 +207,9 @@ def simulate(
     durations = {t.task_id: t.estimated_duration_minutes * 60.0 + backend_latency for t in mission.tasks}
     infos = [TaskInfo.from_sis(t, costs.task_costs[t.task_id]) for t in mission.tasks]
 
-    # Planning: one call per issue, `planners` at a time; only the backend latency is known.
+    # Planning: one call per issue the run plans, `planners` at a time; only the backend latency is known.
     planners = max(1, config.agents.planners)
-    planning_seconds = math.ceil(costs.issues / planners) * backend_latency
+    planning_seconds = math.ceil(costs.planned_issues / planners) * backend_latency
 
     pool_min, pool_max = (agents, agents) if agents else (
         config.agents.min_implementers, max(config.agents.max_implementers, config.agents.min_implementers))
@@ -450,7 +468,7 @@ class Forecast:
             "issues": layers.issues,
             "tasks": layers.tasks,
             "cost": {
-                "planning": {"model": layers.planner_model, "calls": layers.issues,
+                "planning": {"model": layers.planner_model, "calls": layers.planned_issues,
                              "per_call_usd": layers.per_planner_call, "usd": layers.planning},
                 "implementation": {"model": layers.implementer_model, "tasks": layers.tasks,
                                    "per_task_usd": layers.per_task, "usd": layers.implementation},
@@ -528,7 +546,7 @@ def render_text(main: Forecast, swept: list[Forecast] | None = None) -> str:
         md_table(
             ["layer", "model", "calls", "per call", "cost"],
             [
-                ["planning (L2)", layers.planner_model, layers.issues, _usd(layers.per_planner_call), _usd(layers.planning)],
+                ["planning (L2)", layers.planner_model, layers.planned_issues, _usd(layers.per_planner_call), _usd(layers.planning)],
                 ["implementation (L3)", layers.implementer_model, layers.tasks, _usd(layers.per_task),
                  _usd(layers.implementation)],
                 ["coordination (L1)", layers.coordinator_model, 1, "", _usd(layers.coordination)],
@@ -586,7 +604,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     except MissionInvalid as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        raise UserError(f"{args.mission}: mission is invalid ({len(exc.problems)} problems)") from None
+        count = len(exc.problems)
+        raise UserError(f"{args.mission}: mission is invalid ({count} problem{'s' if count != 1 else ''})") from None
     try:
         table = PricingTable.load(mission.config.pricing or None)
     except PricingError as exc:

@@ -175,3 +175,27 @@ def test_the_forecast_models_the_approval_gate(tmp_path, capsys):
     assert wall_clock() == ungated
     assert wall_clock("--approval-minutes", "30") > ungated
     assert main(["estimate", str(mission), "--approval-minutes", "-1"]) == 2
+
+
+@pytest.mark.parametrize(("backend", "without_sis", "calls"), [
+    ("replay", 0, 6),      # sim and replay replay a planning step per issue (the review's L2)
+    ("anthropic", 0, 0),   # Claude uses every reviewed SIS as it is
+    ("anthropic", 2, 2),   # ... and plans only the issues without one
+    ("cli", 2, 0),         # an agent CLI has no planner
+])
+def test_planning_counts_the_issues_the_backend_will_plan(tmp_path, capsys, backend, without_sis, calls):
+    """estimate charged a planner call for every issue whatever the backend: with reviewed
+    SIS and the anthropic backend (which plans none of them) or the cli backend, money and
+    minutes the run never spends."""
+    mission = _mission(tmp_path / "m")
+    toml = mission / "mission.toml"
+    agents = f'backend = "{backend}"\n' + ('cli = "claude-code"\n' if backend == "cli" else "")
+    toml.write_text(toml.read_text().replace("[agents]\n", "[agents]\n" + agents))
+    for i in range(1, without_sis + 1):
+        (mission / "issues" / f"{100 + i}-new.md").write_text(f"# New {i}\n\nNot planned yet.\n")
+    code, out, _ = _estimate(capsys, mission, "--json", "--backend-latency", "30")
+    assert code == 0
+    result = json.loads(out)
+    assert result["cost"]["planning"]["calls"] == calls
+    assert result["cost"]["planning"]["usd"] == pytest.approx(calls * 0.00425)
+    assert result["simulation"]["planning_seconds"] == -(-calls // 4) * 30  # 4 planners a wave

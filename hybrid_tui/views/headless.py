@@ -112,6 +112,40 @@ class JsonDisplay:
         self.out.flush()
 
 
+HEADLINE_CHARS = 300  # an event's message on one headless line, at most
+HEADLINE_FIRST_CHARS = 120  # of which its first line (a validation failure's "$ command")
+
+
+def _middle_cut(text: str, width: int) -> str:
+    if len(text) <= width:
+        return text
+    half = max(1, (width - 1) // 2)
+    return f"{text[:half]}…{text[-half:]}"
+
+
+def headline(message: str) -> str:
+    """An event's message as one short line: a validation failure carries up to 64 KB of
+    output, which made one headless line of thousands of characters. The first line (the
+    command) is kept, then as many of the last lines (where a tool says what failed) as fit,
+    with how many lines were left out; the whole text stays in the attempt's log
+    (``logs/<task>.<attempt>.log``), ``report`` and ``--json``."""
+    lines = [inert(line.strip()) for line in (message or "").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    head = _middle_cut(lines[0], HEADLINE_FIRST_CHARS)
+    room = HEADLINE_CHARS - len(head) - len(f" / [{len(lines)} more lines]")
+    tail: list[str] = []
+    for line in reversed(lines[1:]):
+        if len(line) + 3 > room:
+            if not tail:  # the last line, cut in the middle, rather than nothing of the end
+                tail.append(_middle_cut(line, max(1, room - 3)))
+            break
+        tail.insert(0, line)
+        room -= len(line) + 3
+    left_out = len(lines) - 1 - len(tail)
+    return " / ".join([head, *([f"[{left_out} more lines]"] if left_out else []), *tail])
+
+
 def ending_line(code: int, counts: dict[str, int], run_id: str) -> str:
     """The last line: the run's stored status, not "finished" for a run a policy paused (exit 3)."""
     run = queries.find_run(run_id)
@@ -136,7 +170,7 @@ class PlainDisplay:
                                      fields["high_seconds"], fields["tasks_left"])
                 self.out.write(f"{stamp} forecast: {text}\n")
                 continue
-            self.out.write(f"{stamp}{level} {row.kind}{who} {inert(row.message)}\n")
+            self.out.write(f"{stamp}{level} {row.kind}{who} {headline(row.message)}\n")
         self.out.flush()
 
     def finish(self, code: int, counts: dict[str, int], run_id: str) -> None:
@@ -160,7 +194,7 @@ class RichDisplay:
             if row.level in ("warning", "error") or row.kind.startswith(("run.", "attempt.succeeded")):
                 style = {"warning": "yellow", "error": "red"}.get(row.level, "")
                 who = f"[{row.task_id}] " if row.task_id else ""
-                self.progress.console.print(Text(inert(f"{row.kind} {who}{row.message}"), style=style))
+                self.progress.console.print(Text(f"{inert(row.kind)} {inert(who)}{headline(row.message)}", style=style))
         total = sum(counts.values())
         active = counts["running"] + counts["validating"] + counts["integrating"]
         problems = counts["failed"] + counts["blocked"] + counts["cancelled"]

@@ -1,5 +1,5 @@
 """What the coordinator and its workers share through the broker: the Celery app, the Redis
-keys, and the two messages (an attempt to run, its result).
+keys, and the messages (an attempt to run, its spend so far, its result).
 
 Room: runtime. Celery only carries work: the coordinator decides what runs where and when
 an attempt is over. Celery is used the way long attempts need: a message is acknowledged on
@@ -9,7 +9,10 @@ retry is the coordinator's decision, a new attempt with a new lease).
 
 Liveness stays with the coordinator: each attempt holds a lease key the coordinator sets
 when it sends the message and the worker renews every few seconds; a cancel is a flag key
-the worker polls. Results come back on one Redis list per run (``RPUSH``), read by the
+the worker polls. What the API billed the attempt so far (cumulative, after every turn) is
+on a spend key the worker writes and the coordinator reads while it waits and once more
+when it gives up on the attempt (a cancel, the timeout, a lapsed lease): no result comes
+back then, and the dollars are still recorded. Results come back on one Redis list per run (``RPUSH``), read by the
 coordinator: a result whose lease is not one it is waiting for is rejected.
 
 Secrets never travel: a message carries the task, the backend's name and the mission's
@@ -41,6 +44,16 @@ def lease_key(token: str) -> str:
 
 def cancel_key(token: str) -> str:
     return f"{KEY_PREFIX}:cancel:{token}"
+
+
+def spend_key(token: str) -> str:
+    return f"{KEY_PREFIX}:spend:{token}"
+
+
+def flag_seconds(lease_seconds: float) -> int:
+    """How long a cancel flag or a spend key outlives its last write: long past the lease, so
+    the other side reads it after an attempt ended; Redis forgets it by itself."""
+    return int(max(60.0, lease_seconds * 10))
 
 
 def results_key(run_id: str) -> str:
@@ -100,6 +113,14 @@ class AttemptOutcome(BaseModel):
     patch_b64: str = ""  # git diff --binary, base64
     log_text: str = ""
     started_at: float = 0.0
+
+
+class AttemptSpend(BaseModel):
+    """What the API billed a running attempt so far (cumulative), on its spend key."""
+
+    usage: dict[str, int] = Field(default_factory=dict)  # spec.models.Usage fields
+    cost_usd: float = 0.0
+    model: str = ""  # the model it is booked to, when the agent named one ("" : the one asked for)
 
 
 class WorkerAdvert(BaseModel):

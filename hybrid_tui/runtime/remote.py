@@ -11,6 +11,12 @@ for its result while the lease lives, and turns the worker's patch into the slot
 worktree through ``workspace.patches.check_and_apply``; validation and the exactly-once
 integration then run as for an in-process attempt.
 
+What the API bills an attempt's turns reaches the attempt's ``report_spend`` as on one
+machine: the worker writes it to the attempt's spend key after every turn, and the
+coordinator reads that key while it waits (every third of the lease) and once more when it
+gives up on the attempt (a cancel, the timeout, the run stopping, a lapsed lease), when no
+result comes back to carry it.
+
 A lease that lapses (a dead or cut-off worker, a message lost with Redis) ends the attempt
 ``interrupted`` (its own retry rule, not counted against the others) and the task is
 dispatched again. While Redis is unreachable, or just after it restarted (its run id
@@ -29,13 +35,13 @@ from typing import Any
 
 import anyio
 
-from hybrid_tui.agents.base import ImplementRequest, ImplementResult
+from hybrid_tui.agents.base import ImplementRequest, ImplementResult, SpendReport
 from hybrid_tui.spec.models import Usage
 from hybrid_tui.store import writes
 from hybrid_tui.workspace.patches import PatchRejected, check_and_apply, head_of
 from hybrid_tui.runtime.broker import (
-    TASK_NAME, AttemptMessage, AttemptOutcome, WorkerAdvert, WORKER_KEY_PATTERN, cancel_key, lease_key,
-    make_celery, redis_client, results_key, worker_queue,
+    TASK_NAME, AttemptMessage, AttemptOutcome, AttemptSpend, WorkerAdvert, WORKER_KEY_PATTERN, cancel_key,
+    flag_seconds, lease_key, make_celery, redis_client, results_key, spend_key, worker_queue,
 )
 from hybrid_tui.runtime.context import RunContext
 from hybrid_tui.vocabulary import escaped_secrets, may_hold_secret_value, secret_values
@@ -49,6 +55,31 @@ def carries_secret(msg: AttemptMessage) -> bool:
     return may_hold_secret_value(msg.model_dump_json(), escaped_secrets(secret_values()))
 START_LEASES = 3  # a message not yet picked up holds its lease this many lease periods
 SEND_PATIENCE_SECONDS = 60.0  # Redis away (restarting): keep trying to send this long
+
+
+class SpendWatch:
+    """An attempt's spend key, passed on to its ``report_spend`` each time it changed (the
+    worker writes the cumulative spend after every billed turn)."""
+
+    def __init__(self, pool: "WorkerPool", token: str, report: SpendReport | None) -> None:
+        self.pool = pool
+        self.token = token
+        self.report = report
+        self._last = b""
+
+    async def check(self) -> None:
+        if self.report is None:
+            return
+        body = await anyio.to_thread.run_sync(self.pool.read_spend, self.token)
+        if not body or body == self._last:
+            return
+        self._last = body
+        try:
+            spend = AttemptSpend.model_validate_json(body)
+            usage = Usage(**spend.usage)
+        except ValueError:  # not what a worker writes: nothing to record
+            return
+        self.report(usage, spend.cost_usd, spend.model or None)
 
 
 class NoWorkers(Exception):
@@ -239,19 +270,29 @@ class WorkerPool:
         except Exception:
             return None
 
+    def read_spend(self, token: str) -> bytes | None:
+        """The attempt's spend key (None: not written yet, or Redis away: read again later)."""
+        try:
+            return self.redis.get(spend_key(token))
+        except Exception:
+            return None
+
     def _drop_lease(self, token: str, celery_id: str, cancel: bool) -> None:
         try:
             self.redis.delete(lease_key(token))
             if cancel:
                 # Cooperative first: the worker polls this flag; a message not yet started is revoked.
-                self.redis.set(cancel_key(token), "1", ex=int(max(60.0, self.lease_seconds * 10)))
+                self.redis.set(cancel_key(token), "1", ex=flag_seconds(self.lease_seconds))
                 if celery_id:
                     self.celery.control.revoke(celery_id)
+            else:  # its result came, with the whole spend: the worker writes the key no more
+                self.redis.delete(spend_key(token))
         except Exception:  # Redis away: the lease lapses by itself, the worker's result is rejected
             pass
 
-    async def _await_outcome(self, token: str) -> AttemptOutcome | None:
-        """The attempt's result, or None once its lease lapsed."""
+    async def _await_outcome(self, token: str, spend: SpendWatch | None = None) -> AttemptOutcome | None:
+        """The attempt's result, or None once its lease lapsed; the spend the worker reported
+        meanwhile goes to ``spend`` at every check."""
         event = self._waiting[token]
         check = max(0.2, self.lease_seconds / 3)
         while True:
@@ -259,6 +300,8 @@ class WorkerPool:
                 await event.wait()
             if event.is_set():
                 return self._outcomes.pop(token)
+            if spend is not None:
+                await spend.check()
             alive = await anyio.to_thread.run_sync(self._lease_alive, token)
             if alive is None:
                 self.grace_until = time.monotonic() + self.lease_seconds
@@ -305,16 +348,20 @@ class WorkerPool:
                                    message=f"{request.task.task_id}: not sent to worker {worker}: the task or the "
                                            "mission configuration holds a credential (workers read their own)")
         self._waiting[token] = anyio.Event()
+        spend = SpendWatch(self, token, request.report_spend)
         celery_id = ""
         finished = False
         outcome: AttemptOutcome | None = None
         try:
             celery_id = await self._send_patiently(msg)
-            outcome = await self._await_outcome(token)
+            outcome = await self._await_outcome(token, spend)
             finished = True
         except anyio.get_cancelled_exc_class():
+            # Cancelled (the operator, the attempt's timeout, the run stopping): no result will
+            # come, so what the worker last reported billed is recorded now.
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self._drop_lease, token, celery_id, True)
+                await spend.check()
             raise
         except Exception as exc:  # Redis unreachable when sending: as a lost worker, run it again
             return ImplementResult(ok=False, model=request.model, failure_type="interrupted",
@@ -327,6 +374,7 @@ class WorkerPool:
         if outcome is not None and self.start_latencies is not None and attempt is not None:
             self.start_latencies.append(outcome.started_at - attempt.started)
         if outcome is None:
+            await spend.check()  # the turns a lost worker was billed for
             state = "lost" if worker in self.lost else "alive but silent"
             return ImplementResult(ok=False, model=request.model, failure_type="interrupted",
                                    message=f"lease lapsed: worker {worker} ({state}) stopped renewing it")

@@ -8,8 +8,10 @@ advertises itself (name, host, slots, backends) on a Redis key it renews. For ea
 the lease must still be the coordinator's (else the message is stale: dropped); the pinned
 base is fetched from the endpoint the coordinator named into this worker's cache and checked
 out in a worktree of its own; the backend implements the task there while the lease is
-renewed and the cancel flag watched; the change goes back as a binary patch with its base
-and tree ids on the run's results list. Secrets come from this process's environment only.
+renewed and the cancel flag watched, and what the API billed so far goes to the attempt's
+spend key after every turn (read by the coordinator even when no result comes back: a
+cancel, the timeout); the change goes back as a binary patch with its base and tree ids on
+the run's results list. Secrets come from this process's environment only.
 """
 
 from __future__ import annotations
@@ -27,19 +29,72 @@ import anyio
 
 from hybrid_tui.agents.base import AttemptLimits, ImplementRequest, ImplementResult
 from hybrid_tui.costs.pricing import PricingTable
-from hybrid_tui.spec.models import MissionFile, RecordedAttempt, SisTask
+from hybrid_tui.spec.models import MissionFile, RecordedAttempt, SisTask, Usage
 from hybrid_tui.workspace.patches import FetchError, checkout_base, make_patch, remove_worktree
 from hybrid_tui.workspace.sandbox import Sandbox
 from hybrid_tui.runtime.backends import make_backend
 from hybrid_tui.runtime.broker import (
-    TASK_NAME, WORKER_ADVERT_SECONDS, AttemptMessage, AttemptOutcome, WorkerAdvert, cancel_key, lease_key,
-    make_celery, redis_client, results_key, worker_key, worker_queue,
+    TASK_NAME, WORKER_ADVERT_SECONDS, AttemptMessage, AttemptOutcome, AttemptSpend, WorkerAdvert, cancel_key,
+    flag_seconds, lease_key, make_celery, redis_client, results_key, spend_key, worker_key, worker_queue,
 )
 
 ALL_BACKENDS = ("replay", "sim", "anthropic", "cli")
 MAX_LOG_CHARS = 200_000
 RESULT_PUSH_SECONDS = 300.0  # how long a finished attempt waits for Redis to come back
+SPEND_FLUSH_SECONDS = 10.0  # how long an ended attempt waits for its last spend to be written
 log = logging.getLogger("hybrid_tui.worker")
+
+
+class SpendPublisher:
+    """One attempt's spend so far on its Redis key (``broker.spend_key``): the request's
+    ``report_spend``. The implementer calls it on its own thread or loop after every billed
+    turn; it only hands the value to a writer thread (started at the first report), so a slow
+    or unreachable Redis never stalls the agent, and a failed write is logged, never the
+    attempt's failure. :meth:`close` writes the last value before the attempt's end is sent."""
+
+    def __init__(self, client: Any, msg: AttemptMessage) -> None:
+        self._client = client
+        self._key = spend_key(msg.token)
+        self._seconds = flag_seconds(msg.lease_seconds)
+        self._task = msg.task_id
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._pending: str | None = None
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def __call__(self, usage: Usage, cost_usd: float, model: str | None = None, /) -> None:
+        body = AttemptSpend(usage=usage.model_dump(), cost_usd=cost_usd, model=model or "").model_dump_json()
+        with self._lock:
+            self._pending = body
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._write, daemon=True, name=f"hybrid-spend-{self._task}")
+                self._thread.start()
+        self._wake.set()
+
+    def _write(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                body, self._pending, closed = self._pending, None, self._closed
+            if body is not None:  # the latest only: each report is cumulative
+                try:
+                    self._client.set(self._key, body, ex=self._seconds)
+                except Exception as exc:  # Redis away: the next turn's report (or close) writes it again
+                    with self._lock:
+                        self._pending = self._pending or body
+                    log.warning("worker: spend of %s not written: %s", self._task, exc)
+            if closed:
+                return
+
+    def close(self, timeout: float = SPEND_FLUSH_SECONDS) -> None:
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None:
+            thread.join(timeout)
 
 
 class Worker:
@@ -110,11 +165,13 @@ class Worker:
         renewer.start()
         worktree = self.work_dir / "worktrees" / msg.token
         started = time.time()
+        spend = SpendPublisher(self.redis, msg)
         try:
-            outcome = anyio.run(self._execute, msg, worktree, cancelled)
+            outcome = anyio.run(self._execute, msg, worktree, cancelled, spend)
         except Exception as exc:  # a bug here is the attempt's agent_error, not a dead worker thread
             outcome = self._outcome(msg, ok=False, failure_type="agent_error", message=f"worker {self.name}: {exc}")
         finally:
+            spend.close()
             done.set()
             renewer.join()
             remove_worktree(self.cache, worktree)
@@ -139,7 +196,8 @@ class Worker:
                 log.warning("worker %s: lease renewal of %s failed: %s", self.name, msg.task_id, exc)
             done.wait(interval)
 
-    async def _execute(self, msg: AttemptMessage, worktree: Path, cancelled: threading.Event) -> AttemptOutcome | None:
+    async def _execute(self, msg: AttemptMessage, worktree: Path, cancelled: threading.Event,
+                       report_spend: SpendPublisher | None = None) -> AttemptOutcome | None:
         try:
             await anyio.to_thread.run_sync(checkout_base, self.cache, msg.endpoint, msg.base, worktree)
         except FetchError as exc:
@@ -157,7 +215,7 @@ class Worker:
             sandbox=Sandbox(worktree, declared=spec.declared_files),
             log_path=log_path, cost_of=pricing.cost, limits=AttemptLimits(**msg.limits), feedback=msg.feedback,
             recorded=RecordedAttempt.model_validate_json(msg.recorded_json) if msg.recorded_json else None,
-            memory_cap_mb=msg.memory_cap_mb,
+            memory_cap_mb=msg.memory_cap_mb, report_spend=report_spend,
         )
         result: ImplementResult | None = None
         async with anyio.create_task_group() as tg:

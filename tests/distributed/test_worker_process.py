@@ -64,3 +64,32 @@ def test_cancel_flag_stops_the_agent_and_nothing_is_sent(redis_server, quickstar
     assert not runner.is_alive()
     assert client.llen(results_key("run-w")) == 0
     assert not (tmp_path / "w1" / "worktrees" / msg.token).exists()  # its worktree removed
+
+
+def test_spend_publisher_never_fails_the_attempt_when_redis_is_away(quickstart_copy, caplog):
+    """The implementer's ``report_spend`` on a worker returns at once whatever Redis does; a
+    write that fails is logged, and the last value is written again when the attempt ends."""
+    from hybrid_tui.runtime.broker import AttemptSpend, spend_key
+    from hybrid_tui.runtime.worker import SpendPublisher
+    from hybrid_tui.spec.models import Usage
+
+    class Flaky:
+        def __init__(self) -> None:
+            self.fail = True
+            self.written: dict[str, tuple[str, int]] = {}
+
+        def set(self, key: str, value: str, ex: int) -> None:
+            if self.fail:
+                raise ConnectionError("Redis is restarting")
+            self.written[key] = (value, ex)
+
+    client = Flaky()
+    msg = _message(quickstart_copy, pace=0.0)
+    publish = SpendPublisher(client, msg)
+    publish(Usage(input_tokens=10, output_tokens=2), 0.25)
+    wait_until(lambda: "not written" in caplog.text, 10, "the failed write to be logged")
+    client.fail = False
+    publish.close()
+    value, ex = client.written[spend_key(msg.token)]
+    spend = AttemptSpend.model_validate_json(value)
+    assert spend.usage["input_tokens"] == 10 and spend.cost_usd == 0.25 and spend.model == "" and ex >= 60

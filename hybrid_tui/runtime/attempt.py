@@ -55,6 +55,12 @@ def users_folders(ctx: RunContext) -> tuple[Path, ...]:
     return tuple(dict.fromkeys(folders))
 
 
+def held_files_message(refused: list[str]) -> str:
+    """The failure message of an attempt whose undeclared files other tasks hold (file_locked)."""
+    more = " …" if len(refused) > 5 else ""
+    return f"file_locked: {', '.join(refused[:5])}{more} held by another task"
+
+
 def _claim(loop: AttemptLoop, task_id: str, path: str) -> bool:
     """Sandbox callback for an undeclared file: runs the lock request on the loop thread."""
     try:
@@ -147,11 +153,8 @@ async def run_attempt(
                 # failed with git_conflict). Held by another task: file_locked, retried.
                 refused = [name for name in result.files_touched if not sandbox.allows(name)]
                 if refused:
-                    loop.finish_attempt(
-                        attempt, outcome="failed", failure_type="file_locked", result=result,
-                        message=f"file_locked: {', '.join(refused[:5])}{' …' if len(refused) > 5 else ''} "
-                                "held by another task",
-                    )
+                    loop.finish_attempt(attempt, outcome="failed", failure_type="file_locked", result=result,
+                                        message=held_files_message(refused))
                     return
             if ctx.repo is not None and spec.validation.commands and result.usage is not None and result.cost_usd:
                 # Stored before validation (seconds to minutes of subprocesses): a coordinator

@@ -30,7 +30,7 @@ import anyio
 
 from hybrid_tui.agents.base import BatchMember, ImplementRequest, ImplementResult
 from hybrid_tui.core.batching import cost_shares
-from hybrid_tui.runtime.attempt import implement, users_folders
+from hybrid_tui.runtime.attempt import held_files_message, implement, users_folders
 from hybrid_tui.runtime.context import AttemptLoop, Launch, RunContext
 from hybrid_tui.runtime.faults import crash_point
 from hybrid_tui.runtime.record import KNOWN_OPS_BACKENDS, recorded_attempt
@@ -193,9 +193,8 @@ async def run_batch(ctx: RunContext, loop: AttemptLoop, launch: Launch) -> None:
     refused = [path for path in files_of[leader.task_id]
                if path not in declared_paths and not loop.claim_file(leader.task_id, path)]
     if refused and parts[leader.task_id].ok:
-        parts[leader.task_id] = dataclasses.replace(
-            parts[leader.task_id], ok=False, failure_type="file_locked",
-            message=f"file_locked: {', '.join(refused[:5])}{' …' if len(refused) > 5 else ''} held by another task")
+        parts[leader.task_id] = dataclasses.replace(parts[leader.task_id], ok=False, failure_type="file_locked",
+                                                    message=held_files_message(refused))
     if ctx.repo is not None:
         # Each member's share stored before the members' validation runs (as attempt.py does):
         # a coordinator killed meanwhile left the interrupted rows at $0.

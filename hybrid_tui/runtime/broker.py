@@ -12,8 +12,9 @@ when it sends the message and the worker renews every few seconds; a cancel is a
 the worker polls. What the API billed the attempt so far (cumulative, after every turn) is
 on a spend key the worker writes and the coordinator reads while it waits and once more
 when it gives up on the attempt (a cancel, the timeout, a lapsed lease): no result comes
-back then, and the dollars are still recorded. Results come back on one Redis list per run (``RPUSH``), read by the
-coordinator: a result whose lease is not one it is waiting for is rejected.
+back then, and the dollars are still recorded. Results come back on one Redis list per run
+(``RPUSH``), read by the coordinator: a result whose lease is not one it is waiting for is
+rejected.
 
 Secrets never travel: a message carries the task, the backend's name and the mission's
 configuration (which names environment variables, never their values); each worker reads

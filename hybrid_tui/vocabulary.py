@@ -31,6 +31,7 @@ IN_FLIGHT_STATUSES = frozenset({"running", "validating", "integrating"})  # an a
 TERMINAL_STATUSES = frozenset({"done", "failed", "blocked", "cancelled", "rolled_back"})  # no attempt will come
 FINISHED_STATUSES = frozenset({"done", "rolled_back"})  # its work was integrated (and maybe reverted)
 UNSUCCESSFUL_STATUSES = frozenset({"failed", "blocked", "cancelled"})  # a run ending with one exits 1
+DEAD_STATUSES = TERMINAL_STATUSES - {"done"}  # never done without an operator; what a retry takes back
 RUN_STATUSES = ("created", "planning", "running", "paused", "stopped", "finished")
 LIVE_RUN_STATUSES = frozenset({"created", "planning", "running", "paused"})  # a coordinator may drive it
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from hybrid_tui.vocabulary import IN_FLIGHT_STATUSES, QUEUED_STATUSES, TERMINAL_STATUSES, TASK_STATUSES
+from hybrid_tui.vocabulary import DEAD_STATUSES, IN_FLIGHT_STATUSES, QUEUED_STATUSES, TERMINAL_STATUSES, TASK_STATUSES
 
 
 class TaskStatus(str, Enum):
@@ -41,7 +41,7 @@ QUEUED: frozenset[TaskStatus] = frozenset(map(TaskStatus, QUEUED_STATUSES))
 TERMINAL: frozenset[TaskStatus] = frozenset(map(TaskStatus, TERMINAL_STATUSES))
 #: A dependency in one of these states can never become done without an operator:
 #: its queued dependents are blocked.
-DEAD: frozenset[TaskStatus] = frozenset({S.FAILED, S.BLOCKED, S.CANCELLED, S.ROLLED_BACK})
+DEAD: frozenset[TaskStatus] = frozenset(map(TaskStatus, DEAD_STATUSES))
 
 #: Every legal transition. ``running -> done`` and ``validating -> done`` exist for shells
 #: that do not model the validating/integrating phases (the simulator, benchmarks).

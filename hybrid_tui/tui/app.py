@@ -30,11 +30,11 @@ from textual.worker import Worker, WorkerState
 from hybrid_tui.store import queries
 from hybrid_tui.store.db import Store
 from hybrid_tui.vocabulary import (
+    DEAD_STATUSES,
     EXIT_STOPPED,
     IN_FLIGHT_STATUSES,
     LIVE_RUN_STATUSES,
     QUEUED_STATUSES,
-    TERMINAL_STATUSES,
     coordinator_alive,
 )
 from hybrid_tui.tui.data import CostSummary, Delta, RunInfo, StoreView, human_duration, inert
@@ -675,9 +675,6 @@ class HybridApp(App[int]):
                 if rows[t].status == "failed" and rows[t].failure_type == kind]
         return same, f"every failed task with failure {kind or 'unknown'} ({len(same)})"
 
-    # What a retry control takes back (core: Scheduler.retry); a done task is refused.
-    RETRYABLE = TERMINAL_STATUSES - {"done"}
-
     def action_retry_bulk(self) -> None:
         targets, how = self.bulk_retry_targets()
         if not targets:
@@ -689,7 +686,7 @@ class HybridApp(App[int]):
         rows = self.tasks_pane.rows
         # Marked tasks that cannot be retried are left out and named (R asked to retry done
         # tasks, then every one came back refused).
-        left = [t for t in targets if rows[t].status not in self.RETRYABLE]
+        left = [t for t in targets if rows[t].status not in DEAD_STATUSES]  # what a retry takes back
         targets = [t for t in targets if t not in left]
         if not targets:
             self.notify(f"none of the {len(left)} marked task(s) can be retried (only failed, blocked, cancelled or "
